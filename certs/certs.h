@@ -1,0 +1,217 @@
+/* certs.h: everything about keys and certificates, shared by the sidecar, the
+ * control plane and the `certs` CLI.
+ *
+ * - loading PEM certificate chains and private keys (an encrypted key with a
+ *   password file too) and checking that a key matches its certificate;
+ * - inspecting a certificate (subject, SANs including SPIFFE URIs, serial,
+ *   validity, SHA-256 fingerprint);
+ * - building a client SSL_CTX from a cluster's TLS settings, and checking the
+ *   peer's names per connection;
+ * - describing a failed handshake in one sentence a user can act on;
+ * - issuing certificates (CA, leaf) for the CLI, the demo and the tests.
+ *
+ * Conventions: functions return 0 on success and -1 on failure; on failure
+ * they write a sentence a user can act on into `err` (at most `err_len`
+ * bytes, always NUL-terminated) and leave every output untouched. Private key
+ * material is never written into an error message. */
+#ifndef MS_CERTS_H
+#define MS_CERTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#define MS_ERR_LEN 512
+
+/* ---- inspection ---------------------------------------------------------- */
+
+typedef struct ms_cert_info {
+  char subject[256];    /* RFC 2253 one-line form, e.g. "CN=orders,O=shop" */
+  char issuer[256];
+  char serial_hex[80];  /* lowercase hex, no separators */
+  char sha256_hex[65];  /* fingerprint of the DER encoding, lowercase hex */
+  int64_t not_before;   /* unix seconds */
+  int64_t not_after;    /* unix seconds */
+  bool is_ca;
+  size_t san_count;
+  char **sans;          /* "DNS:name", "IP:1.2.3.4", "URI:spiffe://td/x", "EMAIL:a@b" */
+} ms_cert_info;
+
+/* ms_cert_info_init fills `out` from `cert`. Returns 0, or -1 when memory ran
+ * out. The caller releases `out` with ms_cert_info_cleanup. */
+int ms_cert_info_init(ms_cert_info *out, X509 *cert);
+
+/* ms_cert_info_cleanup releases what ms_cert_info_init allocated. Accepts a
+ * zeroed struct. */
+void ms_cert_info_cleanup(ms_cert_info *info);
+
+/* ms_cert_info_to_json returns a newly allocated JSON object text describing
+ * `info` (fields: subject, issuer, serial_number, sha256_fingerprint,
+ * valid_from, expiration_time (RFC 3339 UTC), days_until_expiration,
+ * subject_alt_names, is_ca), or NULL when memory ran out. Caller frees. */
+char *ms_cert_info_to_json(const ms_cert_info *info);
+
+/* ms_time_rfc3339 writes `unix_seconds` as "2026-11-23T10:00:00Z" into `buf`
+ * (at least 21 bytes). */
+void ms_time_rfc3339(int64_t unix_seconds, char *buf, size_t len);
+
+/* ---- loading ------------------------------------------------------------- */
+
+/* ms_file_read reads a whole file. On success *out_data (NUL-terminated,
+ * caller frees) and *out_len are set and 0 is returned. */
+int ms_file_read(const char *path, char **out_data, size_t *out_len, char *err, size_t err_len);
+
+/* ms_pem_parse_chain parses every certificate in `pem`. On success the caller
+ * owns *out_chain (leaf first, at least one certificate). `what` names the
+ * source in error messages (usually the path). */
+int ms_pem_parse_chain(const char *pem, size_t len, const char *what, STACK_OF(X509) **out_chain,
+                       char *err, size_t err_len);
+
+/* ms_pem_parse_key parses a private key. `password` may be NULL; an encrypted
+ * key without a password is an error that says so. Caller owns *out_key. */
+int ms_pem_parse_key(const char *pem, size_t len, const char *password, const char *what,
+                     EVP_PKEY **out_key, char *err, size_t err_len);
+
+/* ms_key_matches_cert returns true when `key` is the private half of the
+ * public key in `cert`. */
+bool ms_key_matches_cert(EVP_PKEY *key, X509 *cert);
+
+/* ---- client TLS contexts -------------------------------------------------- */
+
+/* The TLS settings of one upstream cluster: every nginx proxy_ssl_* knob.
+ * Paths are absolute. Strings are borrowed, not copied. */
+typedef struct ms_tls_settings {
+  const char *certificate;   /* client chain PEM; NULL: present no certificate */
+  const char *private_key;   /* required with certificate */
+  const char *password_file; /* NULL: key not encrypted */
+  const char *trusted_ca;    /* CA bundle PEM; required when verify is on */
+  const char *crl;           /* NULL: no revocation list */
+  bool verify;               /* verify the upstream's chain (and names) */
+  int verify_depth;          /* max intermediate certificates, like nginx */
+  uint16_t min_version;      /* TLS1_2_VERSION or TLS1_3_VERSION */
+  uint16_t max_version;
+  const char *ciphers;       /* TLS 1.2 cipher list; NULL: BoringSSL's default */
+  const char *curves;        /* "X25519:P-256"; NULL: default */
+  const uint8_t *alpn;       /* ALPN protocol list in wire format; NULL: none */
+  size_t alpn_len;
+  bool session_reuse;        /* offer cached sessions (resumption) */
+} ms_tls_settings;
+
+/* The bytes a context is made of, read from the files the settings name. */
+typedef struct ms_tls_material {
+  char *certificate_pem;
+  size_t certificate_len;
+  char *private_key_pem;
+  size_t private_key_len;
+  char *password;            /* first line of password_file, or NULL */
+  char *trusted_ca_pem;
+  size_t trusted_ca_len;
+  char *crl_pem;
+  size_t crl_len;
+  uint8_t digest[32];        /* SHA-256 over all the bytes above and the settings */
+} ms_tls_material;
+
+/* ms_tls_material_load reads every file `settings` names and computes the
+ * digest, so that two clusters with equal material can share one context and
+ * a reload can tell whether anything changed. Release with
+ * ms_tls_material_cleanup (which wipes the key bytes). */
+int ms_tls_material_load(const ms_tls_settings *settings, ms_tls_material *out, char *err,
+                         size_t err_len);
+void ms_tls_material_cleanup(ms_tls_material *material);
+
+/* ms_client_ctx_new builds a client SSL_CTX from `settings` and `material`
+ * and checks it: the key matches the certificate, the certificate is within
+ * its validity period, the CA bundle parses (and, with verify on, the client
+ * chain is not required to chain to it). Verification mode, depth, versions,
+ * ciphers, curves, ALPN, the trust store with the CRL, and alert capture for
+ * ms_tls_describe_failure are set on the context. The session cache of the
+ * context itself is off: callers keep their own (see the sidecar's
+ * session_cache.h) through SSL_CTX_sess_set_new_cb.
+ * On success the caller owns *out_ctx; when out_leaf is not NULL it receives
+ * the client certificate's info (zeroed when there is none) and the caller
+ * cleans it up; when out_cas is not NULL it receives a newly allocated array
+ * of the trusted CAs' infos (*out_ca_count entries). */
+int ms_client_ctx_new(const ms_tls_settings *settings, const ms_tls_material *material,
+                      SSL_CTX **out_ctx, ms_cert_info *out_leaf, ms_cert_info **out_cas,
+                      size_t *out_ca_count, char *err, size_t err_len);
+
+/* What one connection verifies of the peer's names. With match_sans set, the
+ * leaf certificate must carry one of them ("DNS:x" (wildcards allowed in the
+ * certificate), "IP:a.b.c.d", "URI:spiffe://td/ns/x/sa/y", exact); otherwise
+ * with `host` set, the leaf must be valid for that DNS name or IP literal.
+ * The struct and its strings must outlive the SSL object. */
+typedef struct ms_peer_check {
+  const char *host;
+  const char *const *match_sans;
+  size_t match_san_count;
+} ms_peer_check;
+
+/* ms_ssl_set_peer_check arranges for `check` to be enforced during the
+ * handshake of `ssl` (a no-op when the context does not verify). Returns 0,
+ * or -1 when memory ran out. */
+int ms_ssl_set_peer_check(SSL *ssl, const ms_peer_check *check);
+
+/* Why a handshake failed, as a stats label and the key of a hint. */
+typedef enum ms_tls_failure {
+  MS_TLS_FAILURE_OTHER = 0,          /* "handshake_failure" */
+  MS_TLS_FAILURE_SNI_REQUIRED,       /* "sni_required": alert 112/80 with no SNI sent */
+  MS_TLS_FAILURE_UNKNOWN_CA,         /* "unknown_ca": upstream chain not trusted */
+  MS_TLS_FAILURE_NAME_MISMATCH,      /* "name_mismatch": no SAN matched */
+  MS_TLS_FAILURE_EXPIRED,            /* "certificate_expired": upstream's, or ours (alert 45) */
+  MS_TLS_FAILURE_CLIENT_CERT,        /* "client_certificate_rejected": required or refused */
+  MS_TLS_FAILURE_PROTOCOL,           /* "protocol_version": no common version or cipher */
+  MS_TLS_FAILURE_CONNECTION_CLOSED,  /* "connection_closed": peer closed or reset mid-handshake */
+  MS_TLS_FAILURE_TIMEOUT,            /* "timeout": set by callers, never returned */
+  MS_TLS_FAILURE_COUNT
+} ms_tls_failure;
+
+/* ms_tls_failure_name returns the failure's label ("unknown_ca", ...). */
+const char *ms_tls_failure_name(ms_tls_failure failure);
+
+/* ms_tls_describe_failure writes one line describing why the handshake on
+ * `ssl` failed: BoringSSL's reason, the TLS alert by name and number (sent or
+ * received), the verification error, and a hint for the common cases: "the
+ * upstream may require SNI" (alert 112 unrecognized_name or 80
+ * internal_error with no SNI sent), unknown CA, name mismatch, expired
+ * certificate, client certificate required. `ssl_error` is what
+ * SSL_get_error returned; `sni_sent` tells whether SNI was sent. Drains the
+ * calling thread's BoringSSL error queue. Returns the failure's kind. */
+ms_tls_failure ms_tls_describe_failure(SSL *ssl, int ssl_error, bool sni_sent, char *buf,
+                                       size_t len);
+
+/* ---- issuing (CLI, demo, tests, control plane) ---------------------------- */
+
+typedef struct ms_issue_request {
+  const char *common_name;
+  const char *const *dns;   size_t dns_count;
+  const char *const *ips;   size_t ip_count;
+  const char *const *uris;  size_t uri_count;
+  bool client;              /* extendedKeyUsage clientAuth */
+  bool server;              /* extendedKeyUsage serverAuth */
+  int64_t not_before;       /* unix seconds; 0: now minus 5 minutes */
+  int64_t ttl_seconds;      /* validity from not_before + 5 min */
+} ms_issue_request;
+
+/* ms_ca_new makes a self-signed ECDSA P-256 CA certificate valid for
+ * `ttl_seconds`. Caller owns *out_cert and *out_key. */
+int ms_ca_new(const char *common_name, int64_t ttl_seconds, X509 **out_cert, EVP_PKEY **out_key,
+              char *err, size_t err_len);
+
+/* ms_cert_issue makes a new ECDSA P-256 key and a certificate for it signed
+ * by the CA, with a random 128-bit serial. Caller owns both outputs. */
+int ms_cert_issue(const ms_issue_request *request, X509 *ca_cert, EVP_PKEY *ca_key,
+                  X509 **out_cert, EVP_PKEY **out_key, char *err, size_t err_len);
+
+/* ms_pem_write_cert / ms_pem_write_key write PEM files atomically (a
+ * temporary file renamed into place); the key file gets mode 0600. */
+int ms_pem_write_cert(const char *path, X509 *cert, X509 *chain_next, char *err, size_t err_len);
+int ms_pem_write_key(const char *path, EVP_PKEY *key, char *err, size_t err_len);
+
+/* ms_duration_parse parses "90s", "15m", "24h", "30d" (or plain seconds).
+ * Returns 0 and sets *out_seconds, or -1 for anything else. */
+int ms_duration_parse(const char *text, int64_t *out_seconds);
+
+#endif

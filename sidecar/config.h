@@ -1,0 +1,138 @@
+/* config.h: the sidecar's JSON configuration, parsed and validated into an
+ * immutable structure before any connection sees it.
+ *
+ * Every default is filled in here, so the rest of the program never asks
+ * "was this set?". Every problem names its JSON path ("clusters[0].tls.
+ * verfiy_depth: unknown key; did you mean \"verify_depth\"?"), and loading
+ * reports all problems at once, not just the first. The README documents
+ * every key with its default; keep the two in step. */
+#ifndef MS_CONFIG_H
+#define MS_CONFIG_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "certs/certs.h"
+
+typedef enum ms_lb_policy {
+  MS_LB_ROUND_ROBIN = 0,   /* smooth weighted round robin, like nginx */
+  MS_LB_LEAST_CONNECTIONS, /* fewest active connections, weighted; ties by round robin */
+  MS_LB_RANDOM,            /* weighted random */
+} ms_lb_policy;
+
+typedef enum ms_listener_protocol {
+  MS_PROTOCOL_TCP = 0,
+  MS_PROTOCOL_HTTP,        /* reserved for HTTP mode; refused by validation for now */
+} ms_listener_protocol;
+
+/* A parsed "host:port" or "[v6]:port". */
+typedef struct ms_address {
+  char *text;              /* as written */
+  char *host;              /* without brackets */
+  uint16_t port;
+  bool host_is_ip;         /* host is an IPv4 or IPv6 literal */
+  struct sockaddr_storage sockaddr; /* valid when host_is_ip */
+  socklen_t sockaddr_len;
+} ms_address;
+
+typedef struct ms_endpoint_config {
+  ms_address address;
+  uint32_t weight;         /* default 1, 1..1000 */
+} ms_endpoint_config;
+
+typedef struct ms_outlier_config {
+  uint32_t consecutive_failures; /* default 3; 0 turns ejection off */
+  uint32_t base_ejection_ms;     /* default 5000; doubles per repeated ejection */
+  uint32_t max_ejection_ms;      /* default 300000 */
+} ms_outlier_config;
+
+typedef struct ms_cluster_tls_config {
+  ms_tls_settings settings;      /* paths made absolute; strings owned by the config */
+  char *server_name;             /* NULL: the endpoint's host name */
+  bool send_sni;                 /* default true */
+  char **match_subject_alt_names;/* "DNS:x", "URI:spiffe://...", "IP:a.b.c.d" */
+  size_t match_subject_alt_name_count;
+  char **alpn;                   /* protocol names, as written */
+  size_t alpn_count;
+  char **protocols;              /* as written: "TLSv1.2", "TLSv1.3" */
+  size_t protocol_count;
+  char **curves;
+  size_t curve_count;
+} ms_cluster_tls_config;
+
+typedef struct ms_cluster_config {
+  char *name;
+  ms_endpoint_config *endpoints;
+  size_t endpoint_count;
+  ms_lb_policy lb_policy;        /* default round_robin */
+  uint32_t connect_timeout_ms;   /* default 5000 */
+  uint32_t handshake_timeout_ms; /* default 10000 */
+  uint32_t max_connect_attempts; /* default 3: endpoints tried per client connection */
+  uint32_t dns_refresh_ms;       /* default 30000 */
+  ms_outlier_config outlier_detection;
+  ms_cluster_tls_config tls;     /* "tls" is required: this is an mTLS sidecar */
+} ms_cluster_config;
+
+typedef struct ms_listener_config {
+  char *name;
+  ms_address address;            /* must be an IP literal */
+  ms_listener_protocol protocol; /* default tcp */
+  char *cluster;                 /* names a cluster of this config */
+  size_t cluster_index;          /* index into ms_config.clusters */
+  uint32_t idle_timeout_ms;      /* default 3600000 (1 h, Envoy's TcpProxy default); 0: none */
+} ms_listener_config;
+
+typedef struct ms_config {
+  atomic_int refs;               /* shared by snapshots: see ms_config_up_ref */
+  char *path;                    /* absolute path of the file */
+  char *directory;               /* its folder: relative paths resolve here */
+  ms_address admin_address;      /* default 127.0.0.1:15000 */
+  uint32_t workers;              /* default 0 in the file: one per core; resolved here */
+  uint32_t drain_timeout_ms;     /* default 20000: SIGTERM waits this long for connections */
+  bool watch_certificates;       /* default true: reload when cert/key/CA files change */
+  ms_listener_config *listeners;
+  size_t listener_count;
+  ms_cluster_config *clusters;
+  size_t cluster_count;
+  char *json;                    /* the file's text, for /config_dump (keys redacted there) */
+} ms_config;
+
+/* A list of problems, each a line "json.path: what is wrong". */
+typedef struct ms_config_errors {
+  char **lines;
+  size_t count;
+} ms_config_errors;
+
+/* ms_config_load reads and validates the JSON file at `path`. On success
+ * returns 0 and the caller owns *out_config (free with ms_config_free). On
+ * failure returns -1, leaves *out_config untouched and fills `errors` with
+ * every problem found (the caller frees it with ms_config_errors_cleanup). */
+int ms_config_load(const char *path, ms_config **out_config, ms_config_errors *errors);
+
+/* ms_config_parse is ms_config_load on text already read; `path` is used to
+ * resolve relative paths and in messages. */
+int ms_config_parse(const char *json, const char *path, ms_config **out_config,
+                    ms_config_errors *errors);
+
+/* ms_config_up_ref takes one more reference and returns `config`. */
+ms_config *ms_config_up_ref(ms_config *config);
+
+/* ms_config_free drops a reference; the last one releases the config.
+ * Safe from any thread. Accepts NULL. */
+void ms_config_free(ms_config *config);
+
+void ms_config_errors_cleanup(ms_config_errors *errors);
+
+/* ms_lb_policy_name returns "round_robin", "least_connections" or "random". */
+const char *ms_lb_policy_name(ms_lb_policy policy);
+
+/* ms_address_parse parses "host:port" / "[v6]:port" into `out` (caller
+ * cleans up with ms_address_cleanup). Returns 0, or -1 with a reason in
+ * `err`. */
+int ms_address_parse(const char *text, ms_address *out, char *err, size_t err_len);
+void ms_address_cleanup(ms_address *address);
+
+#endif

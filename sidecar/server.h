@@ -1,0 +1,59 @@
+/* server.h: the main thread's object. It owns the configuration, the TLS
+ * contexts, the resolver and the file watchers, builds snapshots and
+ * publishes them to the workers, and answers the admin endpoint's questions.
+ * Every function here runs on the main thread unless it says otherwise. */
+#ifndef MS_SERVER_H
+#define MS_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sidecar/config.h"
+#include "sidecar/snapshot.h"
+#include "sidecar/stats.h"
+
+typedef struct ms_server ms_server;
+
+/* ms_server_new loads TLS contexts for `config`, binds every listener in
+ * every worker and starts the workers and the admin endpoint. Takes a
+ * reference to `config`. Returns 0 and sets *out, or a negative errno /
+ * -1 with a message in `err`. */
+int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len);
+
+/* ms_server_free stops workers and frees everything (after the loop ran the
+ * close callbacks). Accepts NULL. */
+void ms_server_free(ms_server *server);
+
+/* ms_server_snapshot returns the current snapshot with a new reference;
+ * the caller drops it with ms_snapshot_free. */
+ms_snapshot *ms_server_snapshot(ms_server *server);
+
+/* ms_server_stats_sum fills `out` with the sum of every worker's counters
+ * and the main thread's. */
+void ms_server_stats_sum(ms_server *server, ms_stats *out);
+
+/* ms_server_is_ready: listeners bound and every cluster has a TLS context. */
+bool ms_server_is_ready(ms_server *server);
+
+/* ms_server_info: fields of /server_info. */
+typedef struct ms_server_info {
+  const char *version;
+  const char *state;       /* "LIVE", "DRAINING" */
+  int64_t uptime_seconds;
+  uint32_t workers;
+  const char *config_path;
+} ms_server_info;
+void ms_server_get_info(ms_server *server, ms_server_info *out);
+
+/* ms_server_reload re-reads every certificate, key and CA file and
+ * publishes new contexts for what changed. A context that fails its checks
+ * is refused and the old one kept (the error shows in /clusters and
+ * /certs). Returns the number of contexts rebuilt, or -1 if any failed. */
+int ms_server_reload(ms_server *server);
+
+/* ms_server_shutdown stops accepting, lets connections drain for up to
+ * `drain_ms`, then stops the loop. Safe to call twice. */
+void ms_server_shutdown(ms_server *server, uint32_t drain_ms);
+
+#endif
