@@ -39,7 +39,7 @@ bool ms_server_is_ready(ms_server *server);
 /* ms_server_info: fields of /server_info. */
 typedef struct ms_server_info {
   const char *version;
-  const char *state;       /* "LIVE", "DRAINING" */
+  const char *state; /* "LIVE", "DRAINING" */
   int64_t uptime_seconds;
   uint32_t workers;
   const char *config_path;

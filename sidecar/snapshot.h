@@ -26,10 +26,10 @@ typedef struct ms_endpoint_state {
   atomic_llong connect_failures;
   atomic_llong handshake_failures;
   atomic_uint consecutive_failures;
-  atomic_uint ejection_count;       /* times ejected in a row; reset by a success */
-  atomic_llong ejected_until_ms;    /* uv_now-style monotonic ms; 0: not ejected */
+  atomic_uint ejection_count;    /* times ejected in a row; reset by a success */
+  atomic_llong ejected_until_ms; /* uv_now-style monotonic ms; 0: not ejected */
   atomic_llong total_ejections;
-  pthread_mutex_t last_error_lock;  /* taken only on failures and by the admin */
+  pthread_mutex_t last_error_lock; /* taken only on failures and by the admin */
   char last_error[320];
 } ms_endpoint_state;
 
@@ -44,28 +44,28 @@ void ms_endpoint_state_set_error(ms_endpoint_state *state, const char *message);
 void ms_endpoint_state_get_error(ms_endpoint_state *state, char *buf, size_t len);
 
 typedef struct ms_endpoint {
-  const ms_endpoint_config *config;  /* borrowed from the snapshot's config */
-  ms_endpoint_state *state;          /* reference held */
-  struct sockaddr_storage *addrs;    /* resolved addresses; empty until resolved */
+  const ms_endpoint_config *config; /* borrowed from the snapshot's config */
+  ms_endpoint_state *state;         /* reference held */
+  struct sockaddr_storage *addrs;   /* resolved addresses; empty until resolved */
   size_t addr_count;
 } ms_endpoint;
 
 typedef struct ms_cluster {
-  const ms_cluster_config *config;   /* borrowed from the snapshot's config */
+  const ms_cluster_config *config; /* borrowed from the snapshot's config */
   size_t index;
-  ms_tls_context *tls;               /* reference held; NULL if it never built */
-  char *tls_error;                   /* last refused reload of this cluster, or NULL */
-  ms_peer_check *peer_checks;        /* one per endpoint: the names verified */
-  const char **server_names;         /* one per endpoint: SNI sent, NULL for none */
+  ms_tls_context *tls;        /* reference held; NULL if it never built */
+  char *tls_error;            /* last refused reload of this cluster, or NULL */
+  ms_peer_check *peer_checks; /* one per endpoint: the names verified */
+  const char **server_names;  /* one per endpoint: SNI sent, NULL for none */
   ms_endpoint *endpoints;
   size_t endpoint_count;
 } ms_cluster;
 
 typedef struct ms_snapshot {
   atomic_int refs;
-  uint64_t version;                  /* 1, 2, ...: one more per publication */
-  ms_config *config;                 /* reference held */
-  ms_cluster *clusters;              /* config->cluster_count entries, same order */
+  uint64_t version;     /* 1, 2, ...: one more per publication */
+  ms_config *config;    /* reference held */
+  ms_cluster *clusters; /* config->cluster_count entries, same order */
   size_t cluster_count;
 } ms_snapshot;
 

@@ -11,23 +11,23 @@
 #include "certs/certs.h"
 
 /* X(name, help): every counter, in /stats and /stats/prometheus order. */
-#define MS_STATS_COUNTERS(X)                                                                  \
-  X(downstream_cx_total, "client connections accepted")                                       \
-  X(downstream_cx_active, "client connections open now (gauge)")                              \
-  X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left")      \
-  X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                     \
-  X(upstream_cx_total, "upstream connections attempted")                                      \
-  X(upstream_cx_connect_fail, "upstream TCP connects that failed")                            \
-  X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                      \
-  X(upstream_cx_retry, "client connections moved to another endpoint")                        \
-  X(upstream_cx_destroy_remote, "upstream connections closed or reset by the upstream")       \
-  X(ssl_handshake, "upstream TLS handshakes completed")                                       \
-  X(ssl_session_reused, "handshakes that resumed a session")                                  \
-  X(ssl_handshake_full, "handshakes that did not resume a session")                           \
-  X(ssl_connection_error, "upstream TLS handshakes that failed")                              \
-  X(bytes_sent_upstream, "plaintext bytes relayed from clients to upstreams")                 \
-  X(bytes_received_upstream, "plaintext bytes relayed from upstreams to clients")             \
-  X(tls_reload_success, "TLS contexts rebuilt after a certificate change")                    \
+#define MS_STATS_COUNTERS(X)                                                             \
+  X(downstream_cx_total, "client connections accepted")                                  \
+  X(downstream_cx_active, "client connections open now (gauge)")                         \
+  X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left") \
+  X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                \
+  X(upstream_cx_total, "upstream connections attempted")                                 \
+  X(upstream_cx_connect_fail, "upstream TCP connects that failed")                       \
+  X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                 \
+  X(upstream_cx_retry, "client connections moved to another endpoint")                   \
+  X(upstream_cx_destroy_remote, "upstream connections closed or reset by the upstream")  \
+  X(ssl_handshake, "upstream TLS handshakes completed")                                  \
+  X(ssl_session_reused, "handshakes that resumed a session")                             \
+  X(ssl_handshake_full, "handshakes that did not resume a session")                      \
+  X(ssl_connection_error, "upstream TLS handshakes that failed")                         \
+  X(bytes_sent_upstream, "plaintext bytes relayed from clients to upstreams")            \
+  X(bytes_received_upstream, "plaintext bytes relayed from upstreams to clients")        \
+  X(tls_reload_success, "TLS contexts rebuilt after a certificate change")               \
   X(tls_reload_failure, "certificate changes refused (old context kept)")
 
 typedef struct ms_stats {
@@ -38,9 +38,9 @@ typedef struct ms_stats {
 } ms_stats;
 
 /* MS_STAT_ADD bumps a counter of a worker's own ms_stats. */
-#define MS_STAT_ADD(stats, field, n)                                                          \
-  atomic_store_explicit(&(stats)->field,                                                      \
-                        atomic_load_explicit(&(stats)->field, memory_order_relaxed) + (n),    \
+#define MS_STAT_ADD(stats, field, n)                                                       \
+  atomic_store_explicit(&(stats)->field,                                                   \
+                        atomic_load_explicit(&(stats)->field, memory_order_relaxed) + (n), \
                         memory_order_relaxed)
 
 /* ms_stats_add adds every counter of `from` into `into` (admin thread). */

@@ -15,16 +15,16 @@
 
 typedef struct ms_tls_context {
   atomic_int refs;
-  uint64_t generation;            /* 1, 2, ...: one more for every context built */
+  uint64_t generation; /* 1, 2, ...: one more for every context built */
   SSL_CTX *ssl_ctx;
-  uint8_t digest[32];             /* of the material: equal digests, same context */
-  int64_t built_at;               /* unix seconds */
-  char *certificate_path;         /* for /certs; NULL without a client certificate */
+  uint8_t digest[32];     /* of the material: equal digests, same context */
+  int64_t built_at;       /* unix seconds */
+  char *certificate_path; /* for /certs; NULL without a client certificate */
   char *trusted_ca_path;
-  ms_cert_info leaf;              /* zeroed without a client certificate */
+  ms_cert_info leaf; /* zeroed without a client certificate */
   ms_cert_info *cas;
   size_t ca_count;
-  atomic_llong active_connections;/* connections holding this context now */
+  atomic_llong active_connections;      /* connections holding this context now */
   struct ms_tls_context *registry_next; /* main thread's list of live contexts */
   struct ms_tls_context *registry_prev;
 } ms_tls_context;

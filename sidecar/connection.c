@@ -1,0 +1,660 @@
+#include "sidecar/connection.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "sidecar/log.h"
+#include "sidecar/net.h"
+
+#define MS_READS_PER_EVENT 16
+
+typedef enum ms_conn_state {
+  MS_CONN_CONNECTING,
+  MS_CONN_HANDSHAKING,
+  MS_CONN_PROXYING,
+  MS_CONN_CLOSING,
+} ms_conn_state;
+
+/* Bytes one side produced that the other could not take yet. At most one
+ * read's worth per direction: while it is not empty, the producing side is
+ * not read (back-pressure). Allocated only while in use, so an idle
+ * connection holds no buffer. */
+typedef struct pending {
+  char *data;
+  size_t len;
+  size_t offset;
+} pending;
+
+struct ms_conn {
+  ms_worker *worker;
+  ms_conn *prev, *next;
+  ms_conn_state state;
+  ms_snapshot *snapshot; /* reference held */
+  size_t listener_index;
+  const ms_cluster *cluster; /* in `snapshot` */
+
+  int client_fd;
+  uv_poll_t client_poll;
+  int client_events;
+  int upstream_fd;
+  uv_poll_t upstream_poll;
+  int upstream_events;
+  bool upstream_poll_open;
+  uv_timer_t timer; /* connect, handshake or idle timeout */
+  int open_handles;
+
+  size_t endpoint_index;
+  bool endpoint_counted; /* holds one of the endpoint's active_connections */
+  uint64_t tried;        /* endpoints tried, bit per index */
+  uint32_t attempts;
+  char endpoint_address[64]; /* the socket address dialled */
+
+  ms_tls_context *tls; /* reference held, counted in active_connections */
+  SSL *ssl;
+  uint64_t session_key;
+  bool sni_sent;
+
+  pending to_upstream;
+  pending to_client;
+  bool client_eof;       /* the client sent FIN */
+  bool upstream_eof;     /* close_notify or FIN from the upstream */
+  bool client_shut;      /* we sent FIN to the client */
+  bool upstream_shut;    /* we sent close_notify and FIN to the upstream */
+  bool shutdown_pending; /* close_notify waits for the socket */
+  bool read_wants_write; /* SSL_read needs the socket writable */
+  uint64_t last_activity;
+};
+
+static void on_client_event(uv_poll_t *poll, int status, int events);
+static void on_upstream_event(uv_poll_t *poll, int status, int events);
+static void on_timer(uv_timer_t *timer);
+static void attempt_next(ms_conn *conn);
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static const ms_listener_config *listener_of(const ms_conn *conn) {
+  return &conn->snapshot->config->listeners[conn->listener_index];
+}
+
+static const char *endpoint_text(const ms_conn *conn) {
+  return conn->cluster->endpoints[conn->endpoint_index].config->address.text;
+}
+
+static ms_endpoint_state *endpoint_state(const ms_conn *conn) {
+  return conn->cluster->endpoints[conn->endpoint_index].state;
+}
+
+static void set_events(uv_poll_t *poll, int *current, int wanted, uv_poll_cb callback) {
+  if (wanted == *current) return;
+  *current = wanted;
+  if (wanted == 0)
+    uv_poll_stop(poll);
+  else
+    uv_poll_start(poll, wanted, callback);
+}
+
+static int pending_store(pending *p, const char *data, size_t len) {
+  p->data = malloc(len);
+  if (p->data == NULL) return -1;
+  memcpy(p->data, data, len);
+  p->len = len;
+  p->offset = 0;
+  return 0;
+}
+
+static void pending_clear(pending *p) {
+  free(p->data);
+  memset(p, 0, sizeof(*p));
+}
+
+static void release_endpoint(ms_conn *conn) {
+  if (!conn->endpoint_counted) return;
+  conn->endpoint_counted = false;
+  atomic_fetch_sub_explicit(&endpoint_state(conn)->active_connections, 1, memory_order_relaxed);
+}
+
+static void release_tls(ms_conn *conn) {
+  if (conn->ssl) {
+    SSL_free(conn->ssl);
+    conn->ssl = NULL;
+  }
+  if (conn->tls) {
+    atomic_fetch_sub_explicit(&conn->tls->active_connections, 1, memory_order_relaxed);
+    ms_tls_context_free(conn->tls);
+    conn->tls = NULL;
+  }
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void conn_free(ms_conn *conn) {
+  if (conn->client_fd >= 0) close(conn->client_fd);
+  if (conn->upstream_fd >= 0) close(conn->upstream_fd);
+  release_tls(conn);
+  release_endpoint(conn);
+  pending_clear(&conn->to_upstream);
+  pending_clear(&conn->to_client);
+  ms_snapshot_free(conn->snapshot);
+  free(conn);
+}
+
+static void on_handle_closed(uv_handle_t *handle) {
+  ms_conn *conn = handle->data;
+  if (--conn->open_handles == 0) conn_free(conn);
+}
+
+void ms_conn_close(ms_conn *conn) {
+  if (conn->state == MS_CONN_CLOSING) return;
+  conn->state = MS_CONN_CLOSING;
+  ms_worker *worker = conn->worker;
+  if (conn->prev)
+    conn->prev->next = conn->next;
+  else
+    worker->connections = conn->next;
+  if (conn->next) conn->next->prev = conn->prev;
+  atomic_fetch_sub_explicit(&worker->connection_count, 1, memory_order_relaxed);
+  MS_STAT_ADD(&worker->stats, downstream_cx_active, -1);
+  uv_close((uv_handle_t *)&conn->client_poll, on_handle_closed);
+  uv_close((uv_handle_t *)&conn->timer, on_handle_closed);
+  if (conn->upstream_poll_open && !uv_is_closing((uv_handle_t *)&conn->upstream_poll))
+    uv_close((uv_handle_t *)&conn->upstream_poll, on_handle_closed);
+}
+
+/* ---- start and endpoint attempts ---------------------------------------- */
+
+void ms_conn_start(ms_worker *worker, int fd, size_t listener_index) {
+  ms_conn *conn = calloc(1, sizeof(*conn));
+  if (conn == NULL || uv_poll_init(&worker->loop, &conn->client_poll, fd) != 0) {
+    ms_log(MS_LOG_ERROR, "out of memory accepting a connection; closing it");
+    free(conn);
+    close(fd);
+    return;
+  }
+  conn->worker = worker;
+  conn->client_fd = fd;
+  conn->upstream_fd = -1;
+  conn->listener_index = listener_index;
+  conn->snapshot = ms_snapshot_up_ref(worker->snapshot);
+  conn->client_poll.data = conn;
+  uv_timer_init(&worker->loop, &conn->timer);
+  conn->timer.data = conn;
+  conn->open_handles = 2;
+  conn->state = MS_CONN_CONNECTING;
+  conn->next = worker->connections;
+  if (worker->connections) worker->connections->prev = conn;
+  worker->connections = conn;
+  atomic_fetch_add_explicit(&worker->connection_count, 1, memory_order_relaxed);
+  MS_STAT_ADD(&worker->stats, downstream_cx_total, 1);
+  MS_STAT_ADD(&worker->stats, downstream_cx_active, 1);
+  attempt_next(conn);
+}
+
+static void give_up(ms_conn *conn, const char *why) {
+  MS_STAT_ADD(&conn->worker->stats, downstream_cx_no_endpoint, 1);
+  ms_log(MS_LOG_WARN, "connection closed: listener=%s cluster=%s: %s", listener_of(conn)->name,
+         conn->cluster->config->name, why);
+  ms_conn_close(conn);
+}
+
+static void on_upstream_closed_for_retry(uv_handle_t *handle) {
+  ms_conn *conn = handle->data;
+  conn->upstream_poll_open = false;
+  close(conn->upstream_fd);
+  conn->upstream_fd = -1;
+  if (--conn->open_handles == 0) {
+    conn_free(conn);
+    return;
+  }
+  if (conn->state != MS_CONN_CLOSING) attempt_next(conn);
+}
+
+/* A connect or handshake failed: count it against the endpoint, then try
+ * another endpoint once the upstream socket's handle has closed. */
+static void attempt_failed(ms_conn *conn, bool handshake, const char *message) {
+  ms_endpoint_state *state = endpoint_state(conn);
+  atomic_fetch_add_explicit(handshake ? &state->handshake_failures : &state->connect_failures, 1,
+                            memory_order_relaxed);
+  ms_endpoint_state_set_error(state, message);
+  uint32_t ejected_ms = ms_endpoint_record_failure(conn->cluster, conn->endpoint_index,
+                                                   (int64_t)uv_now(&conn->worker->loop));
+  if (ejected_ms)
+    ms_log(MS_LOG_WARN,
+           "endpoint ejected: cluster=%s endpoint=%s for %u ms after %u failures in a row",
+           conn->cluster->config->name, endpoint_text(conn), ejected_ms,
+           conn->cluster->config->outlier_detection.consecutive_failures);
+  release_tls(conn);
+  release_endpoint(conn);
+  uv_timer_stop(&conn->timer);
+  conn->upstream_events = 0;
+  conn->state = MS_CONN_CONNECTING;
+  if (conn->attempts < conn->cluster->config->max_connect_attempts)
+    MS_STAT_ADD(&conn->worker->stats, upstream_cx_retry, 1);
+  uv_close((uv_handle_t *)&conn->upstream_poll, on_upstream_closed_for_retry);
+}
+
+static void connect_failed(ms_conn *conn, int error) {
+  char message[256];
+  snprintf(message, sizeof(message), "connect failed: %s", strerror(-error));
+  MS_STAT_ADD(&conn->worker->stats, upstream_cx_connect_fail, 1);
+  ms_log(MS_LOG_WARN, "connect failed: cluster=%s endpoint=%s address=%s: %s",
+         conn->cluster->config->name, endpoint_text(conn), conn->endpoint_address,
+         strerror(-error));
+  attempt_failed(conn, false, message);
+}
+
+static void attempt_next(ms_conn *conn) {
+  ms_worker *worker = conn->worker;
+  /* Nothing has reached any upstream yet: a retry may as well use the
+   * newest snapshot. */
+  if (conn->snapshot != worker->snapshot) {
+    ms_snapshot_free(conn->snapshot);
+    conn->snapshot = ms_snapshot_up_ref(worker->snapshot);
+  }
+  const ms_listener_config *listener = listener_of(conn);
+  conn->cluster = &conn->snapshot->clusters[listener->cluster_index];
+  const ms_cluster *cluster = conn->cluster;
+  if (cluster->tls == NULL) {
+    give_up(conn, "the cluster has no usable TLS context (see /clusters)");
+    return;
+  }
+  if (conn->attempts >= cluster->config->max_connect_attempts) {
+    char why[96];
+    snprintf(why, sizeof(why), "no endpoint left after %u attempts", conn->attempts);
+    give_up(conn, why);
+    return;
+  }
+  size_t index = ms_balancer_pick(&worker->balancers[cluster->index], cluster, conn->tried,
+                                  (int64_t)uv_now(&worker->loop));
+  if (index == MS_NO_ENDPOINT) {
+    give_up(conn, conn->attempts ? "no endpoint left to try" : "no endpoint available");
+    return;
+  }
+  conn->attempts++;
+  if (index < 64) conn->tried |= 1ULL << index;
+  conn->endpoint_index = index;
+  const ms_endpoint *endpoint = &cluster->endpoints[index];
+  const struct sockaddr *address =
+      (const struct sockaddr *)&endpoint->addrs[worker->address_cursor++ % endpoint->addr_count];
+  ms_net_format(address, conn->endpoint_address, sizeof(conn->endpoint_address));
+
+  atomic_fetch_add_explicit(&endpoint->state->active_connections, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&endpoint->state->total_connections, 1, memory_order_relaxed);
+  conn->endpoint_counted = true;
+  MS_STAT_ADD(&worker->stats, upstream_cx_total, 1);
+
+  int fd = ms_net_connect(address);
+  if (fd >= 0 && uv_poll_init(&worker->loop, &conn->upstream_poll, fd) != 0) {
+    close(fd);
+    fd = -ENOMEM;
+  }
+  if (fd < 0) {
+    /* No handle to close: record the failure and go straight on. */
+    MS_STAT_ADD(&worker->stats, upstream_cx_connect_fail, 1);
+    ms_log(MS_LOG_WARN, "connect failed: cluster=%s endpoint=%s address=%s: %s",
+           cluster->config->name, endpoint->config->address.text, conn->endpoint_address,
+           strerror(-fd));
+    atomic_fetch_add_explicit(&endpoint->state->connect_failures, 1, memory_order_relaxed);
+    ms_endpoint_record_failure(cluster, index, (int64_t)uv_now(&worker->loop));
+    release_endpoint(conn);
+    attempt_next(conn);
+    return;
+  }
+  conn->upstream_fd = fd;
+  conn->upstream_poll.data = conn;
+  conn->upstream_poll_open = true;
+  conn->open_handles++;
+  conn->upstream_events = 0;
+  set_events(&conn->upstream_poll, &conn->upstream_events, UV_WRITABLE, on_upstream_event);
+  uv_timer_start(&conn->timer, on_timer, cluster->config->connect_timeout_ms, 0);
+}
+
+/* ---- TLS handshake ------------------------------------------------------ */
+
+static void start_proxying(ms_conn *conn);
+static void do_handshake(ms_conn *conn);
+
+static void start_tls(ms_conn *conn) {
+  const ms_cluster *cluster = conn->cluster;
+  size_t index = conn->endpoint_index;
+  conn->tls = ms_tls_context_up_ref(cluster->tls);
+  atomic_fetch_add_explicit(&conn->tls->active_connections, 1, memory_order_relaxed);
+  conn->ssl = SSL_new(conn->tls->ssl_ctx);
+  if (conn->ssl == NULL || !SSL_set_fd(conn->ssl, conn->upstream_fd)) {
+    ERR_clear_error();
+    attempt_failed(conn, true, "out of memory starting TLS");
+    return;
+  }
+  SSL_set_connect_state(conn->ssl);
+  SSL_set_app_data(conn->ssl, conn);
+  const char *server_name = cluster->server_names[index];
+  conn->sni_sent = server_name != NULL;
+  if (server_name) SSL_set_tlsext_host_name(conn->ssl, server_name);
+  if (ms_ssl_set_peer_check(conn->ssl, &cluster->peer_checks[index]) != 0) {
+    attempt_failed(conn, true, "out of memory starting TLS");
+    return;
+  }
+  if (cluster->config->tls.settings.session_reuse) {
+    conn->session_key = ms_session_cache_key(conn->tls->generation, cluster->config->name,
+                                             conn->endpoint_address, server_name);
+    SSL_SESSION *session = ms_session_cache_take(conn->worker->sessions, conn->session_key);
+    if (session) {
+      SSL_set_session(conn->ssl, session);
+      SSL_SESSION_free(session);
+    }
+  }
+  conn->state = MS_CONN_HANDSHAKING;
+  uv_timer_start(&conn->timer, on_timer, cluster->config->handshake_timeout_ms, 0);
+  do_handshake(conn);
+}
+
+static void handshake_failed(ms_conn *conn, ms_tls_failure failure, const char *description) {
+  ms_worker *worker = conn->worker;
+  MS_STAT_ADD(&worker->stats, ssl_connection_error, 1);
+  MS_STAT_ADD(&worker->stats, handshake_failure[failure], 1);
+  const char *sni = conn->cluster->server_names[conn->endpoint_index];
+  char line[640];
+  snprintf(line, sizeof(line), "handshake failed: cluster=%s endpoint=%s sni=%s reason=%s: %s",
+           conn->cluster->config->name, endpoint_text(conn), sni ? sni : "none",
+           ms_tls_failure_name(failure), description);
+  ms_log(MS_LOG_ERROR, "%s", line);
+  attempt_failed(conn, true, line + strlen("handshake failed: "));
+}
+
+static void do_handshake(ms_conn *conn) {
+  int rc = SSL_do_handshake(conn->ssl);
+  if (rc == 1) {
+    start_proxying(conn);
+    return;
+  }
+  int error = SSL_get_error(conn->ssl, rc);
+  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
+    set_events(&conn->upstream_poll, &conn->upstream_events,
+               error == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE, on_upstream_event);
+    return;
+  }
+  char description[480];
+  ms_tls_failure failure =
+      ms_tls_describe_failure(conn->ssl, error, conn->sni_sent, description, sizeof(description));
+  handshake_failed(conn, failure, description);
+}
+
+int ms_conn_on_new_session(SSL *ssl, SSL_SESSION *session) {
+  ms_conn *conn = SSL_get_app_data(ssl);
+  if (conn == NULL || conn->session_key == 0) return 0;
+  ms_session_cache_put(conn->worker->sessions, conn->session_key, session);
+  return 1;
+}
+
+/* ---- relaying ----------------------------------------------------------- */
+
+static void update_polls(ms_conn *conn) {
+  int client = 0, upstream = 0;
+  if (!conn->client_eof && conn->to_upstream.len == 0 && !conn->shutdown_pending)
+    client |= UV_READABLE;
+  if (conn->to_client.len) client |= UV_WRITABLE;
+  if (!conn->upstream_eof && conn->to_client.len == 0) upstream |= UV_READABLE;
+  if (conn->to_upstream.len || conn->shutdown_pending || conn->read_wants_write)
+    upstream |= UV_WRITABLE;
+  set_events(&conn->client_poll, &conn->client_events, client, on_client_event);
+  set_events(&conn->upstream_poll, &conn->upstream_events, upstream, on_upstream_event);
+}
+
+static bool finished(const ms_conn *conn) {
+  return conn->client_eof && conn->upstream_shut && conn->to_upstream.len == 0 &&
+         conn->upstream_eof && conn->client_shut && conn->to_client.len == 0;
+}
+
+static void fail_relay(ms_conn *conn, const char *what) {
+  ERR_clear_error();
+  ms_log(MS_LOG_DEBUG, "connection closed: cluster=%s endpoint=%s: %s", conn->cluster->config->name,
+         endpoint_text(conn), what);
+  ms_conn_close(conn);
+}
+
+/* Sends close_notify and FIN once the client has finished and everything
+ * it sent is through. Returns false when the connection was closed. */
+static bool shutdown_upstream(ms_conn *conn) {
+  if (!conn->client_eof || conn->to_upstream.len || conn->upstream_shut) return true;
+  int rc = SSL_shutdown(conn->ssl);
+  if (rc < 0) {
+    int error = SSL_get_error(conn->ssl, rc);
+    if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
+      conn->shutdown_pending = true;
+      return true;
+    }
+    fail_relay(conn, "sending close_notify failed");
+    return false;
+  }
+  conn->shutdown_pending = false;
+  conn->upstream_shut = true;
+  shutdown(conn->upstream_fd, SHUT_WR);
+  return true;
+}
+
+/* Writes what is pending for the upstream. Returns 1 when it is all
+ * through, 0 when the socket is full, -1 when the connection was closed. */
+static int flush_to_upstream(ms_conn *conn) {
+  pending *p = &conn->to_upstream;
+  if (p->len == 0) return 1;
+  int rc = SSL_write(conn->ssl, p->data, (int)p->len);
+  if (rc > 0) {
+    pending_clear(p);
+    return 1;
+  }
+  int error = SSL_get_error(conn->ssl, rc);
+  if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) return 0;
+  fail_relay(conn, "writing to the upstream failed");
+  return -1;
+}
+
+static void client_to_upstream(ms_conn *conn) {
+  ms_worker *worker = conn->worker;
+  int flushed = flush_to_upstream(conn);
+  if (flushed < 0) return;
+  for (int i = 0; flushed && i < MS_READS_PER_EVENT && !conn->client_eof; i++) {
+    ssize_t n = read(conn->client_fd, worker->scratch, MS_WORKER_SCRATCH);
+    if (n > 0) {
+      conn->last_activity = uv_now(&worker->loop);
+      MS_STAT_ADD(&worker->stats, bytes_sent_upstream, n);
+      int rc = SSL_write(conn->ssl, worker->scratch, (int)n);
+      if (rc == n) continue;
+      int error = SSL_get_error(conn->ssl, rc);
+      if (error != SSL_ERROR_WANT_WRITE && error != SSL_ERROR_WANT_READ) {
+        fail_relay(conn, "writing to the upstream failed");
+        return;
+      }
+      if (pending_store(&conn->to_upstream, worker->scratch, (size_t)n) != 0) {
+        fail_relay(conn, "out of memory");
+        return;
+      }
+      break;
+    }
+    if (n == 0) {
+      conn->client_eof = true;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else {
+      fail_relay(conn, "reading from the client failed");
+      return;
+    }
+  }
+  if (!shutdown_upstream(conn)) return;
+  if (finished(conn)) {
+    ms_conn_close(conn);
+    return;
+  }
+  update_polls(conn);
+}
+
+/* Writes what is pending for the client. Same returns as flush_to_upstream. */
+static int flush_to_client(ms_conn *conn) {
+  pending *p = &conn->to_client;
+  while (p->len) {
+    ssize_t n = write(conn->client_fd, p->data + p->offset, p->len - p->offset);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      fail_relay(conn, "writing to the client failed");
+      return -1;
+    }
+    p->offset += (size_t)n;
+    if (p->offset == p->len) pending_clear(p);
+  }
+  return 1;
+}
+
+static void upstream_to_client(ms_conn *conn) {
+  ms_worker *worker = conn->worker;
+  int flushed = flush_to_client(conn);
+  if (flushed < 0) return;
+  conn->read_wants_write = false;
+  for (int i = 0;
+       flushed && !conn->upstream_eof && (i < MS_READS_PER_EVENT || SSL_pending(conn->ssl) > 0);
+       i++) {
+    int rc = SSL_read(conn->ssl, worker->scratch, MS_WORKER_SCRATCH);
+    if (rc > 0) {
+      conn->last_activity = uv_now(&worker->loop);
+      MS_STAT_ADD(&worker->stats, bytes_received_upstream, rc);
+      ssize_t n = write(conn->client_fd, worker->scratch, (size_t)rc);
+      if (n == rc) continue;
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          fail_relay(conn, "writing to the client failed");
+          return;
+        }
+        n = 0;
+      }
+      if (pending_store(&conn->to_client, worker->scratch + n, (size_t)(rc - n)) != 0) {
+        fail_relay(conn, "out of memory");
+        return;
+      }
+      break;
+    }
+    int error = SSL_get_error(conn->ssl, rc);
+    if (error == SSL_ERROR_WANT_READ) break;
+    if (error == SSL_ERROR_WANT_WRITE) {
+      conn->read_wants_write = true;
+      break;
+    }
+    if (error == SSL_ERROR_ZERO_RETURN ||
+        (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && rc == 0)) {
+      /* close_notify, or a FIN without one: either way the upstream is done. */
+      ERR_clear_error();
+      conn->upstream_eof = true;
+      MS_STAT_ADD(&worker->stats, upstream_cx_destroy_remote, error != SSL_ERROR_ZERO_RETURN);
+      break;
+    }
+    fail_relay(conn, "reading from the upstream failed");
+    return;
+  }
+  if (conn->upstream_eof && conn->to_client.len == 0 && !conn->client_shut) {
+    conn->client_shut = true;
+    shutdown(conn->client_fd, SHUT_WR);
+  }
+  if (finished(conn)) {
+    ms_conn_close(conn);
+    return;
+  }
+  update_polls(conn);
+}
+
+static void start_proxying(ms_conn *conn) {
+  ms_worker *worker = conn->worker;
+  MS_STAT_ADD(&worker->stats, ssl_handshake, 1);
+  if (SSL_session_reused(conn->ssl))
+    MS_STAT_ADD(&worker->stats, ssl_session_reused, 1);
+  else
+    MS_STAT_ADD(&worker->stats, ssl_handshake_full, 1);
+  ms_endpoint_record_success(endpoint_state(conn));
+  conn->state = MS_CONN_PROXYING;
+  conn->last_activity = uv_now(&worker->loop);
+  uv_timer_stop(&conn->timer);
+  uint32_t idle_ms = listener_of(conn)->idle_timeout_ms;
+  if (idle_ms) uv_timer_start(&conn->timer, on_timer, idle_ms, 0);
+  /* The upstream may have sent data along with its last handshake flight. */
+  upstream_to_client(conn);
+  if (conn->state == MS_CONN_PROXYING) client_to_upstream(conn);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void on_client_event(uv_poll_t *poll, int status, int events) {
+  ms_conn *conn = poll->data;
+  if (conn->state != MS_CONN_PROXYING) return;
+  if (status < 0) {
+    fail_relay(conn, uv_strerror(status));
+    return;
+  }
+  if (events & UV_WRITABLE) upstream_to_client(conn);
+  if (conn->state == MS_CONN_PROXYING && (events & UV_READABLE)) client_to_upstream(conn);
+}
+
+static void on_upstream_event(uv_poll_t *poll, int status, int events) {
+  ms_conn *conn = poll->data;
+  switch (conn->state) {
+    case MS_CONN_CONNECTING: {
+      int error = status < 0 ? status : ms_net_socket_error(conn->upstream_fd);
+      if (error != 0)
+        connect_failed(conn, error);
+      else
+        start_tls(conn);
+      return;
+    }
+    case MS_CONN_HANDSHAKING:
+      do_handshake(conn);
+      return;
+    case MS_CONN_PROXYING:
+      if (status < 0) {
+        fail_relay(conn, uv_strerror(status));
+        return;
+      }
+      if (events & UV_WRITABLE) {
+        client_to_upstream(conn);
+        if (conn->state != MS_CONN_PROXYING) return;
+      }
+      if ((events & UV_READABLE) || conn->read_wants_write) upstream_to_client(conn);
+      return;
+    case MS_CONN_CLOSING:
+      return;
+  }
+}
+
+static void on_timer(uv_timer_t *timer) {
+  ms_conn *conn = timer->data;
+  ms_worker *worker = conn->worker;
+  switch (conn->state) {
+    case MS_CONN_CONNECTING:
+      MS_STAT_ADD(&worker->stats, upstream_cx_connect_timeout, 1);
+      connect_failed(conn, -ETIMEDOUT);
+      return;
+    case MS_CONN_HANDSHAKING: {
+      char description[160];
+      ERR_clear_error();
+      snprintf(description, sizeof(description), "no answer within handshake_timeout_ms (%u ms)",
+               conn->cluster->config->handshake_timeout_ms);
+      handshake_failed(conn, MS_TLS_FAILURE_TIMEOUT, description);
+      return;
+    }
+    case MS_CONN_PROXYING: {
+      uint64_t idle_ms = listener_of(conn)->idle_timeout_ms;
+      uint64_t idle_for = uv_now(&worker->loop) - conn->last_activity;
+      if (idle_for < idle_ms) {
+        uv_timer_start(&conn->timer, on_timer, idle_ms - idle_for, 0);
+        return;
+      }
+      MS_STAT_ADD(&worker->stats, downstream_cx_idle_timeout, 1);
+      fail_relay(conn, "idle timeout");
+      return;
+    }
+    case MS_CONN_CLOSING:
+      return;
+  }
+}

@@ -1,0 +1,134 @@
+/* sidecar: originates mutual TLS for the application next to it.
+ *
+ *   sidecar --config FILE              run
+ *   sidecar --validate --config FILE   check the config and its certificates, then exit
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "sidecar/config.h"
+#include "sidecar/log.h"
+#include "sidecar/server.h"
+#include "sidecar/version.h"
+
+static void usage(FILE *to) {
+  fprintf(to,
+          "usage: sidecar --config FILE [--validate] [--log-level debug|info|warn|error]\n"
+          "       sidecar --version\n"
+          "\n"
+          "  --config FILE     the JSON configuration (see README.md)\n"
+          "  --validate        check the configuration and load its certificates, then exit:\n"
+          "                    0 when valid, 1 with every problem listed\n"
+          "  --log-level L     the least important lines to print (default info)\n");
+}
+
+/* --validate: the config, then every cluster's certificates, all reported. */
+static int validate_tls(const ms_config *config) {
+  int problems = 0;
+  for (size_t i = 0; i < config->cluster_count; i++) {
+    const ms_cluster_config *cluster = &config->clusters[i];
+    char err[MS_ERR_LEN];
+    ms_tls_material material;
+    SSL_CTX *ctx = NULL;
+    if (ms_tls_material_load(&cluster->tls.settings, &material, err, sizeof(err)) == 0) {
+      if (ms_client_ctx_new(&cluster->tls.settings, &material, &ctx, NULL, NULL, NULL, err,
+                            sizeof(err)) == 0)
+        SSL_CTX_free(ctx);
+      ms_tls_material_cleanup(&material);
+    }
+    if (ctx == NULL) {
+      fprintf(stderr, "clusters[%zu].tls (%s): %s\n", i, cluster->name, err);
+      problems++;
+    }
+  }
+  return problems;
+}
+
+static int parse_level(const char *text, ms_log_level *out) {
+  static const char *const names[] = {"debug", "info", "warn", "error"};
+  for (int i = 0; i < 4; i++)
+    if (strcmp(text, names[i]) == 0) {
+      *out = (ms_log_level)i;
+      return 0;
+    }
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                          {"validate", no_argument, NULL, 'v'},
+                                          {"log-level", required_argument, NULL, 'l'},
+                                          {"version", no_argument, NULL, 'V'},
+                                          {"help", no_argument, NULL, 'h'},
+                                          {NULL, 0, NULL, 0}};
+  const char *config_path = NULL;
+  bool validate = false;
+  ms_log_level level = MS_LOG_INFO;
+  int option;
+  while ((option = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
+    switch (option) {
+      case 'c':
+        config_path = optarg;
+        break;
+      case 'v':
+        validate = true;
+        break;
+      case 'l':
+        if (parse_level(optarg, &level) != 0) {
+          fprintf(stderr, "sidecar: --log-level: expected debug, info, warn or error\n");
+          return 2;
+        }
+        break;
+      case 'V':
+        printf("sidecar %s (%s)\n", MS_VERSION, OPENSSL_VERSION_TEXT);
+        return 0;
+      case 'h':
+        usage(stdout);
+        return 0;
+      default:
+        usage(stderr);
+        return 2;
+    }
+  }
+  if (config_path == NULL || optind != argc) {
+    usage(stderr);
+    return 2;
+  }
+  ms_log_set_level(level);
+
+  ms_config *config = NULL;
+  ms_config_errors errors = {0};
+  if (ms_config_load(config_path, &config, &errors) != 0) {
+    for (size_t i = 0; i < errors.count; i++)
+      fprintf(stderr, "%s\n", errors.lines[i]);
+    fprintf(stderr, "%s: %zu problem%s; not started\n", config_path, errors.count,
+            errors.count == 1 ? "" : "s");
+    ms_config_errors_cleanup(&errors);
+    return 1;
+  }
+  if (validate) {
+    int problems = validate_tls(config);
+    if (problems == 0)
+      printf("%s: valid (%zu listeners, %zu clusters)\n", config_path, config->listener_count,
+             config->cluster_count);
+    ms_config_free(config);
+    return problems ? 1 : 0;
+  }
+
+  signal(SIGPIPE, SIG_IGN);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  ms_server *server = NULL;
+  char err[MS_ERR_LEN];
+  int rc = ms_server_new(&loop, config, &server, err, sizeof(err));
+  ms_config_free(config);
+  if (rc != 0) ms_log(MS_LOG_ERROR, "not started: %s", err);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ms_server_free(server);
+  uv_loop_close(&loop);
+  return rc == 0 ? 0 : 1;
+}

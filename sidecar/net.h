@@ -1,0 +1,26 @@
+/* net.h: the few socket calls libuv 1.44 does not cover for us. */
+#ifndef MS_NET_H
+#define MS_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* ms_net_listen opens a non-blocking TCP socket with SO_REUSEPORT (so that
+ * every worker binds its own socket to the same address and the kernel
+ * spreads connections), binds it and listens. Returns the descriptor, or a
+ * negative errno. */
+int ms_net_listen(const struct sockaddr *address, socklen_t address_len);
+
+/* ms_net_connect opens a non-blocking TCP socket with TCP_NODELAY and starts
+ * connecting. Returns the descriptor (connected or in progress), or a
+ * negative errno. */
+int ms_net_connect(const struct sockaddr *address);
+
+/* ms_net_socket_error returns the pending error of a socket (SO_ERROR) as a
+ * negative errno, or 0. */
+int ms_net_socket_error(int fd);
+
+/* ms_net_format writes "1.2.3.4:80" or "[::1]:80" into buf. */
+void ms_net_format(const struct sockaddr *address, char *buf, size_t len);
+
+#endif

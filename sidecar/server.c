@@ -1,0 +1,309 @@
+/* The main thread's life cycle: start, publish snapshots, drain, stop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sidecar/log.h"
+#include "sidecar/net.h"
+#include "sidecar/server_internal.h"
+#include "sidecar/version.h"
+
+#define MS_DRAIN_POLL_MS 100
+
+/* ---- snapshots ---------------------------------------------------------- */
+
+static int build_cluster(ms_server *server, size_t index, ms_cluster *out) {
+  const ms_cluster_config *config = &server->config->clusters[index];
+  ms_cluster_runtime *runtime = &server->clusters[index];
+  size_t n = config->endpoint_count;
+  out->config = config;
+  out->index = index;
+  out->endpoint_count = n;
+  out->endpoints = calloc(n, sizeof(ms_endpoint));
+  out->peer_checks = calloc(n, sizeof(ms_peer_check));
+  out->server_names = calloc(n, sizeof(char *));
+  if (!out->endpoints || !out->peer_checks || !out->server_names) return -1;
+  if (runtime->tls_error && !(out->tls_error = strdup(runtime->tls_error))) return -1;
+  if (runtime->tls) out->tls = ms_tls_context_up_ref(runtime->tls);
+  for (size_t e = 0; e < n; e++) {
+    const ms_endpoint_config *endpoint = &config->endpoints[e];
+    ms_endpoint *target = &out->endpoints[e];
+    target->config = endpoint;
+    target->state = ms_endpoint_state_up_ref(runtime->states[e]);
+    if (endpoint->address.host_is_ip) {
+      target->addrs = malloc(sizeof(struct sockaddr_storage));
+      if (target->addrs == NULL) return -1;
+      memcpy(target->addrs, &endpoint->address.sockaddr, sizeof(struct sockaddr_storage));
+      target->addr_count = 1;
+    } else if (runtime->resolved[e].count) {
+      size_t bytes = runtime->resolved[e].count * sizeof(struct sockaddr_storage);
+      target->addrs = malloc(bytes);
+      if (target->addrs == NULL) return -1;
+      memcpy(target->addrs, runtime->resolved[e].addrs, bytes);
+      target->addr_count = runtime->resolved[e].count;
+    }
+    /* The name sent is server_name, else the endpoint's host name; an IP
+     * literal is never sent as SNI. The name verified is the same one, or
+     * the IP itself, unless match_subject_alt_names replaces it. */
+    const char *name = config->tls.server_name ? config->tls.server_name : endpoint->address.host;
+    bool name_is_ip = config->tls.server_name == NULL && endpoint->address.host_is_ip;
+    out->server_names[e] = config->tls.send_sni && !name_is_ip ? name : NULL;
+    out->peer_checks[e].host = name;
+    out->peer_checks[e].match_sans = (const char *const *)config->tls.match_subject_alt_names;
+    out->peer_checks[e].match_san_count = config->tls.match_subject_alt_name_count;
+  }
+  return 0;
+}
+
+int ms_server_publish(ms_server *server) {
+  ms_snapshot *snapshot = calloc(1, sizeof(*snapshot));
+  if (snapshot == NULL) return -1;
+  atomic_init(&snapshot->refs, 1);
+  snapshot->config = ms_config_up_ref(server->config);
+  snapshot->cluster_count = server->config->cluster_count;
+  snapshot->clusters =
+      calloc(snapshot->cluster_count ? snapshot->cluster_count : 1, sizeof(ms_cluster));
+  int rc = snapshot->clusters ? 0 : -1;
+  for (size_t i = 0; rc == 0 && i < snapshot->cluster_count; i++)
+    rc = build_cluster(server, i, &snapshot->clusters[i]);
+  if (rc != 0) {
+    ms_log(MS_LOG_ERROR, "out of memory building a snapshot; the previous one stays in force");
+    if (snapshot->clusters == NULL) snapshot->cluster_count = 0;
+    ms_snapshot_free(snapshot);
+    return -1;
+  }
+  snapshot->version = ++server->snapshot_version;
+  ms_snapshot *old = server->snapshot;
+  server->snapshot = snapshot;
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    ms_worker_publish(&server->workers[i], snapshot);
+  ms_snapshot_free(old);
+  return 0;
+}
+
+ms_snapshot *ms_server_snapshot(ms_server *server) {
+  return ms_snapshot_up_ref(server->snapshot);
+}
+
+void ms_server_stats_sum(ms_server *server, ms_stats *out) {
+  memset(out, 0, sizeof(*out));
+  ms_stats_add(out, &server->stats);
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    ms_stats_add(out, &server->workers[i].stats);
+}
+
+bool ms_server_is_ready(ms_server *server) {
+  if (server->draining || !server->initial_resolution_done) return false;
+  for (size_t i = 0; i < server->config->cluster_count; i++)
+    if (server->clusters[i].tls == NULL) return false;
+  return true;
+}
+
+void ms_server_get_info(ms_server *server, ms_server_info *out) {
+  out->version = MS_VERSION;
+  out->state = server->draining ? "DRAINING" : "LIVE";
+  out->uptime_seconds = (int64_t)time(NULL) - server->started_at;
+  out->workers = server->worker_count;
+  out->config_path = server->config->path;
+}
+
+/* ---- stopping ----------------------------------------------------------- */
+
+static int64_t open_connections(ms_server *server) {
+  int64_t total = 0;
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    total += atomic_load(&server->workers[i].connection_count);
+  return total;
+}
+
+static void stop_everything(ms_server *server) {
+  if (server->closing) return;
+  server->closing = true;
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    ms_worker_stop(&server->workers[i]);
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    ms_worker_join(&server->workers[i]);
+  ms_admin_close(server->admin);
+  server->admin = NULL;
+  ms_resolver_stop(server);
+  ms_watcher_stop(server);
+  uv_close((uv_handle_t *)&server->drain_timer, NULL);
+  uv_close((uv_handle_t *)&server->sigterm, NULL);
+  uv_close((uv_handle_t *)&server->sigint, NULL);
+  uv_close((uv_handle_t *)&server->sighup, NULL);
+  ms_log(MS_LOG_INFO, "stopped");
+}
+
+static void on_drain_tick(uv_timer_t *timer) {
+  ms_server *server = timer->data;
+  int64_t open = open_connections(server);
+  if (open == 0 || uv_now(server->loop) >= server->drain_deadline) {
+    if (open) ms_log(MS_LOG_WARN, "drain timeout: closing %lld connections", (long long)open);
+    uv_timer_stop(timer);
+    stop_everything(server);
+  }
+}
+
+void ms_server_shutdown(ms_server *server, uint32_t drain_ms) {
+  if (server->draining) return;
+  server->draining = true;
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    ms_worker_drain(&server->workers[i]);
+  ms_log(MS_LOG_INFO, "draining: stopped accepting; %lld connections open; waiting up to %u ms",
+         (long long)open_connections(server), drain_ms);
+  server->drain_deadline = uv_now(server->loop) + drain_ms;
+  uv_timer_start(&server->drain_timer, on_drain_tick, 0, MS_DRAIN_POLL_MS);
+}
+
+static void on_signal(uv_signal_t *signal, int signum) {
+  ms_server *server = signal->data;
+  if (signum == SIGHUP) {
+    ms_log(MS_LOG_INFO, "SIGHUP: reloading certificates");
+    ms_server_reload(server);
+    return;
+  }
+  if (server->draining && signum == SIGINT) {
+    stop_everything(server); /* a second Ctrl-C does not wait */
+    return;
+  }
+  ms_server_shutdown(server, server->config->drain_timeout_ms);
+}
+
+/* ---- starting ----------------------------------------------------------- */
+
+static int init_runtime(ms_server *server) {
+  size_t count = server->config->cluster_count;
+  server->clusters = calloc(count ? count : 1, sizeof(ms_cluster_runtime));
+  if (server->clusters == NULL) return -1;
+  for (size_t c = 0; c < count; c++) {
+    size_t n = server->config->clusters[c].endpoint_count;
+    ms_cluster_runtime *runtime = &server->clusters[c];
+    runtime->states = calloc(n, sizeof(ms_endpoint_state *));
+    runtime->resolved = calloc(n, sizeof(*runtime->resolved));
+    if (!runtime->states || !runtime->resolved) return -1;
+    for (size_t e = 0; e < n; e++)
+      if (!(runtime->states[e] = ms_endpoint_state_new())) return -1;
+  }
+  return 0;
+}
+
+/* Every worker gets its own socket per listener; binding happens here so
+ * that a taken port is an error at start, not a worker's silent failure. */
+static int bind_listeners(ms_server *server, int *fds, char *err, size_t err_len) {
+  const ms_config *config = server->config;
+  for (uint32_t w = 0; w < config->workers; w++) {
+    for (size_t l = 0; l < config->listener_count; l++) {
+      const ms_listener_config *listener = &config->listeners[l];
+      int fd = ms_net_listen((const struct sockaddr *)&listener->address.sockaddr,
+                             listener->address.sockaddr_len);
+      if (fd < 0) {
+        snprintf(err, err_len, "listeners[%zu] (%s): cannot listen on %s: %s", l, listener->name,
+                 listener->address.text, strerror(-fd));
+        return -1;
+      }
+      fds[w * config->listener_count + l] = fd;
+    }
+  }
+  return 0;
+}
+
+int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len) {
+  ms_server *server = calloc(1, sizeof(*server));
+  if (server == NULL) {
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  server->loop = loop;
+  server->config = ms_config_up_ref(config);
+  server->started_at = (int64_t)time(NULL);
+  /* worker_count counts started workers: publishing and stats see only them. */
+  server->workers = calloc(config->workers, sizeof(ms_worker));
+  size_t fd_count = (size_t)config->workers * config->listener_count;
+  int *fds = malloc((fd_count ? fd_count : 1) * sizeof(int));
+  for (size_t i = 0; fds && i < fd_count; i++)
+    fds[i] = -1;
+  if (!server->workers || !fds || init_runtime(server) != 0) {
+    snprintf(err, err_len, "out of memory");
+    goto fail;
+  }
+  if (ms_server_load_tls(server, true, err, err_len) < 0) goto fail;
+  if (ms_server_publish(server) != 0) {
+    snprintf(err, err_len, "out of memory");
+    goto fail;
+  }
+  if (bind_listeners(server, fds, err, err_len) != 0) goto fail;
+
+  int rc = ms_admin_start(loop, &config->admin_address, server, &server->admin);
+  if (rc != 0) {
+    snprintf(err, err_len, "admin.address: cannot listen on %s: %s", config->admin_address.text,
+             uv_strerror(rc));
+    goto fail;
+  }
+  for (uint32_t w = 0; w < config->workers; w++) {
+    rc = ms_worker_init(&server->workers[w], w, server->snapshot,
+                        fds + (size_t)w * config->listener_count, config->listener_count);
+    if (rc == 0) rc = ms_worker_start(&server->workers[w]);
+    if (rc != 0) {
+      /* Some workers may already run: a half-started data plane is not worth
+       * unwinding; say why and leave. */
+      ms_log(MS_LOG_ERROR, "starting worker %u: %s", w, uv_strerror(rc));
+      exit(1);
+    }
+    server->worker_count++;
+  }
+  free(fds);
+  fds = NULL;
+
+  uv_timer_init(loop, &server->drain_timer);
+  server->drain_timer.data = server;
+  uv_signal_init(loop, &server->sigterm);
+  uv_signal_init(loop, &server->sigint);
+  uv_signal_init(loop, &server->sighup);
+  server->sigterm.data = server->sigint.data = server->sighup.data = server;
+  uv_signal_start(&server->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&server->sigint, on_signal, SIGINT);
+  uv_signal_start(&server->sighup, on_signal, SIGHUP);
+  ms_resolver_start(server);
+  ms_watcher_start(server);
+  for (size_t l = 0; l < config->listener_count; l++)
+    ms_log(MS_LOG_INFO, "listening: listener=%s address=%s cluster=%s workers=%u",
+           config->listeners[l].name, config->listeners[l].address.text,
+           config->listeners[l].cluster, server->worker_count);
+  ms_log(MS_LOG_INFO, "admin: listening on %s", config->admin_address.text);
+  *out = server;
+  return 0;
+
+fail:
+  for (size_t i = 0; fds && i < fd_count; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  free(fds);
+  ms_admin_close(server->admin);
+  server->admin = NULL;
+  server->worker_count = 0;
+  server->closing = true;
+  *out = server; /* the caller runs the loop once for close callbacks, then frees */
+  return -1;
+}
+
+void ms_server_free(ms_server *server) {
+  if (server == NULL) return;
+  ms_snapshot_free(server->snapshot);
+  for (size_t c = 0; server->clusters && c < server->config->cluster_count; c++) {
+    ms_cluster_runtime *runtime = &server->clusters[c];
+    ms_tls_context_free(runtime->tls);
+    free(runtime->tls_error);
+    for (size_t e = 0; e < server->config->clusters[c].endpoint_count; e++) {
+      if (runtime->states) ms_endpoint_state_free(runtime->states[e]);
+      if (runtime->resolved) free(runtime->resolved[e].addrs);
+    }
+    free(runtime->states);
+    free(runtime->resolved);
+  }
+  free(server->clusters);
+  free(server->watches);
+  free(server->workers);
+  ms_config_free(server->config);
+  free(server);
+}

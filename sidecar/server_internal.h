@@ -1,0 +1,77 @@
+/* server_internal.h: the parts of the server shared by server.c (life
+ * cycle, workers, draining), tls_loader.c (building and reloading TLS
+ * contexts), resolver.c (DNS) and watcher.c (certificate files). Private. */
+#ifndef MS_SERVER_INTERNAL_H
+#define MS_SERVER_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sidecar/admin.h"
+#include "sidecar/server.h"
+#include "sidecar/worker.h"
+
+/* What the main thread knows of one cluster between snapshots. */
+typedef struct ms_cluster_runtime {
+  ms_tls_context *tls;        /* current context, reference held */
+  char *tls_error;            /* why the last reload was refused, or NULL */
+  ms_endpoint_state **states; /* one per endpoint, kept for the server's life */
+  struct ms_resolved {
+    struct sockaddr_storage *addrs;
+    size_t count;
+    bool resolving;
+  } * resolved; /* one per endpoint */
+} ms_cluster_runtime;
+
+typedef struct ms_watch {
+  uv_fs_event_t event;
+  char *directory;
+  struct ms_server *server;
+} ms_watch;
+
+struct ms_server {
+  uv_loop_t *loop;
+  ms_config *config;            /* reference held */
+  ms_cluster_runtime *clusters; /* config->cluster_count */
+  ms_snapshot *snapshot;        /* the published one, reference held */
+  uint64_t snapshot_version;
+  ms_worker *workers;
+  uint32_t worker_count;
+  ms_admin *admin;
+  ms_stats stats; /* the main thread's own counters */
+
+  uv_signal_t sigterm, sigint, sighup;
+  uv_timer_t dns_timer;
+  size_t resolutions_in_flight;
+  bool initial_resolution_done;
+  ms_watch *watches;
+  size_t watch_count;
+  uv_timer_t reload_timer; /* debounces file events */
+  uv_timer_t drain_timer;
+  uint64_t drain_deadline;
+  bool draining;
+  bool closing;
+  int64_t started_at;
+};
+
+/* tls_loader.c: builds every cluster's context. With `initial`, any failure
+ * is returned as an error; otherwise a failing cluster keeps its old
+ * context. Returns the number of contexts replaced, or -1 (and `err` for
+ * the first failure). */
+int ms_server_load_tls(ms_server *server, bool initial, char *err, size_t err_len);
+
+/* server.c: builds a snapshot from the current state and hands it to every
+ * worker. Returns 0 or -1 when memory ran out (the old one stays). */
+int ms_server_publish(ms_server *server);
+
+/* resolver.c: resolve every endpoint host name now, and again every
+ * dns_refresh_ms; publishes a snapshot when addresses change. */
+void ms_resolver_start(ms_server *server);
+void ms_resolver_stop(ms_server *server);
+
+/* watcher.c: reload when a certificate, key, CA or CRL file changes. */
+int ms_watcher_start(ms_server *server);
+void ms_watcher_stop(ms_server *server);
+
+#endif

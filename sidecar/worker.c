@@ -1,0 +1,170 @@
+#include "sidecar/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sidecar/connection.h"
+#include "sidecar/log.h"
+
+#define MS_ACCEPTS_PER_WAKEUP 64
+
+static void free_balancers(ms_worker *worker) {
+  for (size_t i = 0; i < worker->balancer_count; i++)
+    ms_balancer_cleanup(&worker->balancers[i]);
+  free(worker->balancers);
+  worker->balancers = NULL;
+  worker->balancer_count = 0;
+}
+
+/* Balancers keep their round-robin state across snapshots whose cluster
+ * shapes are unchanged (a certificate rotation, a DNS refresh). */
+static int adopt_snapshot(ms_worker *worker, ms_snapshot *snapshot) {
+  bool same_shape = worker->balancers && worker->balancer_count == snapshot->cluster_count;
+  for (size_t i = 0; same_shape && i < snapshot->cluster_count; i++)
+    same_shape = worker->balancers[i].endpoint_count == snapshot->clusters[i].endpoint_count;
+  if (!same_shape) {
+    ms_balancer *balancers =
+        calloc(snapshot->cluster_count ? snapshot->cluster_count : 1, sizeof(*balancers));
+    if (balancers == NULL) return -1;
+    for (size_t i = 0; i < snapshot->cluster_count; i++) {
+      if (ms_balancer_init(&balancers[i], &snapshot->clusters[i],
+                           (uint64_t)worker->index * 7919 + i + 1) != 0) {
+        for (size_t j = 0; j < i; j++)
+          ms_balancer_cleanup(&balancers[j]);
+        free(balancers);
+        return -1;
+      }
+    }
+    free_balancers(worker);
+    worker->balancers = balancers;
+    worker->balancer_count = snapshot->cluster_count;
+  }
+  ms_snapshot_free(worker->snapshot);
+  worker->snapshot = snapshot;
+  return 0;
+}
+
+static void on_accept(uv_poll_t *poll, int status, int events) {
+  ms_listen_socket *listener = poll->data;
+  ms_worker *worker = listener->worker;
+  if (status < 0) {
+    ms_log(MS_LOG_WARN, "accept error on listener %zu: %s", listener->listener_index,
+           uv_strerror(status));
+    return;
+  }
+  for (int i = 0; i < MS_ACCEPTS_PER_WAKEUP; i++) {
+    int fd = accept4(listener->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        ms_log(MS_LOG_WARN, "accept failed: %s", strerror(errno));
+      return;
+    }
+    ms_conn_start(worker, fd, listener->listener_index);
+  }
+}
+
+static void on_listener_closed(uv_handle_t *handle) {
+  ms_listen_socket *listener = handle->data;
+  close(listener->fd);
+  listener->fd = -1;
+}
+
+static void stop_accepting(ms_worker *worker) {
+  for (size_t i = 0; i < worker->listener_count; i++) {
+    ms_listen_socket *listener = &worker->listeners[i];
+    if (!listener->open) continue;
+    listener->open = false;
+    uv_close((uv_handle_t *)&listener->poll, on_listener_closed);
+  }
+}
+
+static void on_wakeup(uv_async_t *async) {
+  ms_worker *worker = async->data;
+  ms_snapshot *next = atomic_exchange(&worker->next_snapshot, NULL);
+  if (next != NULL && adopt_snapshot(worker, next) != 0) {
+    ms_log(MS_LOG_ERROR, "worker %u: out of memory taking up snapshot %llu; keeping %llu",
+           worker->index, (unsigned long long)next->version,
+           (unsigned long long)worker->snapshot->version);
+    ms_snapshot_free(next);
+  }
+  if (atomic_load(&worker->drain_requested)) stop_accepting(worker);
+  if (atomic_load(&worker->stop_requested)) {
+    stop_accepting(worker);
+    while (worker->connections)
+      ms_conn_close(worker->connections);
+    uv_close((uv_handle_t *)&worker->wakeup, NULL);
+  }
+}
+
+int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot, const int *listen_fds,
+                   size_t listen_fd_count) {
+  memset(worker, 0, sizeof(*worker));
+  worker->index = index;
+  atomic_init(&worker->next_snapshot, NULL);
+  int rc = uv_loop_init(&worker->loop);
+  if (rc != 0) return rc;
+  worker->scratch = malloc(MS_WORKER_SCRATCH);
+  worker->sessions = ms_session_cache_new(1024);
+  worker->listeners = calloc(listen_fd_count ? listen_fd_count : 1, sizeof(ms_listen_socket));
+  if (!worker->scratch || !worker->sessions || !worker->listeners ||
+      adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
+    return UV_ENOMEM;
+  rc = uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
+  if (rc != 0) return rc;
+  worker->wakeup.data = worker;
+  for (size_t i = 0; i < listen_fd_count; i++) {
+    ms_listen_socket *listener = &worker->listeners[i];
+    listener->worker = worker;
+    listener->listener_index = i;
+    listener->fd = listen_fds[i];
+    rc = uv_poll_init(&worker->loop, &listener->poll, listener->fd);
+    if (rc != 0) return rc;
+    listener->poll.data = listener;
+    listener->open = true;
+    worker->listener_count++;
+    rc = uv_poll_start(&listener->poll, UV_READABLE, on_accept);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
+static void run(void *arg) {
+  ms_worker *worker = arg;
+  uv_run(&worker->loop, UV_RUN_DEFAULT);
+}
+
+int ms_worker_start(ms_worker *worker) {
+  return uv_thread_create(&worker->thread, run, worker);
+}
+
+void ms_worker_publish(ms_worker *worker, ms_snapshot *snapshot) {
+  ms_snapshot *unread = atomic_exchange(&worker->next_snapshot, ms_snapshot_up_ref(snapshot));
+  ms_snapshot_free(unread);
+  uv_async_send(&worker->wakeup);
+}
+
+void ms_worker_drain(ms_worker *worker) {
+  atomic_store(&worker->drain_requested, true);
+  uv_async_send(&worker->wakeup);
+}
+
+void ms_worker_stop(ms_worker *worker) {
+  atomic_store(&worker->stop_requested, true);
+  uv_async_send(&worker->wakeup);
+}
+
+void ms_worker_join(ms_worker *worker) {
+  uv_thread_join(&worker->thread);
+  uv_loop_close(&worker->loop);
+  ms_snapshot_free(atomic_exchange(&worker->next_snapshot, NULL));
+  ms_snapshot_free(worker->snapshot);
+  worker->snapshot = NULL;
+  free_balancers(worker);
+  ms_session_cache_free(worker->sessions);
+  free(worker->listeners);
+  free(worker->scratch);
+}

@@ -1,0 +1,76 @@
+/* worker.h: a data-plane thread. Each worker runs its own libuv loop,
+ * accepts on its own SO_REUSEPORT sockets, and runs the connections it
+ * accepted from start to end. It learns of a new snapshot through
+ * uv_async_send and takes it up between events; connections keep the
+ * snapshot they started with. Private to the sidecar (server.c and
+ * connection.c). */
+#ifndef MS_WORKER_H
+#define MS_WORKER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "sidecar/balancer.h"
+#include "sidecar/session_cache.h"
+#include "sidecar/snapshot.h"
+#include "sidecar/stats.h"
+
+#define MS_WORKER_SCRATCH (64 * 1024)
+
+typedef struct ms_conn ms_conn;
+typedef struct ms_worker ms_worker;
+
+typedef struct ms_listen_socket {
+  ms_worker *worker;
+  size_t listener_index; /* into the snapshot config's listeners */
+  int fd;
+  uv_poll_t poll;
+  bool open;
+} ms_listen_socket;
+
+struct ms_worker {
+  uint32_t index;
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_async_t wakeup;
+  _Atomic(ms_snapshot *) next_snapshot; /* published by the main thread */
+  atomic_bool drain_requested;          /* stop accepting */
+  atomic_bool stop_requested;           /* close everything and return */
+  atomic_llong connection_count;        /* read by the main thread while draining */
+
+  ms_snapshot *snapshot;  /* the one new connections use */
+  ms_balancer *balancers; /* one per cluster of `snapshot` */
+  size_t balancer_count;
+  ms_listen_socket *listeners;
+  size_t listener_count;
+  ms_conn *connections; /* doubly linked, for drain and stop */
+  ms_session_cache *sessions;
+  uint32_t address_cursor; /* spreads connections over an endpoint's addresses */
+  ms_stats stats;
+  char *scratch; /* MS_WORKER_SCRATCH bytes for relaying */
+};
+
+/* ms_worker_init prepares a worker (on the main thread) with its listen
+ * sockets, which it takes over (it closes them), and a reference to
+ * `snapshot`. Returns 0 or a negative libuv error. */
+int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot, const int *listen_fds,
+                   size_t listen_fd_count);
+
+/* ms_worker_start runs the worker's loop on a new thread. */
+int ms_worker_start(ms_worker *worker);
+
+/* ms_worker_publish hands `snapshot` to the worker (taking a reference);
+ * the worker takes it up soon after. */
+void ms_worker_publish(ms_worker *worker, ms_snapshot *snapshot);
+
+/* ms_worker_drain makes the worker stop accepting; open connections go on. */
+void ms_worker_drain(ms_worker *worker);
+
+/* ms_worker_stop closes every connection and ends the worker's loop;
+ * ms_worker_join waits for the thread and frees what the worker holds. */
+void ms_worker_stop(ms_worker *worker);
+void ms_worker_join(ms_worker *worker);
+
+#endif

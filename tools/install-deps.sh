@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need on Debian 12, from
+# Debian's packages only. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+  bazel-bootstrap bazel-rules-java bazel-platforms    # Bazel 4.2.3 and the rules it needs offline
+  android-libboringssl-dev android-boringssl          # BoringSSL
+  libuv1-dev libcjson-dev libhttp-parser-dev          # event loop, JSON, HTTP/1 parser
+  libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler  # xDS (gRPC, protobuf)
+  gcc g++ libc6-dev python3 python3-yaml              # toolchain, the test harness, deploy/check.sh
+  nginx libnginx-mod-stream curl openssl wrk          # real peers for tests, demo and benchmarks
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "installing: ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The nginx package starts a system nginx on port 80; the tests and the demo
+# run their own, so stop it where a service manager is present.
+if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop nginx >/dev/null 2>&1 || true; fi
