@@ -23,8 +23,7 @@ typedef struct ms_admin ms_admin;
 
 /* ms_admin_start listens on `address` and serves `server`. Returns 0 and
  * sets *out, or a negative libuv error (e.g. UV_EADDRINUSE). */
-int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server,
-                   ms_admin **out);
+int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server, ms_admin **out);
 
 /* ms_admin_close closes the listener and every admin connection; the memory
  * is freed in the close callbacks. Accepts NULL. */

@@ -1,0 +1,407 @@
+/* admin.c: the admin endpoint's HTTP/1.1 server on the main loop.
+ *
+ * One ms_admin owns the listener; one connection object per client embeds
+ * its socket and its idle timer and is freed when both have closed. Requests
+ * are parsed by http_parser and answered one at a time: when a request is
+ * complete the parser is paused and reading stops until its response is
+ * written, then any pipelined bytes already read are parsed. What to answer
+ * is decided in admin_route.c and admin_json.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar/admin.h"
+#include "sidecar/admin_json.h"
+
+#define MAX_HEADER_BYTES 8192 /* request line and headers */
+#define MAX_BODY_BYTES 65536  /* a body is read and ignored */
+#define MAX_CONNECTIONS 64    /* more are accepted and closed at once */
+#define IDLE_TIMEOUT_MS 60000 /* a connection silent this long is closed */
+#define READ_BUFFER_BYTES 16384
+
+typedef struct admin_connection admin_connection;
+
+struct ms_admin {
+  uv_tcp_t listener;
+  uv_loop_t *loop;
+  ms_server *server;
+  bool closing;            /* ms_admin_close was called */
+  bool listener_closed;    /* the listener's close callback ran */
+  size_t connection_count; /* connections whose memory is not freed yet */
+  admin_connection *connections;
+};
+
+/* A connection's life: it reads and parses until a request is complete,
+ * writes the response with reading stopped, then reads again or closes. */
+typedef enum connection_state {
+  CONNECTION_READING,
+  CONNECTION_RESPONDING,
+  CONNECTION_CLOSING, /* uv_close called; freed when both handles closed */
+} connection_state;
+
+struct admin_connection {
+  uv_tcp_t tcp;
+  uv_timer_t idle_timer;
+  int open_handles;
+  ms_admin *admin;
+  admin_connection *next;
+  admin_connection *prev;
+  connection_state state;
+
+  http_parser parser;
+  size_t header_bytes; /* of the request being parsed */
+  size_t body_bytes;
+  int refusal_status; /* set by a callback that refuses the request: 413, 414, 431 */
+  char url[2048];
+  size_t url_len;
+
+  char buffer[READ_BUFFER_BYTES]; /* bytes read; [start, start+len) not parsed yet */
+  size_t start;
+  size_t len;
+
+  uv_write_t write_req; /* the response being written */
+  char head[512];
+  ms_admin_response response;
+  bool keep_alive; /* read the next request once the response is written */
+};
+
+static void connection_parse(admin_connection *conn);
+
+/* ---- lifetime ------------------------------------------------------------- */
+
+static void admin_maybe_free(ms_admin *admin) {
+  if (admin->closing && admin->listener_closed && admin->connection_count == 0) free(admin);
+}
+
+static void on_connection_handle_closed(uv_handle_t *handle) {
+  admin_connection *conn = handle->data;
+  if (--conn->open_handles > 0) return;
+  ms_admin *admin = conn->admin;
+  if (conn->prev) {
+    conn->prev->next = conn->next;
+  } else {
+    admin->connections = conn->next;
+  }
+  if (conn->next) conn->next->prev = conn->prev;
+  admin->connection_count--;
+  ms_admin_response_cleanup(&conn->response);
+  free(conn);
+  admin_maybe_free(admin);
+}
+
+/* connection_close closes both handles; the memory goes in the last close
+ * callback. A pending write completes first with UV_ECANCELED. Safe to call
+ * twice. */
+static void connection_close(admin_connection *conn) {
+  if (conn->state == CONNECTION_CLOSING) return;
+  conn->state = CONNECTION_CLOSING;
+  uv_close((uv_handle_t *)&conn->tcp, on_connection_handle_closed);
+  uv_close((uv_handle_t *)&conn->idle_timer, on_connection_handle_closed);
+}
+
+static void on_idle_timeout(uv_timer_t *timer) {
+  connection_close(timer->data);
+}
+
+static void restart_idle_timer(admin_connection *conn) {
+  uv_timer_start(&conn->idle_timer, on_idle_timeout, IDLE_TIMEOUT_MS, 0);
+}
+
+/* ---- writing a response --------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf);
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+static void on_write(uv_write_t *req, int status) {
+  admin_connection *conn = req->data;
+  ms_server *server = conn->admin->server;
+  bool shutdown = conn->response.shutdown;
+  uint32_t drain_ms = conn->response.drain_ms;
+  ms_admin_response_cleanup(&conn->response);
+  memset(&conn->response, 0, sizeof(conn->response));
+
+  if (status < 0 || !conn->keep_alive || conn->state == CONNECTION_CLOSING) {
+    connection_close(conn);
+  } else {
+    conn->state = CONNECTION_READING;
+    restart_idle_timer(conn);
+    http_parser_pause(&conn->parser, 0);
+    connection_parse(conn); /* requests that arrived with the last one */
+    if (conn->state == CONNECTION_READING &&
+        uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) != 0) {
+      connection_close(conn);
+    }
+  }
+  /* Last: the server may close the admin endpoint, this connection included. */
+  if (shutdown) ms_server_shutdown(server, drain_ms);
+}
+
+/* connection_send writes conn->response (its body left out for HEAD) and
+ * stops reading until it is written. `allow` is the Allow header of a 405,
+ * or NULL. */
+static void connection_send(admin_connection *conn, bool head_only, const char *allow) {
+  const ms_admin_response *response = &conn->response;
+  char allow_header[64] = "";
+  if (allow) snprintf(allow_header, sizeof(allow_header), "Allow: %s\r\n", allow);
+  int head_len = snprintf(conn->head, sizeof(conn->head),
+                          "HTTP/1.1 %d %s\r\n"
+                          "Content-Type: %s\r\n"
+                          "Content-Length: %zu\r\n"
+                          "Cache-Control: no-cache, max-age=0\r\n"
+                          "X-Content-Type-Options: nosniff\r\n"
+                          "%s"
+                          "Connection: %s\r\n"
+                          "\r\n",
+                          response->status, http_status_str((enum http_status)response->status),
+                          response->content_type, response->body_len, allow_header,
+                          conn->keep_alive ? "keep-alive" : "close");
+  uv_buf_t bufs[2] = {uv_buf_init(conn->head, (unsigned int)head_len),
+                      uv_buf_init(response->body, (unsigned int)response->body_len)};
+  unsigned int nbufs = head_only || response->body_len == 0 ? 1 : 2;
+
+  uv_read_stop((uv_stream_t *)&conn->tcp);
+  conn->state = CONNECTION_RESPONDING;
+  conn->write_req.data = conn;
+  if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, bufs, nbufs, on_write) != 0) {
+    connection_close(conn);
+  }
+}
+
+/* connection_refuse answers a request that could not be parsed, or that was
+ * too large, and closes the connection after the response. */
+static void connection_refuse(admin_connection *conn, int status) {
+  const char *message = status == 413   ? "request body too large"
+                        : status == 414 ? "request target too long"
+                        : status == 431 ? "request headers too large"
+                                        : "bad request";
+  conn->keep_alive = false;
+  if (ms_admin_respond_error(status, message, NULL, &conn->response) != 0) {
+    connection_close(conn);
+    return;
+  }
+  connection_send(conn, false, NULL);
+}
+
+/* connection_respond answers the request the parser just completed. */
+static void connection_respond(admin_connection *conn) {
+  ms_admin *admin = conn->admin;
+  ms_admin_target target;
+  if (ms_admin_route_match((enum http_method)conn->parser.method, conn->url, conn->url_len,
+                           &target) != 0) {
+    connection_refuse(conn, 400);
+    return;
+  }
+  if (ms_admin_respond(admin->server, &target, uv_now(admin->loop), &conn->response) != 0) {
+    connection_close(conn); /* out of memory */
+    return;
+  }
+  conn->keep_alive = http_should_keep_alive(&conn->parser) && !conn->parser.upgrade &&
+                     !conn->response.shutdown && !admin->closing;
+  connection_send(conn, target.head, target.method_allowed ? NULL : target.allow);
+}
+
+/* ---- parsing -------------------------------------------------------------- */
+
+static admin_connection *parser_connection(http_parser *parser) {
+  return parser->data;
+}
+
+static int on_message_begin(http_parser *parser) {
+  admin_connection *conn = parser_connection(parser);
+  conn->header_bytes = 0;
+  conn->body_bytes = 0;
+  conn->url_len = 0;
+  conn->refusal_status = 0;
+  return 0;
+}
+
+/* count_header_bytes refuses a request whose head passes MAX_HEADER_BYTES. */
+static int count_header_bytes(admin_connection *conn, size_t len) {
+  conn->header_bytes += len;
+  if (conn->header_bytes <= MAX_HEADER_BYTES) return 0;
+  conn->refusal_status = 431;
+  return -1;
+}
+
+static int on_url(http_parser *parser, const char *at, size_t len) {
+  admin_connection *conn = parser_connection(parser);
+  if (conn->url_len + len > sizeof(conn->url)) {
+    conn->refusal_status = 414;
+    return -1;
+  }
+  memcpy(conn->url + conn->url_len, at, len);
+  conn->url_len += len;
+  return count_header_bytes(conn, len);
+}
+
+static int on_header_data(http_parser *parser, const char *at, size_t len) {
+  return count_header_bytes(parser_connection(parser), len);
+}
+
+static int on_headers_complete(http_parser *parser) {
+  if ((parser->flags & F_CONTENTLENGTH) && parser->content_length > MAX_BODY_BYTES) {
+    parser_connection(parser)->refusal_status = 413;
+    return -1;
+  }
+  return 0;
+}
+
+static int on_body(http_parser *parser, const char *at, size_t len) {
+  admin_connection *conn = parser_connection(parser);
+  conn->body_bytes += len;
+  if (conn->body_bytes <= MAX_BODY_BYTES) return 0;
+  conn->refusal_status = 413;
+  return -1;
+}
+
+static int on_message_complete(http_parser *parser) {
+  http_parser_pause(parser, 1); /* one request at a time */
+  connection_respond(parser_connection(parser));
+  return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_data,
+    .on_header_value = on_header_data,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* connection_parse feeds the unparsed bytes to the parser until they run out
+ * or a request is complete (the parser pauses while it is answered). */
+static void connection_parse(admin_connection *conn) {
+  while (conn->state == CONNECTION_READING && conn->len > 0) {
+    size_t parsed =
+        http_parser_execute(&conn->parser, &parser_settings, conn->buffer + conn->start, conn->len);
+    conn->start += parsed;
+    conn->len -= parsed;
+    enum http_errno error = HTTP_PARSER_ERRNO(&conn->parser);
+    if (error == HPE_PAUSED) break; /* answering; the rest waits in the buffer */
+    if (error != HPE_OK || parsed == 0) {
+      if (conn->state == CONNECTION_READING) {
+        connection_refuse(conn, conn->refusal_status ? conn->refusal_status : 400);
+      }
+      return;
+    }
+  }
+  if (conn->len == 0) conn->start = 0;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf) {
+  admin_connection *conn = handle->data;
+  size_t used = conn->start + conn->len;
+  *buf = uv_buf_init(conn->buffer + used, (unsigned int)(sizeof(conn->buffer) - used));
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  admin_connection *conn = stream->data;
+  if (nread == 0) return;
+  if (nread < 0) { /* UV_EOF, a reset, or UV_ENOBUFS */
+    connection_close(conn);
+    return;
+  }
+  conn->len += (size_t)nread;
+  restart_idle_timer(conn);
+  connection_parse(conn);
+}
+
+/* ---- accepting ------------------------------------------------------------ */
+
+static void on_connection(uv_stream_t *listener, int status) {
+  ms_admin *admin = listener->data;
+  if (status < 0 || admin->closing) return;
+  admin_connection *conn = calloc(1, sizeof(*conn));
+  if (!conn) return;
+  if (uv_tcp_init(admin->loop, &conn->tcp) != 0) {
+    free(conn);
+    return;
+  }
+  uv_timer_init(admin->loop, &conn->idle_timer); /* cannot fail */
+  conn->tcp.data = conn;
+  conn->idle_timer.data = conn;
+  conn->open_handles = 2;
+  conn->admin = admin;
+  conn->next = admin->connections;
+  if (conn->next) conn->next->prev = conn;
+  admin->connections = conn;
+  admin->connection_count++;
+  http_parser_init(&conn->parser, HTTP_REQUEST);
+  conn->parser.data = conn;
+
+  if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 ||
+      admin->connection_count > MAX_CONNECTIONS ||
+      uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) != 0) {
+    connection_close(conn);
+    return;
+  }
+  restart_idle_timer(conn);
+}
+
+static void on_listener_closed(uv_handle_t *handle) {
+  ms_admin *admin = handle->data;
+  admin->listener_closed = true;
+  admin_maybe_free(admin);
+}
+
+/* resolve_address fills `out` with the address to listen on: the literal
+ * when there is one, else the first address the name resolves to. */
+static int resolve_address(uv_loop_t *loop, const ms_address *address,
+                           struct sockaddr_storage *out) {
+  if (address->host_is_ip) {
+    memcpy(out, &address->sockaddr, sizeof(*out));
+    return 0;
+  }
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  char port[8];
+  snprintf(port, sizeof(port), "%u", (unsigned)address->port);
+  uv_getaddrinfo_t req;
+  int rc = uv_getaddrinfo(loop, &req, NULL, address->host, port, &hints); /* synchronous */
+  if (rc != 0) return rc;
+  memcpy(out, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+  uv_freeaddrinfo(req.addrinfo);
+  return 0;
+}
+
+int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server, ms_admin **out) {
+  struct sockaddr_storage sockaddr;
+  memset(&sockaddr, 0, sizeof(sockaddr));
+  int rc = resolve_address(loop, address, &sockaddr);
+  if (rc != 0) return rc;
+
+  ms_admin *admin = calloc(1, sizeof(*admin));
+  if (!admin) return UV_ENOMEM;
+  admin->loop = loop;
+  admin->server = server;
+  rc = uv_tcp_init(loop, &admin->listener);
+  if (rc != 0) {
+    free(admin);
+    return rc;
+  }
+  admin->listener.data = admin;
+  rc = uv_tcp_bind(&admin->listener, (const struct sockaddr *)&sockaddr, 0);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&admin->listener, 128, on_connection);
+  if (rc != 0) {
+    ms_admin_close(admin); /* freed in the close callback */
+    return rc;
+  }
+  *out = admin;
+  return 0;
+}
+
+void ms_admin_close(ms_admin *admin) {
+  if (!admin || admin->closing) return;
+  admin->closing = true;
+  uv_close((uv_handle_t *)&admin->listener, on_listener_closed);
+  for (admin_connection *conn = admin->connections; conn; conn = conn->next) {
+    connection_close(conn);
+  }
+}

@@ -1,0 +1,123 @@
+/* admin_http_test: which route a request reaches, what an error says, and
+ * that /config_dump never shows a private key. No server needed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar/admin_json.h"
+
+#define CHECK(condition)                                                            \
+  do {                                                                              \
+    if (!(condition)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition); \
+      exit(1);                                                                      \
+    }                                                                               \
+  } while (0)
+
+static ms_admin_target route(enum http_method method, const char *url) {
+  ms_admin_target target;
+  CHECK(ms_admin_route_match(method, url, strlen(url), &target) == 0);
+  return target;
+}
+
+static void test_routes(void) {
+  CHECK(route(HTTP_GET, "/ready").route == MS_ADMIN_ROUTE_READY);
+  CHECK(route(HTTP_GET, "/server_info").route == MS_ADMIN_ROUTE_SERVER_INFO);
+  CHECK(route(HTTP_GET, "/certs").route == MS_ADMIN_ROUTE_CERTS);
+  CHECK(route(HTTP_GET, "/config_dump").route == MS_ADMIN_ROUTE_CONFIG_DUMP);
+  CHECK(route(HTTP_GET, "/stats").route == MS_ADMIN_ROUTE_STATS);
+  CHECK(route(HTTP_GET, "/stats/prometheus").route == MS_ADMIN_ROUTE_STATS_PROMETHEUS);
+
+  /* The query is ignored; absolute-form targets work too. */
+  ms_admin_target clusters = route(HTTP_GET, "/clusters?format=json");
+  CHECK(clusters.route == MS_ADMIN_ROUTE_CLUSTERS && clusters.method_allowed);
+  CHECK(strcmp(clusters.path, "/clusters") == 0);
+  CHECK(route(HTTP_GET, "http://127.0.0.1:15000/stats?x=1").route == MS_ADMIN_ROUTE_STATS);
+
+  /* Paths match exactly. */
+  CHECK(route(HTTP_GET, "/stats/").route == MS_ADMIN_ROUTE_NOT_FOUND);
+  CHECK(route(HTTP_GET, "/readyz").route == MS_ADMIN_ROUTE_NOT_FOUND);
+  CHECK(route(HTTP_GET, "/").route == MS_ADMIN_ROUTE_NOT_FOUND);
+  CHECK(route(HTTP_DELETE, "/nope").method_allowed); /* any method gets the 404 */
+
+  /* Methods: state changes only with POST, reads with GET or HEAD. */
+  ms_admin_target quit = route(HTTP_POST, "/quitquitquit");
+  CHECK(quit.route == MS_ADMIN_ROUTE_QUITQUITQUIT && quit.method_allowed);
+  quit = route(HTTP_GET, "/quitquitquit");
+  CHECK(!quit.method_allowed && strcmp(quit.allow, "POST") == 0);
+  ms_admin_target head = route(HTTP_HEAD, "/stats");
+  CHECK(head.method_allowed && head.head);
+  CHECK(!route(HTTP_POST, "/stats").method_allowed);
+
+  /* Not a request target: 400. */
+  ms_admin_target target;
+  CHECK(ms_admin_route_match(HTTP_GET, "", 0, &target) != 0);
+  CHECK(ms_admin_route_match(HTTP_GET, "stats", 5, &target) != 0);
+}
+
+static cJSON *parse_body(const ms_admin_response *response) {
+  CHECK(strcmp(response->content_type, "application/json") == 0);
+  CHECK(strlen(response->body) == response->body_len);
+  cJSON *json = cJSON_Parse(response->body);
+  CHECK(json != NULL);
+  return json;
+}
+
+static void test_not_found_lists_every_path(void) {
+  ms_admin_target target = route(HTTP_GET, "/x?y=1");
+  ms_admin_response response;
+  CHECK(ms_admin_respond_error(404, "not found", &target, &response) == 0);
+  CHECK(response.status == 404);
+  cJSON *json = parse_body(&response);
+  CHECK(strcmp(cJSON_GetObjectItem(json, "error")->valuestring, "not found") == 0);
+  CHECK(strcmp(cJSON_GetObjectItem(json, "path")->valuestring, "/x") == 0);
+  cJSON *paths = cJSON_GetObjectItem(json, "paths");
+  CHECK(cJSON_GetArraySize(paths) == (int)ms_admin_path_count);
+  for (size_t i = 0; i < ms_admin_path_count; i++) {
+    /* Every listed path routes somewhere. */
+    CHECK(route(HTTP_GET, cJSON_GetArrayItem(paths, (int)i)->valuestring).route ==
+          (ms_admin_route)(i + 1));
+  }
+  cJSON_Delete(json);
+  ms_admin_response_cleanup(&response);
+
+  target = route(HTTP_GET, "/quitquitquit");
+  CHECK(ms_admin_respond_error(405, "method not allowed", &target, &response) == 0);
+  json = parse_body(&response);
+  CHECK(strcmp(cJSON_GetObjectItem(json, "allow")->valuestring, "POST") == 0);
+  cJSON_Delete(json);
+  ms_admin_response_cleanup(&response);
+}
+
+static void test_redact_hides_keys(void) {
+  const char *config_text =
+      "{\"admin\":\"127.0.0.1:15000\",\"clusters\":[{\"name\":\"orders\",\"tls\":{"
+      "\"certificate\":\"/certs/tls.crt\",\"private_key\":\"/certs/tls.key\","
+      "\"password_file\":\"/certs/pass\",\"extra\":{\"private_key\":{\"inline\":\"x\"}}}},"
+      "{\"name\":\"pasted\",\"note\":\"-----BEGIN EC PRIVATE KEY-----\\nAAAA\"}]}";
+  cJSON *json = cJSON_Parse(config_text);
+  CHECK(json != NULL);
+  CHECK(ms_admin_redact(json) == 0);
+  char *text = cJSON_PrintUnformatted(json);
+  CHECK(text != NULL);
+  CHECK(strstr(text, "tls.key") == NULL);
+  CHECK(strstr(text, "/certs/pass") == NULL);
+  CHECK(strstr(text, "inline") == NULL);
+  CHECK(strstr(text, "PRIVATE KEY") == NULL);
+  CHECK(strstr(text, "\"certificate\":\"/certs/tls.crt\"") != NULL); /* the rest stays */
+  CHECK(strstr(text, "\"private_key\":\"[redacted]\"") != NULL);
+  CHECK(strstr(text, "\"password_file\":\"[redacted]\"") != NULL);
+  cJSON *tls =
+      cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(json, "clusters"), 0), "tls");
+  CHECK(cJSON_GetArraySize(tls) == 4); /* replaced in place, no member lost */
+  free(text);
+  cJSON_Delete(json);
+}
+
+int main(void) {
+  test_routes();
+  test_not_found_lists_every_path();
+  test_redact_hides_keys();
+  printf("PASS\n");
+  return 0;
+}
