@@ -29,15 +29,15 @@
 /* ---- inspection ---------------------------------------------------------- */
 
 typedef struct ms_cert_info {
-  char subject[256];    /* RFC 2253 one-line form, e.g. "CN=orders,O=shop" */
+  char subject[256]; /* RFC 2253 one-line form, e.g. "CN=orders,O=shop" */
   char issuer[256];
-  char serial_hex[80];  /* lowercase hex, no separators */
-  char sha256_hex[65];  /* fingerprint of the DER encoding, lowercase hex */
-  int64_t not_before;   /* unix seconds */
-  int64_t not_after;    /* unix seconds */
+  char serial_hex[80]; /* lowercase hex, no separators */
+  char sha256_hex[65]; /* fingerprint of the DER encoding, lowercase hex */
+  int64_t not_before;  /* unix seconds */
+  int64_t not_after;   /* unix seconds */
   bool is_ca;
   size_t san_count;
-  char **sans;          /* "DNS:name", "IP:1.2.3.4", "URI:spiffe://td/x", "EMAIL:a@b" */
+  char **sans; /* "DNS:name", "IP:1.2.3.4", "URI:spiffe://td/x", "EMAIL:a@b" */
 } ms_cert_info;
 
 /* ms_cert_info_init fills `out` from `cert`. Returns 0, or -1 when memory ran
@@ -47,6 +47,10 @@ int ms_cert_info_init(ms_cert_info *out, X509 *cert);
 /* ms_cert_info_cleanup releases what ms_cert_info_init allocated. Accepts a
  * zeroed struct. */
 void ms_cert_info_cleanup(ms_cert_info *info);
+
+/* ms_cert_info_array_free cleans up `count` infos and frees the array (as
+ * returned in ms_client_ctx_new's out_cas). Accepts NULL. */
+void ms_cert_info_array_free(ms_cert_info *infos, size_t count);
 
 /* ms_cert_info_to_json returns a newly allocated JSON object text describing
  * `info` (fields: subject, issuer, serial_number, sha256_fingerprint,
@@ -93,11 +97,11 @@ typedef struct ms_tls_settings {
   int verify_depth;          /* max intermediate certificates, like nginx */
   uint16_t min_version;      /* TLS1_2_VERSION or TLS1_3_VERSION */
   uint16_t max_version;
-  const char *ciphers;       /* TLS 1.2 cipher list; NULL: BoringSSL's default */
-  const char *curves;        /* "X25519:P-256"; NULL: default */
-  const uint8_t *alpn;       /* ALPN protocol list in wire format; NULL: none */
+  const char *ciphers; /* TLS 1.2 cipher list; NULL: BoringSSL's default */
+  const char *curves;  /* "X25519:P-256"; NULL: default */
+  const uint8_t *alpn; /* ALPN protocol list in wire format; NULL: none */
   size_t alpn_len;
-  bool session_reuse;        /* offer cached sessions (resumption) */
+  bool session_reuse; /* offer cached sessions (resumption) */
 } ms_tls_settings;
 
 /* The bytes a context is made of, read from the files the settings name. */
@@ -106,12 +110,12 @@ typedef struct ms_tls_material {
   size_t certificate_len;
   char *private_key_pem;
   size_t private_key_len;
-  char *password;            /* first line of password_file, or NULL */
+  char *password; /* first line of password_file, or NULL */
   char *trusted_ca_pem;
   size_t trusted_ca_len;
   char *crl_pem;
   size_t crl_len;
-  uint8_t digest[32];        /* SHA-256 over all the bytes above and the settings */
+  uint8_t digest[32]; /* SHA-256 over all the bytes above and the settings */
 } ms_tls_material;
 
 /* ms_tls_material_load reads every file `settings` names and computes the
@@ -138,6 +142,12 @@ int ms_client_ctx_new(const ms_tls_settings *settings, const ms_tls_material *ma
                       SSL_CTX **out_ctx, ms_cert_info *out_leaf, ms_cert_info **out_cas,
                       size_t *out_ca_count, char *err, size_t err_len);
 
+/* ms_tls_info_callback is the info callback ms_client_ctx_new installs: it
+ * records the last TLS alert sent and received on each SSL for
+ * ms_tls_describe_failure. A caller that installs its own info callback on
+ * such a context calls this one from it. */
+void ms_tls_info_callback(const SSL *ssl, int type, int value);
+
 /* What one connection verifies of the peer's names. With match_sans set, the
  * leaf certificate must carry one of them ("DNS:x" (wildcards allowed in the
  * certificate), "IP:a.b.c.d", "URI:spiffe://td/ns/x/sa/y", exact); otherwise
@@ -156,15 +166,15 @@ int ms_ssl_set_peer_check(SSL *ssl, const ms_peer_check *check);
 
 /* Why a handshake failed, as a stats label and the key of a hint. */
 typedef enum ms_tls_failure {
-  MS_TLS_FAILURE_OTHER = 0,          /* "handshake_failure" */
-  MS_TLS_FAILURE_SNI_REQUIRED,       /* "sni_required": alert 112/80 with no SNI sent */
-  MS_TLS_FAILURE_UNKNOWN_CA,         /* "unknown_ca": upstream chain not trusted */
-  MS_TLS_FAILURE_NAME_MISMATCH,      /* "name_mismatch": no SAN matched */
-  MS_TLS_FAILURE_EXPIRED,            /* "certificate_expired": upstream's, or ours (alert 45) */
-  MS_TLS_FAILURE_CLIENT_CERT,        /* "client_certificate_rejected": required or refused */
-  MS_TLS_FAILURE_PROTOCOL,           /* "protocol_version": no common version or cipher */
-  MS_TLS_FAILURE_CONNECTION_CLOSED,  /* "connection_closed": peer closed or reset mid-handshake */
-  MS_TLS_FAILURE_TIMEOUT,            /* "timeout": set by callers, never returned */
+  MS_TLS_FAILURE_OTHER = 0,         /* "handshake_failure" */
+  MS_TLS_FAILURE_SNI_REQUIRED,      /* "sni_required": alert 112/80 with no SNI sent */
+  MS_TLS_FAILURE_UNKNOWN_CA,        /* "unknown_ca": upstream chain not trusted */
+  MS_TLS_FAILURE_NAME_MISMATCH,     /* "name_mismatch": no SAN matched */
+  MS_TLS_FAILURE_EXPIRED,           /* "certificate_expired": upstream's, or ours (alert 45) */
+  MS_TLS_FAILURE_CLIENT_CERT,       /* "client_certificate_rejected": required or refused */
+  MS_TLS_FAILURE_PROTOCOL,          /* "protocol_version": no common version or cipher */
+  MS_TLS_FAILURE_CONNECTION_CLOSED, /* "connection_closed": peer closed or reset mid-handshake */
+  MS_TLS_FAILURE_TIMEOUT,           /* "timeout": set by callers, never returned */
   MS_TLS_FAILURE_COUNT
 } ms_tls_failure;
 
@@ -186,13 +196,16 @@ ms_tls_failure ms_tls_describe_failure(SSL *ssl, int ssl_error, bool sni_sent, c
 
 typedef struct ms_issue_request {
   const char *common_name;
-  const char *const *dns;   size_t dns_count;
-  const char *const *ips;   size_t ip_count;
-  const char *const *uris;  size_t uri_count;
-  bool client;              /* extendedKeyUsage clientAuth */
-  bool server;              /* extendedKeyUsage serverAuth */
-  int64_t not_before;       /* unix seconds; 0: now minus 5 minutes */
-  int64_t ttl_seconds;      /* validity from not_before + 5 min */
+  const char *const *dns;
+  size_t dns_count;
+  const char *const *ips;
+  size_t ip_count;
+  const char *const *uris;
+  size_t uri_count;
+  bool client;         /* extendedKeyUsage clientAuth */
+  bool server;         /* extendedKeyUsage serverAuth */
+  int64_t not_before;  /* unix seconds; 0: now minus 5 minutes */
+  int64_t ttl_seconds; /* validity from not_before + 5 min */
 } ms_issue_request;
 
 /* ms_ca_new makes a self-signed ECDSA P-256 CA certificate valid for
@@ -202,13 +215,19 @@ int ms_ca_new(const char *common_name, int64_t ttl_seconds, X509 **out_cert, EVP
 
 /* ms_cert_issue makes a new ECDSA P-256 key and a certificate for it signed
  * by the CA, with a random 128-bit serial. Caller owns both outputs. */
-int ms_cert_issue(const ms_issue_request *request, X509 *ca_cert, EVP_PKEY *ca_key,
-                  X509 **out_cert, EVP_PKEY **out_key, char *err, size_t err_len);
+int ms_cert_issue(const ms_issue_request *request, X509 *ca_cert, EVP_PKEY *ca_key, X509 **out_cert,
+                  EVP_PKEY **out_key, char *err, size_t err_len);
 
 /* ms_pem_write_cert / ms_pem_write_key write PEM files atomically (a
  * temporary file renamed into place); the key file gets mode 0600. */
 int ms_pem_write_cert(const char *path, X509 *cert, X509 *chain_next, char *err, size_t err_len);
 int ms_pem_write_key(const char *path, EVP_PKEY *key, char *err, size_t err_len);
+
+/* ms_pem_write_key_encrypted writes the key like ms_pem_write_key, encrypted
+ * with `password` (AES-256-CBC, PKCS#8); a NULL password writes it in the
+ * clear. Returns 0, or -1 with a message in err. */
+int ms_pem_write_key_encrypted(const char *path, EVP_PKEY *key, const char *password, char *err,
+                               size_t err_len);
 
 /* ms_duration_parse parses "90s", "15m", "24h", "30d" (or plain seconds).
  * Returns 0 and sets *out_seconds, or -1 for anything else. */

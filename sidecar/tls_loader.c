@@ -77,11 +77,12 @@ int ms_server_load_tls(ms_server *server, bool initial, char *err, size_t err_le
     ms_cluster_runtime *runtime = &server->clusters[i];
     ms_tls_context *context = built[i];
     if (!initial) MS_STAT_ADD(&server->stats, tls_reload_success, 1);
-    ms_log(MS_LOG_INFO, "tls %s: cluster=%s generation=%llu serial=%s expires=%lld",
+    char expires[32] = "none";
+    if (context->leaf.not_after) ms_time_rfc3339(context->leaf.not_after, expires, sizeof(expires));
+    ms_log(MS_LOG_INFO, "tls %s: cluster=%s generation=%llu serial=%s expires=%s",
            initial ? "loaded" : "reloaded", server->config->clusters[i].name,
            (unsigned long long)context->generation,
-           context->leaf.serial_hex[0] ? context->leaf.serial_hex : "none",
-           (long long)context->leaf.not_after);
+           context->leaf.serial_hex[0] ? context->leaf.serial_hex : "none", expires);
     ms_tls_context_free(runtime->tls);
     runtime->tls = context;
     free(runtime->tls_error);

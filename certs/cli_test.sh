@@ -1,0 +1,95 @@
+#!/bin/bash
+# cli_test.sh: the `certs` CLI end to end: ca, issue (plain, encrypted,
+# expired), inspect, and usage errors with their exit codes.
+set -u
+CERTS="$(dirname "$0")/certs"
+[ -x "$CERTS" ] || CERTS="$TEST_SRCDIR/$TEST_WORKSPACE/certs/certs"
+DIR="${TEST_TMPDIR:-$(mktemp -d)}/cli"
+failures=0
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# expect_exit CODE CMD...: runs CMD, checks its exit code, keeps its output.
+expect_exit() {
+  local want=$1
+  shift
+  "$@" >"$DIR/out" 2>"$DIR/err"
+  local got=$?
+  [ "$got" -eq "$want" ] || fail "exit $got, want $want: $* ($(cat "$DIR/err"))"
+}
+
+mkdir -p "$DIR"
+expect_exit 0 "$CERTS" --help
+grep -q "certs issue" "$DIR/out" || fail "--help does not describe issue"
+expect_exit 2 "$CERTS"
+expect_exit 2 "$CERTS" frobnicate
+expect_exit 2 "$CERTS" ca
+expect_exit 2 "$CERTS" ca --out "$DIR/ca" --ttl forever
+grep -q "invalid --ttl" "$DIR/err" || fail "bad --ttl message: $(cat "$DIR/err")"
+expect_exit 2 "$CERTS" issue --ca "$DIR/ca"
+expect_exit 2 "$CERTS" issue --ca "$DIR/ca" --out "$DIR/x" --dns
+expect_exit 2 "$CERTS" inspect
+
+expect_exit 0 "$CERTS" ca --out "$DIR/ca/nested" --cn "CLI Test CA"
+[ -f "$DIR/ca/nested/ca.crt" ] && [ -f "$DIR/ca/nested/ca.key" ] || fail "ca files missing"
+[ "$(stat -c %a "$DIR/ca/nested/ca.key")" = 600 ] || fail "ca.key is not 0600"
+CA="$DIR/ca/nested"
+
+expect_exit 1 "$CERTS" issue --ca "$DIR/nowhere" --out "$DIR/x"
+grep -q "nowhere/ca.crt" "$DIR/err" || fail "missing CA message: $(cat "$DIR/err")"
+
+expect_exit 0 "$CERTS" issue --ca "$CA" --out "$DIR/web" --dns web.test --ip 10.0.0.7 \
+  --uri spiffe://td/ns/shop/sa/web --server
+expect_exit 0 "$CERTS" inspect "$DIR/web.crt"
+python3 - "$DIR/out" <<'PY' || fail "inspect output: $(cat "$DIR/out")"
+import json, sys
+info = json.load(open(sys.argv[1]))
+assert info["subject"] == "CN=web.test", info
+assert info["issuer"] == "CN=CLI Test CA", info
+assert info["subject_alt_names"] == ["DNS:web.test", "IP:10.0.0.7", "URI:spiffe://td/ns/shop/sa/web"], info
+assert info["is_ca"] is False
+assert len(info["sha256_fingerprint"]) == 64
+assert info["days_until_expiration"] in (0, 1)
+PY
+
+if command -v openssl >/dev/null; then
+  openssl verify -CAfile "$CA/ca.crt" "$DIR/web.crt" >/dev/null || fail "openssl verify web.crt"
+  openssl x509 -in "$DIR/web.crt" -noout -text | grep -q "TLS Web Server Authentication" ||
+    fail "web.crt lacks serverAuth"
+  openssl x509 -in "$DIR/web.crt" -noout -text | grep -q "TLS Web Client Authentication" &&
+    fail "--server alone should not add clientAuth"
+fi
+
+# Expired on purpose, for tests: valid from 48h ago for 24h.
+expect_exit 0 "$CERTS" issue --ca "$CA" --out "$DIR/old" --dns old.test --not-before -48h --ttl 24h
+expect_exit 0 "$CERTS" inspect "$DIR/old.crt"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["days_until_expiration"] < 0, d' \
+  "$DIR/out" || fail "old.crt is not expired"
+
+# An encrypted key.
+printf 'hunter2\n' >"$DIR/pass"
+expect_exit 0 "$CERTS" issue --ca "$CA" --out "$DIR/locked" --key-password-file "$DIR/pass"
+grep -q ENCRYPTED "$DIR/locked.key" || fail "locked.key is not encrypted"
+if command -v openssl >/dev/null; then
+  openssl pkey -in "$DIR/locked.key" -passin pass:hunter2 -noout || fail "openssl cannot decrypt"
+fi
+expect_exit 0 "$CERTS" inspect "$DIR/locked.crt"
+grep -q '"CN=workload"' "$DIR/out" || fail "default CN is not workload"
+
+# Several certificates in one file: a JSON array.
+cat "$DIR/web.crt" "$CA/ca.crt" >"$DIR/bundle.pem"
+expect_exit 0 "$CERTS" inspect "$DIR/bundle.pem"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d) == 2 and d[1]["is_ca"], d' \
+  "$DIR/out" || fail "bundle is not an array of 2"
+
+expect_exit 1 "$CERTS" inspect "$DIR/pass"
+grep -q "holds no PEM certificate" "$DIR/err" || fail "inspect of non-PEM: $(cat "$DIR/err")"
+
+if [ "$failures" -gt 0 ]; then
+  echo "cli_test: $failures failure(s)"
+  exit 1
+fi
+echo "cli_test: all checks passed"

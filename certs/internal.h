@@ -1,0 +1,62 @@
+/* internal.h: helpers shared by the files of certs/, not part of the public
+ * API (see certs.h). */
+#ifndef MS_CERTS_INTERNAL_H
+#define MS_CERTS_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "certs/certs.h"
+
+/* What the library remembers about one SSL object, for the peer check and
+ * for ms_tls_describe_failure. Lives in the SSL's ex_data and is freed with
+ * the SSL. */
+typedef struct ms_ssl_state {
+  int alert_sent; /* last alert description we sent, or -1 */
+  bool alert_sent_fatal;
+  int alert_received; /* last alert description we received, or -1 */
+  bool alert_received_fatal;
+  bool certificate_requested; /* the server sent a CertificateRequest */
+  const ms_peer_check *check; /* borrowed, see ms_ssl_set_peer_check */
+  bool name_mismatch;         /* verify_detail describes a name mismatch */
+  char verify_detail[400];    /* why verification failed, or "" */
+} ms_ssl_state;
+
+/* ms_ssl_state_get returns the state of `ssl`, creating it when `create` is
+ * set. Returns NULL when there is none (or memory ran out). */
+ms_ssl_state *ms_ssl_state_get(const SSL *ssl, bool create);
+
+/* ms_verify_callback is the certificate verify callback of every context
+ * ms_client_ctx_new builds: it records why a chain failed and enforces the
+ * SSL's match_sans. */
+int ms_verify_callback(int preverify_ok, X509_STORE_CTX *store);
+
+/* ms_err_set formats a message into err (err may be NULL). */
+void ms_err_set(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ms_err_reason drains the BoringSSL error queue into `buf` as the reason of
+ * the first error ("" when the queue was empty) and returns `buf`. */
+const char *ms_err_reason(char *buf, size_t len);
+
+/* ms_asn1_time_to_unix converts `time` to unix seconds. Returns 0 or -1. */
+int ms_asn1_time_to_unix(const ASN1_TIME *time, int64_t *out_seconds);
+
+/* ms_name_oneline writes `name` in RFC 2253 form ("CN=x,O=y") into buf,
+ * truncating. Returns 0, or -1 when memory ran out. */
+int ms_name_oneline(const X509_NAME *name, char *buf, size_t len);
+
+/* ms_cert_sans returns the certificate's subject alternative names in the
+ * "DNS:x" form. On success the caller frees the list with ms_strv_free. A
+ * certificate without SANs gives *out_count 0 and *out_sans NULL. */
+int ms_cert_sans(X509 *cert, char ***out_sans, size_t *out_count);
+void ms_strv_free(char **strings, size_t count);
+
+/* ms_sans_format writes "[DNS:a, URI:b]" into buf (truncating). */
+void ms_sans_format(const char *const *sans, size_t count, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,548 @@
+/* config_test.c: loading the JSON configuration: values, defaults, paths
+ * and the error messages a user sees. Each case writes its file into
+ * $TEST_TMPDIR. JSON is written with single quotes for readability and
+ * turned into double quotes when the file is written. */
+#include "sidecar/config.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHECK(cond)                                                            \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+static char tmpdir[512];
+
+/* A cluster that passes validation, to embed in cases about other keys. */
+#define GOOD_CLUSTER \
+  "{'name': 'orders', 'endpoints': ['orders:8443'], 'tls': {'trusted_ca': '/ca.crt'}}"
+
+/* write_config writes `json` (single quotes become double quotes) into
+ * $TEST_TMPDIR/`name`, creating its folder, and returns the full path
+ * (static storage). */
+static const char *write_config(const char *name, const char *json) {
+  static char path[1024];
+  snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+  for (char *slash = strchr(path + strlen(tmpdir) + 1, '/'); slash != NULL;
+       slash = strchr(slash + 1, '/')) {
+    *slash = '\0';
+    mkdir(path, 0755);
+    *slash = '/';
+  }
+  FILE *file = fopen(path, "w");
+  CHECK(file != NULL);
+  for (const char *c = json; *c != '\0'; c++)
+    fputc(*c == '\'' ? '"' : *c, file);
+  CHECK(fclose(file) == 0);
+  return path;
+}
+
+static void print_errors(const ms_config_errors *errors) {
+  for (size_t i = 0; i < errors->count; i++)
+    fprintf(stderr, "  %s\n", errors->lines[i]);
+}
+
+/* load_ok loads `json` and checks that it is accepted. */
+static ms_config *load_ok(const char *json) {
+  ms_config *config = NULL;
+  ms_config_errors errors;
+  if (ms_config_load(write_config("config.json", json), &config, &errors) != 0) {
+    print_errors(&errors);
+    CHECK(!"the configuration was refused");
+  }
+  CHECK(errors.count == 0);
+  CHECK(config != NULL);
+  return config;
+}
+
+static bool has_line(const ms_config_errors *errors, const char *text) {
+  for (size_t i = 0; i < errors->count; i++) {
+    if (strstr(errors->lines[i], text) != NULL) return true;
+  }
+  return false;
+}
+
+/* load_refused loads `json`, checks that it is refused, and returns the
+ * errors (caller cleans up). */
+static ms_config_errors load_refused(const char *json) {
+  ms_config *config = NULL;
+  ms_config_errors errors;
+  CHECK(ms_config_load(write_config("config.json", json), &config, &errors) == -1);
+  CHECK(config == NULL);
+  CHECK(errors.count > 0);
+  return errors;
+}
+
+/* expect_error checks that `json` is refused with a line containing `text`. */
+static void expect_error(const char *json, const char *text) {
+  ms_config_errors errors = load_refused(json);
+  if (!has_line(&errors, text)) {
+    fprintf(stderr, "expected an error containing: %s\ngot:\n", text);
+    print_errors(&errors);
+    CHECK(!"missing error");
+  }
+  ms_config_errors_cleanup(&errors);
+}
+
+static const char full_config[] =
+    "{\n"
+    "  'admin': {'address': '127.0.0.1:16000'},\n"
+    "  'workers': 2,\n"
+    "  'drain_timeout_ms': 15000,\n"
+    "  'watch_certificates': false,\n"
+    "  'listeners': [{'name': 'orders-in', 'address': '127.0.0.1:15001', 'protocol': 'tcp',\n"
+    "                 'cluster': 'orders', 'idle_timeout_ms': 60000},\n"
+    "                {'name': 'pay-in', 'address': '0.0.0.0:15002', 'cluster': 'payments'}],\n"
+    "  'clusters': [{\n"
+    "    'name': 'payments',\n"
+    "    'endpoints': ['payments:443'],\n"
+    "    'tls': {'verify': false}\n"
+    "  }, {\n"
+    "    'name': 'orders',\n"
+    "    'endpoints': ['orders-0.shop:8443', {'address': '10.0.0.7:8443', 'weight': 2}],\n"
+    "    'lb_policy': 'least_connections',\n"
+    "    'connect_timeout_ms': 1000, 'handshake_timeout_ms': 2000, 'max_connect_attempts': 5,\n"
+    "    'dns_refresh_ms': 60000,\n"
+    "    'outlier_detection': {'consecutive_failures': 4, 'base_ejection_ms': 1000,\n"
+    "                          'max_ejection_ms': 8000},\n"
+    "    'tls': {\n"
+    "      'certificate': 'client.crt', 'private_key': 'keys/client.key',\n"
+    "      'password_file': null, 'trusted_ca': '/etc/ssl/ca.crt', 'verify': true,\n"
+    "      'verify_depth': 3, 'server_name': 'orders.shop.svc', 'send_sni': false,\n"
+    "      'match_subject_alt_names': ['DNS:orders.shop.svc', 'URI:spiffe://shop/orders',\n"
+    "                                  'IP:10.0.0.7'],\n"
+    "      'protocols': ['TLSv1.3'], 'ciphers': 'ECDHE-ECDSA-AES128-GCM-SHA256',\n"
+    "      'curves': ['X25519', 'P-256'], 'alpn': ['h2', 'http/1.1'], 'session_reuse': false,\n"
+    "      'crl': 'crl.pem'\n"
+    "    }\n"
+    "  }]\n"
+    "}\n";
+
+static void test_full_config_round_trips(void) {
+  ms_config *config = NULL;
+  ms_config_errors errors;
+  const char *path = write_config("full/sidecar.json", full_config);
+  if (ms_config_load(path, &config, &errors) != 0) print_errors(&errors);
+  CHECK(config != NULL && errors.count == 0);
+  char expected[1024];
+
+  CHECK(strcmp(config->path, path) == 0);
+  snprintf(expected, sizeof(expected), "%s/full", tmpdir);
+  CHECK(strcmp(config->directory, expected) == 0);
+  CHECK(strcmp(config->admin_address.text, "127.0.0.1:16000") == 0);
+  CHECK(config->admin_address.port == 16000 && config->admin_address.host_is_ip);
+  CHECK(config->workers == 2);
+  CHECK(config->drain_timeout_ms == 15000);
+  CHECK(!config->watch_certificates);
+  CHECK(strstr(config->json, "\"orders-0.shop:8443\"") != NULL);
+
+  CHECK(config->listener_count == 2);
+  const ms_listener_config *listener = &config->listeners[0];
+  CHECK(strcmp(listener->name, "orders-in") == 0);
+  CHECK(strcmp(listener->address.host, "127.0.0.1") == 0 && listener->address.port == 15001);
+  CHECK(listener->address.sockaddr.ss_family == AF_INET);
+  CHECK(listener->protocol == MS_PROTOCOL_TCP);
+  CHECK(strcmp(listener->cluster, "orders") == 0 && listener->cluster_index == 1);
+  CHECK(listener->idle_timeout_ms == 60000);
+  CHECK(config->listeners[1].cluster_index == 0);
+  CHECK(config->listeners[1].idle_timeout_ms == 3600000);
+
+  CHECK(config->cluster_count == 2);
+  const ms_cluster_config *cluster = &config->clusters[1];
+  CHECK(strcmp(cluster->name, "orders") == 0);
+  CHECK(cluster->endpoint_count == 2);
+  CHECK(strcmp(cluster->endpoints[0].address.host, "orders-0.shop") == 0);
+  CHECK(cluster->endpoints[0].address.port == 8443);
+  CHECK(!cluster->endpoints[0].address.host_is_ip);
+  CHECK(cluster->endpoints[0].weight == 1);
+  CHECK(strcmp(cluster->endpoints[1].address.text, "10.0.0.7:8443") == 0);
+  CHECK(cluster->endpoints[1].address.host_is_ip);
+  const struct sockaddr_in *v4 =
+      (const struct sockaddr_in *)&cluster->endpoints[1].address.sockaddr;
+  CHECK(v4->sin_family == AF_INET && ntohs(v4->sin_port) == 8443);
+  CHECK(ntohl(v4->sin_addr.s_addr) == 0x0a000007);
+  CHECK(cluster->endpoints[1].weight == 2);
+  CHECK(cluster->lb_policy == MS_LB_LEAST_CONNECTIONS);
+  CHECK(strcmp(ms_lb_policy_name(cluster->lb_policy), "least_connections") == 0);
+  CHECK(cluster->connect_timeout_ms == 1000 && cluster->handshake_timeout_ms == 2000);
+  CHECK(cluster->max_connect_attempts == 5 && cluster->dns_refresh_ms == 60000);
+  CHECK(cluster->outlier_detection.consecutive_failures == 4);
+  CHECK(cluster->outlier_detection.base_ejection_ms == 1000);
+  CHECK(cluster->outlier_detection.max_ejection_ms == 8000);
+
+  const ms_cluster_tls_config *tls = &cluster->tls;
+  snprintf(expected, sizeof(expected), "%s/full/client.crt", tmpdir);
+  CHECK(strcmp(tls->settings.certificate, expected) == 0);
+  snprintf(expected, sizeof(expected), "%s/full/keys/client.key", tmpdir);
+  CHECK(strcmp(tls->settings.private_key, expected) == 0);
+  CHECK(tls->settings.password_file == NULL);
+  CHECK(strcmp(tls->settings.trusted_ca, "/etc/ssl/ca.crt") == 0);
+  snprintf(expected, sizeof(expected), "%s/full/crl.pem", tmpdir);
+  CHECK(strcmp(tls->settings.crl, expected) == 0);
+  CHECK(tls->settings.verify && tls->settings.verify_depth == 3);
+  CHECK(strcmp(tls->server_name, "orders.shop.svc") == 0 && !tls->send_sni);
+  CHECK(tls->match_subject_alt_name_count == 3);
+  CHECK(strcmp(tls->match_subject_alt_names[1], "URI:spiffe://shop/orders") == 0);
+  CHECK(tls->protocol_count == 1 && strcmp(tls->protocols[0], "TLSv1.3") == 0);
+  CHECK(tls->settings.min_version == TLS1_3_VERSION);
+  CHECK(tls->settings.max_version == TLS1_3_VERSION);
+  CHECK(strcmp(tls->settings.ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256") == 0);
+  CHECK(tls->curve_count == 2 && strcmp(tls->settings.curves, "X25519:P-256") == 0);
+  CHECK(tls->alpn_count == 2 && strcmp(tls->alpn[1], "http/1.1") == 0);
+  CHECK(tls->settings.alpn_len == 12);
+  CHECK(memcmp(tls->settings.alpn, "\x02h2\x08http/1.1", 12) == 0);
+  CHECK(!tls->settings.session_reuse);
+
+  /* verify off needs no trusted_ca. */
+  CHECK(!config->clusters[0].tls.settings.verify);
+  CHECK(config->clusters[0].tls.settings.trusted_ca == NULL);
+
+  /* Shared by reference: the last free releases it (ASan checks). */
+  CHECK(atomic_load(&config->refs) == 1);
+  CHECK(ms_config_up_ref(config) == config);
+  CHECK(atomic_load(&config->refs) == 2);
+  ms_config_free(config);
+  CHECK(atomic_load(&config->refs) == 1);
+  ms_config_free(config);
+  ms_config_free(NULL);
+}
+
+static void test_defaults(void) {
+  ms_config *config = load_ok("{'clusters': [" GOOD_CLUSTER "]}");
+  CHECK(strcmp(config->admin_address.text, "127.0.0.1:15000") == 0);
+  CHECK(config->admin_address.port == 15000);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  CHECK(config->workers == (uint32_t)(cpus > 0 ? cpus : 1));
+  CHECK(config->drain_timeout_ms == 20000);
+  CHECK(config->watch_certificates);
+  CHECK(config->listener_count == 0 && config->listeners == NULL);
+  const ms_cluster_config *cluster = &config->clusters[0];
+  CHECK(cluster->lb_policy == MS_LB_ROUND_ROBIN);
+  CHECK(cluster->connect_timeout_ms == 5000 && cluster->handshake_timeout_ms == 10000);
+  CHECK(cluster->max_connect_attempts == 3 && cluster->dns_refresh_ms == 30000);
+  CHECK(cluster->outlier_detection.consecutive_failures == 3);
+  CHECK(cluster->outlier_detection.base_ejection_ms == 5000);
+  CHECK(cluster->outlier_detection.max_ejection_ms == 300000);
+  const ms_cluster_tls_config *tls = &cluster->tls;
+  CHECK(tls->settings.verify && tls->settings.verify_depth == 4);
+  CHECK(tls->send_sni && tls->server_name == NULL);
+  CHECK(tls->settings.session_reuse);
+  CHECK(tls->settings.min_version == TLS1_2_VERSION);
+  CHECK(tls->settings.max_version == TLS1_3_VERSION);
+  CHECK(tls->protocol_count == 2 && strcmp(tls->protocols[0], "TLSv1.2") == 0);
+  CHECK(strcmp(tls->protocols[1], "TLSv1.3") == 0);
+  CHECK(tls->settings.certificate == NULL && tls->settings.private_key == NULL);
+  CHECK(tls->settings.password_file == NULL && tls->settings.crl == NULL);
+  CHECK(tls->settings.ciphers == NULL && tls->settings.curves == NULL);
+  CHECK(tls->curve_count == 0 && tls->alpn_count == 0 && tls->settings.alpn == NULL);
+  CHECK(tls->match_subject_alt_name_count == 0);
+  ms_config_free(config);
+
+  /* null means the default; workers 0 means one per CPU. */
+  config = load_ok(
+      "{'workers': 0, 'admin': null, 'clusters': [{'name': 'a', 'endpoints': "
+      "['a:1'], 'lb_policy': null, 'tls': {'trusted_ca': 'ca.crt', 'ciphers': "
+      "null}}]}");
+  CHECK(config->workers == (uint32_t)(cpus > 0 ? cpus : 1));
+  CHECK(config->admin_address.port == 15000);
+  ms_config_free(config);
+
+  CHECK(strcmp(ms_lb_policy_name(MS_LB_ROUND_ROBIN), "round_robin") == 0);
+  CHECK(strcmp(ms_lb_policy_name(MS_LB_RANDOM), "random") == 0);
+}
+
+static void test_unknown_key_suggests_the_nearest(void) {
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'verfiy_depth': 2}}]}",
+      "clusters[0].tls.verfiy_depth: unknown key; did you mean \"verify_depth\"?");
+  expect_error("{'wrokers': 2}", "wrokers: unknown key; did you mean \"workers\"?");
+  /* Too far from every key: the known keys are listed instead. */
+  expect_error("{'admin': {'port': 1}}", "admin.port: unknown key; expected one of: address");
+  expect_error("{'admin': {'address': '127.0.0.1:1', 'address': '127.0.0.1:2'}}",
+               "admin.address: duplicate key");
+}
+
+static void test_wrong_types(void) {
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'connect_timeout_ms': '5000', "
+      "'tls': {'trusted_ca': 'ca.crt'}}]}",
+      "clusters[0].connect_timeout_ms: expected a non-negative integer, got a string");
+  expect_error("{'workers': -1}", "workers: expected a non-negative integer, got -1");
+  expect_error("{'workers': 1.5}", "workers: expected a non-negative integer, got 1.5");
+  expect_error("{'watch_certificates': 'yes'}",
+               "watch_certificates: expected true or false, got a string");
+  expect_error("{'clusters': {}}", "clusters: expected an array, got an object");
+  expect_error("{'clusters': [" GOOD_CLUSTER "], 'listeners': [7]}",
+               "listeners[0]: expected an object, got a number");
+  expect_error("[]", "the top level must be a JSON object");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'verify_depth': 0}}]}",
+      "clusters[0].tls.verify_depth: must be between 1 and 100, got 0");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'lb_policy': 'round-robin', "
+      "'tls': {'trusted_ca': 'ca.crt'}}]}",
+      "clusters[0].lb_policy: unknown policy \"round-robin\"; did you mean "
+      "\"round_robin\"?");
+}
+
+static void test_tls_requirements(void) {
+  expect_error("{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {}}]}",
+               "clusters[0].tls.trusted_ca: required while verify is on; set it to the CA "
+               "bundle that signs the upstream's certificate, or set verify to false");
+  expect_error("{'clusters': [{'name': 'a', 'endpoints': ['a:1']}]}", "clusters[0].tls: required;");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'certificate': 'c.crt'}}]}",
+      "clusters[0].tls.private_key: required with certificate");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'private_key': 'c.key'}}]}",
+      "clusters[0].tls.certificate: required with private_key");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'match_subject_alt_names': ['spiffe://shop/orders']}}]}",
+      "clusters[0].tls.match_subject_alt_names[0]: \"spiffe://shop/orders\" must "
+      "start with DNS:, URI:, IP: or EMAIL:");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'match_subject_alt_names': ['IP:orders']}}]}",
+      "\"orders\" is not an IP address");
+
+  /* verify off: no trusted_ca needed. */
+  ms_config *config =
+      load_ok("{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}}]}");
+  CHECK(!config->clusters[0].tls.settings.verify);
+  ms_config_free(config);
+}
+
+static void test_protocols(void) {
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'protocols': ['TLSv1.1', 'TLSv1.2']}}]}",
+      "clusters[0].tls.protocols[0]: \"TLSv1.1\" is refused: TLS 1.2 is the minimum");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'protocols': ['TLSv1']}}]}",
+      "TLS 1.2 is the minimum");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'protocols': ['TLS1.3']}}]}",
+      "clusters[0].tls.protocols[0]: unknown protocol version \"TLS1.3\"; did you "
+      "mean \"TLSv1.3\"?");
+  /* As near to "TLSv1.2" as to "TLSv1.3": no guess, the choices instead. */
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'protocols': ['TLSv1.4']}}]}",
+      "unknown protocol version \"TLSv1.4\"; expected one of: TLSv1.2, TLSv1.3");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': "
+      "'ca.crt', 'protocols': []}}]}",
+      "clusters[0].tls.protocols: must list at least one version");
+  ms_config *config = load_ok(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': "
+      "{'trusted_ca': 'ca.crt', 'protocols': ['TLSv1.2']}}]}");
+  CHECK(config->clusters[0].tls.settings.min_version == TLS1_2_VERSION);
+  CHECK(config->clusters[0].tls.settings.max_version == TLS1_2_VERSION);
+  ms_config_free(config);
+}
+
+static void test_relative_paths(void) {
+  const char *json =
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'trusted_ca': './ca.crt', "
+      "'certificate': '../certs//client.crt', 'private_key': '/keys/client.key', "
+      "'password_file': 'pw.txt', 'crl': 'crl/./list.pem'}}]}";
+  write_config("rel/conf/sidecar.json", json);
+  /* Loaded by a relative path: the file's folder, not the working folder, anchors paths. */
+  char cwd[1024];
+  CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+  CHECK(chdir(tmpdir) == 0);
+  ms_config *config = NULL;
+  ms_config_errors errors;
+  int result = ms_config_load("./rel/conf/sidecar.json", &config, &errors);
+  CHECK(chdir(cwd) == 0);
+  if (result != 0) print_errors(&errors);
+  CHECK(result == 0);
+
+  char expected[1024];
+  snprintf(expected, sizeof(expected), "%s/rel/conf/sidecar.json", tmpdir);
+  CHECK(strcmp(config->path, expected) == 0);
+  snprintf(expected, sizeof(expected), "%s/rel/conf", tmpdir);
+  CHECK(strcmp(config->directory, expected) == 0);
+  const ms_tls_settings *settings = &config->clusters[0].tls.settings;
+  snprintf(expected, sizeof(expected), "%s/rel/conf/ca.crt", tmpdir);
+  CHECK(strcmp(settings->trusted_ca, expected) == 0);
+  snprintf(expected, sizeof(expected), "%s/rel/conf/../certs/client.crt", tmpdir);
+  CHECK(strcmp(settings->certificate, expected) == 0);
+  CHECK(strcmp(settings->private_key, "/keys/client.key") == 0);
+  snprintf(expected, sizeof(expected), "%s/rel/conf/pw.txt", tmpdir);
+  CHECK(strcmp(settings->password_file, expected) == 0);
+  snprintf(expected, sizeof(expected), "%s/rel/conf/crl/list.pem", tmpdir);
+  CHECK(strcmp(settings->crl, expected) == 0);
+  ms_config_free(config);
+
+  /* ms_config_parse resolves against the folder of the path it is given. */
+  CHECK(ms_config_parse("{\"clusters\": [{\"name\": \"a\", \"endpoints\": [\"a:1\"], \"tls\": "
+                        "{\"trusted_ca\": \"ca.crt\"}}]}",
+                        "/etc/sidecar/sidecar.json", &config, &errors) == 0);
+  CHECK(strcmp(config->clusters[0].tls.settings.trusted_ca, "/etc/sidecar/ca.crt") == 0);
+  ms_config_free(config);
+}
+
+static void test_references_and_duplicates(void) {
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': [{'name': 'in', 'address': "
+               "'127.0.0.1:15001', 'cluster': 'order'}]}",
+               "listeners[0].cluster: no cluster named \"order\"; did you mean \"orders\"?");
+  expect_error("{'listeners': [{'name': 'in', 'address': '127.0.0.1:15001', 'cluster': 'x'}]}",
+               "listeners[0].cluster: no cluster named \"x\"; define it under \"clusters\"");
+  expect_error("{'clusters': [" GOOD_CLUSTER ", " GOOD_CLUSTER "]}",
+               "clusters[1].name: \"orders\" is already the name of clusters[0]");
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': ["
+               "{'name': 'in', 'address': '127.0.0.1:15001', 'cluster': 'orders'},"
+               "{'name': 'in', 'address': '127.0.0.1:15002', 'cluster': 'orders'}]}",
+               "listeners[1].name: \"in\" is already the name of listeners[0]");
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': ["
+               "{'name': 'a', 'address': '127.0.0.1:15001', 'cluster': 'orders'},"
+               "{'name': 'b', 'address': '127.0.0.1:15001', 'cluster': 'orders'}]}",
+               "listeners[1].address: 127.0.0.1:15001 is already taken by listeners[0]");
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': [{'name': 'a', 'address': "
+               "'127.0.0.1:15000', 'cluster': 'orders'}]}",
+               "listeners[0].address: 127.0.0.1:15000 is already taken by admin.address");
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': [{'name': 'a', 'address': "
+               "'127.0.0.1:15001', 'protocol': 'http', 'cluster': 'orders'}]}",
+               "listeners[0].protocol: \"http\" is not supported yet; use \"tcp\"");
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': [{'name': 'a', 'address': "
+               "'localhost:15001', 'cluster': 'orders'}]}",
+               "listeners[0].address: \"localhost:15001\": must be an IP address and port");
+  expect_error("{'clusters': [" GOOD_CLUSTER "], 'listeners': [{'name': 'a'}]}",
+               "listeners[0].address: required;");
+}
+
+static void test_addresses(void) {
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:70000'], 'tls': {'verify': "
+      "false}}]}",
+      "clusters[0].endpoints[0]: \"a:70000\": the port must be a number from 1 to 65535");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': [{'address': 'a:0'}], 'tls': "
+      "{'verify': false}}]}",
+      "clusters[0].endpoints[0].address: \"a:0\": the port must be a number");
+  expect_error("{'clusters': [{'name': 'a', 'endpoints': ['orders'], 'tls': {'verify': false}}]}",
+               "clusters[0].endpoints[0]: \"orders\": missing port");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['::1:8443'], 'tls': {'verify': "
+      "false}}]}",
+      "an IPv6 address needs brackets, like \"[::1]:8443\"");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': [{'address': 'a:1', 'weight': 0}], "
+      "'tls': {'verify': false}}]}",
+      "clusters[0].endpoints[0].weight: must be between 1 and 1000, got 0");
+  expect_error("{'clusters': [{'name': 'a', 'endpoints': [], 'tls': {'verify': false}}]}",
+               "clusters[0].endpoints: must list at least one endpoint");
+
+  ms_config *config = load_ok(
+      "{'admin': {'address': '[::1]:15900'}, 'clusters': [{'name': 'a', "
+      "'endpoints': ['[::1]:8443', '[2001:db8::7]:443'], 'tls': "
+      "{'verify': false}}]}");
+  const ms_address *address = &config->clusters[0].endpoints[0].address;
+  CHECK(strcmp(address->text, "[::1]:8443") == 0);
+  CHECK(strcmp(address->host, "::1") == 0 && address->port == 8443 && address->host_is_ip);
+  const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&address->sockaddr;
+  CHECK(v6->sin6_family == AF_INET6 && ntohs(v6->sin6_port) == 8443);
+  CHECK(address->sockaddr_len == sizeof(struct sockaddr_in6));
+  CHECK(memcmp(&v6->sin6_addr, &in6addr_loopback, sizeof(in6addr_loopback)) == 0);
+  CHECK(strcmp(config->clusters[0].endpoints[1].address.host, "2001:db8::7") == 0);
+  CHECK(config->admin_address.host_is_ip && config->admin_address.port == 15900);
+  ms_config_free(config);
+
+  /* The parser on its own. */
+  ms_address parsed;
+  char err[256];
+  CHECK(ms_address_parse("orders.shop:8443", &parsed, err, sizeof(err)) == 0);
+  CHECK(!parsed.host_is_ip && strcmp(parsed.host, "orders.shop") == 0 && parsed.port == 8443);
+  ms_address_cleanup(&parsed);
+  CHECK(ms_address_parse("[::1]8443", &parsed, err, sizeof(err)) == -1);
+  CHECK(strstr(err, "missing port") != NULL);
+  CHECK(ms_address_parse("[orders]:1", &parsed, err, sizeof(err)) == -1);
+  CHECK(strstr(err, "is not an IPv6 address") != NULL);
+  CHECK(ms_address_parse("bad host:1", &parsed, err, sizeof(err)) == -1);
+  CHECK(ms_address_parse(":1", &parsed, err, sizeof(err)) == -1);
+  CHECK(strstr(err, "missing host") != NULL);
+}
+
+static void test_all_errors_reported_together(void) {
+  ms_config_errors errors = load_refused(
+      "{'workers': 'two', 'clusters': [{'name': 'a', 'endpoints': ['a:1'], "
+      "'tls': {'verfiy': false, 'trusted_ca': 'ca.crt'}}, {'endpoints': ['b'], "
+      "'tls': {'trusted_ca': 'ca.crt'}}], 'listeners': [{'name': 'in', "
+      "'address': '127.0.0.1:1', 'cluster': 'nope'}]}");
+  CHECK(has_line(&errors, "workers: expected a non-negative integer, got a string"));
+  CHECK(has_line(&errors, "clusters[0].tls.verfiy: unknown key; did you mean \"verify\"?"));
+  CHECK(has_line(&errors, "clusters[1].endpoints[0]: \"b\": missing port"));
+  CHECK(has_line(&errors, "clusters[1].name: required;"));
+  CHECK(has_line(&errors, "listeners[0].cluster: no cluster named \"nope\""));
+  CHECK(errors.count == 5);
+  ms_config_errors_cleanup(&errors);
+  CHECK(errors.count == 0 && errors.lines == NULL);
+}
+
+static void test_invalid_json(void) {
+  expect_error("{\n  'workers': 2\n  'clusters': []\n}", "line 3, column 3: invalid JSON near");
+  expect_error("{\n  'workers': 2,\n}", "line 2, column 15: invalid JSON");
+  expect_error("{\n  'workers': 2,\n}", "JSON allows no comma before");
+  expect_error("{'clusters': [1, 2,]}", "line 1, column 19");
+  expect_error("{\n  // the workers\n  'workers': 2}", "JSON allows no comments");
+  expect_error("{'workers': 2", "line 1, column 14: invalid JSON: the text ends too early");
+  expect_error("  \n", "the file is empty");
+
+  ms_config *config = NULL;
+  ms_config_errors errors;
+  char path[1024];
+  snprintf(path, sizeof(path), "%s/does-not-exist.json", tmpdir);
+  CHECK(ms_config_load(path, &config, &errors) == -1);
+  CHECK(errors.count == 1 && strstr(errors.lines[0], "No such file or directory") != NULL);
+  CHECK(strstr(errors.lines[0], path) != NULL);
+  ms_config_errors_cleanup(&errors);
+  CHECK(ms_config_load(tmpdir, &config, &errors) == -1);
+  CHECK(errors.count == 1 && strstr(errors.lines[0], "cannot read") != NULL);
+  ms_config_errors_cleanup(&errors);
+  CHECK(config == NULL);
+}
+
+int main(void) {
+  const char *test_tmpdir = getenv("TEST_TMPDIR");
+  /* Physical, so that it compares equal to what getcwd reports. */
+  char *resolved = realpath(test_tmpdir != NULL ? test_tmpdir : "/tmp", NULL);
+  CHECK(resolved != NULL);
+  snprintf(tmpdir, sizeof(tmpdir), "%s", resolved);
+  free(resolved);
+  test_full_config_round_trips();
+  test_defaults();
+  test_unknown_key_suggests_the_nearest();
+  test_wrong_types();
+  test_tls_requirements();
+  test_protocols();
+  test_relative_paths();
+  test_references_and_duplicates();
+  test_addresses();
+  test_all_errors_reported_together();
+  test_invalid_json();
+  printf("config_test: all passed\n");
+  return 0;
+}
