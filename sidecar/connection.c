@@ -332,6 +332,9 @@ static void start_tls(ms_conn *conn) {
   }
   SSL_set_connect_state(conn->ssl);
   SSL_set_app_data(conn->ssl, conn);
+  /* Free the handshake-only configuration once it is done: idle connections
+   * are most of a sidecar's connections, so their size matters. */
+  SSL_set_shed_handshake_config(conn->ssl, 1);
   const char *server_name = cluster->server_names[index];
   conn->sni_sent = server_name != NULL;
   if (server_name) SSL_set_tlsext_host_name(conn->ssl, server_name);

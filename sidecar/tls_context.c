@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/pool.h>
+
 /* Every live context, newest first, for /certs. Touched when a context is
  * built (main thread) or freed (any thread), never on the data path. */
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -14,8 +16,13 @@ static uint64_t last_generation;
 static int ssl_ctx_index = -1;
 static pthread_once_t ssl_ctx_index_once = PTHREAD_ONCE_INIT;
 
+/* Peer certificates are the same bytes on every connection to an upstream:
+ * the pool keeps one copy of each instead of one per connection. */
+static CRYPTO_BUFFER_POOL *certificate_pool;
+
 static void make_ssl_ctx_index(void) {
   ssl_ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+  certificate_pool = CRYPTO_BUFFER_POOL_new();
 }
 
 static char *copy_or_null(const char *text) {
@@ -37,6 +44,7 @@ int ms_tls_context_new(const ms_tls_settings *settings, const ms_tls_material *m
   }
   /* Retrying SSL_write from a pending copy of the data moves the buffer. */
   SSL_CTX_set_mode(context->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  if (certificate_pool) SSL_CTX_set0_buffer_pool(context->ssl_ctx, certificate_pool);
   SSL_CTX_set_ex_data(context->ssl_ctx, ssl_ctx_index, context);
   atomic_init(&context->refs, 1);
   atomic_init(&context->active_connections, 0);
