@@ -1,0 +1,121 @@
+"""The admin endpoint: every path answers with the documented fields, keys
+never leak, unknown paths get a JSON 404."""
+
+import json
+import unittest
+
+from tests.lib import harness
+from tests.lib.harness import CLIENT_URI, http_get, normalize_serial
+
+
+class AdminTest(harness.IntegrationTest):
+
+    def setUp(self):
+        super().setUp()
+        self.nginx = self.start_https()
+        self.sidecar = self.simple_sidecar(self.nginx.port)
+        # Some traffic, so that counters have something to count.
+        self.assertEqual(http_get(self.sidecar.listener_port(), "/hello.txt")[0], 200)
+
+    def test_ready(self):
+        status, body = self.sidecar.admin_get("/ready")
+        self.assertEqual(status, 200, body)
+
+    def test_server_info(self):
+        info = self.sidecar.admin_json("/server_info")
+        self.assertEqual(info["state"], "LIVE")
+        self.assertIn(self.sidecar.config_path, json.dumps(info))
+
+    def test_clusters(self):
+        clusters = self.sidecar.admin_json("/clusters?format=json")["cluster_statuses"]
+        self.assertEqual([c["name"] for c in clusters], ["c"])
+        hosts = clusters[0]["host_statuses"]
+        self.assertEqual(len(hosts), 1)
+        host = hosts[0]
+        self.assertEqual(host["address"]["socket_address"]["address"], "127.0.0.1")
+        self.assertEqual(int(host["address"]["socket_address"]["port_value"]), self.nginx.port)
+        for name in ("cx_active", "cx_total", "cx_connect_fail", "ssl_handshake_failures"):
+            self.assertIsInstance(harness.host_stat(host, name), int)
+        self.assertGreaterEqual(harness.host_stat(host, "cx_total"), 1)
+        self.assertEqual(harness.host_stat(host, "cx_connect_fail"), 0)
+        self.assertEqual(harness.host_stat(host, "ssl_handshake_failures"), 0)
+        self.assertIs(host["health_status"]["failed_outlier_check"], False)
+        self.assertIn("last_error", host)
+
+    def test_certs(self):
+        certificates = self.sidecar.admin_json("/certs")["certificates"]
+        self.assertGreaterEqual(len(certificates), 1)
+        chain = certificates[0]["cert_chain"]
+        leaf = chain[0]
+        self.assertEqual(leaf["path"], self.pki.client.crt)
+        self.assertEqual(normalize_serial(leaf["serial_number"]),
+                         self.pki.serial(self.pki.client.crt))
+        self.assertIn(CLIENT_URI, json.dumps(leaf["subject_alt_names"]))
+        for key in ("valid_from", "expiration_time", "days_until_expiration"):
+            self.assertIn(key, leaf)
+        self.assertGreaterEqual(int(leaf["days_until_expiration"]), 0)
+        cas = certificates[0]["ca_cert"]
+        self.assertEqual([normalize_serial(c["serial_number"]) for c in cas],
+                         [self.pki.serial(self.pki.ca_crt)])
+
+    def test_config_dump_redacts_private_keys(self):
+        status, body = self.sidecar.admin_get("/config_dump")
+        self.assertEqual(status, 200)
+        self.assertNotIn("BEGIN", body)
+        self.assertNotIn(self.pki.client.key, body)
+        dump = json.loads(body)
+        redacted = []
+
+        def walk(value):
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if k == "private_key":
+                        redacted.append(v)
+                    walk(v)
+            elif isinstance(value, list):
+                for v in value:
+                    walk(v)
+
+        walk(dump)
+        self.assertTrue(redacted, "no private_key in /config_dump")
+        self.assertEqual(set(redacted), {"[redacted]"})
+        # The rest of the configuration is there.
+        self.assertIn(self.pki.client.crt, body)
+
+    def test_stats(self):
+        stats = self.sidecar.stats()
+        for name in ("ssl_handshake", "ssl_session_reused", "ssl_handshake_full",
+                     "downstream_cx_total", "upstream_cx_connect_fail"):
+            self.assertIsNotNone(self.sidecar.stat(name), f"{name} missing from {sorted(stats)}")
+        self.assertGreaterEqual(self.sidecar.stat("downstream_cx_total"), 1)
+        self.assertGreaterEqual(self.sidecar.stat("ssl_handshake"), 1)
+        self.assertEqual(self.sidecar.stat("upstream_cx_connect_fail"), 0)
+
+    def test_stats_prometheus(self):
+        status, body = self.sidecar.admin_get("/stats/prometheus")
+        self.assertEqual(status, 200)
+        samples = [l for l in body.splitlines() if l and not l.startswith("#")]
+        self.assertTrue(samples)
+        for line in samples:
+            self.assertRegex(line, r"^mtls_sidecar_\w+(\{[^}]*\})? -?[0-9.eE+-]+$")
+        total = [l for l in samples if l.startswith("mtls_sidecar_downstream_cx_total")]
+        self.assertTrue(total, body)
+        self.assertGreaterEqual(float(total[0].rsplit(" ", 1)[1]), 1)
+
+    def test_unknown_path_is_a_json_404(self):
+        status, content_type, body = self.sidecar.admin_request("GET", "/no/such/path")
+        self.assertEqual(status, 404)
+        self.assertIsInstance(json.loads(body), dict)
+
+    def test_counters_follow_traffic(self):
+        before = self.sidecar.stat("downstream_cx_total")
+        for _ in range(3):
+            self.assertEqual(http_get(self.sidecar.listener_port(), "/hello.txt")[0], 200)
+        harness.wait_until(lambda: self.sidecar.stat("downstream_cx_total") == before + 3,
+                           what="downstream_cx_total to grow by 3")
+        host = self.sidecar.hosts("c")[0]
+        self.assertGreaterEqual(harness.host_stat(host, "cx_total"), 4)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,289 @@
+"""support.py: the integration tests' basic tools: bounded waits, free
+ports, socket reads with deadlines, files, temp folders, child processes and
+where the project's binaries are (standard library only)."""
+
+import hashlib
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# Slack for anything that should happen "at once" on a loaded 2-core machine.
+DEFAULT_TIMEOUT = 10.0
+
+SERVER_NAME = "upstream.test"
+CLIENT_URI = "spiffe://test/client"
+
+
+# ---- small helpers ----------------------------------------------------------
+
+
+def free_port():
+    """free_port returns a TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def closed_port():
+    """closed_port returns (sock, port): a socket bound to a port on
+    127.0.0.1 that does not listen, so connecting to the port is refused,
+    and no other test can take the port while `sock` stays open. The caller
+    closes sock."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout=DEFAULT_TIMEOUT, interval=0.05, what="condition"):
+    """wait_until polls `predicate` until it returns a true value and returns
+    that value; raises AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as e:  # the condition may not be observable yet
+            last_error = e
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last_error!r})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}{detail}")
+        time.sleep(interval)
+
+
+def port_accepts(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(port, timeout=DEFAULT_TIMEOUT, process=None, what=None):
+    """wait_port waits until 127.0.0.1:port accepts connections. When
+    `process` (a Popen) exits first, fails at once."""
+
+    def ready():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{what or 'process'} exited with {process.returncode} "
+                                 f"before port {port} accepted connections")
+        return port_accepts(port)
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"port {port} did not accept connections within {timeout}s")
+        time.sleep(0.05)
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def normalize_serial(serial):
+    """normalize_serial makes serials from nginx (upper case) and from
+    `certs inspect` (lower case) comparable: no colons, lower case, no
+    leading zeros."""
+    return (serial or "").replace(":", "").lower().lstrip("0")
+
+
+def recv_until_eof(sock, timeout=DEFAULT_TIMEOUT, limit=None):
+    """recv_until_eof reads until the peer closes (returns the bytes) or
+    raises socket.timeout after `timeout` seconds overall. A reset counts
+    as the end too: the bytes read before it are returned."""
+    deadline = time.monotonic() + timeout
+    chunks = []
+    total = 0
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout(f"no EOF within {timeout}s ({total} bytes read)")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(1 << 16)
+        except ConnectionResetError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if limit is not None and total >= limit:
+            return b"".join(chunks)
+
+
+def recv_exactly(sock, n, timeout=DEFAULT_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    chunks = []
+    got = 0
+    while got < n:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout(f"only {got} of {n} bytes within {timeout}s")
+        sock.settimeout(remaining)
+        chunk = sock.recv(min(1 << 16, n - got))
+        if not chunk:
+            raise AssertionError(f"EOF after {got} of {n} bytes")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def is_closed_without_data(sock, timeout=DEFAULT_TIMEOUT):
+    """is_closed_without_data returns True when the peer closes (FIN or
+    reset) without sending a byte within `timeout`; False when data came;
+    raises socket.timeout when the connection stayed open."""
+    sock.settimeout(timeout)
+    try:
+        data = sock.recv(1 << 16)
+    except ConnectionResetError:
+        return True
+    return data == b""
+
+
+def http_get(port, path, host=SERVER_NAME, timeout=DEFAULT_TIMEOUT, keep_alive=False):
+    """http_get sends one plaintext HTTP/1.1 GET to 127.0.0.1:port (a sidecar
+    listener) and returns (status, body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {"Host": host}
+        if not keep_alive:
+            headers["Connection"] = "close"
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def read_text(path):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def write_file(path, data, mode=None):
+    with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+    if mode is not None:
+        os.chmod(path, mode)
+
+
+def replace_file_atomically(path, data):
+    """replace_file_atomically writes `data` next to `path` and renames it
+    over `path`, as deployment tools do."""
+    tmp = f"{path}.tmp-{os.getpid()}-{time.monotonic_ns()}"
+    write_file(tmp, data)
+    os.rename(tmp, path)
+
+
+def find_binary(env_name, relative):
+    """find_binary locates a project binary: $env_name, the runfiles root
+    (bazel test), $RUNFILES_DIR, or the repository's bazel-bin/."""
+    override = os.environ.get(env_name)
+    candidates = [override] if override else []
+    candidates.append(os.path.join(os.getcwd(), relative))
+    for var in ("RUNFILES_DIR", "TEST_SRCDIR"):
+        if os.environ.get(var):
+            candidates.append(os.path.join(os.environ[var], "mtls_sidecar", relative))
+    candidates.append(os.path.join(REPO_ROOT, "bazel-bin", relative))
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return os.path.abspath(candidate)
+    # A failure, not a skip: a suite that skips everything must not pass.
+    raise AssertionError(f"{relative} not found (set {env_name}); looked in {candidates}")
+
+
+def certs_bin():
+    return find_binary("CERTS_BIN", "certs/certs")
+
+
+def sidecar_bin():
+    return find_binary("SIDECAR_BIN", "sidecar/sidecar")
+
+
+NGINX_BIN = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
+NGINX_STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+
+# ---- temporary folders ------------------------------------------------------
+
+
+class TempDir:
+    """TempDir is a folder under $TEST_TMPDIR (or the system's temp folder)
+    removed by cleanup(); use as a context manager or register cleanup with
+    addCleanup."""
+
+    def __init__(self, prefix="mtls-"):
+        base = os.environ.get("TEST_TMPDIR") or None
+        self.path = tempfile.mkdtemp(prefix=prefix, dir=base)
+
+    def join(self, *parts):
+        return os.path.join(self.path, *parts)
+
+    def mkdir(self, *parts):
+        path = self.join(*parts)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def cleanup(self):
+        if os.environ.get("KEEP_TEST_DIRS"):
+            return
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+
+# ---- processes --------------------------------------------------------------
+
+
+class Process:
+    """Process wraps a Popen whose stdout and stderr go to files."""
+
+    def __init__(self, argv, log_path, cwd=None, env=None):
+        self.argv = argv
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd,
+                                      env=env, stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def poll(self):
+        return self.popen.poll()
+
+    def log(self):
+        return read_text(self.log_path)
+
+    def signal(self, sig):
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def wait(self, timeout):
+        """wait returns the exit code, or raises subprocess.TimeoutExpired."""
+        return self.popen.wait(timeout=timeout)
+
+    def kill(self):
+        """kill ends the process now (SIGKILL) if it still runs; idempotent."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            try:
+                self.popen.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if not self._log.closed:
+            self._log.close()
