@@ -68,6 +68,8 @@ struct ms_conn {
   bool upstream_shut;    /* we sent close_notify and FIN to the upstream */
   bool shutdown_pending; /* close_notify waits for the socket */
   bool read_wants_write; /* SSL_read needs the socket writable */
+  bool client_spoke;     /* the client's bytes (or FIN) went upstream */
+  bool upstream_spoke;   /* the upstream sent application data */
   uint64_t last_activity;
 };
 
@@ -214,9 +216,8 @@ static void on_upstream_closed_for_retry(uv_handle_t *handle) {
   if (conn->state != MS_CONN_CLOSING) attempt_next(conn);
 }
 
-/* A connect or handshake failed: count it against the endpoint, then try
- * another endpoint once the upstream socket's handle has closed. */
-static void attempt_failed(ms_conn *conn, bool handshake, const char *message) {
+/* Counts a failed connect or handshake against the endpoint, which may eject it. */
+static void record_endpoint_failure(ms_conn *conn, bool handshake, const char *message) {
   ms_endpoint_state *state = endpoint_state(conn);
   atomic_fetch_add_explicit(handshake ? &state->handshake_failures : &state->connect_failures, 1,
                             memory_order_relaxed);
@@ -228,10 +229,17 @@ static void attempt_failed(ms_conn *conn, bool handshake, const char *message) {
            "endpoint ejected: cluster=%s endpoint=%s for %u ms after %u failures in a row",
            conn->cluster->config->name, endpoint_text(conn), ejected_ms,
            conn->cluster->config->outlier_detection.consecutive_failures);
+}
+
+/* A connect or handshake failed: count it against the endpoint, then try
+ * another endpoint once the upstream socket's handle has closed. */
+static void attempt_failed(ms_conn *conn, bool handshake, const char *message) {
+  record_endpoint_failure(conn, handshake, message);
   release_tls(conn);
   release_endpoint(conn);
   uv_timer_stop(&conn->timer);
   conn->upstream_events = 0;
+  set_events(&conn->client_poll, &conn->client_events, 0, NULL);
   conn->state = MS_CONN_CONNECTING;
   if (conn->attempts < conn->cluster->config->max_connect_attempts)
     MS_STAT_ADD(&conn->worker->stats, upstream_cx_retry, 1);
@@ -295,12 +303,13 @@ static void attempt_next(ms_conn *conn) {
   }
   if (fd < 0) {
     /* No handle to close: record the failure and go straight on. */
+    char message[256];
+    snprintf(message, sizeof(message), "connect failed: %s", strerror(-fd));
     MS_STAT_ADD(&worker->stats, upstream_cx_connect_fail, 1);
     ms_log(MS_LOG_WARN, "connect failed: cluster=%s endpoint=%s address=%s: %s",
            cluster->config->name, endpoint->config->address.text, conn->endpoint_address,
            strerror(-fd));
-    atomic_fetch_add_explicit(&endpoint->state->connect_failures, 1, memory_order_relaxed);
-    ms_endpoint_record_failure(cluster, index, (int64_t)uv_now(&worker->loop));
+    record_endpoint_failure(conn, false, message);
     release_endpoint(conn);
     attempt_next(conn);
     return;
@@ -366,7 +375,16 @@ static void handshake_failed(ms_conn *conn, ms_tls_failure failure, const char *
            conn->cluster->config->name, endpoint_text(conn), sni ? sni : "none",
            ms_tls_failure_name(failure), description);
   ms_log(MS_LOG_ERROR, "%s", line);
-  attempt_failed(conn, true, line + strlen("handshake failed: "));
+  const char *message = line + strlen("handshake failed: ");
+  if (conn->client_spoke) {
+    /* TLS 1.3: the upstream refused us (say, our certificate) after our side
+     * of the handshake was done, and the client's bytes already went out:
+     * too late for another endpoint. */
+    record_endpoint_failure(conn, true, message);
+    ms_conn_close(conn);
+    return;
+  }
+  attempt_failed(conn, true, message);
 }
 
 static void do_handshake(ms_conn *conn) {
@@ -464,6 +482,7 @@ static void client_to_upstream(ms_conn *conn) {
     ssize_t n = read(conn->client_fd, worker->scratch, MS_WORKER_SCRATCH);
     if (n > 0) {
       conn->last_activity = uv_now(&worker->loop);
+      conn->client_spoke = true;
       MS_STAT_ADD(&worker->stats, bytes_sent_upstream, n);
       int rc = SSL_write(conn->ssl, worker->scratch, (int)n);
       if (rc == n) continue;
@@ -480,6 +499,7 @@ static void client_to_upstream(ms_conn *conn) {
     }
     if (n == 0) {
       conn->client_eof = true;
+      conn->client_spoke = true;
     } else if (errno == EINTR) {
       continue;
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -525,6 +545,7 @@ static void upstream_to_client(ms_conn *conn) {
     int rc = SSL_read(conn->ssl, worker->scratch, MS_WORKER_SCRATCH);
     if (rc > 0) {
       conn->last_activity = uv_now(&worker->loop);
+      conn->upstream_spoke = true;
       MS_STAT_ADD(&worker->stats, bytes_received_upstream, rc);
       ssize_t n = write(conn->client_fd, worker->scratch, (size_t)rc);
       if (n == rc) continue;
@@ -554,6 +575,15 @@ static void upstream_to_client(ms_conn *conn) {
       conn->upstream_eof = true;
       MS_STAT_ADD(&worker->stats, upstream_cx_destroy_remote, error != SSL_ERROR_ZERO_RETURN);
       break;
+    }
+    if (!conn->upstream_spoke && error == SSL_ERROR_SSL) {
+      /* An alert before any data: the upstream refused the handshake after
+       * our side of it completed (TLS 1.3 checks client certificates then). */
+      char description[480];
+      ms_tls_failure failure = ms_tls_describe_failure(conn->ssl, error, conn->sni_sent,
+                                                       description, sizeof(description));
+      handshake_failed(conn, failure, description);
+      return;
     }
     fail_relay(conn, "reading from the upstream failed");
     return;
