@@ -18,7 +18,12 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-k8s="$here/kubernetes"
+# Work on a copy with symlinks resolved: kustomize refuses the symlinked
+# files of a Bazel runfiles tree.
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp -rL "$here/kubernetes" "$work/kubernetes"
+k8s="$work/kubernetes"
 
 # The python3 on PATH (which may be a pyenv one) or Debian's, whichever has
 # PyYAML.
@@ -35,7 +40,7 @@ if [ -z "$python" ]; then
 fi
 
 rendered_dir="$(mktemp -d)"
-trap 'rm -rf "$rendered_dir"' EXIT
+trap 'rm -rf "$rendered_dir" "$work"' EXIT
 
 # Components need kustomize >= 3.7. kubectl prints its embedded kustomize
 # version (v4 or later) since 1.24. A kubectl that does not print it is

@@ -194,6 +194,8 @@ void ms_conn_start(ms_worker *worker, int fd, size_t listener_index) {
   atomic_fetch_add_explicit(&worker->connection_count, 1, memory_order_relaxed);
   MS_STAT_ADD(&worker->stats, downstream_cx_total, 1);
   MS_STAT_ADD(&worker->stats, downstream_cx_active, 1);
+  /* Until the upstream is ready, only watch for the client leaving. */
+  set_events(&conn->client_poll, &conn->client_events, UV_DISCONNECT, on_client_event);
   attempt_next(conn);
 }
 
@@ -239,7 +241,7 @@ static void attempt_failed(ms_conn *conn, bool handshake, const char *message) {
   release_endpoint(conn);
   uv_timer_stop(&conn->timer);
   conn->upstream_events = 0;
-  set_events(&conn->client_poll, &conn->client_events, 0, NULL);
+  set_events(&conn->client_poll, &conn->client_events, UV_DISCONNECT, on_client_event);
   conn->state = MS_CONN_CONNECTING;
   if (conn->attempts < conn->cluster->config->max_connect_attempts)
     MS_STAT_ADD(&conn->worker->stats, upstream_cx_retry, 1);
@@ -619,8 +621,28 @@ static void start_proxying(ms_conn *conn) {
 
 /* ---- events ------------------------------------------------------------- */
 
+/* Before PROXYING the client is watched only for hanging up. A client that
+ * left without sending a byte has nothing for the upstream: stop connecting
+ * to it. One that sent data and then half-closed is served as usual. */
+static void client_event_early(ms_conn *conn, int status) {
+  char byte;
+  ssize_t n = status < 0 ? -1 : recv(conn->client_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0 || (n < 0 && status == 0 && (errno == EAGAIN || errno == EINTR))) {
+    set_events(&conn->client_poll, &conn->client_events, 0, NULL);
+    return;
+  }
+  ms_log(MS_LOG_DEBUG,
+         "connection closed: listener=%s: the client left before the upstream was ready",
+         listener_of(conn)->name);
+  ms_conn_close(conn);
+}
+
 static void on_client_event(uv_poll_t *poll, int status, int events) {
   ms_conn *conn = poll->data;
+  if (conn->state == MS_CONN_CONNECTING || conn->state == MS_CONN_HANDSHAKING) {
+    client_event_early(conn, status);
+    return;
+  }
   if (conn->state != MS_CONN_PROXYING) return;
   if (status < 0) {
     fail_relay(conn, uv_strerror(status));

@@ -93,6 +93,11 @@ class StreamTest(harness.IntegrationTest):
         sidecar.wait_log(rf"handshake failed: cluster=stuck endpoint=127\.0\.0\.1:{silent.port} "
                          r"sni=upstream\.test reason=timeout\b")
         self.assertGreaterEqual(silent.accepted, 1)
+        # The clients that left were not kept waiting for their handshake
+        # timeout: their upstream attempts were cancelled when they left.
+        time.sleep(0.7)
+        self.assertEqual(len(sidecar.log_lines(r"cluster=stuck .*reason=timeout")), 1,
+                         sidecar.log())
 
         self.assertTrue(sidecar.is_running())
         self.assertEqual(sidecar.admin_get("/ready")[0], 200)
