@@ -56,6 +56,13 @@ http {
 NGINX
 /usr/sbin/nginx -p "$demo/nginx" -c "$demo/nginx/nginx.conf" &
 pids+=($!)
+wait_for() {  # wait_for WHAT COMMAND...: up to 5 s
+  local what=$1; shift
+  for _ in $(seq 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "demo: $what did not come up; see $demo" >&2
+  exit 1
+}
+wait_for "nginx on 127.0.0.1:18443" bash -c 'exec 3<>/dev/tcp/127.0.0.1/18443'
 
 echo "== sidecar: 127.0.0.1:15001 (plaintext in) -> upstream.demo via 127.0.0.1:18443 (mTLS out)"
 cat >"$demo/sidecar.json" <<JSON
@@ -76,18 +83,19 @@ JSON
 "$sidecar" --validate --config "$demo/sidecar.json"
 "$sidecar" --config "$demo/sidecar.json" 2>"$demo/sidecar.log" &
 pids+=($!)
-for _ in $(seq 50); do
-  curl -sf http://127.0.0.1:15000/ready >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_for "the sidecar (log: $demo/sidecar.log)" curl -sf http://127.0.0.1:15000/ready
 
 echo "== traffic: the application speaks plain HTTP to the sidecar"
 for _ in 1 2 3; do curl -s http://127.0.0.1:15001/ -H "Host: upstream.demo"; done
 
 echo "== GET /certs"
-curl -s http://127.0.0.1:15000/certs | python3 -m json.tool | head -40
+show() {  # show PATH LINES: an admin endpoint's JSON, pretty, first LINES lines
+  curl -s "http://127.0.0.1:15000$1" | python3 -m json.tool >"$demo/admin.json"
+  head -n "$2" "$demo/admin.json"
+}
+show /certs 45
 echo "== GET /clusters?format=json"
-curl -s "http://127.0.0.1:15000/clusters?format=json" | python3 -m json.tool | head -40
+show "/clusters?format=json" 45
 
 echo "== rotating the client certificate live (new files renamed into place)"
 exec 3<>/dev/tcp/127.0.0.1/15001   # a connection opened before the rotation
@@ -98,15 +106,15 @@ for _ in $(seq 30); do grep -q "tls reloaded" "$demo/sidecar.log" && break; slee
 grep "tls reloaded" "$demo/sidecar.log" || true
 echo "new connections present the new certificate:"
 curl -s http://127.0.0.1:15001/ -H "Host: upstream.demo"
-printf 'GET / HTTP/1.1\r\nHost: upstream.demo\r\nConnection: close\r\n\r\n' >&3
-echo "the connection opened before the rotation still works (old certificate):"
-tail -n 1 <&3
-exec 3>&-
-echo "== GET /certs after the rotation (the old generation stays while a connection holds it)"
+echo "== GET /certs after the rotation while the old connection is open: both generations, each with its connections"
 curl -s http://127.0.0.1:15000/certs | python3 -c 'import json,sys
 for c in json.load(sys.stdin)["certificates"]:
     chain = c.get("cert_chain") or [{}]
     print("generation", c.get("generation"), "serial", chain[0].get("serial_number"), "expires", chain[0].get("expiration_time"), "connections", c.get("active_connections"))'
+printf 'GET / HTTP/1.1\r\nHost: upstream.demo\r\nConnection: close\r\n\r\n' >&3
+echo "the connection opened before the rotation still works (old certificate):"
+tail -n 1 <&3
+exec 3>&-
 echo "== stats"
 curl -s http://127.0.0.1:15000/stats | python3 -c 'import json,sys
 for s in json.load(sys.stdin)["stats"]:
