@@ -16,23 +16,9 @@ static int build(const ms_tls_settings *settings, SSL_CTX **out_ctx, ms_cert_inf
   return rc;
 }
 
-static ms_tls_settings base_settings(void) {
-  ms_tls_settings settings = {
-      .certificate = test_path("client.crt"),
-      .private_key = test_path("client.key"),
-      .trusted_ca = test_path("ca.crt"),
-      .verify = true,
-      .verify_depth = 2,
-      .min_version = TLS1_2_VERSION,
-      .max_version = TLS1_3_VERSION,
-      .session_reuse = true,
-  };
-  return settings;
-}
-
 static void test_good_context(void) {
   char err[MS_ERR_LEN] = "";
-  ms_tls_settings settings = base_settings();
+  ms_tls_settings settings = test_client_settings();
   static const uint8_t alpn[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
   settings.alpn = alpn;
   settings.alpn_len = sizeof(alpn);
@@ -81,14 +67,14 @@ static void test_good_context(void) {
 static void test_refusals(void) {
   char err[MS_ERR_LEN];
   SSL_CTX *ctx = NULL;
-  ms_tls_settings settings = base_settings();
+  ms_tls_settings settings = test_client_settings();
 
   settings.private_key = test_path("other.key");
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -1);
   CHECK_CONTAINS(err, "does not match certificate");
   CHECK_CONTAINS(err, "other.key");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.certificate = test_path("expired.crt");
   settings.private_key = test_path("expired.key");
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -1);
@@ -101,37 +87,37 @@ static void test_refusals(void) {
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -1);
   CHECK_CONTAINS(err, "not yet valid");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.trusted_ca = NULL;
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -2);
   CHECK_CONTAINS(err, "trusted_ca");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.trusted_ca = test_path("missing.crt");
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -2);
   CHECK_CONTAINS(err, "missing.crt");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.trusted_ca = test_path("client.key"); /* not a certificate */
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -1);
   CHECK_CONTAINS(err, "holds no PEM certificate");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.private_key = NULL;
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -2);
   CHECK_CONTAINS(err, "private_key is not");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.ciphers = "NOT-A-CIPHER";
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -1);
   CHECK_CONTAINS(err, "invalid ciphers \"NOT-A-CIPHER\"");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.curves = "P-999";
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -1);
   CHECK_CONTAINS(err, "invalid curves");
 
-  settings = base_settings();
+  settings = test_client_settings();
   settings.min_version = 0x0301;
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == -1);
   CHECK_CONTAINS(err, "TLS version");
@@ -141,7 +127,7 @@ static void test_refusals(void) {
 static void test_encrypted_key(void) {
   char err[MS_ERR_LEN];
   SSL_CTX *ctx = NULL;
-  ms_tls_settings settings = base_settings();
+  ms_tls_settings settings = test_client_settings();
   settings.certificate = test_path("locked.crt");
   settings.private_key = test_path("locked.key");
 
@@ -168,7 +154,7 @@ static void test_encrypted_key(void) {
 
 static void test_material_digest(void) {
   char err[MS_ERR_LEN];
-  ms_tls_settings settings = base_settings();
+  ms_tls_settings settings = test_client_settings();
   ms_tls_material a, b;
   CHECK(ms_tls_material_load(&settings, &a, err, sizeof(err)) == 0);
   CHECK(ms_tls_material_load(&settings, &b, err, sizeof(err)) == 0);
@@ -180,7 +166,7 @@ static void test_material_digest(void) {
   CHECK(ms_tls_material_load(&settings, &b, err, sizeof(err)) == 0);
   CHECK(memcmp(a.digest, b.digest, sizeof(a.digest)) != 0);
   ms_tls_material_cleanup(&b);
-  settings = base_settings();
+  settings = test_client_settings();
   settings.certificate = test_path("other.crt");
   settings.private_key = test_path("other.key");
   CHECK(ms_tls_material_load(&settings, &b, err, sizeof(err)) == 0);
@@ -217,7 +203,7 @@ static void write_crl(test_pki *pki, X509 *revoked, const char *name) {
 static void test_crl(test_pki *pki) {
   char err[MS_ERR_LEN];
   SSL_CTX *ctx = NULL;
-  ms_tls_settings settings = base_settings();
+  ms_tls_settings settings = test_client_settings();
   write_crl(pki, NULL, "empty.crl");
   settings.crl = test_path("empty.crl");
   CHECK(build(&settings, &ctx, NULL, NULL, NULL, err, sizeof(err)) == 0);

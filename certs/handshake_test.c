@@ -150,18 +150,6 @@ static outcome handshake(const ms_tls_settings *settings, const server_options *
   return result;
 }
 
-static ms_tls_settings client_settings(void) {
-  ms_tls_settings settings = {
-      .certificate = test_path("client.crt"),
-      .private_key = test_path("client.key"),
-      .trusted_ca = test_path("ca.crt"),
-      .verify = true,
-      .verify_depth = 2,
-      .session_reuse = true,
-  };
-  return settings;
-}
-
 #define EXPECT_FAILURE(result, kind)                                                    \
   do {                                                                                  \
     outcome got_ = (result);                                                            \
@@ -174,7 +162,7 @@ static ms_tls_settings client_settings(void) {
   } while (0)
 
 static void test_names(void) {
-  ms_tls_settings settings = client_settings();
+  ms_tls_settings settings = test_client_settings();
   server_options options = {.cert = "server"};
   ms_peer_check by_host = {.host = "server.test"};
   new_sessions = 0;
@@ -226,7 +214,7 @@ static void test_names(void) {
 }
 
 static void test_trust(void) {
-  ms_tls_settings settings = client_settings();
+  ms_tls_settings settings = test_client_settings();
   ms_peer_check check = {.host = "server.test"};
   server_options stranger = {.cert = "stranger"};
   outcome r = handshake(&settings, &stranger, &check, "server.test");
@@ -247,7 +235,7 @@ static void test_trust(void) {
 }
 
 static void test_sni_and_protocol(void) {
-  ms_tls_settings settings = client_settings();
+  ms_tls_settings settings = test_client_settings();
   server_options needs_sni = {.cert = "server", .require_sni = true};
   outcome r = handshake(&settings, &needs_sni, NULL, NULL);
   EXPECT_FAILURE(r, MS_TLS_FAILURE_SNI_REQUIRED);
@@ -269,7 +257,7 @@ static void test_sni_and_protocol(void) {
 
 static void test_client_certificates(void) {
   server_options mtls = {.cert = "server", .require_client_cert = true};
-  ms_tls_settings settings = client_settings();
+  ms_tls_settings settings = test_client_settings();
   CHECK(handshake(&settings, &mtls, NULL, NULL).ok);
 
   settings.certificate = NULL;
@@ -284,7 +272,7 @@ static void test_client_certificates(void) {
   EXPECT_FAILURE(r, MS_TLS_FAILURE_CLIENT_CERT);
   CHECK_CONTAINS(r.line, "requires a client certificate");
 
-  settings = client_settings();
+  settings = test_client_settings();
   settings.certificate = test_path("stranger.crt"); /* issued by a CA the server ignores */
   settings.private_key = test_path("stranger.key");
   r = handshake(&settings, &mtls, NULL, NULL);
@@ -294,7 +282,7 @@ static void test_client_certificates(void) {
 
 static void test_connection_closed(void) {
   char err[MS_ERR_LEN], line[MS_ERR_LEN];
-  ms_tls_settings settings = client_settings();
+  ms_tls_settings settings = test_client_settings();
   ms_tls_material material;
   SSL_CTX *ctx = NULL;
   CHECK(ms_tls_material_load(&settings, &material, err, sizeof(err)) == 0);

@@ -157,4 +157,20 @@ static inline void test_write_ca(test_pki *pki, const char *name) {
   }
 }
 
+/* test_client_settings: the client settings most tests start from, naming
+ * client.crt, client.key and ca.crt in the test folder. */
+static inline ms_tls_settings test_client_settings(void) {
+  ms_tls_settings settings = {
+      .certificate = test_path("client.crt"),
+      .private_key = test_path("client.key"),
+      .trusted_ca = test_path("ca.crt"),
+      .verify = true,
+      .verify_depth = 2,
+      .min_version = TLS1_2_VERSION,
+      .max_version = TLS1_3_VERSION,
+      .session_reuse = true,
+  };
+  return settings;
+}
+
 #endif

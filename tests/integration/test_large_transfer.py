@@ -4,7 +4,6 @@ import hashlib
 import http.client
 import os
 import socket
-import threading
 import unittest
 
 from tests.lib import harness
@@ -52,19 +51,7 @@ class LargeTransferTest(harness.IntegrationTest):
         payload = os.urandom(10 * 1024 * 1024)
         sock = self.connect(sidecar.listener_port(), timeout=60)
 
-        errors = []
-
-        def send():
-            try:
-                sock.sendall(payload)
-                sock.shutdown(socket.SHUT_WR)
-            except OSError as e:
-                errors.append(e)
-
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
-        echoed = harness.recv_until_eof(sock, timeout=60)
-        sender.join(timeout=10)
+        echoed, errors = harness.echo_round_trip(sock, payload, timeout=60)
         self.assertEqual(errors, [])
         self.assertEqual(len(echoed), len(payload))
         self.assertEqual(harness.sha256(echoed), harness.sha256(payload))

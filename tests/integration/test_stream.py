@@ -3,7 +3,6 @@ during the upstream handshake, an upstream that closes mid-stream."""
 
 import os
 import socket
-import threading
 import time
 import unittest
 
@@ -19,21 +18,9 @@ class StreamTest(harness.IntegrationTest):
         sidecar = self.simple_sidecar(nginx.port)
         payload = os.urandom(512 * 1024)
         sock = self.connect(sidecar.listener_port())
-        errors = []
-
-        def send():
-            try:
-                sock.sendall(payload)
-                sock.shutdown(socket.SHUT_WR)
-            except OSError as e:
-                errors.append(e)
-
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
         # The upstream only ends its side after it saw our EOF: receiving
         # everything and then EOF proves the half-close went through.
-        echoed = harness.recv_until_eof(sock, timeout=15)
-        sender.join(timeout=5)
+        echoed, errors = harness.echo_round_trip(sock, payload, timeout=15)
         self.assertEqual(errors, [])
         self.assertEqual(len(echoed), len(payload))
         self.assertEqual(echoed, payload)

@@ -29,7 +29,7 @@ from tests.lib.pki import CertPair, Pki
 from tests.lib.sidecar import (Sidecar, cluster, cluster_tls, config, host_stat, listener,
                                listener_port)
 from tests.lib.support import (CLIENT_URI, DEFAULT_TIMEOUT, SERVER_NAME, Process, TempDir,
-                               closed_port, free_port, http_get, is_closed_without_data, normalize_serial,
+                               closed_port, echo_round_trip, free_port, http_get, is_closed_without_data, normalize_serial,
                                port_accepts, read_text, recv_exactly, recv_until_eof,
                                replace_file_atomically, sha256, wait_port, wait_until,
                                write_file)

@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -116,6 +117,27 @@ def recv_until_eof(sock, timeout=DEFAULT_TIMEOUT, limit=None):
         total += len(chunk)
         if limit is not None and total >= limit:
             return b"".join(chunks)
+
+
+def echo_round_trip(sock, payload, timeout=DEFAULT_TIMEOUT):
+    """echo_round_trip sends `payload` from a thread, then half-closes
+    (SHUT_WR), while reading until EOF; returns (bytes read, send errors).
+    Against an echo upstream, getting everything back and then EOF proves
+    the data and the half-close both went through."""
+    errors = []
+
+    def send():
+        try:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            errors.append(e)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    echoed = recv_until_eof(sock, timeout=timeout)
+    sender.join(timeout=10)
+    return echoed, errors
 
 
 def recv_exactly(sock, n, timeout=DEFAULT_TIMEOUT):
