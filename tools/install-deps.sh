@@ -2,6 +2,7 @@
 # Installs what building, testing and the demo need on Debian 12, from
 # Debian's packages only. Safe to run again: it installs only what is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   bazel-bootstrap bazel-rules-java bazel-platforms    # Bazel 4.2.3 and the rules it needs offline
@@ -16,15 +17,24 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-echo "installing: ${missing[*]}" >&2
-$sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The nginx package starts a system nginx on port 80; the tests and the demo
-# run their own, so stop it where a service manager is present.
-if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop nginx >/dev/null 2>&1 || true; fi
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # The nginx package starts a system nginx on port 80; the tests and the demo
+  # run their own, so stop it where a service manager is present.
+  if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop nginx >/dev/null 2>&1 || true; fi
+fi
+
+# Node test peers (a real gRPC stack, Envoy's own .proto files): from npm.
+if [ -f tests/node/package.json ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  if [ ! -d tests/node/node_modules ] || [ tests/node/package-lock.json -nt tests/node/node_modules ]; then
+    npm ci --prefix tests/node --no-audit --no-fund --loglevel=error
+    touch tests/node/node_modules
+  fi
+fi
