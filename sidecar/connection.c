@@ -11,6 +11,7 @@
 
 #include "sidecar/log.h"
 #include "sidecar/net.h"
+#include "sidecar/tls_io.h"
 
 #define MS_READS_PER_EVENT 16
 
@@ -21,10 +22,11 @@ typedef enum ms_conn_state {
   MS_CONN_CLOSING,
 } ms_conn_state;
 
-/* Bytes one side produced that the other could not take yet. At most one
- * read's worth per direction: while it is not empty, the producing side is
- * not read (back-pressure). Allocated only while in use, so an idle
- * connection holds no buffer. */
+/* Plaintext from the upstream that the client could not take yet: at most
+ * one read's worth; while it is not empty the upstream is not read
+ * (back-pressure). Allocated only while in use, so an idle connection holds
+ * no buffer. The other direction's pending bytes are sealed ones, in the
+ * connection's ms_tls_io. */
 typedef struct pending {
   char *data;
   size_t len;
@@ -57,19 +59,18 @@ struct ms_conn {
 
   ms_tls_context *tls; /* reference held, counted in active_connections */
   SSL *ssl;
+  ms_tls_io io; /* the upstream socket under BoringSSL */
   uint64_t session_key;
   bool sni_sent;
 
-  pending to_upstream;
   pending to_client;
-  bool client_eof;       /* the client sent FIN */
-  bool upstream_eof;     /* close_notify or FIN from the upstream */
-  bool client_shut;      /* we sent FIN to the client */
-  bool upstream_shut;    /* we sent close_notify and FIN to the upstream */
-  bool shutdown_pending; /* close_notify waits for the socket */
-  bool read_wants_write; /* SSL_read needs the socket writable */
-  bool client_spoke;     /* the client's bytes (or FIN) went upstream */
-  bool upstream_spoke;   /* the upstream sent application data */
+  bool client_eof;        /* the client sent FIN */
+  bool upstream_eof;      /* close_notify or FIN from the upstream */
+  bool client_shut;       /* we sent FIN to the client */
+  bool close_notify_sent; /* SSL_shutdown ran: close_notify is out or queued */
+  bool upstream_shut;     /* close_notify is out and so is our FIN */
+  bool client_spoke;      /* the client's bytes (or FIN) went upstream */
+  bool upstream_spoke;    /* the upstream sent application data */
   uint64_t last_activity;
 };
 
@@ -123,9 +124,10 @@ static void release_endpoint(ms_conn *conn) {
 
 static void release_tls(ms_conn *conn) {
   if (conn->ssl) {
-    SSL_free(conn->ssl);
+    SSL_free(conn->ssl); /* and its BIO */
     conn->ssl = NULL;
   }
+  ms_tls_io_cleanup(&conn->io);
   if (conn->tls) {
     atomic_fetch_sub_explicit(&conn->tls->active_connections, 1, memory_order_relaxed);
     ms_tls_context_free(conn->tls);
@@ -140,7 +142,6 @@ static void conn_free(ms_conn *conn) {
   if (conn->upstream_fd >= 0) close(conn->upstream_fd);
   release_tls(conn);
   release_endpoint(conn);
-  pending_clear(&conn->to_upstream);
   pending_clear(&conn->to_client);
   ms_snapshot_free(conn->snapshot);
   free(conn);
@@ -329,18 +330,39 @@ static void attempt_next(ms_conn *conn) {
 
 static void start_proxying(ms_conn *conn);
 static void do_handshake(ms_conn *conn);
+static void update_polls(ms_conn *conn);
+
+static void fail_relay(ms_conn *conn, const char *what) {
+  ERR_clear_error();
+  ms_log(MS_LOG_DEBUG, "connection closed: cluster=%s endpoint=%s: %s", conn->cluster->config->name,
+         endpoint_text(conn), what);
+  ms_conn_close(conn);
+}
+
+/* Every event ends here: what is left in the worker's scratch buffers moves
+ * to the heap, and the polls follow the state. */
+static void finish_event(ms_conn *conn) {
+  if (ms_tls_io_park(&conn->io) != 0) {
+    fail_relay(conn, "out of memory");
+    return;
+  }
+  update_polls(conn);
+}
 
 static void start_tls(ms_conn *conn) {
   const ms_cluster *cluster = conn->cluster;
   size_t index = conn->endpoint_index;
   conn->tls = ms_tls_context_up_ref(cluster->tls);
   atomic_fetch_add_explicit(&conn->tls->active_connections, 1, memory_order_relaxed);
+  ms_tls_io_init(&conn->io, conn->upstream_fd, conn->worker->tls_scratch);
   conn->ssl = SSL_new(conn->tls->ssl_ctx);
-  if (conn->ssl == NULL || !SSL_set_fd(conn->ssl, conn->upstream_fd)) {
+  BIO *bio = conn->ssl ? ms_tls_io_bio_new(&conn->io) : NULL;
+  if (bio == NULL) {
     ERR_clear_error();
     attempt_failed(conn, true, "out of memory starting TLS");
     return;
   }
+  SSL_set_bio(conn->ssl, bio, bio);
   SSL_set_connect_state(conn->ssl);
   SSL_set_app_data(conn->ssl, conn);
   /* Free the handshake-only configuration once it is done: idle connections
@@ -369,6 +391,7 @@ static void start_tls(ms_conn *conn) {
 
 static void handshake_failed(ms_conn *conn, ms_tls_failure failure, const char *description) {
   ms_worker *worker = conn->worker;
+  ms_tls_io_flush(&conn->io); /* our alert, if there is one: best effort */
   MS_STAT_ADD(&worker->stats, ssl_connection_error, 1);
   MS_STAT_ADD(&worker->stats, handshake_failure[failure], 1);
   const char *sni = conn->cluster->server_names[conn->endpoint_index];
@@ -389,22 +412,39 @@ static void handshake_failed(ms_conn *conn, ms_tls_failure failure, const char *
   attempt_failed(conn, true, message);
 }
 
+static void describe_and_fail(ms_conn *conn, int ssl_error) {
+  char description[480];
+  ms_tls_failure failure = ms_tls_describe_failure(conn->ssl, ssl_error, conn->sni_sent,
+                                                   description, sizeof(description));
+  handshake_failed(conn, failure, description);
+}
+
 static void do_handshake(ms_conn *conn) {
   int rc = SSL_do_handshake(conn->ssl);
+  int error = rc == 1 ? SSL_ERROR_NONE : SSL_get_error(conn->ssl, rc);
+  if (error != SSL_ERROR_NONE && error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE) {
+    describe_and_fail(conn, error);
+    return;
+  }
+  if (ms_tls_io_flush(&conn->io) < 0) {
+    char description[160];
+    snprintf(description, sizeof(description), "sending to the upstream failed: %s",
+             strerror(conn->io.error));
+    ERR_clear_error();
+    handshake_failed(conn, MS_TLS_FAILURE_CONNECTION_CLOSED, description);
+    return;
+  }
   if (rc == 1) {
     start_proxying(conn);
     return;
   }
-  int error = SSL_get_error(conn->ssl, rc);
-  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-    set_events(&conn->upstream_poll, &conn->upstream_events,
-               error == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE, on_upstream_event);
+  if (ms_tls_io_park(&conn->io) != 0) {
+    attempt_failed(conn, true, "out of memory");
     return;
   }
-  char description[480];
-  ms_tls_failure failure =
-      ms_tls_describe_failure(conn->ssl, error, conn->sni_sent, description, sizeof(description));
-  handshake_failed(conn, failure, description);
+  int events = error == SSL_ERROR_WANT_READ ? UV_READABLE : UV_WRITABLE;
+  if (ms_tls_io_pending_out(&conn->io)) events |= UV_WRITABLE;
+  set_events(&conn->upstream_poll, &conn->upstream_events, events, on_upstream_event);
 }
 
 int ms_conn_on_new_session(SSL *ssl, SSL_SESSION *session) {
@@ -418,86 +458,62 @@ int ms_conn_on_new_session(SSL *ssl, SSL_SESSION *session) {
 
 static void update_polls(ms_conn *conn) {
   int client = 0, upstream = 0;
-  if (!conn->client_eof && conn->to_upstream.len == 0 && !conn->shutdown_pending)
-    client |= UV_READABLE;
+  /* Back-pressure: the client is not read while sealed bytes wait for the
+   * upstream, and the upstream is not read while plaintext waits for the
+   * client. */
+  if (!conn->client_eof && !ms_tls_io_pending_out(&conn->io)) client |= UV_READABLE;
   if (conn->to_client.len) client |= UV_WRITABLE;
   if (!conn->upstream_eof && conn->to_client.len == 0) upstream |= UV_READABLE;
-  if (conn->to_upstream.len || conn->shutdown_pending || conn->read_wants_write)
-    upstream |= UV_WRITABLE;
+  if (ms_tls_io_pending_out(&conn->io)) upstream |= UV_WRITABLE;
   set_events(&conn->client_poll, &conn->client_events, client, on_client_event);
   set_events(&conn->upstream_poll, &conn->upstream_events, upstream, on_upstream_event);
 }
 
 static bool finished(const ms_conn *conn) {
-  return conn->client_eof && conn->upstream_shut && conn->to_upstream.len == 0 &&
-         conn->upstream_eof && conn->client_shut && conn->to_client.len == 0;
+  return conn->client_eof && conn->upstream_shut && conn->upstream_eof && conn->client_shut &&
+         conn->to_client.len == 0;
 }
 
-static void fail_relay(ms_conn *conn, const char *what) {
-  ERR_clear_error();
-  ms_log(MS_LOG_DEBUG, "connection closed: cluster=%s endpoint=%s: %s", conn->cluster->config->name,
-         endpoint_text(conn), what);
-  ms_conn_close(conn);
+static void end_event(ms_conn *conn) {
+  if (finished(conn))
+    ms_conn_close(conn);
+  else
+    finish_event(conn);
 }
 
-/* Sends close_notify and FIN once the client has finished and everything
- * it sent is through. Returns false when the connection was closed. */
-static bool shutdown_upstream(ms_conn *conn) {
-  if (!conn->client_eof || conn->to_upstream.len || conn->upstream_shut) return true;
-  int rc = SSL_shutdown(conn->ssl);
-  if (rc < 0) {
-    int error = SSL_get_error(conn->ssl, rc);
-    if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) {
-      conn->shutdown_pending = true;
-      return true;
-    }
-    fail_relay(conn, "sending close_notify failed");
-    return false;
-  }
-  conn->shutdown_pending = false;
-  conn->upstream_shut = true;
-  shutdown(conn->upstream_fd, SHUT_WR);
-  return true;
-}
-
-/* Writes what is pending for the upstream. Returns 1 when it is all
- * through, 0 when the socket is full, -1 when the connection was closed. */
+/* Writes what BoringSSL sealed; once all of it is out after close_notify,
+ * sends FIN. Returns 1 when everything is out, 0 when the socket is full,
+ * -1 when the connection was closed. */
 static int flush_to_upstream(ms_conn *conn) {
-  pending *p = &conn->to_upstream;
-  if (p->len == 0) return 1;
-  int rc = SSL_write(conn->ssl, p->data, (int)p->len);
-  if (rc > 0) {
-    pending_clear(p);
-    return 1;
+  int rc = ms_tls_io_flush(&conn->io);
+  if (rc < 0) {
+    fail_relay(conn, "writing to the upstream failed");
+    return -1;
   }
-  int error = SSL_get_error(conn->ssl, rc);
-  if (error == SSL_ERROR_WANT_WRITE || error == SSL_ERROR_WANT_READ) return 0;
-  fail_relay(conn, "writing to the upstream failed");
-  return -1;
+  if (rc == 1 && conn->close_notify_sent && !conn->upstream_shut) {
+    conn->upstream_shut = true;
+    shutdown(conn->upstream_fd, SHUT_WR);
+  }
+  return rc;
 }
 
 static void client_to_upstream(ms_conn *conn) {
   ms_worker *worker = conn->worker;
   int flushed = flush_to_upstream(conn);
   if (flushed < 0) return;
-  for (int i = 0; flushed && i < MS_READS_PER_EVENT && !conn->client_eof; i++) {
+  for (int i = 0; flushed == 1 && !conn->client_eof && i < MS_READS_PER_EVENT; i++) {
     ssize_t n = read(conn->client_fd, worker->scratch, MS_WORKER_SCRATCH);
     if (n > 0) {
       conn->last_activity = uv_now(&worker->loop);
       conn->client_spoke = true;
       MS_STAT_ADD(&worker->stats, bytes_sent_upstream, n);
-      int rc = SSL_write(conn->ssl, worker->scratch, (int)n);
-      if (rc == n) continue;
-      int error = SSL_get_error(conn->ssl, rc);
-      if (error != SSL_ERROR_WANT_WRITE && error != SSL_ERROR_WANT_READ) {
-        fail_relay(conn, "writing to the upstream failed");
+      if (SSL_write(conn->ssl, worker->scratch, (int)n) != n) {
+        fail_relay(conn, "sealing for the upstream failed");
         return;
       }
-      if (pending_store(&conn->to_upstream, worker->scratch, (size_t)n) != 0) {
-        fail_relay(conn, "out of memory");
-        return;
-      }
-      break;
+      if ((flushed = flush_to_upstream(conn)) < 0) return;
+      if (n < MS_WORKER_SCRATCH) break; /* the client is drained for now */
+      continue;
     }
     if (n == 0) {
       conn->client_eof = true;
@@ -511,15 +527,17 @@ static void client_to_upstream(ms_conn *conn) {
       return;
     }
   }
-  if (!shutdown_upstream(conn)) return;
-  if (finished(conn)) {
-    ms_conn_close(conn);
-    return;
+  if (conn->client_eof && !conn->close_notify_sent) {
+    conn->close_notify_sent = true;
+    SSL_shutdown(conn->ssl); /* queues close_notify in the BIO */
+    ERR_clear_error();
+    if (flush_to_upstream(conn) < 0) return;
   }
-  update_polls(conn);
+  end_event(conn);
 }
 
-/* Writes what is pending for the client. Same returns as flush_to_upstream. */
+/* Writes what is pending for the client. Returns 1 when it is all through,
+ * 0 when the socket is full, -1 when the connection was closed. */
 static int flush_to_client(ms_conn *conn) {
   pending *p = &conn->to_client;
   while (p->len) {
@@ -536,42 +554,65 @@ static int flush_to_client(ms_conn *conn) {
   return 1;
 }
 
+/* Hands `len` bytes of plaintext to the client; what it cannot take now is
+ * kept. Returns false when the connection was closed. */
+static bool send_to_client(ms_conn *conn, const char *data, size_t len) {
+  ssize_t n;
+  do
+    n = write(conn->client_fd, data, len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      fail_relay(conn, "writing to the client failed");
+      return false;
+    }
+    n = 0;
+  }
+  if ((size_t)n < len && pending_store(&conn->to_client, data + n, len - (size_t)n) != 0) {
+    fail_relay(conn, "out of memory");
+    return false;
+  }
+  return true;
+}
+
+/* Opens as many records as fit in the worker's scratch buffer (the
+ * read-ahead makes that one read(2) for several records), then writes them
+ * to the client at once. */
 static void upstream_to_client(ms_conn *conn) {
   ms_worker *worker = conn->worker;
-  int flushed = flush_to_client(conn);
-  if (flushed < 0) return;
-  conn->read_wants_write = false;
-  for (int i = 0;
-       flushed && !conn->upstream_eof && (i < MS_READS_PER_EVENT || SSL_pending(conn->ssl) > 0);
-       i++) {
-    int rc = SSL_read(conn->ssl, worker->scratch, MS_WORKER_SCRATCH);
-    if (rc > 0) {
+  if (flush_to_client(conn) <= 0) {
+    if (conn->state == MS_CONN_PROXYING) finish_event(conn);
+    return;
+  }
+  for (int rounds = 0; !conn->upstream_eof && conn->to_client.len == 0; rounds++) {
+    size_t got = 0;
+    int error = SSL_ERROR_NONE;
+    while (got < MS_WORKER_SCRATCH) {
+      int rc = SSL_read(conn->ssl, worker->scratch + got, (int)(MS_WORKER_SCRATCH - got));
+      if (rc <= 0) {
+        error = SSL_get_error(conn->ssl, rc);
+        break;
+      }
+      got += (size_t)rc;
+    }
+    if (got) {
       conn->last_activity = uv_now(&worker->loop);
       conn->upstream_spoke = true;
-      MS_STAT_ADD(&worker->stats, bytes_received_upstream, rc);
-      ssize_t n = write(conn->client_fd, worker->scratch, (size_t)rc);
-      if (n == rc) continue;
-      if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          fail_relay(conn, "writing to the client failed");
-          return;
-        }
-        n = 0;
-      }
-      if (pending_store(&conn->to_client, worker->scratch + n, (size_t)(rc - n)) != 0) {
-        fail_relay(conn, "out of memory");
-        return;
-      }
-      break;
+      MS_STAT_ADD(&worker->stats, bytes_received_upstream, got);
+      if (!send_to_client(conn, worker->scratch, got)) return;
     }
-    int error = SSL_get_error(conn->ssl, rc);
+    /* Reading may have produced something to send (a key update's answer). */
+    if (flush_to_upstream(conn) < 0) return;
+    if (error == SSL_ERROR_NONE) {
+      /* The buffer filled. Yield after a while, but only with nothing left
+       * in our own buffers: the kernel's poll cannot see those. */
+      if (rounds >= MS_READS_PER_EVENT && !ms_tls_io_buffered_in(&conn->io) &&
+          SSL_pending(conn->ssl) == 0)
+        break;
+      continue;
+    }
     if (error == SSL_ERROR_WANT_READ) break;
-    if (error == SSL_ERROR_WANT_WRITE) {
-      conn->read_wants_write = true;
-      break;
-    }
-    if (error == SSL_ERROR_ZERO_RETURN ||
-        (error == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && rc == 0)) {
+    if (error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && conn->io.eof)) {
       /* close_notify, or a FIN without one: either way the upstream is done. */
       ERR_clear_error();
       conn->upstream_eof = true;
@@ -581,10 +622,7 @@ static void upstream_to_client(ms_conn *conn) {
     if (!conn->upstream_spoke && error == SSL_ERROR_SSL) {
       /* An alert before any data: the upstream refused the handshake after
        * our side of it completed (TLS 1.3 checks client certificates then). */
-      char description[480];
-      ms_tls_failure failure = ms_tls_describe_failure(conn->ssl, error, conn->sni_sent,
-                                                       description, sizeof(description));
-      handshake_failed(conn, failure, description);
+      describe_and_fail(conn, error);
       return;
     }
     fail_relay(conn, "reading from the upstream failed");
@@ -594,11 +632,7 @@ static void upstream_to_client(ms_conn *conn) {
     conn->client_shut = true;
     shutdown(conn->client_fd, SHUT_WR);
   }
-  if (finished(conn)) {
-    ms_conn_close(conn);
-    return;
-  }
-  update_polls(conn);
+  end_event(conn);
 }
 
 static void start_proxying(ms_conn *conn) {
@@ -614,7 +648,8 @@ static void start_proxying(ms_conn *conn) {
   uv_timer_stop(&conn->timer);
   uint32_t idle_ms = listener_of(conn)->idle_timeout_ms;
   if (idle_ms) uv_timer_start(&conn->timer, on_timer, idle_ms, 0);
-  /* The upstream may have sent data along with its last handshake flight. */
+  /* The upstream may have sent data along with its last handshake flight,
+   * and the client may have spoken while we were connecting. */
   upstream_to_client(conn);
   if (conn->state == MS_CONN_PROXYING) client_to_upstream(conn);
 }
@@ -664,6 +699,13 @@ static void on_upstream_event(uv_poll_t *poll, int status, int events) {
       return;
     }
     case MS_CONN_HANDSHAKING:
+      if (status < 0) {
+        /* libuv stopped the handle on POLLERR (say, a reset): read again to
+         * learn what happened. */
+        conn->upstream_events = 0;
+        ms_tls_io_readable(&conn->io);
+      }
+      if (events & UV_READABLE) ms_tls_io_readable(&conn->io);
       do_handshake(conn);
       return;
     case MS_CONN_PROXYING:
@@ -671,11 +713,12 @@ static void on_upstream_event(uv_poll_t *poll, int status, int events) {
         fail_relay(conn, uv_strerror(status));
         return;
       }
+      if (events & UV_READABLE) ms_tls_io_readable(&conn->io);
       if (events & UV_WRITABLE) {
         client_to_upstream(conn);
         if (conn->state != MS_CONN_PROXYING) return;
       }
-      if ((events & UV_READABLE) || conn->read_wants_write) upstream_to_client(conn);
+      if (events & UV_READABLE) upstream_to_client(conn);
       return;
     case MS_CONN_CLOSING:
       return;

@@ -27,6 +27,8 @@ typedef struct ms_cluster_runtime {
 typedef struct ms_watch {
   uv_fs_event_t event;
   char *directory;
+  char **names; /* the watched files' names in `directory` */
+  size_t name_count;
   struct ms_server *server;
 } ms_watch;
 

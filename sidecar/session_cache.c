@@ -67,7 +67,8 @@ SSL_SESSION *ms_session_cache_take(ms_session_cache *cache, uint64_t key) {
   slot *s = &cache->slots[key & cache->mask];
   if (s->key != key || s->count == 0) return NULL;
   SSL_SESSION *session = s->sessions[0];
-  if (!SSL_SESSION_should_be_single_use(session)) {
+  /* The last one stays for reuse: see session_cache.h. */
+  if (!SSL_SESSION_should_be_single_use(session) || s->count == 1) {
     SSL_SESSION_up_ref(session);
     return session;
   }

@@ -1,9 +1,12 @@
 /* Certificate files: watch the folders that hold them (a Kubernetes Secret
  * volume swaps its `..data` symlink inside the folder, and editors and
  * cert-manager replace files by rename), wait for the burst of events to
- * settle, then reload. The reload compares contents, so a spurious event
- * costs only a few file reads. */
+ * settle, then reload. Only events naming a watched file or a `..` entry
+ * (Kubernetes' swap) count: other files in the folder, such as a log, do
+ * not. The reload compares contents, so a spurious event costs only a few
+ * file reads. */
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,41 +17,59 @@
 
 static void on_settled(uv_timer_t *timer) {
   ms_server *server = timer->data;
-  ms_log(MS_LOG_INFO, "certificate files changed; reloading");
+  ms_log(MS_LOG_DEBUG, "certificate files changed; reloading");
   ms_server_reload(server);
+}
+
+static bool concerns_us(const ms_watch *watch, const char *filename) {
+  if (filename == NULL || strncmp(filename, "..", 2) == 0) return true;
+  for (size_t i = 0; i < watch->name_count; i++)
+    if (strcmp(watch->names[i], filename) == 0) return true;
+  return false;
 }
 
 static void on_change(uv_fs_event_t *event, const char *filename, int events, int status) {
   ms_watch *watch = event->data;
-  if (status < 0) return;
+  if (status < 0 || !concerns_us(watch, filename)) return;
   uv_timer_start(&watch->server->reload_timer, on_settled, MS_RELOAD_SETTLE_MS, 0);
 }
 
-static bool has_directory(ms_server *server, const char *directory) {
+static ms_watch *find_watch(ms_server *server, const char *directory) {
   for (size_t i = 0; i < server->watch_count; i++)
-    if (strcmp(server->watches[i].directory, directory) == 0) return true;
-  return false;
+    if (strcmp(server->watches[i].directory, directory) == 0) return &server->watches[i];
+  return NULL;
+}
+
+static void add_name(ms_watch *watch, const char *name) {
+  for (size_t i = 0; i < watch->name_count; i++)
+    if (strcmp(watch->names[i], name) == 0) return;
+  char **names = realloc(watch->names, (watch->name_count + 1) * sizeof(char *));
+  if (names == NULL) return;
+  watch->names = names;
+  if ((names[watch->name_count] = strdup(name)) != NULL) watch->name_count++;
 }
 
 static void add(ms_server *server, const char *path, size_t capacity) {
-  if (path == NULL || server->watch_count == capacity) return;
-  char *copy = strdup(path);
-  if (copy == NULL) return;
-  char *directory = strdup(dirname(copy));
-  free(copy);
-  if (directory == NULL || has_directory(server, directory)) {
-    free(directory);
-    return;
+  if (path == NULL) return;
+  char *for_dir = strdup(path), *for_base = strdup(path);
+  if (for_dir == NULL || for_base == NULL) goto done;
+  const char *directory = dirname(for_dir);
+  ms_watch *watch = find_watch(server, directory);
+  if (watch == NULL && server->watch_count < capacity) {
+    watch = &server->watches[server->watch_count];
+    watch->server = server;
+    if ((watch->directory = strdup(directory)) == NULL) goto done;
+    uv_fs_event_init(server->loop, &watch->event);
+    watch->event.data = watch;
+    int rc = uv_fs_event_start(&watch->event, on_change, directory, 0);
+    if (rc != 0)
+      ms_log(MS_LOG_WARN, "cannot watch %s: %s; reload with SIGHUP", directory, uv_strerror(rc));
+    server->watch_count++;
   }
-  ms_watch *watch = &server->watches[server->watch_count];
-  watch->server = server;
-  watch->directory = directory;
-  uv_fs_event_init(server->loop, &watch->event);
-  watch->event.data = watch;
-  int rc = uv_fs_event_start(&watch->event, on_change, directory, 0);
-  if (rc != 0)
-    ms_log(MS_LOG_WARN, "cannot watch %s: %s; reload with SIGHUP", directory, uv_strerror(rc));
-  server->watch_count++;
+  if (watch) add_name(watch, basename(for_base));
+done:
+  free(for_dir);
+  free(for_base);
 }
 
 int ms_watcher_start(ms_server *server) {
@@ -73,6 +94,10 @@ static void on_watch_closed(uv_handle_t *handle) {
   ms_watch *watch = handle->data;
   free(watch->directory);
   watch->directory = NULL;
+  for (size_t i = 0; i < watch->name_count; i++)
+    free(watch->names[i]);
+  free(watch->names);
+  watch->names = NULL;
 }
 
 void ms_watcher_stop(ms_server *server) {

@@ -108,9 +108,10 @@ int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot, con
   int rc = uv_loop_init(&worker->loop);
   if (rc != 0) return rc;
   worker->scratch = malloc(MS_WORKER_SCRATCH);
+  worker->tls_scratch = malloc(sizeof(ms_tls_io_scratch));
   worker->sessions = ms_session_cache_new(1024);
   worker->listeners = calloc(listen_fd_count ? listen_fd_count : 1, sizeof(ms_listen_socket));
-  if (!worker->scratch || !worker->sessions || !worker->listeners ||
+  if (!worker->scratch || !worker->tls_scratch || !worker->sessions || !worker->listeners ||
       adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
     return UV_ENOMEM;
   rc = uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
@@ -167,4 +168,5 @@ void ms_worker_join(ms_worker *worker) {
   ms_session_cache_free(worker->sessions);
   free(worker->listeners);
   free(worker->scratch);
+  free(worker->tls_scratch);
 }

@@ -16,6 +16,7 @@
 #include "sidecar/session_cache.h"
 #include "sidecar/snapshot.h"
 #include "sidecar/stats.h"
+#include "sidecar/tls_io.h"
 
 #define MS_WORKER_SCRATCH (64 * 1024)
 
@@ -49,7 +50,8 @@ struct ms_worker {
   ms_session_cache *sessions;
   uint32_t address_cursor; /* spreads connections over an endpoint's addresses */
   ms_stats stats;
-  char *scratch; /* MS_WORKER_SCRATCH bytes for relaying */
+  char *scratch;                  /* MS_WORKER_SCRATCH bytes for relaying */
+  ms_tls_io_scratch *tls_scratch; /* read-ahead and sealed bytes during one event */
 };
 
 /* ms_worker_init prepares a worker (on the main thread) with its listen

@@ -13,7 +13,8 @@ import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.harness import SERVER_NAME, cluster_tls, http_get, normalize_serial
+from tests.lib.harness import (SERVER_NAME, cluster, cluster_tls, config, http_get, listener,
+                                normalize_serial)
 
 
 class Load:
@@ -192,6 +193,29 @@ class RotationTest(harness.IntegrationTest):
             shutil.rmtree(os.path.join(tls_dir, "..2026_01_01_00_00_00.000000001"))
 
         self.rotate_under_load(tls_dir, swap)
+
+    def test_other_files_in_the_certificate_folder_do_not_trigger_reloads(self):
+        # A log or any other file written next to the certificates must not
+        # make the sidecar re-read them (it once reloaded every 200 ms when
+        # its own log lived there).
+        tls_dir = self.tmp.join("tls")
+        self.copy_initial(tls_dir)
+        nginx = self.start_https()
+        tls = cluster_tls(self.pki, certificate=os.path.join(tls_dir, "tls.crt"),
+                          private_key=os.path.join(tls_dir, "tls.key"),
+                          trusted_ca=os.path.join(tls_dir, "ca.crt"))
+        sidecar = self.start_sidecar(
+            config([listener("l", "c")], [cluster("c", [f"127.0.0.1:{nginx.port}"], tls)]),
+            args=["--log-level", "debug"])
+        for i in range(20):
+            harness.write_file(os.path.join(tls_dir, "app.log"), f"line {i}\n" * (i + 1))
+            time.sleep(0.02)
+        time.sleep(0.5)
+        self.assertEqual(sidecar.log_lines("certificate files changed"), [], sidecar.log())
+        # ...while a change to a watched file still does.
+        harness.replace_file_atomically(os.path.join(tls_dir, "ca.crt"),
+                                        open(self.pki.ca_crt, "rb").read() + b"\n")
+        sidecar.wait_log("certificate files changed")
 
     def test_sighup_reloads_when_watching_is_off(self):
         tls_dir = self.tmp.join("tls")

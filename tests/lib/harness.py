@@ -128,14 +128,14 @@ class IntegrationTest(unittest.TestCase):
         return self.start_nginx(nginx)
 
     # the sidecar
-    def make_sidecar(self, config_dict, name="sidecar"):
-        sidecar = Sidecar(self.tmp.mkdir("sidecar"), config_dict, name)
+    def make_sidecar(self, config_dict, name="sidecar", args=()):
+        sidecar = Sidecar(self.tmp.mkdir("sidecar"), config_dict, name, args)
         self.addCleanup(sidecar.finish)
         self._sidecars.append(sidecar)
         return sidecar
 
-    def start_sidecar(self, config_dict, name="sidecar"):
-        return self.make_sidecar(config_dict, name).start()
+    def start_sidecar(self, config_dict, name="sidecar", args=()):
+        return self.make_sidecar(config_dict, name, args).start()
 
     def simple_sidecar(self, upstream_port, tls=None, cluster_extra=None, listener_extra=None,
                        name="sidecar", **config_extra):

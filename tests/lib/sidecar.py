@@ -80,8 +80,9 @@ class Sidecar:
     """Sidecar writes `config` (a dict) as JSON into `folder` and runs the
     real binary on it, stderr captured to a file."""
 
-    def __init__(self, folder, config_dict, name="sidecar"):
+    def __init__(self, folder, config_dict, name="sidecar", args=()):
         self.bin = sidecar_bin()
+        self.args = list(args)
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
         self.config = config_dict
@@ -95,7 +96,8 @@ class Sidecar:
         return listener_port(self.config["listeners"][index])
 
     def start(self, wait_ready=True, timeout=DEFAULT_TIMEOUT):
-        self.process = Process([self.bin, "--config", self.config_path], self.log_path)
+        self.process = Process([self.bin, "--config", self.config_path] + self.args,
+                               self.log_path)
         if wait_ready:
             self.wait_ready(timeout)
         return self
