@@ -14,7 +14,9 @@
 //
 // Field names are the .proto names (snake_case). In objects given to encode,
 // a google.protobuf.Any is written as {'@type': TYPE_URL, ...fields}, enums by
-// name, Durations as {seconds, nanos}; a key that is not a field of Envoy's
+// name, Durations as {seconds, nanos}, a google.protobuf.Struct as
+// {fields: {KEY: {stringValue | numberValue | boolValue | ...}}} (protobufjs's
+// bundled well-known types use camelCase names); a key that is not a field of Envoy's
 // message is an error (protobufjs alone would drop it silently).
 
 const fs = require('fs');

@@ -1,0 +1,101 @@
+#!/bin/bash
+# grpc_node_test.sh: our gRPC transport against a real gRPC stack written
+# elsewhere, @grpc/grpc-js, over mutual TLS on loopback, both ways:
+#   1. our client (grpc_peer_tool client) -> tests/node/grpc_peer_server.js
+#   2. tests/node/grpc_peer_client.js -> our server (grpc_peer_tool server)
+# Certificates come from the certs CLI at test time. Needs node and
+# tests/node/node_modules (npm ci --prefix tests/node).
+set -u
+RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+TOOL="$RUNFILES/xds/grpc_peer_tool"
+CERTS="$RUNFILES/certs/certs"
+# This script's runfile is a symlink into the source tree, where
+# tests/node and its node_modules live.
+SOURCE_ROOT="$(dirname "$(dirname "$(readlink -f "$RUNFILES/xds/grpc_node_test.sh")")")"
+NODE_DIR="$SOURCE_ROOT/tests/node"
+DIR="${TEST_TMPDIR:-$(mktemp -d)}/grpc_node"
+URI="spiffe://test.local/ns/default/sa/peer-client"
+passed=0
+failed=0
+pids=()
+
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
+  wait 2>/dev/null
+}
+trap cleanup EXIT
+
+if ! command -v node >/dev/null; then
+  echo "FAIL: node is not installed (tools/install-deps.sh installs it)" >&2
+  exit 1
+fi
+if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ]; then
+  echo "FAIL: $NODE_DIR/node_modules has no @grpc/grpc-js: run \`npm ci --prefix tests/node\` first" >&2
+  exit 1
+fi
+
+mkdir -p "$DIR"
+"$CERTS" ca --out "$DIR/ca" >/dev/null &&
+  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/server" --dns localhost --ip 127.0.0.1 --server >/dev/null &&
+  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/client" --uri "$URI" --client >/dev/null ||
+  { echo "FAIL: could not issue certificates" >&2; exit 1; }
+
+# wait_for_port FILE PID: prints the port written to FILE by PID, within 15 s.
+wait_for_port() {
+  for _ in $(seq 150); do
+    [ -s "$1" ] && { cat "$1"; return 0; }
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# 1. Our client against grpc-js's server.
+node "$NODE_DIR/grpc_peer_server.js" --ca "$DIR/ca/ca.crt" --cert "$DIR/server.crt" \
+  --key "$DIR/server.key" --port-file "$DIR/node.port" >"$DIR/node_server.log" 2>&1 &
+pids+=($!)
+if port=$(wait_for_port "$DIR/node.port" $!); then
+  if timeout 60 "$TOOL" client "127.0.0.1:$port" "$DIR/ca/ca.crt" "$DIR/client.crt" \
+    "$DIR/client.key" "$URI"; then
+    passed=$((passed + 1))
+  else
+    echo "FAIL: our client against the grpc-js server (server log below)" >&2
+    cat "$DIR/node_server.log" >&2
+    failed=$((failed + 1))
+  fi
+else
+  echo "FAIL: the grpc-js server did not start:" >&2
+  cat "$DIR/node_server.log" >&2
+  failed=$((failed + 1))
+fi
+
+# 2. grpc-js's client against our server.
+"$TOOL" server "$DIR/ca/ca.crt" "$DIR/server.crt" "$DIR/server.key" "$DIR/tool.port" \
+  >"$DIR/tool_server.log" 2>&1 &
+server_pid=$!
+pids+=($server_pid)
+if port=$(wait_for_port "$DIR/tool.port" $server_pid); then
+  if timeout 60 node "$NODE_DIR/grpc_peer_client.js" --address "127.0.0.1:$port" \
+    --ca "$DIR/ca/ca.crt" --cert "$DIR/client.crt" --key "$DIR/client.key" \
+    --server-name localhost --expect-uri "$URI"; then
+    passed=$((passed + 1))
+  else
+    echo "FAIL: the grpc-js client against our server (server log below)" >&2
+    cat "$DIR/tool_server.log" >&2
+    failed=$((failed + 1))
+  fi
+  # Our server must shut down cleanly (its loop closes, no leak under ASan).
+  kill -TERM $server_pid
+  if ! wait $server_pid; then
+    echo "FAIL: our server did not shut down cleanly:" >&2
+    cat "$DIR/tool_server.log" >&2
+    failed=$((failed + 1))
+  fi
+else
+  echo "FAIL: our server did not start:" >&2
+  cat "$DIR/tool_server.log" >&2
+  failed=$((failed + 1))
+fi
+
+echo "grpc_node_test: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,611 @@
+/* grpc_server.c: a gRPC server: a listening socket, its TLS + HTTP/2
+ * connections and the calls on them.
+ *
+ * Built to hold many idle streams (one ADS stream per sidecar): a call is a
+ * small struct with no timer and no buffer while idle; a connection keeps
+ * its calls in a list that is walked only when the connection ends. A call
+ * is ACTIVE from on_call's acceptance until the handler finishes it
+ * (FINISHED) or the stream ends first (CANCELLED, on_cancel); its memory is
+ * freed when nghttp2 forgets the stream or the connection is freed. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "xds/grpc_internal.h"
+
+#define ACCEPTS_PER_EVENT 64
+#define DEFAULT_MAX_CONCURRENT_STREAMS 10000
+#define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+
+typedef struct server_conn server_conn;
+
+struct ms_grpc_server {
+  uv_loop_t *loop;
+  int fd;
+  uv_poll_t listen_poll;
+  SSL_CTX *ssl_ctx; /* reference held */
+  ms_grpc_server_callbacks callbacks;
+  void *arg;
+  size_t max_message_bytes;
+  uint32_t max_concurrent_streams;
+  uint32_t handshake_timeout_ms;
+  uint16_t port;
+  nghttp2_session_callbacks *h2_callbacks;
+  server_conn *conns;
+  size_t open; /* the listening handle and every connection not yet freed */
+  bool closing;
+};
+
+struct server_conn {
+  ms_grpc_io io; /* first: the nghttp2 session's user_data */
+  ms_grpc_server *server;
+  server_conn *prev, *next;
+  ms_grpc_server_call *calls;
+  ms_grpc_peer peer;
+};
+
+typedef enum call_state {
+  CALL_HEADERS,   /* request headers arriving */
+  CALL_ACTIVE,    /* the handler's */
+  CALL_FINISHED,  /* finished: trailers queued or sent */
+  CALL_CANCELLED, /* ended before the handler finished it */
+} call_state;
+
+struct ms_grpc_server_call {
+  server_conn *conn;
+  ms_grpc_server_call *prev, *next;
+  const ms_grpc_server_call_callbacks *callbacks;
+  void *user_data;
+  char *path;           /* while CALL_HEADERS */
+  char *finish_message; /* encoded, until the trailers are submitted */
+  ms_grpc_deframer deframer;
+  ms_grpc_send_queue queue;
+  int32_t stream_id;
+  uint8_t state;
+  uint8_t finish_status;
+  bool not_grpc; /* wrong :method or content-type */
+  bool headers_sent;
+  bool data_deferred;
+  bool finishing; /* trailers follow the queue */
+  bool half_closed;
+};
+
+/* ---- calls ---------------------------------------------------------------- */
+
+static void call_free(ms_grpc_server_call *call) {
+  server_conn *conn = call->conn;
+  if (call->prev)
+    call->prev->next = call->next;
+  else
+    conn->calls = call->next;
+  if (call->next) call->next->prev = call->prev;
+  ms_grpc_deframer_cleanup(&call->deframer);
+  ms_grpc_send_queue_clear(&call->queue);
+  free(call->path);
+  free(call->finish_message);
+  free(call);
+}
+
+/* The call ended before its handler finished it. */
+static void call_cancel(ms_grpc_server_call *call) {
+  if (call->state != CALL_ACTIVE) return;
+  call->state = CALL_CANCELLED;
+  ms_grpc_deframer_cleanup(&call->deframer);
+  ms_grpc_send_queue_clear(&call->queue);
+  if (call->callbacks != NULL) call->callbacks->on_cancel(call, call->user_data);
+}
+
+static ssize_t read_response(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                             size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                             void *user_data) {
+  ms_grpc_server_call *call = source->ptr;
+  if (call->state == CALL_CANCELLED) return NGHTTP2_ERR_DEFERRED;
+  ssize_t n = ms_grpc_send_queue_read(&call->queue, buf, length, call->finishing, data_flags);
+  if (n == NGHTTP2_ERR_DEFERRED) {
+    call->data_deferred = true;
+    return n;
+  }
+  if (*data_flags & NGHTTP2_DATA_FLAG_EOF) {
+    char status[12];
+    snprintf(status, sizeof(status), "%u", call->finish_status);
+    const char *message = call->finish_message ? call->finish_message : "";
+    nghttp2_nv trailers[] = {
+        {(uint8_t *)"grpc-status", (uint8_t *)status, 11, strlen(status), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-message", (uint8_t *)message, 12, strlen(message), NGHTTP2_NV_FLAG_NONE},
+    };
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    int rc = nghttp2_submit_trailer(session, stream_id, trailers, message[0] ? 2 : 1);
+    free(call->finish_message);
+    call->finish_message = NULL;
+    if (rc != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  }
+  return n;
+}
+
+static int submit_headers(ms_grpc_server_call *call) {
+  nghttp2_nv headers[] = {
+      {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+      {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+  };
+  nghttp2_data_provider provider = {.source.ptr = call, .read_callback = read_response};
+  int rc = nghttp2_submit_response(call->conn->io.session, call->stream_id, headers, 2, &provider);
+  if (rc == 0) call->headers_sent = true;
+  return rc;
+}
+
+static void resume(ms_grpc_server_call *call) {
+  if (call->data_deferred) {
+    call->data_deferred = false;
+    nghttp2_session_resume_data(call->conn->io.session, call->stream_id);
+  }
+  ms_grpc_io_schedule_flush(&call->conn->io);
+}
+
+int ms_grpc_server_call_send(ms_grpc_server_call *call, const uint8_t *bytes, size_t len) {
+  if (call->state != CALL_ACTIVE || call->conn->io.state == MS_GRPC_IO_CLOSED) return UV_EPIPE;
+  int rc = ms_grpc_send_queue_push(&call->queue, bytes, len);
+  if (rc != 0) return rc;
+  if (!call->headers_sent) {
+    if (submit_headers(call) != 0) return UV_ENOMEM; /* the message stays queued */
+    ms_grpc_io_schedule_flush(&call->conn->io);
+    return 0;
+  }
+  resume(call);
+  return 0;
+}
+
+/* Sends the status: after the queued messages, or as a trailers-only
+ * response when nothing was sent. */
+static int finish(ms_grpc_server_call *call, int status, const char *message) {
+  server_conn *conn = call->conn;
+  call->state = CALL_FINISHED;
+  ms_grpc_deframer_cleanup(&call->deframer);
+  if (conn->io.state == MS_GRPC_IO_CLOSED) return 0;
+  char *encoded = ms_grpc_message_encode(message ? message : "");
+  if (encoded == NULL) {
+    nghttp2_submit_rst_stream(conn->io.session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_INTERNAL_ERROR);
+    ms_grpc_io_schedule_flush(&conn->io);
+    return UV_ENOMEM;
+  }
+  int rc = 0;
+  if (!call->headers_sent) {
+    char status_text[12];
+    snprintf(status_text, sizeof(status_text), "%u", (unsigned)status & 0xff);
+    nghttp2_nv headers[] = {
+        {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-status", (uint8_t *)status_text, 11, strlen(status_text),
+         NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-message", (uint8_t *)encoded, 12, strlen(encoded), NGHTTP2_NV_FLAG_NONE},
+    };
+    rc = nghttp2_submit_response(conn->io.session, call->stream_id, headers, encoded[0] ? 4 : 3,
+                                 NULL);
+    call->headers_sent = rc == 0;
+    free(encoded);
+  } else {
+    call->finish_status = (uint8_t)status;
+    call->finish_message = encoded;
+    call->finishing = true;
+    resume(call);
+  }
+  if (rc != 0) {
+    nghttp2_submit_rst_stream(conn->io.session, NGHTTP2_FLAG_NONE, call->stream_id,
+                              NGHTTP2_INTERNAL_ERROR);
+    rc = UV_ENOMEM;
+  }
+  ms_grpc_io_schedule_flush(&conn->io);
+  return rc;
+}
+
+int ms_grpc_server_call_finish(ms_grpc_server_call *call, int grpc_status, const char *message) {
+  if (call->state != CALL_ACTIVE) return UV_EPIPE;
+  return finish(call, grpc_status, message);
+}
+
+/* Ends an accepted call on our side (say, a message over the limit): the
+ * client gets `status`, the handler on_cancel. */
+static void call_abort(ms_grpc_server_call *call, int status, const char *message) {
+  if (call->state != CALL_ACTIVE) return;
+  ms_grpc_send_queue_clear(&call->queue);
+  finish(call, status, message);
+  if (call->callbacks != NULL) call->callbacks->on_cancel(call, call->user_data);
+}
+
+void ms_grpc_server_call_set_handler(ms_grpc_server_call *call,
+                                     const ms_grpc_server_call_callbacks *callbacks,
+                                     void *user_data) {
+  call->callbacks = callbacks;
+  call->user_data = user_data;
+}
+
+void *ms_grpc_server_call_user_data(const ms_grpc_server_call *call) {
+  return call->user_data;
+}
+
+const ms_grpc_peer *ms_grpc_server_call_peer(const ms_grpc_server_call *call) {
+  return &call->conn->peer;
+}
+
+/* ---- nghttp2 callbacks ---------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  server_conn *conn = user_data;
+  ms_grpc_server_call *call = calloc(1, sizeof(*call));
+  if (call == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
+  call->conn = conn;
+  call->stream_id = frame->hd.stream_id;
+  call->state = CALL_HEADERS;
+  nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
+  call->next = conn->calls;
+  if (conn->calls) conn->calls->prev = call;
+  conn->calls = call;
+  return 0;
+}
+
+static bool header_is(const uint8_t *name, size_t len, const char *want) {
+  return len == strlen(want) && memcmp(name, want, len) == 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
+                     void *user_data) {
+  ms_grpc_server_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (call == NULL || call->state != CALL_HEADERS) return 0;
+  if (header_is(name, name_len, ":path")) {
+    free(call->path);
+    call->path = strndup((const char *)value, value_len);
+    if (call->path == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  } else if (header_is(name, name_len, ":method")) {
+    if (!header_is(value, value_len, "POST")) call->not_grpc = true;
+  } else if (header_is(name, name_len, "content-type")) {
+    static const char grpc_type[] = "application/grpc";
+    if (value_len < sizeof(grpc_type) - 1 || memcmp(value, grpc_type, sizeof(grpc_type) - 1) != 0 ||
+        (value_len > sizeof(grpc_type) - 1 && value[sizeof(grpc_type) - 1] != '+' &&
+         value[sizeof(grpc_type) - 1] != ';'))
+      call->not_grpc = true;
+  }
+  return 0;
+}
+
+static void start_call(server_conn *conn, ms_grpc_server_call *call) {
+  ms_grpc_server *server = conn->server;
+  char *path = call->path;
+  call->path = NULL;
+  call->state = CALL_ACTIVE;
+  if (call->not_grpc || path == NULL) {
+    free(path);
+    finish(call, MS_GRPC_INTERNAL,
+           "not a gRPC request: expected POST with content-type application/grpc");
+    return;
+  }
+  int status = server->callbacks.on_call(call, path, &conn->peer, server->arg);
+  if (call->state == CALL_ACTIVE && status != MS_GRPC_OK) {
+    char message[300];
+    if (status == MS_GRPC_UNIMPLEMENTED)
+      snprintf(message, sizeof(message), "unknown method %.250s", path);
+    else
+      snprintf(message, sizeof(message), "%s", ms_grpc_status_name(status));
+    finish(call, status, message);
+  } else if (call->state == CALL_ACTIVE && call->callbacks == NULL) {
+    finish(call, MS_GRPC_INTERNAL, "the server accepted the call without a handler");
+  }
+  free(path);
+}
+
+static void half_close(ms_grpc_server_call *call) {
+  if (call->state != CALL_ACTIVE || call->half_closed) return;
+  call->half_closed = true;
+  if (ms_grpc_deframer_partial(&call->deframer)) {
+    call_abort(call, MS_GRPC_INTERNAL, "the client ended the stream in the middle of a message");
+    return;
+  }
+  if (call->callbacks->on_half_close) call->callbacks->on_half_close(call, call->user_data);
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  server_conn *conn = user_data;
+  if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) return 0;
+  ms_grpc_server_call *call = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+  if (call == NULL) return 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && call->state == CALL_HEADERS) start_call(conn, call);
+  if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) half_close(call);
+  return 0;
+}
+
+static bool deliver(void *arg, const uint8_t *bytes, size_t len) {
+  ms_grpc_server_call *call = arg;
+  if (call->callbacks->on_message) call->callbacks->on_message(call, bytes, len, call->user_data);
+  return call->state == CALL_ACTIVE;
+}
+
+static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                              const uint8_t *data, size_t len, void *user_data) {
+  server_conn *conn = user_data;
+  ms_grpc_server_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+  if (call == NULL || call->state != CALL_ACTIVE) return 0;
+  size_t max = conn->server->max_message_bytes;
+  int rc = ms_grpc_deframer_feed(&call->deframer, data, len, max, deliver, call);
+  if (rc >= 0) return 0;
+  char message[128];
+  if (rc == MS_GRPC_E_TOO_LARGE) {
+    snprintf(message, sizeof(message),
+             "received a message larger than the limit (%u vs. %zu bytes)",
+             call->deframer.message_len, max);
+    call_abort(call, MS_GRPC_RESOURCE_EXHAUSTED, message);
+  } else if (rc == MS_GRPC_E_COMPRESSED) {
+    call_abort(call, MS_GRPC_UNIMPLEMENTED,
+               "received a compressed message; compression is not supported");
+  } else {
+    call_abort(call, MS_GRPC_RESOURCE_EXHAUSTED, "out of memory receiving a message");
+  }
+  return 0;
+}
+
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user_data) {
+  /* Our END_STREAM while the client still sends: end the stream for both
+   * (RFC 9113 8.1), as gRPC servers do. */
+  if (frame->hd.type == NGHTTP2_HEADERS && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+      !nghttp2_session_get_stream_remote_close(session, frame->hd.stream_id))
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                           void *user_data) {
+  ms_grpc_server_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
+  if (call == NULL) return 0;
+  call_cancel(call);
+  call_free(call);
+  return 0;
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void maybe_free_server(ms_grpc_server *server) {
+  if (!server->closing || server->open > 0) return;
+  nghttp2_session_callbacks_del(server->h2_callbacks);
+  SSL_CTX_free(server->ssl_ctx);
+  free(server);
+}
+
+static void conn_cancel_calls(server_conn *conn) {
+  for (ms_grpc_server_call *call = conn->calls; call != NULL; call = call->next)
+    call_cancel(call);
+}
+
+static void on_conn_open(ms_grpc_io *io) {
+  server_conn *conn = (server_conn *)io;
+  uv_timer_stop(&io->timer);
+  conn->peer.certificate = SSL_get_peer_certificate(io->ssl);
+  if (conn->peer.certificate != NULL &&
+      ms_cert_info_init(&conn->peer.certificate_info, conn->peer.certificate) != 0)
+    memset(&conn->peer.certificate_info, 0, sizeof(conn->peer.certificate_info));
+}
+
+static void on_conn_error(ms_grpc_io *io, const char *reason) {
+  server_conn *conn = (server_conn *)io;
+  ms_grpc_server *server = conn->server;
+  conn_cancel_calls(conn);
+  if (!server->closing && server->callbacks.on_connection_closed)
+    server->callbacks.on_connection_closed(server, &conn->peer, reason, server->arg);
+}
+
+static void on_conn_closed(ms_grpc_io *io) {
+  server_conn *conn = (server_conn *)io;
+  ms_grpc_server *server = conn->server;
+  while (conn->calls)
+    call_free(conn->calls);
+  X509_free(conn->peer.certificate);
+  ms_cert_info_cleanup(&conn->peer.certificate_info);
+  if (conn->prev)
+    conn->prev->next = conn->next;
+  else
+    server->conns = conn->next;
+  if (conn->next) conn->next->prev = conn->prev;
+  free(conn);
+  server->open--;
+  maybe_free_server(server);
+}
+
+static const ms_grpc_io_callbacks conn_io_callbacks = {
+    .on_open = on_conn_open,
+    .on_error = on_conn_error,
+    .on_closed = on_conn_closed,
+};
+
+static void on_handshake_timeout(uv_timer_t *timer) {
+  server_conn *conn = timer->data;
+  char reason[160];
+  snprintf(reason, sizeof(reason), "no TLS handshake from %s within %u ms", conn->peer.address,
+           conn->server->handshake_timeout_ms);
+  ms_grpc_io_fail(&conn->io, reason);
+}
+
+static void conn_start(ms_grpc_server *server, int fd) {
+  server_conn *conn = calloc(1, sizeof(*conn));
+  SSL *ssl = conn != NULL ? SSL_new(server->ssl_ctx) : NULL;
+  nghttp2_session *session = NULL;
+  if (ssl != NULL) {
+    SSL_set_accept_state(ssl);
+    /* Idle connections are most of a control plane's: drop the handshake
+     * configuration once it is done. */
+    SSL_set_shed_handshake_config(ssl, 1);
+    if (nghttp2_session_server_new(&session, server->h2_callbacks, conn) != 0) session = NULL;
+  }
+  if (session != NULL && ms_grpc_h2_settings(session, true, server->max_concurrent_streams) != 0) {
+    nghttp2_session_del(session);
+    session = NULL;
+  }
+  if (session == NULL) {
+    ERR_clear_error();
+    SSL_free(ssl);
+    free(conn);
+    close(fd);
+    return;
+  }
+  conn->server = server;
+  ms_grpc_io_init(&conn->io, server->loop, ssl, session, &conn_io_callbacks);
+  conn->next = server->conns;
+  if (server->conns) server->conns->prev = conn;
+  server->conns = conn;
+  server->open++;
+  struct sockaddr_storage address;
+  socklen_t length = sizeof(address);
+  if (getpeername(fd, (struct sockaddr *)&address, &length) == 0)
+    ms_grpc_sockaddr_format((struct sockaddr *)&address, conn->peer.address,
+                            sizeof(conn->peer.address));
+  uv_timer_start(&conn->io.timer, on_handshake_timeout, server->handshake_timeout_ms, 0);
+  ms_grpc_io_accept(&conn->io, fd);
+}
+
+static void on_listen_event(uv_poll_t *poll, int status, int events) {
+  ms_grpc_server *server = poll->data;
+  for (int i = 0; i < ACCEPTS_PER_EVENT && !server->closing; i++) {
+    int fd = accept4(server->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return; /* EAGAIN, or EMFILE and the like: try again on the next event */
+    conn_start(server, fd);
+  }
+}
+
+/* ---- the server ----------------------------------------------------------- */
+
+static int select_alpn(SSL *ssl, const uint8_t **out, uint8_t *out_len, const uint8_t *in,
+                       unsigned in_len, void *arg) {
+  for (unsigned i = 0; i < in_len;) {
+    uint8_t len = in[i];
+    if (i + 1 + len > in_len) break;
+    if (len == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+      *out = in + i + 1;
+      *out_len = 2;
+      return SSL_TLSEXT_ERR_OK;
+    }
+    i += 1u + len;
+  }
+  return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+}
+
+/* Parses "1.2.3.4:port" or "[v6]:port" (port 0: any free one). Returns 0 or
+ * UV_EINVAL. */
+static int parse_listen_address(const char *text, struct sockaddr_storage *out) {
+  const char *colon = strrchr(text, ':');
+  if (colon == NULL || colon[1] == '\0') return UV_EINVAL;
+  char *end = NULL;
+  unsigned long port = strtoul(colon + 1, &end, 10);
+  if (*end != '\0' || port > 65535) return UV_EINVAL;
+  char host[64];
+  size_t host_len = (size_t)(colon - text);
+  if (text[0] == '[') {
+    if (host_len < 2 || colon[-1] != ']' || host_len - 2 >= sizeof(host)) return UV_EINVAL;
+    memcpy(host, text + 1, host_len - 2);
+    host[host_len - 2] = '\0';
+    return uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)out);
+  }
+  if (host_len >= sizeof(host)) return UV_EINVAL;
+  memcpy(host, text, host_len);
+  host[host_len] = '\0';
+  return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out);
+}
+
+/* Opens the listening socket. Returns the descriptor or a negative errno. */
+static int listen_on(const struct sockaddr_storage *address, uint16_t *out_port) {
+  int fd = socket(address->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  socklen_t address_len =
+      address->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  struct sockaddr_storage bound;
+  socklen_t length = sizeof(bound);
+  if (bind(fd, (const struct sockaddr *)address, address_len) != 0 || listen(fd, 4096) != 0 ||
+      getsockname(fd, (struct sockaddr *)&bound, &length) != 0) {
+    int error = -errno;
+    close(fd);
+    return error;
+  }
+  *out_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+  return fd;
+}
+
+static nghttp2_session_callbacks *new_h2_callbacks(void) {
+  nghttp2_session_callbacks *callbacks;
+  if (nghttp2_session_callbacks_new(&callbacks) != 0) return NULL;
+  nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, on_begin_headers);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk_recv);
+  nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+  nghttp2_session_callbacks_set_error_callback2(callbacks, ms_grpc_io_on_nghttp2_error);
+  return callbacks;
+}
+
+int ms_grpc_server_new(uv_loop_t *loop, const ms_grpc_server_options *options,
+                       const ms_grpc_server_callbacks *callbacks, void *arg,
+                       ms_grpc_server **out_server) {
+  if (options == NULL || options->address == NULL || options->ssl_ctx == NULL ||
+      callbacks == NULL || callbacks->on_call == NULL)
+    return UV_EINVAL;
+  struct sockaddr_storage address;
+  memset(&address, 0, sizeof(address));
+  if (parse_listen_address(options->address, &address) != 0) return UV_EINVAL;
+  ms_grpc_server *server = calloc(1, sizeof(*server));
+  if (server == NULL || (server->h2_callbacks = new_h2_callbacks()) == NULL) {
+    free(server);
+    return UV_ENOMEM;
+  }
+  int fd = listen_on(&address, &server->port);
+  int rc = fd < 0 ? fd : uv_poll_init(loop, &server->listen_poll, fd);
+  if (rc != 0) {
+    if (fd >= 0) close(fd);
+    nghttp2_session_callbacks_del(server->h2_callbacks);
+    free(server);
+    return rc;
+  }
+  server->loop = loop;
+  server->fd = fd;
+  server->listen_poll.data = server;
+  server->callbacks = *callbacks;
+  server->arg = arg;
+  server->max_message_bytes =
+      options->max_message_bytes ? options->max_message_bytes : MS_GRPC_DEFAULT_MAX_MESSAGE_BYTES;
+  server->max_concurrent_streams = options->max_concurrent_streams ? options->max_concurrent_streams
+                                                                   : DEFAULT_MAX_CONCURRENT_STREAMS;
+  server->handshake_timeout_ms =
+      options->handshake_timeout_ms ? options->handshake_timeout_ms : DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  SSL_CTX_up_ref(options->ssl_ctx);
+  server->ssl_ctx = options->ssl_ctx;
+  SSL_CTX_set_alpn_select_cb(server->ssl_ctx, select_alpn, NULL);
+  server->open = 1;
+  uv_poll_start(&server->listen_poll, UV_READABLE, on_listen_event);
+  *out_server = server;
+  return 0;
+}
+
+uint16_t ms_grpc_server_port(const ms_grpc_server *server) {
+  return server->port;
+}
+
+static void on_listen_closed(uv_handle_t *handle) {
+  ms_grpc_server *server = handle->data;
+  close(server->fd);
+  server->open--;
+  maybe_free_server(server);
+}
+
+void ms_grpc_server_close(ms_grpc_server *server) {
+  if (server == NULL || server->closing) return;
+  server->closing = true;
+  uv_close((uv_handle_t *)&server->listen_poll, on_listen_closed);
+  for (server_conn *conn = server->conns; conn != NULL; conn = conn->next) {
+    conn_cancel_calls(conn);
+    ms_grpc_io_close(&conn->io);
+  }
+}
