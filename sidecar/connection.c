@@ -355,6 +355,7 @@ static void start_tls(ms_conn *conn) {
   conn->tls = ms_tls_context_up_ref(cluster->tls);
   atomic_fetch_add_explicit(&conn->tls->active_connections, 1, memory_order_relaxed);
   ms_tls_io_init(&conn->io, conn->upstream_fd, conn->worker->tls_scratch);
+  conn->io.drained = true; /* nothing can arrive before our ClientHello */
   conn->ssl = SSL_new(conn->tls->ssl_ctx);
   BIO *bio = conn->ssl ? ms_tls_io_bio_new(&conn->io) : NULL;
   if (bio == NULL) {
@@ -630,7 +631,8 @@ static void upstream_to_client(ms_conn *conn) {
   }
   if (conn->upstream_eof && conn->to_client.len == 0 && !conn->client_shut) {
     conn->client_shut = true;
-    shutdown(conn->client_fd, SHUT_WR);
+    /* When everything else is done, closing sends the FIN anyway. */
+    if (!finished(conn)) shutdown(conn->client_fd, SHUT_WR);
   }
   end_event(conn);
 }
