@@ -19,7 +19,7 @@
 
 #include <openssl/bio.h>
 
-#define MS_TLS_IO_CHUNK (64 * 1024)
+#define MS_TLS_IO_CHUNK (256 * 1024)
 
 /* The worker's scratch space, shared by all its connections. */
 typedef struct ms_tls_io_scratch {

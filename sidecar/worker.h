@@ -18,7 +18,7 @@
 #include "sidecar/stats.h"
 #include "sidecar/tls_io.h"
 
-#define MS_WORKER_SCRATCH (64 * 1024)
+#define MS_WORKER_SCRATCH (256 * 1024)
 
 typedef struct ms_conn ms_conn;
 typedef struct ms_worker ms_worker;
