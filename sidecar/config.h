@@ -25,22 +25,22 @@ typedef enum ms_lb_policy {
 
 typedef enum ms_listener_protocol {
   MS_PROTOCOL_TCP = 0,
-  MS_PROTOCOL_HTTP,        /* reserved for HTTP mode; refused by validation for now */
+  MS_PROTOCOL_HTTP, /* reserved for HTTP mode; refused by validation for now */
 } ms_listener_protocol;
 
 /* A parsed "host:port" or "[v6]:port". */
 typedef struct ms_address {
-  char *text;              /* as written */
-  char *host;              /* without brackets */
+  char *text; /* as written */
+  char *host; /* without brackets */
   uint16_t port;
-  bool host_is_ip;         /* host is an IPv4 or IPv6 literal */
+  bool host_is_ip;                  /* host is an IPv4 or IPv6 literal */
   struct sockaddr_storage sockaddr; /* valid when host_is_ip */
   socklen_t sockaddr_len;
 } ms_address;
 
 typedef struct ms_endpoint_config {
   ms_address address;
-  uint32_t weight;         /* default 1, 1..1000 */
+  uint32_t weight; /* default 1, 1..1000 */
 } ms_endpoint_config;
 
 typedef struct ms_outlier_config {
@@ -50,14 +50,14 @@ typedef struct ms_outlier_config {
 } ms_outlier_config;
 
 typedef struct ms_cluster_tls_config {
-  ms_tls_settings settings;      /* paths made absolute; strings owned by the config */
-  char *server_name;             /* NULL: the endpoint's host name */
-  bool send_sni;                 /* default true */
-  char **match_subject_alt_names;/* "DNS:x", "URI:spiffe://...", "IP:a.b.c.d" */
+  ms_tls_settings settings;       /* paths made absolute; strings owned by the config */
+  char *server_name;              /* NULL: the endpoint's host name */
+  bool send_sni;                  /* default true */
+  char **match_subject_alt_names; /* "DNS:x", "URI:spiffe://...", "IP:a.b.c.d" */
   size_t match_subject_alt_name_count;
-  char **alpn;                   /* protocol names, as written */
+  char **alpn; /* protocol names, as written */
   size_t alpn_count;
-  char **protocols;              /* as written: "TLSv1.2", "TLSv1.3" */
+  char **protocols; /* as written: "TLSv1.2", "TLSv1.3" */
   size_t protocol_count;
   char **curves;
   size_t curve_count;
@@ -73,7 +73,7 @@ typedef struct ms_cluster_config {
   uint32_t max_connect_attempts; /* default 3: endpoints tried per client connection */
   uint32_t dns_refresh_ms;       /* default 30000 */
   ms_outlier_config outlier_detection;
-  ms_cluster_tls_config tls;     /* "tls" is required: this is an mTLS sidecar */
+  ms_cluster_tls_config tls; /* "tls" is required: this is an mTLS sidecar */
 } ms_cluster_config;
 
 typedef struct ms_listener_config {
@@ -86,18 +86,18 @@ typedef struct ms_listener_config {
 } ms_listener_config;
 
 typedef struct ms_config {
-  atomic_int refs;               /* shared by snapshots: see ms_config_up_ref */
-  char *path;                    /* absolute path of the file */
-  char *directory;               /* its folder: relative paths resolve here */
-  ms_address admin_address;      /* default 127.0.0.1:15000 */
-  uint32_t workers;              /* default 0 in the file: one per core; resolved here */
-  uint32_t drain_timeout_ms;     /* default 20000: SIGTERM waits this long for connections */
-  bool watch_certificates;       /* default true: reload when cert/key/CA files change */
+  atomic_int refs;           /* shared by snapshots: see ms_config_up_ref */
+  char *path;                /* absolute path of the file */
+  char *directory;           /* its folder: relative paths resolve here */
+  ms_address admin_address;  /* default 127.0.0.1:15000 */
+  uint32_t workers;          /* default 0 in the file: one per core; resolved here */
+  uint32_t drain_timeout_ms; /* default 20000: SIGTERM waits this long for connections */
+  bool watch_certificates;   /* default true: reload when cert/key/CA files change */
   ms_listener_config *listeners;
   size_t listener_count;
   ms_cluster_config *clusters;
   size_t cluster_count;
-  char *json;                    /* the file's text, for /config_dump (keys redacted there) */
+  char *json; /* the file's text, for /config_dump (keys redacted there) */
 } ms_config;
 
 /* A list of problems, each a line "json.path: what is wrong". */

@@ -37,9 +37,9 @@ struct ms_conn {
   ms_worker *worker;
   ms_conn *prev, *next;
   ms_conn_state state;
-  ms_snapshot *snapshot; /* reference held */
-  size_t listener_index;
-  const ms_cluster *cluster; /* in `snapshot` */
+  ms_snapshot *snapshot;       /* reference held */
+  const ms_listener *listener; /* in `snapshot` */
+  const ms_cluster *cluster;   /* in `snapshot` */
 
   int client_fd;
   uv_poll_t client_poll;
@@ -82,7 +82,7 @@ static void attempt_next(ms_conn *conn);
 /* ---- helpers ------------------------------------------------------------ */
 
 static const ms_listener_config *listener_of(const ms_conn *conn) {
-  return &conn->snapshot->config->listeners[conn->listener_index];
+  return conn->listener->config;
 }
 
 static const char *endpoint_text(const ms_conn *conn) {
@@ -171,7 +171,7 @@ void ms_conn_close(ms_conn *conn) {
 
 /* ---- start and endpoint attempts ---------------------------------------- */
 
-void ms_conn_start(ms_worker *worker, int fd, size_t listener_index) {
+void ms_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets) {
   ms_conn *conn = calloc(1, sizeof(*conn));
   if (conn == NULL || uv_poll_init(&worker->loop, &conn->client_poll, fd) != 0) {
     ms_log(MS_LOG_ERROR, "out of memory accepting a connection; closing it");
@@ -182,8 +182,8 @@ void ms_conn_start(ms_worker *worker, int fd, size_t listener_index) {
   conn->worker = worker;
   conn->client_fd = fd;
   conn->upstream_fd = -1;
-  conn->listener_index = listener_index;
   conn->snapshot = ms_snapshot_up_ref(worker->snapshot);
+  conn->listener = ms_snapshot_find_listener(conn->snapshot, sockets);
   conn->client_poll.data = conn;
   uv_timer_init(&worker->loop, &conn->timer);
   conn->timer.data = conn;
@@ -262,13 +262,20 @@ static void connect_failed(ms_conn *conn, int error) {
 static void attempt_next(ms_conn *conn) {
   ms_worker *worker = conn->worker;
   /* Nothing has reached any upstream yet: a retry may as well use the
-   * newest snapshot. */
+   * newest snapshot, if the listener is still in it. */
   if (conn->snapshot != worker->snapshot) {
+    const ms_listener *listener =
+        ms_snapshot_find_listener(worker->snapshot, conn->listener->sockets);
+    if (listener == NULL) {
+      ms_log(MS_LOG_INFO, "connection closed: listener=%s was removed", listener_of(conn)->name);
+      ms_conn_close(conn);
+      return;
+    }
     ms_snapshot_free(conn->snapshot);
     conn->snapshot = ms_snapshot_up_ref(worker->snapshot);
+    conn->listener = listener;
   }
-  const ms_listener_config *listener = listener_of(conn);
-  conn->cluster = &conn->snapshot->clusters[listener->cluster_index];
+  conn->cluster = &conn->snapshot->clusters[listener_of(conn)->cluster_index];
   const ms_cluster *cluster = conn->cluster;
   if (cluster->tls == NULL) {
     give_up(conn, "the cluster has no usable TLS context (see /clusters)");

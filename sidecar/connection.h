@@ -18,9 +18,9 @@
 #include "sidecar/worker.h"
 
 /* ms_conn_start takes over the accepted client socket `fd` (non-blocking)
- * for the listener at `listener_index` of the worker's snapshot. On failure
+ * for the listener of the worker's snapshot that uses `sockets`. On failure
  * the socket is closed and nothing else happens. */
-void ms_conn_start(ms_worker *worker, int fd, size_t listener_index);
+void ms_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets);
 
 /* ms_conn_close starts closing `conn` at once (worker stop). */
 void ms_conn_close(ms_conn *conn);

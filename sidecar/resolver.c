@@ -11,6 +11,7 @@
 typedef struct resolve_request {
   uv_getaddrinfo_t request;
   ms_server *server;
+  uint64_t generation; /* of the config the indices below refer to */
   size_t cluster;
   size_t endpoint;
 } resolve_request;
@@ -32,7 +33,7 @@ static void on_resolved(uv_getaddrinfo_t *request, int status, struct addrinfo *
   resolve_request *r = (resolve_request *)request;
   ms_server *server = r->server;
   bool changed = false;
-  if (!server->closing) {
+  if (!server->closing && r->generation == server->config_generation) {
     ms_cluster_runtime *runtime = &server->clusters[r->cluster];
     const ms_endpoint_config *endpoint =
         &server->config->clusters[r->cluster].endpoints[r->endpoint];
@@ -82,6 +83,7 @@ static void resolve(ms_server *server, size_t cluster, size_t endpoint) {
   resolve_request *r = calloc(1, sizeof(*r));
   if (r == NULL) return;
   r->server = server;
+  r->generation = server->config_generation;
   r->cluster = cluster;
   r->endpoint = endpoint;
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -119,6 +121,10 @@ void ms_resolver_start(ms_server *server) {
   resolve_all(server);
   if (server->resolutions_in_flight == 0) server->initial_resolution_done = true;
   if (refresh_ms) uv_timer_start(&server->dns_timer, on_refresh, refresh_ms, refresh_ms);
+}
+
+void ms_resolver_follow(ms_server *server) {
+  resolve_all(server);
 }
 
 void ms_resolver_stop(ms_server *server) {

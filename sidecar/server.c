@@ -65,12 +65,22 @@ int ms_server_publish(ms_server *server) {
   snapshot->cluster_count = server->config->cluster_count;
   snapshot->clusters =
       calloc(snapshot->cluster_count ? snapshot->cluster_count : 1, sizeof(ms_cluster));
-  int rc = snapshot->clusters ? 0 : -1;
+  snapshot->listener_count = server->config->listener_count;
+  snapshot->listeners =
+      calloc(snapshot->listener_count ? snapshot->listener_count : 1, sizeof(ms_listener));
+  int rc = snapshot->clusters && snapshot->listeners ? 0 : -1;
   for (size_t i = 0; rc == 0 && i < snapshot->cluster_count; i++)
     rc = build_cluster(server, i, &snapshot->clusters[i]);
+  for (size_t i = 0; rc == 0 && i < snapshot->listener_count; i++) {
+    snapshot->listeners[i].config = &server->config->listeners[i];
+    snapshot->listeners[i].sockets = ms_listener_sockets_up_ref(server->listener_sockets[i]);
+  }
   if (rc != 0) {
     ms_log(MS_LOG_ERROR, "out of memory building a snapshot; the previous one stays in force");
     if (snapshot->clusters == NULL) snapshot->cluster_count = 0;
+    if (snapshot->listeners == NULL) snapshot->listener_count = 0;
+    for (size_t i = 0; i < snapshot->listener_count; i++)
+      if (snapshot->listeners[i].sockets == NULL) snapshot->listener_count = i;
     ms_snapshot_free(snapshot);
     return -1;
   }
@@ -160,8 +170,8 @@ void ms_server_shutdown(ms_server *server, uint32_t drain_ms) {
 static void on_signal(uv_signal_t *signal, int signum) {
   ms_server *server = signal->data;
   if (signum == SIGHUP) {
-    ms_log(MS_LOG_INFO, "SIGHUP: reloading certificates");
-    ms_server_reload(server);
+    ms_log(MS_LOG_INFO, "SIGHUP: reloading %s and its certificates", server->config->path);
+    ms_server_reload_config(server);
     return;
   }
   if (server->draining && signum == SIGINT) {
@@ -173,42 +183,6 @@ static void on_signal(uv_signal_t *signal, int signum) {
 
 /* ---- starting ----------------------------------------------------------- */
 
-static int init_runtime(ms_server *server) {
-  size_t count = server->config->cluster_count;
-  server->clusters = calloc(count ? count : 1, sizeof(ms_cluster_runtime));
-  if (server->clusters == NULL) return -1;
-  for (size_t c = 0; c < count; c++) {
-    size_t n = server->config->clusters[c].endpoint_count;
-    ms_cluster_runtime *runtime = &server->clusters[c];
-    runtime->states = calloc(n, sizeof(ms_endpoint_state *));
-    runtime->resolved = calloc(n, sizeof(*runtime->resolved));
-    if (!runtime->states || !runtime->resolved) return -1;
-    for (size_t e = 0; e < n; e++)
-      if (!(runtime->states[e] = ms_endpoint_state_new())) return -1;
-  }
-  return 0;
-}
-
-/* Every worker gets its own socket per listener; binding happens here so
- * that a taken port is an error at start, not a worker's silent failure. */
-static int bind_listeners(ms_server *server, int *fds, char *err, size_t err_len) {
-  const ms_config *config = server->config;
-  for (uint32_t w = 0; w < config->workers; w++) {
-    for (size_t l = 0; l < config->listener_count; l++) {
-      const ms_listener_config *listener = &config->listeners[l];
-      int fd = ms_net_listen((const struct sockaddr *)&listener->address.sockaddr,
-                             listener->address.sockaddr_len);
-      if (fd < 0) {
-        snprintf(err, err_len, "listeners[%zu] (%s): cannot listen on %s: %s", l, listener->name,
-                 listener->address.text, strerror(-fd));
-        return -1;
-      }
-      fds[w * config->listener_count + l] = fd;
-    }
-  }
-  return 0;
-}
-
 int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len) {
   ms_server *server = calloc(1, sizeof(*server));
   if (server == NULL) {
@@ -216,25 +190,24 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
     return -1;
   }
   server->loop = loop;
-  server->config = ms_config_up_ref(config);
   server->started_at = (int64_t)time(NULL);
   /* worker_count counts started workers: publishing and stats see only them. */
   server->workers = calloc(config->workers, sizeof(ms_worker));
-  size_t fd_count = (size_t)config->workers * config->listener_count;
-  int *fds = malloc((fd_count ? fd_count : 1) * sizeof(int));
-  for (size_t i = 0; fds && i < fd_count; i++)
-    fds[i] = -1;
-  if (!server->workers || !fds || init_runtime(server) != 0) {
+  if (server->workers == NULL) {
     snprintf(err, err_len, "out of memory");
     goto fail;
   }
+  /* Binding happens here, on the main thread, so that a taken port is an
+   * error at start, not a worker's silent failure. */
+  if (ms_runtime_build(server, config, &server->clusters, &server->listener_sockets, err,
+                       err_len) != 0)
+    goto fail;
+  server->config = ms_config_up_ref(config);
   if (ms_server_load_tls(server, true, err, err_len) < 0) goto fail;
   if (ms_server_publish(server) != 0) {
     snprintf(err, err_len, "out of memory");
     goto fail;
   }
-  if (bind_listeners(server, fds, err, err_len) != 0) goto fail;
-
   int rc = ms_admin_start(loop, &config->admin_address, server, &server->admin);
   if (rc != 0) {
     snprintf(err, err_len, "admin.address: cannot listen on %s: %s", config->admin_address.text,
@@ -242,8 +215,7 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
     goto fail;
   }
   for (uint32_t w = 0; w < config->workers; w++) {
-    rc = ms_worker_init(&server->workers[w], w, server->snapshot,
-                        fds + (size_t)w * config->listener_count, config->listener_count);
+    rc = ms_worker_init(&server->workers[w], w, server->snapshot);
     if (rc == 0) rc = ms_worker_start(&server->workers[w]);
     if (rc != 0) {
       /* Some workers may already run: a half-started data plane is not worth
@@ -253,8 +225,6 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
     }
     server->worker_count++;
   }
-  free(fds);
-  fds = NULL;
 
   uv_timer_init(loop, &server->drain_timer);
   server->drain_timer.data = server;
@@ -266,7 +236,7 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
   uv_signal_start(&server->sigint, on_signal, SIGINT);
   uv_signal_start(&server->sighup, on_signal, SIGHUP);
   ms_resolver_start(server);
-  ms_watcher_start(server);
+  ms_watcher_init(server);
   for (size_t l = 0; l < config->listener_count; l++)
     ms_log(MS_LOG_INFO, "listening: listener=%s address=%s cluster=%s workers=%u",
            config->listeners[l].name, config->listeners[l].address.text,
@@ -276,13 +246,10 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
   return 0;
 
 fail:
-  for (size_t i = 0; fds && i < fd_count; i++)
-    if (fds[i] >= 0) close(fds[i]);
-  free(fds);
   ms_admin_close(server->admin);
   server->admin = NULL;
-  server->worker_count = 0;
   server->closing = true;
+  if (server->config == NULL) server->config = ms_config_up_ref(config);
   *out = server; /* the caller runs the loop once for close callbacks, then frees */
   return -1;
 }
@@ -290,19 +257,7 @@ fail:
 void ms_server_free(ms_server *server) {
   if (server == NULL) return;
   ms_snapshot_free(server->snapshot);
-  for (size_t c = 0; server->clusters && c < server->config->cluster_count; c++) {
-    ms_cluster_runtime *runtime = &server->clusters[c];
-    ms_tls_context_free(runtime->tls);
-    free(runtime->tls_error);
-    for (size_t e = 0; e < server->config->clusters[c].endpoint_count; e++) {
-      if (runtime->states) ms_endpoint_state_free(runtime->states[e]);
-      if (runtime->resolved) free(runtime->resolved[e].addrs);
-    }
-    free(runtime->states);
-    free(runtime->resolved);
-  }
-  free(server->clusters);
-  free(server->watches);
+  if (server->config) ms_runtime_free(server->clusters, server->config, server->listener_sockets);
   free(server->workers);
   ms_config_free(server->config);
   free(server);

@@ -52,6 +52,21 @@ void ms_server_get_info(ms_server *server, ms_server_info *out);
  * /certs). Returns the number of contexts rebuilt, or -1 if any failed. */
 int ms_server_reload(ms_server *server);
 
+/* ms_server_apply puts `next` in force (taking a reference): listeners
+ * that keep their name and address keep their sockets, new ones are bound,
+ * removed ones stop accepting; clusters keep their endpoints' counters and
+ * health and their TLS contexts by name; connections under way go on with
+ * the configuration they started with. `workers` and `admin.address` need
+ * a restart (a change is logged and ignored). Returns 0, or -1 with `err`
+ * when a listener cannot be bound or a new cluster's certificates do not
+ * load: then nothing changed. */
+int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len);
+
+/* ms_server_reload_config reads the config file again and applies it
+ * (SIGHUP). A file with problems is refused with every problem logged, and
+ * the configuration in force stays. Returns 0 or -1. */
+int ms_server_reload_config(ms_server *server);
+
 /* ms_server_shutdown stops accepting, lets connections drain for up to
  * `drain_ms`, then stops the loop. Safe to call twice. */
 void ms_server_shutdown(ms_server *server, uint32_t drain_ms);

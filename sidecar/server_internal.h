@@ -30,13 +30,16 @@ typedef struct ms_watch {
   char **names; /* the watched files' names in `directory` */
   size_t name_count;
   struct ms_server *server;
+  struct ms_watch *next;
 } ms_watch;
 
 struct ms_server {
   uv_loop_t *loop;
-  ms_config *config;            /* reference held */
-  ms_cluster_runtime *clusters; /* config->cluster_count */
-  ms_snapshot *snapshot;        /* the published one, reference held */
+  ms_config *config;                      /* reference held */
+  ms_cluster_runtime *clusters;           /* config->cluster_count */
+  ms_listener_sockets **listener_sockets; /* config->listener_count, references held */
+  uint64_t config_generation; /* one more per applied config: stale DNS answers are dropped */
+  ms_snapshot *snapshot;      /* the published one, reference held */
   uint64_t snapshot_version;
   ms_worker *workers;
   uint32_t worker_count;
@@ -47,8 +50,7 @@ struct ms_server {
   uv_timer_t dns_timer;
   size_t resolutions_in_flight;
   bool initial_resolution_done;
-  ms_watch *watches;
-  size_t watch_count;
+  ms_watch *watches;       /* list: the folders of the current config's TLS files */
   uv_timer_t reload_timer; /* debounces file events */
   uv_timer_t drain_timer;
   uint64_t drain_deadline;
@@ -68,12 +70,25 @@ int ms_server_load_tls(ms_server *server, bool initial, char *err, size_t err_le
 int ms_server_publish(ms_server *server);
 
 /* resolver.c: resolve every endpoint host name now, and again every
- * dns_refresh_ms; publishes a snapshot when addresses change. */
+ * dns_refresh_ms; publishes a snapshot when addresses change.
+ * ms_resolver_follow re-resolves after the config changed. */
 void ms_resolver_start(ms_server *server);
+void ms_resolver_follow(ms_server *server);
 void ms_resolver_stop(ms_server *server);
 
-/* watcher.c: reload when a certificate, key, CA or CRL file changes. */
-int ms_watcher_start(ms_server *server);
+/* watcher.c: reload when a certificate, key, CA or CRL file changes.
+ * ms_watcher_init once at start; ms_watcher_follow whenever the config
+ * changes (it replaces the watches); ms_watcher_stop at the end. */
+void ms_watcher_init(ms_server *server);
+void ms_watcher_follow(ms_server *server);
 void ms_watcher_stop(ms_server *server);
+
+/* apply.c: the per-cluster runtime and the listen sockets of `next`,
+ * carried over by name from the server's current ones. On failure nothing
+ * is changed and `err` says why. */
+int ms_runtime_build(ms_server *server, const ms_config *next, ms_cluster_runtime **out,
+                     ms_listener_sockets ***out_sockets, char *err, size_t err_len);
+void ms_runtime_free(ms_cluster_runtime *clusters, const ms_config *config,
+                     ms_listener_sockets **sockets);
 
 #endif

@@ -61,13 +61,51 @@ typedef struct ms_cluster {
   size_t endpoint_count;
 } ms_cluster;
 
+/* The listen sockets of one listener, one per worker, bound by the main
+ * thread. Kept across snapshots while the listener keeps its name and
+ * address, so a reload never closes a socket that stays. A worker takes its
+ * descriptor over (ms_listener_sockets_take) and closes it when it stops
+ * accepting on it; descriptors never taken are closed with the last
+ * reference. */
+typedef struct ms_listener_sockets {
+  atomic_int refs;
+  char *name;
+  char *address;   /* as written, e.g. "127.0.0.1:15001" */
+  atomic_int *fds; /* one per worker; -1 once taken */
+  size_t fd_count;
+} ms_listener_sockets;
+
+/* ms_listener_sockets_bind binds `count` sockets to `address` (see
+ * ms_net_listen). Returns 0 and sets *out (one reference), or a negative
+ * errno. */
+int ms_listener_sockets_bind(const char *name, const ms_address *address, size_t count,
+                             ms_listener_sockets **out);
+ms_listener_sockets *ms_listener_sockets_up_ref(ms_listener_sockets *sockets);
+void ms_listener_sockets_free(ms_listener_sockets *sockets); /* drops a reference; accepts NULL */
+
+/* ms_listener_sockets_take hands worker `index` its descriptor, once;
+ * returns -1 if it was taken already. */
+int ms_listener_sockets_take(ms_listener_sockets *sockets, size_t index);
+
+typedef struct ms_listener {
+  const ms_listener_config *config; /* borrowed from the snapshot's config */
+  ms_listener_sockets *sockets;     /* reference held */
+} ms_listener;
+
 typedef struct ms_snapshot {
   atomic_int refs;
   uint64_t version;     /* 1, 2, ...: one more per publication */
   ms_config *config;    /* reference held */
   ms_cluster *clusters; /* config->cluster_count entries, same order */
   size_t cluster_count;
+  ms_listener *listeners; /* config->listener_count entries, same order */
+  size_t listener_count;
 } ms_snapshot;
+
+/* ms_snapshot_find_listener returns the listener of `snapshot` that uses
+ * `sockets`, or NULL when the snapshot no longer has it. */
+const ms_listener *ms_snapshot_find_listener(const ms_snapshot *snapshot,
+                                             const ms_listener_sockets *sockets);
 
 ms_snapshot *ms_snapshot_up_ref(ms_snapshot *snapshot);
 

@@ -35,8 +35,8 @@ static void on_change(uv_fs_event_t *event, const char *filename, int events, in
 }
 
 static ms_watch *find_watch(ms_server *server, const char *directory) {
-  for (size_t i = 0; i < server->watch_count; i++)
-    if (strcmp(server->watches[i].directory, directory) == 0) return &server->watches[i];
+  for (ms_watch *w = server->watches; w; w = w->next)
+    if (strcmp(w->directory, directory) == 0) return w;
   return NULL;
 }
 
@@ -49,59 +49,70 @@ static void add_name(ms_watch *watch, const char *name) {
   if ((names[watch->name_count] = strdup(name)) != NULL) watch->name_count++;
 }
 
-static void add(ms_server *server, const char *path, size_t capacity) {
+static void on_watch_closed(uv_handle_t *handle) {
+  ms_watch *watch = handle->data;
+  free(watch->directory);
+  for (size_t i = 0; i < watch->name_count; i++)
+    free(watch->names[i]);
+  free(watch->names);
+  free(watch);
+}
+
+static void add(ms_server *server, const char *path) {
   if (path == NULL) return;
   char *for_dir = strdup(path), *for_base = strdup(path);
   if (for_dir == NULL || for_base == NULL) goto done;
   const char *directory = dirname(for_dir);
   ms_watch *watch = find_watch(server, directory);
-  if (watch == NULL && server->watch_count < capacity) {
-    watch = &server->watches[server->watch_count];
+  if (watch == NULL) {
+    watch = calloc(1, sizeof(*watch));
+    if (watch == NULL || (watch->directory = strdup(directory)) == NULL) {
+      free(watch);
+      goto done;
+    }
     watch->server = server;
-    if ((watch->directory = strdup(directory)) == NULL) goto done;
     uv_fs_event_init(server->loop, &watch->event);
     watch->event.data = watch;
     int rc = uv_fs_event_start(&watch->event, on_change, directory, 0);
     if (rc != 0)
       ms_log(MS_LOG_WARN, "cannot watch %s: %s; reload with SIGHUP", directory, uv_strerror(rc));
-    server->watch_count++;
+    watch->next = server->watches;
+    server->watches = watch;
   }
-  if (watch) add_name(watch, basename(for_base));
+  add_name(watch, basename(for_base));
 done:
   free(for_dir);
   free(for_base);
 }
 
-int ms_watcher_start(ms_server *server) {
-  uv_timer_init(server->loop, &server->reload_timer);
-  server->reload_timer.data = server;
-  if (!server->config->watch_certificates) return 0;
-  size_t capacity = server->config->cluster_count * 5;
-  server->watches = calloc(capacity ? capacity : 1, sizeof(ms_watch));
-  if (server->watches == NULL) return UV_ENOMEM;
-  for (size_t i = 0; i < server->config->cluster_count; i++) {
-    const ms_tls_settings *s = &server->config->clusters[i].tls.settings;
-    add(server, s->certificate, capacity);
-    add(server, s->private_key, capacity);
-    add(server, s->trusted_ca, capacity);
-    add(server, s->crl, capacity);
-    add(server, s->password_file, capacity);
+static void unwatch_all(ms_server *server) {
+  while (server->watches) {
+    ms_watch *watch = server->watches;
+    server->watches = watch->next;
+    uv_close((uv_handle_t *)&watch->event, on_watch_closed);
   }
-  return 0;
 }
 
-static void on_watch_closed(uv_handle_t *handle) {
-  ms_watch *watch = handle->data;
-  free(watch->directory);
-  watch->directory = NULL;
-  for (size_t i = 0; i < watch->name_count; i++)
-    free(watch->names[i]);
-  free(watch->names);
-  watch->names = NULL;
+void ms_watcher_init(ms_server *server) {
+  uv_timer_init(server->loop, &server->reload_timer);
+  server->reload_timer.data = server;
+  ms_watcher_follow(server);
+}
+
+void ms_watcher_follow(ms_server *server) {
+  unwatch_all(server);
+  if (!server->config->watch_certificates) return;
+  for (size_t i = 0; i < server->config->cluster_count; i++) {
+    const ms_tls_settings *s = &server->config->clusters[i].tls.settings;
+    add(server, s->certificate);
+    add(server, s->private_key);
+    add(server, s->trusted_ca);
+    add(server, s->crl);
+    add(server, s->password_file);
+  }
 }
 
 void ms_watcher_stop(ms_server *server) {
-  for (size_t i = 0; i < server->watch_count; i++)
-    uv_close((uv_handle_t *)&server->watches[i].event, on_watch_closed);
+  unwatch_all(server);
   uv_close((uv_handle_t *)&server->reload_timer, NULL);
 }

@@ -1,6 +1,7 @@
 #include "sidecar/worker.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -10,6 +11,8 @@
 #include "sidecar/log.h"
 
 #define MS_ACCEPTS_PER_WAKEUP 64
+
+static void follow_listeners(ms_worker *worker);
 
 static void free_balancers(ms_worker *worker) {
   for (size_t i = 0; i < worker->balancer_count; i++)
@@ -44,6 +47,7 @@ static int adopt_snapshot(ms_worker *worker, ms_snapshot *snapshot) {
   }
   ms_snapshot_free(worker->snapshot);
   worker->snapshot = snapshot;
+  follow_listeners(worker);
   return 0;
 }
 
@@ -51,7 +55,7 @@ static void on_accept(uv_poll_t *poll, int status, int events) {
   ms_listen_socket *listener = poll->data;
   ms_worker *worker = listener->worker;
   if (status < 0) {
-    ms_log(MS_LOG_WARN, "accept error on listener %zu: %s", listener->listener_index,
+    ms_log(MS_LOG_WARN, "accept error on listener %s: %s", listener->sockets->name,
            uv_strerror(status));
     return;
   }
@@ -60,26 +64,77 @@ static void on_accept(uv_poll_t *poll, int status, int events) {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK)
-        ms_log(MS_LOG_WARN, "accept failed: %s", strerror(errno));
+        ms_log(MS_LOG_WARN, "accept failed on listener %s: %s", listener->sockets->name,
+               strerror(errno));
       return;
     }
-    ms_conn_start(worker, fd, listener->listener_index);
+    ms_conn_start(worker, fd, listener->sockets);
   }
 }
 
-static void on_listener_closed(uv_handle_t *handle) {
+static void on_listen_socket_closed(uv_handle_t *handle) {
   ms_listen_socket *listener = handle->data;
   close(listener->fd);
-  listener->fd = -1;
+  ms_listener_sockets_free(listener->sockets);
+  free(listener);
+}
+
+static void close_listen_socket(ms_worker *worker, ms_listen_socket *listener) {
+  for (ms_listen_socket **p = &worker->listen_sockets; *p; p = &(*p)->next) {
+    if (*p == listener) {
+      *p = listener->next;
+      break;
+    }
+  }
+  uv_close((uv_handle_t *)&listener->poll, on_listen_socket_closed);
+}
+
+static int open_listen_socket(ms_worker *worker, ms_listener_sockets *sockets) {
+  int fd = ms_listener_sockets_take(sockets, worker->index);
+  if (fd < 0) return 0;
+  ms_listen_socket *listener = calloc(1, sizeof(*listener));
+  if (listener == NULL || uv_poll_init(&worker->loop, &listener->poll, fd) != 0) {
+    free(listener);
+    close(fd);
+    return UV_ENOMEM;
+  }
+  listener->worker = worker;
+  listener->sockets = ms_listener_sockets_up_ref(sockets);
+  listener->fd = fd;
+  listener->poll.data = listener;
+  listener->next = worker->listen_sockets;
+  worker->listen_sockets = listener;
+  return uv_poll_start(&listener->poll, UV_READABLE, on_accept);
+}
+
+static bool has_listen_socket(const ms_worker *worker, const ms_listener_sockets *sockets) {
+  for (const ms_listen_socket *l = worker->listen_sockets; l; l = l->next)
+    if (l->sockets == sockets) return true;
+  return false;
+}
+
+/* Accept on exactly the listeners of the worker's snapshot. */
+static void follow_listeners(ms_worker *worker) {
+  if (!worker->accepting) return;
+  ms_listen_socket *next;
+  for (ms_listen_socket *l = worker->listen_sockets; l; l = next) {
+    next = l->next;
+    if (!ms_snapshot_find_listener(worker->snapshot, l->sockets)) close_listen_socket(worker, l);
+  }
+  for (size_t i = 0; i < worker->snapshot->listener_count; i++) {
+    ms_listener_sockets *sockets = worker->snapshot->listeners[i].sockets;
+    if (has_listen_socket(worker, sockets)) continue;
+    int rc = open_listen_socket(worker, sockets);
+    if (rc != 0)
+      ms_log(MS_LOG_ERROR, "worker %u: cannot accept on listener %s: %s", worker->index,
+             sockets->name, uv_strerror(rc));
+  }
 }
 
 static void stop_accepting(ms_worker *worker) {
-  for (size_t i = 0; i < worker->listener_count; i++) {
-    ms_listen_socket *listener = &worker->listeners[i];
-    if (!listener->open) continue;
-    listener->open = false;
-    uv_close((uv_handle_t *)&listener->poll, on_listener_closed);
-  }
+  worker->accepting = false;
+  while (worker->listen_sockets)
+    close_listen_socket(worker, worker->listen_sockets);
 }
 
 static void on_wakeup(uv_async_t *async) {
@@ -100,36 +155,22 @@ static void on_wakeup(uv_async_t *async) {
   }
 }
 
-int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot, const int *listen_fds,
-                   size_t listen_fd_count) {
+int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
   memset(worker, 0, sizeof(*worker));
   worker->index = index;
+  worker->accepting = true;
   atomic_init(&worker->next_snapshot, NULL);
   int rc = uv_loop_init(&worker->loop);
   if (rc != 0) return rc;
-  worker->scratch = malloc(MS_WORKER_SCRATCH);
-  worker->tls_scratch = malloc(sizeof(ms_tls_io_scratch));
-  worker->sessions = ms_session_cache_new(1024);
-  worker->listeners = calloc(listen_fd_count ? listen_fd_count : 1, sizeof(ms_listen_socket));
-  if (!worker->scratch || !worker->tls_scratch || !worker->sessions || !worker->listeners ||
-      adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
-    return UV_ENOMEM;
   rc = uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
   if (rc != 0) return rc;
   worker->wakeup.data = worker;
-  for (size_t i = 0; i < listen_fd_count; i++) {
-    ms_listen_socket *listener = &worker->listeners[i];
-    listener->worker = worker;
-    listener->listener_index = i;
-    listener->fd = listen_fds[i];
-    rc = uv_poll_init(&worker->loop, &listener->poll, listener->fd);
-    if (rc != 0) return rc;
-    listener->poll.data = listener;
-    listener->open = true;
-    worker->listener_count++;
-    rc = uv_poll_start(&listener->poll, UV_READABLE, on_accept);
-    if (rc != 0) return rc;
-  }
+  worker->scratch = malloc(MS_WORKER_SCRATCH);
+  worker->tls_scratch = malloc(sizeof(ms_tls_io_scratch));
+  worker->sessions = ms_session_cache_new(1024);
+  if (!worker->scratch || !worker->tls_scratch || !worker->sessions ||
+      adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
+    return UV_ENOMEM;
   return 0;
 }
 
@@ -166,7 +207,6 @@ void ms_worker_join(ms_worker *worker) {
   worker->snapshot = NULL;
   free_balancers(worker);
   ms_session_cache_free(worker->sessions);
-  free(worker->listeners);
   free(worker->scratch);
   free(worker->tls_scratch);
 }

@@ -23,12 +23,13 @@
 typedef struct ms_conn ms_conn;
 typedef struct ms_worker ms_worker;
 
+/* One listener's socket in this worker. */
 typedef struct ms_listen_socket {
   ms_worker *worker;
-  size_t listener_index; /* into the snapshot config's listeners */
-  int fd;
+  ms_listener_sockets *sockets; /* reference held: identifies the listener across snapshots */
+  int fd;                       /* this worker's descriptor, taken from `sockets` */
   uv_poll_t poll;
-  bool open;
+  struct ms_listen_socket *next;
 } ms_listen_socket;
 
 struct ms_worker {
@@ -44,9 +45,9 @@ struct ms_worker {
   ms_snapshot *snapshot;  /* the one new connections use */
   ms_balancer *balancers; /* one per cluster of `snapshot` */
   size_t balancer_count;
-  ms_listen_socket *listeners;
-  size_t listener_count;
-  ms_conn *connections; /* doubly linked, for drain and stop */
+  ms_listen_socket *listen_sockets; /* follows the snapshot's listeners */
+  bool accepting;                   /* false once draining */
+  ms_conn *connections;             /* doubly linked, for drain and stop */
   ms_session_cache *sessions;
   uint32_t address_cursor; /* spreads connections over an endpoint's addresses */
   ms_stats stats;
@@ -54,11 +55,11 @@ struct ms_worker {
   ms_tls_io_scratch *tls_scratch; /* read-ahead and sealed bytes during one event */
 };
 
-/* ms_worker_init prepares a worker (on the main thread) with its listen
- * sockets, which it takes over (it closes them), and a reference to
- * `snapshot`. Returns 0 or a negative libuv error. */
-int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot, const int *listen_fds,
-                   size_t listen_fd_count);
+/* ms_worker_init prepares a worker (on the main thread) with a reference
+ * to `snapshot`. The worker accepts on its own descriptor of every listener
+ * in the snapshots it takes up (ms_listener_sockets_take) and closes those
+ * of listeners that leave. Returns 0 or a negative libuv error. */
+int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot);
 
 /* ms_worker_start runs the worker's loop on a new thread. */
 int ms_worker_start(ms_worker *worker);

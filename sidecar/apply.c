@@ -1,0 +1,203 @@
+/* Applying a configuration: at start, and again on SIGHUP (or, later, from
+ * the control plane). What the new configuration shares with the one in
+ * force is carried over by name: a listener's sockets (same name and
+ * address), a cluster's TLS context, and its endpoints' counters, health and
+ * resolved addresses (same address). Connections under way keep the
+ * snapshot they started with, so nothing they use changes under them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sidecar/connection.h"
+#include "sidecar/log.h"
+#include "sidecar/server_internal.h"
+
+static const ms_cluster_config *find_cluster(const ms_config *config, const char *name,
+                                             size_t *out_index) {
+  for (size_t i = 0; config && i < config->cluster_count; i++)
+    if (strcmp(config->clusters[i].name, name) == 0) {
+      *out_index = i;
+      return &config->clusters[i];
+    }
+  return NULL;
+}
+
+static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
+                         const ms_cluster_runtime *from, const ms_cluster_config *previous) {
+  size_t n = next->endpoint_count;
+  to->states = calloc(n ? n : 1, sizeof(ms_endpoint_state *));
+  to->resolved = calloc(n ? n : 1, sizeof(*to->resolved));
+  if (!to->states || !to->resolved) return -1;
+  if (from) {
+    if (from->tls) to->tls = ms_tls_context_up_ref(from->tls);
+    if (from->tls_error && !(to->tls_error = strdup(from->tls_error))) return -1;
+  }
+  for (size_t e = 0; e < n; e++) {
+    const char *address = next->endpoints[e].address.text;
+    for (size_t p = 0; from && p < previous->endpoint_count; p++) {
+      if (strcmp(previous->endpoints[p].address.text, address) != 0) continue;
+      to->states[e] = ms_endpoint_state_up_ref(from->states[p]);
+      size_t count = from->resolved[p].count;
+      if (count) {
+        to->resolved[e].addrs = malloc(count * sizeof(struct sockaddr_storage));
+        if (to->resolved[e].addrs == NULL) return -1;
+        memcpy(to->resolved[e].addrs, from->resolved[p].addrs,
+               count * sizeof(struct sockaddr_storage));
+        to->resolved[e].count = count;
+      }
+      break;
+    }
+    if (to->states[e] == NULL && !(to->states[e] = ms_endpoint_state_new())) return -1;
+  }
+  return 0;
+}
+
+static ms_listener_sockets *find_sockets(const ms_server *server, const ms_listener_config *l) {
+  for (size_t i = 0; server->config && i < server->config->listener_count; i++) {
+    ms_listener_sockets *sockets = server->listener_sockets[i];
+    if (strcmp(sockets->name, l->name) == 0 && strcmp(sockets->address, l->address.text) == 0)
+      return sockets;
+  }
+  return NULL;
+}
+
+void ms_runtime_free(ms_cluster_runtime *clusters, const ms_config *config,
+                     ms_listener_sockets **sockets) {
+  for (size_t c = 0; clusters && c < config->cluster_count; c++) {
+    ms_cluster_runtime *runtime = &clusters[c];
+    ms_tls_context_free(runtime->tls);
+    free(runtime->tls_error);
+    for (size_t e = 0; e < config->clusters[c].endpoint_count; e++) {
+      if (runtime->states) ms_endpoint_state_free(runtime->states[e]);
+      if (runtime->resolved) free(runtime->resolved[e].addrs);
+    }
+    free(runtime->states);
+    free(runtime->resolved);
+  }
+  free(clusters);
+  for (size_t l = 0; sockets && l < config->listener_count; l++)
+    ms_listener_sockets_free(sockets[l]);
+  free(sockets);
+}
+
+int ms_runtime_build(ms_server *server, const ms_config *next, ms_cluster_runtime **out,
+                     ms_listener_sockets ***out_sockets, char *err, size_t err_len) {
+  ms_cluster_runtime *clusters =
+      calloc(next->cluster_count ? next->cluster_count : 1, sizeof(ms_cluster_runtime));
+  ms_listener_sockets **sockets =
+      calloc(next->listener_count ? next->listener_count : 1, sizeof(ms_listener_sockets *));
+  if (clusters == NULL || sockets == NULL) goto out_of_memory;
+  for (size_t c = 0; c < next->cluster_count; c++) {
+    size_t index = 0;
+    const ms_cluster_config *previous =
+        find_cluster(server->config, next->clusters[c].name, &index);
+    if (carry_cluster(&clusters[c], &next->clusters[c], previous ? &server->clusters[index] : NULL,
+                      previous) != 0)
+      goto out_of_memory;
+  }
+  for (size_t l = 0; l < next->listener_count; l++) {
+    const ms_listener_config *listener = &next->listeners[l];
+    ms_listener_sockets *kept = find_sockets(server, listener);
+    if (kept) {
+      sockets[l] = ms_listener_sockets_up_ref(kept);
+      continue;
+    }
+    int rc =
+        ms_listener_sockets_bind(listener->name, &listener->address, next->workers, &sockets[l]);
+    if (rc != 0) {
+      snprintf(err, err_len, "listeners[%zu] (%s): cannot listen on %s: %s", l, listener->name,
+               listener->address.text, strerror(-rc));
+      ms_runtime_free(clusters, next, sockets);
+      return -1;
+    }
+  }
+  *out = clusters;
+  *out_sockets = sockets;
+  return 0;
+
+out_of_memory:
+  snprintf(err, err_len, "out of memory");
+  ms_runtime_free(clusters, next, sockets);
+  return -1;
+}
+
+/* A cluster new to the server must have working certificates before the
+ * configuration is accepted; existing ones rotate as usual (tls_loader.c). */
+static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters, char *err,
+                             size_t err_len) {
+  for (size_t c = 0; c < next->cluster_count; c++) {
+    if (clusters[c].tls) continue;
+    const ms_cluster_config *cluster = &next->clusters[c];
+    char why[MS_ERR_LEN];
+    ms_tls_material material;
+    if (ms_tls_material_load(&cluster->tls.settings, &material, why, sizeof(why)) != 0) {
+      snprintf(err, err_len, "clusters[%zu] (%s): %s", c, cluster->name, why);
+      return -1;
+    }
+    int rc =
+        ms_tls_context_new(&cluster->tls.settings, &material, &clusters[c].tls, why, sizeof(why));
+    ms_tls_material_cleanup(&material);
+    if (rc != 0) {
+      snprintf(err, err_len, "clusters[%zu] (%s): %s", c, cluster->name, why);
+      return -1;
+    }
+    SSL_CTX_sess_set_new_cb(clusters[c].tls->ssl_ctx, ms_conn_on_new_session);
+  }
+  return 0;
+}
+
+int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len) {
+  ms_config *current = server->config;
+  if (next->workers != current->workers)
+    ms_log(MS_LOG_WARN, "workers: changing %u to %u needs a restart; keeping %u", current->workers,
+           next->workers, current->workers);
+  next->workers = current->workers; /* listener sockets are made per running worker */
+  if (strcmp(next->admin_address.text, current->admin_address.text) != 0)
+    ms_log(MS_LOG_WARN, "admin.address: changing %s to %s needs a restart; keeping %s",
+           current->admin_address.text, next->admin_address.text, current->admin_address.text);
+
+  ms_cluster_runtime *clusters;
+  ms_listener_sockets **sockets;
+  if (ms_runtime_build(server, next, &clusters, &sockets, err, err_len) != 0) return -1;
+  if (load_new_contexts(next, clusters, err, err_len) != 0) {
+    ms_runtime_free(clusters, next, sockets);
+    return -1;
+  }
+
+  ms_runtime_free(server->clusters, current, server->listener_sockets);
+  server->clusters = clusters;
+  server->listener_sockets = sockets;
+  server->config = ms_config_up_ref(next);
+  server->config_generation++;
+  ms_config_free(current);
+
+  char ignored[MS_ERR_LEN];
+  ms_server_load_tls(server, false, ignored, sizeof(ignored)); /* files changed meanwhile */
+  ms_server_publish(server);
+  ms_resolver_follow(server);
+  ms_watcher_follow(server);
+  ms_log(MS_LOG_INFO, "configuration applied: %zu listeners, %zu clusters (snapshot %llu)",
+         next->listener_count, next->cluster_count, (unsigned long long)server->snapshot_version);
+  return 0;
+}
+
+int ms_server_reload_config(ms_server *server) {
+  ms_config *next = NULL;
+  ms_config_errors errors = {0};
+  if (ms_config_load(server->config->path, &next, &errors) != 0) {
+    for (size_t i = 0; i < errors.count; i++)
+      ms_log(MS_LOG_ERROR, "config reload refused: %s", errors.lines[i]);
+    ms_log(MS_LOG_ERROR,
+           "config reload refused: %s has %zu problem%s; the configuration in force "
+           "stays",
+           server->config->path, errors.count, errors.count == 1 ? "" : "s");
+    ms_config_errors_cleanup(&errors);
+    return -1;
+  }
+  char err[MS_ERR_LEN];
+  int rc = ms_server_apply(server, next, err, sizeof(err));
+  if (rc != 0)
+    ms_log(MS_LOG_ERROR, "config reload refused: %s; the configuration in force stays", err);
+  ms_config_free(next);
+  return rc;
+}

@@ -1,0 +1,115 @@
+"""SIGHUP re-reads the whole configuration: listeners and clusters come and
+go, what stays keeps its sockets, counters and connections, and a bad file
+or an address that cannot be bound is refused while the old configuration
+keeps serving."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import unittest
+
+from tests.lib import harness
+from tests.lib.harness import cluster, cluster_tls, config, http_get, listener
+
+
+class ConfigReloadTest(harness.IntegrationTest):
+    def setUp(self):
+        super().setUp()
+        self.blue = self.start_https(files={"who": b"blue\n"})
+        self.green = self.start_https(files={"who": b"green\n"})
+
+    def cluster_to(self, name, nginx):
+        return cluster(name, [f"127.0.0.1:{nginx.port}"], cluster_tls(self.pki))
+
+    def reload(self, sidecar, new_config, expect_log):
+        harness.write_file(sidecar.config_path, json.dumps(new_config, indent=2))
+        count = len(sidecar.log_lines(expect_log))
+        sidecar.send_signal(signal.SIGHUP)
+        sidecar.wait_log(expect_log, count=count + 1)
+
+    def keep_alive_get(self, conn, path="/who"):
+        conn.request("GET", path, headers={"Host": harness.SERVER_NAME})
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    def test_listeners_and_clusters_come_and_go(self):
+        first = config([listener("to_blue", "blue")], [self.cluster_to("blue", self.blue)])
+        sidecar = self.start_sidecar(first)
+        blue_port = sidecar.listener_port(0)
+        self.assertEqual(http_get(blue_port, "/who"), (200, b"blue\n"))
+        # A connection that stays open across every reload below.
+        kept = http.client.HTTPConnection("127.0.0.1", blue_port, timeout=10)
+        self.addCleanup(kept.close)
+        self.assertEqual(self.keep_alive_get(kept), (200, b"blue\n"))
+
+        # Add a listener and a cluster.
+        green_listener = listener("to_green", "green")
+        second = config([listener("to_blue", "blue", port=blue_port),
+                         green_listener],
+                        [self.cluster_to("blue", self.blue), self.cluster_to("green", self.green)],
+                        admin_port=sidecar.admin_port)
+        self.reload(sidecar, second, r"configuration applied: 2 listeners, 2 clusters")
+        green_port = harness.listener_port(green_listener)
+        self.assertEqual(http_get(green_port, "/who"), (200, b"green\n"))
+        self.assertEqual(http_get(blue_port, "/who"), (200, b"blue\n"))
+        self.assertEqual(self.keep_alive_get(kept), (200, b"blue\n"))
+        # The blue endpoint kept its counters: same endpoint, same state.
+        self.assertGreaterEqual(harness.host_stat(sidecar.hosts("blue")[0], "cx_total"), 3)
+
+        # Point the blue listener at green, and remove the green listener.
+        third = config([listener("to_blue", "green", port=blue_port)],
+                       [self.cluster_to("green", self.green)], admin_port=sidecar.admin_port)
+        self.reload(sidecar, third, r"configuration applied: 1 listeners, 1 clusters")
+        self.assertEqual(http_get(blue_port, "/who"), (200, b"green\n"))
+        harness.wait_until(lambda: not harness.port_accepts(green_port),
+                           what="the removed listener to stop accepting")
+        # The connection opened under the first configuration still works,
+        # on the cluster it started with.
+        self.assertEqual(self.keep_alive_get(kept), (200, b"blue\n"))
+        self.assertEqual(sidecar.admin_get("/ready")[0], 200)
+
+    def test_bad_file_is_refused_and_the_old_configuration_stays(self):
+        first = config([listener("to_blue", "blue")], [self.cluster_to("blue", self.blue)])
+        sidecar = self.start_sidecar(first)
+        port = sidecar.listener_port(0)
+        broken = json.loads(json.dumps(first))
+        broken["clusters"][0]["tls"]["verfiy_depth"] = 3
+        self.reload(sidecar, broken, r"config reload refused: .*problem")
+        self.assertTrue(sidecar.log_lines(r"config reload refused: clusters\[0\]\.tls\.verfiy_depth"))
+        self.assertEqual(http_get(port, "/who"), (200, b"blue\n"))
+
+    def test_new_cluster_with_bad_certificates_is_refused(self):
+        first = config([listener("to_blue", "blue")], [self.cluster_to("blue", self.blue)])
+        sidecar = self.start_sidecar(first)
+        port = sidecar.listener_port(0)
+        bad = self.cluster_to("green", self.green)
+        bad["tls"]["certificate"] = self.pki.server.crt  # does not match the client key
+        second = config([listener("to_blue", "blue", port=port),
+                         listener("to_green", "green")],
+                        [self.cluster_to("blue", self.blue), bad], admin_port=sidecar.admin_port)
+        self.reload(sidecar, second, r"config reload refused: clusters\[1\] \(green\)")
+        self.assertEqual(http_get(port, "/who"), (200, b"blue\n"))
+        self.assertEqual(len(sidecar.admin_json("/clusters?format=json")["cluster_statuses"]), 1)
+
+    def test_address_in_use_is_refused(self):
+        first = config([listener("to_blue", "blue")], [self.cluster_to("blue", self.blue)])
+        sidecar = self.start_sidecar(first)
+        port = sidecar.listener_port(0)
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        taken_port = taken.getsockname()[1]
+        second = config([listener("to_blue", "blue", port=port),
+                         listener("to_green", "green", port=taken_port)],
+                        [self.cluster_to("blue", self.blue), self.cluster_to("green", self.green)],
+                        admin_port=sidecar.admin_port)
+        self.reload(sidecar, second, r"config reload refused: listeners\[1\] \(to_green\): "
+                                     r"cannot listen")
+        self.assertEqual(http_get(port, "/who"), (200, b"blue\n"))
+
+
+if __name__ == "__main__":
+    unittest.main()
