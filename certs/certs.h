@@ -102,6 +102,14 @@ typedef struct ms_tls_settings {
   const uint8_t *alpn; /* ALPN protocol list in wire format; NULL: none */
   size_t alpn_len;
   bool session_reuse; /* offer cached sessions (resumption) */
+  /* Material given in memory (from the control plane's SDS) instead of
+   * files: each, when set, takes the place of the path above. PEM text,
+   * NUL-terminated, borrowed. */
+  const char *certificate_pem;
+  const char *private_key_pem;
+  const char *password;
+  const char *trusted_ca_pem;
+  const char *crl_pem;
 } ms_tls_settings;
 
 /* The bytes a context is made of, read from the files the settings name. */
@@ -118,9 +126,9 @@ typedef struct ms_tls_material {
   uint8_t digest[32]; /* SHA-256 over all the bytes above and the settings */
 } ms_tls_material;
 
-/* ms_tls_material_load reads every file `settings` names and computes the
- * digest, so that two clusters with equal material can share one context and
- * a reload can tell whether anything changed. Release with
+/* ms_tls_material_load reads every file `settings` names (or copies the
+ * PEM given in memory instead) and computes the digest, so that two clusters with equal material
+ * can share one context and a reload can tell whether anything changed. Release with
  * ms_tls_material_cleanup (which wipes the key bytes). */
 int ms_tls_material_load(const ms_tls_settings *settings, ms_tls_material *out, char *err,
                          size_t err_len);

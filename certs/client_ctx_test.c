@@ -200,6 +200,44 @@ static void write_crl(test_pki *pki, X509 *revoked, const char *name) {
   X509_CRL_free(crl);
 }
 
+/* Material from the control plane comes in memory: the same bytes give the
+ * same digest as from files (so contexts are still shared by content), and
+ * the context builds. A mismatched key is refused the same way. */
+static void test_material_in_memory(void) {
+  char err[MS_ERR_LEN];
+  ms_tls_settings files = test_client_settings();
+  ms_tls_material from_files, from_memory;
+  CHECK(ms_tls_material_load(&files, &from_files, err, sizeof(err)) == 0);
+
+  ms_tls_settings memory = test_client_settings();
+  memory.certificate = memory.private_key = memory.trusted_ca = NULL;
+  memory.certificate_pem = from_files.certificate_pem;
+  memory.private_key_pem = from_files.private_key_pem;
+  memory.trusted_ca_pem = from_files.trusted_ca_pem;
+  CHECK(ms_tls_material_load(&memory, &from_memory, err, sizeof(err)) == 0);
+  CHECK(memcmp(from_files.digest, from_memory.digest, sizeof(from_files.digest)) == 0);
+  SSL_CTX *ctx = NULL;
+  CHECK(ms_client_ctx_new(&memory, &from_memory, &ctx, NULL, NULL, NULL, err, sizeof(err)) == 0);
+  SSL_CTX_free(ctx);
+  ms_tls_material_cleanup(&from_memory);
+
+  char *other_key = NULL;
+  size_t other_len = 0;
+  CHECK(ms_file_read(test_path("other.key"), &other_key, &other_len, err, sizeof(err)) == 0);
+  memory.private_key_pem = other_key;
+  CHECK(ms_tls_material_load(&memory, &from_memory, err, sizeof(err)) == 0);
+  ctx = NULL;
+  CHECK(ms_client_ctx_new(&memory, &from_memory, &ctx, NULL, NULL, NULL, err, sizeof(err)) != 0);
+  CHECK(ctx == NULL);
+  ms_tls_material_cleanup(&from_memory);
+  free(other_key);
+
+  memory.private_key_pem = NULL; /* a certificate without its key */
+  CHECK(ms_tls_material_load(&memory, &from_memory, err, sizeof(err)) != 0);
+  CHECK_CONTAINS(err, "private_key");
+  ms_tls_material_cleanup(&from_files);
+}
+
 static void test_crl(test_pki *pki) {
   char err[MS_ERR_LEN];
   SSL_CTX *ctx = NULL;
@@ -230,6 +268,7 @@ int main(void) {
   test_refusals();
   test_encrypted_key();
   test_material_digest();
+  test_material_in_memory();
   test_crl(&pki);
 
   test_pki_cleanup(&pki);

@@ -213,33 +213,55 @@ static void material_digest(const ms_tls_settings *settings, ms_tls_material *ma
   SHA256_Final(material->digest, &sha);
 }
 
+/* One piece of material: the PEM given in memory, else the file's bytes. */
+static int load_piece(const char *pem, const char *path, char **out, size_t *out_len, char *err,
+                      size_t err_len) {
+  if (pem != NULL) {
+    if ((*out = strdup(pem)) == NULL) {
+      ms_err_set(err, err_len, "out of memory");
+      return -1;
+    }
+    *out_len = strlen(pem);
+    return 0;
+  }
+  if (path == NULL) return 0;
+  return ms_file_read(path, out, out_len, err, err_len);
+}
+
 int ms_tls_material_load(const ms_tls_settings *settings, ms_tls_material *out, char *err,
                          size_t err_len) {
   ms_tls_material material;
   memset(&material, 0, sizeof(material));
-  if (settings->certificate != NULL && settings->private_key == NULL) {
-    ms_err_set(err, err_len, "certificate %s is set but private_key is not", settings->certificate);
+  bool has_certificate = settings->certificate != NULL || settings->certificate_pem != NULL;
+  bool has_key = settings->private_key != NULL || settings->private_key_pem != NULL;
+  if (has_certificate && !has_key) {
+    ms_err_set(err, err_len, "certificate %s is set but private_key is not",
+               settings->certificate ? settings->certificate : "(in memory)");
     return -1;
   }
-  if (settings->certificate == NULL && settings->private_key != NULL) {
-    ms_err_set(err, err_len, "private_key %s is set but certificate is not", settings->private_key);
+  if (!has_certificate && has_key) {
+    ms_err_set(err, err_len, "private_key %s is set but certificate is not",
+               settings->private_key ? settings->private_key : "(in memory)");
     return -1;
   }
-  if (settings->verify && settings->trusted_ca == NULL) {
+  if (settings->verify && settings->trusted_ca == NULL && settings->trusted_ca_pem == NULL) {
     ms_err_set(err, err_len, "verify is on but trusted_ca is not set");
     return -1;
   }
-  if ((settings->certificate != NULL &&
-       (ms_file_read(settings->certificate, &material.certificate_pem, &material.certificate_len,
-                     err, err_len) != 0 ||
-        ms_file_read(settings->private_key, &material.private_key_pem, &material.private_key_len,
-                     err, err_len) != 0)) ||
-      (settings->password_file != NULL &&
-       read_password(settings->password_file, &material.password, err, err_len) != 0) ||
-      (settings->trusted_ca != NULL && ms_file_read(settings->trusted_ca, &material.trusted_ca_pem,
-                                                    &material.trusted_ca_len, err, err_len) != 0) ||
-      (settings->crl != NULL &&
-       ms_file_read(settings->crl, &material.crl_pem, &material.crl_len, err, err_len) != 0)) {
+  size_t password_len = 0;
+  if (load_piece(settings->certificate_pem, settings->certificate, &material.certificate_pem,
+                 &material.certificate_len, err, err_len) != 0 ||
+      load_piece(settings->private_key_pem, settings->private_key, &material.private_key_pem,
+                 &material.private_key_len, err, err_len) != 0 ||
+      (settings->password != NULL
+           ? load_piece(settings->password, NULL, &material.password, &password_len, err,
+                        err_len) != 0
+           : (settings->password_file != NULL &&
+              read_password(settings->password_file, &material.password, err, err_len) != 0)) ||
+      load_piece(settings->trusted_ca_pem, settings->trusted_ca, &material.trusted_ca_pem,
+                 &material.trusted_ca_len, err, err_len) != 0 ||
+      load_piece(settings->crl_pem, settings->crl, &material.crl_pem, &material.crl_len, err,
+                 err_len) != 0) {
     ms_tls_material_cleanup(&material);
     return -1;
   }
