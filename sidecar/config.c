@@ -16,6 +16,7 @@
 
 #include "sidecar/config_schema.h"
 #include "sidecar/config_tls.h"
+#include "sidecar/config_xds.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
 
@@ -63,8 +64,8 @@ static void parse_listen_address(ms_schema *schema, const cJSON *value, const ms
   read_address(schema, value, true, field);
 }
 
-static void parse_upstream_address(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
-                                   void *field) {
+void ms_config_parse_upstream_address(ms_schema *schema, const cJSON *value,
+                                      const ms_schema_key *key, void *field) {
   read_address(schema, value, false, field);
 }
 
@@ -134,7 +135,7 @@ static void parse_outlier(ms_schema *schema, const cJSON *value, const ms_schema
 }
 
 static const ms_schema_key endpoint_keys[] = {
-    REQUIRED("address", parse_upstream_address, offsetof(ms_endpoint_config, address),
+    REQUIRED("address", ms_config_parse_upstream_address, offsetof(ms_endpoint_config, address),
              "write \"host:port\", like \"orders.shop:8443\""),
     UINT32("weight", offsetof(ms_endpoint_config, weight), 1, 1000),
 };
@@ -258,6 +259,7 @@ static const ms_schema_key config_keys[] = {
     KEY("watch_certificates", ms_schema_parse_bool, offsetof(ms_config, watch_certificates)),
     KEY("listeners", parse_listeners, 0),
     KEY("clusters", parse_clusters, 0),
+    KEY("xds", ms_config_parse_xds, offsetof(ms_config, xds)),
 };
 
 /* ---- checks across keys --------------------------------------------------- */
@@ -435,6 +437,7 @@ static void config_release(ms_config *config) {
     ms_config_tls_cleanup(&cluster->tls);
   }
   free(config->clusters);
+  ms_config_xds_cleanup(&config->xds);
   free(config->json);
   free(config);
 }
@@ -448,6 +451,7 @@ static ms_config *config_new(ms_schema *schema, const char *json, const char *pa
   config->workers = 0;
   config->drain_timeout_ms = 20000;
   config->watch_certificates = true;
+  ms_config_xds_init(&config->xds);
   char err[MS_ERR_LEN];
   config->json = strdup(json);
   if (config->json == NULL ||

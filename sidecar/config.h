@@ -85,6 +85,24 @@ typedef struct ms_listener_config {
   uint32_t idle_timeout_ms;      /* default 3600000 (1 h, Envoy's TcpProxy default); 0: none */
 } ms_listener_config;
 
+/* The control plane, when "xds" is set: the sidecar subscribes over ADS to
+ * clusters, endpoints, listeners and secrets, which join the static ones. */
+typedef struct ms_xds_bootstrap {
+  bool enabled;
+  ms_address address;        /* "host:port" of the control plane */
+  ms_cluster_tls_config tls; /* our bootstrap certificate, its CA, its name */
+  char *node_id;             /* required: who we are to the control plane */
+  char *node_cluster;        /* default: node_id */
+  char **metadata_keys;      /* node.metadata, string values */
+  char **metadata_values;
+  size_t metadata_count;
+  uint32_t initial_fetch_timeout_ms; /* default 15000, Envoy's: a cluster waits this long for
+                                        its endpoints and secrets */
+  char *backup_path;                 /* the last good dynamic configuration is kept here and
+                                        loaded at start when the control plane is unreachable;
+                                        NULL: none */
+} ms_xds_bootstrap;
+
 typedef struct ms_config {
   atomic_int refs;           /* shared by snapshots: see ms_config_up_ref */
   char *path;                /* absolute path of the file */
@@ -97,6 +115,7 @@ typedef struct ms_config {
   size_t listener_count;
   ms_cluster_config *clusters;
   size_t cluster_count;
+  ms_xds_bootstrap xds;
   char *json; /* the file's text, for /config_dump (keys redacted there) */
 } ms_config;
 

@@ -373,3 +373,17 @@ char *ms_schema_path_join(const char *directory, const char *path) {
   free(joined);
   return result;
 }
+
+void ms_schema_parse_path(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
+                          void *field) {
+  const char *text;
+  if (!ms_schema_read_string(schema, value, &text)) return;
+  char *path = ms_schema_path_join(schema->directory, text);
+  if (path == NULL) {
+    schema->out_of_memory = true;
+    return;
+  }
+  char **target = field;
+  free(*target);
+  *target = path;
+}

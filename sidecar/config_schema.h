@@ -102,6 +102,9 @@ void ms_schema_parse_bool(ms_schema *schema, const cJSON *value, const ms_schema
                           void *field); /* bool */
 void ms_schema_parse_string(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
                             void *field); /* char *, not empty; replaces (frees) the old value */
+void ms_schema_parse_path(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
+                          void *field); /* char *: a file made absolute against the config's
+                                           folder, never opened here; replaces the old value */
 
 /* ms_schema_parse_string_list reads an array of non-empty strings into a
  * newly allocated array. Returns true and sets the outputs (NULL, 0 for an

@@ -525,6 +525,45 @@ static void test_invalid_json(void) {
   CHECK(config == NULL);
 }
 
+static void test_xds_bootstrap(void) {
+  ms_config *config = load_ok(
+      "{\"xds\": {\"address\": \"xds.mesh.svc:18000\","
+      " \"tls\": {\"certificate\": \"boot.crt\", \"private_key\": \"boot.key\","
+      "          \"trusted_ca\": \"mesh-ca.crt\", \"server_name\": \"xds.mesh.svc\"},"
+      " \"node\": {\"id\": \"orders-1\", \"metadata\": {\"NAMESPACE\": \"shop\"}},"
+      " \"backup_path\": \"state/xds.json\"}}");
+  CHECK(config->xds.enabled);
+  CHECK(strcmp(config->xds.address.host, "xds.mesh.svc") == 0);
+  CHECK(config->xds.address.port == 18000);
+  CHECK(strcmp(config->xds.node_id, "orders-1") == 0);
+  CHECK(strcmp(config->xds.node_cluster, "orders-1") == 0); /* defaults to the id */
+  CHECK(config->xds.metadata_count == 1);
+  CHECK(strcmp(config->xds.metadata_keys[0], "NAMESPACE") == 0);
+  CHECK(strcmp(config->xds.metadata_values[0], "shop") == 0);
+  CHECK(config->xds.initial_fetch_timeout_ms == 15000);
+  CHECK(config->xds.backup_path[0] == '/');
+  CHECK(strstr(config->xds.backup_path, "/state/xds.json") != NULL);
+  CHECK(config->xds.tls.settings.verify);
+  CHECK(strstr(config->xds.tls.settings.trusted_ca, "/mesh-ca.crt") != NULL);
+  ms_config_free(config);
+
+  config = load_ok("{}");
+  CHECK(!config->xds.enabled);
+  ms_config_free(config);
+
+  expect_error(
+      "{\"xds\": {\"address\": \"a:1\", \"tls\": {\"trusted_ca\": \"ca\"},"
+      " \"node\": {}}}",
+      "xds.node.id: required");
+  expect_error("{\"xds\": {\"tls\": {\"trusted_ca\": \"ca\"}, \"node\": {\"id\": \"n\"}}}",
+               "xds.address: required");
+  expect_error(
+      "{\"xds\": {\"address\": \"a:1\", \"tls\": {\"trusted_ca\": \"ca\"},"
+      " \"node\": {\"id\": \"n\", \"metadata\": {\"X\": 3}}}}",
+      "xds.node.metadata.X: expected a string");
+  expect_error("{\"xds\": {\"adress\": \"a:1\"}}", "did you mean \"address\"");
+}
+
 int main(void) {
   const char *test_tmpdir = getenv("TEST_TMPDIR");
   /* Physical, so that it compares equal to what getcwd reports. */
@@ -543,6 +582,7 @@ int main(void) {
   test_addresses();
   test_all_errors_reported_together();
   test_invalid_json();
+  test_xds_bootstrap();
   printf("config_test: all passed\n");
   return 0;
 }

@@ -32,19 +32,6 @@ static bool has_key(const cJSON *object, const char *name) {
 
 /* ---- parsers -------------------------------------------------------------- */
 
-/* A file the TLS layer reads later: only made absolute here, never opened. */
-static void parse_path(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
-                       void *field) {
-  const char *text;
-  if (!ms_schema_read_string(schema, value, &text)) return;
-  char *path = ms_schema_path_join(schema->directory, text);
-  if (path == NULL) {
-    schema->out_of_memory = true;
-    return;
-  }
-  replace_string(field, path);
-}
-
 static void parse_ciphers(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
                           void *field) {
   const char *text;
@@ -278,10 +265,10 @@ static void parse_alpn(ms_schema *schema, const cJSON *value, const ms_schema_ke
 #define TLS_FIELD(member) offsetof(ms_cluster_tls_config, member)
 
 static const ms_schema_key tls_keys[] = {
-    KEY("certificate", parse_path, TLS_FIELD(settings.certificate)),
-    KEY("private_key", parse_path, TLS_FIELD(settings.private_key)),
-    KEY("password_file", parse_path, TLS_FIELD(settings.password_file)),
-    KEY("trusted_ca", parse_path, TLS_FIELD(settings.trusted_ca)),
+    KEY("certificate", ms_schema_parse_path, TLS_FIELD(settings.certificate)),
+    KEY("private_key", ms_schema_parse_path, TLS_FIELD(settings.private_key)),
+    KEY("password_file", ms_schema_parse_path, TLS_FIELD(settings.password_file)),
+    KEY("trusted_ca", ms_schema_parse_path, TLS_FIELD(settings.trusted_ca)),
     KEY("verify", ms_schema_parse_bool, TLS_FIELD(settings.verify)),
     {"verify_depth", ms_schema_parse_int, TLS_FIELD(settings.verify_depth), 1, 100, NULL},
     KEY("server_name", parse_server_name, TLS_FIELD(server_name)),
@@ -292,7 +279,7 @@ static const ms_schema_key tls_keys[] = {
     KEY("curves", parse_curves, 0),
     KEY("alpn", parse_alpn, 0),
     KEY("session_reuse", ms_schema_parse_bool, TLS_FIELD(settings.session_reuse)),
-    KEY("crl", parse_path, TLS_FIELD(settings.crl)),
+    KEY("crl", ms_schema_parse_path, TLS_FIELD(settings.crl)),
 };
 
 /* ---- the tls object ------------------------------------------------------- */
