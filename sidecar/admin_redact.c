@@ -7,7 +7,8 @@
 #define REDACTED "[redacted]"
 
 /* Members whose value is secret, whatever its type (a path, or inline data). */
-static const char *const secret_keys[] = {"private_key", "password_file"};
+static const char *const secret_keys[] = {"private_key", "private_key_pem", "password",
+                                          "password_file"};
 
 static bool is_secret_key(const char *name) {
   if (!name) return false;

@@ -3,6 +3,8 @@
  * allocated by a parser below and freed by ms_config_tls_cleanup. */
 #include "sidecar/config_tls.h"
 
+#include <openssl/mem.h>
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <netinet/in.h>
@@ -280,6 +282,13 @@ static const ms_schema_key tls_keys[] = {
     KEY("alpn", parse_alpn, 0),
     KEY("session_reuse", ms_schema_parse_bool, TLS_FIELD(settings.session_reuse)),
     KEY("crl", ms_schema_parse_path, TLS_FIELD(settings.crl)),
+    /* The same material given in the file itself instead of paths, as the
+     * control plane's SDS gives it (Envoy's inline_string). */
+    KEY("certificate_pem", ms_schema_parse_string, TLS_FIELD(settings.certificate_pem)),
+    KEY("private_key_pem", ms_schema_parse_string, TLS_FIELD(settings.private_key_pem)),
+    KEY("password", ms_schema_parse_string, TLS_FIELD(settings.password)),
+    KEY("trusted_ca_pem", ms_schema_parse_string, TLS_FIELD(settings.trusted_ca_pem)),
+    KEY("crl_pem", ms_schema_parse_string, TLS_FIELD(settings.crl_pem)),
 };
 
 /* ---- the tls object ------------------------------------------------------- */
@@ -300,22 +309,35 @@ void ms_config_parse_tls(ms_schema *schema, const cJSON *value, const ms_schema_
   if (!cJSON_IsObject(value)) return;
   /* Presence in the JSON, not the parsed field, so that a key with a bad
    * value is reported once, for its value. */
-  if (tls->settings.verify && !has_key(value, "trusted_ca")) {
+  bool trusted_ca = has_key(value, "trusted_ca") || has_key(value, "trusted_ca_pem");
+  bool certificate = has_key(value, "certificate") || has_key(value, "certificate_pem");
+  bool private_key = has_key(value, "private_key") || has_key(value, "private_key_pem");
+  if (tls->settings.verify && !trusted_ca) {
     ms_schema_error_at(schema, "trusted_ca",
                        "required while verify is on; set it to the CA bundle that signs the "
                        "upstream's certificate, or set verify to false");
   }
-  if (has_key(value, "certificate") && !has_key(value, "private_key")) {
+  if (certificate && !private_key) {
     ms_schema_error_at(schema, "private_key",
                        "required with certificate; set it to the client certificate's key file");
   }
-  if (has_key(value, "private_key") && !has_key(value, "certificate")) {
+  if (private_key && !certificate) {
     ms_schema_error_at(schema, "certificate",
                        "required with private_key; set it to the client certificate chain file");
   }
-  if (has_key(value, "password_file") && !has_key(value, "private_key")) {
-    ms_schema_error_at(schema, "password_file",
+  if ((has_key(value, "password_file") || has_key(value, "password")) && !private_key) {
+    ms_schema_error_at(schema, has_key(value, "password") ? "password" : "password_file",
                        "has no effect without private_key; remove it or add the key it decrypts");
+  }
+  static const char *const pairs[][2] = {{"certificate", "certificate_pem"},
+                                         {"private_key", "private_key_pem"},
+                                         {"password_file", "password"},
+                                         {"trusted_ca", "trusted_ca_pem"},
+                                         {"crl", "crl_pem"}};
+  for (size_t i = 0; i < COUNT(pairs); i++) {
+    if (has_key(value, pairs[i][0]) && has_key(value, pairs[i][1]))
+      ms_schema_error_at(schema, pairs[i][1], "set either %s or %s, not both", pairs[i][0],
+                         pairs[i][1]);
   }
   if (!tls->settings.verify && tls->match_subject_alt_name_count > 0) {
     ms_schema_error_at(schema, "match_subject_alt_names",
@@ -345,6 +367,14 @@ void ms_config_tls_cleanup(ms_cluster_tls_config *tls) {
                             &settings->curves};
   for (size_t i = 0; i < COUNT(strings); i++)
     replace_string(strings[i], NULL);
+  /* Key material given in memory is wiped before it is freed. */
+  const char **secrets[] = {&settings->private_key_pem, &settings->password};
+  for (size_t i = 0; i < COUNT(secrets); i++)
+    if (*secrets[i]) OPENSSL_cleanse((void *)*secrets[i], strlen(*secrets[i]));
+  const char **material[] = {&settings->certificate_pem, &settings->private_key_pem,
+                             &settings->password, &settings->trusted_ca_pem, &settings->crl_pem};
+  for (size_t i = 0; i < COUNT(material); i++)
+    replace_string(material[i], NULL);
   free((void *)settings->alpn);
   settings->alpn = NULL;
   free(tls->server_name);

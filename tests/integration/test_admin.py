@@ -5,7 +5,8 @@ import json
 import unittest
 
 from tests.lib import harness
-from tests.lib.harness import CLIENT_URI, http_get, normalize_serial
+from tests.lib.harness import (CLIENT_URI, cluster, cluster_tls, config, http_get, listener,
+                               normalize_serial)
 
 
 class AdminTest(harness.IntegrationTest):
@@ -57,6 +58,27 @@ class AdminTest(harness.IntegrationTest):
         cas = certificates[0]["ca_cert"]
         self.assertEqual([normalize_serial(c["serial_number"]) for c in cas],
                          [self.pki.serial(self.pki.ca_crt)])
+
+    def test_material_given_in_the_file_works_and_is_redacted(self):
+        # PEM text in the config itself (certificate_pem, private_key_pem,
+        # trusted_ca_pem), as the control plane's SDS gives it.
+        nginx = self.start_https()
+        read = lambda path: harness.read_text(path)
+        tls = cluster_tls(self.pki, certificate=None, private_key=None, trusted_ca=None)
+        tls.update(certificate_pem=read(self.pki.client.crt),
+                   private_key_pem=read(self.pki.client.key),
+                   trusted_ca_pem=read(self.pki.ca_crt))
+        sidecar = self.start_sidecar(
+            config([listener("l", "c")], [cluster("c", [f"127.0.0.1:{nginx.port}"], tls)]),
+            name="inline")
+        self.assertEqual(http_get(sidecar.listener_port(0), "/hello.txt"),
+                         (200, b"hello from nginx\n"))
+        status, body = sidecar.admin_get("/config_dump")
+        self.assertEqual(status, 200)
+        self.assertNotIn("PRIVATE KEY", body)
+        dumped = json.loads(body)["configs"][0]["config"]["clusters"][0]["tls"]
+        self.assertEqual(dumped["private_key_pem"], "[redacted]")
+        self.assertIn("BEGIN CERTIFICATE", dumped["certificate_pem"])
 
     def test_config_dump_redacts_private_keys(self):
         status, body = self.sidecar.admin_get("/config_dump")
