@@ -150,6 +150,11 @@ int ms_client_ctx_new(const ms_tls_settings *settings, const ms_tls_material *ma
                       SSL_CTX **out_ctx, ms_cert_info *out_leaf, ms_cert_info **out_cas,
                       size_t *out_ca_count, char *err, size_t err_len);
 
+/* ms_client_ctx_load is ms_tls_material_load then ms_client_ctx_new, for a
+ * caller that needs only the SSL_CTX. */
+int ms_client_ctx_load(const ms_tls_settings *settings, SSL_CTX **out_ctx, char *err,
+                       size_t err_len);
+
 /* ms_tls_info_callback is the info callback ms_client_ctx_new installs: it
  * records the last TLS alert sent and received on each SSL for
  * ms_tls_describe_failure. A caller that installs its own info callback on

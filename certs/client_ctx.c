@@ -312,3 +312,12 @@ fail:
   SSL_CTX_free(ctx);
   return -1;
 }
+
+int ms_client_ctx_load(const ms_tls_settings *settings, SSL_CTX **out_ctx, char *err,
+                       size_t err_len) {
+  ms_tls_material material;
+  if (ms_tls_material_load(settings, &material, err, err_len) != 0) return -1;
+  int rc = ms_client_ctx_new(settings, &material, out_ctx, NULL, NULL, NULL, err, err_len);
+  ms_tls_material_cleanup(&material);
+  return rc;
+}

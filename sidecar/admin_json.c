@@ -327,6 +327,20 @@ static int respond_config_dump(ms_server *server, ms_admin_response *out) {
     put_string(entry, "config", NULL, &ok);
   }
 
+  char *dynamic = ms_server_source_dump(server);
+  if (dynamic) {
+    cJSON *status = cJSON_Parse(dynamic);
+    free(dynamic);
+    cJSON *configs = cJSON_GetObjectItemCaseSensitive(json, "configs");
+    if (status && configs) {
+      cJSON_AddStringToObject(status, "@type", "type.googleapis.com/mtls_sidecar.XdsStatus");
+      cJSON_AddItemToArray(configs, status);
+    } else {
+      cJSON_Delete(status);
+      ok = false;
+    }
+  }
+
   char version[32];
   snprintf(version, sizeof(version), "%" PRIu64, snapshot ? snapshot->version : 0);
   put_string(json, "version_info", version, &ok);

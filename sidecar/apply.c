@@ -146,7 +146,7 @@ static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters
   return 0;
 }
 
-int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len) {
+static int apply(ms_server *server, ms_config *next, bool checked, char *err, size_t err_len) {
   ms_config *current = server->config;
   if (next->workers != current->workers)
     ms_log(MS_LOG_WARN, "workers: changing %u to %u needs a restart; keeping %u", current->workers,
@@ -159,7 +159,10 @@ int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_le
   ms_cluster_runtime *clusters;
   ms_listener_sockets **sockets;
   if (ms_runtime_build(server, next, &clusters, &sockets, err, err_len) != 0) return -1;
-  if (load_new_contexts(next, clusters, err, err_len) != 0) {
+  int loaded = checked ? ms_tls_load(server, next, clusters, MS_TLS_LOAD_ALL_OR_NOTHING, err,
+                                     err_len)
+                       : load_new_contexts(next, clusters, err, err_len);
+  if (loaded < 0) {
     ms_runtime_free(clusters, next, sockets);
     return -1;
   }
@@ -171,14 +174,25 @@ int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_le
   server->config_generation++;
   ms_config_free(current);
 
-  char ignored[MS_ERR_LEN];
-  ms_server_load_tls(server, false, ignored, sizeof(ignored)); /* files changed meanwhile */
+  if (!checked) { /* files changed meanwhile */
+    char ignored[MS_ERR_LEN];
+    ms_tls_load(server, server->config, server->clusters, MS_TLS_LOAD_KEEP_OLD, ignored,
+                sizeof(ignored));
+  }
   ms_server_publish(server);
   ms_resolver_follow(server);
   ms_watcher_follow(server);
   ms_log(MS_LOG_INFO, "configuration applied: %zu listeners, %zu clusters (snapshot %llu)",
          next->listener_count, next->cluster_count, (unsigned long long)server->snapshot_version);
   return 0;
+}
+
+int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len) {
+  return apply(server, next, false, err, err_len);
+}
+
+int ms_server_apply_checked(ms_server *server, ms_config *next, char *err, size_t err_len) {
+  return apply(server, next, true, err, err_len);
 }
 
 int ms_server_reload_config(ms_server *server) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/mem.h>
 
 #include "sidecar/config_schema.h"
 #include "sidecar/config_tls.h"
@@ -438,6 +439,8 @@ static void config_release(ms_config *config) {
   }
   free(config->clusters);
   ms_config_xds_cleanup(&config->xds);
+  /* The text may hold key material given in memory (private_key_pem). */
+  if (config->json) OPENSSL_cleanse(config->json, strlen(config->json));
   free(config->json);
   free(config);
 }

@@ -14,6 +14,7 @@
 #include "sidecar/log.h"
 #include "sidecar/server.h"
 #include "sidecar/version.h"
+#include "sidecar/xds_source.h"
 
 static void usage(FILE *to) {
   fprintf(to,
@@ -26,22 +27,28 @@ static void usage(FILE *to) {
           "  --log-level L     the least important lines to print (default info)\n");
 }
 
-/* --validate: the config, then every cluster's certificates, all reported. */
+/* --validate: the config, then every cluster's certificates and the control
+ * plane's bootstrap certificate, all reported. */
 static int validate_tls(const ms_config *config) {
   int problems = 0;
   for (size_t i = 0; i < config->cluster_count; i++) {
     const ms_cluster_config *cluster = &config->clusters[i];
     char err[MS_ERR_LEN];
-    ms_tls_material material;
     SSL_CTX *ctx = NULL;
-    if (ms_tls_material_load(&cluster->tls.settings, &material, err, sizeof(err)) == 0) {
-      if (ms_client_ctx_new(&cluster->tls.settings, &material, &ctx, NULL, NULL, NULL, err,
-                            sizeof(err)) == 0)
-        SSL_CTX_free(ctx);
-      ms_tls_material_cleanup(&material);
-    }
-    if (ctx == NULL) {
+    if (ms_client_ctx_load(&cluster->tls.settings, &ctx, err, sizeof(err)) == 0) {
+      SSL_CTX_free(ctx);
+    } else {
       fprintf(stderr, "clusters[%zu].tls (%s): %s\n", i, cluster->name, err);
+      problems++;
+    }
+  }
+  char err[MS_ERR_LEN];
+  SSL_CTX *ctx = NULL;
+  if (config->xds.enabled) {
+    if (ms_client_ctx_load(&config->xds.tls.settings, &ctx, err, sizeof(err)) == 0) {
+      SSL_CTX_free(ctx);
+    } else {
+      fprintf(stderr, "xds.tls: %s\n", err);
       problems++;
     }
   }
@@ -124,11 +131,16 @@ int main(int argc, char **argv) {
   uv_loop_init(&loop);
   ms_server *server = NULL;
   char err[MS_ERR_LEN];
+  ms_xds_source *xds = NULL;
   int rc = ms_server_new(&loop, config, &server, err, sizeof(err));
+  if (rc == 0 && config->xds.enabled &&
+      (rc = ms_xds_source_start(&loop, server, config, &xds, err, sizeof(err))) != 0)
+    ms_server_shutdown(server, 0);
   ms_config_free(config);
   if (rc != 0) ms_log(MS_LOG_ERROR, "not started: %s", err);
   uv_run(&loop, UV_RUN_DEFAULT);
   ms_server_free(server);
+  ms_xds_source_free(xds);
   uv_loop_close(&loop);
   return rc == 0 ? 0 : 1;
 }

@@ -104,8 +104,22 @@ void ms_server_stats_sum(ms_server *server, ms_stats *out) {
     ms_stats_add(out, &server->workers[i].stats);
 }
 
+void ms_server_set_source(ms_server *server, const ms_server_source *source) {
+  memset(&server->source, 0, sizeof(server->source));
+  if (source) server->source = *source;
+}
+
+char *ms_server_source_dump(ms_server *server) {
+  return server->source.dump_json ? server->source.dump_json(server->source.arg) : NULL;
+}
+
+ms_stats *ms_server_main_stats(ms_server *server) {
+  return &server->stats;
+}
+
 bool ms_server_is_ready(ms_server *server) {
   if (server->draining || !server->initial_resolution_done) return false;
+  if (server->source.is_ready && !server->source.is_ready(server->source.arg)) return false;
   for (size_t i = 0; i < server->config->cluster_count; i++)
     if (server->clusters[i].tls == NULL) return false;
   return true;
@@ -139,6 +153,7 @@ static void stop_everything(ms_server *server) {
   server->admin = NULL;
   ms_resolver_stop(server);
   ms_watcher_stop(server);
+  if (server->source.stop) server->source.stop(server->source.arg);
   uv_close((uv_handle_t *)&server->drain_timer, NULL);
   uv_close((uv_handle_t *)&server->sigterm, NULL);
   uv_close((uv_handle_t *)&server->sigint, NULL);
@@ -171,7 +186,10 @@ static void on_signal(uv_signal_t *signal, int signum) {
   ms_server *server = signal->data;
   if (signum == SIGHUP) {
     ms_log(MS_LOG_INFO, "SIGHUP: reloading %s and its certificates", server->config->path);
-    ms_server_reload_config(server);
+    if (server->source.reload)
+      server->source.reload(server->source.arg);
+    else
+      ms_server_reload_config(server);
     return;
   }
   if (server->draining && signum == SIGINT) {
@@ -203,7 +221,8 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
                        err_len) != 0)
     goto fail;
   server->config = ms_config_up_ref(config);
-  if (ms_server_load_tls(server, true, err, err_len) < 0) goto fail;
+  if (ms_tls_load(server, server->config, server->clusters, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len) < 0)
+    goto fail;
   if (ms_server_publish(server) != 0) {
     snprintf(err, err_len, "out of memory");
     goto fail;

@@ -67,6 +67,38 @@ int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_le
  * the configuration in force stays. Returns 0 or -1. */
 int ms_server_reload_config(ms_server *server);
 
+/* A source of configuration other than the file: the control plane
+ * (sidecar/xds_source.h). It holds readiness until its first fetch is done,
+ * adds its own state to /config_dump, and takes SIGHUP (the file is only
+ * part of what it applies). */
+typedef struct ms_server_source {
+  bool (*is_ready)(void *arg);
+  /* dump_json returns a JSON object's text (malloc'd; the admin frees it)
+   * shown as /config_dump's "dynamic" entry, or NULL. */
+  char *(*dump_json)(void *arg);
+  void (*reload)(void *arg);
+  /* stop closes the source's handles when the server stops (so that the
+   * loop can end). */
+  void (*stop)(void *arg);
+  void *arg;
+} ms_server_source;
+
+/* ms_server_set_source installs `source` (copied); NULL removes it. */
+void ms_server_set_source(ms_server *server, const ms_server_source *source);
+
+/* ms_server_source_dump returns the source's dump_json text, or NULL. */
+char *ms_server_source_dump(ms_server *server);
+
+/* ms_server_apply_checked is ms_server_apply that also refuses `next` when
+ * any cluster's TLS material fails to build (a rotated certificate whose key
+ * does not match, say) instead of keeping that cluster's old context: what
+ * the control plane sends is NACKed whole. */
+int ms_server_apply_checked(ms_server *server, ms_config *next, char *err, size_t err_len);
+
+/* ms_server_main_stats returns the main thread's counters (main thread
+ * only writes them). */
+ms_stats *ms_server_main_stats(ms_server *server);
+
 /* ms_server_shutdown stops accepting, lets connections drain for up to
  * `drain_ms`, then stops the loop. Safe to call twice. */
 void ms_server_shutdown(ms_server *server, uint32_t drain_ms);

@@ -56,14 +56,22 @@ struct ms_server {
   uint64_t drain_deadline;
   bool draining;
   bool closing;
+  ms_server_source source; /* all NULL: the file is the only source */
   int64_t started_at;
 };
 
-/* tls_loader.c: builds every cluster's context. With `initial`, any failure
- * is returned as an error; otherwise a failing cluster keeps its old
- * context. Returns the number of contexts replaced, or -1 (and `err` for
- * the first failure). */
-int ms_server_load_tls(ms_server *server, bool initial, char *err, size_t err_len);
+/* tls_loader.c: builds the context of every cluster of `config` whose
+ * material changed (or that has none yet) into `clusters` (the server's own
+ * or a runtime about to be applied), sharing contexts by content. KEEP_OLD:
+ * a cluster whose material fails keeps its old context and shows the error.
+ * ALL_OR_NOTHING: any failure changes nothing. Returns the number of
+ * contexts replaced, or -1 (and `err` for the first failure). */
+typedef enum ms_tls_load_mode {
+  MS_TLS_LOAD_KEEP_OLD = 0,
+  MS_TLS_LOAD_ALL_OR_NOTHING,
+} ms_tls_load_mode;
+int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *clusters,
+                ms_tls_load_mode mode, char *err, size_t err_len);
 
 /* server.c: builds a snapshot from the current state and hands it to every
  * worker. Returns 0 or -1 when memory ran out (the old one stays). */

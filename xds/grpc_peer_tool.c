@@ -48,15 +48,12 @@ static SSL_CTX *client_ctx(const char *ca, const char *crt, const char *key) {
       .min_version = TLS1_2_VERSION,
       .max_version = TLS1_3_VERSION,
   };
-  ms_tls_material material;
   SSL_CTX *ctx = NULL;
   char err[MS_ERR_LEN];
-  if (ms_tls_material_load(&settings, &material, err, sizeof(err)) != 0 ||
-      ms_client_ctx_new(&settings, &material, &ctx, NULL, NULL, NULL, err, sizeof(err)) != 0) {
+  if (ms_client_ctx_load(&settings, &ctx, err, sizeof(err)) != 0) {
     fprintf(stderr, "grpc_peer_tool: %s\n", err);
     exit(2);
   }
-  ms_tls_material_cleanup(&material);
   return ctx;
 }
 

@@ -1,0 +1,381 @@
+/* The control plane's updates, from ADS response to applied configuration.
+ * See xds_source.h for the rules; this file is the order of operations. */
+#include "sidecar/xds_source.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/mem.h>
+
+#include "certs/certs.h"
+#include "sidecar/log.h"
+#include "sidecar/version.h"
+#include "sidecar/xds_backup.h"
+#include "sidecar/xds_state.h"
+#include "xds/ads_client.h"
+#include "xds/resources.h"
+
+#define MS_XDS_TICK_MS 1000
+
+struct ms_xds_source {
+  uv_loop_t *loop;
+  ms_server *server;
+  ms_config *file; /* the file's configuration: its text and the bootstrap */
+  ms_xds_state *state; /* what is in force */
+  ms_ads_client *client;
+  SSL_CTX *bootstrap;
+  uv_timer_t tick; /* warming and initial fetch timeouts */
+  uint64_t started_ms;
+  bool accepted[4];     /* by ms_xds_kind: a response was accepted on some stream */
+  bool fetch_timed_out; /* initial_fetch_timeout_ms passed */
+  bool backup_tried;
+  bool from_backup; /* serving the backup file's configuration */
+  bool stopped;
+};
+
+static void bump(ms_xds_source *source, atomic_llong *counter) {
+  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+  (void)source;
+}
+
+/* ---- applying a state ------------------------------------------------------ */
+
+/* join_errors writes the first problems of a refused rendering into err. */
+static void join_errors(const ms_config_errors *errors, char *err, size_t err_len) {
+  size_t used = (size_t)snprintf(err, err_len, "the configuration these resources make is invalid:");
+  for (size_t i = 0; i < errors->count && i < 5 && used < err_len; i++)
+    used += (size_t)snprintf(err + used, err_len - used, "%s %s", i ? ";" : "", errors->lines[i]);
+  if (errors->count > 5 && used < err_len)
+    snprintf(err + used, err_len - used, "; and %zu more", errors->count - 5);
+}
+
+/* apply_state puts the configuration `state` makes with the file in force,
+ * or changes nothing and says why. */
+static int apply_state(ms_xds_source *source, ms_xds_state *state, char *err, size_t err_len) {
+  ms_xds_state_expire_warming(state, uv_now(source->loop),
+                              source->file->xds.initial_fetch_timeout_ms);
+  char *text = ms_xds_state_render(state, source->file->json, err, err_len);
+  if (text == NULL) return -1;
+  ms_config *config = NULL;
+  ms_config_errors errors = {0};
+  int rc = ms_config_parse(text, source->file->path, &config, &errors);
+  OPENSSL_cleanse(text, strlen(text));
+  free(text);
+  if (rc != 0) {
+    join_errors(&errors, err, err_len);
+    ms_config_errors_cleanup(&errors);
+    return -1;
+  }
+  rc = ms_server_apply_checked(source->server, config, err, err_len);
+  ms_config_free(config);
+  return rc;
+}
+
+/* resubscribe asks for the endpoints and secrets the clusters in force name. */
+static void resubscribe(ms_xds_source *source) {
+  static const ms_xds_kind kinds[] = {MS_XDS_KIND_ENDPOINTS, MS_XDS_KIND_SECRET};
+  for (size_t k = 0; k < 2; k++) {
+    size_t count = 0;
+    const char **names = ms_xds_state_wanted(source->state, kinds[k], &count);
+    if (names == NULL) continue; /* out of memory: keep the old names */
+    ms_ads_client_subscribe(source->client, ms_xds_kind_type_url(kinds[k]), names, count);
+    free(names);
+  }
+}
+
+static void save_backup(ms_xds_source *source) {
+  const char *path = source->file->xds.backup_path;
+  if (path == NULL) return;
+  char err[MS_ERR_LEN];
+  if (ms_xds_backup_write(source->state, path, err, sizeof(err)) != 0)
+    ms_log(MS_LOG_WARN, "xds: backup not saved: %s", err);
+}
+
+/* try_backup serves the backup file when nothing was accepted yet. */
+static void try_backup(ms_xds_source *source, const char *why) {
+  if (source->backup_tried || source->file->xds.backup_path == NULL) return;
+  for (int k = 0; k < 4; k++)
+    if (source->accepted[k]) return;
+  source->backup_tried = true;
+  const char *path = source->file->xds.backup_path;
+  char err[MS_ERR_LEN];
+  ms_xds_state *state = NULL;
+  if (ms_xds_backup_read(path, &state, err, sizeof(err)) != 0) {
+    ms_log(MS_LOG_WARN, "xds: %s, and no backup to serve: %s", why, err);
+    return;
+  }
+  if (apply_state(source, state, err, sizeof(err)) != 0) {
+    ms_log(MS_LOG_ERROR, "xds: backup %s refused: %s", path, err);
+    ms_xds_state_free(state);
+    return;
+  }
+  ms_xds_state_free(source->state);
+  source->state = state;
+  source->from_backup = true;
+  resubscribe(source);
+  size_t clusters, warming, listeners;
+  ms_xds_state_counts(state, &clusters, &warming, &listeners);
+  ms_log(MS_LOG_WARN,
+         "xds: %s; serving the last configuration it gave, from %s (%zu clusters, %zu "
+         "listeners) until it answers",
+         why, path, clusters, listeners);
+}
+
+/* ---- ADS callbacks ----------------------------------------------------------- */
+
+static char *refuse(ms_xds_source *source, const char *type_url, const char *version,
+                    const char *why) {
+  bump(source, &ms_server_main_stats(source->server)->xds_update_rejected);
+  ms_log(MS_LOG_WARN, "xds update rejected: type=%s version=%s: %s; the configuration in force "
+         "stays", type_url, version, why);
+  char *message = strdup(why);
+  return message ? message : strdup("out of memory");
+}
+
+static char *on_response(ms_ads_client *client, const char *type_url, const char *version,
+                         const Google__Protobuf__Any *const *resources, size_t count, void *arg) {
+  (void)client;
+  ms_xds_source *source = arg;
+  ms_xds_kind kind;
+  if (ms_xds_kind_from_type_url(type_url, &kind) != 0)
+    return refuse(source, type_url, version, "unexpected type: this sidecar takes clusters, "
+                  "endpoints, listeners and secrets");
+  char err[2048];
+  uint64_t began_ns = uv_hrtime();
+  ms_xds_state *next = ms_xds_state_clone(source->state);
+  if (next == NULL) return refuse(source, type_url, version, "out of memory");
+  if (ms_xds_state_update(next, kind, resources, count, err, sizeof(err)) != 0 ||
+      apply_state(source, next, err, sizeof(err)) != 0) {
+    ms_xds_state_free(next);
+    return refuse(source, type_url, version, err);
+  }
+  ms_xds_state_free(source->state);
+  source->state = next;
+  source->accepted[kind] = true;
+  if (source->from_backup) {
+    source->from_backup = false;
+    ms_log(MS_LOG_INFO, "xds: the control plane answered; the backup is no longer in use");
+  }
+  bump(source, &ms_server_main_stats(source->server)->xds_update_success);
+  size_t clusters, warming, listeners;
+  ms_xds_state_counts(next, &clusters, &warming, &listeners);
+  ms_log(MS_LOG_INFO,
+         "xds update accepted: type=%s version=%s resources=%zu applied_in=%.1fms (dynamic: %zu "
+         "clusters, %zu warming, %zu listeners)",
+         ms_xds_kind_name(kind), version, count, (double)(uv_hrtime() - began_ns) / 1e6, clusters,
+         warming, listeners);
+  resubscribe(source);
+  save_backup(source);
+  return NULL;
+}
+
+static void on_connection(ms_ads_client *client, bool connected, const char *why, void *arg) {
+  (void)client;
+  ms_xds_source *source = arg;
+  ms_stats *stats = ms_server_main_stats(source->server);
+  if (connected) {
+    bump(source, &stats->xds_stream_established);
+    ms_log(MS_LOG_INFO, "xds: connected to %s", source->file->xds.address.text);
+    return;
+  }
+  bump(source, &stats->xds_stream_closed);
+  ms_log(MS_LOG_WARN, "xds: %s", why ? why : "disconnected");
+  try_backup(source, "the control plane is unreachable");
+}
+
+static void on_tick(uv_timer_t *timer) {
+  ms_xds_source *source = timer->data;
+  uint64_t timeout = source->file->xds.initial_fetch_timeout_ms;
+  size_t expired = ms_xds_state_expire_warming(source->state, uv_now(source->loop), timeout);
+  if (expired)
+    ms_log(MS_LOG_WARN,
+           "xds: %zu cluster%s still without endpoints or secrets after %" PRIu64
+           " ms; not holding readiness for them",
+           expired, expired == 1 ? "" : "s", timeout);
+  if (!source->fetch_timed_out && uv_now(source->loop) - source->started_ms >= timeout) {
+    source->fetch_timed_out = true;
+    if (!source->accepted[MS_XDS_KIND_CLUSTER] || !source->accepted[MS_XDS_KIND_LISTENER])
+      ms_log(MS_LOG_WARN, "xds: initial fetch timed out after %" PRIu64 " ms", timeout);
+    try_backup(source, "the control plane gave nothing within the initial fetch timeout");
+  }
+}
+
+/* ---- the server's hooks --------------------------------------------------------- */
+
+static bool is_ready(void *arg) {
+  ms_xds_source *source = arg;
+  if (source->fetch_timed_out || source->from_backup) return true;
+  if (!source->accepted[MS_XDS_KIND_CLUSTER] || !source->accepted[MS_XDS_KIND_LISTENER])
+    return false;
+  size_t clusters, warming, listeners;
+  ms_xds_state_counts(source->state, &clusters, &warming, &listeners);
+  return warming == 0;
+}
+
+static bool add_type(cJSON *array, const ms_ads_client *client, ms_xds_kind kind) {
+  ms_ads_type_status status;
+  if (ms_ads_client_type_status(client, ms_xds_kind_type_url(kind), &status) != 0) return true;
+  cJSON *item = cJSON_CreateObject();
+  if (item == NULL) return false;
+  cJSON_AddItemToArray(array, item);
+  bool ok = cJSON_AddStringToObject(item, "type_url", status.type_url) &&
+            cJSON_AddStringToObject(item, "version_info", status.version_info) &&
+            cJSON_AddStringToObject(item, "nonce", status.nonce) &&
+            cJSON_AddBoolToObject(item, "wildcard", status.wildcard) &&
+            cJSON_AddNumberToObject(item, "acks", (double)status.acks) &&
+            cJSON_AddNumberToObject(item, "nacks", (double)status.nacks);
+  cJSON *names = cJSON_AddArrayToObject(item, "resource_names");
+  for (size_t i = 0; ok && names && i < status.name_count; i++)
+    cJSON_AddItemToArray(names, cJSON_CreateString(status.names[i]));
+  if (ok && status.nack_message) {
+    cJSON *nack = cJSON_AddObjectToObject(item, "last_nack");
+    ok = nack && cJSON_AddStringToObject(nack, "version_info", status.nack_version) &&
+         cJSON_AddStringToObject(nack, "message", status.nack_message);
+  }
+  return ok && names;
+}
+
+static char *dump_json(void *arg) {
+  ms_xds_source *source = arg;
+  ms_ads_client_status status;
+  ms_ads_client_get_status(source->client, &status);
+  size_t clusters, warming, listeners;
+  ms_xds_state_counts(source->state, &clusters, &warming, &listeners);
+  cJSON *json = cJSON_CreateObject();
+  cJSON *plane = cJSON_AddObjectToObject(json, "control_plane");
+  bool ok = plane && cJSON_AddStringToObject(plane, "address", source->file->xds.address.text) &&
+            cJSON_AddStringToObject(plane, "node_id", source->file->xds.node_id) &&
+            cJSON_AddStringToObject(plane, "state", ms_ads_client_state_name(status.state)) &&
+            cJSON_AddNumberToObject(plane, "streams", (double)status.streams) &&
+            cJSON_AddNumberToObject(plane, "responses", (double)status.responses) &&
+            cJSON_AddStringToObject(plane, "last_disconnect", status.last_disconnect) &&
+            cJSON_AddBoolToObject(plane, "serving_backup", source->from_backup) &&
+            cJSON_AddNumberToObject(json, "dynamic_clusters", (double)clusters) &&
+            cJSON_AddNumberToObject(json, "warming_clusters", (double)warming) &&
+            cJSON_AddNumberToObject(json, "dynamic_listeners", (double)listeners);
+  cJSON *types = cJSON_AddArrayToObject(json, "resource_types");
+  static const ms_xds_kind kinds[] = {MS_XDS_KIND_CLUSTER, MS_XDS_KIND_ENDPOINTS,
+                                      MS_XDS_KIND_LISTENER, MS_XDS_KIND_SECRET};
+  for (size_t k = 0; ok && types && k < 4; k++) ok = add_type(types, source->client, kinds[k]);
+  char *text = ok && types ? cJSON_PrintUnformatted(json) : NULL;
+  cJSON_Delete(json);
+  return text;
+}
+
+/* SIGHUP: the file again, with the dynamic resources in force. */
+static void reload(void *arg) {
+  ms_xds_source *source = arg;
+  ms_config *file = NULL;
+  ms_config_errors errors = {0};
+  if (ms_config_load(source->file->path, &file, &errors) != 0) {
+    for (size_t i = 0; i < errors.count; i++)
+      ms_log(MS_LOG_ERROR, "config reload refused: %s", errors.lines[i]);
+    ms_log(MS_LOG_ERROR, "config reload refused: %s has %zu problem%s; the configuration in "
+           "force stays", source->file->path, errors.count, errors.count == 1 ? "" : "s");
+    ms_config_errors_cleanup(&errors);
+    return;
+  }
+  if (!file->xds.enabled || strcmp(file->xds.address.text, source->file->xds.address.text) != 0 ||
+      strcmp(file->xds.node_id, source->file->xds.node_id) != 0)
+    ms_log(MS_LOG_WARN, "xds: changing the control plane or the node needs a restart; the "
+           "stream to %s stays", source->file->xds.address.text);
+  ms_config *previous = source->file;
+  source->file = file;
+  char err[MS_ERR_LEN];
+  if (apply_state(source, source->state, err, sizeof(err)) != 0) {
+    ms_log(MS_LOG_ERROR, "config reload refused: %s; the configuration in force stays", err);
+    source->file = previous;
+    ms_config_free(file);
+    return;
+  }
+  ms_config_free(previous);
+}
+
+static void stop(void *arg) {
+  ms_xds_source *source = arg;
+  if (source->stopped) return;
+  source->stopped = true;
+  ms_ads_client_close(source->client);
+  source->client = NULL;
+  uv_close((uv_handle_t *)&source->tick, NULL);
+}
+
+/* ---- life ---------------------------------------------------------------------- */
+
+static int bootstrap_context(const ms_xds_bootstrap *xds, SSL_CTX **out, char *err,
+                             size_t err_len) {
+  char why[MS_ERR_LEN];
+  int rc = ms_client_ctx_load(&xds->tls.settings, out, why, sizeof(why));
+  if (rc != 0) snprintf(err, err_len, "xds.tls: %s", why);
+  return rc;
+}
+
+int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_xds_source **out,
+                        char *err, size_t err_len) {
+  const ms_xds_bootstrap *xds = &file->xds;
+  ms_xds_source *source = calloc(1, sizeof(*source));
+  if (source == NULL || (source->state = ms_xds_state_new()) == NULL) {
+    free(source);
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  source->loop = loop;
+  source->server = server;
+  source->file = ms_config_up_ref(file);
+  source->started_ms = uv_now(loop);
+  if (bootstrap_context(xds, &source->bootstrap, err, err_len) != 0) {
+    ms_xds_source_free(source);
+    return -1;
+  }
+
+  ms_ads_metadata_entry *metadata = calloc(xds->metadata_count + 1, sizeof(*metadata));
+  if (metadata == NULL) {
+    snprintf(err, err_len, "out of memory");
+    ms_xds_source_free(source);
+    return -1;
+  }
+  for (size_t i = 0; i < xds->metadata_count; i++)
+    metadata[i] = (ms_ads_metadata_entry){xds->metadata_keys[i], xds->metadata_values[i]};
+  ms_ads_client_options options = {
+      .address = xds->address.text,
+      .server_name = xds->tls.server_name,
+      .ssl_ctx = source->bootstrap,
+      .node = {xds->node_id, xds->node_cluster, metadata, xds->metadata_count},
+      .user_agent = "mtls-sidecar",
+      .user_agent_version = MS_VERSION,
+      .keepalive_interval_ms = 30000,
+  };
+  ms_ads_client_callbacks callbacks = {on_response, on_connection};
+  int rc = ms_ads_client_new(loop, &options, &callbacks, source, &source->client);
+  free(metadata);
+  if (rc != 0) {
+    snprintf(err, err_len, "xds: cannot start the ADS stream to %s: %s", xds->address.text,
+             uv_strerror(rc));
+    ms_xds_source_free(source);
+    return -1;
+  }
+  /* Wildcard CDS and LDS; EDS and SDS follow the clusters. */
+  ms_ads_client_subscribe(source->client, ms_xds_kind_type_url(MS_XDS_KIND_CLUSTER), NULL, 0);
+  ms_ads_client_subscribe(source->client, ms_xds_kind_type_url(MS_XDS_KIND_LISTENER), NULL, 0);
+
+  uv_timer_init(loop, &source->tick);
+  source->tick.data = source;
+  uv_timer_start(&source->tick, on_tick, MS_XDS_TICK_MS, MS_XDS_TICK_MS);
+  ms_server_source hooks = {is_ready, dump_json, reload, stop, source};
+  ms_server_set_source(server, &hooks);
+  ms_log(MS_LOG_INFO, "xds: node %s subscribing to %s", xds->node_id, xds->address.text);
+  *out = source;
+  return 0;
+}
+
+void ms_xds_source_free(ms_xds_source *source) {
+  if (source == NULL) return;
+  ms_xds_state_free(source->state);
+  SSL_CTX_free(source->bootstrap);
+  ms_config_free(source->file);
+  free(source);
+}

@@ -1,0 +1,591 @@
+#include "sidecar/xds_state.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/mem.h>
+
+typedef struct held_cluster {
+  ms_xds_cluster cluster;
+  uint64_t since_ms; /* when it was first seen (set by expire_warming); 0: not yet */
+  bool timed_out;    /* still not live when its initial fetch timeout passed */
+} held_cluster;
+
+/* The accepted resources as they came (type URL and bytes), per kind, so a
+ * state can be cloned by decoding them again (see ms_xds_state_clone). */
+typedef struct raw_list {
+  Google__Protobuf__Any **items;
+  char **names;
+  size_t count;
+} raw_list;
+
+struct ms_xds_state {
+  raw_list raw[4]; /* by ms_xds_kind */
+  held_cluster *clusters;
+  size_t cluster_count;
+  ms_xds_listener *listeners;
+  size_t listener_count;
+  ms_xds_endpoints *endpoints;
+  size_t endpoint_count;
+  ms_xds_secret *secrets;
+  size_t secret_count;
+};
+
+ms_xds_state *ms_xds_state_new(void) {
+  return calloc(1, sizeof(ms_xds_state));
+}
+
+static void raw_free(raw_list *list) {
+  for (size_t i = 0; i < list->count; i++) {
+    Google__Protobuf__Any *any = list->items[i];
+    if (any) {
+      if (any->value.data) OPENSSL_cleanse(any->value.data, any->value.len); /* secrets */
+      free(any->value.data);
+      free(any->type_url);
+      free(any);
+    }
+    free(list->names[i]);
+  }
+  free(list->items);
+  free(list->names);
+  memset(list, 0, sizeof(*list));
+}
+
+static Google__Protobuf__Any *raw_copy(const Google__Protobuf__Any *from) {
+  Google__Protobuf__Any *any = calloc(1, sizeof(*any));
+  if (any == NULL) return NULL;
+  google__protobuf__any__init(any);
+  any->type_url = strdup(from->type_url ? from->type_url : "");
+  any->value.len = from->value.len;
+  any->value.data = malloc(from->value.len ? from->value.len : 1);
+  if (any->type_url == NULL || any->value.data == NULL) {
+    free(any->type_url);
+    free(any->value.data);
+    free(any);
+    return NULL;
+  }
+  if (from->value.len) memcpy(any->value.data, from->value.data, from->value.len);
+  return any;
+}
+
+static int raw_append(raw_list *list, const Google__Protobuf__Any *any, const char *name) {
+  list->items[list->count] = raw_copy(any);
+  list->names[list->count] = strdup(name);
+  list->count++;
+  return list->items[list->count - 1] && list->names[list->count - 1] ? 0 : -1;
+}
+
+/* Keeps copies of the accepted `resources` (named `names`): they replace
+ * the whole list (CDS, LDS) or the items of the same names (EDS, SDS). */
+static int raw_keep(raw_list *list, bool replace_all, const Google__Protobuf__Any *const *resources,
+                    const char *const *names, size_t count) {
+  size_t capacity = (replace_all ? 0 : list->count) + count + 1;
+  raw_list next = {calloc(capacity, sizeof(void *)), calloc(capacity, sizeof(char *)), 0};
+  int rc = next.items && next.names ? 0 : -1;
+  for (size_t i = 0; rc == 0 && !replace_all && i < list->count; i++) {
+    bool replaced = false;
+    for (size_t j = 0; j < count && !replaced; j++) replaced = strcmp(list->names[i], names[j]) == 0;
+    if (!replaced) rc = raw_append(&next, list->items[i], list->names[i]);
+  }
+  for (size_t j = 0; rc == 0 && j < count; j++) rc = raw_append(&next, resources[j], names[j]);
+  if (rc != 0) {
+    raw_free(&next);
+    return -1;
+  }
+  raw_free(list);
+  *list = next;
+  return 0;
+}
+
+void ms_xds_state_free(ms_xds_state *state) {
+  if (state == NULL) return;
+  for (int k = 0; k < 4; k++) raw_free(&state->raw[k]);
+  for (size_t i = 0; i < state->cluster_count; i++) ms_xds_cluster_cleanup(&state->clusters[i].cluster);
+  for (size_t i = 0; i < state->listener_count; i++) ms_xds_listener_cleanup(&state->listeners[i]);
+  for (size_t i = 0; i < state->endpoint_count; i++) ms_xds_endpoints_cleanup(&state->endpoints[i]);
+  for (size_t i = 0; i < state->secret_count; i++) ms_xds_secret_cleanup(&state->secrets[i]);
+  free(state->clusters);
+  free(state->listeners);
+  free(state->endpoints);
+  free(state->secrets);
+  free(state);
+}
+
+/* ---- lookups ------------------------------------------------------------ */
+
+static const ms_xds_endpoints *find_endpoints(const ms_xds_state *state, const char *name) {
+  for (size_t i = 0; i < state->endpoint_count; i++)
+    if (strcmp(state->endpoints[i].cluster_name, name) == 0) return &state->endpoints[i];
+  return NULL;
+}
+
+static const ms_xds_secret *find_secret(const ms_xds_state *state, const char *name,
+                                        ms_xds_secret_kind kind) {
+  for (size_t i = 0; i < state->secret_count; i++)
+    if (strcmp(state->secrets[i].name, name) == 0 && state->secrets[i].kind == kind)
+      return &state->secrets[i];
+  return NULL;
+}
+
+static bool needs_validation_secret(const ms_xds_upstream_tls *tls) {
+  return tls->validation_source == MS_XDS_TLS_SOURCE_SDS ||
+         tls->validation_source == MS_XDS_TLS_SOURCE_COMBINED;
+}
+
+static bool has_secrets(const ms_xds_state *state, const ms_xds_cluster *cluster) {
+  const ms_xds_upstream_tls *tls = &cluster->tls;
+  if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS &&
+      !find_secret(state, tls->certificate_sds_name, MS_XDS_SECRET_TLS_CERTIFICATE))
+    return false;
+  if (needs_validation_secret(tls) &&
+      !find_secret(state, tls->validation_sds_name, MS_XDS_SECRET_VALIDATION_CONTEXT))
+    return false;
+  return true;
+}
+
+/* Live: its secrets and (EDS) at least one endpoint are here. A cluster is
+ * never put in force without them; the initial fetch timeout only decides
+ * when the sidecar stops waiting for it to report ready. */
+static bool is_live(const ms_xds_state *state, const held_cluster *held) {
+  if (!has_secrets(state, &held->cluster)) return false;
+  if (held->cluster.type != MS_XDS_DISCOVERY_EDS) return true;
+  const ms_xds_endpoints *eds = find_endpoints(state, held->cluster.eds_service_name);
+  return eds != NULL && eds->endpoint_count > 0;
+}
+
+/* ---- updates ------------------------------------------------------------ */
+
+static int decode_all(ms_xds_kind kind, const Google__Protobuf__Any *const *resources,
+                      size_t count, ms_xds_resource **out, char *err, size_t err_len) {
+  ms_xds_resource *decoded = calloc(count ? count : 1, sizeof(*decoded));
+  if (decoded == NULL) {
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  const char *type_url = ms_xds_kind_type_url(kind);
+  size_t n = 0;
+  for (; n < count; n++) {
+    if (ms_xds_resource_decode_any(resources[n], type_url, &decoded[n], err, err_len) != 0) break;
+    const char *name = ms_xds_resource_name(&decoded[n]);
+    for (size_t j = 0; j < n; j++) {
+      if (strcmp(ms_xds_resource_name(&decoded[j]), name) == 0) {
+        snprintf(err, err_len, "%s \"%s\": the name appears twice in one response",
+                 ms_xds_kind_name(kind), name);
+        n++;
+        goto fail;
+      }
+    }
+    if (kind == MS_XDS_KIND_CLUSTER && !decoded[n].as.cluster.tls.present) {
+      snprintf(err, err_len,
+               "cluster \"%s\": transport_socket: none; this sidecar originates TLS only: give "
+               "the cluster an envoy.transport_sockets.tls UpstreamTlsContext",
+               name);
+      n++;
+      goto fail;
+    }
+  }
+  if (n == count) {
+    *out = decoded;
+    return 0;
+  }
+  /* decode failed at n: it cleaned up after itself */
+fail:
+  for (size_t j = 0; j < n && j < count; j++) {
+    ms_xds_resource *r = &decoded[j];
+    switch (r->kind) {
+      case MS_XDS_KIND_CLUSTER: ms_xds_cluster_cleanup(&r->as.cluster); break;
+      case MS_XDS_KIND_ENDPOINTS: ms_xds_endpoints_cleanup(&r->as.endpoints); break;
+      case MS_XDS_KIND_SECRET: ms_xds_secret_cleanup(&r->as.secret); break;
+      case MS_XDS_KIND_LISTENER: ms_xds_listener_cleanup(&r->as.listener); break;
+    }
+  }
+  free(decoded);
+  return -1;
+}
+
+static void replace_clusters(ms_xds_state *state, ms_xds_resource *decoded, size_t count) {
+  held_cluster *clusters = calloc(count ? count : 1, sizeof(*clusters));
+  if (clusters == NULL) return; /* keep the old ones; the caller reports memory */
+  for (size_t i = 0; i < count; i++) {
+    clusters[i].cluster = decoded[i].as.cluster;
+    for (size_t j = 0; j < state->cluster_count; j++) {
+      if (strcmp(state->clusters[j].cluster.name, clusters[i].cluster.name) == 0) {
+        clusters[i].since_ms = state->clusters[j].since_ms;
+        clusters[i].timed_out = state->clusters[j].timed_out;
+      }
+    }
+  }
+  for (size_t i = 0; i < state->cluster_count; i++) ms_xds_cluster_cleanup(&state->clusters[i].cluster);
+  free(state->clusters);
+  state->clusters = clusters;
+  state->cluster_count = count;
+}
+
+static void replace_listeners(ms_xds_state *state, ms_xds_resource *decoded, size_t count) {
+  ms_xds_listener *listeners = calloc(count ? count : 1, sizeof(*listeners));
+  if (listeners == NULL) return;
+  for (size_t i = 0; i < count; i++) listeners[i] = decoded[i].as.listener;
+  for (size_t i = 0; i < state->listener_count; i++) ms_xds_listener_cleanup(&state->listeners[i]);
+  free(state->listeners);
+  state->listeners = listeners;
+  state->listener_count = count;
+}
+
+/* EDS and SDS: replace by name, add what is new. */
+static int merge_named(void **items, size_t *count, size_t size, const char *(*name_of)(void *),
+                       void (*cleanup)(void *), ms_xds_resource *decoded, size_t n,
+                       void *(*payload)(ms_xds_resource *)) {
+  char *array = realloc(*items, (*count + n ? *count + n : 1) * size);
+  if (array == NULL) return -1;
+  *items = array;
+  for (size_t i = 0; i < n; i++) {
+    void *item = payload(&decoded[i]);
+    size_t j = 0;
+    for (; j < *count; j++) {
+      if (strcmp(name_of(array + j * size), name_of(item)) == 0) {
+        cleanup(array + j * size);
+        memcpy(array + j * size, item, size);
+        break;
+      }
+    }
+    if (j == *count) memcpy(array + (*count)++ * size, item, size);
+  }
+  return 0;
+}
+
+static const char *endpoints_name(void *p) {
+  return ((ms_xds_endpoints *)p)->cluster_name;
+}
+static const char *secret_name(void *p) {
+  return ((ms_xds_secret *)p)->name;
+}
+static void endpoints_cleanup(void *p) {
+  ms_xds_endpoints_cleanup(p);
+}
+static void secret_cleanup(void *p) {
+  ms_xds_secret_cleanup(p);
+}
+static void *endpoints_of(ms_xds_resource *r) {
+  return &r->as.endpoints;
+}
+static void *secret_of(ms_xds_resource *r) {
+  return &r->as.secret;
+}
+
+int ms_xds_state_update(ms_xds_state *state, ms_xds_kind kind,
+                        const Google__Protobuf__Any *const *resources, size_t count, char *err,
+                        size_t err_len) {
+  ms_xds_resource *decoded = NULL;
+  if (decode_all(kind, resources, count, &decoded, err, err_len) != 0) return -1;
+  const char **names = calloc(count + 1, sizeof(char *));
+  for (size_t i = 0; names && i < count; i++) names[i] = ms_xds_resource_name(&decoded[i]);
+  bool replace_all = kind == MS_XDS_KIND_CLUSTER || kind == MS_XDS_KIND_LISTENER;
+  int rc = names ? raw_keep(&state->raw[kind], replace_all, resources, names, count) : -1;
+  free(names);
+  if (rc != 0) {
+    snprintf(err, err_len, "out of memory");
+    for (size_t i = 0; i < count; i++) {
+      switch (kind) {
+        case MS_XDS_KIND_CLUSTER: ms_xds_cluster_cleanup(&decoded[i].as.cluster); break;
+        case MS_XDS_KIND_ENDPOINTS: ms_xds_endpoints_cleanup(&decoded[i].as.endpoints); break;
+        case MS_XDS_KIND_SECRET: ms_xds_secret_cleanup(&decoded[i].as.secret); break;
+        case MS_XDS_KIND_LISTENER: ms_xds_listener_cleanup(&decoded[i].as.listener); break;
+      }
+    }
+    free(decoded);
+    return -1;
+  }
+  switch (kind) {
+    case MS_XDS_KIND_CLUSTER: replace_clusters(state, decoded, count); break;
+    case MS_XDS_KIND_LISTENER: replace_listeners(state, decoded, count); break;
+    case MS_XDS_KIND_ENDPOINTS:
+      rc = merge_named((void **)&state->endpoints, &state->endpoint_count,
+                       sizeof(ms_xds_endpoints), endpoints_name, endpoints_cleanup, decoded,
+                       count, endpoints_of);
+      break;
+    case MS_XDS_KIND_SECRET:
+      rc = merge_named((void **)&state->secrets, &state->secret_count, sizeof(ms_xds_secret),
+                       secret_name, secret_cleanup, decoded, count, secret_of);
+      break;
+  }
+  free(decoded);
+  if (rc != 0) snprintf(err, err_len, "out of memory");
+  return rc;
+}
+
+ms_xds_state *ms_xds_state_clone(const ms_xds_state *state) {
+  ms_xds_state *clone = ms_xds_state_new();
+  /* Secrets and endpoints first: the order does not matter to the result,
+   * but it is the order Envoy warms in. */
+  static const ms_xds_kind order[] = {MS_XDS_KIND_SECRET, MS_XDS_KIND_ENDPOINTS,
+                                      MS_XDS_KIND_CLUSTER, MS_XDS_KIND_LISTENER};
+  char err[256];
+  for (size_t k = 0; clone && k < 4; k++) {
+    const raw_list *raw = &state->raw[order[k]];
+    if (ms_xds_state_update(clone, order[k], (const Google__Protobuf__Any *const *)raw->items,
+                            raw->count, err, sizeof(err)) != 0) {
+      ms_xds_state_free(clone);
+      return NULL;
+    }
+  }
+  for (size_t i = 0; clone && i < clone->cluster_count; i++) {
+    for (size_t j = 0; j < state->cluster_count; j++) {
+      if (strcmp(clone->clusters[i].cluster.name, state->clusters[j].cluster.name) == 0) {
+        clone->clusters[i].since_ms = state->clusters[j].since_ms;
+        clone->clusters[i].timed_out = state->clusters[j].timed_out;
+      }
+    }
+  }
+  return clone;
+}
+
+const Google__Protobuf__Any *const *ms_xds_state_raw(const ms_xds_state *state, ms_xds_kind kind,
+                                                     size_t *out_count) {
+  *out_count = state->raw[kind].count;
+  return (const Google__Protobuf__Any *const *)state->raw[kind].items;
+}
+
+const char **ms_xds_state_wanted(const ms_xds_state *state, ms_xds_kind kind, size_t *out_count) {
+  const char **names = calloc(state->cluster_count * 2 + 1, sizeof(char *));
+  size_t n = 0;
+  for (size_t i = 0; names && i < state->cluster_count; i++) {
+    const ms_xds_cluster *c = &state->clusters[i].cluster;
+    const char *candidates[2] = {NULL, NULL};
+    if (kind == MS_XDS_KIND_ENDPOINTS && c->type == MS_XDS_DISCOVERY_EDS)
+      candidates[0] = c->eds_service_name;
+    if (kind == MS_XDS_KIND_SECRET) {
+      if (c->tls.certificate_source == MS_XDS_TLS_SOURCE_SDS)
+        candidates[0] = c->tls.certificate_sds_name;
+      if (needs_validation_secret(&c->tls)) candidates[1] = c->tls.validation_sds_name;
+    }
+    for (int k = 0; k < 2; k++) {
+      if (candidates[k] == NULL) continue;
+      size_t j = 0;
+      while (j < n && strcmp(names[j], candidates[k]) != 0) j++;
+      if (j == n) names[n++] = candidates[k];
+    }
+  }
+  *out_count = n;
+  return names;
+}
+
+size_t ms_xds_state_expire_warming(ms_xds_state *state, uint64_t now_ms, uint64_t timeout_ms) {
+  size_t expired = 0;
+  for (size_t i = 0; i < state->cluster_count; i++) {
+    held_cluster *held = &state->clusters[i];
+    if (held->since_ms == 0) held->since_ms = now_ms ? now_ms : 1;
+    if (!held->timed_out && !is_live(state, held) && now_ms - held->since_ms >= timeout_ms) {
+      held->timed_out = true;
+      expired++;
+    }
+  }
+  return expired;
+}
+
+void ms_xds_state_counts(const ms_xds_state *state, size_t *out_clusters, size_t *out_warming,
+                         size_t *out_listeners) {
+  size_t warming = 0;
+  for (size_t i = 0; i < state->cluster_count; i++)
+    if (!is_live(state, &state->clusters[i]) && !state->clusters[i].timed_out) warming++;
+  *out_clusters = state->cluster_count;
+  *out_warming = warming;
+  *out_listeners = state->listener_count;
+}
+
+/* ---- rendering ---------------------------------------------------------- */
+
+static void add_string(cJSON *object, const char *key, const char *value) {
+  if (value) cJSON_AddStringToObject(object, key, value);
+}
+
+static void add_strings(cJSON *object, const char *key, char *const *values, size_t count) {
+  if (count == 0) return;
+  cJSON *array = cJSON_AddArrayToObject(object, key);
+  for (size_t i = 0; array && i < count; i++) cJSON_AddItemToArray(array, cJSON_CreateString(values[i]));
+}
+
+/* A DataSource becomes "<key>_pem" (inline) or "<key>" (a file). */
+static void add_data(cJSON *object, const char *key, const ms_xds_data_source *data) {
+  char name[64];
+  if (data->kind == MS_XDS_DATA_INLINE) {
+    snprintf(name, sizeof(name), "%s_pem", key);
+    cJSON_AddStringToObject(object, strcmp(key, "password") == 0 ? "password" : name,
+                            data->bytes);
+  } else if (data->kind == MS_XDS_DATA_FILENAME) {
+    snprintf(name, sizeof(name), "%s", strcmp(key, "password") == 0 ? "password_file" : key);
+    cJSON_AddStringToObject(object, name, data->filename);
+  }
+}
+
+static void add_certificate(cJSON *tls, const ms_xds_tls_certificate *certificate) {
+  add_data(tls, "certificate", &certificate->certificate_chain);
+  add_data(tls, "private_key", &certificate->private_key);
+  add_data(tls, "password", &certificate->password);
+}
+
+/* Envoy's combined validation context: the secret's trust, with the names
+ * of both. */
+static void add_validation(cJSON *tls, const ms_xds_validation_context *inline_part,
+                           const ms_xds_validation_context *secret) {
+  const ms_xds_validation_context *trust = secret ? secret : inline_part;
+  add_data(tls, "trusted_ca", &trust->trusted_ca);
+  add_data(tls, "crl", &trust->crl);
+  cJSON_AddBoolToObject(tls, "verify", trust->verify);
+  uint32_t depth = trust->max_verify_depth;
+  if (trust->verify) cJSON_AddNumberToObject(tls, "verify_depth", depth < 1 ? 1 : depth > 100 ? 100 : depth);
+  cJSON *names = cJSON_CreateArray();
+  const ms_xds_validation_context *parts[2] = {inline_part, secret};
+  for (int p = 0; names && p < 2; p++)
+    for (size_t i = 0; parts[p] && i < parts[p]->match_subject_alt_name_count; i++)
+      cJSON_AddItemToArray(names, cJSON_CreateString(parts[p]->match_subject_alt_names[i]));
+  if (names && cJSON_GetArraySize(names) > 0 && trust->verify)
+    cJSON_AddItemToObject(tls, "match_subject_alt_names", names);
+  else
+    cJSON_Delete(names);
+}
+
+static const char *version_name(uint16_t version) {
+  return version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2";
+}
+
+static cJSON *render_tls(const ms_xds_state *state, const ms_xds_upstream_tls *tls) {
+  cJSON *out = cJSON_CreateObject();
+  if (out == NULL) return NULL;
+  if (tls->certificate_source == MS_XDS_TLS_SOURCE_INLINE) add_certificate(out, &tls->certificate);
+  if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS)
+    add_certificate(out, &find_secret(state, tls->certificate_sds_name,
+                                      MS_XDS_SECRET_TLS_CERTIFICATE)->certificate);
+  const ms_xds_secret *validation =
+      needs_validation_secret(tls)
+          ? find_secret(state, tls->validation_sds_name, MS_XDS_SECRET_VALIDATION_CONTEXT)
+          : NULL;
+  add_validation(out, tls->validation_source == MS_XDS_TLS_SOURCE_SDS ? NULL : &tls->validation,
+                 validation ? &validation->validation : NULL);
+  /* Envoy sends no SNI unless told; this sidecar sends the name it
+   * verifies, as for static clusters (see the README). */
+  add_string(out, "server_name", tls->sni);
+  cJSON *protocols = cJSON_AddArrayToObject(out, "protocols");
+  for (uint16_t v = tls->min_version; protocols && v <= tls->max_version; v++)
+    if (v == TLS1_2_VERSION || v == TLS1_3_VERSION)
+      cJSON_AddItemToArray(protocols, cJSON_CreateString(version_name(v)));
+  add_string(out, "ciphers", tls->ciphers);
+  if (tls->curves) {
+    cJSON *curves = cJSON_AddArrayToObject(out, "curves");
+    char *copy = strdup(tls->curves), *save = NULL;
+    for (char *c = copy ? strtok_r(copy, ":", &save) : NULL; c; c = strtok_r(NULL, ":", &save))
+      cJSON_AddItemToArray(curves, cJSON_CreateString(c));
+    free(copy);
+  }
+  add_strings(out, "alpn", tls->alpn, tls->alpn_count);
+  cJSON_AddBoolToObject(out, "session_reuse", tls->session_reuse);
+  return out;
+}
+
+static cJSON *render_cluster(const ms_xds_state *state, const ms_xds_cluster *cluster) {
+  cJSON *out = cJSON_CreateObject();
+  if (out == NULL) return NULL;
+  cJSON_AddStringToObject(out, "name", cluster->name);
+  const ms_endpoint_config *endpoints = cluster->endpoints;
+  size_t count = cluster->endpoint_count;
+  if (cluster->type == MS_XDS_DISCOVERY_EDS) {
+    const ms_xds_endpoints *eds = find_endpoints(state, cluster->eds_service_name);
+    endpoints = eds ? eds->endpoints : NULL;
+    count = eds ? eds->endpoint_count : 0;
+  }
+  cJSON *list = cJSON_AddArrayToObject(out, "endpoints");
+  for (size_t i = 0; list && i < count; i++) {
+    cJSON *endpoint = cJSON_CreateObject();
+    cJSON_AddStringToObject(endpoint, "address", endpoints[i].address.text);
+    cJSON_AddNumberToObject(endpoint, "weight", endpoints[i].weight);
+    cJSON_AddItemToArray(list, endpoint);
+  }
+  cJSON_AddStringToObject(out, "lb_policy", ms_lb_policy_name(cluster->lb_policy));
+  cJSON_AddNumberToObject(out, "connect_timeout_ms", cluster->connect_timeout_ms);
+  cJSON_AddNumberToObject(out, "dns_refresh_ms", cluster->dns_refresh_ms);
+  cJSON *outlier = cJSON_AddObjectToObject(out, "outlier_detection");
+  if (outlier) {
+    const ms_outlier_config *o = &cluster->outlier_detection;
+    cJSON_AddNumberToObject(outlier, "consecutive_failures", o->consecutive_failures);
+    if (o->base_ejection_ms) cJSON_AddNumberToObject(outlier, "base_ejection_ms", o->base_ejection_ms);
+    if (o->max_ejection_ms >= o->base_ejection_ms && o->max_ejection_ms)
+      cJSON_AddNumberToObject(outlier, "max_ejection_ms", o->max_ejection_ms);
+  }
+  cJSON_AddItemToObject(out, "tls", render_tls(state, &cluster->tls));
+  return out;
+}
+
+static cJSON *render_listener(const ms_xds_listener *listener) {
+  cJSON *out = cJSON_CreateObject();
+  if (out == NULL) return NULL;
+  cJSON_AddStringToObject(out, "name", listener->name);
+  cJSON_AddStringToObject(out, "address", listener->address.text);
+  cJSON_AddStringToObject(out, "protocol", "tcp");
+  cJSON_AddStringToObject(out, "cluster", listener->cluster);
+  cJSON_AddNumberToObject(out, "idle_timeout_ms", listener->idle_timeout_ms);
+  return out;
+}
+
+static bool array_has_name(const cJSON *array, const char *name) {
+  const cJSON *item;
+  cJSON_ArrayForEach(item, array) {
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(item, "name");
+    if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0) return true;
+  }
+  return false;
+}
+
+static cJSON *array_of(cJSON *root, const char *key) {
+  cJSON *array = cJSON_GetObjectItemCaseSensitive(root, key);
+  if (cJSON_IsArray(array)) return array;
+  cJSON_DeleteItemFromObjectCaseSensitive(root, key);
+  return cJSON_AddArrayToObject(root, key);
+}
+
+char *ms_xds_state_render(const ms_xds_state *state, const char *static_json, char *err,
+                          size_t err_len) {
+  cJSON *root = cJSON_Parse(static_json);
+  if (!cJSON_IsObject(root)) {
+    snprintf(err, err_len, "the static configuration does not parse");
+    cJSON_Delete(root);
+    return NULL;
+  }
+  cJSON *clusters = array_of(root, "clusters"), *listeners = array_of(root, "listeners");
+  char *text = NULL;
+  if (clusters == NULL || listeners == NULL) goto out_of_memory;
+  for (size_t i = 0; i < state->cluster_count; i++) {
+    const held_cluster *held = &state->clusters[i];
+    if (!is_live(state, held)) continue;
+    if (array_has_name(clusters, held->cluster.name)) {
+      snprintf(err, err_len, "cluster \"%s\": a static cluster has this name", held->cluster.name);
+      cJSON_Delete(root);
+      return NULL;
+    }
+    cJSON *rendered = render_cluster(state, &held->cluster);
+    if (rendered == NULL) goto out_of_memory;
+    cJSON_AddItemToArray(clusters, rendered);
+  }
+  for (size_t i = 0; i < state->listener_count; i++) {
+    const ms_xds_listener *listener = &state->listeners[i];
+    if (array_has_name(listeners, listener->name)) {
+      snprintf(err, err_len, "listener \"%s\": a static listener has this name", listener->name);
+      cJSON_Delete(root);
+      return NULL;
+    }
+    /* A listener waits for its cluster to go live (Envoy warms it too). */
+    if (!array_has_name(clusters, listener->cluster)) continue;
+    cJSON *rendered = render_listener(listener);
+    if (rendered == NULL) goto out_of_memory;
+    cJSON_AddItemToArray(listeners, rendered);
+  }
+  text = cJSON_Print(root);
+  cJSON_Delete(root);
+  if (text == NULL) snprintf(err, err_len, "out of memory");
+  return text;
+
+out_of_memory:
+  snprintf(err, err_len, "out of memory");
+  cJSON_Delete(root);
+  return NULL;
+}

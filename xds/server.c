@@ -1,0 +1,297 @@
+/* server.c: xds-server's lifetime (server.h): options, the TLS context, the
+ * gRPC server that accepts ADS calls, pushing to streams, and the helpers
+ * its parts share (server_internal.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <openssl/err.h>
+#include <openssl/mem.h>
+#include <openssl/sha.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "certs/certs.h"
+#include "sidecar/log.h"
+#include "xds/server_internal.h"
+#include "xds/type_urls.h"
+
+#define NODE_TABLE_SIZE 4096
+
+int64_t xds_now_ms(void) {
+  struct timeval now;
+  gettimeofday(&now, NULL);
+  return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
+}
+
+/* ---- resources ------------------------------------------------------------------- */
+
+int xds_resource_init(xds_resource *out, const char *name, const void *message) {
+  const ProtobufCMessage *pb = message;
+  memset(out, 0, sizeof(*out));
+  out->len = protobuf_c_message_get_packed_size(pb);
+  out->bytes = malloc(out->len > 0 ? out->len : 1);
+  out->name = strdup(name);
+  if (out->bytes == NULL || out->name == NULL) {
+    xds_resource_cleanup(out);
+    return -1;
+  }
+  protobuf_c_message_pack(pb, out->bytes);
+  SHA256(out->bytes, out->len, out->hash);
+  return 0;
+}
+
+void xds_resource_cleanup(xds_resource *resource) {
+  if (resource->secret && resource->bytes != NULL) OPENSSL_cleanse(resource->bytes, resource->len);
+  free(resource->bytes);
+  free(resource->name);
+  memset(resource, 0, sizeof(*resource));
+}
+
+const xds_resource *xds_resource_set_find(const xds_resource_set *set, const char *name) {
+  size_t low = 0, high = set->count;
+  while (low < high) {
+    size_t mid = low + (high - low) / 2;
+    int cmp = strcmp(set->items[mid].name, name);
+    if (cmp == 0) return &set->items[mid];
+    if (cmp < 0)
+      low = mid + 1;
+    else
+      high = mid;
+  }
+  return NULL;
+}
+
+/* ---- pushing --------------------------------------------------------------------- */
+
+void xds_server_push_type(ms_xds_server *server, xds_type type) {
+  size_t pushed = 0;
+  for (xds_stream *stream = server->streams; stream != NULL; stream = stream->next) {
+    if (!stream->types[type].subscribed) continue;
+    xds_stream_push(stream, type);
+    pushed++;
+  }
+  if (pushed > 0)
+    ms_log(MS_LOG_DEBUG, "xds: %s checked on %zu streams", xds_type_name(type), pushed);
+}
+
+void xds_server_trust_ca(ms_xds_server *server, X509 *ca_cert) {
+  if (!server->client_ca_is_workload_ca || server->ssl_ctx == NULL) return;
+  /* Already there is fine: BoringSSL ignores a duplicate. */
+  X509_STORE_add_cert(SSL_CTX_get_cert_store(server->ssl_ctx), ca_cert);
+  ERR_clear_error();
+}
+
+/* ---- the gRPC side --------------------------------------------------------------- */
+
+static int on_call(ms_grpc_server_call *call, const char *method_path, const ms_grpc_peer *peer,
+                   void *arg) {
+  ms_xds_server *server = arg;
+  if (strcmp(method_path, MS_XDS_ADS_METHOD) != 0) {
+    ms_log(MS_LOG_WARN, "xds: %s called %s: unimplemented", peer->address, method_path);
+    return MS_GRPC_UNIMPLEMENTED;
+  }
+  if (server->closing) return MS_GRPC_UNAVAILABLE;
+  xds_stream *stream = xds_stream_new(server, call, peer);
+  if (stream == NULL) return MS_GRPC_RESOURCE_EXHAUSTED;
+  ms_grpc_server_call_set_handler(call, &xds_stream_callbacks, stream);
+  return MS_GRPC_OK;
+}
+
+static void on_connection_closed(ms_grpc_server *grpc, const ms_grpc_peer *peer, const char *reason,
+                                 void *arg) {
+  ms_log(MS_LOG_INFO, "xds: connection from %s closed: %s", peer->address, reason);
+}
+
+static const ms_grpc_server_callbacks grpc_callbacks = {
+    .on_call = on_call,
+    .on_connection_closed = on_connection_closed,
+};
+
+/* tls_error drains BoringSSL's error queue into one line. */
+static void tls_error(char *err, size_t err_len, const char *what, const char *path) {
+  char reason[256] = "unknown error";
+  uint32_t code = ERR_get_error();
+  if (code != 0) ERR_error_string_n(code, reason, sizeof(reason));
+  ERR_clear_error();
+  snprintf(err, err_len, "%s %s: %s", what, path, reason);
+}
+
+/* new_ssl_ctx: the server's certificate and key, and client verification
+ * against --client-ca or the workload CA. */
+static SSL_CTX *new_ssl_ctx(ms_xds_server *server, char *err, size_t err_len) {
+  const ms_xds_server_options *o = &server->options;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
+  if (ctx == NULL) {
+    snprintf(err, err_len, "out of memory");
+    return NULL;
+  }
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (!SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert)) {
+    tls_error(err, err_len, "cannot use the server certificate (--tls-cert)", o->tls_cert);
+    goto fail;
+  }
+  if (!SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM)) {
+    tls_error(err, err_len, "cannot use the server key (--tls-key)", o->tls_key);
+    goto fail;
+  }
+  if (!SSL_CTX_check_private_key(ctx)) {
+    ERR_clear_error();
+    snprintf(err, err_len, "the server key %s does not match the certificate %s", o->tls_key,
+             o->tls_cert);
+    goto fail;
+  }
+  if (o->client_ca != NULL) {
+    if (!SSL_CTX_load_verify_locations(ctx, o->client_ca, NULL)) {
+      tls_error(err, err_len, "cannot load the client CA (--client-ca)", o->client_ca);
+      goto fail;
+    }
+  } else {
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_STORE_add_cert(store, server->ca.current.cert);
+    for (size_t i = 0; i < server->ca.retiring_count; i++)
+      X509_STORE_add_cert(store, server->ca.retiring[i].cert);
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  SSL_CTX_set_info_callback(ctx, ms_tls_info_callback);
+  return ctx;
+fail:
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+static char *copy_option(const char *text) {
+  return text != NULL ? strdup(text) : NULL;
+}
+
+static void free_options(ms_xds_server_options *o) {
+  free((char *)o->listen_address);
+  free((char *)o->tls_cert);
+  free((char *)o->tls_key);
+  free((char *)o->client_ca);
+  free((char *)o->ca_cert);
+  free((char *)o->ca_key);
+  free((char *)o->config_dir);
+  free((char *)o->trust_domain);
+  free((char *)o->status_address);
+}
+
+static void server_maybe_free(ms_xds_server *server) {
+  if (!server->closing || server->open_handles > 0) return;
+  if (server->has_files) xds_files_cleanup(&server->files);
+  xds_ca_cleanup(&server->ca);
+  free(server->node_table);
+  SSL_CTX_free(server->ssl_ctx);
+  free_options(&server->options);
+  free(server);
+}
+
+void xds_server_handle_closed(ms_xds_server *server) {
+  server->open_handles--;
+  server_maybe_free(server);
+}
+
+int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
+                      ms_xds_server **out_server, char *err, size_t err_len) {
+  if (options->listen_address == NULL || options->tls_cert == NULL || options->tls_key == NULL ||
+      options->ca_cert == NULL || options->ca_key == NULL) {
+    snprintf(err, err_len,
+             "--listen, --tls-cert, --tls-key, --ca-cert and --ca-key are all required");
+    return -1;
+  }
+  ms_xds_server *server = calloc(1, sizeof(*server));
+  if (server == NULL) {
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  server->loop = loop;
+  server->started_at_ms = xds_now_ms();
+  ms_xds_server_options *o = &server->options;
+  *o = *options;
+  o->listen_address = copy_option(options->listen_address);
+  o->tls_cert = copy_option(options->tls_cert);
+  o->tls_key = copy_option(options->tls_key);
+  o->client_ca = copy_option(options->client_ca);
+  o->ca_cert = copy_option(options->ca_cert);
+  o->ca_key = copy_option(options->ca_key);
+  o->config_dir = copy_option(options->config_dir);
+  o->trust_domain =
+      copy_option(options->trust_domain != NULL ? options->trust_domain : "cluster.local");
+  o->status_address = copy_option(options->status_address);
+  server->trust_domain = (char *)o->trust_domain;
+  server->cert_ttl_seconds = options->cert_ttl_seconds > 0 ? options->cert_ttl_seconds : 3600;
+  if (o->ca_overlap_seconds <= 0) o->ca_overlap_seconds = 2 * server->cert_ttl_seconds;
+  if (o->debounce_ms == 0) o->debounce_ms = 100;
+  server->client_ca_is_workload_ca = o->client_ca == NULL;
+  server->node_table_size = NODE_TABLE_SIZE;
+  server->node_table = calloc(NODE_TABLE_SIZE, sizeof(xds_node *));
+  if (server->node_table == NULL || o->listen_address == NULL || o->trust_domain == NULL) {
+    snprintf(err, err_len, "out of memory");
+    server->closing = true;
+    server_maybe_free(server);
+    return -1;
+  }
+
+  /* The CA first: the TLS context may trust it. Then the files, then the
+   * listeners. Past this point a failure closes what was started. */
+  if (xds_ca_init(&server->ca, server, loop, o->ca_cert, o->ca_key, o->ca_overlap_seconds,
+                  o->debounce_ms, err, err_len) != 0) {
+    server->closing = true;
+    server_maybe_free(server);
+    return -1;
+  }
+  if (o->config_dir != NULL) {
+    server->has_files = true;
+    if (xds_files_init(&server->files, server, loop, o->config_dir, o->debounce_ms, err, err_len) !=
+        0) {
+      server->has_files = false;
+      goto fail;
+    }
+  }
+  if ((server->ssl_ctx = new_ssl_ctx(server, err, err_len)) == NULL) goto fail;
+  ms_grpc_server_options grpc_options = {
+      .address = o->listen_address,
+      .ssl_ctx = server->ssl_ctx,
+      .max_concurrent_streams = 100000,
+  };
+  int rc = ms_grpc_server_new(loop, &grpc_options, &grpc_callbacks, server, &server->grpc);
+  if (rc != 0) {
+    snprintf(err, err_len, "cannot listen on %s (--listen): %s", o->listen_address,
+             uv_strerror(rc));
+    goto fail;
+  }
+  server->port = ms_grpc_server_port(server->grpc);
+  if (o->status_address != NULL && xds_status_start(server, o->status_address, &server->status,
+                                                    &server->status_port, err, err_len) != 0)
+    goto fail;
+  *out_server = server;
+  return 0;
+fail:
+  ms_xds_server_close(server);
+  return -1;
+}
+
+uint16_t ms_xds_server_port(const ms_xds_server *server) {
+  return server->port;
+}
+
+uint16_t ms_xds_server_status_port(const ms_xds_server *server) {
+  return server->status_port;
+}
+
+size_t ms_xds_server_stream_count(const ms_xds_server *server) {
+  return server->stream_count;
+}
+
+void ms_xds_server_close(ms_xds_server *server) {
+  if (server == NULL || server->closing) return;
+  server->closing = true;
+  /* Every stream's on_cancel runs in here and frees it (and its node). */
+  ms_grpc_server_close(server->grpc);
+  server->grpc = NULL;
+  xds_status_close(server->status);
+  server->status = NULL;
+  if (server->has_files) xds_files_close(&server->files);
+  xds_ca_close(&server->ca);
+  server_maybe_free(server);
+}

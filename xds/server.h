@@ -1,0 +1,73 @@
+/* server.h: xds-server, the reference control plane, as a library on a libuv
+ * loop (xds/server_main.c is the command; docs/xds-server.md the manual).
+ *
+ * It serves Envoy's Aggregated Discovery Service (xDS v3, state of the world)
+ * over gRPC over mutual TLS (xds/grpc.h) to many sidecars:
+ *   - clusters (CDS), endpoints (EDS) and listeners (LDS) from a directory of
+ *     JSON files it watches (Envoy's resource JSON, xds/json_pb.h);
+ *   - secrets (SDS): it is the workload CA. Each node gets its own ECDSA P-256
+ *     client certificate with a SPIFFE ID, as the Secret "default", rotated
+ *     at 50-70% of its lifetime; the trust bundle is the Secret "ROOTCA". The
+ *     CA's files are watched: a new CA signs from then on, and the old one
+ *     stays in the bundle for an overlap period.
+ * A plain HTTP listener (loopback by default) answers GET /status with JSON.
+ * Events are logged one line each on stderr; key material never is.
+ *
+ * Everything runs on the loop's thread. */
+#ifndef MS_XDS_SERVER_H
+#define MS_XDS_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+/* The names of the two secrets served over SDS. */
+#define MS_XDS_SECRET_CERTIFICATE "default" /* the node's tls_certificate */
+#define MS_XDS_SECRET_TRUST_BUNDLE "ROOTCA" /* the CAs' validation_context */
+
+typedef struct ms_xds_server ms_xds_server;
+
+typedef struct ms_xds_server_options {
+  const char *listen_address; /* "IP:port" for ADS; port 0 picks one. Required. */
+  const char *tls_cert;       /* the server's own certificate chain (PEM file). Required. */
+  const char *tls_key;        /* its private key (PEM file). Required. */
+  const char *client_ca;      /* CAs that sign sidecars' bootstrap certificates;
+                                 NULL: the workload CA (and each CA it rotates to) */
+  const char *ca_cert;        /* the workload CA's certificate (PEM; ECDSA or RSA). Required. */
+  const char *ca_key;         /* its private key. Required. */
+  const char *config_dir;     /* JSON resources; NULL: none served */
+  const char *trust_domain;   /* SPIFFE trust domain; NULL: "cluster.local" */
+  int64_t cert_ttl_seconds;   /* issued certificates' lifetime; 0: 3600 */
+  int64_t ca_overlap_seconds; /* an old CA stays in the bundle this long; 0: 2x TTL */
+  const char *status_address; /* "IP:port" for GET /status; NULL: no status endpoint */
+  uint32_t debounce_ms;       /* quiet time after a file event before reloading; 0: 100 */
+} ms_xds_server_options;
+
+/* ms_xds_server_new loads the certificates, the CA and the configuration
+ * directory, starts listening and watching, and returns at once. A JSON file
+ * that does not parse is logged and reported in /status, not fatal.
+ * `options` and its strings are copied. Returns 0 and sets *out_server
+ * (released with ms_xds_server_close), or -1 with one line in `err` a user
+ * can act on (a file that cannot be read, a key that does not match its
+ * certificate, an address in use, ...). */
+int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
+                      ms_xds_server **out_server, char *err, size_t err_len);
+
+/* ms_xds_server_port / ms_xds_server_status_port return the bound ports (0
+ * for a status endpoint not configured). */
+uint16_t ms_xds_server_port(const ms_xds_server *server);
+uint16_t ms_xds_server_status_port(const ms_xds_server *server);
+
+/* ms_xds_server_status_json returns the /status document (newly allocated;
+ * the caller frees it), or NULL when memory ran out. */
+char *ms_xds_server_status_json(ms_xds_server *server);
+
+/* ms_xds_server_stream_count returns the number of open ADS streams. */
+size_t ms_xds_server_stream_count(const ms_xds_server *server);
+
+/* ms_xds_server_close stops listening and watching and ends every stream
+ * (the server's loop must run once more to free the memory). Accepts NULL. */
+void ms_xds_server_close(ms_xds_server *server);
+
+#endif
