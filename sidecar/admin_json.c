@@ -289,7 +289,7 @@ static void visit_context(ms_tls_context *context, void *arg) {
     append(cas, cert_detail(context->trusted_ca_path, &context->cas[i], visit->now, ok), ok);
   }
   cJSON *chain = put_array(entry, "cert_chain", ok);
-  if (context->certificate_path) {
+  if (context->certificate_path || context->leaf.serial_hex[0]) { /* a file, or SDS bytes */
     append(chain, cert_detail(context->certificate_path, &context->leaf, visit->now, ok), ok);
   }
 }

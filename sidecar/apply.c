@@ -10,17 +10,9 @@
 
 #include "sidecar/connection.h"
 #include "sidecar/log.h"
+#include "sidecar/name_index.h"
 #include "sidecar/server_internal.h"
 
-static const ms_cluster_config *find_cluster(const ms_config *config, const char *name,
-                                             size_t *out_index) {
-  for (size_t i = 0; config && i < config->cluster_count; i++)
-    if (strcmp(config->clusters[i].name, name) == 0) {
-      *out_index = i;
-      return &config->clusters[i];
-    }
-  return NULL;
-}
 
 static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
                          const ms_cluster_runtime *from, const ms_cluster_config *previous) {
@@ -86,15 +78,23 @@ int ms_runtime_build(ms_server *server, const ms_config *next, ms_cluster_runtim
       calloc(next->cluster_count ? next->cluster_count : 1, sizeof(ms_cluster_runtime));
   ms_listener_sockets **sockets =
       calloc(next->listener_count ? next->listener_count : 1, sizeof(ms_listener_sockets *));
-  if (clusters == NULL || sockets == NULL) goto out_of_memory;
+  /* The clusters in force, by name. */
+  ms_name_index current = {0};
+  size_t current_count = server->config ? server->config->cluster_count : 0;
+  if (clusters == NULL || sockets == NULL || ms_name_index_init(&current, current_count) != 0)
+    goto out_of_memory;
+  for (size_t c = 0; c < current_count; c++)
+    ms_name_index_put(&current, server->config->clusters[c].name, c);
   for (size_t c = 0; c < next->cluster_count; c++) {
-    size_t index = 0;
-    const ms_cluster_config *previous =
-        find_cluster(server->config, next->clusters[c].name, &index);
-    if (carry_cluster(&clusters[c], &next->clusters[c], previous ? &server->clusters[index] : NULL,
-                      previous) != 0)
+    size_t index = ms_name_index_get(&current, next->clusters[c].name);
+    bool found = index != MS_NAME_INDEX_NONE;
+    if (carry_cluster(&clusters[c], &next->clusters[c], found ? &server->clusters[index] : NULL,
+                      found ? &server->config->clusters[index] : NULL) != 0) {
+      ms_name_index_cleanup(&current);
       goto out_of_memory;
+    }
   }
+  ms_name_index_cleanup(&current);
   for (size_t l = 0; l < next->listener_count; l++) {
     const ms_listener_config *listener = &next->listeners[l];
     ms_listener_sockets *kept = find_sockets(server, listener);
@@ -128,6 +128,11 @@ static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters
   for (size_t c = 0; c < next->cluster_count; c++) {
     if (clusters[c].tls) continue;
     const ms_cluster_config *cluster = &next->clusters[c];
+    if (cluster->tls.certificate_secret || cluster->tls.validation_secret) {
+      snprintf(err, err_len, "clusters[%zu] (%s): tls: only the control plane's clusters can name "
+               "secrets (certificate_secret, validation_secret)", c, cluster->name);
+      return -1;
+    }
     char why[MS_ERR_LEN];
     ms_tls_material material;
     if (ms_tls_material_load(&cluster->tls.settings, &material, why, sizeof(why)) != 0) {
@@ -146,7 +151,8 @@ static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters
   return 0;
 }
 
-static int apply(ms_server *server, ms_config *next, bool checked, char *err, size_t err_len) {
+static int apply(ms_server *server, ms_config *next, ms_secret_set *secrets, bool checked,
+                 char *err, size_t err_len) {
   ms_config *current = server->config;
   if (next->workers != current->workers)
     ms_log(MS_LOG_WARN, "workers: changing %u to %u needs a restart; keeping %u", current->workers,
@@ -159,8 +165,8 @@ static int apply(ms_server *server, ms_config *next, bool checked, char *err, si
   ms_cluster_runtime *clusters;
   ms_listener_sockets **sockets;
   if (ms_runtime_build(server, next, &clusters, &sockets, err, err_len) != 0) return -1;
-  int loaded = checked ? ms_tls_load(server, next, clusters, MS_TLS_LOAD_ALL_OR_NOTHING, err,
-                                     err_len)
+  int loaded = checked ? ms_tls_load(server, next, clusters, secrets, MS_TLS_LOAD_ALL_OR_NOTHING,
+                                     err, err_len)
                        : load_new_contexts(next, clusters, err, err_len);
   if (loaded < 0) {
     ms_runtime_free(clusters, next, sockets);
@@ -173,11 +179,15 @@ static int apply(ms_server *server, ms_config *next, bool checked, char *err, si
   server->config = ms_config_up_ref(next);
   server->config_generation++;
   ms_config_free(current);
+  if (checked && secrets != server->secrets) {
+    ms_secret_set_free(server->secrets);
+    server->secrets = secrets;
+  }
 
   if (!checked) { /* files changed meanwhile */
     char ignored[MS_ERR_LEN];
-    ms_tls_load(server, server->config, server->clusters, MS_TLS_LOAD_KEEP_OLD, ignored,
-                sizeof(ignored));
+    ms_tls_load(server, server->config, server->clusters, server->secrets, MS_TLS_LOAD_KEEP_OLD,
+                ignored, sizeof(ignored));
   }
   ms_server_publish(server);
   ms_resolver_follow(server);
@@ -188,11 +198,12 @@ static int apply(ms_server *server, ms_config *next, bool checked, char *err, si
 }
 
 int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len) {
-  return apply(server, next, false, err, err_len);
+  return apply(server, next, NULL, false, err, err_len);
 }
 
-int ms_server_apply_checked(ms_server *server, ms_config *next, char *err, size_t err_len) {
-  return apply(server, next, true, err, err_len);
+int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *secrets, char *err,
+                            size_t err_len) {
+  return apply(server, next, secrets, true, err, err_len);
 }
 
 int ms_server_reload_config(ms_server *server) {

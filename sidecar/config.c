@@ -18,6 +18,7 @@
 #include "sidecar/config_schema.h"
 #include "sidecar/config_tls.h"
 #include "sidecar/config_xds.h"
+#include "sidecar/name_index.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
 
@@ -265,25 +266,35 @@ static const ms_schema_key config_keys[] = {
 
 /* ---- checks across keys --------------------------------------------------- */
 
-static void validate_clusters(ms_schema *schema, ms_config *config) {
+/* validate_clusters checks that names are unique and fills `index` (name
+ * -> position) for the listeners' lookups. */
+static void validate_clusters(ms_schema *schema, ms_config *config, ms_name_index *index) {
+  if (ms_name_index_init(index, config->cluster_count) != 0) {
+    schema->out_of_memory = true;
+    return;
+  }
   size_t top = ms_schema_push_key(schema, "clusters");
   for (size_t i = 0; i < config->cluster_count; i++) {
     const char *name = config->clusters[i].name;
-    for (size_t j = 0; name != NULL && j < i; j++) {
-      if (config->clusters[j].name != NULL && strcmp(name, config->clusters[j].name) == 0) {
-        size_t saved = ms_schema_push_index(schema, i);
-        ms_schema_error_at(schema, "name",
-                           "\"%s\" is already the name of clusters[%zu]; names must be unique",
-                           name, j);
-        ms_schema_pop(schema, saved);
-        break;
-      }
+    size_t j = name ? ms_name_index_put(index, name, i) : MS_NAME_INDEX_NONE;
+    if (j != MS_NAME_INDEX_NONE) {
+      size_t saved = ms_schema_push_index(schema, i);
+      ms_schema_error_at(schema, "name",
+                         "\"%s\" is already the name of clusters[%zu]; names must be unique",
+                         name, j);
+      ms_schema_pop(schema, saved);
     }
   }
   ms_schema_pop(schema, top);
 }
 
-static void resolve_cluster(ms_schema *schema, ms_config *config, ms_listener_config *listener) {
+static void resolve_cluster(ms_schema *schema, ms_config *config, const ms_name_index *index,
+                            ms_listener_config *listener) {
+  size_t found = ms_name_index_get(index, listener->cluster);
+  if (found != MS_NAME_INDEX_NONE) {
+    listener->cluster_index = found;
+    return;
+  }
   const char **names = calloc(config->cluster_count + 1, sizeof(*names));
   if (names == NULL) {
     schema->out_of_memory = true;
@@ -313,7 +324,8 @@ static void resolve_cluster(ms_schema *schema, ms_config *config, ms_listener_co
   free(names);
 }
 
-static void validate_listeners(ms_schema *schema, ms_config *config) {
+static void validate_listeners(ms_schema *schema, ms_config *config,
+                               const ms_name_index *clusters) {
   size_t top = ms_schema_push_key(schema, "listeners");
   for (size_t i = 0; i < config->listener_count; i++) {
     ms_listener_config *listener = &config->listeners[i];
@@ -341,7 +353,7 @@ static void validate_listeners(ms_schema *schema, ms_config *config) {
     if (listener->protocol == MS_PROTOCOL_HTTP) {
       ms_schema_error_at(schema, "protocol", "\"http\" is not supported yet; use \"tcp\"");
     }
-    if (listener->cluster != NULL) resolve_cluster(schema, config, listener);
+    if (listener->cluster != NULL) resolve_cluster(schema, config, clusters, listener);
     ms_schema_pop(schema, saved);
   }
   ms_schema_pop(schema, top);
@@ -507,8 +519,10 @@ int ms_config_parse(const char *json, const char *path, ms_config **out_config,
     } else {
       ms_schema_object(&schema, root, config_keys, COUNT(config_keys), config);
       finish_config(&schema, config);
-      validate_clusters(&schema, config);
-      validate_listeners(&schema, config);
+      ms_name_index clusters = {0};
+      validate_clusters(&schema, config, &clusters);
+      validate_listeners(&schema, config, &clusters);
+      ms_name_index_cleanup(&clusters);
     }
     cJSON_Delete(root);
   }

@@ -61,6 +61,12 @@ typedef struct ms_cluster_tls_config {
   size_t protocol_count;
   char **curves;
   size_t curve_count;
+  /* Material the control plane sends by SDS, by secret name: the client
+   * certificate (with its key) and the trust bundle. The server looks them
+   * up in its secret set (sidecar/secrets.h) when it builds the context;
+   * NULL: the material is in `settings`. */
+  char *certificate_secret;
+  char *validation_secret;
 } ms_cluster_tls_config;
 
 typedef struct ms_cluster_config {

@@ -564,6 +564,39 @@ static void test_xds_bootstrap(void) {
   expect_error("{\"xds\": {\"adress\": \"a:1\"}}", "did you mean \"address\"");
 }
 
+/* Secrets by name, as the control plane's clusters are rendered. */
+static void test_secret_references(void) {
+  ms_config *config = load_ok(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'certificate_secret': 'default', "
+      "'validation_secret': 'ROOTCA'}}]}");
+  CHECK(strcmp(config->clusters[0].tls.certificate_secret, "default") == 0);
+  CHECK(strcmp(config->clusters[0].tls.validation_secret, "ROOTCA") == 0);
+  ms_config_free(config);
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'certificate_secret': 'd', "
+      "'certificate': 'c.crt', 'private_key': 'c.key', 'validation_secret': 'R'}}]}",
+      "clusters[0].tls.certificate: set either certificate_secret or certificate, not both");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'validation_secret': 'R', "
+      "'trusted_ca_pem': 'x'}}]}",
+      "clusters[0].tls.trusted_ca_pem: set either validation_secret or trusted_ca_pem, not both");
+}
+
+/* Many clusters: duplicate names are still found (by the name index). */
+static void test_many_clusters(void) {
+  size_t n = 3000;
+  char *json = malloc(n * 100 + 200);
+  CHECK(json != NULL);
+  size_t used = (size_t)sprintf(json, "{'listeners': [{'name': 'l', 'address': '127.0.0.1:1', "
+                                      "'cluster': 'c2999'}], 'clusters': [");
+  for (size_t i = 0; i < n; i++)
+    used += (size_t)sprintf(json + used, "%s{'name': 'c%zu', 'endpoints': ['a:1'], 'tls': "
+                            "{'verify': false}}", i ? "," : "", i == n - 1 ? (size_t)7 : i);
+  sprintf(json + used, "]}");
+  expect_error(json, "clusters[2999].name: \"c7\" is already the name of clusters[7]");
+  free(json);
+}
+
 int main(void) {
   const char *test_tmpdir = getenv("TEST_TMPDIR");
   /* Physical, so that it compares equal to what getcwd reports. */
@@ -583,6 +616,8 @@ int main(void) {
   test_all_errors_reported_together();
   test_invalid_json();
   test_xds_bootstrap();
+  test_secret_references();
+  test_many_clusters();
   printf("config_test: all passed\n");
   return 0;
 }

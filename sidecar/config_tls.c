@@ -289,6 +289,10 @@ static const ms_schema_key tls_keys[] = {
     KEY("password", ms_schema_parse_string, TLS_FIELD(settings.password)),
     KEY("trusted_ca_pem", ms_schema_parse_string, TLS_FIELD(settings.trusted_ca_pem)),
     KEY("crl_pem", ms_schema_parse_string, TLS_FIELD(settings.crl_pem)),
+    /* Secrets the control plane sent (SDS), by name: what the sidecar writes
+     * when it renders the control plane's clusters. */
+    KEY("certificate_secret", ms_schema_parse_string, TLS_FIELD(certificate_secret)),
+    KEY("validation_secret", ms_schema_parse_string, TLS_FIELD(validation_secret)),
 };
 
 /* ---- the tls object ------------------------------------------------------- */
@@ -309,9 +313,23 @@ void ms_config_parse_tls(ms_schema *schema, const cJSON *value, const ms_schema_
   if (!cJSON_IsObject(value)) return;
   /* Presence in the JSON, not the parsed field, so that a key with a bad
    * value is reported once, for its value. */
-  bool trusted_ca = has_key(value, "trusted_ca") || has_key(value, "trusted_ca_pem");
+  bool trusted_ca = has_key(value, "trusted_ca") || has_key(value, "trusted_ca_pem") ||
+                    has_key(value, "validation_secret");
+  bool certificate_secret = has_key(value, "certificate_secret");
   bool certificate = has_key(value, "certificate") || has_key(value, "certificate_pem");
   bool private_key = has_key(value, "private_key") || has_key(value, "private_key_pem");
+  static const char *const by_secret[][2] = {
+      {"certificate_secret", "certificate"},     {"certificate_secret", "certificate_pem"},
+      {"certificate_secret", "private_key"},     {"certificate_secret", "private_key_pem"},
+      {"certificate_secret", "password"},        {"certificate_secret", "password_file"},
+      {"validation_secret", "trusted_ca"},       {"validation_secret", "trusted_ca_pem"},
+      {"validation_secret", "crl"},              {"validation_secret", "crl_pem"}};
+  for (size_t i = 0; i < COUNT(by_secret); i++) {
+    if (has_key(value, by_secret[i][0]) && has_key(value, by_secret[i][1]))
+      ms_schema_error_at(schema, by_secret[i][1], "set either %s or %s, not both",
+                         by_secret[i][0], by_secret[i][1]);
+  }
+  if (certificate_secret) certificate = private_key = false; /* the secret brings both */
   if (tls->settings.verify && !trusted_ca) {
     ms_schema_error_at(schema, "trusted_ca",
                        "required while verify is on; set it to the CA bundle that signs the "
@@ -379,6 +397,10 @@ void ms_config_tls_cleanup(ms_cluster_tls_config *tls) {
   settings->alpn = NULL;
   free(tls->server_name);
   tls->server_name = NULL;
+  free(tls->certificate_secret);
+  tls->certificate_secret = NULL;
+  free(tls->validation_secret);
+  tls->validation_secret = NULL;
   replace_list(&tls->match_subject_alt_names, &tls->match_subject_alt_name_count, NULL, 0);
   replace_list(&tls->alpn, &tls->alpn_count, NULL, 0);
   replace_list(&tls->protocols, &tls->protocol_count, NULL, 0);

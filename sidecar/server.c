@@ -113,6 +113,10 @@ char *ms_server_source_dump(ms_server *server) {
   return server->source.dump_json ? server->source.dump_json(server->source.arg) : NULL;
 }
 
+const ms_secret_set *ms_server_secrets(ms_server *server) {
+  return server->secrets;
+}
+
 ms_stats *ms_server_main_stats(ms_server *server) {
   return &server->stats;
 }
@@ -221,7 +225,8 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
                        err_len) != 0)
     goto fail;
   server->config = ms_config_up_ref(config);
-  if (ms_tls_load(server, server->config, server->clusters, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len) < 0)
+  if (ms_tls_load(server, server->config, server->clusters, NULL, MS_TLS_LOAD_ALL_OR_NOTHING, err,
+                  err_len) < 0)
     goto fail;
   if (ms_server_publish(server) != 0) {
     snprintf(err, err_len, "out of memory");
@@ -277,6 +282,7 @@ void ms_server_free(ms_server *server) {
   if (server == NULL) return;
   ms_snapshot_free(server->snapshot);
   if (server->config) ms_runtime_free(server->clusters, server->config, server->listener_sockets);
+  ms_secret_set_free(server->secrets);
   free(server->workers);
   ms_config_free(server->config);
   free(server);

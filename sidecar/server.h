@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "sidecar/config.h"
+#include "sidecar/secrets.h"
 #include "sidecar/snapshot.h"
 #include "sidecar/stats.h"
 
@@ -89,11 +90,25 @@ void ms_server_set_source(ms_server *server, const ms_server_source *source);
 /* ms_server_source_dump returns the source's dump_json text, or NULL. */
 char *ms_server_source_dump(ms_server *server);
 
-/* ms_server_apply_checked is ms_server_apply that also refuses `next` when
+/* ms_server_apply_checked is ms_server_apply for the control plane: the
+ * clusters' secrets are looked up in `secrets`, and `next` is refused when
  * any cluster's TLS material fails to build (a rotated certificate whose key
- * does not match, say) instead of keeping that cluster's old context: what
- * the control plane sends is NACKed whole. */
-int ms_server_apply_checked(ms_server *server, ms_config *next, char *err, size_t err_len);
+ * does not match, say) instead of keeping that cluster's old context, so
+ * that a bad update is NACKed whole. On success the server owns `secrets`
+ * (which may be the set already in force); on failure the caller keeps it. */
+int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *secrets, char *err,
+                            size_t err_len);
+
+/* ms_server_rotate_secrets puts new material for the secrets in force: one
+ * context is built per distinct use, all checked before any is swapped in;
+ * connections under way keep their context. On success the server owns
+ * `secrets` and the return is the number of clusters whose context changed;
+ * on failure -1, `err`, nothing changed and the caller keeps `secrets`. */
+int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err,
+                             size_t err_len);
+
+/* ms_server_secrets returns the secret set in force (borrowed), or NULL. */
+const ms_secret_set *ms_server_secrets(ms_server *server);
 
 /* ms_server_main_stats returns the main thread's counters (main thread
  * only writes them). */

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "sidecar/admin.h"
+#include "sidecar/secrets.h"
 #include "sidecar/server.h"
 #include "sidecar/worker.h"
 
@@ -57,6 +58,7 @@ struct ms_server {
   bool draining;
   bool closing;
   ms_server_source source; /* all NULL: the file is the only source */
+  ms_secret_set *secrets;  /* the control plane's secrets in force; NULL: none */
   int64_t started_at;
 };
 
@@ -71,7 +73,7 @@ typedef enum ms_tls_load_mode {
   MS_TLS_LOAD_ALL_OR_NOTHING,
 } ms_tls_load_mode;
 int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *clusters,
-                ms_tls_load_mode mode, char *err, size_t err_len);
+                const ms_secret_set *secrets, ms_tls_load_mode mode, char *err, size_t err_len);
 
 /* server.c: builds a snapshot from the current state and hands it to every
  * worker. Returns 0 or -1 when memory ran out (the old one stays). */

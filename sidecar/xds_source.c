@@ -14,11 +14,15 @@
 #include "sidecar/log.h"
 #include "sidecar/version.h"
 #include "sidecar/xds_backup.h"
+#include "sidecar/xds_secrets.h"
 #include "sidecar/xds_state.h"
 #include "xds/ads_client.h"
 #include "xds/resources.h"
 
 #define MS_XDS_TICK_MS 1000
+/* The backup is written this long after the last accepted update, so that a
+ * burst of updates (the first fetch, a rollout) writes it once. */
+#define MS_XDS_BACKUP_DELAY_MS 1000
 
 struct ms_xds_source {
   uv_loop_t *loop;
@@ -27,7 +31,8 @@ struct ms_xds_source {
   ms_xds_state *state; /* what is in force */
   ms_ads_client *client;
   SSL_CTX *bootstrap;
-  uv_timer_t tick; /* warming and initial fetch timeouts */
+  uv_timer_t tick;   /* warming and initial fetch timeouts */
+  uv_timer_t backup; /* a pending write of the backup file */
   uint64_t started_ms;
   bool accepted[4];     /* by ms_xds_kind: a response was accepted on some stream */
   bool fetch_timed_out; /* initial_fetch_timeout_ms passed */
@@ -70,7 +75,15 @@ static int apply_state(ms_xds_source *source, ms_xds_state *state, char *err, si
     ms_config_errors_cleanup(&errors);
     return -1;
   }
-  rc = ms_server_apply_checked(source->server, config, err, err_len);
+  size_t secret_count = 0;
+  const ms_xds_secret *secrets = ms_xds_state_secrets(state, &secret_count);
+  ms_secret_set *set = ms_xds_secret_set_new(secrets, secret_count);
+  if (set == NULL) {
+    snprintf(err, err_len, "out of memory");
+    rc = -1;
+  } else if ((rc = ms_server_apply_checked(source->server, config, set, err, err_len)) != 0) {
+    ms_secret_set_free(set);
+  }
   ms_config_free(config);
   return rc;
 }
@@ -87,12 +100,38 @@ static void resubscribe(ms_xds_source *source) {
   }
 }
 
-static void save_backup(ms_xds_source *source) {
-  const char *path = source->file->xds.backup_path;
-  if (path == NULL) return;
+static void on_backup_timer(uv_timer_t *timer) {
+  ms_xds_source *source = timer->data;
   char err[MS_ERR_LEN];
-  if (ms_xds_backup_write(source->state, path, err, sizeof(err)) != 0)
+  if (ms_xds_backup_write(source->state, source->file->xds.backup_path, err, sizeof(err)) != 0)
     ms_log(MS_LOG_WARN, "xds: backup not saved: %s", err);
+}
+
+static void save_backup_soon(ms_xds_source *source) {
+  if (source->file->xds.backup_path == NULL || source->stopped) return;
+  uv_timer_start(&source->backup, on_backup_timer, MS_XDS_BACKUP_DELAY_MS, 0);
+}
+
+/* rotate: a response that only brings new bytes for the secrets in force
+ * (xds_secrets.h). Returns 1 when it was applied, 0 when the full path must
+ * run, -1 with `err` to NACK. */
+static int rotate(ms_xds_source *source, const Google__Protobuf__Any *const *resources,
+                  size_t count, char *err, size_t err_len) {
+  size_t current_count = 0;
+  const ms_xds_secret *current = ms_xds_state_secrets(source->state, &current_count);
+  ms_secret_set *set = NULL;
+  int rc = ms_xds_secrets_rotation(current, current_count, resources, count, &set, err, err_len);
+  if (rc != 1) return rc;
+  if (ms_server_rotate_secrets(source->server, set, err, err_len) < 0) {
+    ms_secret_set_free(set);
+    return -1;
+  }
+  /* In force: the state follows (same shape, so nothing else changes). */
+  char why[MS_ERR_LEN];
+  if (ms_xds_state_update(source->state, MS_XDS_KIND_SECRET, resources, count, why,
+                          sizeof(why)) != 0)
+    ms_log(MS_LOG_ERROR, "xds: secrets in force but not recorded: %s", why);
+  return 1;
 }
 
 /* try_backup serves the backup file when nothing was accepted yet. */
@@ -146,15 +185,19 @@ static char *on_response(ms_ads_client *client, const char *type_url, const char
                   "endpoints, listeners and secrets");
   char err[2048];
   uint64_t began_ns = uv_hrtime();
-  ms_xds_state *next = ms_xds_state_clone(source->state);
-  if (next == NULL) return refuse(source, type_url, version, "out of memory");
-  if (ms_xds_state_update(next, kind, resources, count, err, sizeof(err)) != 0 ||
-      apply_state(source, next, err, sizeof(err)) != 0) {
-    ms_xds_state_free(next);
-    return refuse(source, type_url, version, err);
+  int rotated = kind == MS_XDS_KIND_SECRET ? rotate(source, resources, count, err, sizeof(err)) : 0;
+  if (rotated < 0) return refuse(source, type_url, version, err);
+  if (rotated == 0) {
+    ms_xds_state *next = ms_xds_state_clone(source->state);
+    if (next == NULL) return refuse(source, type_url, version, "out of memory");
+    if (ms_xds_state_update(next, kind, resources, count, err, sizeof(err)) != 0 ||
+        apply_state(source, next, err, sizeof(err)) != 0) {
+      ms_xds_state_free(next);
+      return refuse(source, type_url, version, err);
+    }
+    ms_xds_state_free(source->state);
+    source->state = next;
   }
-  ms_xds_state_free(source->state);
-  source->state = next;
   source->accepted[kind] = true;
   if (source->from_backup) {
     source->from_backup = false;
@@ -162,14 +205,14 @@ static char *on_response(ms_ads_client *client, const char *type_url, const char
   }
   bump(source, &ms_server_main_stats(source->server)->xds_update_success);
   size_t clusters, warming, listeners;
-  ms_xds_state_counts(next, &clusters, &warming, &listeners);
+  ms_xds_state_counts(source->state, &clusters, &warming, &listeners);
   ms_log(MS_LOG_INFO,
-         "xds update accepted: type=%s version=%s resources=%zu applied_in=%.1fms (dynamic: %zu "
-         "clusters, %zu warming, %zu listeners)",
-         ms_xds_kind_name(kind), version, count, (double)(uv_hrtime() - began_ns) / 1e6, clusters,
-         warming, listeners);
-  resubscribe(source);
-  save_backup(source);
+         "xds update accepted: type=%s version=%s resources=%zu applied_in=%.1fms%s (dynamic: "
+         "%zu clusters, %zu warming, %zu listeners)",
+         ms_xds_kind_name(kind), version, count, (double)(uv_hrtime() - began_ns) / 1e6,
+         rotated ? " rotation" : "", clusters, warming, listeners);
+  if (!rotated) resubscribe(source);
+  save_backup_soon(source);
   return NULL;
 }
 
@@ -302,6 +345,8 @@ static void stop(void *arg) {
   ms_ads_client_close(source->client);
   source->client = NULL;
   uv_close((uv_handle_t *)&source->tick, NULL);
+  if (uv_is_active((uv_handle_t *)&source->backup)) on_backup_timer(&source->backup);
+  uv_close((uv_handle_t *)&source->backup, NULL);
 }
 
 /* ---- life ---------------------------------------------------------------------- */
@@ -363,7 +408,8 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
   ms_ads_client_subscribe(source->client, ms_xds_kind_type_url(MS_XDS_KIND_LISTENER), NULL, 0);
 
   uv_timer_init(loop, &source->tick);
-  source->tick.data = source;
+  uv_timer_init(loop, &source->backup);
+  source->tick.data = source->backup.data = source;
   uv_timer_start(&source->tick, on_tick, MS_XDS_TICK_MS, MS_XDS_TICK_MS);
   ms_server_source hooks = {is_ready, dump_json, reload, stop, source};
   ms_server_set_source(server, &hooks);

@@ -7,6 +7,9 @@
 #include <cjson/cJSON.h>
 #include <openssl/mem.h>
 
+#include "sidecar/name_index.h"
+#include "sidecar/xds_secrets.h"
+
 typedef struct held_cluster {
   ms_xds_cluster cluster;
   uint64_t since_ms; /* when it was first seen (set by expire_warming); 0: not yet */
@@ -165,17 +168,20 @@ static int decode_all(ms_xds_kind kind, const Google__Protobuf__Any *const *reso
     return -1;
   }
   const char *type_url = ms_xds_kind_type_url(kind);
+  ms_name_index seen = {0};
   size_t n = 0;
+  if (ms_name_index_init(&seen, count) != 0) {
+    snprintf(err, err_len, "out of memory");
+    goto fail;
+  }
   for (; n < count; n++) {
     if (ms_xds_resource_decode_any(resources[n], type_url, &decoded[n], err, err_len) != 0) break;
     const char *name = ms_xds_resource_name(&decoded[n]);
-    for (size_t j = 0; j < n; j++) {
-      if (strcmp(ms_xds_resource_name(&decoded[j]), name) == 0) {
-        snprintf(err, err_len, "%s \"%s\": the name appears twice in one response",
-                 ms_xds_kind_name(kind), name);
-        n++;
-        goto fail;
-      }
+    if (ms_name_index_put(&seen, name, n) != MS_NAME_INDEX_NONE) {
+      snprintf(err, err_len, "%s \"%s\": the name appears twice in one response",
+               ms_xds_kind_name(kind), name);
+      n++;
+      goto fail;
     }
     if (kind == MS_XDS_KIND_CLUSTER && !decoded[n].as.cluster.tls.present) {
       snprintf(err, err_len,
@@ -187,11 +193,13 @@ static int decode_all(ms_xds_kind kind, const Google__Protobuf__Any *const *reso
     }
   }
   if (n == count) {
+    ms_name_index_cleanup(&seen);
     *out = decoded;
     return 0;
   }
   /* decode failed at n: it cleaned up after itself */
 fail:
+  ms_name_index_cleanup(&seen);
   for (size_t j = 0; j < n && j < count; j++) {
     ms_xds_resource *r = &decoded[j];
     switch (r->kind) {
@@ -208,15 +216,22 @@ fail:
 static void replace_clusters(ms_xds_state *state, ms_xds_resource *decoded, size_t count) {
   held_cluster *clusters = calloc(count ? count : 1, sizeof(*clusters));
   if (clusters == NULL) return; /* keep the old ones; the caller reports memory */
+  ms_name_index previous = {0};
+  if (ms_name_index_init(&previous, state->cluster_count) != 0) {
+    free(clusters);
+    return;
+  }
+  for (size_t j = 0; j < state->cluster_count; j++)
+    ms_name_index_put(&previous, state->clusters[j].cluster.name, j);
   for (size_t i = 0; i < count; i++) {
     clusters[i].cluster = decoded[i].as.cluster;
-    for (size_t j = 0; j < state->cluster_count; j++) {
-      if (strcmp(state->clusters[j].cluster.name, clusters[i].cluster.name) == 0) {
-        clusters[i].since_ms = state->clusters[j].since_ms;
-        clusters[i].timed_out = state->clusters[j].timed_out;
-      }
+    size_t j = ms_name_index_get(&previous, clusters[i].cluster.name);
+    if (j != MS_NAME_INDEX_NONE) {
+      clusters[i].since_ms = state->clusters[j].since_ms;
+      clusters[i].timed_out = state->clusters[j].timed_out;
     }
   }
+  ms_name_index_cleanup(&previous);
   for (size_t i = 0; i < state->cluster_count; i++) ms_xds_cluster_cleanup(&state->clusters[i].cluster);
   free(state->clusters);
   state->clusters = clusters;
@@ -240,18 +255,22 @@ static int merge_named(void **items, size_t *count, size_t size, const char *(*n
   char *array = realloc(*items, (*count + n ? *count + n : 1) * size);
   if (array == NULL) return -1;
   *items = array;
+  ms_name_index held = {0};
+  if (ms_name_index_init(&held, *count + n) != 0) return -1;
+  for (size_t j = 0; j < *count; j++) ms_name_index_put(&held, name_of(array + j * size), j);
   for (size_t i = 0; i < n; i++) {
     void *item = payload(&decoded[i]);
-    size_t j = 0;
-    for (; j < *count; j++) {
-      if (strcmp(name_of(array + j * size), name_of(item)) == 0) {
-        cleanup(array + j * size);
-        memcpy(array + j * size, item, size);
-        break;
-      }
+    size_t j = ms_name_index_get(&held, name_of(item));
+    if (j != MS_NAME_INDEX_NONE) {
+      cleanup(array + j * size);
+      memcpy(array + j * size, item, size);
+    } else {
+      memcpy(array + *count * size, item, size);
+      ms_name_index_put(&held, name_of(array + *count * size), *count);
+      (*count)++;
     }
-    if (j == *count) memcpy(array + (*count)++ * size, item, size);
   }
+  ms_name_index_cleanup(&held);
   return 0;
 }
 
@@ -330,15 +349,18 @@ ms_xds_state *ms_xds_state_clone(const ms_xds_state *state) {
       return NULL;
     }
   }
-  for (size_t i = 0; clone && i < clone->cluster_count; i++) {
-    for (size_t j = 0; j < state->cluster_count; j++) {
-      if (strcmp(clone->clusters[i].cluster.name, state->clusters[j].cluster.name) == 0) {
-        clone->clusters[i].since_ms = state->clusters[j].since_ms;
-        clone->clusters[i].timed_out = state->clusters[j].timed_out;
-      }
-    }
+  /* Decoded again from the same bytes in the same order: position i is the
+   * same cluster. */
+  for (size_t i = 0; clone && i < clone->cluster_count && i < state->cluster_count; i++) {
+    clone->clusters[i].since_ms = state->clusters[i].since_ms;
+    clone->clusters[i].timed_out = state->clusters[i].timed_out;
   }
   return clone;
+}
+
+const ms_xds_secret *ms_xds_state_secrets(const ms_xds_state *state, size_t *out_count) {
+  *out_count = state->secret_count;
+  return state->secrets;
 }
 
 const Google__Protobuf__Any *const *ms_xds_state_raw(const ms_xds_state *state, ms_xds_kind kind,
@@ -426,17 +448,23 @@ static void add_certificate(cJSON *tls, const ms_xds_tls_certificate *certificat
 }
 
 /* Envoy's combined validation context: the secret's trust, with the names
- * of both. */
+ * of both. A by-name secret's trust is named (validation_secret); its bytes
+ * go to the secret set. */
 static void add_validation(cJSON *tls, const ms_xds_validation_context *inline_part,
-                           const ms_xds_validation_context *secret) {
-  const ms_xds_validation_context *trust = secret ? secret : inline_part;
-  add_data(tls, "trusted_ca", &trust->trusted_ca);
-  add_data(tls, "crl", &trust->crl);
+                           const ms_xds_secret *secret) {
+  const ms_xds_validation_context *trust = secret ? &secret->validation : inline_part;
+  if (secret && ms_xds_secret_by_name(secret)) {
+    if (trust->trusted_ca.kind != MS_XDS_DATA_NONE)
+      cJSON_AddStringToObject(tls, "validation_secret", secret->name);
+  } else {
+    add_data(tls, "trusted_ca", &trust->trusted_ca);
+    add_data(tls, "crl", &trust->crl);
+  }
   cJSON_AddBoolToObject(tls, "verify", trust->verify);
   uint32_t depth = trust->max_verify_depth;
   if (trust->verify) cJSON_AddNumberToObject(tls, "verify_depth", depth < 1 ? 1 : depth > 100 ? 100 : depth);
   cJSON *names = cJSON_CreateArray();
-  const ms_xds_validation_context *parts[2] = {inline_part, secret};
+  const ms_xds_validation_context *parts[2] = {inline_part, secret ? &secret->validation : NULL};
   for (int p = 0; names && p < 2; p++)
     for (size_t i = 0; parts[p] && i < parts[p]->match_subject_alt_name_count; i++)
       cJSON_AddItemToArray(names, cJSON_CreateString(parts[p]->match_subject_alt_names[i]));
@@ -454,15 +482,20 @@ static cJSON *render_tls(const ms_xds_state *state, const ms_xds_upstream_tls *t
   cJSON *out = cJSON_CreateObject();
   if (out == NULL) return NULL;
   if (tls->certificate_source == MS_XDS_TLS_SOURCE_INLINE) add_certificate(out, &tls->certificate);
-  if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS)
-    add_certificate(out, &find_secret(state, tls->certificate_sds_name,
-                                      MS_XDS_SECRET_TLS_CERTIFICATE)->certificate);
+  if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS) {
+    const ms_xds_secret *secret =
+        find_secret(state, tls->certificate_sds_name, MS_XDS_SECRET_TLS_CERTIFICATE);
+    if (ms_xds_secret_by_name(secret))
+      cJSON_AddStringToObject(out, "certificate_secret", secret->name);
+    else
+      add_certificate(out, &secret->certificate);
+  }
   const ms_xds_secret *validation =
       needs_validation_secret(tls)
           ? find_secret(state, tls->validation_sds_name, MS_XDS_SECRET_VALIDATION_CONTEXT)
           : NULL;
   add_validation(out, tls->validation_source == MS_XDS_TLS_SOURCE_SDS ? NULL : &tls->validation,
-                 validation ? &validation->validation : NULL);
+                 validation);
   /* Envoy sends no SNI unless told; this sidecar sends the name it
    * verifies, as for static clusters (see the README). */
   add_string(out, "server_name", tls->sni);

@@ -11,7 +11,9 @@
  * The configuration is rendered as the sidecar's own JSON (the static file
  * with the dynamic clusters and listeners added) and parsed like a file:
  * every check and default of config.c applies, and the same text is what
- * /config_dump shows and what the backup file keeps. Main thread only. */
+ * /config_dump shows. Secrets sent inline are named there, not copied
+ * (certificate_secret, validation_secret): their bytes go to the server's
+ * secret set (xds_secrets.h). Main thread only. */
 #ifndef MS_XDS_STATE_H
 #define MS_XDS_STATE_H
 
@@ -46,6 +48,11 @@ ms_xds_state *ms_xds_state_clone(const ms_xds_state *state);
  * (borrowed until the state's next update): what the backup file keeps. */
 const Google__Protobuf__Any *const *ms_xds_state_raw(const ms_xds_state *state, ms_xds_kind kind,
                                                      size_t *out_count);
+
+/* ms_xds_state_secrets returns the secrets held (borrowed until the
+ * state's next update): the server's secret set is made from them
+ * (sidecar/xds_secrets.h). */
+const ms_xds_secret *ms_xds_state_secrets(const ms_xds_state *state, size_t *out_count);
 
 /* ms_xds_state_wanted lists the names to subscribe to for EDS or SDS: the
  * endpoints and secrets the current clusters name. The caller frees the

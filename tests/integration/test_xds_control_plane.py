@@ -1,0 +1,538 @@
+"""The sidecar under the reference control plane, end to end: xds-server
+(//xds:xds-server) gives it a cluster, its endpoints, a listener and, as the
+workload CA, a short-lived client certificate over ADS; nginx upstream
+requires a client certificate from that CA. Under continuous load:
+
+* the certificate rotates again and again: no connection fails, connections
+  opened before keep their first certificate, every new certificate reaches
+  the upstream;
+* the control plane is killed and comes back: traffic does not notice, the
+  sidecar reconnects and the versions resume;
+* the sidecar restarts while the control plane is down: it serves the
+  configuration it saved, then goes back to live configuration;
+* an edit of a resource file reaches the sidecar within a second.
+"""
+
+import datetime
+import http.client
+import json
+import os
+import re
+import sys
+import threading
+import time
+import unittest
+
+from tests.lib import harness
+from tests.lib.control_plane import (XDS_SERVER_NAME, XdsServer, eds_cluster, load_assignment,
+                                     tcp_listener, versions_by_type, wait_serving,
+                                     write_resources, xds_bootstrap, xds_status)
+from tests.lib.harness import SERVER_NAME, http_get, normalize_serial
+
+NODE_ID = "orders.shop"
+NODE_SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/orders"
+BOOTSTRAP_URI = "spiffe://cluster.local/ns/default/sa/bootstrap"
+HELLO = b"hello from nginx\n"
+INITIAL_FETCH_TIMEOUT_MS = 5000
+
+# The request's tag in nginx's access log: "GET /hello.txt?load=2-17 HTTP/1.1".
+MARKER = re.compile(r"\?((?:load|kept|probe)=[\w-]+)")
+# "2026-11-23T14:30:21.089Z info tls reloaded: cluster=backend generation=2 serial=ee0e..."
+TLS_LOAD_LINE = re.compile(r"^(\S+)Z \w+ tls (?:re)?loaded: cluster=backend generation=(\d+) "
+                           r"serial=([0-9a-f]+)")
+
+
+def log_time(stamp):
+    """log_time turns the sidecar's UTC log stamp into time.time() seconds."""
+    parsed = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f")
+    return parsed.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def tls_loads(sidecar):
+    """tls_loads returns [(time, generation, serial)] of the cluster
+    backend's `tls loaded` and `tls reloaded` lines, in log order."""
+    loads = []
+    for line in sidecar.log().splitlines():
+        match = TLS_LOAD_LINE.search(line)
+        if match:
+            loads.append((log_time(match.group(1)), int(match.group(2)),
+                          normalize_serial(match.group(3))))
+    return loads
+
+
+def tls_reloaded_pattern(serial):
+    """tls_reloaded_pattern matches the sidecar's `tls reloaded` line for a
+    normalized serial (the log keeps the leading zeros it drops)."""
+    return rf"tls reloaded: cluster=backend generation=\d+ serial=0*{serial} "
+
+
+def serials_by_marker(nginx):
+    """serials_by_marker maps each tagged request nginx logged to
+    (client serial, nginx connection number)."""
+    found = {}
+    for entry in nginx.access_entries():
+        match = MARKER.search(entry["request"])
+        if match:
+            found[match.group(1)] = (normalize_serial(entry["client_serial"]),
+                                     entry["connection"])
+    return found
+
+
+def report(what):
+    """report prints a measured number to the test log."""
+    print(f"[measured] {what}", file=sys.stderr, flush=True)
+
+
+# ---- load ---------------------------------------------------------------------------
+
+
+class NewConnectionLoad:
+    """NewConnectionLoad runs `threads` threads that each open a new
+    connection through the sidecar, send one tagged GET and check the answer,
+    in a loop until stop() (or `limit` seconds). `started` records when each
+    request began (time.time()), by tag."""
+
+    def __init__(self, port, threads=3, limit=120):
+        self.port = port
+        self.successes = 0
+        self.failures = []
+        self.started = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                         for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _run(self, index):
+        deadline = time.monotonic() + self._limit
+        n = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            n += 1
+            marker = f"load={index}-{n}"
+            with self._lock:
+                self.started[marker] = time.time()
+            try:
+                status, body = http_get(self.port, f"/hello.txt?{marker}", timeout=5)
+                failure = None if (status, body) == (200, HELLO) else (marker, status, body[:200])
+            except OSError as e:
+                failure = (marker, repr(e))
+            with self._lock:
+                if failure:
+                    self.failures.append(failure)
+                else:
+                    self.successes += 1
+
+    def wait_more(self, count, timeout=20):
+        """wait_more waits for `count` more successful connections (or a
+        failure, which the test's assertions then show)."""
+        target = self.successes + count
+        harness.wait_until(lambda: self.successes >= target or self.failures, timeout,
+                           what=f"{count} more successful connections under load")
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+class KeptConnections:
+    """KeptConnections opens `count` HTTP/1.1 keep-alive connections through
+    the sidecar, makes one request on each at once, then keeps each busy
+    from its own thread with a request every `interval` seconds until
+    stop(). http.client would quietly reconnect a closed connection;
+    auto_open = 0 turns that into a failure."""
+
+    def __init__(self, port, count=3, interval=0.2):
+        self.requests = 0
+        self.failures = []
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conns = []
+        for k in range(count):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.connect()
+            conn.auto_open = 0
+            self._conns.append(conn)
+            self._exchange(conn, f"kept={k}-0")
+        self._threads = [threading.Thread(target=self._run, args=(k,), daemon=True)
+                         for k in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _exchange(self, conn, marker):
+        conn.request("GET", f"/hello.txt?{marker}", headers={"Host": SERVER_NAME})
+        response = conn.getresponse()
+        body = response.read()
+        if (response.status, body) != (200, HELLO):
+            raise AssertionError(f"{marker}: {response.status} {body[:200]!r}")
+        with self._lock:
+            self.requests += 1
+
+    def _run(self, k):
+        n = 0
+        while not self._stop.wait(self._interval):
+            n += 1
+            try:
+                self._exchange(self._conns[k], f"kept={k}-{n}")
+            except (OSError, http.client.HTTPException, AssertionError) as e:
+                with self._lock:
+                    self.failures.append((k, n, repr(e)))
+                return
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def close(self):
+        self.stop()
+        for conn in self._conns:
+            conn.close()
+
+
+# ---- the tests ----------------------------------------------------------------------
+
+
+class XdsControlPlaneTest(harness.IntegrationTest):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        # The workload CA is the Pki's CA: it signs the control plane's own
+        # certificate, the sidecar's bootstrap certificate, nginx's
+        # certificate, and every certificate xds-server issues.
+        cls.xds_tls = cls.pki.issue("xds-server", cn=XDS_SERVER_NAME, dns=[XDS_SERVER_NAME],
+                                    ips=["127.0.0.1"], server=True)
+        cls.bootstrap = cls.pki.issue("bootstrap", cn="bootstrap", uris=[BOOTSTRAP_URI],
+                                      client=True)
+
+    def setUp(self):
+        super().setUp()
+        self._control_planes = []
+        # Cleanups run last-in first-out: these run after the test's
+        # processes have stopped, before the harness's own checks.
+        self.addCleanup(self._dump_control_plane_logs_on_failure)
+        self.addCleanup(self._check_control_plane_sanitizers)
+
+    def _check_control_plane_sanitizers(self):
+        reports = [line for c in self._control_planes for line in c.sanitizer_reports()]
+        if reports:
+            self.fail("xds-server's sanitizers reported:\n" + "\n".join(reports))
+
+    def _dump_control_plane_logs_on_failure(self):
+        outcome = getattr(self, "_outcome", None)
+        result = getattr(outcome, "result", None)
+        failed = outcome is not None and not getattr(outcome, "success", True)
+        if result is not None:
+            failed = failed or any(test is self for test, _ in
+                                   list(result.failures) + list(result.errors))
+        if failed or os.environ.get("SHOW_SIDECAR_LOGS"):
+            for c in self._control_planes:
+                print(f"\n---- xds-server logs ----\n{c.all_logs()[-20000:]}")
+
+    # the mesh: nginx upstream(s), xds-server, sidecar
+
+    def write_backend(self, upstream_ports):
+        """write_backend (re)writes the resource file: cluster `backend`
+        over EDS and SDS, its endpoints, listener `backend-in`."""
+        write_resources(self.resource_file, [
+            eds_cluster("backend", SERVER_NAME),
+            load_assignment("backend", upstream_ports),
+            tcp_listener("backend-in", self.listener_port, "backend"),
+        ])
+
+    def start_mesh(self, upstream_ports, cert_ttl="1h", **xds_extra):
+        """start_mesh starts xds-server serving the backend resources and a
+        sidecar that takes everything from it; returns (control plane,
+        sidecar) once the sidecar is ready and the server sees every type
+        ACKed."""
+        config_dir = self.tmp.mkdir("resources")
+        self.resource_file = os.path.join(config_dir, "backend.json")
+        self.listener_port = harness.free_port()
+        self.write_backend(upstream_ports)
+        control_plane = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
+                                  config_dir, cert_ttl=cert_ttl)
+        self.addCleanup(control_plane.finish)
+        self._control_planes.append(control_plane)
+        control_plane.start()
+        xds = xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt, NODE_ID,
+                            "orders", initial_fetch_timeout_ms=INITIAL_FETCH_TIMEOUT_MS,
+                            **xds_extra)
+        sidecar = self.start_sidecar(harness.config([], [], xds=xds))
+        node = wait_serving(control_plane, NODE_ID)
+        self.assertEqual(node["spiffe_id"], NODE_SPIFFE_ID)
+        self.assertEqual(node["bootstrap_spiffe_id"], BOOTSTRAP_URI)
+        return control_plane, sidecar
+
+    def xds(self, sidecar):
+        """xds returns the sidecar's XdsStatus from /config_dump."""
+        return xds_status(sidecar.admin_json("/config_dump"))
+
+    def issued_serial(self, control_plane):
+        return normalize_serial(control_plane.node(NODE_ID)["certificate"]["serial_number"])
+
+    def probe(self, nginx, name):
+        """probe makes one tagged request through the sidecar and returns
+        the client serial nginx saw for it."""
+        self.assertEqual(http_get(self.listener_port, f"/hello.txt?probe={name}"), (200, HELLO))
+        key = f"probe={name}"
+        return harness.wait_until(lambda: serials_by_marker(nginx).get(key),
+                                  what=f"nginx to log {key}")[0]
+
+    # 1
+
+    def test_certificate_rotates_ten_times_under_load(self):
+        nginx = self.start_https()
+        control_plane, sidecar = self.start_mesh([nginx.port], cert_ttl="4s")
+        _, first_generation, first_serial = tls_loads(sidecar)[0]
+        self.assertEqual(first_serial, self.issued_serial(control_plane))
+
+        # Long-lived connections, opened on the first certificate.
+        kept = KeptConnections(self.listener_port, count=3)
+        self.addCleanup(kept.close)
+        self.assertEqual(sidecar.log_lines("tls reloaded"), [],
+                         "the first rotation came before the kept connections were open: "
+                         "the test needs a longer --cert-ttl")
+        load = NewConnectionLoad(self.listener_port, threads=3)
+        self.addCleanup(load.stop)
+
+        # Ten rotations at 50-70% of 4 s: 20-28 s.
+        harness.wait_until(lambda: sidecar.stat("tls_reload_success") >= 10 or load.failures or
+                           kept.failures, timeout=60, interval=0.5,
+                           what="10 certificate rotations")
+        self.assertEqual(load.failures, [])
+        self.assertEqual(kept.failures, [])
+
+        # /certs: the first context lives on for the kept connections only;
+        # the current one serves new connections; the ones in between are
+        # gone (at most one more, held by connections still under way).
+        certificates = sidecar.admin_json("/certs")["certificates"]
+        by_generation = {c["generation"]: c for c in certificates}
+        self.assertIn(first_generation, by_generation, certificates)
+        self.assertFalse(by_generation[first_generation]["current"])
+        self.assertEqual(by_generation[first_generation]["active_connections"], 3)
+        current = [c for c in certificates if c["current"]]
+        self.assertEqual(len(current), 1, certificates)
+        self.assertEqual(current[0]["generation"], max(by_generation), certificates)
+        self.assertGreaterEqual(current[0]["generation"], first_generation + 10)
+        self.assertLessEqual(len(certificates), 3, certificates)
+
+        # Let every certificate logged so far serve for a while, then stop.
+        loads = tls_loads(sidecar)
+        load.wait_more(30)
+        load.stop()
+        kept.stop()
+        self.assertEqual(load.failures, [])
+        self.assertEqual(kept.failures, [])
+        self.assertGreaterEqual(sidecar.stat("tls_reload_success"), 10)
+
+        seen = serials_by_marker(nginx)
+        generation_of = {serial: generation for _, generation, serial in tls_loads(sidecar)}
+        load_serials = {serial for marker, (serial, _) in seen.items()
+                        if marker.startswith("load=")}
+        # Every certificate the sidecar took reached the upstream, and the
+        # upstream saw no other.
+        self.assertGreaterEqual(len(load_serials), 11)
+        self.assertEqual({serial for _, _, serial in loads} - load_serials, set())
+        self.assertEqual(load_serials - set(generation_of), set())
+        # A connection opened half a second after a rotation presents the new
+        # certificate (a resumed old session would present the old one).
+        stale = []
+        for marker, (serial, _) in seen.items():
+            if not marker.startswith("load="):
+                continue
+            began = load.started[marker]
+            in_force = max((g for t, g, _ in loads if t <= began - 0.5), default=0)
+            if generation_of[serial] < in_force:
+                stale.append((marker, generation_of[serial], in_force))
+        self.assertEqual(stale, [], "connections presented a certificate already replaced")
+
+        # The kept connections never reconnected and kept the first certificate.
+        for k in range(3):
+            entries = [v for m, v in seen.items() if m.startswith(f"kept={k}-")]
+            self.assertGreater(len(entries), 50)
+            self.assertEqual({serial for serial, _ in entries}, {first_serial})
+            self.assertEqual(len({connection for _, connection in entries}), 1, entries)
+
+        # The control plane and the sidecar agree on the certificate in force.
+        node = control_plane.node(NODE_ID)
+        self.assertGreaterEqual(node["certificate"]["issued_count"], 11)
+        self.assertEqual(normalize_serial(node["certificate"]["serial_number"]),
+                         tls_loads(sidecar)[-1][2])
+
+        # Once the kept connections close, the first context is freed too.
+        kept.close()
+        harness.wait_until(lambda: len(sidecar.admin_json("/certs")["certificates"]) == 1,
+                           what="/certs to hold only the current context")
+        report(f"rotation: {sidecar.stat('tls_reload_success')} rotations, "
+               f"{len(load_serials)} serials at nginx, {load.successes} new connections "
+               f"and {kept.requests} requests on 3 kept connections, "
+               f"{len(load.failures) + len(kept.failures)} failures")
+
+    # 2
+
+    def test_control_plane_killed_and_restarted_under_load(self):
+        nginx = self.start_https()
+        control_plane, sidecar = self.start_mesh([nginx.port])
+        kept = KeptConnections(self.listener_port, count=1)
+        self.addCleanup(kept.close)
+        load = NewConnectionLoad(self.listener_port, threads=3)
+        self.addCleanup(load.stop)
+        load.wait_more(20)
+
+        before = self.xds(sidecar)
+        versions_before = versions_by_type(before)
+        self.assertEqual(before["control_plane"]["state"], "CONNECTED")
+        established = sidecar.stat("xds_stream_established")
+        closed = sidecar.stat("xds_stream_closed")
+        serial_before = self.issued_serial(control_plane)
+
+        control_plane.kill()
+        sidecar.wait_log(rf"xds: ADS stream to 127\.0\.0\.1:{control_plane.port} ended: .*; "
+                         r"retrying in \d+ ms")
+        harness.wait_until(lambda: sidecar.stat("xds_stream_closed") > closed,
+                           what="xds_stream_closed to count the lost stream")
+        plane = self.xds(sidecar)["control_plane"]
+        self.assertNotEqual(plane["state"], "CONNECTED")
+        self.assertIn("ended", plane["last_disconnect"])
+        # Traffic goes on while the control plane is away and the sidecar's
+        # attempts to reach it fail (the first retries come after 0.25-0.75 s
+        # and 0.5-1.5 s).
+        harness.wait_until(lambda: sidecar.stat("xds_stream_closed") >= closed + 3, timeout=15,
+                           what="two failed reconnection attempts")
+        load.wait_more(50)
+        self.assertEqual(load.failures, [])
+        self.assertEqual(kept.failures, [])
+
+        down_at = time.monotonic()
+        control_plane.start()
+        harness.wait_until(lambda: sidecar.stat("xds_stream_established") == established + 1,
+                           timeout=30, what="the sidecar to reconnect")
+        reconnect_s = time.monotonic() - down_at
+        # The restarted server knows nothing of the node: it issues a new
+        # certificate, which must be what new connections present.
+        node = wait_serving(control_plane, NODE_ID)
+        serial_after = normalize_serial(node["certificate"]["serial_number"])
+        self.assertNotEqual(serial_after, serial_before)
+        sidecar.wait_log(tls_reloaded_pattern(serial_after))
+
+        after = self.xds(sidecar)
+        self.assertEqual(after["control_plane"]["state"], "CONNECTED")
+        versions_after = versions_by_type(after)
+        for kind in ("CDS", "EDS", "LDS"):
+            self.assertEqual(versions_after[kind], versions_before[kind], kind)
+            self.assertEqual(node["types"][kind]["acked_version"], versions_after[kind], kind)
+        self.assertNotEqual(versions_after["SDS"], versions_before["SDS"])
+        self.assertEqual(node["types"]["SDS"]["acked_version"], versions_after["SDS"])
+        self.assertEqual(self.probe(nginx, "after-restart"), serial_after)
+
+        load.wait_more(20)
+        load.stop()
+        kept.stop()
+        self.assertEqual(load.failures, [])
+        self.assertEqual(kept.failures, [])
+        self.assertEqual(sidecar.stat("xds_update_rejected"), 0)
+        report(f"control plane restart: reconnected {reconnect_s:.1f}s after the restart, "
+               f"{load.successes} new connections and {kept.requests} kept-connection "
+               f"requests, {len(load.failures) + len(kept.failures)} failures")
+
+    # 3
+
+    def test_sidecar_restarted_while_control_plane_is_down_serves_its_backup(self):
+        nginx = self.start_https()
+        backup = self.tmp.join("xds-backup.json")
+        control_plane, sidecar = self.start_mesh([nginx.port], backup_path=backup)
+
+        def backup_has_secrets():
+            with open(backup) as f:
+                return any(r["type_url"].endswith(".Secret") for r in json.load(f)["resources"])
+
+        harness.wait_until(backup_has_secrets, what=f"{backup} to hold the secrets")
+        live_serial = self.probe(nginx, "live")
+        self.assertEqual(live_serial, self.issued_serial(control_plane))
+
+        self.assertEqual(control_plane.stop(), 0)
+        sidecar.wait_log(r"xds: ADS stream to .* ended")
+        self.assertEqual(sidecar.stop(), 0)
+
+        restarted = self.make_sidecar(sidecar.config, name="sidecar-restarted")
+        began = time.monotonic()
+        restarted.start()
+        ready_s = time.monotonic() - began
+        restarted.wait_log(r"xds: the control plane is unreachable; serving the last "
+                           rf"configuration it gave, from {re.escape(backup)} "
+                           r"\(1 clusters, 1 listeners\)")
+        # Ready from the backup, not from the initial fetch timeout.
+        self.assertLess(ready_s, INITIAL_FETCH_TIMEOUT_MS / 1000 - 1)
+        dump = self.xds(restarted)
+        self.assertTrue(dump["control_plane"]["serving_backup"])
+        self.assertNotEqual(dump["control_plane"]["state"], "CONNECTED")
+        self.assertEqual((dump["dynamic_clusters"], dump["dynamic_listeners"]), (1, 1))
+        self.assertEqual(restarted.admin_get("/ready")[0], 200)
+        # The saved certificate is what the upstream sees.
+        self.assertEqual(self.probe(nginx, "from-backup"), live_serial)
+
+        # Serving from the backup under load while the attempts to reach the
+        # control plane keep failing; then it returns: live configuration
+        # again, under the same load.
+        load = NewConnectionLoad(self.listener_port, threads=3)
+        self.addCleanup(load.stop)
+        harness.wait_until(lambda: restarted.stat("xds_stream_closed") >= 3, timeout=15,
+                           what="three failed attempts to reach the control plane")
+        load.wait_more(50)
+        self.assertEqual(load.failures, [])
+        self.assertTrue(self.xds(restarted)["control_plane"]["serving_backup"])
+        control_plane.start()
+        restarted.wait_log(r"xds: the control plane answered; the backup is no longer in use",
+                           timeout=30)
+        node = wait_serving(control_plane, NODE_ID)
+        new_serial = normalize_serial(node["certificate"]["serial_number"])
+        restarted.wait_log(tls_reloaded_pattern(new_serial))
+        dump = self.xds(restarted)
+        self.assertFalse(dump["control_plane"]["serving_backup"])
+        self.assertEqual(dump["control_plane"]["state"], "CONNECTED")
+        self.assertEqual(self.probe(nginx, "live-again"), new_serial)
+        load.wait_more(20)
+        load.stop()
+        self.assertEqual(load.failures, [])
+        self.assertEqual(restarted.admin_get("/ready")[0], 200)
+        report(f"backup: ready from the backup in {ready_s:.2f}s; {load.successes} new "
+               f"connections across the return to live configuration, "
+               f"{len(load.failures)} failures")
+
+    # 4
+
+    def test_a_resource_file_edit_reaches_the_sidecar_within_a_second(self):
+        first = self.start_https()
+        second = self.start_https()
+        control_plane, sidecar = self.start_mesh([first.port])
+        self.assertEqual(len(sidecar.hosts("backend")), 1)
+        versions_before = versions_by_type(self.xds(sidecar))
+
+        began = time.monotonic()
+        self.write_backend([first.port, second.port])
+        harness.wait_until(lambda: len(sidecar.hosts("backend")) == 2, interval=0.01,
+                           what="the second endpoint in /clusters")
+        elapsed = time.monotonic() - began
+        self.assertLess(elapsed, 1.0)
+
+        versions_after = versions_by_type(self.xds(sidecar))
+        self.assertNotEqual(versions_after["EDS"], versions_before["EDS"])
+        for kind in ("CDS", "LDS", "SDS"):
+            self.assertEqual(versions_after[kind], versions_before[kind], kind)
+        # Both upstreams get connections now.
+        for i in range(40):
+            self.assertEqual(http_get(self.listener_port, f"/hello.txt?probe=spread-{i}"),
+                             (200, HELLO))
+            if second.access_entries() and len(first.access_entries()) > 0:
+                break
+        self.assertTrue(second.access_entries(), "no connection reached the new endpoint")
+        report(f"resource edit: the new endpoint was in /clusters {elapsed * 1000:.0f} ms "
+               f"after the file was written")
+
+
+if __name__ == "__main__":
+    unittest.main()
