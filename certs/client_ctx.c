@@ -204,8 +204,10 @@ static int check_validity(X509 *leaf, const char *what, char *err, size_t err_le
 static int set_certificate(SSL_CTX *ctx, const ms_tls_settings *settings,
                            const ms_tls_material *material, ms_cert_info *out_leaf, char *err,
                            size_t err_len) {
-  const char *cert_path = settings->certificate != NULL ? settings->certificate : "certificate";
-  const char *key_path = settings->private_key != NULL ? settings->private_key : "private_key";
+  const char *cert_path =
+      settings->certificate != NULL ? settings->certificate : "(given in memory)";
+  const char *key_path =
+      settings->private_key != NULL ? settings->private_key : "(given in memory)";
   STACK_OF(X509) *chain = NULL;
   EVP_PKEY *key = NULL;
   int rc = -1;

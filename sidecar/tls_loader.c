@@ -244,8 +244,20 @@ int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *
       if (use->failed) snprintf(why, sizeof(why), "%s", use->why);
     }
     if (use == NULL || use->failed) {
-      if (!failed++)
-        snprintf(err, err_len, "clusters[%zu] (%s): %s", i, config->clusters[i].name, why);
+      if (!failed++) {
+        const ms_cluster_tls_config *tls = &config->clusters[i].tls;
+        char secrets[300] = "";
+        if (tls->certificate_secret || tls->validation_secret)
+          snprintf(secrets, sizeof(secrets), " with secrets %s%s%s%s%s",
+                   tls->certificate_secret ? "\"" : "",
+                   tls->certificate_secret ? tls->certificate_secret : "",
+                   tls->certificate_secret && tls->validation_secret ? "\" and \"" :
+                   tls->certificate_secret ? "\"" : "\"",
+                   tls->validation_secret ? tls->validation_secret : "",
+                   tls->validation_secret ? "\"" : "");
+        snprintf(err, err_len, "clusters[%zu] (%s)%s: %s", i, config->clusters[i].name, secrets,
+                 why);
+      }
       if (mode == MS_TLS_LOAD_ALL_OR_NOTHING) break;
       refuse(server, config, &clusters[i], i, why);
       continue;

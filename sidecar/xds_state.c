@@ -255,22 +255,29 @@ static int merge_named(void **items, size_t *count, size_t size, const char *(*n
   char *array = realloc(*items, (*count + n ? *count + n : 1) * size);
   if (array == NULL) return -1;
   *items = array;
+  /* Where each item goes, found before anything is freed (the index
+   * borrows the names of the items it holds). */
   ms_name_index held = {0};
-  if (ms_name_index_init(&held, *count + n) != 0) return -1;
+  size_t *targets = calloc(n ? n : 1, sizeof(size_t));
+  if (targets == NULL || ms_name_index_init(&held, *count + n) != 0) {
+    free(targets);
+    return -1;
+  }
   for (size_t j = 0; j < *count; j++) ms_name_index_put(&held, name_of(array + j * size), j);
+  size_t appended = *count;
   for (size_t i = 0; i < n; i++) {
-    void *item = payload(&decoded[i]);
-    size_t j = ms_name_index_get(&held, name_of(item));
-    if (j != MS_NAME_INDEX_NONE) {
-      cleanup(array + j * size);
-      memcpy(array + j * size, item, size);
-    } else {
-      memcpy(array + *count * size, item, size);
-      ms_name_index_put(&held, name_of(array + *count * size), *count);
-      (*count)++;
-    }
+    const char *name = name_of(payload(&decoded[i]));
+    targets[i] = ms_name_index_get(&held, name);
+    if (targets[i] == MS_NAME_INDEX_NONE) ms_name_index_put(&held, name, targets[i] = appended++);
   }
   ms_name_index_cleanup(&held);
+  for (size_t i = 0; i < n; i++) {
+    void *item = payload(&decoded[i]);
+    if (targets[i] < *count) cleanup(array + targets[i] * size);
+    memcpy(array + targets[i] * size, item, size);
+  }
+  *count = appended;
+  free(targets);
   return 0;
 }
 

@@ -24,11 +24,21 @@ CLIENT_URI = "spiffe://test/client"
 # ---- small helpers ----------------------------------------------------------
 
 
+_HANDED_OUT = set()
+
+
 def free_port():
-    """free_port returns a TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """free_port returns a TCP port on 127.0.0.1 that nothing listens on now
+    and that this process has not handed out before (the kernel may offer a
+    port again before the first taker has bound it)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise RuntimeError("no free port that was not handed out already")
 
 
 def closed_port():
