@@ -31,6 +31,7 @@
   X(tls_reload_failure, "certificate changes refused (old context kept)")               \
   X(xds_update_success, "control plane responses accepted (ACK)")                       \
   X(xds_update_rejected, "control plane responses refused (NACK)")                      \
+  X(xds_secret_rotation, "SDS updates applied as a rotation (new bytes, same secrets)")   \
   X(xds_stream_established, "ADS streams opened to the control plane")                  \
   X(xds_stream_closed, "ADS streams or connection attempts that ended")
 

@@ -126,6 +126,7 @@ static int rotate(ms_xds_source *source, const Google__Protobuf__Any *const *res
     ms_secret_set_free(set);
     return -1;
   }
+  bump(source, &ms_server_main_stats(source->server)->xds_secret_rotation);
   /* In force: the state follows (same shape, so nothing else changes). */
   char why[MS_ERR_LEN];
   if (ms_xds_state_update(source->state, MS_XDS_KIND_SECRET, resources, count, why,
