@@ -20,6 +20,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -67,6 +68,13 @@ void ms_time_rfc3339(int64_t unix_seconds, char *buf, size_t len);
 /* ms_file_read reads a whole file. On success *out_data (NUL-terminated,
  * caller frees) and *out_len are set and 0 is returned. */
 int ms_file_read(const char *path, char **out_data, size_t *out_len, char *err, size_t err_len);
+
+/* ms_file_write_atomic writes `len` bytes to `path` with `mode` through a
+ * temporary file in the same folder (fsync, then rename), so that a reader
+ * sees the old file or the new one, never half of one. Returns 0, or -1 with
+ * a message in `err`. */
+int ms_file_write_atomic(const char *path, const void *bytes, size_t len, mode_t mode, char *err,
+                         size_t err_len);
 
 /* ms_pem_parse_chain parses every certificate in `pem`. On success the caller
  * owns *out_chain (leaf first, at least one certificate). `what` names the

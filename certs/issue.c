@@ -223,44 +223,12 @@ fail:
   return -1;
 }
 
-/* write_atomic writes the memory BIO's bytes to `path` through a temporary
- * file in the same folder, then wipes them. */
+/* write_atomic writes the memory BIO's bytes to `path` (ms_file_write_atomic). */
 static int write_atomic(const char *path, BIO *bio, mode_t mode, char *err, size_t err_len) {
   const uint8_t *data = NULL;
   size_t len = 0;
   BIO_mem_contents(bio, &data, &len);
-  size_t path_len = strlen(path);
-  char *temp = malloc(path_len + 16);
-  if (temp == NULL) {
-    ms_err_set(err, err_len, "cannot write %s: out of memory", path);
-    return -1;
-  }
-  snprintf(temp, path_len + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(temp);
-  if (fd < 0) {
-    ms_err_set(err, err_len, "cannot create a file next to %s: %s", path, strerror(errno));
-    free(temp);
-    return -1;
-  }
-  size_t done = 0;
-  int rc = fchmod(fd, mode);
-  while (rc == 0 && done < len) {
-    ssize_t n = write(fd, data + done, len - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      rc = -1;
-    else
-      done += (size_t)n;
-  }
-  if (rc == 0) rc = fsync(fd);
-  if (close(fd) != 0) rc = -1;
-  if (rc == 0) rc = rename(temp, path);
-  if (rc != 0) {
-    ms_err_set(err, err_len, "cannot write %s: %s", path, strerror(errno));
-    unlink(temp);
-  }
-  free(temp);
-  return rc == 0 ? 0 : -1;
+  return ms_file_write_atomic(path, data, len, mode, err, err_len);
 }
 
 /* wipe_bio clears the bytes of a memory BIO that held key material. */

@@ -23,6 +23,43 @@
  * mistake (a device, a log file) rather than material. */
 #define MS_FILE_MAX (16 * 1024 * 1024)
 
+int ms_file_write_atomic(const char *path, const void *bytes, size_t len, mode_t mode, char *err,
+                         size_t err_len) {
+  const uint8_t *data = bytes;
+  size_t path_len = strlen(path);
+  char *temp = malloc(path_len + 16);
+  if (temp == NULL) {
+    ms_err_set(err, err_len, "cannot write %s: out of memory", path);
+    return -1;
+  }
+  snprintf(temp, path_len + 16, "%s.tmp.XXXXXX", path);
+  int fd = mkstemp(temp);
+  if (fd < 0) {
+    ms_err_set(err, err_len, "cannot create a file next to %s: %s", path, strerror(errno));
+    free(temp);
+    return -1;
+  }
+  size_t done = 0;
+  int rc = fchmod(fd, mode);
+  while (rc == 0 && done < len) {
+    ssize_t n = write(fd, data + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      rc = -1;
+    else
+      done += (size_t)n;
+  }
+  if (rc == 0) rc = fsync(fd);
+  if (close(fd) != 0) rc = -1;
+  if (rc == 0) rc = rename(temp, path);
+  if (rc != 0) {
+    ms_err_set(err, err_len, "cannot write %s: %s", path, strerror(errno));
+    unlink(temp);
+  }
+  free(temp);
+  return rc == 0 ? 0 : -1;
+}
+
 int ms_file_read(const char *path, char **out_data, size_t *out_len, char *err, size_t err_len) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

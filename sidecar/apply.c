@@ -13,7 +13,6 @@
 #include "sidecar/name_index.h"
 #include "sidecar/server_internal.h"
 
-
 static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
                          const ms_cluster_runtime *from, const ms_cluster_config *previous) {
   size_t n = next->endpoint_count;
@@ -129,8 +128,10 @@ static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters
     if (clusters[c].tls) continue;
     const ms_cluster_config *cluster = &next->clusters[c];
     if (cluster->tls.certificate_secret || cluster->tls.validation_secret) {
-      snprintf(err, err_len, "clusters[%zu] (%s): tls: only the control plane's clusters can name "
-               "secrets (certificate_secret, validation_secret)", c, cluster->name);
+      snprintf(err, err_len,
+               "clusters[%zu] (%s): tls: only the control plane's clusters can name "
+               "secrets (certificate_secret, validation_secret)",
+               c, cluster->name);
       return -1;
     }
     char why[MS_ERR_LEN];

@@ -280,8 +280,8 @@ static void validate_clusters(ms_schema *schema, ms_config *config, ms_name_inde
     if (j != MS_NAME_INDEX_NONE) {
       size_t saved = ms_schema_push_index(schema, i);
       ms_schema_error_at(schema, "name",
-                         "\"%s\" is already the name of clusters[%zu]; names must be unique",
-                         name, j);
+                         "\"%s\" is already the name of clusters[%zu]; names must be unique", name,
+                         j);
       ms_schema_pop(schema, saved);
     }
   }

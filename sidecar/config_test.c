@@ -587,11 +587,14 @@ static void test_many_clusters(void) {
   size_t n = 3000;
   char *json = malloc(n * 100 + 200);
   CHECK(json != NULL);
-  size_t used = (size_t)sprintf(json, "{'listeners': [{'name': 'l', 'address': '127.0.0.1:1', "
-                                      "'cluster': 'c2999'}], 'clusters': [");
+  size_t used = (size_t)sprintf(json,
+                                "{'listeners': [{'name': 'l', 'address': '127.0.0.1:1', "
+                                "'cluster': 'c2999'}], 'clusters': [");
   for (size_t i = 0; i < n; i++)
-    used += (size_t)sprintf(json + used, "%s{'name': 'c%zu', 'endpoints': ['a:1'], 'tls': "
-                            "{'verify': false}}", i ? "," : "", i == n - 1 ? (size_t)7 : i);
+    used += (size_t)sprintf(json + used,
+                            "%s{'name': 'c%zu', 'endpoints': ['a:1'], 'tls': "
+                            "{'verify': false}}",
+                            i ? "," : "", i == n - 1 ? (size_t)7 : i);
   sprintf(json + used, "]}");
   expect_error(json, "clusters[2999].name: \"c7\" is already the name of clusters[7]");
   free(json);

@@ -319,15 +319,15 @@ void ms_config_parse_tls(ms_schema *schema, const cJSON *value, const ms_schema_
   bool certificate = has_key(value, "certificate") || has_key(value, "certificate_pem");
   bool private_key = has_key(value, "private_key") || has_key(value, "private_key_pem");
   static const char *const by_secret[][2] = {
-      {"certificate_secret", "certificate"},     {"certificate_secret", "certificate_pem"},
-      {"certificate_secret", "private_key"},     {"certificate_secret", "private_key_pem"},
-      {"certificate_secret", "password"},        {"certificate_secret", "password_file"},
-      {"validation_secret", "trusted_ca"},       {"validation_secret", "trusted_ca_pem"},
-      {"validation_secret", "crl"},              {"validation_secret", "crl_pem"}};
+      {"certificate_secret", "certificate"}, {"certificate_secret", "certificate_pem"},
+      {"certificate_secret", "private_key"}, {"certificate_secret", "private_key_pem"},
+      {"certificate_secret", "password"},    {"certificate_secret", "password_file"},
+      {"validation_secret", "trusted_ca"},   {"validation_secret", "trusted_ca_pem"},
+      {"validation_secret", "crl"},          {"validation_secret", "crl_pem"}};
   for (size_t i = 0; i < COUNT(by_secret); i++) {
     if (has_key(value, by_secret[i][0]) && has_key(value, by_secret[i][1]))
-      ms_schema_error_at(schema, by_secret[i][1], "set either %s or %s, not both",
-                         by_secret[i][0], by_secret[i][1]);
+      ms_schema_error_at(schema, by_secret[i][1], "set either %s or %s, not both", by_secret[i][0],
+                         by_secret[i][1]);
   }
   if (certificate_secret) certificate = private_key = false; /* the secret brings both */
   if (tls->settings.verify && !trusted_ca) {

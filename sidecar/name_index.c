@@ -12,7 +12,8 @@ static uint64_t hash_name(const char *name) {
 
 int ms_name_index_init(ms_name_index *index, size_t capacity) {
   size_t size = 16;
-  while (size < 2 * capacity + 2) size *= 2;
+  while (size < 2 * capacity + 2)
+    size *= 2;
   index->names = calloc(size, sizeof(char *));
   index->values = calloc(size, sizeof(size_t));
   index->size = size;
@@ -24,7 +25,8 @@ int ms_name_index_init(ms_name_index *index, size_t capacity) {
 static size_t find_slot(const ms_name_index *index, const char *name) {
   size_t mask = index->size - 1;
   size_t slot = (size_t)hash_name(name) & mask;
-  while (index->names[slot] && strcmp(index->names[slot], name) != 0) slot = (slot + 1) & mask;
+  while (index->names[slot] && strcmp(index->names[slot], name) != 0)
+    slot = (slot + 1) & mask;
   return slot;
 }
 

@@ -67,7 +67,8 @@ const ms_secret *ms_secret_set_find(const ms_secret_set *set, const char *name) 
 
 void ms_secret_set_free(ms_secret_set *set) {
   if (set == NULL) return;
-  for (size_t i = 0; i < set->count; i++) secret_cleanup(&set->items[i]);
+  for (size_t i = 0; i < set->count; i++)
+    secret_cleanup(&set->items[i]);
   free(set->items);
   free(set);
 }

@@ -104,8 +104,7 @@ int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *s
  * connections under way keep their context. On success the server owns
  * `secrets` and the return is the number of clusters whose context changed;
  * on failure -1, `err`, nothing changed and the caller keeps `secrets`. */
-int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err,
-                             size_t err_len);
+int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err, size_t err_len);
 
 /* ms_server_secrets returns the secret set in force (borrowed), or NULL. */
 const ms_secret_set *ms_server_secrets(ms_server *server);

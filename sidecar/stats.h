@@ -28,11 +28,11 @@
   X(bytes_sent_upstream, "plaintext bytes relayed from clients to upstreams")            \
   X(bytes_received_upstream, "plaintext bytes relayed from upstreams to clients")        \
   X(tls_reload_success, "TLS contexts rebuilt after a certificate change")               \
-  X(tls_reload_failure, "certificate changes refused (old context kept)")               \
-  X(xds_update_success, "control plane responses accepted (ACK)")                       \
-  X(xds_update_rejected, "control plane responses refused (NACK)")                      \
-  X(xds_secret_rotation, "SDS updates applied as a rotation (new bytes, same secrets)")   \
-  X(xds_stream_established, "ADS streams opened to the control plane")                  \
+  X(tls_reload_failure, "certificate changes refused (old context kept)")                \
+  X(xds_update_success, "control plane responses accepted (ACK)")                        \
+  X(xds_update_rejected, "control plane responses refused (NACK)")                       \
+  X(xds_secret_rotation, "SDS updates applied as a rotation (new bytes, same secrets)")  \
+  X(xds_stream_established, "ADS streams opened to the control plane")                   \
   X(xds_stream_closed, "ADS streams or connection attempts that ended")
 
 typedef struct ms_stats {

@@ -28,8 +28,10 @@ static int effective_settings(const ms_cluster_tls_config *tls, const ms_secret_
   if (tls->certificate_secret) {
     const ms_secret *secret = ms_secret_set_find(secrets, tls->certificate_secret);
     if (secret == NULL || secret->certificate_pem == NULL) {
-      snprintf(why, why_len, "secret \"%s\" (a tls_certificate) has not come from the control "
-               "plane", tls->certificate_secret);
+      snprintf(why, why_len,
+               "secret \"%s\" (a tls_certificate) has not come from the control "
+               "plane",
+               tls->certificate_secret);
       return -1;
     }
     out->certificate_pem = secret->certificate_pem;
@@ -39,8 +41,10 @@ static int effective_settings(const ms_cluster_tls_config *tls, const ms_secret_
   if (tls->validation_secret) {
     const ms_secret *secret = ms_secret_set_find(secrets, tls->validation_secret);
     if (secret == NULL || secret->trusted_ca_pem == NULL) {
-      snprintf(why, why_len, "secret \"%s\" (a validation_context) has not come from the "
-               "control plane", tls->validation_secret);
+      snprintf(why, why_len,
+               "secret \"%s\" (a validation_context) has not come from the "
+               "control plane",
+               tls->validation_secret);
       return -1;
     }
     out->trusted_ca_pem = secret->trusted_ca_pem;
@@ -62,7 +66,8 @@ static bool same_settings(const ms_tls_settings *a, const ms_tls_settings *b) {
          a->min_version == b->min_version && a->max_version == b->max_version &&
          same_string(a->ciphers, b->ciphers) && same_string(a->curves, b->curves) &&
          a->alpn_len == b->alpn_len &&
-         (a->alpn == b->alpn || (a->alpn && b->alpn && memcmp(a->alpn, b->alpn, a->alpn_len) == 0)) &&
+         (a->alpn == b->alpn ||
+          (a->alpn && b->alpn && memcmp(a->alpn, b->alpn, a->alpn_len) == 0)) &&
          a->session_reuse == b->session_reuse &&
          same_string(a->certificate_pem, b->certificate_pem) &&
          same_string(a->private_key_pem, b->private_key_pem) &&
@@ -72,7 +77,8 @@ static bool same_settings(const ms_tls_settings *a, const ms_tls_settings *b) {
 
 static uint64_t mix(uint64_t hash, const void *data, size_t len) {
   const uint8_t *bytes = data;
-  for (size_t i = 0; i < len; i++) hash = (hash ^ bytes[i]) * 0x100000001b3ULL; /* FNV-1a */
+  for (size_t i = 0; i < len; i++)
+    hash = (hash ^ bytes[i]) * 0x100000001b3ULL; /* FNV-1a */
   return hash;
 }
 
@@ -85,10 +91,11 @@ static uint64_t mix_string(uint64_t hash, const char *text) {
 static uint64_t settings_hash(const ms_tls_settings *s) {
   uint64_t hash = 0xcbf29ce484222325ULL;
   const char *paths[] = {s->certificate, s->private_key, s->password_file, s->trusted_ca,
-                         s->crl, s->ciphers, s->curves};
-  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) hash = mix_string(hash, paths[i]);
-  int64_t numbers[] = {s->verify, s->verify_depth, s->min_version, s->max_version,
-                       s->session_reuse, (int64_t)s->alpn_len};
+                         s->crl,         s->ciphers,     s->curves};
+  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+    hash = mix_string(hash, paths[i]);
+  int64_t numbers[] = {s->verify,      s->verify_depth,  s->min_version,
+                       s->max_version, s->session_reuse, (int64_t)s->alpn_len};
   return mix(hash, numbers, sizeof(numbers));
 }
 
@@ -207,7 +214,8 @@ static void log_taken(tls_use *use, const char *cluster, bool rotated) {
 }
 
 static void pass_free(tls_pass *pass) {
-  for (size_t i = 0; i < pass->use_count; i++) ms_tls_context_free(pass->uses[i].built);
+  for (size_t i = 0; i < pass->use_count; i++)
+    ms_tls_context_free(pass->uses[i].built);
   free(pass->uses);
   free(pass->table);
   free(pass->held);
@@ -219,7 +227,8 @@ int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *
   size_t held_cap = count + (server->config ? server->config->cluster_count : 0) + 1;
   tls_pass pass = {.server = server, .secrets = secrets};
   pass.table_size = 16;
-  while (pass.table_size < 2 * count + 2) pass.table_size *= 2;
+  while (pass.table_size < 2 * count + 2)
+    pass.table_size *= 2;
   pass.uses = calloc(count + 1, sizeof(tls_use));
   pass.table = calloc(pass.table_size, sizeof(size_t));
   pass.held = calloc(held_cap, sizeof(ms_tls_context *));
@@ -251,8 +260,9 @@ int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *
           snprintf(secrets, sizeof(secrets), " with secrets %s%s%s%s%s",
                    tls->certificate_secret ? "\"" : "",
                    tls->certificate_secret ? tls->certificate_secret : "",
-                   tls->certificate_secret && tls->validation_secret ? "\" and \"" :
-                   tls->certificate_secret ? "\"" : "\"",
+                   tls->certificate_secret && tls->validation_secret ? "\" and \""
+                   : tls->certificate_secret                         ? "\""
+                                                                     : "\"",
                    tls->validation_secret ? tls->validation_secret : "",
                    tls->validation_secret ? "\"" : "");
         snprintf(err, err_len, "clusters[%zu] (%s)%s: %s", i, config->clusters[i].name, secrets,
@@ -304,8 +314,7 @@ int ms_server_reload(ms_server *server) {
   return replaced;
 }
 
-int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err,
-                             size_t err_len) {
+int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err, size_t err_len) {
   int replaced = ms_tls_load(server, server->config, server->clusters, secrets,
                              MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
   if (replaced < 0) return -1;

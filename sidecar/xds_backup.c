@@ -6,13 +6,9 @@
  */
 #include "sidecar/xds_backup.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <openssl/base64.h>
@@ -62,43 +58,6 @@ static cJSON *encode_any(const Google__Protobuf__Any *any) {
   return item;
 }
 
-static int write_file(const char *path, const char *text, char *err, size_t err_len) {
-  size_t path_len = strlen(path);
-  char *temporary = malloc(path_len + 8);
-  if (temporary == NULL) {
-    snprintf(err, err_len, "out of memory");
-    return -1;
-  }
-  snprintf(temporary, path_len + 8, "%s.tmp", path);
-  int fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    snprintf(err, err_len, "cannot write %s: %s", temporary, strerror(errno));
-    free(temporary);
-    return -1;
-  }
-  size_t len = strlen(text), done = 0;
-  while (done < len) {
-    ssize_t n = write(fd, text + done, len - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    done += (size_t)n;
-  }
-  int saved = errno;
-  bool ok = done == len && fsync(fd) == 0;
-  if (!ok && done == len) saved = errno;
-  close(fd);
-  if (ok && rename(temporary, path) != 0) {
-    ok = false;
-    saved = errno;
-  }
-  if (!ok) {
-    snprintf(err, err_len, "cannot write %s: %s", path, strerror(saved));
-    unlink(temporary);
-  }
-  free(temporary);
-  return ok ? 0 : -1;
-}
-
 int ms_xds_backup_write(const ms_xds_state *state, const char *path, char *err, size_t err_len) {
   cJSON *json = cJSON_CreateObject();
   cJSON *resources = cJSON_AddArrayToObject(json, "resources");
@@ -120,7 +79,7 @@ int ms_xds_backup_write(const ms_xds_state *state, const char *path, char *err, 
     snprintf(err, err_len, "out of memory");
     return -1;
   }
-  int rc = write_file(path, text, err, err_len);
+  int rc = ms_file_write_atomic(path, text, strlen(text), 0600, err, err_len);
   wipe_free(text);
   return rc;
 }
@@ -182,7 +141,8 @@ static int load_kind(ms_xds_state *state, const cJSON *resources, ms_xds_kind ki
     count++;
   }
   if (rc == 0) rc = ms_xds_state_update(state, kind, pointers, count, err, err_len);
-  for (size_t i = 0; anys && i < count; i++) any_cleanup(&anys[i]);
+  for (size_t i = 0; anys && i < count; i++)
+    any_cleanup(&anys[i]);
   free(anys);
   free(pointers);
   return rc;

@@ -27,7 +27,7 @@
 struct ms_xds_source {
   uv_loop_t *loop;
   ms_server *server;
-  ms_config *file; /* the file's configuration: its text and the bootstrap */
+  ms_config *file;     /* the file's configuration: its text and the bootstrap */
   ms_xds_state *state; /* what is in force */
   ms_ads_client *client;
   SSL_CTX *bootstrap;
@@ -41,17 +41,12 @@ struct ms_xds_source {
   bool stopped;
 };
 
-static void bump(ms_xds_source *source, atomic_llong *counter) {
-  atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-  (void)source;
-}
-
 /* ---- applying a state ------------------------------------------------------ */
 
 /* join_errors writes the first problems of a refused rendering into err. */
 static void join_errors(const ms_config_errors *errors, char *err, size_t err_len) {
-  size_t used = (size_t)snprintf(err, err_len, "the configuration these resources make is invalid:");
+  size_t used =
+      (size_t)snprintf(err, err_len, "the configuration these resources make is invalid:");
   for (size_t i = 0; i < errors->count && i < 5 && used < err_len; i++)
     used += (size_t)snprintf(err + used, err_len - used, "%s %s", i ? ";" : "", errors->lines[i]);
   if (errors->count > 5 && used < err_len)
@@ -126,11 +121,11 @@ static int rotate(ms_xds_source *source, const Google__Protobuf__Any *const *res
     ms_secret_set_free(set);
     return -1;
   }
-  bump(source, &ms_server_main_stats(source->server)->xds_secret_rotation);
+  MS_STAT_ADD(ms_server_main_stats(source->server), xds_secret_rotation, 1);
   /* In force: the state follows (same shape, so nothing else changes). */
   char why[MS_ERR_LEN];
-  if (ms_xds_state_update(source->state, MS_XDS_KIND_SECRET, resources, count, why,
-                          sizeof(why)) != 0)
+  if (ms_xds_state_update(source->state, MS_XDS_KIND_SECRET, resources, count, why, sizeof(why)) !=
+      0)
     ms_log(MS_LOG_ERROR, "xds: secrets in force but not recorded: %s", why);
   return 1;
 }
@@ -169,9 +164,11 @@ static void try_backup(ms_xds_source *source, const char *why) {
 
 static char *refuse(ms_xds_source *source, const char *type_url, const char *version,
                     const char *why) {
-  bump(source, &ms_server_main_stats(source->server)->xds_update_rejected);
-  ms_log(MS_LOG_WARN, "xds update rejected: type=%s version=%s: %s; the configuration in force "
-         "stays", type_url, version, why);
+  MS_STAT_ADD(ms_server_main_stats(source->server), xds_update_rejected, 1);
+  ms_log(MS_LOG_WARN,
+         "xds update rejected: type=%s version=%s: %s; the configuration in force "
+         "stays",
+         type_url, version, why);
   char *message = strdup(why);
   return message ? message : strdup("out of memory");
 }
@@ -182,7 +179,8 @@ static char *on_response(ms_ads_client *client, const char *type_url, const char
   ms_xds_source *source = arg;
   ms_xds_kind kind;
   if (ms_xds_kind_from_type_url(type_url, &kind) != 0)
-    return refuse(source, type_url, version, "unexpected type: this sidecar takes clusters, "
+    return refuse(source, type_url, version,
+                  "unexpected type: this sidecar takes clusters, "
                   "endpoints, listeners and secrets");
   char err[2048];
   uint64_t began_ns = uv_hrtime();
@@ -204,7 +202,7 @@ static char *on_response(ms_ads_client *client, const char *type_url, const char
     source->from_backup = false;
     ms_log(MS_LOG_INFO, "xds: the control plane answered; the backup is no longer in use");
   }
-  bump(source, &ms_server_main_stats(source->server)->xds_update_success);
+  MS_STAT_ADD(ms_server_main_stats(source->server), xds_update_success, 1);
   size_t clusters, warming, listeners;
   ms_xds_state_counts(source->state, &clusters, &warming, &listeners);
   ms_log(MS_LOG_INFO,
@@ -222,11 +220,11 @@ static void on_connection(ms_ads_client *client, bool connected, const char *why
   ms_xds_source *source = arg;
   ms_stats *stats = ms_server_main_stats(source->server);
   if (connected) {
-    bump(source, &stats->xds_stream_established);
+    MS_STAT_ADD(stats, xds_stream_established, 1);
     ms_log(MS_LOG_INFO, "xds: connected to %s", source->file->xds.address.text);
     return;
   }
-  bump(source, &stats->xds_stream_closed);
+  MS_STAT_ADD(stats, xds_stream_closed, 1);
   ms_log(MS_LOG_WARN, "xds: %s", why ? why : "disconnected");
   try_backup(source, "the control plane is unreachable");
 }
@@ -304,7 +302,8 @@ static char *dump_json(void *arg) {
   cJSON *types = cJSON_AddArrayToObject(json, "resource_types");
   static const ms_xds_kind kinds[] = {MS_XDS_KIND_CLUSTER, MS_XDS_KIND_ENDPOINTS,
                                       MS_XDS_KIND_LISTENER, MS_XDS_KIND_SECRET};
-  for (size_t k = 0; ok && types && k < 4; k++) ok = add_type(types, source->client, kinds[k]);
+  for (size_t k = 0; ok && types && k < 4; k++)
+    ok = add_type(types, source->client, kinds[k]);
   char *text = ok && types ? cJSON_PrintUnformatted(json) : NULL;
   cJSON_Delete(json);
   return text;
@@ -318,15 +317,19 @@ static void reload(void *arg) {
   if (ms_config_load(source->file->path, &file, &errors) != 0) {
     for (size_t i = 0; i < errors.count; i++)
       ms_log(MS_LOG_ERROR, "config reload refused: %s", errors.lines[i]);
-    ms_log(MS_LOG_ERROR, "config reload refused: %s has %zu problem%s; the configuration in "
-           "force stays", source->file->path, errors.count, errors.count == 1 ? "" : "s");
+    ms_log(MS_LOG_ERROR,
+           "config reload refused: %s has %zu problem%s; the configuration in "
+           "force stays",
+           source->file->path, errors.count, errors.count == 1 ? "" : "s");
     ms_config_errors_cleanup(&errors);
     return;
   }
   if (!file->xds.enabled || strcmp(file->xds.address.text, source->file->xds.address.text) != 0 ||
       strcmp(file->xds.node_id, source->file->xds.node_id) != 0)
-    ms_log(MS_LOG_WARN, "xds: changing the control plane or the node needs a restart; the "
-           "stream to %s stays", source->file->xds.address.text);
+    ms_log(MS_LOG_WARN,
+           "xds: changing the control plane or the node needs a restart; the "
+           "stream to %s stays",
+           source->file->xds.address.text);
   ms_config *previous = source->file;
   source->file = file;
   char err[MS_ERR_LEN];
