@@ -85,7 +85,7 @@ if [ -n "${SIDECAR_BIN:-}" ] && [ -n "${CERTS_BIN:-}" ]; then
 else
   OB=${BAZEL_OUTPUT_BASE:-/tmp/bzl-bench}
   log "building with bazel --output_base=$OB"
-  if ! (cd "$REPO" && timeout 1500 bazel --output_base="$OB" build -c opt //sidecar:sidecar //certs:certs) \
+  if ! (cd "$REPO" && timeout 1500 bazel --output_base="$OB" build -c opt --symlink_prefix=/ //sidecar:sidecar //certs:certs) \
        >"$T/build.out" 2>&1; then
     tail -30 "$T/build.out" >&2; log "build failed"; exit 1
   fi

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/connection.h"
+#include "sidecar/upstream.h"
 #include "sidecar/log.h"
 #include "sidecar/name_index.h"
 #include "sidecar/server_internal.h"
@@ -147,7 +147,7 @@ static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters
       snprintf(err, err_len, "clusters[%zu] (%s): %s", c, cluster->name, why);
       return -1;
     }
-    SSL_CTX_sess_set_new_cb(clusters[c].tls->ssl_ctx, ms_conn_on_new_session);
+    SSL_CTX_sess_set_new_cb(clusters[c].tls->ssl_ctx, ms_upstream_on_new_session);
   }
   return 0;
 }

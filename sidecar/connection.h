@@ -1,9 +1,9 @@
 /* connection.h: one proxied connection, from accept to close.
  *
- *   CONNECTING  -> TCP connect to an endpoint the balancer chose
- *   HANDSHAKING -> TLS handshake as client (certificate, SNI, resumption, verification)
- *   PROXYING    -> relaying both ways with back-pressure and half-close
- *   CLOSING     -> handles closing; freed in the last close callback
+ *   CONNECTING -> an upstream (upstream.h) to an endpoint the balancer chose
+ *                 connects and shakes hands
+ *   PROXYING   -> relaying both ways with back-pressure and half-close
+ *   CLOSING    -> freed in its timer's close callback
  *
  * A failed connect or handshake moves on to another endpoint (nothing from
  * the client has been read yet, so nothing has reached any upstream), up to
@@ -12,8 +12,6 @@
 #define MS_CONNECTION_H
 
 #include <stddef.h>
-
-#include <openssl/ssl.h>
 
 #include "sidecar/worker.h"
 
@@ -24,10 +22,5 @@ void ms_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets
 
 /* ms_conn_close starts closing `conn` at once (worker stop). */
 void ms_conn_close(ms_conn *conn);
-
-/* ms_conn_on_new_session is the SSL_CTX new-session callback: it files a
- * session the upstream issued in the worker's cache. Returns 1 when it took
- * the reference, 0 when not. Installed on every context (server.c). */
-int ms_conn_on_new_session(SSL *ssl, SSL_SESSION *session);
 
 #endif

@@ -32,8 +32,10 @@ static int fill(ms_tls_io *io) {
     if (n > 0) {
       io->in = io->scratch->in;
       io->in_len = (size_t)n;
-      /* A short read emptied the socket: another would only say EAGAIN. */
-      if ((size_t)n < sizeof(io->scratch->in)) io->drained = true;
+      /* A short read emptied the socket: another would only say EAGAIN,
+       * unless the upstream hung up, whose FIN (or error) is still to be
+       * read and will not be announced again. */
+      if ((size_t)n < sizeof(io->scratch->in) && !io->hup) io->drained = true;
       return 1;
     }
     if (n == 0) {

@@ -34,7 +34,8 @@ typedef struct ms_tls_io {
   size_t in_offset;
   size_t in_len;
   bool in_on_heap;
-  bool drained; /* the last read(2) emptied the socket: wait for the poll */
+  bool drained; /* the last read(2) emptied the socket: wait for an event */
+  bool hup;     /* the upstream hung up: read on to the end, short reads or not */
   bool eof;     /* the upstream sent FIN */
   int error;    /* errno of a failed read or write, or 0 */
   char *out;    /* sealed bytes not yet written: scratch->out or heap */
@@ -53,9 +54,11 @@ void ms_tls_io_cleanup(ms_tls_io *io);
  * when memory ran out. Hand it to SSL_set_bio. */
 BIO *ms_tls_io_bio_new(ms_tls_io *io);
 
-/* ms_tls_io_readable: the poll saw the socket readable; read(2) again. */
-static inline void ms_tls_io_readable(ms_tls_io *io) {
+/* ms_tls_io_readable: an event said the socket is readable (and, with
+ * `hup`, that the upstream hung up); read(2) again. */
+static inline void ms_tls_io_readable(ms_tls_io *io, bool hup) {
   io->drained = false;
+  if (hup) io->hup = true;
 }
 
 /* ms_tls_io_flush writes the collected bytes. Returns 1 when all are out, 0

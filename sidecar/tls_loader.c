@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/connection.h"
+#include "sidecar/upstream.h"
 #include "sidecar/log.h"
 #include "sidecar/server_internal.h"
 
@@ -159,7 +159,7 @@ static void resolve(tls_pass *pass, tls_use *use) {
     use->built = ms_tls_context_up_ref(context);
   } else if (ms_tls_context_new(&use->settings, &material, &use->built, use->why,
                                 sizeof(use->why)) == 0) {
-    SSL_CTX_sess_set_new_cb(use->built->ssl_ctx, ms_conn_on_new_session);
+    SSL_CTX_sess_set_new_cb(use->built->ssl_ctx, ms_upstream_on_new_session);
   } else {
     use->built = NULL;
     use->failed = true;

@@ -151,6 +151,7 @@ static void on_wakeup(uv_async_t *async) {
     stop_accepting(worker);
     while (worker->connections)
       ms_conn_close(worker->connections);
+    ms_events_close(&worker->events);
     uv_close((uv_handle_t *)&worker->wakeup, NULL);
   }
 }
@@ -160,7 +161,10 @@ int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
   worker->index = index;
   worker->accepting = true;
   atomic_init(&worker->next_snapshot, NULL);
+  worker->events.epfd = -1;
   int rc = uv_loop_init(&worker->loop);
+  if (rc != 0) return rc;
+  rc = ms_events_init(&worker->events, &worker->loop);
   if (rc != 0) return rc;
   rc = uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
   if (rc != 0) return rc;
@@ -202,6 +206,7 @@ void ms_worker_stop(ms_worker *worker) {
 void ms_worker_join(ms_worker *worker) {
   uv_thread_join(&worker->thread);
   uv_loop_close(&worker->loop);
+  ms_events_cleanup(&worker->events);
   ms_snapshot_free(atomic_exchange(&worker->next_snapshot, NULL));
   ms_snapshot_free(worker->snapshot);
   worker->snapshot = NULL;

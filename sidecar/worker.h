@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "sidecar/balancer.h"
+#include "sidecar/events.h"
 #include "sidecar/session_cache.h"
 #include "sidecar/snapshot.h"
 #include "sidecar/stats.h"
@@ -35,6 +36,7 @@ typedef struct ms_listen_socket {
 struct ms_worker {
   uint32_t index;
   uv_loop_t loop;
+  ms_events events; /* the proxied sockets, nested in `loop` */
   uv_thread_t thread;
   uv_async_t wakeup;
   _Atomic(ms_snapshot *) next_snapshot; /* published by the main thread */
