@@ -483,6 +483,22 @@ static int respond_stats(ms_server *server, ms_admin_response *out) {
   cJSON *json = cJSON_CreateObject();
   collected.stats = put_array(json, "stats", &collected.ok);
   if (collected.stats) stats_walk(server, emit_json, &collected);
+  /* Envoy's /stats shows histograms as quantiles. */
+  ms_stats sum;
+  memset(&sum, 0, sizeof(sum));
+  ms_server_stats_sum(server, &sum);
+  cJSON *latency = put_object(json, "http_rq_latency_ms", &collected.ok);
+  static const struct {
+    const char *name;
+    double q;
+  } quantiles[] = {{"p50", 0.5}, {"p90", 0.9}, {"p99", 0.99}};
+  for (size_t i = 0; latency && i < sizeof(quantiles) / sizeof(quantiles[0]); i++)
+    put_number(latency, quantiles[i].name, ms_stats_latency_quantile(&sum, quantiles[i].q),
+               &collected.ok);
+  long long count = 0;
+  for (int i = 0; i < MS_LATENCY_BUCKETS; i++)
+    count += load(&sum.latency[i]);
+  if (latency) put_number(latency, "count", (double)count, &collected.ok);
   return finish_json(json, collected.ok, out);
 }
 
@@ -519,12 +535,37 @@ static void emit_prometheus(const stat_sample *sample, void *arg) {
   fprintf(stream, " %lld\n", sample->value);
 }
 
+/* The request latency as a Prometheus histogram: cumulative buckets in
+ * seconds, their sum and count. */
+static void write_latency_histogram(ms_server *server, FILE *stream) {
+  ms_stats sum;
+  memset(&sum, 0, sizeof(sum));
+  ms_server_stats_sum(server, &sum);
+  const char *family = "mtls_sidecar_http_rq_latency_seconds";
+  fprintf(stream,
+          "# HELP %s HTTP request latency, first request byte to last response byte\n"
+          "# TYPE %s histogram\n",
+          family, family);
+  long long cumulative = 0;
+  for (int i = 0; i < MS_LATENCY_BUCKETS; i++) {
+    cumulative += load(&sum.latency[i]);
+    if (i < MS_LATENCY_BUCKETS - 1)
+      fprintf(stream, "%s_bucket{le=\"%g\"} %lld\n", family, ms_latency_bounds_ms[i] / 1000,
+              cumulative);
+    else
+      fprintf(stream, "%s_bucket{le=\"+Inf\"} %lld\n", family, cumulative);
+  }
+  fprintf(stream, "%s_sum %.6f\n%s_count %lld\n", family, (double)load(&sum.latency_sum_us) / 1e6,
+          family, cumulative);
+}
+
 static int respond_prometheus(ms_server *server, ms_admin_response *out) {
   char *text = NULL;
   size_t len = 0;
   FILE *stream = open_memstream(&text, &len);
   if (!stream) return -ENOMEM;
   stats_walk(server, emit_prometheus, stream);
+  write_latency_histogram(server, stream);
   bool failed = ferror(stream) != 0;
   if (fclose(stream) != 0 || failed) {
     free(text);

@@ -1,7 +1,8 @@
 /* config.c: the sidecar's configuration: its key tables and defaults, the
  * checks across keys, loading and lifetime. Walking JSON against the tables
- * is config_schema.c's job; a cluster's "tls" keys live in config_tls.c and
- * "host:port" parsing in config_address.c. */
+ * is config_schema.c's job; a cluster's "tls" keys live in config_tls.c, the
+ * HTTP keys of listeners and clusters in config_http.c and "host:port"
+ * parsing in config_address.c. */
 #include "sidecar/config.h"
 
 #include <ctype.h>
@@ -16,6 +17,7 @@
 #include <openssl/mem.h>
 
 #include "sidecar/config_schema.h"
+#include "sidecar/config_http.h"
 #include "sidecar/config_tls.h"
 #include "sidecar/config_xds.h"
 #include "sidecar/name_index.h"
@@ -88,8 +90,6 @@ static void parse_lb_policy(ms_schema *schema, const cJSON *value, const ms_sche
   ms_schema_error_unknown(schema, problem, text, lb_policy_names, COUNT(lb_policy_names));
 }
 
-/* "http" is accepted here and refused by validate_listeners, so that the
- * message can say it is not supported yet rather than unknown. */
 static void parse_listener_protocol(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
                                     void *field) {
   const char *text;
@@ -99,7 +99,7 @@ static void parse_listener_protocol(ms_schema *schema, const cJSON *value, const
   } else if (strcmp(text, "http") == 0) {
     *(ms_listener_protocol *)field = MS_PROTOCOL_HTTP;
   } else {
-    ms_schema_error(schema, "unknown protocol \"%s\"; use \"tcp\"", text);
+    ms_schema_error(schema, "unknown protocol \"%s\"; use \"tcp\" or \"http\"", text);
   }
 }
 
@@ -190,6 +190,9 @@ static const ms_schema_key cluster_keys[] = {
     KEY("outlier_detection", parse_outlier, CLUSTER_FIELD(outlier_detection)),
     REQUIRED("tls", ms_config_parse_tls, CLUSTER_FIELD(tls),
              "this sidecar originates mutual TLS; give at least {\"trusted_ca\": \"ca.crt\"}"),
+    KEY("host_header", ms_config_parse_host_header, CLUSTER_FIELD(host_header)),
+    KEY("http_pool", ms_config_parse_http_pool, CLUSTER_FIELD(http_pool)),
+    KEY("retries", ms_config_parse_http_retries, CLUSTER_FIELD(retries)),
 };
 
 static void cluster_init(void *element) {
@@ -203,6 +206,7 @@ static void cluster_init(void *element) {
   cluster->outlier_detection.base_ejection_ms = 5000;
   cluster->outlier_detection.max_ejection_ms = 300000;
   ms_config_tls_init(&cluster->tls);
+  ms_config_http_cluster_init(cluster);
 }
 
 static void parse_cluster(ms_schema *schema, const cJSON *value, void *element) {
@@ -231,16 +235,33 @@ static const ms_schema_key listener_keys[] = {
     REQUIRED("cluster", ms_schema_parse_string, LISTENER_FIELD(cluster),
              "name the cluster that receives this listener's connections"),
     UINT32("idle_timeout_ms", LISTENER_FIELD(idle_timeout_ms), 0, UINT32_MAX),
+    KEY("http", ms_config_parse_http_listener, LISTENER_FIELD(http)),
 };
 
 static void listener_init(void *element) {
   ms_listener_config *listener = element;
   listener->protocol = MS_PROTOCOL_TCP;
   listener->idle_timeout_ms = 3600000;
+  ms_config_http_listener_init(&listener->http);
+}
+
+static bool has_value(const cJSON *object, const char *name) {
+  const cJSON *item = cJSON_GetObjectItemCaseSensitive(object, name);
+  return item != NULL && !cJSON_IsNull(item);
 }
 
 static void parse_listener(ms_schema *schema, const cJSON *value, void *element) {
   ms_schema_object(schema, value, listener_keys, COUNT(listener_keys), element);
+  if (!cJSON_IsObject(value) || !has_value(value, "http")) return;
+  /* Read from the JSON, so that a misspelt protocol is reported once, for
+   * itself, rather than again here. */
+  const cJSON *protocol = cJSON_GetObjectItemCaseSensitive(value, "protocol");
+  if (!has_value(value, "protocol") ||
+      (cJSON_IsString(protocol) && strcmp(protocol->valuestring, "tcp") == 0)) {
+    ms_schema_error_at(schema, "http",
+                       "only allowed with \"protocol\": \"http\"; this listener relays TCP; set "
+                       "protocol to \"http\" or remove \"http\"");
+  }
 }
 
 static void parse_listeners(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
@@ -288,11 +309,13 @@ static void validate_clusters(ms_schema *schema, ms_config *config, ms_name_inde
   ms_schema_pop(schema, top);
 }
 
+/* resolve_cluster sets *out_index to the position of the cluster called
+ * `name`, or reports "<path>.cluster: no cluster named ...". */
 static void resolve_cluster(ms_schema *schema, ms_config *config, const ms_name_index *index,
-                            ms_listener_config *listener) {
-  size_t found = ms_name_index_get(index, listener->cluster);
+                            const char *name, size_t *out_index) {
+  size_t found = ms_name_index_get(index, name);
   if (found != MS_NAME_INDEX_NONE) {
-    listener->cluster_index = found;
+    *out_index = found;
     return;
   }
   const char **names = calloc(config->cluster_count + 1, sizeof(*names));
@@ -302,26 +325,43 @@ static void resolve_cluster(ms_schema *schema, ms_config *config, const ms_name_
   }
   size_t name_count = 0;
   for (size_t i = 0; i < config->cluster_count; i++) {
-    const char *name = config->clusters[i].name;
-    if (name == NULL) continue;
-    if (strcmp(name, listener->cluster) == 0) {
-      listener->cluster_index = i;
+    const char *candidate = config->clusters[i].name;
+    if (candidate == NULL) continue;
+    if (strcmp(candidate, name) == 0) {
+      *out_index = i;
       free(names);
       return;
     }
-    names[name_count++] = name;
+    names[name_count++] = candidate;
   }
   size_t saved = ms_schema_push_key(schema, "cluster");
   if (name_count == 0) {
-    ms_schema_error(schema, "no cluster named \"%s\"; define it under \"clusters\"",
-                    listener->cluster);
+    ms_schema_error(schema, "no cluster named \"%s\"; define it under \"clusters\"", name);
   } else {
     char problem[200];
-    snprintf(problem, sizeof(problem), "no cluster named \"%.100s\"", listener->cluster);
-    ms_schema_error_unknown(schema, problem, listener->cluster, names, name_count);
+    snprintf(problem, sizeof(problem), "no cluster named \"%.100s\"", name);
+    ms_schema_error_unknown(schema, problem, name, names, name_count);
   }
   ms_schema_pop(schema, saved);
   free(names);
+}
+
+/* resolve_routes checks that each route of an HTTP listener names a
+ * cluster, with the path "<listener>.http.routes[j].cluster". */
+static void resolve_routes(ms_schema *schema, ms_config *config, const ms_name_index *clusters,
+                           ms_http_listener_config *http) {
+  if (http->route_count == 0) return;
+  size_t top = ms_schema_push_key(schema, "http");
+  ms_schema_push_key(schema, "routes");
+  for (size_t j = 0; j < http->route_count; j++) {
+    ms_http_route *route = &http->routes[j];
+    size_t saved = ms_schema_push_index(schema, j);
+    if (route->cluster != NULL) {
+      resolve_cluster(schema, config, clusters, route->cluster, &route->cluster_index);
+    }
+    ms_schema_pop(schema, saved);
+  }
+  ms_schema_pop(schema, top);
 }
 
 static void validate_listeners(ms_schema *schema, ms_config *config,
@@ -350,10 +390,10 @@ static void validate_listeners(ms_schema *schema, ms_config *config,
         break;
       }
     }
-    if (listener->protocol == MS_PROTOCOL_HTTP) {
-      ms_schema_error_at(schema, "protocol", "\"http\" is not supported yet; use \"tcp\"");
+    if (listener->cluster != NULL) {
+      resolve_cluster(schema, config, clusters, listener->cluster, &listener->cluster_index);
     }
-    if (listener->cluster != NULL) resolve_cluster(schema, config, clusters, listener);
+    resolve_routes(schema, config, clusters, &listener->http);
     ms_schema_pop(schema, saved);
   }
   ms_schema_pop(schema, top);
@@ -438,6 +478,7 @@ static void config_release(ms_config *config) {
     free(listener->name);
     ms_address_cleanup(&listener->address);
     free(listener->cluster);
+    ms_config_http_listener_cleanup(&listener->http);
   }
   free(config->listeners);
   for (size_t i = 0; i < config->cluster_count; i++) {
@@ -448,6 +489,7 @@ static void config_release(ms_config *config) {
     }
     free(cluster->endpoints);
     ms_config_tls_cleanup(&cluster->tls);
+    free(cluster->host_header);
   }
   free(config->clusters);
   ms_config_xds_cleanup(&config->xds);

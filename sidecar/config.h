@@ -25,7 +25,7 @@ typedef enum ms_lb_policy {
 
 typedef enum ms_listener_protocol {
   MS_PROTOCOL_TCP = 0,
-  MS_PROTOCOL_HTTP, /* reserved for HTTP mode; refused by validation for now */
+  MS_PROTOCOL_HTTP, /* HTTP/1.1, proxied over pooled keep-alive mTLS connections */
 } ms_listener_protocol;
 
 /* A parsed "host:port" or "[v6]:port". */
@@ -69,6 +69,24 @@ typedef struct ms_cluster_tls_config {
   char *validation_secret;
 } ms_cluster_tls_config;
 
+/* How a cluster keeps idle upstream connections for HTTP listeners
+ * ("http_pool"), per endpoint and per worker. */
+typedef struct ms_http_pool_config {
+  uint32_t max_idle;        /* "max_idle", default 32 (nginx keepalive 32); 0: no pooling */
+  uint32_t idle_timeout_ms; /* default 60000 (nginx keepalive_timeout); at least 1 */
+  uint32_t max_requests;    /* default 1000 (nginx keepalive_requests); 0: no limit */
+  uint32_t max_lifetime_ms; /* default 3600000 (nginx keepalive_time 1 h); 0: no limit */
+} ms_http_pool_config;
+
+/* How a cluster retries HTTP requests ("retries"). */
+typedef struct ms_http_retry_config {
+  uint32_t max_retries;           /* "max_retries", default 1; 0..100 */
+  uint32_t budget_percent;        /* default 20 (Envoy's retry budget): retries in flight are at
+                                     most this share of active requests; 0..100 */
+  uint32_t min_retry_concurrency; /* default 3 (Envoy's): retries always allowed in flight,
+                                     whatever the budget */
+} ms_http_retry_config;
+
 typedef struct ms_cluster_config {
   char *name;
   ms_endpoint_config *endpoints;
@@ -80,7 +98,37 @@ typedef struct ms_cluster_config {
   uint32_t dns_refresh_ms;       /* default 30000 */
   ms_outlier_config outlier_detection;
   ms_cluster_tls_config tls; /* "tls" is required: this is an mTLS sidecar */
+  /* HTTP settings: allowed on every cluster, used only by HTTP listeners. */
+  char *host_header; /* NULL (default): the client's Host passes through; else sent as Host,
+                        like nginx proxy_set_header Host */
+  ms_http_pool_config http_pool;
+  ms_http_retry_config retries;
 } ms_cluster_config;
+
+/* One entry of an HTTP listener's "routes": a request whose Host and path
+ * match goes to `cluster`. */
+typedef struct ms_http_route {
+  char *host;           /* NULL: any; exact match, case-insensitive, the request's port ignored */
+  char *path_prefix;    /* NULL: any; starts with "/" */
+  char *cluster;        /* names a cluster of this config */
+  size_t cluster_index; /* index into ms_config.clusters */
+} ms_http_route;
+
+/* A listener's "http" object. Always filled with its defaults, even when
+ * the key is absent or the listener is "tcp" (where it is unused). */
+typedef struct ms_http_listener_config {
+  uint32_t max_request_headers_bytes; /* default 65536 (Envoy's 60 KiB rounded up), 1024..1048576;
+                                         above: 431 */
+  uint64_t max_request_body_bytes;    /* default 0: no limit (bodies stream); above: 413 */
+  uint32_t request_timeout_ms;        /* default 60000 (nginx proxy_read_timeout): no response byte
+                                         for this long: 504; 0: none */
+  uint32_t client_idle_timeout_ms;    /* default 75000 (nginx keepalive_timeout): an idle keep-alive
+                                         client connection is closed; at least 1 */
+  bool add_x_forwarded_for;           /* default true; also sets X-Forwarded-Proto: http */
+  char *access_log;                   /* NULL (default): off; an absolute path, or "-": stdout */
+  ms_http_route *routes;              /* first match wins; no match: the listener's cluster */
+  size_t route_count;
+} ms_http_listener_config;
 
 typedef struct ms_listener_config {
   char *name;
@@ -89,6 +137,7 @@ typedef struct ms_listener_config {
   char *cluster;                 /* names a cluster of this config */
   size_t cluster_index;          /* index into ms_config.clusters */
   uint32_t idle_timeout_ms;      /* default 3600000 (1 h, Envoy's TcpProxy default); 0: none */
+  ms_http_listener_config http;  /* "http": only with protocol "http" */
 } ms_listener_config;
 
 /* The control plane, when "xds" is set: the sidecar subscribes over ADS to

@@ -424,8 +424,8 @@ static void test_references_and_duplicates(void) {
                "listeners[0].address: 127.0.0.1:15000 is already taken by admin.address");
   expect_error("{'clusters': [" GOOD_CLUSTER
                "], 'listeners': [{'name': 'a', 'address': "
-               "'127.0.0.1:15001', 'protocol': 'http', 'cluster': 'orders'}]}",
-               "listeners[0].protocol: \"http\" is not supported yet; use \"tcp\"");
+               "'127.0.0.1:15001', 'protocol': 'udp', 'cluster': 'orders'}]}",
+               "listeners[0].protocol: unknown protocol \"udp\"; use \"tcp\" or \"http\"");
   expect_error("{'clusters': [" GOOD_CLUSTER
                "], 'listeners': [{'name': 'a', 'address': "
                "'localhost:15001', 'cluster': 'orders'}]}",
@@ -600,6 +600,216 @@ static void test_many_clusters(void) {
   free(json);
 }
 
+/* A listener of protocol "http" on cluster "orders", with `http` as its
+ * "http" member (or none when NULL), and two clusters. */
+static const char *http_config(const char *http) {
+  static char json[4096];
+  snprintf(json, sizeof(json),
+           "{'clusters': [" GOOD_CLUSTER
+           ", {'name': 'payments', 'endpoints': ['payments:443'], 'tls': {'verify': false}}], "
+           "'listeners': [{'name': 'web', 'address': '127.0.0.1:15080', 'protocol': 'http', "
+           "'cluster': 'orders'%s%s}]}",
+           http != NULL ? ", 'http': " : "", http != NULL ? http : "");
+  return json;
+}
+
+static void check_http_listener_defaults(const ms_http_listener_config *http) {
+  CHECK(http->max_request_headers_bytes == 65536);
+  CHECK(http->max_request_body_bytes == 0);
+  CHECK(http->request_timeout_ms == 60000);
+  CHECK(http->client_idle_timeout_ms == 75000);
+  CHECK(http->add_x_forwarded_for);
+  CHECK(http->access_log == NULL);
+  CHECK(http->routes == NULL && http->route_count == 0);
+}
+
+static void test_http_defaults(void) {
+  /* No "http" object: every default is there all the same. */
+  ms_config *config = load_ok(http_config(NULL));
+  const ms_listener_config *listener = &config->listeners[0];
+  CHECK(listener->protocol == MS_PROTOCOL_HTTP);
+  CHECK(listener->cluster_index == 0);
+  check_http_listener_defaults(&listener->http);
+  for (size_t i = 0; i < config->cluster_count; i++) {
+    const ms_cluster_config *cluster = &config->clusters[i];
+    CHECK(cluster->host_header == NULL);
+    CHECK(cluster->http_pool.max_idle == 32);
+    CHECK(cluster->http_pool.idle_timeout_ms == 60000);
+    CHECK(cluster->http_pool.max_requests == 1000);
+    CHECK(cluster->http_pool.max_lifetime_ms == 3600000);
+    CHECK(cluster->retries.max_retries == 1);
+    CHECK(cluster->retries.budget_percent == 20);
+    CHECK(cluster->retries.min_retry_concurrency == 3);
+  }
+  ms_config_free(config);
+
+  /* An empty object, and null members, keep the defaults too. */
+  config = load_ok(http_config("{'routes': null, 'access_log': null}"));
+  check_http_listener_defaults(&config->listeners[0].http);
+  ms_config_free(config);
+  config = load_ok(http_config("{'routes': []}"));
+  check_http_listener_defaults(&config->listeners[0].http);
+  ms_config_free(config);
+
+  /* A tcp listener holds the (unused) defaults. */
+  config = load_ok("{'clusters': [" GOOD_CLUSTER
+                   "], 'listeners': [{'name': 'in', 'address': '127.0.0.1:15001', "
+                   "'cluster': 'orders'}]}");
+  CHECK(config->listeners[0].protocol == MS_PROTOCOL_TCP);
+  check_http_listener_defaults(&config->listeners[0].http);
+  ms_config_free(config);
+}
+
+static void test_http_keys(void) {
+  ms_config *config = load_ok(
+      "{'clusters': [{'name': 'orders', 'endpoints': ['orders:8443'], 'tls': {'verify': false},\n"
+      "               'host_header': 'orders.shop.svc:8443',\n"
+      "               'http_pool': {'max_idle': 8, 'idle_timeout_ms': 30000, 'max_requests': 0,\n"
+      "                             'max_lifetime_ms': 0},\n"
+      "               'retries': {'max_retries': 3, 'budget_percent': 100,\n"
+      "                           'min_retry_concurrency': 0}},\n"
+      "              {'name': 'payments', 'endpoints': ['payments:443'], 'tls': {'verify': "
+      "false}}],\n"
+      " 'listeners': [{'name': 'web', 'address': '127.0.0.1:15080', 'protocol': 'http',\n"
+      "                'cluster': 'orders', 'http': {\n"
+      "   'max_request_headers_bytes': 1024, 'max_request_body_bytes': 10000000000,\n"
+      "   'request_timeout_ms': 0, 'client_idle_timeout_ms': 5000,\n"
+      "   'add_x_forwarded_for': false, 'access_log': 'logs/access.log',\n"
+      "   'routes': [{'host': 'Pay.Shop', 'path_prefix': '/pay', 'cluster': 'payments'},\n"
+      "              {'host': '[::1]', 'cluster': 'orders'},\n"
+      "              {'path_prefix': '/', 'cluster': 'payments'}]}},\n"
+      "               {'name': 'stdout', 'address': '127.0.0.1:15081', 'protocol': 'http',\n"
+      "                'cluster': 'payments', 'http': {'access_log': '-',\n"
+      "                'max_request_headers_bytes': 1048576}}]}");
+  const ms_cluster_config *orders = &config->clusters[0];
+  CHECK(strcmp(orders->host_header, "orders.shop.svc:8443") == 0);
+  CHECK(orders->http_pool.max_idle == 8 && orders->http_pool.idle_timeout_ms == 30000);
+  CHECK(orders->http_pool.max_requests == 0 && orders->http_pool.max_lifetime_ms == 0);
+  CHECK(orders->retries.max_retries == 3 && orders->retries.budget_percent == 100);
+  CHECK(orders->retries.min_retry_concurrency == 0);
+  CHECK(config->clusters[1].host_header == NULL && config->clusters[1].http_pool.max_idle == 32);
+
+  const ms_http_listener_config *http = &config->listeners[0].http;
+  CHECK(http->max_request_headers_bytes == 1024);
+  CHECK(http->max_request_body_bytes == 10000000000ull);
+  CHECK(http->request_timeout_ms == 0 && http->client_idle_timeout_ms == 5000);
+  CHECK(!http->add_x_forwarded_for);
+  char expected[1024];
+  snprintf(expected, sizeof(expected), "%s/logs/access.log", tmpdir);
+  CHECK(strcmp(http->access_log, expected) == 0);
+  CHECK(http->route_count == 3);
+  CHECK(strcmp(http->routes[0].host, "Pay.Shop") == 0);
+  CHECK(strcmp(http->routes[0].path_prefix, "/pay") == 0);
+  CHECK(strcmp(http->routes[0].cluster, "payments") == 0 && http->routes[0].cluster_index == 1);
+  CHECK(strcmp(http->routes[1].host, "[::1]") == 0 && http->routes[1].path_prefix == NULL);
+  CHECK(http->routes[1].cluster_index == 0);
+  CHECK(http->routes[2].host == NULL && strcmp(http->routes[2].path_prefix, "/") == 0);
+  CHECK(http->routes[2].cluster_index == 1);
+
+  const ms_http_listener_config *second = &config->listeners[1].http;
+  CHECK(strcmp(second->access_log, "-") == 0);
+  CHECK(second->max_request_headers_bytes == 1048576);
+  CHECK(second->route_count == 0);
+  ms_config_free(config);
+}
+
+static void test_http_errors(void) {
+  /* "http" belongs to HTTP listeners only. */
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': [{'name': 'in', 'address': '127.0.0.1:15001', "
+               "'cluster': 'orders', 'http': {}}]}",
+               "listeners[0].http: only allowed with \"protocol\": \"http\"");
+  expect_error("{'clusters': [" GOOD_CLUSTER
+               "], 'listeners': [{'name': 'in', 'address': '127.0.0.1:15001', "
+               "'protocol': 'tcp', 'cluster': 'orders', 'http': {'access_log': '-'}}]}",
+               "listeners[0].http: only allowed with \"protocol\": \"http\"");
+  /* A misspelt protocol is reported once, for itself. */
+  ms_config_errors errors = load_refused("{'clusters': [" GOOD_CLUSTER
+                                         "], 'listeners': [{'name': 'in', 'address': "
+                                         "'127.0.0.1:15001', 'protocol': 'htp', "
+                                         "'cluster': 'orders', 'http': {}}]}");
+  CHECK(errors.count == 1 && has_line(&errors, "listeners[0].protocol: unknown protocol"));
+  ms_config_errors_cleanup(&errors);
+
+  /* Unknown keys and wrong types, with their paths. */
+  expect_error(http_config("{'max_request_header_bytes': 2048}"),
+               "listeners[0].http.max_request_header_bytes: unknown key; did you mean "
+               "\"max_request_headers_bytes\"?");
+  expect_error(http_config("{'routes': [{'cluster': 'orders', 'prefix': '/'}]}"),
+               "listeners[0].http.routes[0].prefix: unknown key");
+  expect_error(http_config("{'add_x_forwarded_for': 'yes'}"),
+               "listeners[0].http.add_x_forwarded_for: expected true or false, got a string");
+  expect_error(http_config("{'max_request_body_bytes': -1}"),
+               "listeners[0].http.max_request_body_bytes: expected a non-negative integer, got -1");
+  expect_error(http_config("[]"), "listeners[0].http: expected an object, got an array");
+  expect_error(http_config("{'routes': {}}"),
+               "listeners[0].http.routes: expected an array, got an object");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}, "
+      "'http_pool': {'max_idel': 4}}]}",
+      "clusters[0].http_pool.max_idel: unknown key; did you mean \"max_idle\"?");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}, "
+      "'http_pool': {'idle_timeout_ms': 0}}]}",
+      "clusters[0].http_pool.idle_timeout_ms: must be at least 1, got 0");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}, "
+      "'retries': {'max_retires': 2}}]}",
+      "clusters[0].retries.max_retires: unknown key; did you mean \"max_retries\"?");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}, "
+      "'retries': 2}]}",
+      "clusters[0].retries: expected an object, got a number");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}, "
+      "'retries': {'budget_percent': 101}}]}",
+      "clusters[0].retries.budget_percent: must be between 0 and 100, got 101");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}, "
+      "'host_header': 'orders shop'}]}",
+      "clusters[0].host_header: \"orders shop\" is not a host name");
+  expect_error(
+      "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'verify': false}, "
+      "'host_header': ''}]}",
+      "clusters[0].host_header: must not be empty");
+
+  /* Limits. */
+  expect_error(http_config("{'max_request_headers_bytes': 1023}"),
+               "listeners[0].http.max_request_headers_bytes: must be between 1024 and 1048576, "
+               "got 1023");
+  expect_error(http_config("{'max_request_headers_bytes': 1048577}"),
+               "listeners[0].http.max_request_headers_bytes: must be between 1024 and 1048576, "
+               "got 1048577");
+  expect_error(http_config("{'client_idle_timeout_ms': 0}"),
+               "listeners[0].http.client_idle_timeout_ms: must be at least 1, got 0");
+
+  /* Routes. */
+  expect_error(http_config("{'routes': [{'path_prefix': '/a', 'cluster': 'orders'}, "
+                           "{'host': 'a.shop', 'cluster': 'payment'}]}"),
+               "listeners[0].http.routes[1].cluster: no cluster named \"payment\"; did you mean "
+               "\"payments\"?");
+  expect_error(http_config("{'routes': [{'path_prefix': 'orders', 'cluster': 'orders'}]}"),
+               "listeners[0].http.routes[0].path_prefix: \"orders\" must start with \"/\"");
+  expect_error(http_config("{'routes': [{'host': 'a.shop'}]}"),
+               "listeners[0].http.routes[0].cluster: required;");
+  expect_error(http_config("{'routes': [{'host': 'a.shop:8080', 'cluster': 'orders'}]}"),
+               "listeners[0].http.routes[0].host: \"a.shop:8080\": a route's host has no port");
+  expect_error(http_config("{'routes': [{'host': '[::1]:80', 'cluster': 'orders'}]}"),
+               "listeners[0].http.routes[0].host: \"[::1]:80\": write an IPv6 address in brackets");
+}
+
+/* Clusters rendered from the control plane carry none of the HTTP keys. */
+static void test_http_keys_optional_for_rendered_clusters(void) {
+  ms_config *config = load_ok(
+      "{'clusters': [{'name': 'xds-orders', 'endpoints': [{'address': '10.0.0.1:8443', "
+      "'weight': 1}], 'lb_policy': 'round_robin', 'connect_timeout_ms': 5000, "
+      "'dns_refresh_ms': 30000, 'outlier_detection': {'consecutive_failures': 3}, "
+      "'tls': {'certificate_secret': 'default', 'validation_secret': 'ROOTCA'}}]}");
+  CHECK(config->clusters[0].http_pool.max_idle == 32);
+  CHECK(config->clusters[0].retries.budget_percent == 20);
+  ms_config_free(config);
+}
+
 int main(void) {
   const char *test_tmpdir = getenv("TEST_TMPDIR");
   /* Physical, so that it compares equal to what getcwd reports. */
@@ -621,6 +831,10 @@ int main(void) {
   test_xds_bootstrap();
   test_secret_references();
   test_many_clusters();
+  test_http_defaults();
+  test_http_keys();
+  test_http_errors();
+  test_http_keys_optional_for_rendered_clusters();
   printf("config_test: all passed\n");
   return 0;
 }

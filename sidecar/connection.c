@@ -33,8 +33,8 @@ typedef struct pending {
 } pending;
 
 struct ms_conn {
+  ms_client_link link; /* first: the worker's list of clients */
   ms_worker *worker;
-  ms_conn *prev, *next;
   ms_conn_state state;
   ms_snapshot *snapshot;       /* reference held */
   const ms_listener *listener; /* in `snapshot` */
@@ -102,13 +102,7 @@ void ms_conn_close(ms_conn *conn) {
   if (conn->state == MS_CONN_CLOSING) return;
   conn->state = MS_CONN_CLOSING;
   ms_worker *worker = conn->worker;
-  if (conn->prev)
-    conn->prev->next = conn->next;
-  else
-    worker->connections = conn->next;
-  if (conn->next) conn->next->prev = conn->prev;
-  atomic_fetch_sub_explicit(&worker->connection_count, 1, memory_order_relaxed);
-  MS_STAT_ADD(&worker->stats, downstream_cx_active, -1);
+  ms_worker_client_close(worker, &conn->link);
   ms_events_unpost(&worker->events, &conn->task);
   ms_upstream_close(conn->upstream);
   conn->upstream = NULL;
@@ -117,20 +111,24 @@ void ms_conn_close(ms_conn *conn) {
   uv_close((uv_handle_t *)&conn->timer, on_timer_closed);
 }
 
+static void close_link(ms_client_link *link) {
+  ms_conn_close((ms_conn *)link);
+}
+
 /* ---- start and endpoint attempts ---------------------------------------- */
 
 void ms_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets) {
   ms_conn *conn = calloc(1, sizeof(*conn));
-  int rc = -ENOMEM;
-  if (conn != NULL) {
-    ms_event_source_init(&conn->client_source, on_client_event, conn);
-    ms_event_source_init(&conn->task, on_task, conn);
-    rc = ms_events_add(&worker->events, fd, &conn->client_source);
-  }
-  if (rc != 0) {
-    ms_log(MS_LOG_ERROR, "cannot take a connection (%s); closing it", strerror(-rc));
-    free(conn);
+  if (conn == NULL) {
+    ms_log(MS_LOG_ERROR, "out of memory taking a connection; closing it");
     close(fd);
+    return;
+  }
+  ms_event_source_init(&conn->client_source, on_client_event, conn);
+  ms_event_source_init(&conn->task, on_task, conn);
+  conn->link.close = close_link;
+  if (ms_worker_client_open(worker, &conn->link, fd, &conn->client_source) != 0) {
+    free(conn);
     return;
   }
   conn->worker = worker;
@@ -140,12 +138,6 @@ void ms_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets
   uv_timer_init(&worker->loop, &conn->timer);
   conn->timer.data = conn;
   conn->state = MS_CONN_CONNECTING;
-  conn->next = worker->connections;
-  if (worker->connections) worker->connections->prev = conn;
-  worker->connections = conn;
-  atomic_fetch_add_explicit(&worker->connection_count, 1, memory_order_relaxed);
-  MS_STAT_ADD(&worker->stats, downstream_cx_total, 1);
-  MS_STAT_ADD(&worker->stats, downstream_cx_active, 1);
   attempt_next(conn);
 }
 

@@ -15,6 +15,8 @@
 
 #include "sidecar/worker.h"
 
+typedef struct ms_conn ms_conn;
+
 /* ms_conn_start takes over the accepted client socket `fd` (non-blocking)
  * for the listener of the worker's snapshot that uses `sockets`. On failure
  * the socket is closed and nothing else happens. */

@@ -4,6 +4,8 @@
 #ifndef MS_LOG_H
 #define MS_LOG_H
 
+#include <stddef.h>
+
 typedef enum ms_log_level {
   MS_LOG_DEBUG = 0,
   MS_LOG_INFO,
@@ -15,6 +17,10 @@ typedef enum ms_log_level {
 void ms_log_set_level(ms_log_level level);
 
 /* ms_log writes one line (truncated at 1 KiB). */
+/* ms_log_timestamp writes the time now as "2026-11-23T17:04:50.123Z" (UTC,
+ * milliseconds) and returns its length; `len` of 32 is plenty. */
+size_t ms_log_timestamp(char *buf, size_t len);
+
 void ms_log(ms_log_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -27,6 +27,16 @@
   X(ssl_connection_error, "upstream TLS handshakes that failed")                         \
   X(bytes_sent_upstream, "plaintext bytes relayed from clients to upstreams")            \
   X(bytes_received_upstream, "plaintext bytes relayed from upstreams to clients")        \
+  X(http_rq_total, "HTTP requests received")                                             \
+  X(http_rq_1xx, "HTTP responses 1xx sent to clients (101 included)")                    \
+  X(http_rq_2xx, "HTTP responses 2xx sent to clients")                                   \
+  X(http_rq_3xx, "HTTP responses 3xx sent to clients")                                   \
+  X(http_rq_4xx, "HTTP responses 4xx sent to clients")                                   \
+  X(http_rq_5xx, "HTTP responses 5xx sent to clients")                                   \
+  X(http_rq_retry, "HTTP requests sent again to another endpoint")                       \
+  X(http_rq_timeout, "HTTP requests answered 504: no response in request_timeout_ms")    \
+  X(http_pool_reused, "HTTP requests sent on a pooled keep-alive upstream connection")   \
+  X(http_pool_new, "HTTP requests that needed a new upstream connection")                \
   X(tls_reload_success, "TLS contexts rebuilt after a certificate change")               \
   X(tls_reload_failure, "certificate changes refused (old context kept)")                \
   X(xds_update_success, "control plane responses accepted (ACK)")                        \
@@ -35,12 +45,29 @@
   X(xds_stream_established, "ADS streams opened to the control plane")                   \
   X(xds_stream_closed, "ADS streams or connection attempts that ended")
 
+/* HTTP request latency (first byte of the request to last byte of the
+ * response handed to the client): a histogram with these upper bounds in
+ * milliseconds, the last one +Inf. */
+#define MS_LATENCY_BUCKETS 16
+extern const double ms_latency_bounds_ms[MS_LATENCY_BUCKETS - 1];
+
 typedef struct ms_stats {
 #define MS_STATS_FIELD(name, help) atomic_llong name;
   MS_STATS_COUNTERS(MS_STATS_FIELD)
 #undef MS_STATS_FIELD
   atomic_llong handshake_failure[MS_TLS_FAILURE_COUNT]; /* by ms_tls_failure */
+  atomic_llong latency[MS_LATENCY_BUCKETS];             /* requests per bucket */
+  atomic_llong latency_sum_us;
 } ms_stats;
+
+/* ms_stats_record_latency counts one request of `us` microseconds in a
+ * worker's own ms_stats. */
+void ms_stats_record_latency(ms_stats *stats, uint64_t us);
+
+/* ms_stats_latency_quantile estimates the `q` quantile (0..1) in
+ * milliseconds from the histogram (linear within a bucket; the lower bound
+ * of the open last bucket); 0 with no requests. */
+double ms_stats_latency_quantile(const ms_stats *stats, double q);
 
 /* MS_STAT_ADD bumps a counter of a worker's own ms_stats. */
 #define MS_STAT_ADD(stats, field, n)                                                       \

@@ -175,6 +175,7 @@ ms_upstream *ms_upstream_open(ms_worker *worker, ms_snapshot *snapshot, const ms
   upstream->fd = fd;
   upstream->callbacks = callbacks;
   upstream->owner = owner;
+  upstream->opened_ms = uv_now(&worker->loop);
   atomic_fetch_add_explicit(&endpoint->state->active_connections, 1, memory_order_relaxed);
   upstream->endpoint_counted = true;
   uv_timer_init(&worker->loop, &upstream->timer);
@@ -331,7 +332,16 @@ static void on_timer(uv_timer_t *timer) {
       return;
     }
     case MS_UPSTREAM_READY:
+      if (upstream->callbacks->on_timeout) upstream->callbacks->on_timeout(upstream);
+      return;
     case MS_UPSTREAM_CLOSED:
       return;
   }
+}
+
+void ms_upstream_set_timeout(ms_upstream *upstream, uint64_t ms) {
+  if (ms)
+    uv_timer_start(&upstream->timer, on_timer, ms, 0);
+  else
+    uv_timer_stop(&upstream->timer);
 }

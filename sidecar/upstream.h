@@ -49,6 +49,9 @@ typedef struct ms_upstream_callbacks {
   /* READY: the socket reported `events` (MS_EVENT_*); what may be read is
    * in io.drained. */
   void (*on_event)(ms_upstream *upstream, uint32_t events);
+  /* READY: the time given to ms_upstream_set_timeout passed. May be NULL
+   * for an owner that never sets one. */
+  void (*on_timeout)(ms_upstream *upstream);
 } ms_upstream_callbacks;
 
 struct ms_upstream {
@@ -66,11 +69,17 @@ struct ms_upstream {
   ms_tls_io io;
   uint64_t session_key;
   bool sni_sent;
-  bool close_notify_sent; /* ms_upstream_shutdown ran */
-  bool shut;              /* close_notify is out and so is our FIN */
-  bool endpoint_counted;  /* holds one of the endpoint's active_connections */
-  const ms_upstream_callbacks *callbacks;
+  bool close_notify_sent;                 /* ms_upstream_shutdown ran */
+  bool shut;                              /* close_notify is out and so is our FIN */
+  bool endpoint_counted;                  /* holds one of the endpoint's active_connections */
+  const ms_upstream_callbacks *callbacks; /* the owner's; a pool hands them over */
   void *owner;
+
+  /* For the HTTP pools (pool.h). */
+  uint64_t opened_ms; /* uv_now when opened */
+  uint32_t requests;  /* exchanges carried */
+  ms_upstream *idle_prev, *idle_next;
+  void *idle_list; /* the pool's list holding it while idle, or NULL */
 };
 
 /* ms_upstream_open dials endpoint `endpoint_index` of `cluster` (in
@@ -80,6 +89,10 @@ struct ms_upstream {
 ms_upstream *ms_upstream_open(ms_worker *worker, ms_snapshot *snapshot, const ms_cluster *cluster,
                               size_t endpoint_index, const ms_upstream_callbacks *callbacks,
                               void *owner, char *message, size_t message_len);
+
+/* ms_upstream_set_timeout calls on_timeout once `ms` milliseconds from
+ * now (0: never) while READY. */
+void ms_upstream_set_timeout(ms_upstream *upstream, uint64_t ms);
 
 /* ms_upstream_close closes the socket and stops the callbacks; accepts NULL. */
 void ms_upstream_close(ms_upstream *upstream);

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include "sidecar/connection.h"
+#include "sidecar/http_conn.h"
+#include "sidecar/pool.h"
 #include "sidecar/log.h"
 
 #define MS_ACCEPTS_PER_WAKEUP 64
@@ -68,7 +70,11 @@ static void on_accept(uv_poll_t *poll, int status, int events) {
                strerror(errno));
       return;
     }
-    ms_conn_start(worker, fd, listener->sockets);
+    const ms_listener *in_snapshot = ms_snapshot_find_listener(worker->snapshot, listener->sockets);
+    if (in_snapshot && in_snapshot->config->protocol == MS_PROTOCOL_HTTP)
+      ms_http_conn_start(worker, fd, listener->sockets);
+    else
+      ms_conn_start(worker, fd, listener->sockets);
   }
 }
 
@@ -149,11 +155,41 @@ static void on_wakeup(uv_async_t *async) {
   if (atomic_load(&worker->drain_requested)) stop_accepting(worker);
   if (atomic_load(&worker->stop_requested)) {
     stop_accepting(worker);
-    while (worker->connections)
-      ms_conn_close(worker->connections);
+    while (worker->clients)
+      worker->clients->close(worker->clients);
+    ms_pool_free(worker->pool);
+    worker->pool = NULL;
     ms_events_close(&worker->events);
     uv_close((uv_handle_t *)&worker->wakeup, NULL);
   }
+}
+
+int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd,
+                          ms_event_source *source) {
+  int rc = ms_events_add(&worker->events, fd, source);
+  if (rc != 0) {
+    ms_log(MS_LOG_ERROR, "cannot take a connection (%s); closing it", strerror(-rc));
+    close(fd);
+    return -1;
+  }
+  link->prev = NULL;
+  link->next = worker->clients;
+  if (worker->clients) worker->clients->prev = link;
+  worker->clients = link;
+  atomic_fetch_add_explicit(&worker->connection_count, 1, memory_order_relaxed);
+  MS_STAT_ADD(&worker->stats, downstream_cx_total, 1);
+  MS_STAT_ADD(&worker->stats, downstream_cx_active, 1);
+  return 0;
+}
+
+void ms_worker_client_close(ms_worker *worker, ms_client_link *link) {
+  if (link->prev)
+    link->prev->next = link->next;
+  else
+    worker->clients = link->next;
+  if (link->next) link->next->prev = link->prev;
+  atomic_fetch_sub_explicit(&worker->connection_count, 1, memory_order_relaxed);
+  MS_STAT_ADD(&worker->stats, downstream_cx_active, -1);
 }
 
 int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
@@ -172,8 +208,10 @@ int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
   worker->scratch = malloc(MS_WORKER_SCRATCH);
   worker->tls_scratch = malloc(sizeof(ms_tls_io_scratch));
   worker->sessions = ms_session_cache_new(1024);
-  if (!worker->scratch || !worker->tls_scratch || !worker->sessions ||
-      adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
+  worker->pool = ms_pool_new();
+  worker->access_logs = ms_access_logs_new();
+  if (!worker->scratch || !worker->tls_scratch || !worker->sessions || !worker->pool ||
+      !worker->access_logs || adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
     return UV_ENOMEM;
   return 0;
 }
@@ -212,6 +250,7 @@ void ms_worker_join(ms_worker *worker) {
   worker->snapshot = NULL;
   free_balancers(worker);
   ms_session_cache_free(worker->sessions);
+  ms_access_logs_free(worker->access_logs);
   free(worker->scratch);
   free(worker->tls_scratch);
 }

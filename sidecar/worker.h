@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "sidecar/access_log.h"
 #include "sidecar/balancer.h"
 #include "sidecar/events.h"
 #include "sidecar/session_cache.h"
@@ -21,8 +22,15 @@
 
 #define MS_WORKER_SCRATCH (256 * 1024)
 
-typedef struct ms_conn ms_conn;
+typedef struct ms_pool ms_pool;
 typedef struct ms_worker ms_worker;
+
+/* What every client connection (L4 or HTTP) has first: its place in the
+ * worker's list of clients, and how to close it when the worker stops. */
+typedef struct ms_client_link {
+  struct ms_client_link *prev, *next;
+  void (*close)(struct ms_client_link *link);
+} ms_client_link;
 
 /* One listener's socket in this worker. */
 typedef struct ms_listen_socket {
@@ -49,7 +57,12 @@ struct ms_worker {
   size_t balancer_count;
   ms_listen_socket *listen_sockets; /* follows the snapshot's listeners */
   bool accepting;                   /* false once draining */
-  ms_conn *connections;             /* doubly linked, for drain and stop */
+  ms_client_link *clients;          /* doubly linked, for drain and stop */
+  ms_pool *pool;                    /* idle keep-alive upstreams of the HTTP listeners */
+  ms_access_logs *access_logs;      /* the HTTP listeners' access log files */
+  ms_access_line access_line;       /* the line being written */
+  uint64_t http_requests_active;    /* HTTP requests under way, for the retry budget */
+  uint64_t http_retries_active;     /* ...and those among them being retried */
   ms_session_cache *sessions;
   uint32_t address_cursor; /* spreads connections over an endpoint's addresses */
   ms_stats stats;
@@ -62,6 +75,16 @@ struct ms_worker {
  * in the snapshots it takes up (ms_listener_sockets_take) and closes those
  * of listeners that leave. Returns 0 or a negative libuv error. */
 int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot);
+
+/* ms_worker_client_open takes an accepted client socket `fd` for the
+ * connection whose link is `link`: the worker watches the socket for
+ * `source` (events.h), lists the connection and counts it. Returns 0; on
+ * failure logs, closes `fd` and returns -1. */
+int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd, ms_event_source *source);
+
+/* ms_worker_client_close takes the connection out of the list and the
+ * counts (its owner closes the socket). */
+void ms_worker_client_close(ms_worker *worker, ms_client_link *link);
 
 /* ms_worker_start runs the worker's loop on a new thread. */
 int ms_worker_start(ms_worker *worker);

@@ -1,0 +1,503 @@
+#include "sidecar/http_conn.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+
+#include "sidecar/access_log.h"
+#include "sidecar/events.h"
+#include "sidecar/http_head.h"
+#include "sidecar/http_internal.h"
+#include "sidecar/log.h"
+#include "sidecar/net.h"
+#include "sidecar/pool.h"
+#include "sidecar/upstream.h"
+
+static void on_timer(uv_timer_t *timer);
+static void uncount_request(ms_http_conn *conn);
+static const http_parser_settings request_settings;
+
+/* ---- closing ------------------------------------------------------------ */
+
+static void on_timer_closed(uv_handle_t *handle) {
+  ms_http_conn *conn = handle->data;
+  close(conn->fd);
+  free(conn->in);
+  ms_http_head_cleanup(&conn->rq);
+  ms_http_head_cleanup(&conn->rs);
+  ms_http_out_cleanup(&conn->rq_out);
+  ms_http_out_cleanup(&conn->out);
+  ms_snapshot_free(conn->snapshot);
+  free(conn);
+}
+
+void ms_http_conn_close(ms_http_conn *conn) {
+  if (conn->closed) return;
+  conn->closed = true;
+  ms_worker *worker = conn->worker;
+  ms_worker_client_close(worker, &conn->link);
+  ms_events_unpost(&worker->events, &conn->task);
+  ms_upstream_close(conn->upstream);
+  conn->upstream = NULL;
+  uncount_request(conn);
+  uv_close((uv_handle_t *)&conn->timer, on_timer_closed);
+}
+
+/* ---- start -------------------------------------------------------------- */
+
+static void reset_exchange(ms_http_conn *conn) {
+  conn->rq_active = conn->rq_done = conn->rq_body_started = conn->rq_sent = false;
+  conn->rq_too_large = false;
+  conn->rq_head_bytes = 0;
+  conn->rq_body_bytes = 0;
+  conn->rq_framing = BODY_NONE;
+  conn->rq_out.len = 0;
+  conn->rq_out.failed = false;
+  conn->tried = 0;
+  conn->attempts = conn->retries = 0;
+  conn->last_error[0] = '\0';
+  conn->rs_started = conn->rs_done = false;
+  conn->rs_framing = BODY_NONE;
+  conn->rs_status = 0;
+  conn->rs_body_bytes = 0;
+  conn->rq_endpoint = NULL;
+  conn->rq_reused = conn->rq_resumed = false;
+  conn->tunnel = conn->upstream_eof = false;
+  http_parser_init(&conn->rq_parser, HTTP_REQUEST);
+  conn->rq_parser.data = conn;
+}
+
+static void on_client_event(ms_event_source *source, uint32_t events);
+static void on_task(ms_event_source *source, uint32_t events);
+
+static void close_link(ms_client_link *link) {
+  ms_http_conn_close((ms_http_conn *)link);
+}
+
+/* http_parser's own head limit is process-wide (80 KiB by default); ours
+ * is per listener and counted in add_piece, so the parser's is set above
+ * the highest a listener may have. */
+static void raise_parser_limit(void) {
+  http_parser_set_max_header_size(2 * 1024 * 1024);
+}
+
+void ms_http_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, raise_parser_limit);
+  ms_http_conn *conn = calloc(1, sizeof(*conn));
+  if (conn == NULL) {
+    ms_log(MS_LOG_ERROR, "out of memory taking a connection; closing it");
+    close(fd);
+    return;
+  }
+  ms_event_source_init(&conn->source, on_client_event, conn);
+  ms_event_source_init(&conn->task, on_task, conn);
+  conn->link.close = close_link;
+  if (ms_worker_client_open(worker, &conn->link, fd, &conn->source) != 0) {
+    free(conn);
+    return;
+  }
+  conn->worker = worker;
+  conn->fd = fd;
+  conn->snapshot = ms_snapshot_up_ref(worker->snapshot);
+  conn->listener = ms_snapshot_find_listener(conn->snapshot, sockets);
+  struct sockaddr_storage peer;
+  socklen_t peer_len = sizeof(peer);
+  if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) == 0) {
+    ms_net_format((struct sockaddr *)&peer, conn->peer, sizeof(conn->peer));
+    /* X-Forwarded-For carries the address without the port. */
+    char *colon = strrchr(conn->peer, ':');
+    if (colon) *colon = '\0';
+    if (conn->peer[0] == '[') {
+      memmove(conn->peer, conn->peer + 1, strlen(conn->peer));
+      conn->peer[strlen(conn->peer) - 1] = '\0';
+    }
+  }
+  uv_timer_init(&worker->loop, &conn->timer);
+  conn->timer.data = conn;
+  reset_exchange(conn);
+  uint32_t idle_ms = ms_http_config(conn)->client_idle_timeout_ms;
+  if (idle_ms) uv_timer_start(&conn->timer, on_timer, idle_ms, 0);
+}
+
+/* ---- the client side ---------------------------------------------------- */
+
+void ms_http_count_status(ms_worker *worker, unsigned status) {
+  if (status < 200)
+    MS_STAT_ADD(&worker->stats, http_rq_1xx, 1);
+  else if (status < 300)
+    MS_STAT_ADD(&worker->stats, http_rq_2xx, 1);
+  else if (status < 400)
+    MS_STAT_ADD(&worker->stats, http_rq_3xx, 1);
+  else if (status < 500)
+    MS_STAT_ADD(&worker->stats, http_rq_4xx, 1);
+  else
+    MS_STAT_ADD(&worker->stats, http_rq_5xx, 1);
+}
+
+/* Writes what waits for the client. Returns 1 when all is out, 0 when the
+ * socket is full, -1 when the connection was closed. */
+int ms_http_flush_client(ms_http_conn *conn) {
+  while (conn->out_sent < conn->out.len) {
+    ssize_t n = write(conn->fd, conn->out.data + conn->out_sent, conn->out.len - conn->out_sent);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      ms_http_conn_close(conn);
+      return -1;
+    }
+    conn->out_sent += (size_t)n;
+  }
+  conn->out.len = conn->out_sent = 0;
+  if (conn->out.capacity > OUT_HIGH) ms_http_out_cleanup(&conn->out); /* a big body passed */
+  if (conn->close_after && !conn->rq_active && !conn->lingering) {
+    /* Our FIN first; closing with unread bytes would reset the connection
+     * and could lose the response on its way. */
+    conn->lingering = true;
+    shutdown(conn->fd, SHUT_WR);
+    uv_timer_start(&conn->timer, on_timer, LINGER_MS, 0);
+  }
+  return 1;
+}
+
+/* One JSON line per request, when the listener has an access log. */
+void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us) {
+  const char *path = ms_http_config(conn)->access_log;
+  if (path == NULL) return;
+  ms_access_line *line = &conn->worker->access_line;
+  const ms_http_head *rq = &conn->rq;
+  size_t authority_len = 0;
+  const char *authority = ms_http_head_get(rq, "host", &authority_len);
+  ms_access_line_begin(line);
+  char time[32];
+  ms_log_timestamp(time, sizeof(time));
+  ms_access_line_string(line, "time", time, strlen(time));
+  ms_access_line_string(line, "client", conn->peer, strlen(conn->peer));
+  const char *method = http_method_str(conn->rq_parser.method);
+  ms_access_line_string(line, "method", method, strlen(method));
+  ms_access_line_number(line, "status", conn->rs_status);
+  ms_access_line_string(line, "cluster", conn->cluster ? conn->cluster->config->name : NULL,
+                        conn->cluster ? strlen(conn->cluster->config->name) : 0);
+  ms_access_line_string(line, "endpoint", conn->rq_endpoint,
+                        conn->rq_endpoint ? strlen(conn->rq_endpoint) : 0);
+  ms_access_line_number(line, "duration_ms", (double)duration_us / 1000);
+  ms_access_line_number(line, "bytes_received", (double)conn->rq_body_bytes);
+  ms_access_line_number(line, "bytes_sent", (double)conn->rs_body_bytes);
+  ms_access_line_bool(line, "upstream_reused", conn->rq_reused);
+  ms_access_line_bool(line, "tls_resumed", conn->rq_resumed);
+  ms_access_line_number(line, "attempts", conn->attempts);
+  ms_access_line_string(line, "authority", authority, authority_len > 512 ? 512 : authority_len);
+  ms_access_line_string(line, "path", rq->buf + rq->target.offset,
+                        rq->target.len > 2048 ? 2048 : rq->target.len);
+  ms_access_line_end(line);
+  ms_access_logs_write(conn->worker->access_logs, path, line->buf, line->len);
+}
+
+/* The worker's counts of requests and retries under way, for the retry
+ * budget. */
+static void uncount_request(ms_http_conn *conn) {
+  if (conn->rq_counted) conn->worker->http_requests_active--;
+  if (conn->rq_retrying) conn->worker->http_retries_active--;
+  conn->rq_counted = conn->rq_retrying = false;
+}
+
+void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
+  uncount_request(conn);
+  if (conn->rs_status) {
+    uint64_t duration_us = (uv_hrtime() - conn->rq_start_ns) / 1000;
+    ms_stats_record_latency(&conn->worker->stats, duration_us);
+    ms_http_log_request(conn, duration_us);
+  }
+  if (conn->upstream) {
+    if (upstream_reusable) {
+      conn->upstream->requests++;
+      ms_pool_put(conn->worker->pool, conn->upstream);
+    } else {
+      ms_upstream_close(conn->upstream);
+    }
+    conn->upstream = NULL;
+  }
+  if (!conn->rq_done || !conn->rq_keep_alive) conn->close_after = true;
+  reset_exchange(conn);
+  if (!conn->close_after) {
+    uint32_t idle_ms = ms_http_config(conn)->client_idle_timeout_ms;
+    if (idle_ms) uv_timer_start(&conn->timer, on_timer, idle_ms, 0);
+  }
+  ms_events_post(&conn->worker->events, &conn->task); /* the next request, on the next turn */
+}
+
+/* An answer of our own. The request's remaining body, if any, is not read:
+ * the connection closes after the answer. */
+void ms_http_respond(ms_http_conn *conn, unsigned status, const char *reason, const char *body) {
+  ms_worker *worker = conn->worker;
+  ms_http_count_status(worker, status);
+  conn->rs_status = status;
+  if (!conn->rq_start_ns) conn->rq_start_ns = uv_hrtime();
+  if (!conn->rq_done) conn->close_after = true;
+  size_t body_len = strlen(body);
+  ms_http_out_addf(&conn->out,
+                   "HTTP/1.1 %u %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                   "Content-Length: %zu\r\n%s\r\n",
+                   status, reason, body_len + 1,
+                   conn->close_after || !conn->rq_keep_alive ? "Connection: close\r\n" : "");
+  ms_http_out_add(&conn->out, body, body_len);
+  ms_http_out_add(&conn->out, "\n", 1);
+  ms_http_end_exchange(conn, false);
+  ms_http_flush_client(conn);
+}
+
+static void consume_in(ms_http_conn *conn, size_t n) {
+  memmove(conn->in, conn->in + n, conn->in_len - n);
+  conn->in_len -= n;
+}
+
+/* Whether `conn` may read more from the client now: a request head is
+ * awaited, or its body is flowing and the upstream takes it. */
+static bool wants_client_bytes(const ms_http_conn *conn) {
+  if (conn->lingering) return true;
+  if (conn->close_after || conn->eof) return false;
+  size_t limit = ms_http_config(conn)->max_request_headers_bytes + IN_CHUNK;
+  return conn->in_len < limit;
+}
+
+/* Reads what the client sent into `in`. Returns -1 when the connection
+ * was closed. */
+int ms_http_read_client(ms_http_conn *conn) {
+  while (conn->readable && wants_client_bytes(conn)) {
+    if (conn->lingering) {
+      char sink[4096];
+      ssize_t n = read(conn->fd, sink, sizeof(sink));
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        conn->readable = false;
+        return 0;
+      }
+      ms_http_conn_close(conn);
+      return -1;
+    }
+    if (conn->in_capacity - conn->in_len < 4096) {
+      size_t capacity = conn->in_capacity ? conn->in_capacity * 2 : 16 * 1024;
+      char *grown = realloc(conn->in, capacity);
+      if (grown == NULL) {
+        ms_http_conn_close(conn);
+        return -1;
+      }
+      conn->in = grown;
+      conn->in_capacity = capacity;
+    }
+    ssize_t n = read(conn->fd, conn->in + conn->in_len, conn->in_capacity - conn->in_len);
+    if (n > 0) {
+      conn->in_len += (size_t)n;
+      continue;
+    }
+    if (n == 0) {
+      conn->eof = true;
+      conn->readable = false;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      conn->readable = false;
+    } else {
+      ms_http_conn_close(conn);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- request parsing ---------------------------------------------------- */
+
+static int add_piece(http_parser *parser, ms_http_piece piece, const char *at, size_t len) {
+  ms_http_conn *conn = parser->data;
+  conn->rq_head_bytes += len;
+  if (conn->rq_head_bytes > ms_http_config(conn)->max_request_headers_bytes) {
+    conn->rq_too_large = true;
+    return -1;
+  }
+  return ms_http_head_append(&conn->rq, piece, at, len) == 0 ? 0 : -1;
+}
+
+static int rq_on_message_begin(http_parser *parser) {
+  ms_http_conn *conn = parser->data;
+  conn->rq_start_ns = uv_hrtime();
+  ms_http_head_reset(&conn->rq);
+  return 0;
+}
+
+static int rq_on_url(http_parser *parser, const char *at, size_t len) {
+  return add_piece(parser, MS_HTTP_URL, at, len);
+}
+
+static int rq_on_field(http_parser *parser, const char *at, size_t len) {
+  return add_piece(parser, MS_HTTP_FIELD, at, len);
+}
+
+static int rq_on_value(http_parser *parser, const char *at, size_t len) {
+  return add_piece(parser, MS_HTTP_VALUE, at, len);
+}
+
+static int rq_on_headers_complete(http_parser *parser) {
+  ms_http_conn *conn = parser->data;
+  conn->rq_active = true;
+  conn->rq_keep_alive = http_should_keep_alive(parser);
+  if (parser->flags & F_CHUNKED)
+    conn->rq_framing = BODY_CHUNKED;
+  else if (parser->content_length != NO_LENGTH && parser->content_length > 0)
+    conn->rq_framing = BODY_LENGTH;
+  else
+    conn->rq_framing = BODY_NONE;
+  /* With a body, stop here: it flows once an upstream is ready. */
+  if (conn->rq_framing != BODY_NONE) http_parser_pause(parser, 1);
+  return 0;
+}
+
+static int rq_on_body(http_parser *parser, const char *at, size_t len) {
+  ms_http_conn *conn = parser->data;
+  uint64_t limit = ms_http_config(conn)->max_request_body_bytes;
+  conn->rq_body_bytes += len;
+  if (limit && conn->rq_body_bytes > limit) return -1; /* chunked past the limit: cut off */
+  conn->rq_body_started = true;
+  SSL *ssl = conn->upstream->ssl;
+  if (conn->rq_framing == BODY_CHUNKED) {
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+    SSL_write(ssl, size, n);
+    SSL_write(ssl, at, (int)len);
+    SSL_write(ssl, "\r\n", 2);
+  } else {
+    SSL_write(ssl, at, (int)len);
+  }
+  MS_STAT_ADD(&conn->worker->stats, bytes_sent_upstream, len);
+  return 0;
+}
+
+static int rq_on_message_complete(http_parser *parser) {
+  ms_http_conn *conn = parser->data;
+  conn->rq_done = true;
+  if (conn->rq_framing == BODY_CHUNKED && conn->upstream)
+    SSL_write(conn->upstream->ssl, "0\r\n\r\n", 5);
+  /* Pipelined requests wait until this one is answered. */
+  http_parser_pause(parser, 1);
+  return 0;
+}
+
+static const http_parser_settings request_settings = {
+    .on_message_begin = rq_on_message_begin,
+    .on_url = rq_on_url,
+    .on_header_field = rq_on_field,
+    .on_header_value = rq_on_value,
+    .on_headers_complete = rq_on_headers_complete,
+    .on_body = rq_on_body,
+    .on_message_complete = rq_on_message_complete,
+};
+
+/* Runs the request parser over `in`. Returns -1 when the request was
+ * answered or the connection closed. */
+static int parse_in(ms_http_conn *conn) {
+  http_parser_pause(&conn->rq_parser, 0);
+  size_t n = http_parser_execute(&conn->rq_parser, &request_settings, conn->in, conn->in_len);
+  enum http_errno error = HTTP_PARSER_ERRNO(&conn->rq_parser);
+  consume_in(conn, n);
+  if (error == HPE_OK || error == HPE_PAUSED) return 0;
+  if (conn->rq_too_large) {
+    ms_http_respond(conn, 431, "Request Header Fields Too Large",
+                    "request header fields too large: over max_request_headers_bytes");
+  } else if (conn->rq_body_started) {
+    /* Mid-body: the upstream has part of it; nothing sensible to answer. */
+    ms_log(MS_LOG_DEBUG, "http: request body broken off (%s); closing", http_errno_name(error));
+    ms_http_conn_close(conn);
+  } else {
+    char body[160];
+    snprintf(body, sizeof(body), "bad request: %s", http_errno_description(error));
+    ms_http_respond(conn, 400, "Bad Request", body);
+  }
+  return -1;
+}
+
+/* ---- driving ------------------------------------------------------------ */
+
+/* Everything that can move for the client: its writes, its reads, its
+ * request's head or body, and the upstream's answer. */
+void ms_http_client_io(ms_http_conn *conn) {
+  if (ms_http_flush_client(conn) < 0) return;
+  if (ms_http_read_client(conn) != 0) return;
+  if (conn->lingering) {
+    if (conn->eof) ms_http_conn_close(conn);
+    return;
+  }
+  if (!conn->rq_active) {
+    if (conn->close_after) return;
+    if (conn->in_len && parse_in(conn) != 0) return;
+    if (conn->rq_active) {
+      ms_http_start_exchange(conn);
+      return;
+    }
+    if (conn->eof) ms_http_conn_close(conn); /* gone between requests */
+    return;
+  }
+  ms_upstream *upstream = conn->upstream;
+  if (upstream == NULL || upstream->state != MS_UPSTREAM_READY || !conn->rq_sent) return;
+  /* The body flows while the upstream takes it: flush, parse what came,
+   * read more. */
+  for (;;) {
+    if (ms_upstream_flush(upstream) < 0) {
+      ms_http_attempt_failed(conn, "writing to the upstream failed", true);
+      return;
+    }
+    if (ms_tls_io_pending_out(&upstream->io)) break; /* its writable edge brings us back */
+    if (conn->rq_done) break;
+    if (conn->in_len == 0) {
+      if (conn->eof) {
+        ms_http_conn_close(conn); /* the client left in the middle of its request */
+        return;
+      }
+      break;
+    }
+    if (parse_in(conn) != 0) return;
+    if (ms_http_read_client(conn) != 0) return;
+  }
+  if (ms_tls_io_park(&upstream->io) != 0) ms_http_conn_close(conn);
+}
+
+static void on_client_event(ms_event_source *source, uint32_t events) {
+  ms_http_conn *conn = source->data;
+  if (conn->closed) return;
+  if (events & (MS_EVENT_READ | MS_EVENT_HUP | MS_EVENT_ERROR)) conn->readable = true;
+  if (conn->tunnel) {
+    ms_http_tunnel_io(conn);
+    return;
+  }
+  ms_http_client_io(conn);
+  if (!conn->closed && conn->upstream && conn->upstream->state == MS_UPSTREAM_READY &&
+      conn->rq_sent)
+    ms_http_upstream_io(conn);
+}
+
+static void on_task(ms_event_source *source, uint32_t events) {
+  ms_http_conn *conn = source->data;
+  if (conn->closed) return;
+  if (conn->tunnel) {
+    ms_http_tunnel_io(conn);
+    return;
+  }
+  if (conn->rq_active && conn->upstream == NULL && !conn->rs_started) {
+    ms_http_pick_upstream(conn); /* a retry */
+    return;
+  }
+  ms_http_client_io(conn); /* the next pipelined request */
+}
+
+static void on_timer(uv_timer_t *timer) {
+  ms_http_conn *conn = timer->data;
+  if (conn->closed) return;
+  if (conn->lingering || !conn->rq_active) ms_http_conn_close(conn);
+}

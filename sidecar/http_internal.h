@@ -1,0 +1,143 @@
+/* http_internal.h: what the two halves of an HTTP client connection share.
+ *
+ * http_conn.c is the client's side: the connection's life, reading and
+ * parsing requests, writing to the client, answers of our own, the access
+ * log. http_exchange.c is the upstream's side: routing, choosing and
+ * retrying an upstream, parsing the response, the tunnel after a 101.
+ * Private to those two files. */
+#ifndef MS_HTTP_INTERNAL_H
+#define MS_HTTP_INTERNAL_H
+
+#include <http_parser.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sidecar/http_conn.h"
+#include "sidecar/http_head.h"
+#include "sidecar/upstream.h"
+
+#define IN_CHUNK (64 * 1024)  /* client bytes read ahead, beyond a request head */
+#define OUT_HIGH (256 * 1024) /* the upstream is not read while this much waits for the client */
+#define LINGER_MS 5000        /* after our FIN, how long the client may take to close */
+#define NO_LENGTH UINT64_MAX  /* http_parser's content_length without the header */
+
+typedef enum body_framing {
+  BODY_NONE,
+  BODY_LENGTH,  /* Content-Length: bytes as they come */
+  BODY_CHUNKED, /* re-chunked */
+  BODY_UNTIL_CLOSE,
+} body_framing;
+
+struct ms_http_conn {
+  ms_client_link link; /* first: the worker's list of clients */
+  ms_worker *worker;
+  ms_snapshot *snapshot;       /* reference held; the newest one at each request */
+  const ms_listener *listener; /* in `snapshot` */
+  int fd;
+  ms_event_source source;
+  ms_event_source task; /* a retry, after the events under way */
+  bool readable, hup, eof, closed;
+  bool close_after; /* close once the client has what it was sent */
+  bool lingering;   /* our FIN is out: waiting for the client's */
+  uv_timer_t timer; /* idle between requests, or lingering; its close frees the connection */
+  char peer[64];
+
+  char *in; /* client bytes not parsed yet */
+  size_t in_len, in_capacity;
+
+  /* The request under way. */
+  http_parser rq_parser;
+  ms_http_head rq;
+  size_t rq_head_bytes;
+  bool rq_too_large;    /* the head passed max_request_headers_bytes */
+  bool rq_active;       /* its head is parsed: an exchange is under way */
+  bool rq_counted;      /* counted in the worker's http_requests_active */
+  bool rq_retrying;     /* counted in the worker's http_retries_active */
+  bool rq_done;         /* parsed to its end */
+  bool rq_body_started; /* body bytes went upstream: no retry */
+  bool rq_keep_alive;
+  body_framing rq_framing;
+  uint64_t rq_body_bytes;
+  const ms_cluster *cluster;
+  ms_http_out rq_out; /* the head for the upstream, until it is ready */
+  bool rq_sent;       /* the head went upstream */
+  ms_upstream *upstream;
+  uint64_t rq_start_ns;       /* the request's first byte */
+  const char *rq_endpoint;    /* where it went last (in `snapshot`), for the access log */
+  bool rq_reused, rq_resumed; /* ...on a pooled connection; on a resumed TLS session */
+  uint64_t rs_body_bytes;
+  uint64_t tried;
+  uint32_t attempts, retries;
+  char last_error[640];
+
+  /* Its response. */
+  http_parser rs_parser;
+  ms_http_head rs;
+  bool rs_started; /* a final response's head went to the client */
+  bool rs_done;
+  body_framing rs_framing;
+  unsigned rs_status;
+  bool tunnel;       /* 101 Switching Protocols: bytes pass as they are */
+  bool upstream_eof; /* in a tunnel: the upstream is done */
+
+  ms_http_out out; /* for the client */
+  size_t out_sent;
+};
+
+static inline const ms_http_listener_config *ms_http_config(const ms_http_conn *conn) {
+  return &conn->listener->config->http;
+}
+
+/* ---- http_conn.c ---------------------------------------------------------- */
+
+/* ms_http_count_status counts a response sent to the client by class. */
+void ms_http_count_status(ms_worker *worker, unsigned status);
+
+/* ms_http_flush_client writes what waits for the client. Returns 1 when all
+ * is out, 0 when the socket is full, -1 when the connection was closed. */
+int ms_http_flush_client(ms_http_conn *conn);
+
+/* ms_http_read_client reads what the client sent into `in`, while the
+ * connection wants more. Returns -1 when the connection was closed. */
+int ms_http_read_client(ms_http_conn *conn);
+
+/* ms_http_respond answers the request with a status of our own and a
+ * plain-text body, and ends the exchange. */
+void ms_http_respond(ms_http_conn *conn, unsigned status, const char *reason, const char *body);
+
+/* ms_http_end_exchange ends the exchange: the upstream goes back to the
+ * pool when `upstream_reusable`, else it is closed; the next pipelined
+ * request, if any, starts on the next turn. */
+void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable);
+
+/* ms_http_log_request writes the access log line of the request, if the
+ * listener has an access log. */
+void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us);
+
+/* ms_http_client_io moves what can move on the client's side: its writes,
+ * its reads, the next request's head, the request body. */
+void ms_http_client_io(ms_http_conn *conn);
+
+/* ---- http_exchange.c ------------------------------------------------------ */
+
+/* ms_http_start_exchange: a request head is parsed; route it, check the
+ * limits, write the head for the upstream and find one. */
+void ms_http_start_exchange(ms_http_conn *conn);
+
+/* ms_http_pick_upstream finds an upstream for the request (pooled or new),
+ * or answers 502/503. */
+void ms_http_pick_upstream(ms_http_conn *conn);
+
+/* ms_http_attempt_failed: the upstream failed before the response began
+ * (`message` is why, or NULL for the last error); it is closed, and the
+ * request is retried when it may be (a failure of a pooled connection the
+ * upstream closed meanwhile is not counted as a retry), else answered 502. */
+void ms_http_attempt_failed(ms_http_conn *conn, const char *message, bool counts_as_retry);
+
+/* ms_http_upstream_io reads the response while the client keeps up. */
+void ms_http_upstream_io(ms_http_conn *conn);
+
+/* ms_http_tunnel_io moves bytes both ways after a 101. */
+void ms_http_tunnel_io(ms_http_conn *conn);
+
+#endif
