@@ -159,6 +159,9 @@ static cJSON *host_status(const ms_endpoint *endpoint, uint64_t now_ms, bool *ok
   put_number(stats, "ssl_handshake_failures", (double)load(&state->handshake_failures), ok);
   put_number(stats, "consecutive_failures", atomic_load(&state->consecutive_failures), ok);
   put_number(stats, "ejections", (double)load(&state->total_ejections), ok);
+  static const char *const rq_names[6] = {NULL, "rq_1xx", "rq_2xx", "rq_3xx", "rq_4xx", "rq_5xx"};
+  for (int c = 1; c < 6; c++)
+    put_number(stats, rq_names[c], (double)load(&state->rq_by_class[c]), ok);
 
   char last_error[sizeof(state->last_error)];
   ms_endpoint_state_get_error(state, last_error, sizeof(last_error));
@@ -371,6 +374,11 @@ typedef enum cluster_stat {
   CLUSTER_CX_TOTAL,
   CLUSTER_CX_CONNECT_FAIL,
   CLUSTER_HANDSHAKE_FAILURE,
+  CLUSTER_RQ_1XX, /* ..5XX follow in order */
+  CLUSTER_RQ_2XX,
+  CLUSTER_RQ_3XX,
+  CLUSTER_RQ_4XX,
+  CLUSTER_RQ_5XX,
   CLUSTER_STAT_COUNT
 } cluster_stat;
 
@@ -388,6 +396,16 @@ static const struct {
                                  "upstream TCP connects that failed, by cluster", false},
     [CLUSTER_HANDSHAKE_FAILURE] = {"ssl.handshake_failure", "cluster_ssl_handshake_failure",
                                    "upstream TLS handshakes that failed, by cluster", false},
+    [CLUSTER_RQ_1XX] = {"upstream_rq_1xx", "cluster_upstream_rq_1xx",
+                        "HTTP responses 1xx received from the cluster", false},
+    [CLUSTER_RQ_2XX] = {"upstream_rq_2xx", "cluster_upstream_rq_2xx",
+                        "HTTP responses 2xx received from the cluster", false},
+    [CLUSTER_RQ_3XX] = {"upstream_rq_3xx", "cluster_upstream_rq_3xx",
+                        "HTTP responses 3xx received from the cluster", false},
+    [CLUSTER_RQ_4XX] = {"upstream_rq_4xx", "cluster_upstream_rq_4xx",
+                        "HTTP responses 4xx received from the cluster", false},
+    [CLUSTER_RQ_5XX] = {"upstream_rq_5xx", "cluster_upstream_rq_5xx",
+                        "HTTP responses 5xx received from the cluster", false},
 };
 
 static long long cluster_stat_sum(const ms_cluster *cluster, cluster_stat stat) {
@@ -407,6 +425,13 @@ static long long cluster_stat_sum(const ms_cluster *cluster, cluster_stat stat) 
       case CLUSTER_HANDSHAKE_FAILURE:
         sum += load(&state->handshake_failures);
         break;
+      case CLUSTER_RQ_1XX:
+      case CLUSTER_RQ_2XX:
+      case CLUSTER_RQ_3XX:
+      case CLUSTER_RQ_4XX:
+      case CLUSTER_RQ_5XX:
+        sum += load(&state->rq_by_class[1 + stat - CLUSTER_RQ_1XX]);
+        break;
       case CLUSTER_STAT_COUNT:
         break;
     }
@@ -421,13 +446,13 @@ static void stats_walk(ms_server *server, stat_emit emit, void *arg) {
   ms_server_stats_sum(server, &sum);
   stat_sample sample;
 
-#define MS_ADMIN_EMIT_COUNTER(name, help_text)                                \
-  sample = (stat_sample){.json_name = #name,                                  \
-                         .family = #name,                                     \
-                         .help = help_text,                                   \
-                         .gauge = strcmp(#name, "downstream_cx_active") == 0, \
-                         .first_of_family = true,                             \
-                         .value = load(&sum.name)};                           \
+#define MS_ADMIN_EMIT_COUNTER(name, help_text)                          \
+  sample = (stat_sample){.json_name = #name,                            \
+                         .family = #name,                               \
+                         .help = help_text,                             \
+                         .gauge = strstr(help_text, "(gauge)") != NULL, \
+                         .first_of_family = true,                       \
+                         .value = load(&sum.name)};                     \
   emit(&sample, arg);
   MS_STATS_COUNTERS(MS_ADMIN_EMIT_COUNTER)
 #undef MS_ADMIN_EMIT_COUNTER

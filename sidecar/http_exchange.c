@@ -234,12 +234,23 @@ static int rs_on_value(http_parser *parser, const char *at, size_t len) {
   return ms_http_head_append(&conn->rs, MS_HTTP_VALUE, at, len);
 }
 
+/* Responses by class, per endpoint (summed per cluster in /stats). */
+static void count_at_endpoint(ms_http_conn *conn, unsigned status) {
+  ms_upstream *upstream = conn->upstream;
+  unsigned class = status / 100;
+  if (class < 1 || class > 5) return;
+  atomic_fetch_add_explicit(
+      &upstream->cluster->endpoints[upstream->endpoint_index].state->rq_by_class[class], 1,
+      memory_order_relaxed);
+}
+
 static int rs_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
   unsigned status = parser->status_code;
   bool head_request = conn->rq_parser.method == HTTP_HEAD;
   bool client_11 = conn->rq_parser.http_major == 1 && conn->rq_parser.http_minor >= 1;
   if (status == 101) {
+    count_at_endpoint(conn, status);
     /* The upstream took the Upgrade: from here on, a tunnel. */
     if (!conn->rq_parser.upgrade) return -1;
     conn->rs_started = conn->tunnel = true;
@@ -256,6 +267,7 @@ static int rs_on_headers_complete(http_parser *parser) {
   }
   conn->rs_started = true;
   conn->rs_status = status;
+  count_at_endpoint(conn, status);
   bool has_length = parser->content_length != NO_LENGTH;
   if (head_request || status == 204 || status == 304) {
     conn->rs_framing = BODY_NONE;

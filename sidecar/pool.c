@@ -71,6 +71,7 @@ static void unlink_idle(ms_upstream *upstream) {
   upstream->idle_list = NULL;
   list->count--;
   list->pool->idle--;
+  MS_STAT_ADD(&upstream->worker->stats, http_pool_idle, -1);
   ms_upstream_set_timeout(upstream, 0);
   drop_list_if_empty(list->pool, list);
 }
@@ -165,6 +166,7 @@ void ms_pool_put(ms_pool *pool, ms_upstream *upstream) {
   list->head = upstream;
   list->count++;
   pool->idle++;
+  MS_STAT_ADD(&upstream->worker->stats, http_pool_idle, 1);
   ms_upstream_set_timeout(upstream, limits->idle_timeout_ms);
 }
 

@@ -29,6 +29,7 @@ typedef struct ms_endpoint_state {
   atomic_uint ejection_count;    /* times ejected in a row; reset by a success */
   atomic_llong ejected_until_ms; /* uv_now-style monotonic ms; 0: not ejected */
   atomic_llong total_ejections;
+  atomic_llong rq_by_class[6];     /* HTTP responses received from it: [1] 1xx .. [5] 5xx */
   pthread_mutex_t last_error_lock; /* taken only on failures and by the admin */
   char last_error[320];
 } ms_endpoint_state;

@@ -37,6 +37,7 @@
   X(http_rq_timeout, "HTTP requests answered 504: no response in request_timeout_ms")    \
   X(http_pool_reused, "HTTP requests sent on a pooled keep-alive upstream connection")   \
   X(http_pool_new, "HTTP requests that needed a new upstream connection")                \
+  X(http_pool_idle, "idle keep-alive upstream connections in the pools now (gauge)")     \
   X(tls_reload_success, "TLS contexts rebuilt after a certificate change")               \
   X(tls_reload_failure, "certificate changes refused (old context kept)")                \
   X(xds_update_success, "control plane responses accepted (ACK)")                        \
