@@ -55,7 +55,7 @@ void ms_http_conn_close(ms_http_conn *conn) {
 
 static void reset_exchange(ms_http_conn *conn) {
   conn->rq_active = conn->rq_done = conn->rq_body_started = conn->rq_sent = false;
-  conn->rq_too_large = false;
+  conn->rq_too_large = conn->rq_body_too_large = false;
   conn->rq_head_bytes = 0;
   conn->rq_body_bytes = 0;
   conn->rq_framing = BODY_NONE;
@@ -364,7 +364,10 @@ static int rq_on_body(http_parser *parser, const char *at, size_t len) {
   ms_http_conn *conn = parser->data;
   uint64_t limit = ms_http_config(conn)->max_request_body_bytes;
   conn->rq_body_bytes += len;
-  if (limit && conn->rq_body_bytes > limit) return -1; /* chunked past the limit: cut off */
+  if (limit && conn->rq_body_bytes > limit) {
+    conn->rq_body_too_large = true; /* a chunked body past the limit: cut off */
+    return -1;
+  }
   conn->rq_body_started = true;
   SSL *ssl = conn->upstream->ssl;
   if (conn->rq_framing == BODY_CHUNKED) {
@@ -408,13 +411,16 @@ static int parse_in(ms_http_conn *conn) {
   enum http_errno error = HTTP_PARSER_ERRNO(&conn->rq_parser);
   consume_in(conn, n);
   if (error == HPE_OK || error == HPE_PAUSED) return 0;
-  if (conn->rq_too_large) {
-    ms_http_respond(conn, 431, "Request Header Fields Too Large",
-                    "request header fields too large: over max_request_headers_bytes");
-  } else if (conn->rq_body_started) {
-    /* Mid-body: the upstream has part of it; nothing sensible to answer. */
+  if (conn->rs_started) {
+    /* The client has part of a response already: only closing says it. */
     ms_log(MS_LOG_DEBUG, "http: request body broken off (%s); closing", http_errno_name(error));
     ms_http_conn_close(conn);
+  } else if (conn->rq_too_large) {
+    ms_http_respond(conn, 431, "Request Header Fields Too Large",
+                    "request header fields too large: over max_request_headers_bytes");
+  } else if (conn->rq_body_too_large) {
+    /* The upstream got part of the body: that connection goes too. */
+    ms_http_respond(conn, 413, "Content Too Large", "request body over max_request_body_bytes");
   } else {
     char body[160];
     snprintf(body, sizeof(body), "bad request: %s", http_errno_description(error));

@@ -49,12 +49,13 @@ struct ms_http_conn {
   http_parser rq_parser;
   ms_http_head rq;
   size_t rq_head_bytes;
-  bool rq_too_large;    /* the head passed max_request_headers_bytes */
-  bool rq_active;       /* its head is parsed: an exchange is under way */
-  bool rq_counted;      /* counted in the worker's http_requests_active */
-  bool rq_retrying;     /* counted in the worker's http_retries_active */
-  bool rq_done;         /* parsed to its end */
-  bool rq_body_started; /* body bytes went upstream: no retry */
+  bool rq_too_large;      /* the head passed max_request_headers_bytes */
+  bool rq_body_too_large; /* the body passed max_request_body_bytes */
+  bool rq_active;         /* its head is parsed: an exchange is under way */
+  bool rq_counted;        /* counted in the worker's http_requests_active */
+  bool rq_retrying;       /* counted in the worker's http_retries_active */
+  bool rq_done;           /* parsed to its end */
+  bool rq_body_started;   /* body bytes went upstream: no retry */
   bool rq_keep_alive;
   body_framing rq_framing;
   uint64_t rq_body_bytes;

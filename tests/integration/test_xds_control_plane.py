@@ -14,7 +14,6 @@ requires a client certificate from that CA. Under continuous load:
 """
 
 import datetime
-import http.client
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from tests.lib import harness
 from tests.lib.control_plane import (XDS_SERVER_NAME, XdsServer, eds_cluster, load_assignment,
                                      tcp_listener, versions_by_type, wait_serving,
                                      write_resources, xds_bootstrap, xds_status)
-from tests.lib.harness import SERVER_NAME, http_get, normalize_serial
+from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial
 
 NODE_ID = "orders.shop"
 NODE_SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/orders"
@@ -135,62 +134,6 @@ class NewConnectionLoad:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
-
-
-class KeptConnections:
-    """KeptConnections opens `count` HTTP/1.1 keep-alive connections through
-    the sidecar, makes one request on each at once, then keeps each busy
-    from its own thread with a request every `interval` seconds until
-    stop(). http.client would quietly reconnect a closed connection;
-    auto_open = 0 turns that into a failure."""
-
-    def __init__(self, port, count=3, interval=0.2):
-        self.requests = 0
-        self.failures = []
-        self._interval = interval
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._conns = []
-        for k in range(count):
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.connect()
-            conn.auto_open = 0
-            self._conns.append(conn)
-            self._exchange(conn, f"kept={k}-0")
-        self._threads = [threading.Thread(target=self._run, args=(k,), daemon=True)
-                         for k in range(count)]
-        for thread in self._threads:
-            thread.start()
-
-    def _exchange(self, conn, marker):
-        conn.request("GET", f"/hello.txt?{marker}", headers={"Host": SERVER_NAME})
-        response = conn.getresponse()
-        body = response.read()
-        if (response.status, body) != (200, HELLO):
-            raise AssertionError(f"{marker}: {response.status} {body[:200]!r}")
-        with self._lock:
-            self.requests += 1
-
-    def _run(self, k):
-        n = 0
-        while not self._stop.wait(self._interval):
-            n += 1
-            try:
-                self._exchange(self._conns[k], f"kept={k}-{n}")
-            except (OSError, http.client.HTTPException, AssertionError) as e:
-                with self._lock:
-                    self.failures.append((k, n, repr(e)))
-                return
-
-    def stop(self):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
-
-    def close(self):
-        self.stop()
-        for conn in self._conns:
-            conn.close()
 
 
 # ---- the tests ----------------------------------------------------------------------

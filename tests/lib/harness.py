@@ -23,14 +23,16 @@ import socket
 import unittest
 
 # The tests use these through `harness.`: one import for everything.
-from tests.lib.peers import (Nginx, TcpServer, TlsServer, echo_handler, sender_handler,
-                             silent_handler)
+from tests.lib.peers import (HttpsServer, Nginx, TcpServer, TlsServer, echo_handler,
+                             reset_after_head_handler, sender_handler, silent_handler,
+                             upgrade_echo_handler)
 from tests.lib.pki import CertPair, Pki
-from tests.lib.sidecar import (Sidecar, cluster, cluster_tls, config, host_stat, listener,
-                               listener_port)
-from tests.lib.support import (CLIENT_URI, DEFAULT_TIMEOUT, SERVER_NAME, Process, TempDir,
-                               closed_port, echo_round_trip, free_port, http_get, is_closed_without_data, normalize_serial,
-                               port_accepts, read_text, recv_exactly, recv_until_eof,
+from tests.lib.sidecar import (Sidecar, cluster, cluster_tls, config, host_stat, http_listener,
+                               listener, listener_port)
+from tests.lib.support import (CLIENT_URI, DEFAULT_TIMEOUT, SERVER_NAME, KeptConnections,
+                               Process, TempDir, closed_port, echo_round_trip, free_port, http_get,
+                               is_closed_without_data, normalize_serial, port_accepts,
+                               read_http_response, read_text, recv_exactly, recv_until_eof,
                                replace_file_atomically, sha256, wait_port, wait_until,
                                write_file)
 
@@ -103,6 +105,14 @@ class IntegrationTest(unittest.TestCase):
         server = TlsServer(**kwargs)
         self.addCleanup(server.close)
         return server
+
+    def start_https_server(self, server=None):
+        """start_https_server runs a Python HttpsServer with pki.server (or
+        `server`) that requires a client certificate from pki.ca."""
+        pair = server or self.pki.server
+        upstream = HttpsServer(pair.crt, pair.key, self.pki.ca_crt)
+        self.addCleanup(upstream.close)
+        return upstream
 
     # nginx
     def start_nginx(self, nginx, files=None):

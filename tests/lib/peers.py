@@ -1,12 +1,17 @@
 """peers.py: the real peers the sidecar talks to in tests: nginx (HTTPS,
 HTTPS that requires SNI, TLS stream relay) and small Python servers (echo,
-silent, sender, an OpenSSL server that requires a client certificate)."""
+silent, sender, an OpenSSL server that requires a client certificate, and
+on top of it an HTTP/1.1 keep-alive server and upstreams that misbehave)."""
 
+import hashlib
+import http.server
+import itertools
 import json
 import os
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 
@@ -122,10 +127,12 @@ class TlsServer(TcpServer):
     """TlsServer is an OpenSSL server (Python's ssl module) that requires a
     client certificate signed by `client_ca` (SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
     which nginx does not set: nginx checks the client certificate after the
-    handshake). After the handshake it echoes. `handshake_errors` collects
+    handshake). After the handshake it runs session(tls socket), which by
+    default echoes and records what came in `requests`; silent_handler or
+    reset_after_head_handler(...) fit as well. `handshake_errors` collects
     what the server saw go wrong."""
 
-    def __init__(self, cert, key, client_ca, versions=("TLSv1.2", "TLSv1.3")):
+    def __init__(self, cert, key, client_ca, versions=("TLSv1.2", "TLSv1.3"), session=None):
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
         self.context.load_verify_locations(client_ca)
@@ -134,6 +141,7 @@ class TlsServer(TcpServer):
         self.context.maximum_version = getattr(ssl.TLSVersion, versions[-1].replace(".", "_"))
         self.handshake_errors = []
         self.requests = []
+        self.session = session or self._echo
         super().__init__(self._handle)
 
     def _handle(self, conn):
@@ -155,16 +163,142 @@ class TlsServer(TcpServer):
             tls.close()
             return
         try:
-            while True:
-                data = tls.recv(1 << 16)
-                if not data:
-                    break
-                self.requests.append(data)
-                tls.sendall(data)
+            self.session(tls)
         except (ssl.SSLError, OSError) as e:
             self.handshake_errors.append(repr(e))
         finally:
             tls.close()
+
+    def _echo(self, tls):
+        while True:
+            data = tls.recv(1 << 16)
+            if not data:
+                break
+            self.requests.append(data)
+            tls.sendall(data)
+
+
+def reset_after_head_handler(heads):
+    """reset_after_head_handler returns a handler that reads one request
+    head (up to the blank line), appends it to the list `heads`, and resets
+    the connection (SO_LINGER 0: RST, no close_notify, no answer)."""
+
+    def handler(conn):
+        conn.settimeout(10)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(1 << 16)
+            if not data:
+                return
+            head += data
+        heads.append(head.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    return handler
+
+
+def upgrade_echo_handler(heads):
+    """upgrade_echo_handler returns a handler that reads one request head,
+    appends it to `heads`, answers 101 Switching Protocols (a WebSocket
+    handshake, without the WebSocket framing), says "upgraded\n", and then
+    echoes every byte until the peer closes."""
+
+    def handler(conn):
+        conn.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            more = conn.recv(1 << 16)
+            if not more:
+                return
+            data += more
+        head, rest = data.split(b"\r\n\r\n", 1)
+        heads.append(head.decode("latin-1"))
+        conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\nupgraded\n" + rest)
+        while True:
+            more = conn.recv(1 << 16)
+            if not more:
+                return
+            conn.sendall(more)
+
+    return handler
+
+
+class _HttpHandler(http.server.BaseHTTPRequestHandler):
+    """What HttpsServer answers; `server` is the _HttpConnection."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 30
+
+    def log_message(self, format, *args):
+        pass
+
+    def _read_body(self):
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                line = self.rfile.readline()
+                if not line:
+                    raise ConnectionAbortedError("the connection ended inside a chunked body")
+                size = int(line.split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _answer(self):
+        body = self._read_body()
+        self.server.owner.record({
+            "method": self.command, "path": self.path, "headers": list(self.headers.items()),
+            "chunked": "chunked" in self.headers.get("Transfer-Encoding", "").lower(),
+            "body_length": len(body), "connection": self.server.number})
+        if self.path.startswith("/echo"):
+            out = body
+        elif self.path.startswith("/sha256"):
+            out = hashlib.sha256(body).hexdigest().encode() + b"\n"
+        else:
+            out = f"{self.command} {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(out)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = do_OPTIONS = _answer
+
+
+class _HttpConnection:
+    def __init__(self, owner, number):
+        self.owner = owner
+        self.number = number
+
+
+class HttpsServer(TlsServer):
+    """HttpsServer is an HTTP/1.1 keep-alive server on TlsServer's TLS
+    (client certificate required). Every path answers 200: /echo... with the
+    request body, /sha256... with its hex SHA-256 and a newline, anything
+    else with "METHOD PATH\n". It reads Content-Length and chunked bodies,
+    and answers "Expect: 100-continue" with 100 before reading the body.
+    `requests` holds each request as a dict: method, path, headers (a list
+    of (name, value) as sent), chunked, body_length, connection (a number
+    per TLS connection)."""
+
+    def __init__(self, cert, key, client_ca):
+        self._numbers = itertools.count(1)
+        self._record_lock = threading.Lock()
+        super().__init__(cert, key, client_ca, session=self._serve)
+
+    def _serve(self, tls):
+        _HttpHandler(tls, ("127.0.0.1", 0), _HttpConnection(self, next(self._numbers)))
+
+    def record(self, request):
+        with self._record_lock:
+            self.requests.append(request)
 
 
 # ---- nginx ------------------------------------------------------------------
@@ -175,7 +309,9 @@ _ACCESS_LOG_FORMAT = (
     '"protocol":"$ssl_protocol","reused":"$ssl_session_reused",'
     '"client_serial":"$ssl_client_serial","server_name":"$ssl_server_name",'
     '"client_dn":"$ssl_client_s_dn","client_verify":"$ssl_client_verify",'
-    '"connection":"$connection","connection_requests":"$connection_requests"'
+    '"connection":"$connection","connection_requests":"$connection_requests",'
+    '"request_length":"$request_length","host":"$http_host",'
+    '"forwarded_for":"$http_x_forwarded_for","forwarded_proto":"$http_x_forwarded_proto"'
     "}';"
 )
 
@@ -233,11 +369,13 @@ class Nginx:
 
     @classmethod
     def https(cls, prefix, server, client_ca, port=None, verify_client="on",
-              protocols=("TLSv1.2", "TLSv1.3"), require_sni=False):
+              protocols=("TLSv1.2", "TLSv1.3"), require_sni=False, keepalive_requests=1000):
         """https serves files from `www` over TLS, asking for a client
         certificate signed by client_ca (None: not asking). With
         require_sni, the default server rejects handshakes without the
-        name upstream.test (ssl_reject_handshake on: alert 112)."""
+        name upstream.test (ssl_reject_handshake on: alert 112). A
+        keep-alive connection carries at most keepalive_requests requests
+        (the last answer says Connection: close)."""
         port = port or free_port()
         tls = cls._tls(server, client_ca, verify_client, protocols)
         listen = f"listen 127.0.0.1:{port} ssl"
@@ -263,6 +401,7 @@ class Nginx:
             "    default_type application/octet-stream;\n"
             "    sendfile off;\n"
             "    keepalive_timeout 60s;\n"
+            f"    keepalive_requests {keepalive_requests};\n"
             "    ssl_session_cache shared:S:1m;\n"
             f"    {_ACCESS_LOG_FORMAT}\n"
             f"{servers}"

@@ -53,6 +53,15 @@ def listener(name, cluster_name, port=None, **extra):
     return entry
 
 
+def http_listener(name, cluster_name, port=None, **http):
+    """http_listener returns a listener with "protocol": "http" whose
+    "http" object holds `http` (all defaults when empty)."""
+    entry = listener(name, cluster_name, port, protocol="http")
+    if http:
+        entry["http"] = dict(http)
+    return entry
+
+
 def config(listeners, clusters, admin_port=None, **extra):
     c = {"admin": {"address": f"127.0.0.1:{admin_port or free_port()}"}, "workers": 2,
          "drain_timeout_ms": 2000, "listeners": list(listeners), "clusters": list(clusters)}

@@ -194,6 +194,116 @@ def http_get(port, path, host=SERVER_NAME, timeout=DEFAULT_TIMEOUT, keep_alive=F
         conn.close()
 
 
+def read_http_response(reader, head_request=False):
+    """read_http_response reads one HTTP/1.1 response from `reader` (a
+    socket's makefile("rb"); its socket's timeout bounds each read) and
+    returns (status, headers, body): headers a dict of lower-case names to
+    values (repeated ones joined by ", "). A 1xx, 204, 304 or the answer to
+    a HEAD (head_request) has no body; otherwise the body is framed by
+    Content-Length, chunked, or the end of the connection. Raises
+    AssertionError when the connection ends before a status line."""
+    line = reader.readline()
+    if not line:
+        raise AssertionError("the connection ended before a response")
+    parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
+    status = int(parts[1])
+    headers = {}
+    while True:
+        line = reader.readline().decode("latin-1").rstrip("\r\n")
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        name, value = name.strip().lower(), value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    if head_request or status < 200 or status in (204, 304):
+        return status, headers, b""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks = []
+        while True:
+            size = int(reader.readline().split(b";")[0].strip(), 16)
+            if size == 0:
+                while reader.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return status, headers, b"".join(chunks)
+            chunks.append(reader.read(size))
+            reader.readline()
+    if "content-length" in headers:
+        length = int(headers["content-length"])
+        body = reader.read(length)
+        if len(body) != length:
+            raise AssertionError(f"EOF after {len(body)} of {length} body bytes")
+        return status, headers, body
+    return status, headers, reader.read()
+
+
+class KeptConnections:
+    """KeptConnections opens `count` HTTP/1.1 keep-alive connections through
+    the sidecar, makes one GET of `path` on each at once, then keeps each
+    busy from its own thread with a GET every `interval` seconds (0: back to
+    back) until stop(), expecting 200 and `expected`. Each request is tagged
+    ?kept=K-N. http.client would quietly reconnect a closed connection;
+    auto_open = 0 turns that into a failure, and a thread stops at its first
+    failure."""
+
+    def __init__(self, port, count=3, interval=0.2, path="/hello.txt",
+                 expected=b"hello from nginx\n"):
+        self.requests = 0
+        self.failures = []
+        self._interval = interval
+        self._path = path
+        self._expected = expected
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conns = []
+        for k in range(count):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.connect()
+            conn.auto_open = 0
+            self._conns.append(conn)
+            self._exchange(conn, f"kept={k}-0")
+        self._threads = [threading.Thread(target=self._run, args=(k,), daemon=True)
+                         for k in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def _exchange(self, conn, marker):
+        conn.request("GET", f"{self._path}?{marker}", headers={"Host": SERVER_NAME})
+        response = conn.getresponse()
+        body = response.read()
+        if (response.status, body) != (200, self._expected):
+            raise AssertionError(f"{marker}: {response.status} {body[:200]!r}")
+        with self._lock:
+            self.requests += 1
+
+    def _run(self, k):
+        n = 0
+        while not self._stop.wait(self._interval):
+            n += 1
+            try:
+                self._exchange(self._conns[k], f"kept={k}-{n}")
+            except (OSError, http.client.HTTPException, AssertionError) as e:
+                with self._lock:
+                    self.failures.append((k, n, repr(e)))
+                return
+
+    def wait_more(self, count, timeout=20):
+        """wait_more waits for `count` more successful requests (or a
+        failure, which the test's assertions then show)."""
+        target = self.requests + count
+        wait_until(lambda: self.requests >= target or self.failures, timeout,
+                   what=f"{count} more requests on the kept connections")
+
+    def stop(self):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def close(self):
+        self.stop()
+        for conn in self._conns:
+            conn.close()
+
+
 def read_text(path):
     try:
         with open(path, "r", errors="replace") as f:
