@@ -82,6 +82,16 @@ static void close_link(ms_client_link *link) {
   ms_http_conn_close((ms_http_conn *)link);
 }
 
+/* Draining (SIGTERM): an idle keep-alive connection closes now; a busy one
+ * says "Connection: close" on its response and closes after it, as Envoy
+ * drains HTTP/1. */
+static void drain_link(ms_client_link *link) {
+  ms_http_conn *conn = (ms_http_conn *)link;
+  conn->close_after = true;
+  if (!conn->rq_active && conn->out.len == conn->out_sent && conn->in_len == 0)
+    ms_http_conn_close(conn);
+}
+
 /* http_parser's own head limit is process-wide (80 KiB by default); ours
  * is per listener and counted in add_piece, so the parser's is set above
  * the highest a listener may have. */
@@ -101,6 +111,7 @@ void ms_http_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *so
   ms_event_source_init(&conn->source, on_client_event, conn);
   ms_event_source_init(&conn->task, on_task, conn);
   conn->link.close = close_link;
+  conn->link.drain = drain_link;
   if (ms_worker_client_open(worker, &conn->link, fd, &conn->source) != 0) {
     free(conn);
     return;
@@ -225,7 +236,7 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
     }
     conn->upstream = NULL;
   }
-  if (!conn->rq_done || !conn->rq_keep_alive) conn->close_after = true;
+  if (!conn->rq_done || !conn->rq_keep_alive || conn->worker->draining) conn->close_after = true;
   reset_exchange(conn);
   if (!conn->close_after) {
     uint32_t idle_ms = ms_http_config(conn)->client_idle_timeout_ms;

@@ -152,7 +152,15 @@ static void on_wakeup(uv_async_t *async) {
            (unsigned long long)worker->snapshot->version);
     ms_snapshot_free(next);
   }
-  if (atomic_load(&worker->drain_requested)) stop_accepting(worker);
+  if (atomic_load(&worker->drain_requested) && !worker->draining) {
+    worker->draining = true;
+    stop_accepting(worker);
+    ms_client_link *next;
+    for (ms_client_link *link = worker->clients; link; link = next) {
+      next = link->next; /* draining may close it */
+      if (link->drain) link->drain(link);
+    }
+  }
   if (atomic_load(&worker->stop_requested)) {
     stop_accepting(worker);
     while (worker->clients)

@@ -30,6 +30,9 @@ typedef struct ms_worker ms_worker;
 typedef struct ms_client_link {
   struct ms_client_link *prev, *next;
   void (*close)(struct ms_client_link *link);
+  /* When the worker starts draining: an HTTP connection closes once idle
+   * (NULL: the connection ends when its peers end it). */
+  void (*drain)(struct ms_client_link *link);
 } ms_client_link;
 
 /* One listener's socket in this worker. */
@@ -57,6 +60,7 @@ struct ms_worker {
   size_t balancer_count;
   ms_listen_socket *listen_sockets; /* follows the snapshot's listeners */
   bool accepting;                   /* false once draining */
+  bool draining;                    /* drain asked: keep-alive connections close when idle */
   ms_client_link *clients;          /* doubly linked, for drain and stop */
   ms_pool *pool;                    /* idle keep-alive upstreams of the HTTP listeners */
   ms_access_logs *access_logs;      /* the HTTP listeners' access log files */

@@ -9,6 +9,7 @@ rotation under keep-alive load."""
 import http.client
 import os
 import shutil
+import signal
 import threading
 import time
 import unittest
@@ -476,6 +477,21 @@ class HttpTest(harness.IntegrationTest):
             status, _, body = raw.response()
             self.assertEqual(status, 413, (chunks, body))
             self.assertTrue(raw.closed(), f"the connection stayed open after 413 ({chunks})")
+
+    def test_sigterm_closes_idle_keep_alive_connections_at_once(self):
+        nginx = self.start_https(files={"hello.txt": HELLO})
+        c = cluster("c", [f"127.0.0.1:{nginx.port}"], cluster_tls(self.pki))
+        sidecar = self.start_sidecar(config([http_listener("l", "c")], [c],
+                                            drain_timeout_ms=20000))
+        conn = self.keep_alive_client(sidecar)
+        self.assertEqual(self.exchange(conn, "GET", "/hello.txt")[0::2], (200, HELLO))
+        started = time.monotonic()
+        sidecar.send_signal(signal.SIGTERM)
+        # Idle between requests: closed at once, not kept for the 20 s drain.
+        self.assertEqual(harness.recv_until_eof(conn.sock, timeout=5), b"")
+        code = sidecar.process.wait(10)
+        self.assertEqual(code, 0, sidecar.log())
+        self.assertLess(time.monotonic() - started, 10)
 
     # ---- 9. rotation under keep-alive load -------------------------------------------
 
