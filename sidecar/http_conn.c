@@ -242,7 +242,10 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
     uint32_t idle_ms = ms_http_config(conn)->client_idle_timeout_ms;
     if (idle_ms) uv_timer_start(&conn->timer, on_timer, idle_ms, 0);
   }
-  ms_events_post(&conn->worker->events, &conn->task); /* the next request, on the next turn */
+  /* A pipelined request waiting, or bytes not read yet: on the next turn.
+   * Otherwise the client's next bytes bring an event. */
+  if (conn->in_len || conn->readable || conn->close_after)
+    ms_events_post(&conn->worker->events, &conn->task);
 }
 
 /* An answer of our own. The request's remaining body, if any, is not read:
@@ -305,9 +308,13 @@ int ms_http_read_client(ms_http_conn *conn) {
       conn->in = grown;
       conn->in_capacity = capacity;
     }
-    ssize_t n = read(conn->fd, conn->in + conn->in_len, conn->in_capacity - conn->in_len);
+    size_t room = conn->in_capacity - conn->in_len;
+    ssize_t n = read(conn->fd, conn->in + conn->in_len, room);
     if (n > 0) {
       conn->in_len += (size_t)n;
+      /* A short read emptied the socket for now, unless its FIN is next:
+       * no read(2) just to hear EAGAIN. */
+      if ((size_t)n < room && !conn->hup) conn->readable = false;
       continue;
     }
     if (n == 0) {
@@ -489,6 +496,7 @@ static void on_client_event(ms_event_source *source, uint32_t events) {
   ms_http_conn *conn = source->data;
   if (conn->closed) return;
   if (events & (MS_EVENT_READ | MS_EVENT_HUP | MS_EVENT_ERROR)) conn->readable = true;
+  if (events & (MS_EVENT_HUP | MS_EVENT_ERROR)) conn->hup = true;
   if (conn->tunnel) {
     ms_http_tunnel_io(conn);
     return;
