@@ -1,31 +1,41 @@
 #!/usr/bin/env python3
-"""Helpers for bench/run.sh: process CPU/RSS sampling, idle connections, wrk
-output parsing, admin /stats, and the final Markdown report.
+"""Helpers for bench/run.sh and bench/http.sh (through bench/lib.sh): process
+CPU/RSS sampling, idle connections, wrk output parsing, upstream connection
+counts, admin /stats, and the Markdown reports.
 
 Subcommands (all print to stdout):
   pids ROOT                 ROOT and all its descendants, one per line
   cpu ROOT                  utime+stime (seconds) summed over ROOT + descendants
   rss ROOT                  VmRSS (KB) summed over ROOT + descendants
   freeport [N]              N free 127.0.0.1 TCP ports
-  wrk FILE                  parse wrk output -> JSON
+  wrk FILE                  parse wrk output (with --latency: p50..p99) -> JSON
+  conns LOG PORT FROM TO    the upstream access log's lines FROM+1..TO of PORT:
+                            lines, distinct and new $connection values -> JSON
   stats URL                 admin /stats -> JSON {name: value}
   wait-http URL TIMEOUT     poll until URL answers 200 (exit 1 on timeout)
   wait-port PORT TIMEOUT    poll until 127.0.0.1:PORT accepts (exit 1 on timeout)
   idle PORT N ROOT SETTLE   open N keep-alive connections through PORT, one GET
                             each, hold them, measure RSS of ROOT's tree -> JSON
+  wrk-check NAME LOAD FILE  the anomalies of a wrk run (errors, no request), one a line
   set RESULTS.json SECTION KEY VALUE   record a value (SECTION "-" = top level)
+  record-load RESULTS.json NAME LOAD WRK_FILE CPU_S ACCESS_LOG PORT FROM TO [STATS0 STATS1]
+                            record one load of bench/http.sh (keys LOAD_*) -> JSON
   get JSON KEY              one key of a JSON object
-  calc EXPR                 arithmetic -> JSON number or null
-  report RESULTS.json OUT.md  write the Markdown table
+  calc EXPR                 arithmetic (min, max, int, round) -> JSON number or null
+  report RESULTS.json OUT.md       the L4 table (bench/run.sh)
+  report-http RESULTS.json OUT.md  the HTTP table (bench/http.sh)
+Each report replaces its own section of OUT.md and keeps the others.
 """
-import asyncio
 import json
 import os
 import re
 import socket
 import sys
 import time
-import urllib.request
+
+# asyncio and urllib.request are imported where they are used: the scripts run
+# these subcommands many times per load, and on a busy machine importing them
+# doubles Python's start-up.
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -114,16 +124,49 @@ def parse_wrk(path):
     m = re.search(r"Requests/sec:\s+([\d.]+)", txt)
     if m:
         r["rps"] = float(m.group(1))
+    # `--latency`: "Latency Distribution" then "  50%  312.00us" ... "  99%    2.10ms"
+    dist = txt.split("Latency Distribution", 1)
+    if len(dist) == 2:
+        for pct, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", dist[1], re.M):
+            r[f"latency_p{pct}_ms"] = float(v) * {"us": 1e-3, "ms": 1, "s": 1e3, "m": 6e4}[u]
     return r
 
 
+def upstream_conns(log, port, first, last):
+    """Lines first+1..last of the upstream access log (fields: server_port,
+    ssl_session_reused, ssl_protocol, status, bytes_sent, connection, ...)
+    that came in on `port`: how many, how many distinct connections, and how
+    many of those were not seen before line first+1 (new connections, each
+    one TLS handshake), and of these how many resumed a session."""
+    seen, window, new, resumed, lines = set(), set(), set(), 0, 0
+    with open(log, errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            if i > last:
+                break
+            w = line.split()
+            if len(w) < 6 or w[0] != str(port):
+                continue
+            conn = w[5]
+            if i <= first:
+                seen.add(conn)
+                continue
+            lines += 1
+            window.add(conn)
+            if conn not in seen and conn not in new:
+                new.add(conn)
+                resumed += w[1] == "r"
+    return {"lines": lines, "distinct": len(window), "new": len(new), "new_resumed": resumed}
+
+
 def get_stats(url):
+    import urllib.request
     with urllib.request.urlopen(url, timeout=5) as resp:
         data = json.load(resp)
     return {s["name"]: s["value"] for s in data.get("stats", [])}
 
 
 def wait_http(url, timeout):
+    import urllib.request
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -148,6 +191,7 @@ def wait_port(port, timeout):
 
 
 async def _open_one(port, sem, timeout):
+    import asyncio
     async with sem:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection("127.0.0.1", port), timeout)
@@ -165,6 +209,7 @@ async def _open_one(port, sem, timeout):
 
 
 async def _idle(port, n, root, settle, timeout=20.0):
+    import asyncio
     sem = asyncio.Semaphore(64)
     before = rss_kb(root)
     t0 = time.time()
@@ -190,6 +235,72 @@ async def _idle(port, n, root, settle, timeout=20.0):
             "open_seconds": round(t_open, 2)}
 
 
+def record(path, section, values):
+    """Add `values` (a dict) to the results file `path`: at the top level when
+    section is "-", appended to the list "anomalies" when section is that,
+    else into the object `section`."""
+    try:
+        R = json.load(open(path))
+    except (OSError, ValueError):
+        R = {}
+    for key, v in values.items():
+        if section == "-":
+            R[key] = v
+        elif section == "anomalies":
+            R.setdefault("anomalies", []).append(v)
+        else:
+            R.setdefault(section, {})[key] = v
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(R, f, indent=1)
+    os.replace(tmp, path)
+
+
+def wrk_problems(name, load, path):
+    """The anomalies of one wrk run, as sentences: errors, or no request."""
+    r, out = parse_wrk(path), []
+    errors = (r["errors_connect"] + r["errors_read"] + r["errors_write"] +
+              r["errors_timeout"] + r["non2xx"])
+    if errors:
+        lines = [ln.strip() for ln in open(path, errors="replace")
+                 if re.search(r"Socket errors|Non-2xx", ln)]
+        out.append(f"{name} load {load}: wrk reported errors: {' '.join(lines)} "
+                   f"(of {r['requests']} requests)")
+    if r["requests"] == 0:
+        out.append(f"{name} load {load}: wrk completed no requests")
+    return out
+
+
+def per(count, total, scale):
+    return scale * count / total if count is not None and total else None
+
+
+def record_load(res, name, load, wrk_file, cpu_s, access_log, port, first, last,
+                stats_before=None, stats_after=None):
+    """Record under res[name] the keys LOAD_*: of one load of bench/http.sh,
+    from wrk's output, the CPU seconds of the originator, the upstream access
+    log's lines first+1..last on its port, and for the sidecar its /stats
+    (JSON {name: value}) before and after."""
+    w = parse_wrk(wrk_file)
+    c = upstream_conns(access_log, port, first, last)
+    v = {"requests": w["requests"], "rps": w["rps"],
+         "p50_ms": w.get("latency_p50_ms"), "p90_ms": w.get("latency_p90_ms"),
+         "p99_ms": w.get("latency_p99_ms"),
+         "cpu_s": cpu_s, "cpu_us_per_req": per(cpu_s, w["requests"], 1e6),
+         "upstream_requests": c["lines"], "upstream_conns_used": c["distinct"],
+         "upstream_conns_new": c["new"],
+         "new_resumed_pct": per(c["new_resumed"], c["new"], 100.0),
+         "hs_per_10k": per(c["new"], c["lines"], 1e4)}
+    if stats_before is not None:
+        s0, s1 = json.loads(stats_before), json.loads(stats_after)
+        for k in ("ssl_handshake", "ssl_session_reused", "http_rq_total",
+                  "http_pool_reused", "http_pool_new"):
+            v[f"stats_{k}"] = s1.get(k, 0) - s0.get(k, 0)
+        v["stats_hs_per_10k"] = per(v["stats_ssl_handshake"], v["stats_http_rq_total"], 1e4)
+    record(res, name, {f"{load}_{k}": x for k, x in v.items()})
+    return {"wrk": w, "upstream": c}
+
+
 def fmt(v, nd=2):
     if v is None:
         return "n/a"
@@ -204,72 +315,40 @@ def fmt(v, nd=2):
     return f"{v:.{nd}f}"
 
 
-def report(res_path, out_path):
-    R = json.load(open(res_path))
-    ng, sc = R.get("nginx", {}), R.get("sidecar", {})
+def ratio(a, b):
+    """b / a, or None when either is missing or a is 0."""
+    try:
+        return b / a if a else None
+    except TypeError:
+        return None
 
-    def ratio(a, b):
-        try:
-            return b / a if a else None
-        except TypeError:
-            return None
 
-    rows = []
+def compare(ng, sc, metric, key, target=None, check=None, absolute=False):
+    """One row of a side-by-side table: nginx, sidecar, their ratio and the
+    target with PASS/FAIL when `check` is given (on the ratio, or on the
+    sidecar's own value when `absolute`)."""
+    a, b = ng.get(key), sc.get(key)
+    r = ratio(a, b)
+    verdict = ""
+    if check is not None:
+        v = b if absolute else r
+        if v is None:
+            verdict = " — n/a"
+        else:
+            verdict = " — PASS" if check(v) else " — FAIL"
+    return (metric, fmt(a), fmt(b), fmt(r), (target or "") + verdict)
 
-    def row(metric, key, target=None, check=None, absolute=False):
-        a, b = ng.get(key), sc.get(key)
-        r = ratio(a, b)
-        verdict = ""
-        if check is not None:
-            v = b if absolute else r
-            if v is None:
-                verdict = " — n/a"
-            else:
-                verdict = " — PASS" if check(v) else " — FAIL"
-        rows.append((metric, fmt(a), fmt(b), fmt(r), (target or "") + verdict))
 
-    row("CPU per keep-alive request (µs)", "ka_cpu_us_per_req", "ratio ≤ 0.75",
-        lambda r: r <= 0.75)
-    row("  keep-alive requests/s (wall, info)", "ka_rps")
-    row("CPU per new connection (ms)", "nc_cpu_ms_per_conn", "ratio ≤ 0.5",
-        lambda r: r <= 0.5)
-    row("  new connections/s (wall, info)", "nc_rps")
-    row("Resumed handshakes, load (b), upstream log (%)", "nc_resumed_pct",
-        "sidecar ≥ 99%", lambda v: v >= 99, absolute=True)
-    row("Resumed handshakes, load (b), sidecar /stats (%)", "nc_stats_resumed_pct",
-        "sidecar ≥ 99%", lambda v: v >= 99, absolute=True)
-    row("Bulk 1 GiB: MB per CPU-second", "bulk_mb_per_cpu_s", "ratio ≥ 1.5",
-        lambda r: r >= 1.5)
-    row("  bulk wall throughput MB/s (info)", "bulk_mb_per_s")
-    row("Memory per idle connection (KB)", "idle_kb_per_conn", "sidecar ≤ 12 KB",
-        lambda v: v <= 12, absolute=True)
-    row("Baseline RSS (MB)", "baseline_rss_mb", "sidecar ≤ 4 MB",
-        lambda v: v <= 4, absolute=True)
+def table_lines(rows):
+    lines = ["| metric | nginx | sidecar | ratio (sidecar/nginx) | target |",
+             "|---|---|---|---|---|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
-    m = R.get("machine", {})
-    lines = []
-    lines.append(f"# mTLS origination: nginx stream proxy_ssl vs mtls-sidecar\n")
-    lines.append(f"- date: {m.get('date','?')}")
-    lines.append(f"- machine: nproc={m.get('nproc','?')}, kernel {m.get('kernel','?')}, "
-                 f"nginx {m.get('nginx','?')}, {m.get('wrk','?')}")
-    lines.append(f"- mode: {R.get('mode','?')}; keep-alive load `{R.get('ka_cmd','')}`; "
-                 f"new-connection load `{R.get('nc_cmd','')}`; idle N={R.get('idle_n','?')}; "
-                 f"nofile limit {m.get('nofile','?')}")
-    lines.append("- **The machine is shared and noisy** (2 cores also running wrk, the "
-                 "upstream nginx and other users' jobs): treat single runs as indicative, "
-                 "repeat before drawing conclusions.")
-    lines.append("")
-    lines.append("| metric | nginx | sidecar | ratio (sidecar/nginx) | target |")
-    lines.append("|---|---|---|---|---|")
-    for r in rows:
-        lines.append("| " + " | ".join(r) + " |")
-    lines.append("")
-    lines.append("Raw per-load numbers:")
-    lines.append("")
-    lines.append("| raw | nginx | sidecar |")
-    lines.append("|---|---|---|")
-    keys = sorted(set(ng) | set(sc))
-    for k in keys:
+
+def raw_lines(ng, sc):
+    """Every value recorded for nginx and the sidecar, by key."""
+    lines = ["Raw per-load numbers:", "", "| raw | nginx | sidecar |", "|---|---|---|"]
+    for k in sorted(set(ng) | set(sc)):
         if k.startswith("_"):
             continue
         a, b = ng.get(k), sc.get(k)
@@ -277,14 +356,133 @@ def report(res_path, out_path):
             a, b = json.dumps(a), json.dumps(b)
         lines.append(f"| {k} | {fmt(a) if not isinstance(a, str) else a} | "
                      f"{fmt(b) if not isinstance(b, str) else b} |")
+    return lines
+
+
+def anomaly_lines(R):
     notes = R.get("anomalies", [])
-    lines.append("")
-    lines.append("Anomalies:" if notes else "Anomalies: none detected by the script.")
-    for n in notes:
-        lines.append(f"- {n}")
+    lines = ["Anomalies:" if notes else "Anomalies: none detected by the script."]
+    return lines + [f"- {n}" for n in notes]
+
+
+def machine_line(R):
+    m = R.get("machine", {})
+    return (f"- machine: nproc={m.get('nproc','?')}, kernel {m.get('kernel','?')}, "
+            f"nginx {m.get('nginx','?')}, {m.get('wrk','?')}")
+
+
+NOISY = ("- **The machine is shared and noisy** (2 cores also running wrk, the "
+         "upstream nginx and other users' jobs): treat single runs as indicative, "
+         "repeat before drawing conclusions.")
+
+
+def write_section(path, name, text):
+    """Put `text` in the Markdown file `path` between the lines
+    `<!-- begin NAME -->` and `<!-- end NAME -->`, replacing what was there,
+    or at the end of the file when there is no such section yet; the rest of
+    the file (other benchmarks' sections, notes written by hand) is kept."""
+    begin, end = f"<!-- begin {name} -->\n", f"<!-- end {name} -->\n"
+    try:
+        old = open(path).read()
+    except FileNotFoundError:
+        old = ""
+    block = begin + text + end
+    i = old.find(begin)
+    j = old.find(end, i + len(begin)) if i >= 0 else -1
+    if i >= 0 and j >= 0:
+        new = old[:i] + block + old[j + len(end):]
+    else:
+        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
+def report(res_path, out_path):
+    """The L4 section (bench/run.sh) of out_path; also printed."""
+    R = json.load(open(res_path))
+    ng, sc = R.get("nginx", {}), R.get("sidecar", {})
+    rows = [
+        compare(ng, sc, "CPU per keep-alive request (µs)", "ka_cpu_us_per_req", "ratio ≤ 0.75",
+                lambda r: r <= 0.75),
+        compare(ng, sc, "  keep-alive requests/s (wall, info)", "ka_rps"),
+        compare(ng, sc, "CPU per new connection (ms)", "nc_cpu_ms_per_conn", "ratio ≤ 0.5",
+                lambda r: r <= 0.5),
+        compare(ng, sc, "  new connections/s (wall, info)", "nc_rps"),
+        compare(ng, sc, "Resumed handshakes, load (b), upstream log (%)", "nc_resumed_pct",
+                "sidecar ≥ 99%", lambda v: v >= 99, absolute=True),
+        compare(ng, sc, "Resumed handshakes, load (b), sidecar /stats (%)",
+                "nc_stats_resumed_pct", "sidecar ≥ 99%", lambda v: v >= 99, absolute=True),
+        compare(ng, sc, "Bulk 1 GiB: MB per CPU-second", "bulk_mb_per_cpu_s", "ratio ≥ 1.5",
+                lambda r: r >= 1.5),
+        compare(ng, sc, "  bulk wall throughput MB/s (info)", "bulk_mb_per_s"),
+        compare(ng, sc, "Memory per idle connection (KB)", "idle_kb_per_conn",
+                "sidecar ≤ 12 KB", lambda v: v <= 12, absolute=True),
+        compare(ng, sc, "Baseline RSS (MB)", "baseline_rss_mb", "sidecar ≤ 4 MB",
+                lambda v: v <= 4, absolute=True),
+    ]
+    m = R.get("machine", {})
+    lines = [f"# mTLS origination: nginx stream proxy_ssl vs mtls-sidecar\n",
+             f"- date: {m.get('date','?')}",
+             machine_line(R),
+             f"- mode: {R.get('mode','?')}; keep-alive load `{R.get('ka_cmd','')}`; "
+             f"new-connection load `{R.get('nc_cmd','')}`; idle N={R.get('idle_n','?')}; "
+             f"nofile limit {m.get('nofile','?')}",
+             NOISY, ""]
+    lines += table_lines(rows) + [""] + raw_lines(ng, sc) + [""] + anomaly_lines(R)
     text = "\n".join(lines) + "\n"
-    with open(out_path, "w") as f:
-        f.write(text)
+    write_section(out_path, "bench/run.sh", text)
+    sys.stdout.write(text)
+
+
+def report_http(res_path, out_path):
+    """The HTTP section (bench/http.sh) of out_path; also printed."""
+    R = json.load(open(res_path))
+    ng, sc = R.get("nginx", {}), R.get("sidecar", {})
+    cpu = ("ratio ≤ 0.75", lambda r: r <= 0.75)
+    rows = [
+        compare(ng, sc, "(1) CPU per request (µs)", "ka_cpu_us_per_req", *cpu),
+        compare(ng, sc, "  (1) requests/s (wall, info)", "ka_rps"),
+        compare(ng, sc, "  (1) p50 latency, wrk (ms, info)", "ka_p50_ms"),
+        compare(ng, sc, "  (1) p99 latency, wrk (ms, info: not the same load)", "ka_p99_ms"),
+        compare(ng, sc, "(1) handshakes per 10,000 requests, upstream log", "ka_hs_per_10k",
+                "reported"),
+        compare(ng, sc, "  (1) same, sidecar /stats ssl_handshake", "ka_stats_hs_per_10k"),
+        compare(ng, sc, "(2) CPU per request (µs)", "fr_cpu_us_per_req", *cpu),
+        compare(ng, sc, "  (2) requests/s achieved (offered: "
+                f"{fmt(R.get('fr_rate'))}/s)", "fr_rps"),
+        compare(ng, sc, "  (2) p50 latency, wrk (ms, info)", "fr_p50_ms"),
+        compare(ng, sc, "(2) p99 latency, wrk (ms)", "fr_p99_ms", "ratio ≤ 1.0",
+                lambda r: r <= 1.0),
+        compare(ng, sc, "(2) handshakes per 10,000 requests, upstream log", "fr_hs_per_10k",
+                "reported"),
+        compare(ng, sc, "  (2) same, sidecar /stats ssl_handshake", "fr_stats_hs_per_10k"),
+    ]
+    m = R.get("machine", {})
+    lines = ["## HTTP/1.1 origination: nginx `proxy_pass https://` + `keepalive` "
+             "vs mtls-sidecar `\"protocol\": \"http\"` (`bench/http.sh`)\n",
+             f"- date: {m.get('date','?')}",
+             machine_line(R),
+             f"- mode: {R.get('mode','?')}; nofile limit {m.get('nofile','?')}",
+             f"- load (1), closed loop: `{R.get('ka_cmd','')}`, each originator as fast as "
+             "it answers; CPU per request and requests/s compare, latencies do not (the "
+             "faster one carries more load).",
+             f"- load (2), **the same offered load**: `{R.get('fr_cmd','')}`: "
+             f"{R.get('fr_how','')}",
+             "- CPU: utime+stime from /proc of all the originator's processes (nginx: "
+             "master + 2 workers; sidecar: one process, 2 workers), over the load only.",
+             "- handshakes per 10,000 requests: upstream TLS connections that the originator "
+             "opened during the load (upstream access log `$connection` values on its own "
+             "upstream port not seen before the load) per 10,000 upstream log lines; "
+             "the upstream allows 100,000 requests per connection, so the originators' "
+             "limits decide (nginx `keepalive_requests` default 1000, sidecar "
+             "`http_pool.max_requests` default 1000).",
+             f"- {R.get('config_note','')}",
+             NOISY, ""]
+    lines += table_lines(rows) + [""] + raw_lines(ng, sc) + [""] + anomaly_lines(R)
+    text = "\n".join(lines) + "\n"
+    write_section(out_path, "bench/http.sh", text)
     sys.stdout.write(text)
 
 
@@ -309,40 +507,40 @@ def main():
         sys.exit(0 if wait_port(int(a[1]), float(a[2])) else 1)
     elif cmd == "idle":
         port, n, root, settle = int(a[1]), int(a[2]), int(a[3]), float(a[4])
+        import asyncio
         print(json.dumps(asyncio.run(_idle(port, n, root, settle))))
     elif cmd == "set":
         # set RESULTS.json SECTION KEY VALUE   (VALUE parsed as JSON if possible)
-        path, section, key, val = a[1], a[2], a[3], a[4]
         try:
-            R = json.load(open(path))
-        except (OSError, ValueError):
-            R = {}
-        try:
-            v = json.loads(val)
+            v = json.loads(a[4])
         except ValueError:
-            v = val
-        if section == "-":
-            R[key] = v
-        elif section == "anomalies":
-            R.setdefault("anomalies", []).append(v)
-        else:
-            R.setdefault(section, {})[key] = v
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(R, f, indent=1)
-        os.replace(tmp, path)
+            v = a[4]
+        record(a[1], a[2], {a[3]: v})
     elif cmd == "get":
         # get JSON_STRING KEY -> value
         v = json.loads(a[1]).get(a[2])
         print("" if v is None else v)
     elif cmd == "calc":
-        # calc EXPR  (python arithmetic on numbers; prints null on error)
+        # calc EXPR  (python arithmetic on numbers, min/max/int/round; null on error)
+        names = {"min": min, "max": max, "int": int, "round": round}
         try:
-            print(json.dumps(eval(a[1], {"__builtins__": {}}, {})))
+            print(json.dumps(eval(a[1], {"__builtins__": {}}, names)))
         except Exception:
             print("null")
+    elif cmd == "wrk-check":
+        # wrk-check NAME LOAD FILE -> the anomalies of one wrk run, one a line
+        for line in wrk_problems(a[1], a[2], a[3]):
+            print(line)
+    elif cmd == "record-load":
+        # record-load RES NAME LOAD WRK_FILE CPU_S ACCESS_LOG PORT FROM TO [STATS0 STATS1]
+        print(json.dumps(record_load(a[1], a[2], a[3], a[4], float(a[5]), a[6], a[7],
+                                     int(a[8]), int(a[9]), *a[10:12])))
+    elif cmd == "conns":
+        print(json.dumps(upstream_conns(a[1], a[2], int(a[3]), int(a[4]))))
     elif cmd == "report":
         report(a[1], a[2])
+    elif cmd == "report-http":
+        report_http(a[1], a[2])
     else:
         sys.exit(f"unknown subcommand {cmd}")
 
