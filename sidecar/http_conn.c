@@ -68,6 +68,7 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->rs_framing = BODY_NONE;
   conn->rs_status = 0;
   conn->rs_body_bytes = 0;
+  conn->rs_head_ns = 0;
   conn->rq_endpoint = NULL;
   conn->rq_reused = conn->rq_resumed = false;
   conn->tunnel = conn->upstream_eof = false;
@@ -200,6 +201,9 @@ void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us) {
   ms_access_line_string(line, "endpoint", conn->rq_endpoint,
                         conn->rq_endpoint ? strlen(conn->rq_endpoint) : 0);
   ms_access_line_number(line, "duration_ms", (double)duration_us / 1000);
+  if (conn->rs_head_ns) /* proxied: how long the upstream took to answer */
+    ms_access_line_number(line, "upstream_response_ms",
+                          (double)(conn->rs_head_ns - conn->rq_start_ns) / 1e6);
   ms_access_line_number(line, "bytes_received", (double)conn->rq_body_bytes);
   ms_access_line_number(line, "bytes_sent", (double)conn->rs_body_bytes);
   ms_access_line_bool(line, "upstream_reused", conn->rq_reused);

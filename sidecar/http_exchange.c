@@ -267,6 +267,7 @@ static int rs_on_headers_complete(http_parser *parser) {
   }
   conn->rs_started = true;
   conn->rs_status = status;
+  conn->rs_head_ns = uv_hrtime();
   count_at_endpoint(conn, status);
   bool has_length = parser->content_length != NO_LENGTH;
   if (head_request || status == 204 || status == 304) {

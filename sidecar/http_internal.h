@@ -64,6 +64,7 @@ struct ms_http_conn {
   bool rq_sent;       /* the head went upstream */
   ms_upstream *upstream;
   uint64_t rq_start_ns;       /* the request's first byte */
+  uint64_t rs_head_ns;        /* the final response's head came */
   const char *rq_endpoint;    /* where it went last (in `snapshot`), for the access log */
   bool rq_reused, rq_resumed; /* ...on a pooled connection; on a resumed TLS session */
   uint64_t rs_body_bytes;

@@ -7,6 +7,7 @@ and hop-by-hop headers, the answers the sidecar gives itself (400, 413,
 rotation under keep-alive load."""
 
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -492,6 +493,41 @@ class HttpTest(harness.IntegrationTest):
         code = sidecar.process.wait(10)
         self.assertEqual(code, 0, sidecar.log())
         self.assertLess(time.monotonic() - started, 10)
+
+    def test_access_log_and_latency_stats(self):
+        nginx = self.start_https(files={"hello.txt": HELLO})
+        log_path = os.path.join(self.tmp.mkdir("logs"), "access.jsonl")
+        sidecar = self.start_http_sidecar([nginx.port], http={"access_log": log_path})
+        conn = self.keep_alive_client(sidecar)
+        self.assertEqual(self.exchange(conn, "GET", "/hello.txt?a=\"b\"")[0], 200)
+        self.assertEqual(self.exchange(conn, "POST", "/missing", body=b"12345")[0], 404)
+        harness.wait_until(lambda: os.path.exists(log_path) and
+                           len(open(log_path).read().splitlines()) == 2,
+                           timeout=5, what="two access log lines")
+        entries = [json.loads(line) for line in open(log_path).read().splitlines()]
+        first, second = entries
+        self.assertEqual((first["method"], first["status"], first["path"]),
+                         ("GET", 200, '/hello.txt?a="b"'))
+        self.assertEqual((second["method"], second["status"], second["bytes_received"]),
+                         ("POST", 404, 5))
+        for e in entries:
+            self.assertEqual(e["cluster"], "c")
+            self.assertEqual(e["endpoint"], f"127.0.0.1:{nginx.port}")
+            self.assertEqual(e["authority"], SERVER_NAME)
+            self.assertEqual(e["client"], "127.0.0.1")
+            self.assertGreater(e["duration_ms"], 0)
+            self.assertLessEqual(e["upstream_response_ms"], e["duration_ms"])
+        self.assertEqual(first["bytes_sent"], len(HELLO))
+        self.assertFalse(first["upstream_reused"])
+        self.assertTrue(second["upstream_reused"])
+        latency = sidecar.admin_json("/stats")["http_rq_latency_ms"]
+        self.assertEqual(latency["count"], 2)
+        self.assertGreater(latency["p99"], 0)
+        self.assertLessEqual(latency["p50"], latency["p99"])
+        prometheus = sidecar.admin_get("/stats/prometheus")[1]
+        self.assertIn('mtls_sidecar_http_rq_latency_seconds_bucket{le="+Inf"} 2', prometheus)
+        self.assertIn("mtls_sidecar_http_rq_latency_seconds_count 2", prometheus)
+        self.assertIn('mtls_sidecar_cluster_upstream_rq_4xx{cluster="c"} 1', prometheus)
 
     # ---- 9. rotation under keep-alive load -------------------------------------------
 
