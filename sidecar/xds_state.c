@@ -89,10 +89,12 @@ static int raw_keep(raw_list *list, bool replace_all, const Google__Protobuf__An
   int rc = next.items && next.names ? 0 : -1;
   for (size_t i = 0; rc == 0 && !replace_all && i < list->count; i++) {
     bool replaced = false;
-    for (size_t j = 0; j < count && !replaced; j++) replaced = strcmp(list->names[i], names[j]) == 0;
+    for (size_t j = 0; j < count && !replaced; j++)
+      replaced = strcmp(list->names[i], names[j]) == 0;
     if (!replaced) rc = raw_append(&next, list->items[i], list->names[i]);
   }
-  for (size_t j = 0; rc == 0 && j < count; j++) rc = raw_append(&next, resources[j], names[j]);
+  for (size_t j = 0; rc == 0 && j < count; j++)
+    rc = raw_append(&next, resources[j], names[j]);
   if (rc != 0) {
     raw_free(&next);
     return -1;
@@ -104,11 +106,16 @@ static int raw_keep(raw_list *list, bool replace_all, const Google__Protobuf__An
 
 void ms_xds_state_free(ms_xds_state *state) {
   if (state == NULL) return;
-  for (int k = 0; k < 4; k++) raw_free(&state->raw[k]);
-  for (size_t i = 0; i < state->cluster_count; i++) ms_xds_cluster_cleanup(&state->clusters[i].cluster);
-  for (size_t i = 0; i < state->listener_count; i++) ms_xds_listener_cleanup(&state->listeners[i]);
-  for (size_t i = 0; i < state->endpoint_count; i++) ms_xds_endpoints_cleanup(&state->endpoints[i]);
-  for (size_t i = 0; i < state->secret_count; i++) ms_xds_secret_cleanup(&state->secrets[i]);
+  for (int k = 0; k < 4; k++)
+    raw_free(&state->raw[k]);
+  for (size_t i = 0; i < state->cluster_count; i++)
+    ms_xds_cluster_cleanup(&state->clusters[i].cluster);
+  for (size_t i = 0; i < state->listener_count; i++)
+    ms_xds_listener_cleanup(&state->listeners[i]);
+  for (size_t i = 0; i < state->endpoint_count; i++)
+    ms_xds_endpoints_cleanup(&state->endpoints[i]);
+  for (size_t i = 0; i < state->secret_count; i++)
+    ms_xds_secret_cleanup(&state->secrets[i]);
   free(state->clusters);
   free(state->listeners);
   free(state->endpoints);
@@ -160,8 +167,8 @@ static bool is_live(const ms_xds_state *state, const held_cluster *held) {
 
 /* ---- updates ------------------------------------------------------------ */
 
-static int decode_all(ms_xds_kind kind, const Google__Protobuf__Any *const *resources,
-                      size_t count, ms_xds_resource **out, char *err, size_t err_len) {
+static int decode_all(ms_xds_kind kind, const Google__Protobuf__Any *const *resources, size_t count,
+                      ms_xds_resource **out, char *err, size_t err_len) {
   ms_xds_resource *decoded = calloc(count ? count : 1, sizeof(*decoded));
   if (decoded == NULL) {
     snprintf(err, err_len, "out of memory");
@@ -200,15 +207,8 @@ static int decode_all(ms_xds_kind kind, const Google__Protobuf__Any *const *reso
   /* decode failed at n: it cleaned up after itself */
 fail:
   ms_name_index_cleanup(&seen);
-  for (size_t j = 0; j < n && j < count; j++) {
-    ms_xds_resource *r = &decoded[j];
-    switch (r->kind) {
-      case MS_XDS_KIND_CLUSTER: ms_xds_cluster_cleanup(&r->as.cluster); break;
-      case MS_XDS_KIND_ENDPOINTS: ms_xds_endpoints_cleanup(&r->as.endpoints); break;
-      case MS_XDS_KIND_SECRET: ms_xds_secret_cleanup(&r->as.secret); break;
-      case MS_XDS_KIND_LISTENER: ms_xds_listener_cleanup(&r->as.listener); break;
-    }
-  }
+  for (size_t j = 0; j < n && j < count; j++)
+    ms_xds_resource_cleanup(&decoded[j]);
   free(decoded);
   return -1;
 }
@@ -232,7 +232,8 @@ static void replace_clusters(ms_xds_state *state, ms_xds_resource *decoded, size
     }
   }
   ms_name_index_cleanup(&previous);
-  for (size_t i = 0; i < state->cluster_count; i++) ms_xds_cluster_cleanup(&state->clusters[i].cluster);
+  for (size_t i = 0; i < state->cluster_count; i++)
+    ms_xds_cluster_cleanup(&state->clusters[i].cluster);
   free(state->clusters);
   state->clusters = clusters;
   state->cluster_count = count;
@@ -241,8 +242,10 @@ static void replace_clusters(ms_xds_state *state, ms_xds_resource *decoded, size
 static void replace_listeners(ms_xds_state *state, ms_xds_resource *decoded, size_t count) {
   ms_xds_listener *listeners = calloc(count ? count : 1, sizeof(*listeners));
   if (listeners == NULL) return;
-  for (size_t i = 0; i < count; i++) listeners[i] = decoded[i].as.listener;
-  for (size_t i = 0; i < state->listener_count; i++) ms_xds_listener_cleanup(&state->listeners[i]);
+  for (size_t i = 0; i < count; i++)
+    listeners[i] = decoded[i].as.listener;
+  for (size_t i = 0; i < state->listener_count; i++)
+    ms_xds_listener_cleanup(&state->listeners[i]);
   free(state->listeners);
   state->listeners = listeners;
   state->listener_count = count;
@@ -263,7 +266,8 @@ static int merge_named(void **items, size_t *count, size_t size, const char *(*n
     free(targets);
     return -1;
   }
-  for (size_t j = 0; j < *count; j++) ms_name_index_put(&held, name_of(array + j * size), j);
+  for (size_t j = 0; j < *count; j++)
+    ms_name_index_put(&held, name_of(array + j * size), j);
   size_t appended = *count;
   for (size_t i = 0; i < n; i++) {
     const char *name = name_of(payload(&decoded[i]));
@@ -306,30 +310,28 @@ int ms_xds_state_update(ms_xds_state *state, ms_xds_kind kind,
   ms_xds_resource *decoded = NULL;
   if (decode_all(kind, resources, count, &decoded, err, err_len) != 0) return -1;
   const char **names = calloc(count + 1, sizeof(char *));
-  for (size_t i = 0; names && i < count; i++) names[i] = ms_xds_resource_name(&decoded[i]);
+  for (size_t i = 0; names && i < count; i++)
+    names[i] = ms_xds_resource_name(&decoded[i]);
   bool replace_all = kind == MS_XDS_KIND_CLUSTER || kind == MS_XDS_KIND_LISTENER;
   int rc = names ? raw_keep(&state->raw[kind], replace_all, resources, names, count) : -1;
   free(names);
   if (rc != 0) {
     snprintf(err, err_len, "out of memory");
-    for (size_t i = 0; i < count; i++) {
-      switch (kind) {
-        case MS_XDS_KIND_CLUSTER: ms_xds_cluster_cleanup(&decoded[i].as.cluster); break;
-        case MS_XDS_KIND_ENDPOINTS: ms_xds_endpoints_cleanup(&decoded[i].as.endpoints); break;
-        case MS_XDS_KIND_SECRET: ms_xds_secret_cleanup(&decoded[i].as.secret); break;
-        case MS_XDS_KIND_LISTENER: ms_xds_listener_cleanup(&decoded[i].as.listener); break;
-      }
-    }
+    for (size_t i = 0; i < count; i++)
+      ms_xds_resource_cleanup(&decoded[i]);
     free(decoded);
     return -1;
   }
   switch (kind) {
-    case MS_XDS_KIND_CLUSTER: replace_clusters(state, decoded, count); break;
-    case MS_XDS_KIND_LISTENER: replace_listeners(state, decoded, count); break;
+    case MS_XDS_KIND_CLUSTER:
+      replace_clusters(state, decoded, count);
+      break;
+    case MS_XDS_KIND_LISTENER:
+      replace_listeners(state, decoded, count);
+      break;
     case MS_XDS_KIND_ENDPOINTS:
-      rc = merge_named((void **)&state->endpoints, &state->endpoint_count,
-                       sizeof(ms_xds_endpoints), endpoints_name, endpoints_cleanup, decoded,
-                       count, endpoints_of);
+      rc = merge_named((void **)&state->endpoints, &state->endpoint_count, sizeof(ms_xds_endpoints),
+                       endpoints_name, endpoints_cleanup, decoded, count, endpoints_of);
       break;
     case MS_XDS_KIND_SECRET:
       rc = merge_named((void **)&state->secrets, &state->secret_count, sizeof(ms_xds_secret),
@@ -392,7 +394,8 @@ const char **ms_xds_state_wanted(const ms_xds_state *state, ms_xds_kind kind, si
     for (int k = 0; k < 2; k++) {
       if (candidates[k] == NULL) continue;
       size_t j = 0;
-      while (j < n && strcmp(names[j], candidates[k]) != 0) j++;
+      while (j < n && strcmp(names[j], candidates[k]) != 0)
+        j++;
       if (j == n) names[n++] = candidates[k];
     }
   }
@@ -432,7 +435,8 @@ static void add_string(cJSON *object, const char *key, const char *value) {
 static void add_strings(cJSON *object, const char *key, char *const *values, size_t count) {
   if (count == 0) return;
   cJSON *array = cJSON_AddArrayToObject(object, key);
-  for (size_t i = 0; array && i < count; i++) cJSON_AddItemToArray(array, cJSON_CreateString(values[i]));
+  for (size_t i = 0; array && i < count; i++)
+    cJSON_AddItemToArray(array, cJSON_CreateString(values[i]));
 }
 
 /* A DataSource becomes "<key>_pem" (inline) or "<key>" (a file). */
@@ -440,8 +444,7 @@ static void add_data(cJSON *object, const char *key, const ms_xds_data_source *d
   char name[64];
   if (data->kind == MS_XDS_DATA_INLINE) {
     snprintf(name, sizeof(name), "%s_pem", key);
-    cJSON_AddStringToObject(object, strcmp(key, "password") == 0 ? "password" : name,
-                            data->bytes);
+    cJSON_AddStringToObject(object, strcmp(key, "password") == 0 ? "password" : name, data->bytes);
   } else if (data->kind == MS_XDS_DATA_FILENAME) {
     snprintf(name, sizeof(name), "%s", strcmp(key, "password") == 0 ? "password_file" : key);
     cJSON_AddStringToObject(object, name, data->filename);
@@ -469,7 +472,8 @@ static void add_validation(cJSON *tls, const ms_xds_validation_context *inline_p
   }
   cJSON_AddBoolToObject(tls, "verify", trust->verify);
   uint32_t depth = trust->max_verify_depth;
-  if (trust->verify) cJSON_AddNumberToObject(tls, "verify_depth", depth < 1 ? 1 : depth > 100 ? 100 : depth);
+  if (trust->verify)
+    cJSON_AddNumberToObject(tls, "verify_depth", depth < 1 ? 1 : depth > 100 ? 100 : depth);
   cJSON *names = cJSON_CreateArray();
   const ms_xds_validation_context *parts[2] = {inline_part, secret ? &secret->validation : NULL};
   for (int p = 0; names && p < 2; p++)
@@ -548,7 +552,8 @@ static cJSON *render_cluster(const ms_xds_state *state, const ms_xds_cluster *cl
   if (outlier) {
     const ms_outlier_config *o = &cluster->outlier_detection;
     cJSON_AddNumberToObject(outlier, "consecutive_failures", o->consecutive_failures);
-    if (o->base_ejection_ms) cJSON_AddNumberToObject(outlier, "base_ejection_ms", o->base_ejection_ms);
+    if (o->base_ejection_ms)
+      cJSON_AddNumberToObject(outlier, "base_ejection_ms", o->base_ejection_ms);
     if (o->max_ejection_ms >= o->base_ejection_ms && o->max_ejection_ms)
       cJSON_AddNumberToObject(outlier, "max_ejection_ms", o->max_ejection_ms);
   }
@@ -556,14 +561,49 @@ static cJSON *render_cluster(const ms_xds_state *state, const ms_xds_cluster *cl
   return out;
 }
 
+/* An HTTP listener's "http": its routes and the request timeout. */
+static cJSON *render_http(const ms_xds_listener *listener) {
+  cJSON *http = cJSON_CreateObject();
+  if (http == NULL) return NULL;
+  cJSON_AddNumberToObject(http, "request_timeout_ms", listener->request_timeout_ms);
+  cJSON *routes = cJSON_AddArrayToObject(http, "routes");
+  for (size_t i = 0; routes && i < listener->route_count; i++) {
+    const ms_http_route *route = &listener->routes[i];
+    cJSON *item = cJSON_CreateObject();
+    if (item == NULL || !cJSON_AddItemToArray(routes, item)) {
+      cJSON_Delete(item);
+      routes = NULL;
+      break;
+    }
+    add_string(item, "host", route->host);
+    add_string(item, "path_prefix", route->path_prefix);
+    cJSON_AddStringToObject(item, "cluster", route->cluster);
+  }
+  if (routes == NULL) { /* a listener missing routes would route elsewhere */
+    cJSON_Delete(http);
+    return NULL;
+  }
+  return http;
+}
+
 static cJSON *render_listener(const ms_xds_listener *listener) {
   cJSON *out = cJSON_CreateObject();
   if (out == NULL) return NULL;
   cJSON_AddStringToObject(out, "name", listener->name);
   cJSON_AddStringToObject(out, "address", listener->address.text);
-  cJSON_AddStringToObject(out, "protocol", "tcp");
   cJSON_AddStringToObject(out, "cluster", listener->cluster);
-  cJSON_AddNumberToObject(out, "idle_timeout_ms", listener->idle_timeout_ms);
+  if (listener->protocol == MS_PROTOCOL_HTTP) {
+    cJSON_AddStringToObject(out, "protocol", "http");
+    cJSON *http = render_http(listener);
+    if (http == NULL) {
+      cJSON_Delete(out);
+      return NULL;
+    }
+    cJSON_AddItemToObject(out, "http", http);
+  } else {
+    cJSON_AddStringToObject(out, "protocol", "tcp");
+    cJSON_AddNumberToObject(out, "idle_timeout_ms", listener->idle_timeout_ms);
+  }
   return out;
 }
 
@@ -576,11 +616,57 @@ static bool array_has_name(const cJSON *array, const char *name) {
   return false;
 }
 
+/* clusters_live: every cluster `listener` names (an HTTP listener's routes
+ * too) is in `live`. */
+static bool clusters_live(const ms_name_index *live, const ms_xds_listener *listener) {
+  if (ms_name_index_get(live, listener->cluster) == MS_NAME_INDEX_NONE) return false;
+  for (size_t i = 0; i < listener->route_count; i++)
+    if (ms_name_index_get(live, listener->routes[i].cluster) == MS_NAME_INDEX_NONE) return false;
+  return true;
+}
+
 static cJSON *array_of(cJSON *root, const char *key) {
   cJSON *array = cJSON_GetObjectItemCaseSensitive(root, key);
   if (cJSON_IsArray(array)) return array;
   cJSON_DeleteItemFromObjectCaseSensitive(root, key);
   return cJSON_AddArrayToObject(root, key);
+}
+
+/* add_listeners renders each listener whose clusters are all in `clusters`
+ * (the static ones and the live dynamic ones). Returns 0, or -1 with `err`
+ * written. */
+static int add_listeners(const ms_xds_state *state, const cJSON *clusters, cJSON *listeners,
+                         char *err, size_t err_len) {
+  ms_name_index live = {0};
+  if (ms_name_index_init(&live, (size_t)cJSON_GetArraySize(clusters)) != 0) {
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  const cJSON *item;
+  cJSON_ArrayForEach(item, clusters) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
+    if (cJSON_IsString(name)) ms_name_index_put(&live, name->valuestring, 0);
+  }
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && i < state->listener_count; i++) {
+    const ms_xds_listener *listener = &state->listeners[i];
+    if (array_has_name(listeners, listener->name)) {
+      snprintf(err, err_len, "listener \"%s\": a static listener has this name", listener->name);
+      rc = -1;
+      break;
+    }
+    /* A listener waits for its clusters to go live (Envoy warms it too). */
+    if (!clusters_live(&live, listener)) continue;
+    cJSON *rendered = render_listener(listener);
+    if (rendered == NULL) {
+      snprintf(err, err_len, "out of memory");
+      rc = -1;
+      break;
+    }
+    cJSON_AddItemToArray(listeners, rendered);
+  }
+  ms_name_index_cleanup(&live);
+  return rc;
 }
 
 char *ms_xds_state_render(const ms_xds_state *state, const char *static_json, char *err,
@@ -606,18 +692,9 @@ char *ms_xds_state_render(const ms_xds_state *state, const char *static_json, ch
     if (rendered == NULL) goto out_of_memory;
     cJSON_AddItemToArray(clusters, rendered);
   }
-  for (size_t i = 0; i < state->listener_count; i++) {
-    const ms_xds_listener *listener = &state->listeners[i];
-    if (array_has_name(listeners, listener->name)) {
-      snprintf(err, err_len, "listener \"%s\": a static listener has this name", listener->name);
-      cJSON_Delete(root);
-      return NULL;
-    }
-    /* A listener waits for its cluster to go live (Envoy warms it too). */
-    if (!array_has_name(clusters, listener->cluster)) continue;
-    cJSON *rendered = render_listener(listener);
-    if (rendered == NULL) goto out_of_memory;
-    cJSON_AddItemToArray(listeners, rendered);
+  if (add_listeners(state, clusters, listeners, err, err_len) != 0) {
+    cJSON_Delete(root);
+    return NULL;
   }
   text = cJSON_Print(root);
   cJSON_Delete(root);

@@ -5,7 +5,8 @@
  * cluster or listener; EDS and SDS responses carry the names asked for and
  * replace those only. A cluster goes live once it is warm: its secrets (SDS)
  * and at least one endpoint (EDS) are here; a listener goes live with its
- * cluster. A cluster still warming when its initial fetch timeout passes no
+ * clusters (a TCP listener's one; every cluster an HTTP listener's routes
+ * name). A cluster still warming when its initial fetch timeout passes no
  * longer holds up readiness (it stays out, and says why in the log).
  *
  * The configuration is rendered as the sidecar's own JSON (the static file

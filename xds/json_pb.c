@@ -21,6 +21,8 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
@@ -634,6 +636,8 @@ static const ProtobufCMessageDescriptor *const known_roots[] = {
     &envoy__config__cluster__v3__cluster__descriptor,
     &envoy__config__endpoint__v3__cluster_load_assignment__descriptor,
     &envoy__config__listener__v3__listener__descriptor,
+    &envoy__extensions__filters__http__router__v3__router__descriptor,
+    &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor,
     &envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,
     &envoy__extensions__transport_sockets__tls__v3__secret__descriptor,
     &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor,

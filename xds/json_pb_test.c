@@ -9,6 +9,9 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/config/route/v3/route.pb-c.h"
+#include "envoy/config/route/v3/route_components.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
@@ -173,6 +176,58 @@ static void test_listener_and_struct(void) {
   }
 }
 
+/* An HTTP listener as xds-server's files hold it: an HttpConnectionManager
+ * with inline routes and the router, each an Any. */
+static void test_http_connection_manager(void) {
+#define HCM_LISTENER(extra)                                                                      \
+  "{\"@type\": \"type.googleapis.com/envoy.config.listener.v3.Listener\", \"name\": \"web\","    \
+  " \"filter_chains\": [{\"filters\": [{\"name\": \"hcm\", \"typed_config\": {"                  \
+  "  \"@type\": \"type.googleapis.com/envoy.extensions.filters.network.http_connection_manager." \
+  "v3.HttpConnectionManager\", \"stat_prefix\": \"web\", \"codec_type\": \"HTTP1\"," extra       \
+  "  \"route_config\": {\"virtual_hosts\": [{\"name\": \"all\", \"domains\": [\"*\"],"           \
+  "   \"routes\": [{\"match\": {\"prefix\": \"/pay/\", \"case_sensitive\": true},"               \
+  "    \"route\": {\"cluster\": \"payments\"}}]}]},"                                             \
+  "  \"http_filters\": [{\"name\": \"envoy.filters.http.router\", \"typed_config\": {"           \
+  "   \"@type\": \"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\"}}]}}]}]}"
+  char err[512];
+  ProtobufCMessage *message =
+      parse(HCM_LISTENER(" \"stream_idle_timeout\": \"30s\","), NULL, err, sizeof(err));
+  CHECK(message != NULL);
+  if (message != NULL) {
+    Envoy__Config__Listener__V3__Listener *l = (Envoy__Config__Listener__V3__Listener *)message;
+    Google__Protobuf__Any *any = l->filter_chains[0]->filters[0]->typed_config;
+    Envoy__Extensions__Filters__Network__HttpConnectionManager__V3__HttpConnectionManager *hcm =
+        envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
+            NULL, any->value.len, any->value.data);
+    CHECK(hcm != NULL);
+    if (hcm != NULL) {
+      CHECK(
+          hcm->codec_type ==
+          ENVOY__EXTENSIONS__FILTERS__NETWORK__HTTP_CONNECTION_MANAGER__V3__HTTP_CONNECTION_MANAGER__CODEC_TYPE__HTTP1);
+      CHECK(hcm->stream_idle_timeout != NULL && hcm->stream_idle_timeout->seconds == 30);
+      Envoy__Config__Route__V3__VirtualHost *host = hcm->route_config->virtual_hosts[0];
+      CHECK(host->n_domains == 1 && strcmp(host->domains[0], "*") == 0);
+      CHECK(strcmp(host->routes[0]->match->prefix, "/pay/") == 0);
+      CHECK(host->routes[0]->match->case_sensitive->value);
+      CHECK(strcmp(host->routes[0]->route->cluster, "payments") == 0);
+      CHECK(hcm->n_http_filters == 1 &&
+            strcmp(hcm->http_filters[0]->typed_config->type_url,
+                   "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router") == 0);
+      envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__free_unpacked(
+          hcm, NULL);
+    }
+    protobuf_c_message_free_unpacked(message, NULL);
+  } else {
+    fprintf(stderr, "%s\n", err);
+  }
+  /* rds is outside our subset: a file that sets it is refused, not served
+   * without its routes. */
+  expect_error(HCM_LISTENER(" \"rds\": {\"route_config_name\": \"web\"},"), NULL,
+               "filter_chains[0].filters[0].typed_config.rds: no field \"rds\" in "
+               "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager");
+#undef HCM_LISTENER
+}
+
 static void test_errors(void) {
   const ProtobufCMessageDescriptor *cluster = &envoy__config__cluster__v3__cluster__descriptor;
   expect_error("{\"connect_timeout\": \"5 s\"}", cluster,
@@ -229,6 +284,7 @@ static void test_errors(void) {
 int main(void) {
   test_cluster();
   test_listener_and_struct();
+  test_http_connection_manager();
   test_errors();
   if (failures > 0) {
     fprintf(stderr, "json_pb_test: %d check(s) failed\n", failures);

@@ -1,6 +1,7 @@
 /* resources.h: Envoy xDS v3 resources (Cluster, ClusterLoadAssignment,
- * Secret, Listener with a TcpProxy filter), decoded from their protobuf bytes
- * and checked against what this sidecar supports, into plain C structs.
+ * Secret, Listener with a TcpProxy or an HttpConnectionManager filter),
+ * decoded from their protobuf bytes and checked against what this sidecar
+ * supports, into plain C structs.
  *
  * The ADS client receives a DiscoveryResponse, hands each resource (a
  * google.protobuf.Any) to ms_xds_resource_decode_any, and NACKs the response
@@ -13,8 +14,9 @@
  * - Fields outside our subset (xds/proto) are ignored, never an error, except
  *   where ignoring one would change what the resource means: a custom
  *   cluster_type, a pipe address, TcpProxy weighted_clusters, a safe_regex
- *   matcher. Those, and every value inside our subset that we cannot honour,
- *   are refused with a sentence naming the resource and the field:
+ *   route match, an HttpConnectionManager's rds. Those, and every value
+ *   inside our subset that we cannot honour, are refused with a sentence
+ *   naming the resource and the field:
  *     cluster "orders": transport_socket.typed_config: expected
  *     type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.
  *     UpstreamTlsContext, got type.googleapis.com/...RawBuffer
@@ -193,20 +195,47 @@ void ms_xds_secret_cleanup(ms_xds_secret *secret);
 
 /* ---- Listener (LDS) -------------------------------------------------------- */
 
+/* The most routes an HttpConnectionManager may make (each domain of a
+ * virtual host times its routes): requests are matched against them one by
+ * one. */
+#define MS_XDS_MAX_HTTP_ROUTES 10000
+
 typedef struct ms_xds_listener {
-  char *name;                          /* not empty */
-  ms_address address;                  /* socket_address with an IP literal */
-  char *cluster;                       /* the TcpProxy's cluster */
+  char *name;                    /* not empty */
+  ms_address address;            /* socket_address with an IP literal */
+  ms_listener_protocol protocol; /* MS_PROTOCOL_TCP: a TcpProxy; MS_PROTOCOL_HTTP: an
+                                  * HttpConnectionManager */
+  char *cluster;                 /* TCP: the TcpProxy's cluster. HTTP: where a request that no
+                                  * route matches goes: the cluster of the first route that
+                                  * matches any host and any path, else of routes[0] */
+
+  /* TCP only. */
   uint32_t idle_timeout_ms;            /* default 3600000 (Envoy's 1 h); 0: none */
   uint32_t max_connect_attempts;       /* 0: not set (the sidecar's default applies); else >= 1 */
   uint32_t max_connection_duration_ms; /* max_downstream_connection_duration; 0: none */
+
+  /* HTTP only. */
+  ms_http_route *routes;       /* at least one, first match wins: the routes of the virtual
+                                * hosts with exact domains, then those of the "*" one; host
+                                * NULL: any (domain "*"); path_prefix NULL: any (prefix "" or
+                                * "/"); cluster not empty; cluster_index unused (0) */
+  size_t route_count;          /* 1..MS_XDS_MAX_HTTP_ROUTES */
+  uint32_t request_timeout_ms; /* stream_idle_timeout; default 300000 (Envoy's 5 min); 0: none */
 } ms_xds_listener;
 
 /* ms_xds_listener_decode decodes an envoy.config.listener.v3.Listener: one
  * filter chain, without a transport_socket (the sidecar's listeners take
- * plaintext from the local application), holding one network filter whose
- * typed_config is a TcpProxy (matched by type URL, not by name) to a single
- * cluster. */
+ * plaintext from the local application), holding one network filter,
+ * matched by its typed_config's type URL (not by name):
+ * - a TcpProxy to a single cluster: a TCP listener;
+ * - an HttpConnectionManager with an inline route_config and the router as
+ *   its last HTTP filter: an HTTP listener. Each virtual host's domains are
+ *   exact host names or "*" (other wildcards, ports and a domain repeated
+ *   across virtual hosts are refused); each route matches a path prefix and
+ *   names one cluster. Redirects, direct responses, regular expressions,
+ *   header matchers, weighted or header-named clusters, rewrites, rds and
+ *   HTTP filters other than the router (unless is_optional) are refused by
+ *   name. */
 int ms_xds_listener_decode(const uint8_t *bytes, size_t len, ms_xds_listener *out, char *err,
                            size_t err_len);
 void ms_xds_listener_cleanup(ms_xds_listener *listener);

@@ -118,6 +118,16 @@ bool ms_xds_has_unknown_field(const ProtobufCMessage *message, uint32_t number) 
   return false;
 }
 
+int ms_xds_refuse_unknown_fields(ms_xds_decoder *decoder, const ProtobufCMessage *message,
+                                 const ms_xds_refused_field *fields, size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    if (ms_xds_has_unknown_field(message, fields[i].number)) {
+      return ms_xds_fail_field(decoder, fields[i].name, "%s", fields[i].reason);
+    }
+  }
+  return 0;
+}
+
 const char *ms_xds_type_name(const char *type_url) {
   const char *slash = strrchr(type_url, '/');
   return slash != NULL ? slash + 1 : type_url;

@@ -83,6 +83,20 @@ int ms_xds_malformed(ms_xds_decoder *decoder, const char *message_name, size_t l
  * that is whether the sender set a field outside our subset. */
 bool ms_xds_has_unknown_field(const ProtobufCMessage *message, uint32_t number);
 
+/* A field outside our subset that would change what its message means and
+ * that the sidecar cannot honour: refused by name when a resource sets it. */
+typedef struct ms_xds_refused_field {
+  uint32_t number;    /* Envoy's field number */
+  const char *name;   /* Envoy's field name, for the path */
+  const char *reason; /* the sentence after "name: " */
+} ms_xds_refused_field;
+
+/* ms_xds_refuse_unknown_fields returns 0 when decoding kept none of the
+ * `count` `fields` as unknown in `message`, else fails with the first in
+ * table order: "path.name: reason". */
+int ms_xds_refuse_unknown_fields(ms_xds_decoder *decoder, const ProtobufCMessage *message,
+                                 const ms_xds_refused_field *fields, size_t count);
+
 /* ms_xds_strdup copies `text` (NULL for NULL or empty when `empty_is_null`).
  * Returns 0, or -1 with the error written. */
 int ms_xds_strdup(ms_xds_decoder *decoder, const char *text, bool empty_is_null, char **out);
@@ -155,6 +169,14 @@ int ms_xds_upstream_tls_decode(ms_xds_decoder *decoder,
                                const Envoy__Config__Core__V3__TransportSocket *socket,
                                ms_xds_upstream_tls *out);
 void ms_xds_upstream_tls_cleanup(ms_xds_upstream_tls *tls);
+
+/* ms_xds_http_connection_manager_decode reads the `len` bytes of an
+ * HttpConnectionManager (a listener filter's typed_config value), at the
+ * current path, into out's protocol (HTTP), cluster, routes and
+ * request_timeout_ms (resources_http.c). On failure what it made so far stays
+ * in `out` for ms_xds_listener_cleanup. */
+int ms_xds_http_connection_manager_decode(ms_xds_decoder *decoder, const uint8_t *bytes, size_t len,
+                                          ms_xds_listener *out);
 
 /* ms_xds_type_name returns what follows the last '/' of a type URL (the
  * message's full name), the part Envoy selects an extension by. */

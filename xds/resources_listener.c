@@ -1,5 +1,6 @@
-/* resources_listener.c: Listener (LDS) with one TcpProxy filter into
- * ms_xds_listener. */
+/* resources_listener.c: Listener (LDS) with one TcpProxy or
+ * HttpConnectionManager filter into ms_xds_listener; the
+ * HttpConnectionManager itself is resources_http.c's. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,20 +15,21 @@ typedef Envoy__Config__Listener__V3__FilterChain FilterChain;
 typedef Envoy__Config__Listener__V3__Listener Listener;
 typedef Envoy__Extensions__Filters__Network__TcpProxy__V3__TcpProxy TcpProxy;
 
-/* TcpProxy field number of weighted_clusters, outside our subset: it shares
- * the oneof with `cluster`. */
-#define TCP_PROXY_WEIGHTED_CLUSTERS 10
+/* Outside our subset: weighted_clusters shares the oneof with `cluster`. */
+static const ms_xds_refused_field tcp_proxy_refused[] = {
+    {10, "weighted_clusters", "not supported; name one cluster in cluster"},
+};
 
 /* Envoy's TcpProxy idle_timeout when unset: 1 h. */
 #define DEFAULT_IDLE_TIMEOUT_MS 3600000
 
 static int tcp_proxy(ms_xds_decoder *decoder, const TcpProxy *proxy, ms_xds_listener *out) {
+  if (ms_xds_refuse_unknown_fields(decoder, &proxy->base, tcp_proxy_refused,
+                                   sizeof(tcp_proxy_refused) / sizeof(tcp_proxy_refused[0])) != 0) {
+    return -1;
+  }
   if (proxy->cluster_specifier_case !=
       ENVOY__EXTENSIONS__FILTERS__NETWORK__TCP_PROXY__V3__TCP_PROXY__CLUSTER_SPECIFIER_CLUSTER) {
-    if (ms_xds_has_unknown_field(&proxy->base, TCP_PROXY_WEIGHTED_CLUSTERS)) {
-      return ms_xds_fail_field(decoder, "weighted_clusters",
-                               "not supported; name one cluster in cluster");
-    }
     return ms_xds_fail_field(decoder, "cluster", "required");
   }
   if (proxy->cluster[0] == '\0') return ms_xds_fail_field(decoder, "cluster", "must not be empty");
@@ -50,27 +52,41 @@ static int tcp_proxy(ms_xds_decoder *decoder, const TcpProxy *proxy, ms_xds_list
   return ms_xds_strdup(decoder, proxy->cluster, false, &out->cluster);
 }
 
+/* tcp_proxy_decode unpacks the TcpProxy in `any`, at the current path. */
+static int tcp_proxy_decode(ms_xds_decoder *decoder, const Google__Protobuf__Any *any,
+                            ms_xds_listener *out) {
+  TcpProxy *proxy = envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__unpack(
+      NULL, any->value.len, any->value.data);
+  if (proxy == NULL) {
+    return ms_xds_malformed(decoder, ms_xds_type_name(MS_XDS_TYPE_URL_TCP_PROXY), any->value.len);
+  }
+  out->protocol = MS_PROTOCOL_TCP;
+  int rc = tcp_proxy(decoder, proxy, out);
+  envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__free_unpacked(proxy, NULL);
+  return rc;
+}
+
 /* filter reads the one network filter, at the current path: its typed_config
- * must be a TcpProxy, whatever its name says (Envoy selects by type URL). */
+ * must be a TcpProxy or an HttpConnectionManager, whatever its name says
+ * (Envoy selects by type URL). */
 static int filter(ms_xds_decoder *decoder, const Filter *filter, ms_xds_listener *out) {
   const Google__Protobuf__Any *any = filter->typed_config;
   const char *type_url = any != NULL && any->type_url != NULL ? any->type_url : "";
-  if (strcmp(ms_xds_type_name(type_url), ms_xds_type_name(MS_XDS_TYPE_URL_TCP_PROXY)) != 0) {
+  const char *type_name = ms_xds_type_name(type_url);
+  bool is_tcp = strcmp(type_name, ms_xds_type_name(MS_XDS_TYPE_URL_TCP_PROXY)) == 0;
+  bool is_http = strcmp(type_name, ms_xds_type_name(MS_XDS_TYPE_URL_HTTP_CONNECTION_MANAGER)) == 0;
+  if (!is_tcp && !is_http) {
     char escaped[MS_XDS_ESCAPED_LEN];
     ms_xds_escape(type_url[0] != '\0' ? type_url : "nothing", escaped, sizeof(escaped));
-    return ms_xds_fail(decoder, "only %s is supported (typed_config %s, got %s)",
-                       MS_XDS_FILTER_TCP_PROXY, MS_XDS_TYPE_URL_TCP_PROXY, escaped);
+    return ms_xds_fail(decoder,
+                       "only a TcpProxy or an HttpConnectionManager is supported (typed_config "
+                       "%s or %s), got %s",
+                       MS_XDS_TYPE_URL_TCP_PROXY, MS_XDS_TYPE_URL_HTTP_CONNECTION_MANAGER, escaped);
   }
   size_t saved = ms_xds_push(decoder, "typed_config");
-  TcpProxy *proxy = envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__unpack(
-      NULL, any->value.len, any->value.data);
-  int rc;
-  if (proxy == NULL) {
-    rc = ms_xds_malformed(decoder, ms_xds_type_name(MS_XDS_TYPE_URL_TCP_PROXY), any->value.len);
-  } else {
-    rc = tcp_proxy(decoder, proxy, out);
-    envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__free_unpacked(proxy, NULL);
-  }
+  int rc =
+      is_tcp ? tcp_proxy_decode(decoder, any, out)
+             : ms_xds_http_connection_manager_decode(decoder, any->value.data, any->value.len, out);
   ms_xds_pop(decoder, saved);
   return rc;
 }
@@ -82,8 +98,9 @@ static int filter_chain(ms_xds_decoder *decoder, const FilterChain *chain, ms_xd
                              "local application");
   }
   if (chain->n_filters != 1) {
-    return ms_xds_fail_field(decoder, "filters", "exactly one filter (%s) is supported, got %zu",
-                             MS_XDS_FILTER_TCP_PROXY, chain->n_filters);
+    return ms_xds_fail_field(
+        decoder, "filters", "exactly one filter (%s or %s) is supported, got %zu",
+        MS_XDS_FILTER_TCP_PROXY, MS_XDS_FILTER_HTTP_CONNECTION_MANAGER, chain->n_filters);
   }
   size_t saved = ms_xds_push(decoder, "filters[0]");
   int rc = filter(decoder, chain->filters[0], out);
@@ -140,5 +157,11 @@ void ms_xds_listener_cleanup(ms_xds_listener *listener) {
   free(listener->name);
   ms_address_cleanup(&listener->address);
   free(listener->cluster);
+  for (size_t i = 0; i < listener->route_count; i++) {
+    free(listener->routes[i].host);
+    free(listener->routes[i].path_prefix);
+    free(listener->routes[i].cluster);
+  }
+  free(listener->routes);
   memset(listener, 0, sizeof(*listener));
 }

@@ -35,11 +35,24 @@
 #define MS_XDS_TYPE_URL_TCP_PROXY \
   MS_XDS_TYPE_URL_PREFIX "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 
-/* The names Envoy gives those two extensions (TransportSocket.name,
- * Filter.name). Envoy selects an extension by its typed_config's type URL;
- * the name is informational, but control planes set it to these. */
+/* A Listener filter's typed_config for the HTTP connection manager. */
+#define MS_XDS_TYPE_URL_HTTP_CONNECTION_MANAGER                  \
+  MS_XDS_TYPE_URL_PREFIX                                         \
+  "envoy.extensions.filters.network.http_connection_manager.v3." \
+  "HttpConnectionManager"
+
+/* An HttpConnectionManager's http_filters[].typed_config for the router, the
+ * filter that forwards requests. */
+#define MS_XDS_TYPE_URL_ROUTER \
+  MS_XDS_TYPE_URL_PREFIX "envoy.extensions.filters.http.router.v3.Router"
+
+/* The names Envoy gives those extensions (TransportSocket.name, Filter.name,
+ * HttpFilter.name). Envoy selects an extension by its typed_config's type
+ * URL; the name is informational, but control planes set it to these. */
 #define MS_XDS_TRANSPORT_SOCKET_TLS "envoy.transport_sockets.tls"
 #define MS_XDS_FILTER_TCP_PROXY "envoy.filters.network.tcp_proxy"
+#define MS_XDS_FILTER_HTTP_CONNECTION_MANAGER "envoy.filters.network.http_connection_manager"
+#define MS_XDS_FILTER_ROUTER "envoy.filters.http.router"
 
 /* The gRPC method path of the Aggregated Discovery Service's state-of-the-world
  * stream: a bidirectional stream of DiscoveryRequest (client to server) and

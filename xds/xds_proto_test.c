@@ -24,6 +24,8 @@
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
+#include "envoy/extensions/filters/http/router/v3/router.pb-c.h"
+#include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
 #include "envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/extensions/transport_sockets/tls/v3/tls.pb-c.h"
@@ -1043,6 +1045,11 @@ static void check_names(void) {
                  &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor);
   check_type_url(MS_XDS_TYPE_URL_TCP_PROXY,
                  &envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor);
+  check_type_url(
+      MS_XDS_TYPE_URL_HTTP_CONNECTION_MANAGER,
+      &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor);
+  check_type_url(MS_XDS_TYPE_URL_ROUTER,
+                 &envoy__extensions__filters__http__router__v3__router__descriptor);
 
   const ProtobufCServiceDescriptor *ads =
       &envoy__service__discovery__v3__aggregated_discovery_service__descriptor;

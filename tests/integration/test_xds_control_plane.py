@@ -10,7 +10,10 @@ requires a client certificate from that CA. Under continuous load:
   sidecar reconnects and the versions resume;
 * the sidecar restarts while the control plane is down: it serves the
   configuration it saved, then goes back to live configuration;
-* an edit of a resource file reaches the sidecar within a second.
+* an edit of a resource file reaches the sidecar within a second;
+* a file with an HTTP listener (an HttpConnectionManager with inline
+  routes) makes an HTTP listener whose requests reach the cluster their
+  path names.
 """
 
 import datetime
@@ -23,9 +26,9 @@ import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.control_plane import (XDS_SERVER_NAME, XdsServer, eds_cluster, load_assignment,
-                                     tcp_listener, versions_by_type, wait_serving,
-                                     write_resources, xds_bootstrap, xds_status)
+from tests.lib.control_plane import (XDS_SERVER_NAME, XdsServer, eds_cluster, http_listener,
+                                     load_assignment, tcp_listener, versions_by_type,
+                                     wait_serving, write_resources, xds_bootstrap, xds_status)
 from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial
 
 NODE_ID = "orders.shop"
@@ -475,6 +478,38 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         self.assertTrue(second.access_entries(), "no connection reached the new endpoint")
         report(f"resource edit: the new endpoint was in /clusters {elapsed * 1000:.0f} ms "
                f"after the file was written")
+
+    # 5
+
+    def test_an_http_listener_from_a_resource_file_routes_by_path(self):
+        backend = self.start_https()
+        payments_body = b"hello from payments\n"
+        payments = self.start_https(files={"pay/who.txt": payments_body})
+        control_plane, sidecar = self.start_mesh([backend.port])
+        web_port = harness.free_port()
+        write_resources(os.path.join(os.path.dirname(self.resource_file), "web.json"), [
+            eds_cluster("payments", SERVER_NAME),
+            load_assignment("payments", [payments.port]),
+            http_listener("web", web_port, [{"name": "all", "domains": ["*"], "routes": [
+                {"match": {"prefix": "/pay/"}, "route": {"cluster": "payments"}},
+                {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}]),
+        ])
+        harness.wait_port(web_port, process=sidecar.process.popen, what="the HTTP listener")
+        self.assertEqual(http_get(web_port, "/hello.txt?probe=web-1"), (200, HELLO))
+        self.assertEqual(http_get(web_port, "/pay/who.txt?probe=web-2"), (200, payments_body))
+        # Each upstream saw its request, with the certificate xds-server
+        # issued to this node.
+        serial = self.issued_serial(control_plane)
+        for nginx, marker in ((backend, "probe=web-1"), (payments, "probe=web-2")):
+            self.assertEqual(harness.wait_until(lambda: serials_by_marker(nginx).get(marker),
+                                                what=f"nginx to log {marker}")[0], serial)
+        self.assertNotIn("probe=web-2", serials_by_marker(backend))
+        web = next(listener for listener in
+                   sidecar.admin_json("/config_dump")["configs"][0]["config"]["listeners"]
+                   if listener["name"] == "web")
+        self.assertEqual((web["protocol"], web["cluster"], web["http"]["routes"]),
+                         ("http", "backend", [{"path_prefix": "/pay/", "cluster": "payments"},
+                                              {"cluster": "backend"}]))
 
 
 if __name__ == "__main__":

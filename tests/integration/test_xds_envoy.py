@@ -13,6 +13,10 @@ subset, in front of nginx that requires a client certificate.
   match its certificate) are NACKed with a message naming the resource;
   traffic carries on with the last good configuration; a good update is
   accepted after them.
+* An HTTP listener: an HttpConnectionManager with inline routes to two EDS
+  clusters (host and path), which goes live once both clusters are;
+  requests reach the nginx their route names; rds and a wildcard domain
+  are NACKed by name.
 * A hostile control plane (protobuf garbage, an oversized message,
   duplicate names, unexpected types, malformed HTTP/2 from a raw TLS
   server) gets a NACK or a reset stream; traffic carries on, the sidecar
@@ -46,6 +50,9 @@ UPSTREAM_TLS_TYPE = ("type.googleapis.com/envoy.extensions.transport_sockets.tls
 DOWNSTREAM_TLS_TYPE = ("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
                        "DownstreamTlsContext")
 TCP_PROXY_TYPE = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+HCM_TYPE = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+            "HttpConnectionManager")
+ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 FILE_ACCESS_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
 ROUTE_TYPE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
 ADS = {"ads": {}, "resource_api_version": "V3"}
@@ -310,6 +317,32 @@ def tcp_listener(port, name="app", cluster="backend", address=None):
                     "max_connect_attempts": 2,
                 }}],
         }],
+    }
+
+
+def http_listener(port, virtual_hosts, name="web", **manager):
+    """http_listener is a Listener with an HttpConnectionManager whose
+    routes are inline (`virtual_hosts`) and whose last HTTP filter is the
+    router, with fields the sidecar ignores; `manager` adds or replaces the
+    manager's fields."""
+    typed_config = {
+        "@type": HCM_TYPE,
+        "stat_prefix": name,
+        "codec_type": "AUTO",
+        "stream_idle_timeout": "20s",
+        "use_remote_address": True,  # outside
+        "common_http_protocol_options": {"idle_timeout": "60s"},  # outside
+        "route_config": {"name": f"{name}-routes", "virtual_hosts": virtual_hosts},
+        "http_filters": [{"name": "envoy.filters.http.router",
+                          "typed_config": {"@type": ROUTER_TYPE}}],
+    }
+    typed_config.update(manager)
+    typed_config = {key: value for key, value in typed_config.items() if value is not None}
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                        "typed_config": typed_config}]}],
     }
 
 
@@ -651,7 +684,106 @@ class XdsEnvoyTest(harness.IntegrationTest):
         self.assert_still_serving(kept, pair=self.sds_second)
         self.assert_clean_exit()
 
-    # ---- 3. a hostile control plane ---------------------------------------------------------
+    # ---- 3. an HTTP listener ---------------------------------------------------------------
+
+    # Two virtual hosts: payments.shop and pay.shop go to payments; any
+    # other host goes to payments under /pay/, to backend otherwise.
+    WEB_ROUTES = [
+        {"name": "any", "domains": ["*"], "routes": [
+            {"name": "pay", "match": {"prefix": "/pay/"},
+             "route": {"cluster": "payments", "timeout": "0s"}},  # timeout: outside
+            {"match": {"prefix": "/"},
+             "route": {"cluster": "backend", "retry_policy": {"retry_on": "5xx"}}}]},  # outside
+        {"name": "payments", "domains": ["payments.shop", "pay.shop"],
+         "request_headers_to_add": [{"header": {"key": "x-mesh", "value": "1"}}],  # outside
+         "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "payments"}}]},
+    ]
+
+    def test_http_connection_manager_routes_requests_by_host_and_path(self):
+        nginx, sidecar, port = self.start_world()
+        cp = self.control_plane
+        payments_body = b"hello from payments\n"
+        payments = self.start_https(files={"hello.txt": payments_body,
+                                           "pay/who.txt": payments_body})
+        web_port = harness.free_port()
+        sent = cp.set("Cluster", "2", [eds_cluster(), eds_cluster("payments", "payments-eds")])
+        self.assert_acked(sent[0], "2")
+        sent = cp.set("Listener", "2", [tcp_listener(port),
+                                        http_listener(web_port, self.WEB_ROUTES)])
+        self.assert_acked(sent[0], "2")
+        # Accepted, not live: payments has no endpoints yet (Envoy warms a
+        # listener until its routes' clusters are ready too).
+        sidecar.wait_log(r"xds update accepted: type=listener version=2 resources=2 ")
+        self.assertFalse(harness.port_accepts(web_port))
+        self.assert_serves(self.sds_first)
+
+        sent = cp.set("ClusterLoadAssignment", "2",
+                      [load_assignment(nginx.port), load_assignment(payments.port, "payments-eds")])
+        self.assert_acked(sent[-1], "2")
+        harness.wait_port(web_port, process=sidecar.process.popen, what="the HTTP listener")
+        cases = [
+            # (Host, path, the nginx that must answer, its answer)
+            ("backend.shop", "/hello.txt?web=1", nginx, (200, HELLO)),
+            ("backend.shop", "/pay/who.txt?web=2", payments, (200, payments_body)),
+            ("payments.shop", "/hello.txt?web=3", payments, (200, payments_body)),
+            ("PAY.shop:8080", "/hello.txt?web=4", payments, (200, payments_body)),  # case, port
+            ("other.shop", "/payment?web=5", nginx, (404, None)),  # not under "/pay/"
+        ]
+        for host, path, upstream, (status, body) in cases:
+            with self.subTest(host=host, path=path):
+                answer = http_get(web_port, path, host=host)
+                self.assertEqual(answer[0], status, answer)
+                if body is not None:
+                    self.assertEqual(answer[1], body)
+                entry = wait_until(
+                    lambda: next((e for e in upstream.access_entries()
+                                  if e["request"].split()[1] == path), None),
+                    what=f"nginx {upstream.port} to log {path}")
+                # Over mutual TLS, with the certificate SDS pushed.
+                self.assertEqual(entry["client_verify"], "SUCCESS")
+                self.assertEqual(normalize_serial(entry["client_serial"]),
+                                 self.pki.serial(self.sds_first.crt))
+
+        # What the sidecar made of it: the exact domains first, then "*".
+        config = sidecar.admin_json("/config_dump")["configs"][0]["config"]
+        web = next(listener for listener in config["listeners"] if listener["name"] == "web")
+        self.assertEqual(web["protocol"], "http")
+        self.assertEqual(web["cluster"], "backend")  # the "*" and "/" route's
+        self.assertEqual(web["http"]["request_timeout_ms"], 20000)
+        self.assertEqual(web["http"]["routes"], [
+            {"host": "payments.shop", "cluster": "payments"},
+            {"host": "pay.shop", "cluster": "payments"},
+            {"path_prefix": "/pay/", "cluster": "payments"},
+            {"cluster": "backend"},
+        ])
+        status = xds_status(sidecar.admin_json("/config_dump"))
+        self.assertEqual((status["dynamic_clusters"], status["warming_clusters"],
+                          status["dynamic_listeners"]), (2, 0, 2))
+
+        # What it cannot honour is NACKed by name; the routes in force stay.
+        bad = [
+            (http_listener(web_port, self.WEB_ROUTES, rds={"route_config_name": "web-routes",
+                                                           "config_source": ADS},
+                           route_config=None),
+             ['listener "web"', "typed_config.rds: not supported"]),
+            (http_listener(web_port, [{"name": "wild", "domains": ["*.shop"], "routes": [
+                {"match": {"prefix": "/"}, "route": {"cluster": "payments"}}]}]),
+             ['listener "web"', 'domains[0]: "*.shop": wildcards other than "*" alone']),
+            (http_listener(web_port, [{"name": "regex", "domains": ["*"], "routes": [
+                {"match": {"safe_regex": {"regex": "/pay/.*"}},
+                 "route": {"cluster": "payments"}}]}]),
+             ['listener "web"', "routes[0].match.safe_regex: regular expressions"]),
+        ]
+        for version, (listener, fragments) in enumerate(bad, 3):
+            with self.subTest(nack=fragments[1]):
+                sent = cp.set("Listener", str(version), [tcp_listener(port), listener])
+                self.assert_nacked(sent[0], "2", *fragments)
+                self.assertEqual(http_get(web_port, "/pay/who.txt", host="backend.shop"),
+                                 (200, payments_body))
+        self.assert_serves(self.sds_first)
+        self.assert_clean_exit()
+
+    # ---- 4. a hostile control plane ---------------------------------------------------------
 
     def test_protobuf_garbage_as_a_message_resets_the_stream(self):
         nginx, sidecar, port = self.start_world()

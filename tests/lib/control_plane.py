@@ -77,6 +77,27 @@ def tcp_listener(name, port, cluster_name, host="127.0.0.1"):
     }
 
 
+def http_listener(name, port, virtual_hosts, host="127.0.0.1"):
+    """http_listener is a Listener on host:port whose HttpConnectionManager
+    routes requests by `virtual_hosts` (Envoy's RouteConfiguration
+    virtual_hosts, inline) through the router filter."""
+    return {
+        "@type": LISTENER_TYPE,
+        "name": name,
+        "address": {"socket_address": {"address": host, "port_value": port}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                         "http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": {"name": name, "virtual_hosts": virtual_hosts},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3."
+                             "Router"}}]}}]}],
+    }
+
+
 def write_resources(path, resources):
     """write_resources puts {"resources": [...]} at `path` through a rename,
     so that the watching server never reads half a file."""

@@ -432,7 +432,9 @@ class Nginx:
                    mode="stream")
 
     def add_file(self, name, data):
+        """add_file serves `data` at /name (`name` may hold folders)."""
         path = os.path.join(self.www, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         write_file(path, data)
         return path
 

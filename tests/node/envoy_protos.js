@@ -43,6 +43,8 @@ const FILES = [
   'envoy/extensions/transport_sockets/tls/v3/tls.proto',
   'envoy/extensions/transport_sockets/tls/v3/secret.proto',
   'envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
   'envoy/extensions/access_loggers/file/v3/file.proto',
   'envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto',
   'envoy/service/discovery/v3/ads.proto',
@@ -54,6 +56,9 @@ const TYPES = {
   ClusterLoadAssignment: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
   Listener: 'envoy.config.listener.v3.Listener',
   TcpProxy: 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  HttpConnectionManager:
+    'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  Router: 'envoy.extensions.filters.http.router.v3.Router',
   Secret: 'envoy.extensions.transport_sockets.tls.v3.Secret',
   UpstreamTlsContext: 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
   DiscoveryRequest: 'envoy.service.discovery.v3.DiscoveryRequest',

@@ -24,24 +24,9 @@ const CRL_PEM = '-----BEGIN X509 CRL-----\nMIIBresource-crl\n-----END X509 CRL--
 const ADS_V3 = {ads: {}, resource_api_version: 'V3'};
 
 // rawAny(typeUrl): an Any whose message is not in envoy_protos.js's tree
-// (RawBuffer, HttpConnectionManager...), carried as opaque bytes.
+// (RawBuffer, HTTPFault...), carried as opaque bytes.
 function rawAny(typeUrl, value = Buffer.alloc(0)) {
   return {type_url: typeUrl, value};
-}
-
-// An HttpConnectionManager, encoded with Envoy's own file (not in
-// envoy_protos.js's list, so loaded here).
-function httpConnectionManagerAny() {
-  const root = envoy.loadRoot(envoy.INCLUDE_DIRS, [
-    'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  ]);
-  const name = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-  const type = root.lookupType(name);
-  const message = type.fromObject({
-    stat_prefix: 'ingress_http',
-    rds: {route_config_name: 'local_route', config_source: ADS_V3},
-  });
-  return rawAny('type.googleapis.com/' + name, Buffer.from(type.encode(message).finish()));
 }
 
 const tlsSocket = (context) => ({
@@ -369,11 +354,135 @@ const secretSessionKeys = {
   session_ticket_keys: {keys: [{inline_bytes: Buffer.alloc(80, 7)}]},
 };
 
-const listenerHcm = {
-  name: 'ingress-http',
-  address: socketAddress('0.0.0.0', 8080),
-  filter_chains: [{filters: [{name: 'envoy.filters.network.http_connection_manager', typed_config: httpConnectionManagerAny()}]}],
-};
+// An HttpConnectionManager with an inline route_config, as a new object
+// each time (the refusals below change one field each): a "*" virtual host
+// with a path route and a catch-all, then a virtual host with two exact
+// domains, an optional filter the decoder skips and the router.
+function httpManager() {
+  return {
+    stat_prefix: 'ingress_http',
+    codec_type: 'HTTP1',
+    stream_idle_timeout: {seconds: 30},
+    request_timeout: {seconds: 10}, // outside
+    use_remote_address: {value: true}, // outside
+    common_http_protocol_options: {idle_timeout: {seconds: 60}}, // outside
+    http_protocol_options: {accept_http_10: true}, // outside
+    route_config: {
+      name: 'local_route',
+      validate_clusters: {value: false}, // outside
+      virtual_hosts: [
+        {
+          name: 'any',
+          domains: ['*'],
+          routes: [
+            {
+              name: 'pay',
+              match: {prefix: '/pay/', case_sensitive: {value: true}},
+              route: {
+                cluster: 'payments',
+                timeout: {seconds: 0}, // outside
+                retry_policy: {retry_on: '5xx', num_retries: {value: 2}}, // outside
+              },
+            },
+            {match: {prefix: '/'}, route: {cluster: 'orders'}, decorator: {operation: 'orders'}},
+          ],
+        },
+        {
+          name: 'payments',
+          domains: ['payments.shop', 'Pay.Shop'],
+          request_headers_to_add: [{header: {key: 'x-mesh', value: '1'}}], // outside
+          routes: [{match: {prefix: ''}, route: {cluster: 'payments'}}],
+        },
+      ],
+    },
+    http_filters: [
+      {
+        name: 'envoy.filters.http.fault',
+        typed_config: rawAny('type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault'),
+        is_optional: true,
+      },
+      {name: 'envoy.filters.http.router', typed_config: envoy.anyOf('Router', {suppress_envoy_headers: true})},
+    ],
+  };
+}
+
+// httpListener(change): listener "web" whose HttpConnectionManager is
+// httpManager() after change(manager).
+function httpListener(change = () => {}) {
+  const manager = httpManager();
+  change(manager);
+  return {
+    name: 'web',
+    address: socketAddress('127.0.0.1', 15080),
+    per_connection_buffer_limit_bytes: {value: 65536}, // outside
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: envoy.anyOf('HttpConnectionManager', manager),
+          },
+        ],
+      },
+    ],
+  };
+}
+
+const virtualHost = (m) => m.route_config.virtual_hosts[0];
+const firstRoute = (m) => virtualHost(m).routes[0];
+
+// Fields outside our subset that change where a request goes, each set by
+// Envoy's own schema on the accepted listener: the decoder must refuse each
+// naming exactly this path (which proves its field numbers are Envoy's).
+// [field path under the manager, change]
+const HTTP_REFUSED_FIELDS = [
+  ['rds', (m) => { delete m.route_config; m.rds = {route_config_name: 'r', config_source: ADS_V3}; }],
+  ['scoped_routes', (m) => { delete m.route_config; m.scoped_routes = {name: 's'}; }],
+  ['route_config.vhds', (m) => { m.route_config.vhds = {config_source: ADS_V3}; }],
+  ['route_config.virtual_hosts[0].matcher', (m) => { virtualHost(m).matcher = {}; }],
+  ['route_config.virtual_hosts[0].require_tls', (m) => { virtualHost(m).require_tls = 'ALL'; }],
+  ...[
+    ['redirect', {path_redirect: '/elsewhere'}],
+    ['direct_response', {status: 503}],
+    ['filter_action', {}],
+    ['non_forwarding_action', {}],
+  ].map(([field, value]) => [`route_config.virtual_hosts[0].routes[0].${field}`, (m) => {
+    delete firstRoute(m).route;
+    firstRoute(m)[field] = value;
+  }]),
+  ...[
+    ['path', '/pay/now', true],
+    ['safe_regex', {regex: '/pay/.*'}, true],
+    ['connect_matcher', {}, true],
+    ['path_separated_prefix', '/pay', true],
+    ['path_match_policy', {name: 'envoy.path.match.uri_template.uri_template_matcher'}, true],
+    ['headers', [{name: 'x-canary', present_match: true}], false],
+    ['query_parameters', [{name: 'canary', present_match: true}], false],
+    ['grpc', {}, false],
+    ['runtime_fraction', {default_value: {numerator: 50}}, false],
+    ['tls_context', {presented: {value: true}}, false],
+    ['dynamic_metadata', [{filter: 'envoy.lb', path: [{key: 'canary'}], value: {present_match: true}}], false],
+  ].map(([field, value, inOneof]) => [`route_config.virtual_hosts[0].routes[0].match.${field}`, (m) => {
+    if (inOneof) delete firstRoute(m).match.prefix;
+    firstRoute(m).match[field] = value;
+  }]),
+  ...[
+    ['cluster_header', 'x-cluster', true],
+    ['weighted_clusters', {clusters: [{name: 'a', weight: {value: 1}}, {name: 'b', weight: {value: 3}}]}, true],
+    ['cluster_specifier_plugin', 'picker', true],
+    ['inline_cluster_specifier_plugin', {extension: {name: 'picker'}}, true],
+    ['prefix_rewrite', '/v2/', false],
+    ['regex_rewrite', {pattern: {regex: '^/pay'}, substitution: '/v2'}, false],
+    ['path_rewrite_policy', {name: 'envoy.path.rewrite.uri_template.uri_template_rewriter'}, false],
+    ['host_rewrite_literal', 'payments.internal', false],
+    ['auto_host_rewrite', {value: true}, false],
+    ['host_rewrite_header', 'x-host', false],
+    ['host_rewrite_path_regex', {pattern: {regex: '^/(.+)/'}, substitution: '\\1'}, false],
+  ].map(([field, value, inOneof]) => [`route_config.virtual_hosts[0].routes[0].route.${field}`, (m) => {
+    if (inOneof) delete firstRoute(m).route.cluster;
+    firstRoute(m).route[field] = value;
+  }]),
+];
 
 const listenerWeighted = {
   name: 'split',
@@ -428,6 +537,7 @@ function main(argv) {
     'secret_ca.pb': ['Secret', secretCa],
     'listener_tcp.pb': ['Listener', listenerTcp],
     'listener_defaults.pb': ['Listener', listenerDefaults],
+    'listener_http.pb': ['Listener', httpListener()],
     'response_cds.pb': ['DiscoveryResponse', response('Cluster', '1', [clusterStaticTls, clusterEdsSds])],
     'response_sds.pb': ['DiscoveryResponse', response('Secret', '2', [secretCert, secretCa])],
     'refuse_cluster_raw_buffer.pb': ['Cluster', clusterRawBuffer],
@@ -439,12 +549,21 @@ function main(argv) {
     'refuse_cluster_maglev.pb': ['Cluster', clusterMaglev],
     'refuse_secret_env_key.pb': ['Secret', secretEnvKey],
     'refuse_secret_session_keys.pb': ['Secret', secretSessionKeys],
-    'refuse_listener_hcm.pb': ['Listener', listenerHcm],
+    'refuse_listener_rds.pb': ['Listener', httpListener(HTTP_REFUSED_FIELDS[0][1])],
+    'refuse_listener_wildcard.pb': ['Listener', httpListener((m) => { virtualHost(m).domains = ['*.shop']; })],
+    'refuse_listener_fault.pb': ['Listener', httpListener((m) => { m.http_filters[0].is_optional = false; })],
     'refuse_listener_weighted.pb': ['Listener', listenerWeighted],
     'refuse_listener_pipe.pb': ['Listener', listenerPipe],
     'refuse_listener_hostname.pb': ['Listener', listenerHostname],
     'refuse_endpoints_named_port.pb': ['ClusterLoadAssignment', endpointsNamedPort],
   };
+  // refused_fields.txt: one line per HTTP_REFUSED_FIELDS entry, "FILE PATH".
+  const manifest = HTTP_REFUSED_FIELDS.map(([field, change], i) => {
+    const file = `refuse_http_field_${i}.pb`;
+    files[file] = ['Listener', httpListener(change)];
+    return `${file} filter_chains[0].filters[0].typed_config.${field}\n`;
+  });
+  fs.writeFileSync(path.join(dir, 'refused_fields.txt'), manifest.join(''));
   for (const [file, [typeName, object]] of Object.entries(files)) {
     fs.writeFileSync(path.join(dir, file), envoy.encode(typeName, object));
   }
