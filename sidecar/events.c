@@ -8,6 +8,9 @@
 
 #define MS_EVENTS_PER_BATCH 256
 
+/* The epoll data of libuv's own descriptor in the set. */
+static ms_event_source libuv_marker;
+
 static uint32_t bits_of(uint32_t epoll_events) {
   uint32_t bits = 0;
   if (epoll_events & EPOLLIN) bits |= MS_EVENT_READ;
@@ -15,19 +18,6 @@ static uint32_t bits_of(uint32_t epoll_events) {
   if (epoll_events & (EPOLLRDHUP | EPOLLHUP)) bits |= MS_EVENT_HUP;
   if (epoll_events & EPOLLERR) bits |= MS_EVENT_ERROR;
   return bits;
-}
-
-static void on_ready(uv_poll_t *poll, int status, int ready) {
-  ms_events *events = poll->data;
-  struct epoll_event batch[MS_EVENTS_PER_BATCH];
-  int n;
-  do
-    n = epoll_wait(events->epfd, batch, MS_EVENTS_PER_BATCH, 0);
-  while (n < 0 && errno == EINTR);
-  for (int i = 0; i < n; i++) {
-    ms_event_source *source = batch[i].data.ptr;
-    source->on_event(source, bits_of(batch[i].events));
-  }
 }
 
 static void unlink_posted(ms_events *events, ms_event_source *source) {
@@ -46,37 +36,52 @@ static void unlink_posted(ms_events *events, ms_event_source *source) {
 /* Delivers what was posted before this turn; what those calls post waits
  * for the next turn, so a source that keeps posting cannot starve the
  * loop. */
-static void on_idle(uv_idle_t *idle) {
-  ms_events *events = idle->data;
+static void deliver_posted(ms_events *events) {
   uint64_t turn = ++events->turn;
   while (events->posted_head && events->posted_head->posted_turn < turn) {
     ms_event_source *source = events->posted_head;
     unlink_posted(events, source);
     source->on_event(source, MS_EVENT_POSTED);
   }
-  if (events->posted_head == NULL) uv_idle_stop(&events->idle);
 }
 
-int ms_events_init(ms_events *events, uv_loop_t *loop) {
+int ms_events_init(ms_events *events) {
   events->posted_head = events->posted_tail = NULL;
   events->turn = 0;
   events->epfd = epoll_create1(EPOLL_CLOEXEC);
-  if (events->epfd < 0) return -errno;
-  int rc = uv_poll_init(loop, &events->poll, events->epfd);
-  if (rc != 0) {
-    close(events->epfd);
-    events->epfd = -1;
-    return rc;
-  }
-  events->poll.data = events;
-  uv_idle_init(loop, &events->idle);
-  events->idle.data = events;
-  return uv_poll_start(&events->poll, UV_READABLE, on_ready);
+  return events->epfd < 0 ? -errno : 0;
 }
 
-void ms_events_close(ms_events *events) {
-  uv_close((uv_handle_t *)&events->poll, NULL);
-  uv_close((uv_handle_t *)&events->idle, NULL);
+void ms_events_run(ms_events *events, uv_loop_t *loop) {
+  /* libuv registers its descriptors in its own set during uv_run: one run
+   * first, then its set joins ours (level-triggered: readable while libuv
+   * has events waiting). */
+  if (uv_run(loop, UV_RUN_NOWAIT) == 0) return;
+  struct epoll_event member = {.events = EPOLLIN, .data.ptr = &libuv_marker};
+  if (epoll_ctl(events->epfd, EPOLL_CTL_ADD, uv_backend_fd(loop), &member) != 0) {
+    uv_run(loop, UV_RUN_DEFAULT); /* cannot nest: libuv alone, data plane dead */
+    return;
+  }
+  struct epoll_event batch[MS_EVENTS_PER_BATCH];
+  for (;;) {
+    int timeout = events->posted_head ? 0 : uv_backend_timeout(loop);
+    int n = epoll_wait(events->epfd, batch, MS_EVENTS_PER_BATCH, timeout);
+    if (n < 0 && errno != EINTR) n = 0;
+    uv_update_time(loop);
+    bool libuv_due = n == 0 && timeout > 0; /* a timer, most likely */
+    for (int i = 0; i < n; i++) {
+      ms_event_source *source = batch[i].data.ptr;
+      if (source == &libuv_marker)
+        libuv_due = true;
+      else
+        source->on_event(source, bits_of(batch[i].events));
+    }
+    deliver_posted(events);
+    /* Close callbacks free connections: only now, after the batch. */
+    if (libuv_due || uv_backend_timeout(loop) == 0) {
+      if (uv_run(loop, UV_RUN_NOWAIT) == 0) return;
+    }
+  }
 }
 
 void ms_events_cleanup(ms_events *events) {
@@ -109,7 +114,6 @@ void ms_events_post(ms_events *events, ms_event_source *source) {
   else
     events->posted_head = source;
   events->posted_tail = source;
-  uv_idle_start(&events->idle, on_idle);
 }
 
 void ms_events_unpost(ms_events *events, ms_event_source *source) {

@@ -9,9 +9,15 @@
  * So, as nginx does, each socket is registered once, edge-triggered, for
  * everything (in, out, peer hang-up), and the connection keeps its own
  * "may still be readable" flags: one epoll_ctl(2) per socket for its whole
- * life, none on close. The epoll set is nested in the worker's libuv loop
- * through one uv_poll on its descriptor, so timers and the rest of the
- * worker stay on libuv.
+ * life, none on close.
+ *
+ * The worker's loop is this set's (ms_events_run): one epoll_wait(2) per
+ * turn. libuv keeps the timers and the wake-up async: its own epoll
+ * descriptor is a member of the set, and uv_run(UV_RUN_NOWAIT) runs only
+ * when that descriptor is readable or libuv has something due (a timer,
+ * handles closing). Nesting the other way round (the set as a uv_poll in
+ * libuv's loop) cost a second epoll_wait(2) on every turn, which is most of
+ * a request's system calls when a turn carries one request.
  *
  * Edge-triggered means an event is reported when something changes, not
  * while it stays true: a source that stops reading before the socket said
@@ -22,7 +28,7 @@
  * Lifetimes: ms_events lives in its worker; a source lives in its owner (a
  * connection), which must ms_events_unpost it before freeing it and must
  * not free it while a batch that may name it is being handled (connections
- * are freed in libuv close callbacks, after the batch). Closing a
+ * are freed in libuv close callbacks, which run after the batch). Closing a
  * descriptor removes it from the set. Worker thread only. */
 #ifndef MS_EVENTS_H
 #define MS_EVENTS_H
@@ -51,8 +57,6 @@ struct ms_event_source {
 
 typedef struct ms_events {
   int epfd;
-  uv_poll_t poll; /* readable while the nested set has events */
-  uv_idle_t idle; /* active while something is posted */
   ms_event_source *posted_head, *posted_tail;
   uint64_t turn;
 } ms_events;
@@ -60,13 +64,16 @@ typedef struct ms_events {
 /* ms_event_source_init readies `source` to be added or posted. */
 void ms_event_source_init(ms_event_source *source, ms_event_cb on_event, void *data);
 
-/* ms_events_init makes the epoll set and hooks it into `loop`. Returns 0 or
- * a negative errno. */
-int ms_events_init(ms_events *events, uv_loop_t *loop);
+/* ms_events_init makes the epoll set. Returns 0 or a negative errno. */
+int ms_events_init(ms_events *events);
 
-/* ms_events_close closes the libuv handles (the loop must still run to
- * finish closing them); ms_events_cleanup then closes the set. */
-void ms_events_close(ms_events *events);
+/* ms_events_run is the worker's loop: the set's events, what was posted,
+ * and libuv's `loop` (timers, async, close callbacks) when it has
+ * something to do. Returns when `loop` has nothing alive left (the worker
+ * closed everything). */
+void ms_events_run(ms_events *events, uv_loop_t *loop);
+
+/* ms_events_cleanup closes the set. */
 void ms_events_cleanup(ms_events *events);
 
 /* ms_events_add watches `fd` (non-blocking) for `source`, edge-triggered,

@@ -53,21 +53,21 @@ static int adopt_snapshot(ms_worker *worker, ms_snapshot *snapshot) {
   return 0;
 }
 
-static void on_accept(uv_poll_t *poll, int status, int events) {
-  ms_listen_socket *listener = poll->data;
+/* Edge-triggered: accept until EAGAIN, or post the rest for the next turn
+ * so that one busy listener does not hold up the connections. */
+static void on_accept(ms_event_source *source, uint32_t events) {
+  ms_listen_socket *listener = source->data;
   ms_worker *worker = listener->worker;
-  if (status < 0) {
-    ms_log(MS_LOG_WARN, "accept error on listener %s: %s", listener->sockets->name,
-           uv_strerror(status));
-    return;
-  }
   for (int i = 0; i < MS_ACCEPTS_PER_WAKEUP; i++) {
     int fd = accept4(listener->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* Say, out of descriptors: try again on the next turn. */
         ms_log(MS_LOG_WARN, "accept failed on listener %s: %s", listener->sockets->name,
                strerror(errno));
+        ms_events_post(&worker->events, &listener->source);
+      }
       return;
     }
     const ms_listener *in_snapshot = ms_snapshot_find_listener(worker->snapshot, listener->sockets);
@@ -76,15 +76,11 @@ static void on_accept(uv_poll_t *poll, int status, int events) {
     else
       ms_conn_start(worker, fd, listener->sockets);
   }
+  ms_events_post(&worker->events, &listener->source);
 }
 
-static void on_listen_socket_closed(uv_handle_t *handle) {
-  ms_listen_socket *listener = handle->data;
-  close(listener->fd);
-  ms_listener_sockets_free(listener->sockets);
-  free(listener);
-}
-
+/* Never called during a batch of events (snapshots are taken up in the
+ * wake-up callback, between batches): the memory can go at once. */
 static void close_listen_socket(ms_worker *worker, ms_listen_socket *listener) {
   for (ms_listen_socket **p = &worker->listen_sockets; *p; p = &(*p)->next) {
     if (*p == listener) {
@@ -92,25 +88,33 @@ static void close_listen_socket(ms_worker *worker, ms_listen_socket *listener) {
       break;
     }
   }
-  uv_close((uv_handle_t *)&listener->poll, on_listen_socket_closed);
+  ms_events_unpost(&worker->events, &listener->source);
+  close(listener->fd);
+  ms_listener_sockets_free(listener->sockets);
+  free(listener);
 }
 
 static int open_listen_socket(ms_worker *worker, ms_listener_sockets *sockets) {
   int fd = ms_listener_sockets_take(sockets, worker->index);
   if (fd < 0) return 0;
   ms_listen_socket *listener = calloc(1, sizeof(*listener));
-  if (listener == NULL || uv_poll_init(&worker->loop, &listener->poll, fd) != 0) {
-    free(listener);
+  if (listener == NULL) {
     close(fd);
     return UV_ENOMEM;
+  }
+  ms_event_source_init(&listener->source, on_accept, listener);
+  int rc = ms_events_add(&worker->events, fd, &listener->source);
+  if (rc != 0) {
+    free(listener);
+    close(fd);
+    return rc;
   }
   listener->worker = worker;
   listener->sockets = ms_listener_sockets_up_ref(sockets);
   listener->fd = fd;
-  listener->poll.data = listener;
   listener->next = worker->listen_sockets;
   worker->listen_sockets = listener;
-  return uv_poll_start(&listener->poll, UV_READABLE, on_accept);
+  return 0;
 }
 
 static bool has_listen_socket(const ms_worker *worker, const ms_listener_sockets *sockets) {
@@ -167,7 +171,6 @@ static void on_wakeup(uv_async_t *async) {
       worker->clients->close(worker->clients);
     ms_pool_free(worker->pool);
     worker->pool = NULL;
-    ms_events_close(&worker->events);
     uv_close((uv_handle_t *)&worker->wakeup, NULL);
   }
 }
@@ -208,7 +211,7 @@ int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
   worker->events.epfd = -1;
   int rc = uv_loop_init(&worker->loop);
   if (rc != 0) return rc;
-  rc = ms_events_init(&worker->events, &worker->loop);
+  rc = ms_events_init(&worker->events);
   if (rc != 0) return rc;
   rc = uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
   if (rc != 0) return rc;
@@ -226,7 +229,7 @@ int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
 
 static void run(void *arg) {
   ms_worker *worker = arg;
-  uv_run(&worker->loop, UV_RUN_DEFAULT);
+  ms_events_run(&worker->events, &worker->loop);
 }
 
 int ms_worker_start(ms_worker *worker) {

@@ -40,7 +40,7 @@ typedef struct ms_listen_socket {
   ms_worker *worker;
   ms_listener_sockets *sockets; /* reference held: identifies the listener across snapshots */
   int fd;                       /* this worker's descriptor, taken from `sockets` */
-  uv_poll_t poll;
+  ms_event_source source;       /* in the worker's event set */
   struct ms_listen_socket *next;
 } ms_listen_socket;
 
