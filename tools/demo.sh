@@ -12,7 +12,8 @@
 # Then: requests through it (nginx prints the client certificate's serial),
 # /certs and the xDS status, a live rotation while traffic flows and a
 # connection stays open (both generations in /certs), and an edit to the
-# resource files reaching the sidecar in a fraction of a second.
+# resource files reaching the sidecar in a fraction of a second: an HTTP
+# listener whose requests share a few pooled mTLS connections.
 #
 # Ports (all on 127.0.0.1): 15000 sidecar admin, 15001 and 15002 sidecar
 # listeners, 18000 ADS, 18001 xds-server /status, 18443 nginx.
@@ -125,6 +126,11 @@ elif view == "status":
         print(f"    expires {cert['expiration_time']}, rotates at {cert['rotates_at']} (issued {cert['issued_count']}x)")
         print("    " + "  ".join(f"{k} {'synced' if t['synced'] else 'NOT synced'}"
                                   for k, t in sorted(node["types"].items())))
+elif view == "latency":
+    latency = data["http_rq_latency_ms"]
+    print(f"latency p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms")
+elif view == "stat":
+    print(next(s["value"] for s in data["stats"] if s["name"] == sys.argv[2]))
 elif view == "stats":
     wanted = ("downstream_cx_total", "ssl_handshake", "ssl_session_reused", "tls_reload_success",
               "xds_stream_established", "xds_update_success", "xds_update_rejected")
@@ -289,17 +295,27 @@ sleep 0.2
 echo "GET /certs once it closed:"
 admin /certs | view certs "$demo/sidecar.log"
 
-section "a config change: a second listener (127.0.0.1:15002) added to resources/upstream.json"
+section "a config change: an HTTP listener (127.0.0.1:15002) added to resources/upstream.json"
+# An HttpConnectionManager with its routes inline: the sidecar proxies HTTP/1.1
+# over pooled keep-alive mTLS connections to the same cluster.
 lds_before=$(admin /config_dump | view version LDS)
 python3 - "$demo/resources/upstream.json" <<'PY'
-import copy, json, os, sys
+import json, os, sys
 path = sys.argv[1]
 with open(path) as f:
     doc = json.load(f)
-listener = copy.deepcopy(next(r for r in doc["resources"] if r.get("name") == "upstream-in"))
-listener["name"] = "upstream-in-2"
-listener["address"]["socket_address"]["port_value"] = 15002
-doc["resources"].append(listener)
+doc["resources"].append({
+    "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+    "name": "web", "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15002}},
+    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network."
+                     "http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "web",
+            "route_config": {"name": "web", "virtual_hosts": [{"name": "all", "domains": ["*"],
+                "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]}]},
+            "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]})
 # Written beside it and renamed in: a file starting with "." is not read.
 tmp = os.path.join(os.path.dirname(path), ".upstream.json.tmp")
 with open(tmp, "w") as f:
@@ -312,10 +328,21 @@ for _ in $(seq 100); do
   sleep 0.01
 done
 echo "127.0.0.1:15002 accepting $(( ($(date +%s%N) - edited) / 1000000 )) ms after the edit"
-request 15002
 grep -E "files: loaded|LDS now" "$demo/xds-server.log" | tail -n 2 | sed 's/^[^ ]* /  /'
 grep -E "type=listener" "$demo/sidecar.log" | tail -n 1 | sed 's/^[^ ]* /  /'
 echo "LDS version in /config_dump: $lds_before -> $(admin /config_dump | view version LDS)"
+pool_new=$(admin /stats | view stat http_pool_new)
+echo "100 requests from 10 clients, each on its own keep-alive connection to 127.0.0.1:15002:"
+: >"$demo/http.log"
+curl_pids=()
+for c in $(seq 10); do
+  curl -s --max-time 5 -H "Host: upstream.demo" \
+    $(for i in $(seq 10); do echo "http://127.0.0.1:15002/?client=$c&n=$i"; done) >>"$demo/http.log" &
+  curl_pids+=($!)
+done
+for p in "${curl_pids[@]}"; do wait "$p" || true; done
+echo "  answers: $(grep -c serial= "$demo/http.log") of 100; upstream connections opened for them: $(( $(admin /stats | view stat http_pool_new) - pool_new ))"
+echo "  GET /stats: $(admin /stats | view stat http_rq_2xx) 2xx, $(admin /stats | view stat http_pool_reused) on pooled connections, $(admin /stats | view latency)"
 admin /config_dump | view xds
 
 section "sidecar GET /stats (selected)"
