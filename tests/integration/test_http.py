@@ -9,6 +9,7 @@ rotation under keep-alive load."""
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import threading
@@ -432,6 +433,39 @@ class HttpTest(harness.IntegrationTest):
                          (200, HELLO))
         self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt?new=1"), (200, HELLO))
         self.assertEqual(stat(sidecar, "http_rq_4xx"), 1)
+
+    def test_garbage_from_clients_and_an_upstream_closes_those_sockets_only(self):
+        nginx = self.start_https()
+        # An upstream that answers every request head with bytes that are not HTTP.
+        babbler = self.start_tls_server(cert=self.pki.server.crt, key=self.pki.server.key,
+                                        client_ca=self.pki.ca_crt,
+                                        session=harness.sender_handler(os.urandom(4096)))
+        c = cluster("c", [f"127.0.0.1:{nginx.port}"], cluster_tls(self.pki))
+        bad = cluster("bad", [f"127.0.0.1:{babbler.port}"], cluster_tls(self.pki))
+        sidecar = self.start_sidecar(config(
+            [http_listener("l", "c", routes=[{"path_prefix": "/bad/", "cluster": "bad"}])],
+            [c, bad]))
+        bystander = self.keep_alive_client(sidecar)
+        self.assertEqual(self.exchange(bystander, "GET", "/hello.txt?before=1")[0::2],
+                         (200, HELLO))
+        rng = random.Random(7)
+        for i in range(30):
+            raw = RawClient(self, sidecar.listener_port())
+            prefix = [b"", b"GET / HTTP/1.1\r\n", b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked"
+                      b"\r\n\r\n", b"GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n"][i % 4]
+            try:
+                raw.send(prefix + bytes(rng.randrange(256) for _ in range(rng.randrange(1, 3000))))
+            except OSError:
+                pass  # the sidecar may already have answered and closed
+            raw.sock.close()
+        # The upstream's garbage is a 502 for that request, nothing more.
+        status, _, body = self.exchange(self.keep_alive_client(sidecar), "GET", "/bad/x")
+        self.assertEqual(status, 502, body)
+        self.assertIn(b"invalid response", body)
+        self.assertEqual(self.exchange(bystander, "GET", "/hello.txt?after=1")[0::2],
+                         (200, HELLO))
+        self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt?new=1"), (200, HELLO))
+        self.assertTrue(sidecar.is_running())
 
     def test_head_over_the_default_limit_gets_431(self):
         # The Python upstream, as nginx itself refuses header lines over 8 KiB.
