@@ -162,11 +162,24 @@ int ms_http_flush_client(ms_http_conn *conn) {
     ssize_t n = write(conn->fd, conn->out.data + conn->out_sent, conn->out.len - conn->out_sent);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        /* The client is not reading: it gets client_idle_timeout_ms to
+         * start again (nginx's send_timeout); meanwhile the upstream is
+         * not read, and its own timeout waits. */
+        if (conn->rq_active && !conn->lingering) {
+          conn->send_timer = true;
+          uv_timer_start(&conn->timer, on_timer, ms_http_config(conn)->client_idle_timeout_ms, 0);
+        }
+        return 0;
+      }
       ms_http_conn_close(conn);
       return -1;
     }
     conn->out_sent += (size_t)n;
+  }
+  if (conn->send_timer) {
+    conn->send_timer = false;
+    uv_timer_stop(&conn->timer);
   }
   conn->out.len = conn->out_sent = 0;
   if (conn->out.capacity > OUT_HIGH) ms_http_out_cleanup(&conn->out); /* a big body passed */
@@ -528,5 +541,8 @@ static void on_task(ms_event_source *source, uint32_t events) {
 static void on_timer(uv_timer_t *timer) {
   ms_http_conn *conn = timer->data;
   if (conn->closed) return;
-  if (conn->lingering || !conn->rq_active) ms_http_conn_close(conn);
+  if (conn->send_timer)
+    ms_log(MS_LOG_WARN, "http: listener=%s: the client read nothing for %u ms; closing",
+           conn->listener->config->name, ms_http_config(conn)->client_idle_timeout_ms);
+  if (conn->send_timer || conn->lingering || !conn->rq_active) ms_http_conn_close(conn);
 }

@@ -427,11 +427,17 @@ void ms_http_upstream_io(ms_http_conn *conn) {
   ms_upstream *upstream = conn->upstream;
   ms_worker *worker = conn->worker;
   bool upstream_empty = false;
+  /* request_timeout_ms bounds the upstream's silences, not the client's:
+   * it runs while the upstream is read. */
+  if (conn->rs_started) ms_upstream_set_timeout(upstream, ms_http_config(conn)->request_timeout_ms);
   while (!conn->rs_done && !upstream_empty) {
     if (conn->out.len - conn->out_sent >= OUT_HIGH) {
       int flushed = ms_http_flush_client(conn);
       if (flushed < 0) return;
-      if (flushed == 0) break; /* the client's writable edge brings us back */
+      if (flushed == 0) {
+        ms_upstream_set_timeout(upstream, 0); /* the client's writable edge brings us back */
+        break;
+      }
     }
     int rc = SSL_read(upstream->ssl, worker->scratch, MS_WORKER_SCRATCH);
     if (rc > 0) {

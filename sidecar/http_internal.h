@@ -39,6 +39,7 @@ struct ms_http_conn {
   bool readable, hup, eof, closed;
   bool close_after; /* close once the client has what it was sent */
   bool lingering;   /* our FIN is out: waiting for the client's */
+  bool send_timer;  /* the timer bounds a client that stopped reading a response */
   uv_timer_t timer; /* idle between requests, or lingering; its close frees the connection */
   char peer[64];
 

@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import threading
 import time
 import unittest
@@ -274,6 +275,49 @@ class HttpTest(harness.IntegrationTest):
         sender.join(10)
         self.assertEqual(sha256(echoed), sha256(payload))
         self.assertEqual(stat(sidecar, "http_rq_1xx"), 1)
+
+    def test_a_slow_client_is_not_an_upstream_timeout(self):
+        big = os.urandom(16 << 20)
+        nginx = self.start_https(files={"big.bin": big})
+        # request_timeout_ms bounds the upstream's silences; a client that
+        # pauses longer than that while the response waits for it is fine.
+        sidecar = self.start_http_sidecar([nginx.port], http={"request_timeout_ms": 300,
+                                                              "client_idle_timeout_ms": 5000})
+        raw = RawClient(self, sidecar.listener_port())
+        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        raw.send(f"GET /big.bin HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+        got = b""
+        for _ in range(3):
+            time.sleep(0.8)  # longer than request_timeout_ms, with the pipe full
+            got += raw.sock.recv(1 << 20)
+        while True:
+            head_end = got.find(b"\r\n\r\n")
+            if head_end >= 0 and len(got) - head_end - 4 >= len(big):
+                break
+            more = raw.sock.recv(1 << 20)
+            if not more:
+                break
+            got += more
+        self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:100])
+        self.assertEqual(sha256(got[got.find(b"\r\n\r\n") + 4:]), sha256(big))
+        self.assertEqual(stat(sidecar, "http_rq_timeout"), 0)
+
+    def test_a_client_that_stops_reading_is_closed_after_client_idle_timeout(self):
+        big = os.urandom(16 << 20)
+        nginx = self.start_https(files={"big.bin": big})
+        sidecar = self.start_http_sidecar([nginx.port], http={"client_idle_timeout_ms": 700})
+        raw = RawClient(self, sidecar.listener_port())
+        raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        raw.send(f"GET /big.bin HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+        sidecar.wait_log(r"the client read nothing for 700 ms; closing", timeout=10)
+        # What was in flight can still be read, then the connection ends.
+        raw.sock.settimeout(10)
+        try:
+            while raw.sock.recv(1 << 20):
+                pass
+        except ConnectionResetError:
+            pass
+        self.assertEqual(http_get(sidecar.listener_port(), "/big.bin")[0], 200)
 
     # ---- 5. headers -------------------------------------------------------------------
 
