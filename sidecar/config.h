@@ -127,6 +127,8 @@ typedef struct ms_http_listener_config {
   bool add_x_forwarded_for;           /* default true; also sets X-Forwarded-Proto: http */
   char *access_log;                   /* NULL (default): off; an absolute path, or "-": stdout */
   ms_http_route *routes;              /* first match wins; no match: the listener's cluster */
+  bool no_route_404;                  /* "no_route": "404": no match is answered 404 instead
+                                       * (default "cluster": the listener's cluster) */
   size_t route_count;
 } ms_http_listener_config;
 

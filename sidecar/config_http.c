@@ -136,6 +136,19 @@ static void parse_routes(ms_schema *schema, const cJSON *value, const ms_schema_
   http->route_count = count;
 }
 
+/* "cluster" (the listener's) or "404" (Envoy's answer when no route matches). */
+static void parse_no_route(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
+                           void *field) {
+  const char *text;
+  if (!ms_schema_read_string(schema, value, &text)) return;
+  if (strcmp(text, "cluster") == 0)
+    *(bool *)field = false;
+  else if (strcmp(text, "404") == 0)
+    *(bool *)field = true;
+  else
+    ms_schema_error(schema, "unknown value \"%s\"; use \"cluster\" or \"404\"", text);
+}
+
 #define HTTP_FIELD(member) offsetof(ms_http_listener_config, member)
 
 static const ms_schema_key http_listener_keys[] = {
@@ -146,6 +159,7 @@ static const ms_schema_key http_listener_keys[] = {
     KEY("add_x_forwarded_for", ms_schema_parse_bool, HTTP_FIELD(add_x_forwarded_for)),
     KEY("access_log", parse_access_log, HTTP_FIELD(access_log)),
     KEY("routes", parse_routes, 0), /* fills routes and route_count */
+    KEY("no_route", parse_no_route, HTTP_FIELD(no_route_404)),
 };
 
 void ms_config_http_listener_init(ms_http_listener_config *http) {

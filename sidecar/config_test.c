@@ -621,6 +621,7 @@ static void check_http_listener_defaults(const ms_http_listener_config *http) {
   CHECK(http->add_x_forwarded_for);
   CHECK(http->access_log == NULL);
   CHECK(http->routes == NULL && http->route_count == 0);
+  CHECK(!http->no_route_404);
 }
 
 static void test_http_defaults(void) {
@@ -737,6 +738,16 @@ static void test_http_errors(void) {
                "\"max_request_headers_bytes\"?");
   expect_error(http_config("{'routes': [{'cluster': 'orders', 'prefix': '/'}]}"),
                "listeners[0].http.routes[0].prefix: unknown key");
+  expect_error(http_config("{'no_route': 'drop'}"),
+               "listeners[0].http.no_route: unknown value \"drop\"; use \"cluster\" or \"404\"");
+  {
+    ms_config *config = load_ok(http_config("{'no_route': '404'}"));
+    CHECK(config->listeners[0].http.no_route_404);
+    ms_config_free(config);
+    config = load_ok(http_config("{'no_route': 'cluster'}"));
+    CHECK(!config->listeners[0].http.no_route_404);
+    ms_config_free(config);
+  }
   expect_error(http_config("{'add_x_forwarded_for': 'yes'}"),
                "listeners[0].http.add_x_forwarded_for: expected true or false, got a string");
   expect_error(http_config("{'max_request_body_bytes': -1}"),

@@ -70,6 +70,7 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->rs_body_bytes = 0;
   conn->rs_head_ns = 0;
   conn->rq_endpoint = NULL;
+  conn->cluster = NULL;
   conn->rq_reused = conn->rq_resumed = false;
   conn->tunnel = conn->upstream_eof = false;
   http_parser_init(&conn->rq_parser, HTTP_REQUEST);

@@ -35,16 +35,15 @@ static bool route_matches(const ms_http_conn *conn, const ms_http_route *route) 
   return true;
 }
 
+/* The first route that matches, else the listener's cluster, or NULL when
+ * the listener answers 404 to requests no route matches. */
 static const ms_cluster *route(const ms_http_conn *conn) {
   const ms_http_listener_config *http = ms_http_config(conn);
-  size_t index = conn->listener->config->cluster_index;
-  for (size_t i = 0; i < http->route_count; i++) {
-    if (route_matches(conn, &http->routes[i])) {
-      index = http->routes[i].cluster_index;
-      break;
-    }
-  }
-  return &conn->snapshot->clusters[index];
+  for (size_t i = 0; i < http->route_count; i++)
+    if (route_matches(conn, &http->routes[i]))
+      return &conn->snapshot->clusters[http->routes[i].cluster_index];
+  if (http->no_route_404) return NULL;
+  return &conn->snapshot->clusters[conn->listener->config->cluster_index];
 }
 
 /* A request head is parsed: choose the cluster, check the limits, write
@@ -79,6 +78,10 @@ void ms_http_start_exchange(ms_http_conn *conn) {
     return;
   }
   conn->cluster = route(conn);
+  if (conn->cluster == NULL) {
+    ms_http_respond(conn, 404, "Not Found", "no route matches this request's host and path");
+    return;
+  }
   ms_http_request_edits edits = {
       .method = http_method_str(conn->rq_parser.method),
       .host = conn->cluster->config->host_header,

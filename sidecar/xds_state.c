@@ -566,6 +566,7 @@ static cJSON *render_http(const ms_xds_listener *listener) {
   cJSON *http = cJSON_CreateObject();
   if (http == NULL) return NULL;
   cJSON_AddNumberToObject(http, "request_timeout_ms", listener->request_timeout_ms);
+  if (listener->no_route_404) cJSON_AddStringToObject(http, "no_route", "404");
   cJSON *routes = cJSON_AddArrayToObject(http, "routes");
   for (size_t i = 0; routes && i < listener->route_count; i++) {
     const ms_http_route *route = &listener->routes[i];

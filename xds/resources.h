@@ -215,6 +215,8 @@ typedef struct ms_xds_listener {
   uint32_t max_connection_duration_ms; /* max_downstream_connection_duration; 0: none */
 
   /* HTTP only. */
+  bool no_route_404;           /* no route matches any host and path: a request that none
+                                * matches is answered 404, as Envoy does */
   ms_http_route *routes;       /* at least one, first match wins: the routes of the virtual
                                 * hosts with exact domains, then those of the "*" one; host
                                 * NULL: any (domain "*"); path_prefix NULL: any (prefix "" or

@@ -347,16 +347,20 @@ static int route_configuration(ms_xds_decoder *decoder, const RouteConfiguration
   return rc;
 }
 
-/* default_cluster: the cluster of the first route that matches everything,
- * else of the first route. */
+/* default_cluster: the cluster of the first route that matches everything;
+ * without one, requests that no route matches are answered 404 (as Envoy
+ * does), and the listener's cluster (required by the configuration) is the
+ * first route's. */
 static int default_cluster(ms_xds_decoder *decoder, ms_xds_listener *out) {
-  const ms_http_route *chosen = &out->routes[0];
+  const ms_http_route *chosen = NULL;
   for (size_t i = 0; i < out->route_count; i++) {
     if (out->routes[i].host == NULL && out->routes[i].path_prefix == NULL) {
       chosen = &out->routes[i];
       break;
     }
   }
+  out->no_route_404 = chosen == NULL;
+  if (chosen == NULL) chosen = &out->routes[0];
   return ms_xds_strdup(decoder, chosen->cluster, false, &out->cluster);
 }
 

@@ -1485,12 +1485,13 @@ static void test_http_listener_accepted(void) {
   check_route(&listener.routes[2], NULL, "/pay/", "payments");
   check_route(&listener.routes[3], NULL, NULL, "orders"); /* prefix "/" */
   CHECK_STR(listener.cluster, "orders");                  /* "*" and "/" */
+  CHECK(!listener.no_route_404);                          /* that route matches everything */
   CHECK_INT(listener.request_timeout_ms, 300000);         /* Envoy's stream_idle_timeout */
   ms_xds_listener_cleanup(&listener);
 
-  /* Without a route for everything, the first route's cluster is the
-   * listener's; an optional filter before the router is skipped; HTTP1 and
-   * a stream_idle_timeout; case_sensitive true is the default. */
+  /* Without a route for everything, requests no route matches get 404 and
+   * the first route's cluster is the listener's; an optional filter before the router is skipped;
+   * HTTP1 and a stream_idle_timeout; case_sensitive true is the default. */
   f.host[0].n_routes = 1;
   f.filters[0] = &f.filter[1];
   f.filters[1] = &f.filter[0];
@@ -1511,6 +1512,7 @@ static void test_http_listener_accepted(void) {
   check_route(&listener.routes[1], "[::1]", NULL, "payments");
   check_route(&listener.routes[2], NULL, "/pay/", "payments");
   CHECK_STR(listener.cluster, "payments");
+  CHECK(listener.no_route_404); /* no route for everything: Envoy answers 404 */
   CHECK_INT(listener.request_timeout_ms, 30001);
   ms_xds_listener_cleanup(&listener);
   idle.seconds = idle.nanos = 0; /* 0: none */

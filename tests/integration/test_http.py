@@ -319,6 +319,29 @@ class HttpTest(harness.IntegrationTest):
             pass
         self.assertEqual(http_get(sidecar.listener_port(), "/big.bin")[0], 200)
 
+    def test_routes_and_no_route(self):
+        nginx = self.start_https(files={"hello.txt": HELLO})
+        other = self.start_https_server()
+        c = cluster("c", [f"127.0.0.1:{nginx.port}"], cluster_tls(self.pki))
+        o = cluster("o", [f"127.0.0.1:{other.port}"], cluster_tls(self.pki))
+        routes = [{"host": "api.shop", "path_prefix": "/echo", "cluster": "o"},
+                  {"path_prefix": "/hello", "cluster": "c"}]
+        sidecar = self.start_sidecar(config(
+            [http_listener("l", "c", routes=routes),
+             http_listener("strict", "c", routes=routes, no_route="404")], [c, o]))
+        for port in (sidecar.listener_port(0), sidecar.listener_port(1)):
+            self.assertEqual(http_get(port, "/hello.txt"), (200, HELLO))
+            self.assertEqual(http_get(port, "/echo", host="API.shop:8080")[0], 200)
+        before = len(other.requests)
+        # No route: the listener's cluster, or 404 without an upstream.
+        self.assertEqual(http_get(sidecar.listener_port(0), "/echo", host="else.shop")[0], 404)
+        nginx.wait_access_entries(3)
+        status, body = http_get(sidecar.listener_port(1), "/echo", host="else.shop")
+        self.assertEqual(status, 404)
+        self.assertIn(b"no route", body)
+        self.assertEqual(len(other.requests), before)
+        self.assertEqual(len(nginx.access_entries()), 3)
+
     # ---- 5. headers -------------------------------------------------------------------
 
     def test_forwarded_and_hop_by_hop_headers(self):
