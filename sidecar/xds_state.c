@@ -9,32 +9,7 @@
 
 #include "sidecar/name_index.h"
 #include "sidecar/xds_secrets.h"
-
-typedef struct held_cluster {
-  ms_xds_cluster cluster;
-  uint64_t since_ms; /* when it was first seen (set by expire_warming); 0: not yet */
-  bool timed_out;    /* still not live when its initial fetch timeout passed */
-} held_cluster;
-
-/* The accepted resources as they came (type URL and bytes), per kind, so a
- * state can be cloned by decoding them again (see ms_xds_state_clone). */
-typedef struct raw_list {
-  Google__Protobuf__Any **items;
-  char **names;
-  size_t count;
-} raw_list;
-
-struct ms_xds_state {
-  raw_list raw[4]; /* by ms_xds_kind */
-  held_cluster *clusters;
-  size_t cluster_count;
-  ms_xds_listener *listeners;
-  size_t listener_count;
-  ms_xds_endpoints *endpoints;
-  size_t endpoint_count;
-  ms_xds_secret *secrets;
-  size_t secret_count;
-};
+#include "sidecar/xds_state_internal.h"
 
 ms_xds_state *ms_xds_state_new(void) {
   return calloc(1, sizeof(ms_xds_state));
@@ -125,21 +100,21 @@ void ms_xds_state_free(ms_xds_state *state) {
 
 /* ---- lookups ------------------------------------------------------------ */
 
-static const ms_xds_endpoints *find_endpoints(const ms_xds_state *state, const char *name) {
+const ms_xds_endpoints *ms_xds_state_find_endpoints(const ms_xds_state *state, const char *name) {
   for (size_t i = 0; i < state->endpoint_count; i++)
     if (strcmp(state->endpoints[i].cluster_name, name) == 0) return &state->endpoints[i];
   return NULL;
 }
 
-static const ms_xds_secret *find_secret(const ms_xds_state *state, const char *name,
-                                        ms_xds_secret_kind kind) {
+const ms_xds_secret *ms_xds_state_find_secret(const ms_xds_state *state, const char *name,
+                                              ms_xds_secret_kind kind) {
   for (size_t i = 0; i < state->secret_count; i++)
     if (strcmp(state->secrets[i].name, name) == 0 && state->secrets[i].kind == kind)
       return &state->secrets[i];
   return NULL;
 }
 
-static bool needs_validation_secret(const ms_xds_upstream_tls *tls) {
+bool ms_xds_needs_validation_secret(const ms_xds_upstream_tls *tls) {
   return tls->validation_source == MS_XDS_TLS_SOURCE_SDS ||
          tls->validation_source == MS_XDS_TLS_SOURCE_COMBINED;
 }
@@ -147,10 +122,10 @@ static bool needs_validation_secret(const ms_xds_upstream_tls *tls) {
 static bool has_secrets(const ms_xds_state *state, const ms_xds_cluster *cluster) {
   const ms_xds_upstream_tls *tls = &cluster->tls;
   if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS &&
-      !find_secret(state, tls->certificate_sds_name, MS_XDS_SECRET_TLS_CERTIFICATE))
+      !ms_xds_state_find_secret(state, tls->certificate_sds_name, MS_XDS_SECRET_TLS_CERTIFICATE))
     return false;
-  if (needs_validation_secret(tls) &&
-      !find_secret(state, tls->validation_sds_name, MS_XDS_SECRET_VALIDATION_CONTEXT))
+  if (ms_xds_needs_validation_secret(tls) &&
+      !ms_xds_state_find_secret(state, tls->validation_sds_name, MS_XDS_SECRET_VALIDATION_CONTEXT))
     return false;
   return true;
 }
@@ -158,10 +133,10 @@ static bool has_secrets(const ms_xds_state *state, const ms_xds_cluster *cluster
 /* Live: its secrets and (EDS) at least one endpoint are here. A cluster is
  * never put in force without them; the initial fetch timeout only decides
  * when the sidecar stops waiting for it to report ready. */
-static bool is_live(const ms_xds_state *state, const held_cluster *held) {
+bool ms_xds_state_is_live(const ms_xds_state *state, const held_cluster *held) {
   if (!has_secrets(state, &held->cluster)) return false;
   if (held->cluster.type != MS_XDS_DISCOVERY_EDS) return true;
-  const ms_xds_endpoints *eds = find_endpoints(state, held->cluster.eds_service_name);
+  const ms_xds_endpoints *eds = ms_xds_state_find_endpoints(state, held->cluster.eds_service_name);
   return eds != NULL && eds->endpoint_count > 0;
 }
 
@@ -389,7 +364,7 @@ const char **ms_xds_state_wanted(const ms_xds_state *state, ms_xds_kind kind, si
     if (kind == MS_XDS_KIND_SECRET) {
       if (c->tls.certificate_source == MS_XDS_TLS_SOURCE_SDS)
         candidates[0] = c->tls.certificate_sds_name;
-      if (needs_validation_secret(&c->tls)) candidates[1] = c->tls.validation_sds_name;
+      if (ms_xds_needs_validation_secret(&c->tls)) candidates[1] = c->tls.validation_sds_name;
     }
     for (int k = 0; k < 2; k++) {
       if (candidates[k] == NULL) continue;
@@ -408,7 +383,8 @@ size_t ms_xds_state_expire_warming(ms_xds_state *state, uint64_t now_ms, uint64_
   for (size_t i = 0; i < state->cluster_count; i++) {
     held_cluster *held = &state->clusters[i];
     if (held->since_ms == 0) held->since_ms = now_ms ? now_ms : 1;
-    if (!held->timed_out && !is_live(state, held) && now_ms - held->since_ms >= timeout_ms) {
+    if (!held->timed_out && !ms_xds_state_is_live(state, held) &&
+        now_ms - held->since_ms >= timeout_ms) {
       held->timed_out = true;
       expired++;
     }
@@ -420,290 +396,9 @@ void ms_xds_state_counts(const ms_xds_state *state, size_t *out_clusters, size_t
                          size_t *out_listeners) {
   size_t warming = 0;
   for (size_t i = 0; i < state->cluster_count; i++)
-    if (!is_live(state, &state->clusters[i]) && !state->clusters[i].timed_out) warming++;
+    if (!ms_xds_state_is_live(state, &state->clusters[i]) && !state->clusters[i].timed_out)
+      warming++;
   *out_clusters = state->cluster_count;
   *out_warming = warming;
   *out_listeners = state->listener_count;
-}
-
-/* ---- rendering ---------------------------------------------------------- */
-
-static void add_string(cJSON *object, const char *key, const char *value) {
-  if (value) cJSON_AddStringToObject(object, key, value);
-}
-
-static void add_strings(cJSON *object, const char *key, char *const *values, size_t count) {
-  if (count == 0) return;
-  cJSON *array = cJSON_AddArrayToObject(object, key);
-  for (size_t i = 0; array && i < count; i++)
-    cJSON_AddItemToArray(array, cJSON_CreateString(values[i]));
-}
-
-/* A DataSource becomes "<key>_pem" (inline) or "<key>" (a file). */
-static void add_data(cJSON *object, const char *key, const ms_xds_data_source *data) {
-  char name[64];
-  if (data->kind == MS_XDS_DATA_INLINE) {
-    snprintf(name, sizeof(name), "%s_pem", key);
-    cJSON_AddStringToObject(object, strcmp(key, "password") == 0 ? "password" : name, data->bytes);
-  } else if (data->kind == MS_XDS_DATA_FILENAME) {
-    snprintf(name, sizeof(name), "%s", strcmp(key, "password") == 0 ? "password_file" : key);
-    cJSON_AddStringToObject(object, name, data->filename);
-  }
-}
-
-static void add_certificate(cJSON *tls, const ms_xds_tls_certificate *certificate) {
-  add_data(tls, "certificate", &certificate->certificate_chain);
-  add_data(tls, "private_key", &certificate->private_key);
-  add_data(tls, "password", &certificate->password);
-}
-
-/* Envoy's combined validation context: the secret's trust, with the names
- * of both. A by-name secret's trust is named (validation_secret); its bytes
- * go to the secret set. */
-static void add_validation(cJSON *tls, const ms_xds_validation_context *inline_part,
-                           const ms_xds_secret *secret) {
-  const ms_xds_validation_context *trust = secret ? &secret->validation : inline_part;
-  if (secret && ms_xds_secret_by_name(secret)) {
-    if (trust->trusted_ca.kind != MS_XDS_DATA_NONE)
-      cJSON_AddStringToObject(tls, "validation_secret", secret->name);
-  } else {
-    add_data(tls, "trusted_ca", &trust->trusted_ca);
-    add_data(tls, "crl", &trust->crl);
-  }
-  cJSON_AddBoolToObject(tls, "verify", trust->verify);
-  uint32_t depth = trust->max_verify_depth;
-  if (trust->verify)
-    cJSON_AddNumberToObject(tls, "verify_depth", depth < 1 ? 1 : depth > 100 ? 100 : depth);
-  cJSON *names = cJSON_CreateArray();
-  const ms_xds_validation_context *parts[2] = {inline_part, secret ? &secret->validation : NULL};
-  for (int p = 0; names && p < 2; p++)
-    for (size_t i = 0; parts[p] && i < parts[p]->match_subject_alt_name_count; i++)
-      cJSON_AddItemToArray(names, cJSON_CreateString(parts[p]->match_subject_alt_names[i]));
-  if (names && cJSON_GetArraySize(names) > 0 && trust->verify)
-    cJSON_AddItemToObject(tls, "match_subject_alt_names", names);
-  else
-    cJSON_Delete(names);
-}
-
-static const char *version_name(uint16_t version) {
-  return version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2";
-}
-
-static cJSON *render_tls(const ms_xds_state *state, const ms_xds_upstream_tls *tls) {
-  cJSON *out = cJSON_CreateObject();
-  if (out == NULL) return NULL;
-  if (tls->certificate_source == MS_XDS_TLS_SOURCE_INLINE) add_certificate(out, &tls->certificate);
-  if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS) {
-    const ms_xds_secret *secret =
-        find_secret(state, tls->certificate_sds_name, MS_XDS_SECRET_TLS_CERTIFICATE);
-    if (ms_xds_secret_by_name(secret))
-      cJSON_AddStringToObject(out, "certificate_secret", secret->name);
-    else
-      add_certificate(out, &secret->certificate);
-  }
-  const ms_xds_secret *validation =
-      needs_validation_secret(tls)
-          ? find_secret(state, tls->validation_sds_name, MS_XDS_SECRET_VALIDATION_CONTEXT)
-          : NULL;
-  add_validation(out, tls->validation_source == MS_XDS_TLS_SOURCE_SDS ? NULL : &tls->validation,
-                 validation);
-  /* Envoy sends no SNI unless told; this sidecar sends the name it
-   * verifies, as for static clusters (see the README). */
-  add_string(out, "server_name", tls->sni);
-  cJSON *protocols = cJSON_AddArrayToObject(out, "protocols");
-  for (uint16_t v = tls->min_version; protocols && v <= tls->max_version; v++)
-    if (v == TLS1_2_VERSION || v == TLS1_3_VERSION)
-      cJSON_AddItemToArray(protocols, cJSON_CreateString(version_name(v)));
-  add_string(out, "ciphers", tls->ciphers);
-  if (tls->curves) {
-    cJSON *curves = cJSON_AddArrayToObject(out, "curves");
-    char *copy = strdup(tls->curves), *save = NULL;
-    for (char *c = copy ? strtok_r(copy, ":", &save) : NULL; c; c = strtok_r(NULL, ":", &save))
-      cJSON_AddItemToArray(curves, cJSON_CreateString(c));
-    free(copy);
-  }
-  add_strings(out, "alpn", tls->alpn, tls->alpn_count);
-  cJSON_AddBoolToObject(out, "session_reuse", tls->session_reuse);
-  return out;
-}
-
-static cJSON *render_cluster(const ms_xds_state *state, const ms_xds_cluster *cluster) {
-  cJSON *out = cJSON_CreateObject();
-  if (out == NULL) return NULL;
-  cJSON_AddStringToObject(out, "name", cluster->name);
-  const ms_endpoint_config *endpoints = cluster->endpoints;
-  size_t count = cluster->endpoint_count;
-  if (cluster->type == MS_XDS_DISCOVERY_EDS) {
-    const ms_xds_endpoints *eds = find_endpoints(state, cluster->eds_service_name);
-    endpoints = eds ? eds->endpoints : NULL;
-    count = eds ? eds->endpoint_count : 0;
-  }
-  cJSON *list = cJSON_AddArrayToObject(out, "endpoints");
-  for (size_t i = 0; list && i < count; i++) {
-    cJSON *endpoint = cJSON_CreateObject();
-    cJSON_AddStringToObject(endpoint, "address", endpoints[i].address.text);
-    cJSON_AddNumberToObject(endpoint, "weight", endpoints[i].weight);
-    cJSON_AddItemToArray(list, endpoint);
-  }
-  cJSON_AddStringToObject(out, "lb_policy", ms_lb_policy_name(cluster->lb_policy));
-  cJSON_AddNumberToObject(out, "connect_timeout_ms", cluster->connect_timeout_ms);
-  cJSON_AddNumberToObject(out, "dns_refresh_ms", cluster->dns_refresh_ms);
-  cJSON *outlier = cJSON_AddObjectToObject(out, "outlier_detection");
-  if (outlier) {
-    const ms_outlier_config *o = &cluster->outlier_detection;
-    cJSON_AddNumberToObject(outlier, "consecutive_failures", o->consecutive_failures);
-    if (o->base_ejection_ms)
-      cJSON_AddNumberToObject(outlier, "base_ejection_ms", o->base_ejection_ms);
-    if (o->max_ejection_ms >= o->base_ejection_ms && o->max_ejection_ms)
-      cJSON_AddNumberToObject(outlier, "max_ejection_ms", o->max_ejection_ms);
-  }
-  cJSON_AddItemToObject(out, "tls", render_tls(state, &cluster->tls));
-  return out;
-}
-
-/* An HTTP listener's "http": its routes and the request timeout. */
-static cJSON *render_http(const ms_xds_listener *listener) {
-  cJSON *http = cJSON_CreateObject();
-  if (http == NULL) return NULL;
-  cJSON_AddNumberToObject(http, "request_timeout_ms", listener->request_timeout_ms);
-  if (listener->no_route_404) cJSON_AddStringToObject(http, "no_route", "404");
-  cJSON *routes = cJSON_AddArrayToObject(http, "routes");
-  for (size_t i = 0; routes && i < listener->route_count; i++) {
-    const ms_http_route *route = &listener->routes[i];
-    cJSON *item = cJSON_CreateObject();
-    if (item == NULL || !cJSON_AddItemToArray(routes, item)) {
-      cJSON_Delete(item);
-      routes = NULL;
-      break;
-    }
-    add_string(item, "host", route->host);
-    add_string(item, "path_prefix", route->path_prefix);
-    cJSON_AddStringToObject(item, "cluster", route->cluster);
-  }
-  if (routes == NULL) { /* a listener missing routes would route elsewhere */
-    cJSON_Delete(http);
-    return NULL;
-  }
-  return http;
-}
-
-static cJSON *render_listener(const ms_xds_listener *listener) {
-  cJSON *out = cJSON_CreateObject();
-  if (out == NULL) return NULL;
-  cJSON_AddStringToObject(out, "name", listener->name);
-  cJSON_AddStringToObject(out, "address", listener->address.text);
-  cJSON_AddStringToObject(out, "cluster", listener->cluster);
-  if (listener->protocol == MS_PROTOCOL_HTTP) {
-    cJSON_AddStringToObject(out, "protocol", "http");
-    cJSON *http = render_http(listener);
-    if (http == NULL) {
-      cJSON_Delete(out);
-      return NULL;
-    }
-    cJSON_AddItemToObject(out, "http", http);
-  } else {
-    cJSON_AddStringToObject(out, "protocol", "tcp");
-    cJSON_AddNumberToObject(out, "idle_timeout_ms", listener->idle_timeout_ms);
-  }
-  return out;
-}
-
-static bool array_has_name(const cJSON *array, const char *name) {
-  const cJSON *item;
-  cJSON_ArrayForEach(item, array) {
-    const cJSON *n = cJSON_GetObjectItemCaseSensitive(item, "name");
-    if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0) return true;
-  }
-  return false;
-}
-
-/* clusters_live: every cluster `listener` names (an HTTP listener's routes
- * too) is in `live`. */
-static bool clusters_live(const ms_name_index *live, const ms_xds_listener *listener) {
-  if (ms_name_index_get(live, listener->cluster) == MS_NAME_INDEX_NONE) return false;
-  for (size_t i = 0; i < listener->route_count; i++)
-    if (ms_name_index_get(live, listener->routes[i].cluster) == MS_NAME_INDEX_NONE) return false;
-  return true;
-}
-
-static cJSON *array_of(cJSON *root, const char *key) {
-  cJSON *array = cJSON_GetObjectItemCaseSensitive(root, key);
-  if (cJSON_IsArray(array)) return array;
-  cJSON_DeleteItemFromObjectCaseSensitive(root, key);
-  return cJSON_AddArrayToObject(root, key);
-}
-
-/* add_listeners renders each listener whose clusters are all in `clusters`
- * (the static ones and the live dynamic ones). Returns 0, or -1 with `err`
- * written. */
-static int add_listeners(const ms_xds_state *state, const cJSON *clusters, cJSON *listeners,
-                         char *err, size_t err_len) {
-  ms_name_index live = {0};
-  if (ms_name_index_init(&live, (size_t)cJSON_GetArraySize(clusters)) != 0) {
-    snprintf(err, err_len, "out of memory");
-    return -1;
-  }
-  const cJSON *item;
-  cJSON_ArrayForEach(item, clusters) {
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(item, "name");
-    if (cJSON_IsString(name)) ms_name_index_put(&live, name->valuestring, 0);
-  }
-  int rc = 0;
-  for (size_t i = 0; rc == 0 && i < state->listener_count; i++) {
-    const ms_xds_listener *listener = &state->listeners[i];
-    if (array_has_name(listeners, listener->name)) {
-      snprintf(err, err_len, "listener \"%s\": a static listener has this name", listener->name);
-      rc = -1;
-      break;
-    }
-    /* A listener waits for its clusters to go live (Envoy warms it too). */
-    if (!clusters_live(&live, listener)) continue;
-    cJSON *rendered = render_listener(listener);
-    if (rendered == NULL) {
-      snprintf(err, err_len, "out of memory");
-      rc = -1;
-      break;
-    }
-    cJSON_AddItemToArray(listeners, rendered);
-  }
-  ms_name_index_cleanup(&live);
-  return rc;
-}
-
-char *ms_xds_state_render(const ms_xds_state *state, const char *static_json, char *err,
-                          size_t err_len) {
-  cJSON *root = cJSON_Parse(static_json);
-  if (!cJSON_IsObject(root)) {
-    snprintf(err, err_len, "the static configuration does not parse");
-    cJSON_Delete(root);
-    return NULL;
-  }
-  cJSON *clusters = array_of(root, "clusters"), *listeners = array_of(root, "listeners");
-  char *text = NULL;
-  if (clusters == NULL || listeners == NULL) goto out_of_memory;
-  for (size_t i = 0; i < state->cluster_count; i++) {
-    const held_cluster *held = &state->clusters[i];
-    if (!is_live(state, held)) continue;
-    if (array_has_name(clusters, held->cluster.name)) {
-      snprintf(err, err_len, "cluster \"%s\": a static cluster has this name", held->cluster.name);
-      cJSON_Delete(root);
-      return NULL;
-    }
-    cJSON *rendered = render_cluster(state, &held->cluster);
-    if (rendered == NULL) goto out_of_memory;
-    cJSON_AddItemToArray(clusters, rendered);
-  }
-  if (add_listeners(state, clusters, listeners, err, err_len) != 0) {
-    cJSON_Delete(root);
-    return NULL;
-  }
-  text = cJSON_Print(root);
-  cJSON_Delete(root);
-  if (text == NULL) snprintf(err, err_len, "out of memory");
-  return text;
-
-out_of_memory:
-  snprintf(err, err_len, "out of memory");
-  cJSON_Delete(root);
-  return NULL;
 }
