@@ -7,7 +7,7 @@
 #      messages of the ones we refuse.
 set -euo pipefail
 
-resources_test=$1
+decoder=$1
 
 # node_modules is not a Bazel input: it lives next to the real package.json,
 # which the runfiles link to.
@@ -28,4 +28,4 @@ mkdir -p "$work"
 echo "== Envoy encodes resources"
 node "$node_dir/make_resource_fixtures.js" "$work"
 echo "== we decode them"
-"$resources_test" --envoy "$work"
+"$decoder" --envoy "$work"
