@@ -8,7 +8,7 @@ packages=(
   bazel-bootstrap bazel-rules-java bazel-platforms    # Bazel 4.2.3 and the rules it needs offline
   android-libboringssl-dev android-boringssl          # BoringSSL
   libuv1-dev libcjson-dev libhttp-parser-dev          # event loop, JSON, HTTP/1 parser
-  libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler  # xDS (gRPC, protobuf)
+  libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev  # xDS (gRPC, protobuf; libprotobuf-dev has the well-known .proto files)
   gcc g++ libc6-dev python3 python3-yaml              # toolchain, the test harness, deploy/check.sh
   nginx libnginx-mod-stream curl openssl wrk          # real peers for tests, demo and benchmarks
 )
