@@ -3,12 +3,14 @@
 # upstream connections vs the mtls-sidecar's "protocol": "http" listener over its
 # connection pool, side by side, the same TLS settings, the same loads.
 #
-#   bench/http.sh [--quick] [--rate=N]
+#   bench/http.sh [--quick] [--rate=N] [--rounds=N]
 #
 # Loads, on GET /small through each originator to the mTLS upstream nginx:
 #   (1) closed loop: wrk -t2 -c64 -d10s --latency (--quick: 4 s)
 #   (2) the same offered load: wrk -t2 -c32 at a fixed rate (bench/fixed_rate.lua),
 #       N requests/s with --rate=N, else half the lower of the two rates in (1)
+# Each load runs --rounds=N times (default 3, --quick 1), nginx and the sidecar in
+# turn; the report gives the median of each figure and each round's ratio.
 # Measured per originator and load: CPU per request (/proc, all its processes),
 # requests/s, p50/p99 (wrk --latency), and TLS handshakes per 10,000 requests
 # (connections the originator opened, from the upstream's access log; for the
@@ -107,16 +109,19 @@ measure() {
 }
 
 # (1) closed loop, each originator as fast as it answers
-declare -A KA_RPS
-for o in $ORIGINATORS; do
-  IFS=: read -r name port pid upport <<<"$o"
-  log "$name: (1) closed loop ${D}s"
-  timeout 20 wrk -t2 -c$KA_CONNS -d1s "http://127.0.0.1:$port/small" >/dev/null 2>&1   # warm-up
-  sleep 1
-  measure "$name" ka "$pid" "$upport" -t2 -c$KA_CONNS -d${D}s --latency "http://127.0.0.1:$port/small"
-  KA_RPS[$name]=$(M get "$(M wrk "$T/$name.ka.wrk")" rps)
-  sleep 2
+for round in $(seq "$ROUNDS"); do
+  export BENCH_ROUND=$round
+  for o in $(in_turn "$round" $ORIGINATORS); do
+    IFS=: read -r name port pid upport <<<"$o"
+    log "$name: (1) closed loop ${D}s, round $round of $ROUNDS"
+    timeout 20 wrk -t2 -c$KA_CONNS -d1s "http://127.0.0.1:$port/small" >/dev/null 2>&1   # warm-up
+    sleep 1
+    measure "$name" ka "$pid" "$upport" -t2 -c$KA_CONNS -d${D}s --latency "http://127.0.0.1:$port/small"
+    sleep 2
+  done
 done
+declare -A KA_RPS   # the median closed-loop rates
+for name in nginx sidecar; do KA_RPS[$name]=$(M value "$RES" "$name" ka_rps); done
 
 # (2) the same offered load for both: a fixed rate well below both capacities
 if [ -z "$RATE" ]; then
@@ -130,17 +135,21 @@ FR_CMD="wrk -t2 -c$FR_CONNS -d${D}s --latency -s bench/fixed_rate.lua /small -- 
 setv - fr_rate "$RATE"
 setv - fr_cmd "\"$FR_CMD\""
 setv - fr_how "\"$RATE requests/s ($RATE_HOW), offered to each originator in turn. wrk alone is closed loop (a faster originator gets more load); bench/fixed_rate.lua gives each of wrk's 2 threads a fixed schedule, one send every 2/$RATE s, and each request waits for the next free slot, so both originators are offered exactly $RATE requests/s whatever their speed, from $FR_CONNS connections (each connection's turn, $FR_CONNS/$RATE s, far longer than a response). A late request is sent at once without moving the schedule; the row '(2) requests/s achieved' shows whether an originator kept up. Latency: from each request's send to its response (wrk --latency).\""
-for o in $ORIGINATORS; do
-  IFS=: read -r name port pid upport <<<"$o"
-  log "$name: (2) $RATE requests/s for ${D}s"
-  timeout 20 wrk -t2 -c$FR_CONNS -d1s -s "$HERE/fixed_rate.lua" "http://127.0.0.1:$port/small" -- "$RATE" 2 >/dev/null 2>&1   # warm-up
-  sleep 1
-  measure "$name" fr "$pid" "$upport" -t2 -c$FR_CONNS -d${D}s --latency -s "$HERE/fixed_rate.lua" \
-    "http://127.0.0.1:$port/small" -- "$RATE" 2
-  rps=$(M get "$(M wrk "$T/$name.fr.wrk")" rps)
-  [ "$(M calc "${rps:-0} < 0.95 * $RATE")" = true ] && anomaly "$name load (2): achieved ${rps:-no} requests/s of $RATE offered: it did not keep up (or the machine was busy)"
-  sleep 2
+for round in $(seq "$ROUNDS"); do
+  export BENCH_ROUND=$round
+  for o in $(in_turn "$round" $ORIGINATORS); do
+    IFS=: read -r name port pid upport <<<"$o"
+    log "$name: (2) $RATE requests/s for ${D}s, round $round of $ROUNDS"
+    timeout 20 wrk -t2 -c$FR_CONNS -d1s -s "$HERE/fixed_rate.lua" "http://127.0.0.1:$port/small" -- "$RATE" 2 >/dev/null 2>&1   # warm-up
+    sleep 1
+    measure "$name" fr "$pid" "$upport" -t2 -c$FR_CONNS -d${D}s --latency -s "$HERE/fixed_rate.lua" \
+      "http://127.0.0.1:$port/small" -- "$RATE" 2
+    rps=$(M get "$(M wrk "$T/$name.fr.wrk")" rps)
+    [ "$(M calc "${rps:-0} < 0.95 * $RATE")" = true ] && anomaly "$name load (2), round $round: achieved ${rps:-no} requests/s of $RATE offered: it did not keep up (or the machine was busy)"
+    sleep 2
+  done
 done
+unset BENCH_ROUND
 
 # ---------------------------------------------------------------- stop, check, report
 stop_tree "$NGX_PID"

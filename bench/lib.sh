@@ -13,7 +13,10 @@
 # the last run are copied; only its files are replaced) and define
 # bench_arg ARG, which returns 0 when it took a script-specific argument.
 #
-# After bench_init: QUICK (0/1), MODE (quick/full), HERE, REPO, T (the temp dir),
+# After bench_init: QUICK (0/1), MODE (quick/full), ROUNDS (--rounds=N; default 3, or
+# 1 with --quick: each load runs ROUNDS times per originator, in turn, with
+# BENCH_ROUND=1.. exported so that `setv` keeps each round's value and the median),
+# HERE, REPO, T (the temp dir),
 # RES (results JSON), NOFILE, SIDECAR, CERTS, the PKI in $T/pki (ca, server, client)
 # and the ports P_UP_NGX P_UP_SC (upstream, for nginx / for the sidecar), P_NGX P_SC
 # (the originators) and P_ADMIN (the sidecar's admin). Everything listens on
@@ -30,9 +33,12 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 bench_args() {
   local a
   QUICK=0
+  ROUNDS=""
   for a in "$@"; do
     case "$a" in
       --quick) QUICK=1 ;;
+      --rounds=*) ROUNDS=${a#--rounds=}
+        [[ $ROUNDS =~ ^[1-9][0-9]?$ ]] || { echo "--rounds wants 1..99, like --rounds=5" >&2; exit 2; } ;;
       -h|--help) awk 'NR == 1 { next } /^#/ { print; next } { exit }' "$0"; exit 0 ;;
       *) if ! declare -F bench_arg >/dev/null || ! bench_arg "$a"; then
            echo "unknown argument: $a" >&2; exit 2
@@ -40,6 +46,15 @@ bench_args() {
     esac
   done
   if [ "$QUICK" = 1 ]; then MODE=quick; else MODE=full; fi
+  if [ -z "$ROUNDS" ]; then if [ "$QUICK" = 1 ]; then ROUNDS=1; else ROUNDS=3; fi; fi
+}
+
+# in_turn ROUND NAME...: the names in the order of round ROUND (1, 2, ...): as
+# given in odd rounds, reversed in even ones, so that neither originator always
+# runs first (on a warmer or a quieter machine)
+in_turn() {
+  local round=$1; shift
+  if [ $((round % 2)) = 1 ]; then echo "$@"; else echo "$@" | awk '{for (i = NF; i > 0; i--) printf "%s%s", $i, (i > 1 ? " " : "\n")}'; fi
 }
 
 # ---------------------------------------------------------------- limits
@@ -116,6 +131,7 @@ bench_binaries() {
 # ---------------------------------------------------------------- machine
 bench_machine() {
   setv - mode "\"$MODE\""
+  setv - rounds "$ROUNDS"
   setv machine nproc "$(nproc)"
   setv machine kernel "\"$(uname -r)\""
   setv machine date "\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\""

@@ -17,9 +17,11 @@ Subcommands (all print to stdout):
   idle PORT N ROOT SETTLE   open N keep-alive connections through PORT, one GET
                             each, hold them, measure RSS of ROOT's tree -> JSON
   wrk-check NAME LOAD FILE  the anomalies of a wrk run (errors, no request), one a line
-  set RESULTS.json SECTION KEY VALUE   record a value (SECTION "-" = top level)
+  set RESULTS.json SECTION KEY VALUE   record a value (SECTION "-" = top level; with
+                            BENCH_ROUND=N set, kept per round, the median in SECTION)
   record-load RESULTS.json NAME LOAD WRK_FILE CPU_S ACCESS_LOG PORT FROM TO [STATS0 STATS1]
                             record one load of bench/http.sh (keys LOAD_*) -> JSON
+  value RESULTS.json SECTION KEY   one recorded value (JSON; "" when missing)
   get JSON KEY              one key of a JSON object
   calc EXPR                 arithmetic (min, max, int, round) -> JSON number or null
   report RESULTS.json OUT.md       the L4 table (bench/run.sh)
@@ -235,10 +237,22 @@ async def _idle(port, n, root, settle, timeout=20.0):
             "open_seconds": round(t_open, 2)}
 
 
+def median_or_last(values):
+    """The median of `values` when they are all numbers (None ignored), else
+    the last one."""
+    nums = [v for v in values if v is not None]
+    if nums and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in nums):
+        import statistics
+        return statistics.median(nums)
+    return values[-1]
+
+
 def record(path, section, values):
     """Add `values` (a dict) to the results file `path`: at the top level when
     section is "-", appended to the list "anomalies" when section is that,
-    else into the object `section`."""
+    else into the object `section`. With BENCH_ROUND=N in the environment a
+    section's value is kept per round (under "by_round") and the section holds
+    the median of the rounds so far."""
     try:
         R = json.load(open(path))
     except (OSError, ValueError):
@@ -250,6 +264,12 @@ def record(path, section, values):
             R.setdefault("anomalies", []).append(v)
         else:
             R.setdefault(section, {})[key] = v
+            round_ = os.environ.get("BENCH_ROUND")
+            if round_:
+                # one value per round; the section holds their median
+                by_round = R.setdefault("by_round", {}).setdefault(section, {}).setdefault(key, {})
+                by_round[round_] = v
+                R[section][key] = median_or_last(list(by_round.values()))
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(R, f, indent=1)
@@ -359,6 +379,24 @@ def raw_lines(ng, sc):
     return lines
 
 
+def round_lines(R, metrics):
+    """For each (label, key) of `metrics`: the sidecar/nginx ratio of each
+    round, and the ratio of the medians (what the table shows)."""
+    rounds = R.get("by_round", {})
+    ng, sc = rounds.get("nginx", {}), rounds.get("sidecar", {})
+    n = len(ng.get(metrics[0][1], {}))
+    if n < 2:
+        return []
+    lines = [f"Per round ({n} rounds, nginx and the sidecar in turn, the first to go "
+             "alternating; the table shows the medians):", ""]
+    for label, key in metrics:
+        a, b = ng.get(key, {}), sc.get(key, {})
+        per_round = [ratio(a.get(r), b.get(r)) for r in sorted(a, key=int)]
+        shown = ", ".join(fmt(x) for x in per_round)
+        lines.append(f"- {label}, sidecar/nginx by round: {shown}")
+    return lines + [""]
+
+
 def anomaly_lines(R):
     notes = R.get("anomalies", [])
     lines = ["Anomalies:" if notes else "Anomalies: none detected by the script."]
@@ -372,8 +410,10 @@ def machine_line(R):
 
 
 NOISY = ("- **The machine is shared and noisy** (2 cores also running wrk, the "
-         "upstream nginx and other users' jobs): treat single runs as indicative, "
-         "repeat before drawing conclusions.")
+         "upstream nginx and other users' jobs): each load runs in rounds "
+         "(`--rounds=N`, default 3, `--quick` 1), nginx and the sidecar in turn, and "
+         "the table gives each figure's median over the rounds; the ratio of each "
+         "round is listed under the table.")
 
 
 def write_section(path, name, text):
@@ -430,7 +470,11 @@ def report(res_path, out_path):
              f"new-connection load `{R.get('nc_cmd','')}`; idle N={R.get('idle_n','?')}; "
              f"nofile limit {m.get('nofile','?')}",
              NOISY, ""]
-    lines += table_lines(rows) + [""] + raw_lines(ng, sc) + [""] + anomaly_lines(R)
+    lines += table_lines(rows) + [""] + round_lines(R, [
+        ("CPU per keep-alive request", "ka_cpu_us_per_req"),
+        ("CPU per new connection", "nc_cpu_ms_per_conn"),
+        ("bulk MB per CPU-second", "bulk_mb_per_cpu_s")])
+    lines += raw_lines(ng, sc) + [""] + anomaly_lines(R)
     text = "\n".join(lines) + "\n"
     write_section(out_path, "bench/run.sh", text)
     sys.stdout.write(text)
@@ -480,7 +524,11 @@ def report_http(res_path, out_path):
              "`http_pool.max_requests` default 1000).",
              f"- {R.get('config_note','')}",
              NOISY, ""]
-    lines += table_lines(rows) + [""] + raw_lines(ng, sc) + [""] + anomaly_lines(R)
+    lines += table_lines(rows) + [""] + round_lines(R, [
+        ("(1) CPU per request", "ka_cpu_us_per_req"),
+        ("(2) CPU per request", "fr_cpu_us_per_req"),
+        ("(2) p99 latency", "fr_p99_ms")])
+    lines += raw_lines(ng, sc) + [""] + anomaly_lines(R)
     text = "\n".join(lines) + "\n"
     write_section(out_path, "bench/http.sh", text)
     sys.stdout.write(text)
@@ -516,6 +564,13 @@ def main():
         except ValueError:
             v = a[4]
         record(a[1], a[2], {a[3]: v})
+    elif cmd == "value":
+        # value RESULTS.json SECTION KEY -> that recorded value ("" when missing)
+        try:
+            v = json.load(open(a[1])).get(a[2], {}).get(a[3])
+        except (OSError, ValueError):
+            v = None
+        print("" if v is None else json.dumps(v))
     elif cmd == "get":
         # get JSON_STRING KEY -> value
         v = json.loads(a[1]).get(a[2])

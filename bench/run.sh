@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # mTLS origination benchmark: nginx stream `proxy_ssl` vs mtls-sidecar, side by side.
 #
-#   bench/run.sh [--quick]
+#   bench/run.sh [--quick] [--rounds=N]
+#
+# Loads, through each originator to the mTLS upstream nginx: baseline RSS and (d)
+# N idle connections (once, on fresh processes), then in rounds (--rounds=N,
+# default 3, --quick 1; nginx and the sidecar in turn, the first alternating):
+# (a) keep-alive requests, (b) a new connection per request, (c) a 1 GiB transfer.
+# The report gives each figure's median over the rounds and each round's ratio.
 #
 # Environment (optional):
 #   SIDECAR_BIN, CERTS_BIN  use these binaries instead of building with Bazel
@@ -57,17 +63,18 @@ EOF
 }
 
 # ---------------------------------------------------------------- loads
-run_loads() {  # run_loads NAME PORT PID UPSTREAM_PORT
-  local name=$1 port=$2 pid=$3 upport=$4 c0 c1 j out l0 l1 s0 s1 url="http://127.0.0.1:$2"
+# Each load function takes NAME PORT PID UPSTREAM_PORT and records under NAME.
 
+load_idle() {  # baseline RSS, then (d) idle connections: once, on a fresh process
+  local name=$1 port=$2 pid=$3 out
   sleep 1
   local rss; rss=$(M rss "$pid")
   setv "$name" baseline_rss_mb "$(M calc "$rss/1024")"
   setv "$name" nprocs "$(M pids "$pid" | wc -l)"
   log "$name: baseline RSS $rss KB"
 
-  # (d) idle connections first, on a fresh process (the allocator has not yet been
-  # grown by the other loads)
+  # (d) before the other loads, on a fresh process (the allocator has not yet been
+  # grown by them)
   log "$name: (d) $IDLE_N idle connections"
   out=$(timeout 300 python3 "$HERE/measure.py" idle "$port" "$IDLE_N" "$pid" 2)
   echo "$out" >"$T/$name.idle.out"
@@ -81,8 +88,11 @@ run_loads() {  # run_loads NAME PORT PID UPSTREAM_PORT
     anomaly "$name load d: idle helper failed or timed out"
   fi
   sleep 2
+}
 
+load_ka() {
   # (a) keep-alive requests
+  local name=$1 port=$2 pid=$3 c0 c1 j url="http://127.0.0.1:$2"
   log "$name: (a) keep-alive ${D}s"
   timeout 20 wrk -t2 -c64 -d1s "$url/small" >/dev/null 2>&1   # warm-up
   sleep 1
@@ -96,8 +106,11 @@ run_loads() {  # run_loads NAME PORT PID UPSTREAM_PORT
   setv "$name" ka_cpu_s "$(M calc "$c1-$c0")"
   setv "$name" ka_cpu_us_per_req "$(M calc "($c1-$c0)*1e6/$(M get "$j" requests)")"
   sleep 2
+}
 
+load_nc() {
   # (b) a new connection (and upstream TLS connection) per request
+  local name=$1 port=$2 pid=$3 upport=$4 c0 c1 j l0 l1 s0 s1 tot res t13 url="http://127.0.0.1:$2"
   log "$name: (b) new connection per request ${NC_D}s"
   timeout 20 wrk -t1 -c4 -d1s -H 'Connection: close' "$url/small" >/dev/null 2>&1   # warm-up
   sleep 2
@@ -132,8 +145,11 @@ run_loads() {  # run_loads NAME PORT PID UPSTREAM_PORT
     echo "$s1" >"$T/sidecar.stats.out"
   fi
   sleep 2
+}
 
+load_bulk() {
   # (c) 1 GiB transfer
+  local name=$1 port=$2 pid=$3 c0 c1 out code size secs url="http://127.0.0.1:$2"
   log "$name: (c) 1 GiB transfer"
   c0=$(M cpu "$pid")
   out=$(timeout 600 curl -s -o /dev/null --max-time 580 -w '%{http_code} %{size_download} %{time_total}' "$url/big")
@@ -147,24 +163,39 @@ run_loads() {  # run_loads NAME PORT PID UPSTREAM_PORT
   if [ "${code:-}" != 200 ] || [ "${size:-}" != "$BIG_BYTES" ]; then
     anomaly "$name load c: bulk transfer got HTTP ${code:-none}, $size of $BIG_BYTES bytes (curl: '$out')"
   fi
-  sleep 1
-  setv "$name" final_rss_mb "$(M calc "$(M rss "$pid")/1024")"
 }
 
-# nginx stream originator
-log "=== nginx stream proxy_ssl"
+log "=== starting nginx stream proxy_ssl and the sidecar"
 start_nginx_orig || exit 1
-run_loads nginx "$P_NGX" "$ORIG_PID" "$P_UP_NGX"
-stop_tree "$ORIG_PID"
-check_nginx_log "nginx originator" "$T/orig/error.log"
-sleep 3
-
-# sidecar
-log "=== sidecar"
+NGX_PID=$ORIG_PID
 start_sidecar tcp '"idle_timeout_ms":600000' || exit 1
-ORIG_PID=$SIDECAR_PID
-run_loads sidecar "$P_SC" "$ORIG_PID" "$P_UP_SC"
-stop_sidecar "$ORIG_PID"
+SC_PID=$SIDECAR_PID
+ORIGINATORS="nginx:$P_NGX:$NGX_PID:$P_UP_NGX sidecar:$P_SC:$SC_PID:$P_UP_SC"   # name:port:pid:upstream port
+
+for o in $ORIGINATORS; do
+  IFS=: read -r name port pid upport <<<"$o"
+  load_idle "$name" "$port" "$pid" "$upport"
+done
+for round in $(seq "$ROUNDS"); do
+  export BENCH_ROUND=$round
+  for load in ka nc bulk; do
+    for o in $(in_turn "$round" $ORIGINATORS); do
+      IFS=: read -r name port pid upport <<<"$o"
+      log "$name: round $round of $ROUNDS"
+      "load_$load" "$name" "$port" "$pid" "$upport"
+    done
+  done
+done
+unset BENCH_ROUND
+sleep 1
+for o in $ORIGINATORS; do
+  IFS=: read -r name port pid upport <<<"$o"
+  setv "$name" final_rss_mb "$(M calc "$(M rss "$pid")/1024")"
+done
+
+stop_tree "$NGX_PID"
+check_nginx_log "nginx originator" "$T/orig/error.log"
+stop_sidecar "$SC_PID"
 check_nginx_log upstream "$T/up/error.log"
 
 # ---------------------------------------------------------------- report
