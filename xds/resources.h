@@ -279,6 +279,13 @@ const char *ms_xds_kind_name(ms_xds_kind kind);
 int ms_xds_resource_decode_any(const Google__Protobuf__Any *any, const char *expected_type_url,
                                ms_xds_resource *out, char *err, size_t err_len);
 
+/* ms_xds_resource_decode decodes `bytes` (a serialized resource of `kind`)
+ * with the matching ms_xds_*_decode into out->as and sets out->kind. Returns
+ * 0, or -1 with the message in err and *out untouched. Release with
+ * ms_xds_resource_cleanup. */
+int ms_xds_resource_decode(ms_xds_kind kind, const uint8_t *bytes, size_t len, ms_xds_resource *out,
+                           char *err, size_t err_len);
+
 /* ms_xds_resource_name returns the resource's name (a ClusterLoadAssignment's
  * cluster_name), owned by `resource`. */
 const char *ms_xds_resource_name(const ms_xds_resource *resource);

@@ -343,8 +343,11 @@ int ms_xds_resource_decode_any(const Google__Protobuf__Any *any, const char *exp
              escaped[0] != '\0' ? escaped : "nothing");
     return -1;
   }
-  const uint8_t *bytes = any->value.data;
-  size_t len = any->value.len;
+  return ms_xds_resource_decode(kind, any->value.data, any->value.len, out, err, err_len);
+}
+
+int ms_xds_resource_decode(ms_xds_kind kind, const uint8_t *bytes, size_t len, ms_xds_resource *out,
+                           char *err, size_t err_len) {
   ms_xds_resource resource;
   memset(&resource, 0, sizeof(resource));
   resource.kind = kind;

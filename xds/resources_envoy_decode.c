@@ -18,23 +18,7 @@
 static const char *fixture_dir;
 
 static uint8_t *read_fixture(const char *name, size_t *out_len) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", fixture_dir, name);
-  FILE *file = fopen(path, "rb");
-  if (file == NULL) {
-    perror(path);
-    exit(1);
-  }
-  CHECK(fseek(file, 0, SEEK_END) == 0);
-  long size = ftell(file);
-  CHECK(size >= 0);
-  rewind(file);
-  uint8_t *data = malloc(size > 0 ? (size_t)size : 1);
-  CHECK(data != NULL);
-  CHECK(fread(data, 1, (size_t)size, file) == (size_t)size);
-  fclose(file);
-  *out_len = (size_t)size;
-  return data;
+  return test_read_file(fixture_dir, name, out_len);
 }
 
 /* decode_fixture decodes file `name` as `kind` into `out` (an

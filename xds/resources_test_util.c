@@ -5,21 +5,6 @@
 
 /* ---- checks -------------------------------------------------------------------- */
 
-void check_str(const char *file, int line, const char *what, const char *actual,
-               const char *expected) {
-  if (actual == NULL && expected == NULL) return;
-  if (actual != NULL && expected != NULL && strcmp(actual, expected) == 0) return;
-  fprintf(stderr, "%s:%d: %s is\n  \"%s\"\nexpected\n  \"%s\"\n", file, line, what,
-          actual ? actual : "(null)", expected ? expected : "(null)");
-  exit(1);
-}
-
-void check_int(const char *file, int line, const char *what, long long actual, long long expected) {
-  if (actual == expected) return;
-  fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", file, line, what, actual, expected);
-  exit(1);
-}
-
 void check_inline(const ms_xds_data_source *source, const char *text) {
   CHECK_INT(source->kind, MS_XDS_DATA_INLINE);
   CHECK_INT(source->len, strlen(text));
@@ -73,25 +58,9 @@ uint8_t *pack(const void *message, size_t *out_len) {
 
 int decode_kind(ms_xds_kind kind, const uint8_t *bytes, size_t len, char *err, size_t err_len) {
   ms_xds_resource resource;
-  memset(&resource, 0, sizeof(resource));
-  int rc = -1;
-  switch (kind) {
-    case MS_XDS_KIND_CLUSTER:
-      rc = ms_xds_cluster_decode(bytes, len, &resource.as.cluster, err, err_len);
-      break;
-    case MS_XDS_KIND_ENDPOINTS:
-      rc = ms_xds_endpoints_decode(bytes, len, &resource.as.endpoints, err, err_len);
-      break;
-    case MS_XDS_KIND_SECRET:
-      rc = ms_xds_secret_decode(bytes, len, &resource.as.secret, err, err_len);
-      break;
-    case MS_XDS_KIND_LISTENER:
-      rc = ms_xds_listener_decode(bytes, len, &resource.as.listener, err, err_len);
-      break;
-  }
-  resource.kind = kind;
-  if (rc == 0) ms_xds_resource_cleanup(&resource);
-  return rc;
+  if (ms_xds_resource_decode(kind, bytes, len, &resource, err, err_len) != 0) return -1;
+  ms_xds_resource_cleanup(&resource);
+  return 0;
 }
 
 void expect_refused(const char *file, int line, ms_xds_kind kind, const void *message,

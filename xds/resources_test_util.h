@@ -28,6 +28,7 @@
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
 #include "xds/resources.h"
+#include "xds/test_check.h"
 #include "xds/type_urls.h"
 
 typedef Envoy__Config__Cluster__V3__Cluster Cluster;
@@ -75,24 +76,7 @@ typedef Google__Protobuf__UInt32Value UInt32Value;
 
 /* ---- checks -------------------------------------------------------------------- */
 
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_STR(actual, expected) check_str(__FILE__, __LINE__, #actual, (actual), (expected))
-#define CHECK_INT(actual, expected) check_int(__FILE__, __LINE__, #actual, (actual), (expected))
-
-/* check_str: `actual` equals `expected` (both NULL counts as equal); else
- * prints `what` with both, as from file:line, and ends the process. */
-void check_str(const char *file, int line, const char *what, const char *actual,
-               const char *expected);
-
-/* check_int: the same for integers. */
-void check_int(const char *file, int line, const char *what, long long actual, long long expected);
+/* CHECK, CHECK_STR, CHECK_INT: xds/test_check.h. */
 
 /* The PEM texts the fixtures carry (also in make_resource_fixtures.js). */
 #define CERT_PEM \

@@ -35,6 +35,7 @@
 #include "google/protobuf/duration.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "google/protobuf/wrappers.pb-c.h"
+#include "xds/test_check.h"
 #include "xds/type_urls.h"
 
 /* Short names for the generated types, as the .proto files name them. */
@@ -70,32 +71,6 @@ typedef Google__Protobuf__Duration Duration;
 typedef Google__Protobuf__UInt32Value UInt32Value;
 
 /* ---- checks ---------------------------------------------------------------- */
-
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit(1);                                                                 \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_STR(actual, expected) check_str(__FILE__, __LINE__, #actual, (actual), (expected))
-#define CHECK_INT(actual, expected) check_int(__FILE__, __LINE__, #actual, (actual), (expected))
-
-static void check_str(const char *file, int line, const char *what, const char *actual,
-                      const char *expected) {
-  if (actual != NULL && strcmp(actual, expected) == 0) return;
-  fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", file, line, what,
-          actual ? actual : "(null)", expected);
-  exit(1);
-}
-
-static void check_int(const char *file, int line, const char *what, long long actual,
-                      long long expected) {
-  if (actual == expected) return;
-  fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", file, line, what, actual, expected);
-  exit(1);
-}
 
 /* check_duration: `duration` is set and equals seconds + nanos. */
 static void check_duration(const Duration *duration, long long seconds, int nanos) {
@@ -182,34 +157,12 @@ static void check_sds(const SdsSecretConfig *sds, const char *name) {
 
 /* ---- files and Any ----------------------------------------------------------- */
 
-/* read_file returns the contents of DIR/NAME (malloc'd; *out_len its length),
- * or ends the test. */
-static uint8_t *read_file(const char *dir, const char *name, size_t *out_len) {
-  char path[4096];
-  snprintf(path, sizeof(path), "%s/%s", dir, name);
-  FILE *file = fopen(path, "rb");
-  if (file == NULL) {
-    perror(path);
-    exit(1);
-  }
-  CHECK(fseek(file, 0, SEEK_END) == 0);
-  long size = ftell(file);
-  CHECK(size >= 0);
-  rewind(file);
-  uint8_t *data = malloc(size > 0 ? (size_t)size : 1);
-  CHECK(data != NULL);
-  CHECK(fread(data, 1, (size_t)size, file) == (size_t)size);
-  fclose(file);
-  *out_len = (size_t)size;
-  return data;
-}
-
 /* read_message decodes DIR/NAME as `descriptor`'s message. Free the result
  * with protobuf_c_message_free_unpacked(). */
 static ProtobufCMessage *read_message(const char *dir, const char *name,
                                       const ProtobufCMessageDescriptor *descriptor) {
   size_t len;
-  uint8_t *data = read_file(dir, name, &len);
+  uint8_t *data = test_read_file(dir, name, &len);
   ProtobufCMessage *message = protobuf_c_message_unpack(descriptor, NULL, len, data);
   free(data);
   if (message == NULL) {
@@ -574,7 +527,7 @@ static void check_response(const char *dir, const char *name, const char *type_u
   for (size_t i = 0; i < count; i++) {
     CHECK_STR(response->resources[i]->type_url, type_url);
     size_t len;
-    uint8_t *expected = read_file(dir, resource_files[i], &len);
+    uint8_t *expected = test_read_file(dir, resource_files[i], &len);
     CHECK_INT(response->resources[i]->value.len, len);
     CHECK(memcmp(response->resources[i]->value.data, expected, len) == 0);
     free(expected);
