@@ -178,20 +178,31 @@ class TlsServer(TcpServer):
             tls.sendall(data)
 
 
+def _read_head(conn):
+    """_read_head reads from `conn` (10 s timeout) up to the blank line that
+    ends a request head; returns (the head as text, the bytes read after
+    it), or None when the peer closed first."""
+    conn.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(1 << 16)
+        if not more:
+            return None
+        data += more
+    head, rest = data.split(b"\r\n\r\n", 1)
+    return head.decode("latin-1"), rest
+
+
 def reset_after_head_handler(heads):
     """reset_after_head_handler returns a handler that reads one request
     head (up to the blank line), appends it to the list `heads`, and resets
     the connection (SO_LINGER 0: RST, no close_notify, no answer)."""
 
     def handler(conn):
-        conn.settimeout(10)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = conn.recv(1 << 16)
-            if not data:
-                return
-            head += data
-        heads.append(head.split(b"\r\n\r\n", 1)[0].decode("latin-1"))
+        read = _read_head(conn)
+        if read is None:
+            return
+        heads.append(read[0])
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()
 
@@ -205,15 +216,11 @@ def upgrade_echo_handler(heads):
     echoes every byte until the peer closes."""
 
     def handler(conn):
-        conn.settimeout(10)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            more = conn.recv(1 << 16)
-            if not more:
-                return
-            data += more
-        head, rest = data.split(b"\r\n\r\n", 1)
-        heads.append(head.decode("latin-1"))
+        read = _read_head(conn)
+        if read is None:
+            return
+        head, rest = read
+        heads.append(head)
         conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                      b"Connection: Upgrade\r\n\r\nupgraded\n" + rest)
         while True:
