@@ -55,7 +55,7 @@ void ms_http_conn_close(ms_http_conn *conn) {
 
 static void reset_exchange(ms_http_conn *conn) {
   conn->rq_active = conn->rq_done = conn->rq_body_started = conn->rq_sent = false;
-  conn->rq_too_large = conn->rq_body_too_large = false;
+  conn->rq_too_large = conn->rq_body_too_large = conn->rq_bad_name = false;
   conn->rq_head_bytes = 0;
   conn->rq_body_bytes = 0;
   conn->rq_framing = BODY_NONE;
@@ -64,7 +64,7 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->tried = 0;
   conn->attempts = conn->retries = 0;
   conn->last_error[0] = '\0';
-  conn->rs_started = conn->rs_done = false;
+  conn->rs_started = conn->rs_done = conn->rs_bad_name = false;
   conn->rs_framing = BODY_NONE;
   conn->rs_status = 0;
   conn->rs_body_bytes = 0;
@@ -383,6 +383,10 @@ static int rq_on_value(http_parser *parser, const char *at, size_t len) {
 
 static int rq_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
+  if (!ms_http_head_names_valid(&conn->rq)) {
+    conn->rq_bad_name = true;
+    return -1;
+  }
   conn->rq_active = true;
   conn->rq_keep_alive = http_should_keep_alive(parser);
   if (parser->flags & F_CHUNKED)
@@ -457,6 +461,9 @@ static int parse_in(ms_http_conn *conn) {
   } else if (conn->rq_body_too_large) {
     /* The upstream got part of the body: that connection goes too. */
     ms_http_respond(conn, 413, "Content Too Large", "request body over max_request_body_bytes");
+  } else if (conn->rq_bad_name) {
+    ms_http_respond(conn, 400, "Bad Request",
+                    "bad request: a header name that is not a token (a space before the colon?)");
   } else {
     char body[160];
     snprintf(body, sizeof(body), "bad request: %s", http_errno_description(error));

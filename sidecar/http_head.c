@@ -70,6 +70,23 @@ bool ms_http_slice_is(const ms_http_head *head, ms_http_slice slice, const char 
   return slice.len == n && strncasecmp(head->buf + slice.offset, text, n) == 0;
 }
 
+/* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
+ * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+static bool is_tchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+bool ms_http_head_names_valid(const ms_http_head *head) {
+  for (size_t i = 0; i < head->header_count; i++) {
+    ms_http_slice name = head->headers[i].name;
+    if (name.len == 0) return false;
+    for (uint32_t j = 0; j < name.len; j++)
+      if (!is_tchar((unsigned char)head->buf[name.offset + j])) return false;
+  }
+  return true;
+}
+
 const char *ms_http_head_get(const ms_http_head *head, const char *name, size_t *len) {
   for (size_t i = 0; i < head->header_count; i++) {
     if (ms_http_slice_is(head, head->headers[i].name, name)) {

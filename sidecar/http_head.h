@@ -52,6 +52,12 @@ int ms_http_head_append(ms_http_head *head, ms_http_piece piece, const char *at,
  * or NULL; *len is its length. */
 const char *ms_http_head_get(const ms_http_head *head, const char *name, size_t *len);
 
+/* ms_http_head_names_valid: every header name is a token (RFC 9110 5.6.2).
+ * http_parser lets a space through ("Content-Length : 5"), which RFC 9112
+ * 5.1 says a server must refuse: another hop may read that header as
+ * Content-Length and frame the message differently (request smuggling). */
+bool ms_http_head_names_valid(const ms_http_head *head);
+
 /* ms_http_slice_is: `slice` equals `text`, case-insensitively. */
 bool ms_http_slice_is(const ms_http_head *head, ms_http_slice slice, const char *text);
 

@@ -161,8 +161,26 @@ static void test_response(void) {
   ms_http_head_cleanup(&head);
 }
 
+/* Header names must be tokens; http_parser alone lets a space through. */
+static void test_header_names_must_be_tokens(void) {
+  ms_http_head head = {0};
+  http_parser parser;
+  parse(&head, &parser, HTTP_REQUEST, request, 3);
+  CHECK(ms_http_head_names_valid(&head));
+  parse(&head, &parser, HTTP_REQUEST,
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Odd_Name.~!#$%&'*+^`|: 1\r\n\r\n", 1);
+  CHECK(ms_http_head_names_valid(&head));
+  parse(&head, &parser, HTTP_REQUEST, "GET / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n", 2);
+  CHECK(!ms_http_head_names_valid(&head));
+  parse(&head, &parser, HTTP_RESPONSE, "HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n",
+        64);
+  CHECK(!ms_http_head_names_valid(&head));
+  ms_http_head_cleanup(&head);
+}
+
 int main(void) {
   test_pieces_glued_whatever_the_split();
+  test_header_names_must_be_tokens();
   test_request_edits();
   test_upgrade_kept_only_when_asked();
   test_response();

@@ -52,6 +52,7 @@ struct ms_http_conn {
   size_t rq_head_bytes;
   bool rq_too_large;      /* the head passed max_request_headers_bytes */
   bool rq_body_too_large; /* the body passed max_request_body_bytes */
+  bool rq_bad_name;       /* a header name that is not a token */
   bool rq_active;         /* its head is parsed: an exchange is under way */
   bool rq_counted;        /* counted in the worker's http_requests_active */
   bool rq_retrying;       /* counted in the worker's http_retries_active */
@@ -78,6 +79,7 @@ struct ms_http_conn {
   ms_http_head rs;
   bool rs_started; /* a final response's head went to the client */
   bool rs_done;
+  bool rs_bad_name; /* a header name that is not a token */
   body_framing rs_framing;
   unsigned rs_status;
   bool tunnel;       /* 101 Switching Protocols: bytes pass as they are */

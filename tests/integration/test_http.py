@@ -501,6 +501,53 @@ class HttpTest(harness.IntegrationTest):
         self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt?new=1"), (200, HELLO))
         self.assertEqual(stat(sidecar, "http_rq_4xx"), 1)
 
+    def test_ambiguous_request_framing_gets_400_and_reaches_no_upstream(self):
+        # Request smuggling: a front and a back end that frame the same bytes
+        # differently. Each of these heads is refused before any byte goes
+        # upstream, and only its own connection closes.
+        upstream = self.start_https_server()
+        sidecar = self.start_http_sidecar([upstream.port])
+        bystander = self.keep_alive_client(sidecar)
+        self.assertEqual(self.exchange(bystander, "GET", "/before")[0], 200)
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+        heads = [
+            # both Content-Length and Transfer-Encoding (CL.TE / TE.CL)
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + smuggled,
+            # two different Content-Lengths
+            b"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 40\r\n"
+            b"\r\nabc" + smuggled,
+            # a Content-Length that is not a number
+            b"POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 3x\r\n\r\nabc" + smuggled,
+            # a chunk size that is not hexadecimal
+            b"POST /d HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\nabc\r\n0\r\n\r\n" + smuggled,
+            # a space before the colon (RFC 9112 5.1: must be rejected)
+            b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc" + smuggled,
+        ]
+        for head in heads:
+            raw = RawClient(self, sidecar.listener_port())
+            raw.send(head)
+            status, headers, body = raw.response()
+            self.assertEqual(status, 400, (head, body))
+            self.assertEqual(headers.get("connection", "").lower(), "close")
+            self.assertTrue(raw.closed(), f"the connection stayed open after 400: {head!r}")
+        self.assertEqual(self.exchange(bystander, "GET", "/after")[0], 200)
+        paths = [r["path"] for r in upstream.requests]
+        self.assertEqual(paths, ["/before", "/after"])
+        self.assertEqual(stat(sidecar, "http_rq_4xx"), len(heads))
+
+    def test_a_response_header_name_with_a_space_is_a_502(self):
+        # "Content-Length : 5" from an upstream: framed by some hops and not by
+        # others, so it is not passed on.
+        babbler = self.start_tls_server(
+            cert=self.pki.server.crt, key=self.pki.server.key, client_ca=self.pki.ca_crt,
+            session=harness.sender_handler(b"HTTP/1.1 200 OK\r\nContent-Length : 5\r\n\r\nhello"))
+        sidecar = self.start_http_sidecar([babbler.port])
+        status, _, body = self.exchange(self.keep_alive_client(sidecar), "GET", "/x")
+        self.assertEqual(status, 502, body)
+        self.assertIn(b"invalid response: a header name that is not a token", body)
+
     def test_garbage_from_clients_and_an_upstream_closes_those_sockets_only(self):
         nginx = self.start_https()
         # An upstream that answers every request head with bytes that are not HTTP.
