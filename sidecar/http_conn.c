@@ -55,7 +55,8 @@ void ms_http_conn_close(ms_http_conn *conn) {
 
 static void reset_exchange(ms_http_conn *conn) {
   conn->rq_active = conn->rq_done = conn->rq_body_started = conn->rq_sent = false;
-  conn->rq_too_large = conn->rq_body_too_large = conn->rq_bad_name = false;
+  conn->rq_too_large = conn->rq_body_too_large = false;
+  conn->rq_refused = NULL;
   conn->rq_head_bytes = 0;
   conn->rq_body_bytes = 0;
   conn->rq_framing = BODY_NONE;
@@ -381,12 +382,24 @@ static int rq_on_value(http_parser *parser, const char *at, size_t len) {
   return add_piece(parser, MS_HTTP_VALUE, at, len);
 }
 
+/* Why a parsed request head cannot be proxied (RFC 9112 3.2 and 5.1: a
+ * server must refuse these with 400), or NULL. */
+static const char *refusal(ms_http_conn *conn, const http_parser *parser) {
+  if (!ms_http_head_names_valid(&conn->rq))
+    return "bad request: a header name that is not a token (a space before the colon?)";
+  size_t hosts = 0;
+  for (size_t i = 0; i < conn->rq.header_count; i++)
+    if (ms_http_slice_is(&conn->rq, conn->rq.headers[i].name, "host")) hosts++;
+  if (hosts > 1) return "bad request: more than one Host header";
+  if (hosts == 0 && parser->http_major == 1 && parser->http_minor >= 1)
+    return "bad request: an HTTP/1.1 request without a Host header";
+  return NULL;
+}
+
 static int rq_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
-  if (!ms_http_head_names_valid(&conn->rq)) {
-    conn->rq_bad_name = true;
-    return -1;
-  }
+  conn->rq_refused = refusal(conn, parser);
+  if (conn->rq_refused) return -1;
   conn->rq_active = true;
   conn->rq_keep_alive = http_should_keep_alive(parser);
   if (parser->flags & F_CHUNKED)
@@ -461,9 +474,8 @@ static int parse_in(ms_http_conn *conn) {
   } else if (conn->rq_body_too_large) {
     /* The upstream got part of the body: that connection goes too. */
     ms_http_respond(conn, 413, "Content Too Large", "request body over max_request_body_bytes");
-  } else if (conn->rq_bad_name) {
-    ms_http_respond(conn, 400, "Bad Request",
-                    "bad request: a header name that is not a token (a space before the colon?)");
+  } else if (conn->rq_refused) {
+    ms_http_respond(conn, 400, "Bad Request", conn->rq_refused);
   } else {
     char body[160];
     snprintf(body, sizeof(body), "bad request: %s", http_errno_description(error));

@@ -52,7 +52,7 @@ struct ms_http_conn {
   size_t rq_head_bytes;
   bool rq_too_large;      /* the head passed max_request_headers_bytes */
   bool rq_body_too_large; /* the body passed max_request_body_bytes */
-  bool rq_bad_name;       /* a header name that is not a token */
+  const char *rq_refused; /* why its head is refused with a 400, or NULL */
   bool rq_active;         /* its head is parsed: an exchange is under way */
   bool rq_counted;        /* counted in the worker's http_requests_active */
   bool rq_retrying;       /* counted in the worker's http_retries_active */

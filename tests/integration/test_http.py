@@ -524,18 +524,31 @@ class HttpTest(harness.IntegrationTest):
             b"zz\r\nabc\r\n0\r\n\r\n" + smuggled,
             # a space before the colon (RFC 9112 5.1: must be rejected)
             b"POST /e HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc" + smuggled,
+            # two Host headers: routed by one, served by the other (RFC 9112 3.2)
+            b"GET /f HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+            # an HTTP/1.1 request without a Host header (RFC 9112 3.2)
+            b"GET /g HTTP/1.1\r\nAccept: */*\r\n\r\n",
         ]
+        reasons = []
         for head in heads:
             raw = RawClient(self, sidecar.listener_port())
             raw.send(head)
             status, headers, body = raw.response()
             self.assertEqual(status, 400, (head, body))
+            reasons.append(body)
             self.assertEqual(headers.get("connection", "").lower(), "close")
             self.assertTrue(raw.closed(), f"the connection stayed open after 400: {head!r}")
         self.assertEqual(self.exchange(bystander, "GET", "/after")[0], 200)
         paths = [r["path"] for r in upstream.requests]
         self.assertEqual(paths, ["/before", "/after"])
         self.assertEqual(stat(sidecar, "http_rq_4xx"), len(heads))
+        self.assertIn(b"a header name that is not a token", reasons[4])
+        self.assertIn(b"more than one Host header", reasons[5])
+        self.assertIn(b"without a Host header", reasons[6])
+        # HTTP/1.0 needs no Host.
+        raw = RawClient(self, sidecar.listener_port())
+        raw.send(b"GET /h HTTP/1.0\r\n\r\n")
+        self.assertEqual(raw.response()[0], 200)
 
     def test_a_response_header_name_with_a_space_is_a_502(self):
         # "Content-Length : 5" from an upstream: framed by some hops and not by
