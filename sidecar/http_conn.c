@@ -383,7 +383,8 @@ static int rq_on_value(http_parser *parser, const char *at, size_t len) {
 }
 
 /* Why a parsed request head cannot be proxied (RFC 9112 3.2 and 5.1: a
- * server must refuse these with 400), or NULL. */
+ * server must refuse these with 400), or NULL; an absolute-form target is
+ * turned into the origin form on the way. */
 static const char *refusal(ms_http_conn *conn, const http_parser *parser) {
   if (!ms_http_head_names_valid(&conn->rq))
     return "bad request: a header name that is not a token (a space before the colon?)";
@@ -393,6 +394,8 @@ static const char *refusal(ms_http_conn *conn, const http_parser *parser) {
   if (hosts > 1) return "bad request: more than one Host header";
   if (hosts == 0 && parser->http_major == 1 && parser->http_minor >= 1)
     return "bad request: an HTTP/1.1 request without a Host header";
+  if (parser->method != HTTP_CONNECT && ms_http_head_to_origin_form(&conn->rq) != 0)
+    return "bad request: a request target that is neither a path nor an absolute URL";
   return NULL;
 }
 

@@ -1,5 +1,6 @@
 #include "sidecar/http_head.h"
 
+#include <http_parser.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,59 @@ int ms_http_head_append(ms_http_head *head, ms_http_piece piece, const char *at,
   slice->len += (uint32_t)len;
   head->last = piece;
   head->started = true;
+  return 0;
+}
+
+/* Adds `len` bytes at the end of the buffer as *out. */
+static int append_raw(ms_http_head *head, const char *bytes, size_t len, ms_http_slice *out) {
+  if (reserve(head, len) != 0) return -1;
+  memcpy(head->buf + head->len, bytes, len);
+  *out = (ms_http_slice){(uint32_t)head->len, (uint32_t)len};
+  head->len += len;
+  return 0;
+}
+
+int ms_http_head_to_origin_form(ms_http_head *head) {
+  uint32_t base = head->target.offset, len = head->target.len;
+  if (len == 0 || head->buf[base] == '/' || (len == 1 && head->buf[base] == '*')) return 0;
+  struct http_parser_url url;
+  http_parser_url_init(&url);
+  if (http_parser_parse_url(head->buf + base, len, 0, &url) != 0 ||
+      !(url.field_set & (1 << UF_SCHEMA)) || !(url.field_set & (1 << UF_HOST)))
+    return -1;
+  /* The authority: host (its brackets too, for IPv6) and port, no userinfo. */
+  uint32_t start = url.field_data[UF_HOST].off, end = start + url.field_data[UF_HOST].len;
+  if (start > 0 && head->buf[base + start - 1] == '[') start--, end++;
+  if (url.field_set & (1 << UF_PORT))
+    end = url.field_data[UF_PORT].off + url.field_data[UF_PORT].len;
+  ms_http_slice authority = {base + start, end - start};
+  /* The origin form: the path and what follows, or "/" and what follows. */
+  uint32_t rest = len;
+  if (url.field_set & (1 << UF_PATH))
+    rest = url.field_data[UF_PATH].off;
+  else if (url.field_set & (1 << UF_QUERY))
+    rest = url.field_data[UF_QUERY].off - 1; /* its '?' */
+  ms_http_slice target;
+  if (url.field_set & (1 << UF_PATH)) {
+    target = (ms_http_slice){base + rest, len - rest};
+  } else {
+    if (reserve(head, 1 + len - rest) != 0) return -1;
+    if (append_raw(head, "/", 1, &target) != 0) return -1;
+    memmove(head->buf + head->len, head->buf + base + rest, len - rest);
+    head->len += len - rest;
+    target.len += len - rest;
+  }
+  head->target = target;
+  /* Host becomes the authority (RFC 9112 3.2.2: the target's wins). */
+  for (size_t i = 0; i < head->header_count; i++) {
+    if (ms_http_slice_is(head, head->headers[i].name, "host")) {
+      head->headers[i].value = authority;
+      return 0;
+    }
+  }
+  ms_http_slice name;
+  if (append_raw(head, "Host", 4, &name) != 0 || add_header(head) != 0) return -1;
+  head->headers[head->header_count - 1] = (ms_http_header){name, authority};
   return 0;
 }
 

@@ -58,6 +58,15 @@ const char *ms_http_head_get(const ms_http_head *head, const char *name, size_t 
  * Content-Length and frame the message differently (request smuggling). */
 bool ms_http_head_names_valid(const ms_http_head *head);
 
+/* ms_http_head_to_origin_form turns a request head whose target is in
+ * absolute form ("GET http://api.shop:8080/orders?id=7 HTTP/1.1") into the
+ * origin form an origin server expects ("/orders?id=7"), with Host set to
+ * the target's authority ("api.shop:8080"), which RFC 9112 3.2.2 says wins
+ * over the Host header; routes then see what the upstream will. Origin
+ * form and "*" are left as they are. Returns 0, or -1 when the target is
+ * not a URL with a scheme and a host, or memory ran out. */
+int ms_http_head_to_origin_form(ms_http_head *head);
+
 /* ms_http_slice_is: `slice` equals `text`, case-insensitively. */
 bool ms_http_slice_is(const ms_http_head *head, ms_http_slice slice, const char *text);
 

@@ -550,6 +550,32 @@ class HttpTest(harness.IntegrationTest):
         raw.send(b"GET /h HTTP/1.0\r\n\r\n")
         self.assertEqual(raw.response()[0], 200)
 
+    def test_an_absolute_url_is_routed_and_sent_in_origin_form(self):
+        # RFC 9112 3.2.2: the authority of an absolute-form target wins over
+        # Host; the upstream gets the origin form and that authority as Host.
+        default, orders = self.start_https_server(), self.start_https_server()
+        sidecar = self.start_sidecar(config(
+            [http_listener("l", "d", routes=[{"host": "orders.shop", "cluster": "o"}])],
+            [cluster("d", [f"127.0.0.1:{default.port}"], cluster_tls(self.pki)),
+             cluster("o", [f"127.0.0.1:{orders.port}"], cluster_tls(self.pki))]))
+        for target, host in [(b"http://orders.shop:8080/list?page=2", b"elsewhere"),
+                             (b"http://user@orders.shop?page=3", b"orders.shop"),
+                             (b"http://[::1]:9/v6", b"orders.shop")]:
+            raw = RawClient(self, sidecar.listener_port())
+            raw.send(b"GET " + target + b" HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+            self.assertEqual(raw.response()[0], 200, target)
+        got = [(r["path"], header_values(r, "Host")) for r in orders.requests]
+        self.assertEqual(got, [("/list?page=2", ["orders.shop:8080"]),
+                               ("/?page=3", ["orders.shop"])])
+        self.assertEqual([(r["path"], header_values(r, "Host")) for r in default.requests],
+                         [("/v6", ["[::1]:9"])])
+        # What is neither a path nor an absolute URL is refused; CONNECT is not proxied.
+        for head, status in [(b"GET orders.shop/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+                             (b"CONNECT orders.shop:443 HTTP/1.1\r\nHost: a\r\n\r\n", 405)]:
+            raw = RawClient(self, sidecar.listener_port())
+            raw.send(head)
+            self.assertEqual(raw.response()[0], status, head)
+
     def test_a_response_header_name_with_a_space_is_a_502(self):
         # "Content-Length : 5" from an upstream: framed by some hops and not by
         # others, so it is not passed on.
