@@ -89,14 +89,14 @@ setv - config_note "\"nginx: worker_processes 2, upstream keepalive 32 (per work
 # originator and record, under NAME, LOAD_<metric>: requests, rps, latencies, CPU of
 # the originator's processes, and the upstream connections it opened meanwhile.
 measure() {
-  local name=$1 load=$2 pid=$3 upport=$4 c0 c1 l0 l1 stats=()
+  local name=$1 load=$2 pid=$3 upport=$4 c0 c1 k0 k1 l0 l1 stats=()
   shift 4
   local f="$T/$name.$load.wrk"
   [ "$name" = sidecar ] && stats+=("$(M stats "http://127.0.0.1:$P_ADMIN/stats")")
   l0=$(wc -l <"$T/up/access.log")
-  c0=$(M cpu "$pid")
+  read -r c0 k0 <<<"$(M cpu "$pid")"
   timeout $((D + 30)) wrk "$@" >"$f" 2>&1
-  c1=$(M cpu "$pid")
+  read -r c1 k1 <<<"$(M cpu "$pid")"
   sleep 0.5   # the upstream logs the last answers
   l1=$(wc -l <"$T/up/access.log")
   if [ "$name" = sidecar ]; then
@@ -106,6 +106,7 @@ measure() {
   check_wrk "$name" "$load" "$f"
   M record-load "$RES" "$name" "$load" "$f" "$(M calc "$c1-$c0")" "$T/up/access.log" "$upport" \
     "$l0" "$l1" "${stats[@]}" >"$T/$name.$load.out"
+  setv "$name" "${load}_cpu_sys_s" "$(M calc "$k1-$k0")"
 }
 
 # (1) closed loop, each originator as fast as it answers

@@ -5,7 +5,8 @@ counts, admin /stats, and the Markdown reports.
 
 Subcommands (all print to stdout):
   pids ROOT                 ROOT and all its descendants, one per line
-  cpu ROOT                  utime+stime (seconds) summed over ROOT + descendants
+  cpu ROOT                  utime+stime and stime (seconds, "TOTAL SYSTEM") summed
+                            over ROOT + descendants
   rss ROOT                  VmRSS (KB) summed over ROOT + descendants
   freeport [N]              N free 127.0.0.1 TCP ports
   wrk FILE                  parse wrk output (with --latency: p50..p99) -> JSON
@@ -68,8 +69,9 @@ def descendants(root):
 
 
 def cpu_seconds(root):
-    """utime+stime of each process (its stat already includes all threads)."""
-    total = 0
+    """(utime+stime, stime) of ROOT and its descendants, in seconds (a
+    process's stat already includes all its threads)."""
+    total = system = 0
     for p in descendants(root):
         try:
             with open(f"/proc/{p}/stat") as f:
@@ -79,7 +81,8 @@ def cpu_seconds(root):
         rest = s[s.rindex(")") + 2:].split()
         # fields 14,15 (1-based) -> index 11,12 after pid and comm removed
         total += int(rest[11]) + int(rest[12])
-    return total / CLK_TCK
+        system += int(rest[12])
+    return total / CLK_TCK, system / CLK_TCK
 
 
 def rss_kb(root):
@@ -359,6 +362,19 @@ def compare(ng, sc, metric, key, target=None, check=None, absolute=False):
     return (metric, fmt(a), fmt(b), fmt(r), (target or "") + verdict)
 
 
+def kernel_rows(ng, sc, label, load):
+    """Two information rows for a load: the share of each originator's CPU
+    spent in the kernel (stime), and the sidecar's kernel CPU alone over
+    nginx's whole CPU: the ratio the sidecar would have with no user-space
+    CPU at all (what bounds the CPU ratio on this machine)."""
+    def share(d):
+        return per(d.get(f"{load}_cpu_sys_s"), d.get(f"{load}_cpu_s"), 100.0)
+    floor = ratio(ng.get(f"{load}_cpu_s"), sc.get(f"{load}_cpu_sys_s"))
+    return [(f"  {label} CPU in the kernel (%, info)", fmt(share(ng)), fmt(share(sc)), "", ""),
+            (f"  {label} the sidecar's kernel CPU alone / nginx's CPU (info: the ratio with "
+             "no user-space CPU at all)", "", "", fmt(floor), "")]
+
+
 def table_lines(rows):
     lines = ["| metric | nginx | sidecar | ratio (sidecar/nginx) | target |",
              "|---|---|---|---|---|"]
@@ -447,9 +463,11 @@ def report(res_path, out_path):
         compare(ng, sc, "CPU per keep-alive request (µs)", "ka_cpu_us_per_req", "ratio ≤ 0.75",
                 lambda r: r <= 0.75),
         compare(ng, sc, "  keep-alive requests/s (wall, info)", "ka_rps"),
+        *kernel_rows(ng, sc, "keep-alive:", "ka"),
         compare(ng, sc, "CPU per new connection (ms)", "nc_cpu_ms_per_conn", "ratio ≤ 0.5",
                 lambda r: r <= 0.5),
         compare(ng, sc, "  new connections/s (wall, info)", "nc_rps"),
+        *kernel_rows(ng, sc, "new connections:", "nc"),
         compare(ng, sc, "Resumed handshakes, load (b), upstream log (%)", "nc_resumed_pct",
                 "sidecar ≥ 99%", lambda v: v >= 99, absolute=True),
         compare(ng, sc, "Resumed handshakes, load (b), sidecar /stats (%)",
@@ -457,6 +475,9 @@ def report(res_path, out_path):
         compare(ng, sc, "Bulk 1 GiB: MB per CPU-second", "bulk_mb_per_cpu_s", "ratio ≥ 1.5",
                 lambda r: r >= 1.5),
         compare(ng, sc, "  bulk wall throughput MB/s (info)", "bulk_mb_per_s"),
+        (("  bulk: CPU in the kernel (%, info)",) +
+         tuple(fmt(per(d.get("bulk_cpu_sys_s"), d.get("bulk_cpu_s"), 100.0)) for d in (ng, sc)) +
+         ("", "")),
         compare(ng, sc, "Memory per idle connection (KB)", "idle_kb_per_conn",
                 "sidecar ≤ 12 KB", lambda v: v <= 12, absolute=True),
         compare(ng, sc, "Baseline RSS (MB)", "baseline_rss_mb", "sidecar ≤ 4 MB",
@@ -488,6 +509,7 @@ def report_http(res_path, out_path):
     rows = [
         compare(ng, sc, "(1) CPU per request (µs)", "ka_cpu_us_per_req", *cpu),
         compare(ng, sc, "  (1) requests/s (wall, info)", "ka_rps"),
+        *kernel_rows(ng, sc, "(1)", "ka"),
         compare(ng, sc, "  (1) p50 latency, wrk (ms, info)", "ka_p50_ms"),
         compare(ng, sc, "  (1) p99 latency, wrk (ms, info: not the same load)", "ka_p99_ms"),
         compare(ng, sc, "(1) handshakes per 10,000 requests, upstream log", "ka_hs_per_10k",
@@ -496,6 +518,7 @@ def report_http(res_path, out_path):
         compare(ng, sc, "(2) CPU per request (µs)", "fr_cpu_us_per_req", *cpu),
         compare(ng, sc, "  (2) requests/s achieved (offered: "
                 f"{fmt(R.get('fr_rate'))}/s)", "fr_rps"),
+        *kernel_rows(ng, sc, "(2)", "fr"),
         compare(ng, sc, "  (2) p50 latency, wrk (ms, info)", "fr_p50_ms"),
         compare(ng, sc, "(2) p99 latency, wrk (ms)", "fr_p99_ms", "ratio ≤ 1.0",
                 lambda r: r <= 1.0),
@@ -540,7 +563,7 @@ def main():
     if cmd == "pids":
         print("\n".join(map(str, descendants(int(a[1])))))
     elif cmd == "cpu":
-        print(f"{cpu_seconds(int(a[1])):.2f}")
+        print("%.2f %.2f" % cpu_seconds(int(a[1])))
     elif cmd == "rss":
         print(rss_kb(int(a[1])))
     elif cmd == "freeport":

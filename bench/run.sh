@@ -92,33 +92,34 @@ load_idle() {  # baseline RSS, then (d) idle connections: once, on a fresh proce
 
 load_ka() {
   # (a) keep-alive requests
-  local name=$1 port=$2 pid=$3 c0 c1 j url="http://127.0.0.1:$2"
+  local name=$1 port=$2 pid=$3 c0 c1 k0 k1 j url="http://127.0.0.1:$2"
   log "$name: (a) keep-alive ${D}s"
   timeout 20 wrk -t2 -c64 -d1s "$url/small" >/dev/null 2>&1   # warm-up
   sleep 1
-  c0=$(M cpu "$pid")
+  read -r c0 k0 <<<"$(M cpu "$pid")"
   timeout $((D + 30)) wrk -t2 -c64 -d${D}s "$url/small" >"$T/$name.ka.wrk" 2>&1
-  c1=$(M cpu "$pid")
+  read -r c1 k1 <<<"$(M cpu "$pid")"
   j=$(M wrk "$T/$name.ka.wrk")
   check_wrk "$name" a "$T/$name.ka.wrk"
   setv "$name" ka_requests "$(M get "$j" requests)"
   setv "$name" ka_rps "$(M get "$j" rps | sed 's/^$/null/')"
   setv "$name" ka_cpu_s "$(M calc "$c1-$c0")"
+  setv "$name" ka_cpu_sys_s "$(M calc "$k1-$k0")"
   setv "$name" ka_cpu_us_per_req "$(M calc "($c1-$c0)*1e6/$(M get "$j" requests)")"
   sleep 2
 }
 
 load_nc() {
   # (b) a new connection (and upstream TLS connection) per request
-  local name=$1 port=$2 pid=$3 upport=$4 c0 c1 j l0 l1 s0 s1 tot res t13 url="http://127.0.0.1:$2"
+  local name=$1 port=$2 pid=$3 upport=$4 c0 c1 k0 k1 j l0 l1 s0 s1 tot res t13 url="http://127.0.0.1:$2"
   log "$name: (b) new connection per request ${NC_D}s"
   timeout 20 wrk -t1 -c4 -d1s -H 'Connection: close' "$url/small" >/dev/null 2>&1   # warm-up
   sleep 2
   [ "$name" = sidecar ] && s0=$(M stats "http://127.0.0.1:$P_ADMIN/stats")
   l0=$(wc -l <"$T/up/access.log")
-  c0=$(M cpu "$pid")
+  read -r c0 k0 <<<"$(M cpu "$pid")"
   timeout $((NC_D + 30)) wrk -t2 -c$NC_CONNS -d${NC_D}s -H 'Connection: close' "$url/small" >"$T/$name.nc.wrk" 2>&1
-  c1=$(M cpu "$pid")
+  read -r c1 k1 <<<"$(M cpu "$pid")"
   sleep 0.5
   l1=$(wc -l <"$T/up/access.log")
   j=$(M wrk "$T/$name.nc.wrk")
@@ -126,6 +127,7 @@ load_nc() {
   setv "$name" nc_requests "$(M get "$j" requests)"
   setv "$name" nc_rps "$(M get "$j" rps | sed 's/^$/null/')"
   setv "$name" nc_cpu_s "$(M calc "$c1-$c0")"
+  setv "$name" nc_cpu_sys_s "$(M calc "$k1-$k0")"
   setv "$name" nc_cpu_ms_per_conn "$(M calc "($c1-$c0)*1e3/$(M get "$j" requests)")"
   read -r tot res t13 <<<"$(sed -n "$((l0 + 1)),${l1}p" "$T/up/access.log" |
       awk -v p="$upport" '$1==p {n++; if ($2=="r") r++; if ($3=="TLSv1.3") t++} END {print n+0, r+0, t+0}')"
@@ -149,15 +151,16 @@ load_nc() {
 
 load_bulk() {
   # (c) 1 GiB transfer
-  local name=$1 port=$2 pid=$3 c0 c1 out code size secs url="http://127.0.0.1:$2"
+  local name=$1 port=$2 pid=$3 c0 c1 k0 k1 out code size secs url="http://127.0.0.1:$2"
   log "$name: (c) 1 GiB transfer"
-  c0=$(M cpu "$pid")
+  read -r c0 k0 <<<"$(M cpu "$pid")"
   out=$(timeout 600 curl -s -o /dev/null --max-time 580 -w '%{http_code} %{size_download} %{time_total}' "$url/big")
-  c1=$(M cpu "$pid")
+  read -r c1 k1 <<<"$(M cpu "$pid")"
   read -r code size secs <<<"$out"
   setv "$name" bulk_http_code "${code:-0}"
   setv "$name" bulk_bytes "${size:-0}"
   setv "$name" bulk_cpu_s "$(M calc "$c1-$c0")"
+  setv "$name" bulk_cpu_sys_s "$(M calc "$k1-$k0")"
   setv "$name" bulk_mb_per_cpu_s "$(M calc "1024/($c1-$c0)")"
   setv "$name" bulk_mb_per_s "$(M calc "$BIG_BYTES/1048576/${secs:-0}")"
   if [ "${code:-}" != 200 ] || [ "${size:-}" != "$BIG_BYTES" ]; then
