@@ -242,11 +242,15 @@ ms_tls_failure ms_tls_describe_failure(SSL *ssl, int ssl_error, bool sni_sent, c
   facts.name_mismatch = state != NULL && state->name_mismatch;
   facts.detail = state != NULL ? state->verify_detail : "";
   facts.cert_requested = state != NULL && state->certificate_requested;
-  facts.have_cert = ssl != NULL && SSL_get_certificate(ssl) != NULL;
+  /* From the context: the SSL's own configuration is gone once the handshake
+   * is done (SSL_set_shed_handshake_config), and a TLS 1.3 upstream refuses
+   * our certificate only after that. */
+  SSL_CTX *ctx = ssl != NULL ? SSL_get_SSL_CTX(ssl) : NULL;
+  facts.have_cert = ctx != NULL && SSL_CTX_get0_certificate(ctx) != NULL;
   facts.sni_sent = sni_sent;
   facts.ssl_error = ssl_error;
   facts.verify_result = X509_V_OK;
-  if (ssl != NULL && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER)) {
+  if (ctx != NULL && (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER)) {
     long result = SSL_get_verify_result(ssl);
     if (result != X509_V_ERR_INVALID_CALL) facts.verify_result = result;
   }
