@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   bazel-bootstrap bazel-rules-java bazel-platforms    # Bazel 4.2.3 and the rules it needs offline
-  android-libboringssl-dev android-boringssl          # BoringSSL
+  xz-utils                                           # BoringSSL's source (tools/fetch-boringssl.sh)
   libuv1-dev libcjson-dev libhttp-parser-dev          # event loop, JSON, HTTP/1 parser
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev  # xDS (gRPC, protobuf; libprotobuf-dev has the well-known .proto files)
   gcc g++ libc6-dev python3 python3-yaml              # toolchain, the test harness, deploy/check.sh
@@ -27,6 +27,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   # run their own, so stop it where a service manager is present.
   if command -v systemctl >/dev/null 2>&1; then $sudo systemctl stop nginx >/dev/null 2>&1 || true; fi
 fi
+
+# BoringSSL, built from Debian's source package and linked in (see
+# third_party/boringssl/boringssl.BUILD).
+tools/fetch-boringssl.sh
 
 # Node test peers (a real gRPC stack, Envoy's own .proto files): from npm.
 if [ -f tests/node/package.json ]; then
