@@ -116,6 +116,7 @@ bench_binaries() {
     cp "$SIDECAR_BIN" "$T/bin/sidecar"; cp "$CERTS_BIN" "$T/bin/certs"
   else
     local ob=${BAZEL_OUTPUT_BASE:-/tmp/bzl-bench} bin
+    "$REPO/tools/fetch-boringssl.sh" || { log "cannot fetch BoringSSL's source"; exit 1; }
     log "building with bazel --output_base=$ob"
     if ! (cd "$REPO" && timeout 1500 bazel --output_base="$ob" build -c opt --symlink_prefix=/ //sidecar:sidecar //certs:certs) \
          >"$T/build.out" 2>&1; then
