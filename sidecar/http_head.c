@@ -89,23 +89,20 @@ int ms_http_head_to_origin_form(ms_http_head *head) {
   if (url.field_set & (1 << UF_PORT))
     end = url.field_data[UF_PORT].off + url.field_data[UF_PORT].len;
   ms_http_slice authority = {base + start, end - start};
-  /* The origin form: the path and what follows, or "/" and what follows. */
-  uint32_t rest = len;
-  if (url.field_set & (1 << UF_PATH))
-    rest = url.field_data[UF_PATH].off;
-  else if (url.field_set & (1 << UF_QUERY))
-    rest = url.field_data[UF_QUERY].off - 1; /* its '?' */
-  ms_http_slice target;
+  /* The origin form: the path and what follows it, in place; without a
+   * path, "/" and the query (if any), at the end of the buffer. */
   if (url.field_set & (1 << UF_PATH)) {
-    target = (ms_http_slice){base + rest, len - rest};
+    uint32_t path = url.field_data[UF_PATH].off;
+    head->target = (ms_http_slice){base + path, len - path};
   } else {
-    if (reserve(head, 1 + len - rest) != 0) return -1;
-    if (append_raw(head, "/", 1, &target) != 0) return -1;
-    memmove(head->buf + head->len, head->buf + base + rest, len - rest);
-    head->len += len - rest;
-    target.len += len - rest;
+    uint32_t query = url.field_set & (1 << UF_QUERY) ? url.field_data[UF_QUERY].off - 1 : len;
+    ms_http_slice target;
+    if (reserve(head, 1 + len - query) != 0 || append_raw(head, "/", 1, &target) != 0) return -1;
+    memcpy(head->buf + head->len, head->buf + base + query, len - query);
+    head->len += len - query;
+    target.len += len - query;
+    head->target = target;
   }
-  head->target = target;
   /* Host becomes the authority (RFC 9112 3.2.2: the target's wins). */
   for (size_t i = 0; i < head->header_count; i++) {
     if (ms_http_slice_is(head, head->headers[i].name, "host")) {

@@ -178,9 +178,39 @@ static void test_header_names_must_be_tokens(void) {
   ms_http_head_cleanup(&head);
 }
 
+/* `target` (absolute form) becomes `path` with Host `host`. (Targets that are
+ * neither a path nor a URL, like "api.shop/x", stop http_parser itself.) */
+static void check_origin_form(const char *target, const char *path, const char *host) {
+  ms_http_head head = {0};
+  http_parser parser;
+  char text[512];
+  snprintf(text, sizeof(text), "GET %s HTTP/1.1\r\nHost: other\r\nAccept: */*\r\n\r\n", target);
+  parse(&head, &parser, HTTP_REQUEST, text, 5);
+  CHECK(ms_http_head_to_origin_form(&head) == 0);
+  CHECK(head.target.len == strlen(path) &&
+        memcmp(head.buf + head.target.offset, path, head.target.len) == 0);
+  size_t len;
+  const char *value = ms_http_head_get(&head, "host", &len);
+  CHECK(value != NULL && len == strlen(host) && memcmp(value, host, len) == 0);
+  CHECK(head.header_count == 2);
+  ms_http_head_cleanup(&head);
+}
+
+static void test_absolute_form_to_origin_form(void) {
+  check_origin_form("/already/origin?x", "/already/origin?x", "other");
+  check_origin_form("*", "*", "other");
+  check_origin_form("http://api.shop/orders?id=7", "/orders?id=7", "api.shop");
+  check_origin_form("https://api.shop:8443/", "/", "api.shop:8443");
+  check_origin_form("http://api.shop", "/", "api.shop");
+  check_origin_form("http://api.shop?page=2", "/?page=2", "api.shop");
+  check_origin_form("http://user:pw@api.shop:80/x", "/x", "api.shop:80");
+  check_origin_form("http://[::1]:9/v6", "/v6", "[::1]:9");
+}
+
 int main(void) {
   test_pieces_glued_whatever_the_split();
   test_header_names_must_be_tokens();
+  test_absolute_form_to_origin_form();
   test_request_edits();
   test_upgrade_kept_only_when_asked();
   test_response();
