@@ -257,9 +257,16 @@ static int flush_to_upstream(ms_conn *conn) {
   return rc;
 }
 
+/* Up to this much sealed output waits for the client's next read, so that
+ * both go out in one write: our handshake's last flight and the client's
+ * first bytes, on a new connection. */
+#define COALESCE_MAX 4096
+
 static void client_to_upstream(ms_conn *conn) {
   ms_worker *worker = conn->worker;
-  int flushed = flush_to_upstream(conn);
+  size_t pending = ms_tls_io_pending_bytes(&conn->upstream->io);
+  bool owed = pending > 0 && pending <= COALESCE_MAX && conn->client_readable && !conn->client_eof;
+  int flushed = owed ? 1 : flush_to_upstream(conn);
   if (flushed < 0) return;
   int reads = 0;
   while (flushed == 1 && !conn->client_eof && conn->client_readable) {
@@ -276,6 +283,7 @@ static void client_to_upstream(ms_conn *conn) {
         fail_relay(conn, "sealing for the upstream failed");
         return;
       }
+      owed = false;
       if ((flushed = flush_to_upstream(conn)) < 0) return;
       /* A short read drained the socket for now, unless its FIN is next. */
       if (n < MS_WORKER_SCRATCH && !conn->client_hup) conn->client_readable = false;
@@ -293,6 +301,7 @@ static void client_to_upstream(ms_conn *conn) {
       return;
     }
   }
+  if (owed && flush_to_upstream(conn) < 0) return; /* the client had nothing after all */
   if (conn->client_eof && !conn->upstream->close_notify_sent) {
     ms_upstream_shutdown(conn->upstream);
     if (flush_to_upstream(conn) < 0) return;
@@ -350,7 +359,7 @@ static void upstream_to_client(ms_conn *conn) {
     return;
   }
   for (int rounds = 0; !conn->upstream_eof && conn->to_client.len == 0; rounds++) {
-    size_t got = 0;
+    size_t got = 0, sealed = ms_tls_io_pending_bytes(&conn->upstream->io);
     int error = SSL_ERROR_NONE;
     while (got < MS_WORKER_SCRATCH) {
       int rc = SSL_read(ssl, worker->scratch + got, (int)(MS_WORKER_SCRATCH - got));
@@ -366,8 +375,10 @@ static void upstream_to_client(ms_conn *conn) {
       MS_STAT_ADD(&worker->stats, bytes_received_upstream, got);
       if (!send_to_client(conn, worker->scratch, got)) return;
     }
-    /* Reading may have produced something to send (a key update's answer). */
-    if (flush_to_upstream(conn) < 0) return;
+    /* Reading may have produced something to send (a key update's answer);
+     * what was sealed before is client_to_upstream's to send. */
+    if (ms_tls_io_pending_bytes(&conn->upstream->io) > sealed && flush_to_upstream(conn) < 0)
+      return;
     if (error == SSL_ERROR_NONE) {
       /* The buffer filled. Yield after a while; the task brings us back. */
       if (rounds >= MS_READS_PER_EVENT) {

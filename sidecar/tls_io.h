@@ -71,6 +71,11 @@ static inline bool ms_tls_io_pending_out(const ms_tls_io *io) {
   return io->out_len != 0;
 }
 
+/* ms_tls_io_pending_bytes: how many. */
+static inline size_t ms_tls_io_pending_bytes(const ms_tls_io *io) {
+  return io->out_len;
+}
+
 /* ms_tls_io_buffered_in: read-ahead bytes BoringSSL has not consumed. */
 static inline bool ms_tls_io_buffered_in(const ms_tls_io *io) {
   return io->in_offset < io->in_len;

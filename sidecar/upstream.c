@@ -193,7 +193,8 @@ static void do_handshake(ms_upstream *upstream) {
     describe_and_fail(upstream, error);
     return;
   }
-  if (ms_tls_io_flush(&upstream->io) < 0) {
+  /* Done: the Finished waits for the owner's first bytes (on_ready). */
+  if (rc != 1 && ms_tls_io_flush(&upstream->io) < 0) {
     char description[160];
     snprintf(description, sizeof(description), "sending to the upstream failed: %s",
              strerror(upstream->io.error));
@@ -275,7 +276,10 @@ int ms_upstream_flush(ms_upstream *upstream) {
   int rc = ms_tls_io_flush(&upstream->io);
   if (rc == 1 && upstream->close_notify_sent && !upstream->shut) {
     upstream->shut = true;
-    shutdown(upstream->fd, SHUT_WR);
+    /* After the upstream's own FIN (read, or reported by the socket) the
+     * connection closes next and close() sends ours; a shutdown() then
+     * often meets the upstream's reset. */
+    if (!upstream->io.eof && !upstream->io.hup) shutdown(upstream->fd, SHUT_WR);
   }
   return rc;
 }

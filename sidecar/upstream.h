@@ -40,7 +40,10 @@ typedef enum ms_upstream_state {
 typedef struct ms_upstream ms_upstream;
 
 typedef struct ms_upstream_callbacks {
-  /* The handshake is done: the upstream is READY. */
+  /* The handshake is done: the upstream is READY. Our last handshake
+   * flight (the Finished) is still in io, unsent, so that the owner's first
+   * bytes go out with it in one write: the owner flushes (ms_upstream_flush)
+   * before it returns to the loop. */
   void (*on_ready)(ms_upstream *upstream);
   /* Connecting or the handshake failed; `message` is the one line already
    * logged and recorded against the endpoint ("cluster=... endpoint=...:
