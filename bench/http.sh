@@ -61,7 +61,7 @@ http {
   # client side: wrk's connections stay open, as the sidecar keeps them (nginx's
   # default would close each after 1000 requests)
   keepalive_requests 1000000;
-  upstream u { server 127.0.0.1:$P_UP_NGX; keepalive 32; }
+  upstream u { server 127.0.0.1:$P_UP_NGX; keepalive 256; }
   server {
     listen 127.0.0.1:$P_NGX backlog=4096;
     location / {
@@ -82,7 +82,7 @@ NGX_PID=$NGINX_PID
 start_sidecar http || exit 1
 SC_PID=$SIDECAR_PID
 ORIGINATORS="nginx:$P_NGX:$NGX_PID:$P_UP_NGX sidecar:$P_SC:$SC_PID:$P_UP_SC"   # name:port:pid:upstream port
-setv - config_note "\"nginx: worker_processes 2, upstream keepalive 32 (per worker), proxy_http_version 1.1, Connection \\\"\\\", the proxy_ssl_* settings of the sidecar's cluster, access_log off, client-side keepalive_requests 1000000 (the sidecar does not limit client requests either); sidecar: workers 2, one \\\"protocol\\\": \\\"http\\\" listener with its defaults (it adds X-Forwarded-For and X-Forwarded-Proto, nginx as configured does not), http_pool defaults (max_idle 32 per worker, max_requests 1000).\""
+setv - config_note "\"nginx: worker_processes 2, upstream keepalive 256 (per worker, as the sidecar's max_idle default), proxy_http_version 1.1, Connection \\\"\\\", the proxy_ssl_* settings of the sidecar's cluster, access_log off, client-side keepalive_requests 1000000 (the sidecar does not limit client requests either); sidecar: workers 2, one \\\"protocol\\\": \\\"http\\\" listener with its defaults (it adds X-Forwarded-For and X-Forwarded-Proto, nginx as configured does not), http_pool defaults (max_idle 256 per worker, max_requests 1000).\""
 
 # ---------------------------------------------------------------- loads
 # measure NAME LOAD PID UPSTREAM_PORT WRK_ARGS...: run wrk with WRK_ARGS against one

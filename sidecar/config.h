@@ -72,7 +72,7 @@ typedef struct ms_cluster_tls_config {
 /* How a cluster keeps idle upstream connections for HTTP listeners
  * ("http_pool"), per endpoint and per worker. */
 typedef struct ms_http_pool_config {
-  uint32_t max_idle;        /* "max_idle", default 32 (nginx keepalive 32); 0: no pooling */
+  uint32_t max_idle;        /* "max_idle", default 256 (nginx keepalive); 0: no pooling */
   uint32_t idle_timeout_ms; /* default 60000 (nginx keepalive_timeout); at least 1 */
   uint32_t max_requests;    /* default 1000 (nginx keepalive_requests); 0: no limit */
   uint32_t max_lifetime_ms; /* default 3600000 (nginx keepalive_time 1 h); 0: no limit */

@@ -206,7 +206,7 @@ static const ms_schema_key http_retry_keys[] = {
 
 void ms_config_http_cluster_init(ms_cluster_config *cluster) {
   cluster->host_header = NULL;
-  cluster->http_pool.max_idle = 32;
+  cluster->http_pool.max_idle = 256;
   cluster->http_pool.idle_timeout_ms = 60000;
   cluster->http_pool.max_requests = 1000;
   cluster->http_pool.max_lifetime_ms = 3600000;

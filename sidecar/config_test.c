@@ -634,7 +634,7 @@ static void test_http_defaults(void) {
   for (size_t i = 0; i < config->cluster_count; i++) {
     const ms_cluster_config *cluster = &config->clusters[i];
     CHECK(cluster->host_header == NULL);
-    CHECK(cluster->http_pool.max_idle == 32);
+    CHECK(cluster->http_pool.max_idle == 256);
     CHECK(cluster->http_pool.idle_timeout_ms == 60000);
     CHECK(cluster->http_pool.max_requests == 1000);
     CHECK(cluster->http_pool.max_lifetime_ms == 3600000);
@@ -688,7 +688,7 @@ static void test_http_keys(void) {
   CHECK(orders->http_pool.max_requests == 0 && orders->http_pool.max_lifetime_ms == 0);
   CHECK(orders->retries.max_retries == 3 && orders->retries.budget_percent == 100);
   CHECK(orders->retries.min_retry_concurrency == 0);
-  CHECK(config->clusters[1].host_header == NULL && config->clusters[1].http_pool.max_idle == 32);
+  CHECK(config->clusters[1].host_header == NULL && config->clusters[1].http_pool.max_idle == 256);
 
   const ms_http_listener_config *http = &config->listeners[0].http;
   CHECK(http->max_request_headers_bytes == 1024);
@@ -816,7 +816,7 @@ static void test_http_keys_optional_for_rendered_clusters(void) {
       "'weight': 1}], 'lb_policy': 'round_robin', 'connect_timeout_ms': 5000, "
       "'dns_refresh_ms': 30000, 'outlier_detection': {'consecutive_failures': 3}, "
       "'tls': {'certificate_secret': 'default', 'validation_secret': 'ROOTCA'}}]}");
-  CHECK(config->clusters[0].http_pool.max_idle == 32);
+  CHECK(config->clusters[0].http_pool.max_idle == 256);
   CHECK(config->clusters[0].retries.budget_percent == 20);
   ms_config_free(config);
 }
