@@ -250,7 +250,7 @@ static void count_at_endpoint(ms_http_conn *conn, unsigned status) {
 static int rs_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
   if (!ms_http_head_names_valid(&conn->rs)) {
-    conn->rs_bad_name = true;
+    conn->rs_refused = "a header name that is not a token";
     return -1;
   }
   unsigned status = parser->status_code;
@@ -357,7 +357,7 @@ static int parse_response(ms_http_conn *conn, const char *data, size_t len) {
   char message[200];
   snprintf(message, sizeof(message), "cluster=%s endpoint=%s: invalid response: %s",
            conn->cluster->config->name, ms_upstream_endpoint(conn->upstream),
-           conn->rs_bad_name ? "a header name that is not a token" : http_errno_description(error));
+           conn->rs_refused ? conn->rs_refused : http_errno_description(error));
   ms_log(MS_LOG_WARN, "http: %s", message);
   snprintf(conn->last_error, sizeof(conn->last_error), "%s", message);
   ms_upstream_close(conn->upstream);

@@ -79,7 +79,7 @@ struct ms_http_conn {
   ms_http_head rs;
   bool rs_started; /* a final response's head went to the client */
   bool rs_done;
-  bool rs_bad_name; /* a header name that is not a token */
+  const char *rs_refused; /* why its head is not passed on (a 502), or NULL */
   body_framing rs_framing;
   unsigned rs_status;
   bool tunnel;       /* 101 Switching Protocols: bytes pass as they are */
