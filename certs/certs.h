@@ -250,6 +250,109 @@ int ms_pem_write_key(const char *path, EVP_PKEY *key, char *err, size_t err_len)
 int ms_pem_write_key_encrypted(const char *path, EVP_PKEY *key, const char *password, char *err,
                                size_t err_len);
 
+/* ms_cert_issue_for_key is ms_cert_issue for a public key the caller
+ * already has (a CSR's): the certificate is for `public_key`, and no key is
+ * made. Caller owns *out_cert. */
+int ms_cert_issue_for_key(const ms_issue_request *request, EVP_PKEY *public_key, X509 *ca_cert,
+                          EVP_PKEY *ca_key, X509 **out_cert, char *err, size_t err_len);
+
+/* ---- certificate signing requests (Istio's CA API) ------------------------ */
+
+/* ms_csr_new makes a PKCS#10 request for `key` (ECDSA P-256 or RSA) with an
+ * empty subject and exactly one SAN, the URI `spiffe_id`, signed with the key
+ * (SHA-256). On success *out_pem (NUL-terminated PEM, no key material) is
+ * the caller's to free. */
+int ms_csr_new(EVP_PKEY *key, const char *spiffe_id, char **out_pem, char *err, size_t err_len);
+
+/* What a parsed request asks for. */
+typedef struct ms_csr_info {
+  EVP_PKEY *public_key; /* the key to certify; owned */
+  char **uris;          /* URI SANs, in order; owned */
+  size_t uri_count;
+  size_t other_san_count; /* DNS, IP, email or other SANs asked for */
+  bool asks_ca;           /* basicConstraints CA:TRUE requested */
+} ms_csr_info;
+
+/* ms_csr_parse parses one PEM request (at most 64 KiB), checks its
+ * signature with its own key, and fills `out`; the caller releases it with
+ * ms_csr_info_cleanup. Fails with a reason for anything else: not PEM, not a
+ * CSR, a bad signature, a key that is neither P-256 nor RSA of 2048..4096
+ * bits. */
+int ms_csr_parse(const char *pem, size_t len, ms_csr_info *out, char *err, size_t err_len);
+void ms_csr_info_cleanup(ms_csr_info *info);
+
+/* ---- key material in memory ----------------------------------------------- */
+
+/* ms_secure_alloc returns `len` zeroed bytes on pages of their own that are
+ * locked in RAM (mlock: never swapped) and left out of core dumps
+ * (MADV_DONTDUMP), or NULL. A lock refused by RLIMIT_MEMLOCK still returns
+ * the memory (unlocked; ms_secure_locked says so). ms_secure_free wipes,
+ * unlocks and unmaps it; accepts NULL. */
+void *ms_secure_alloc(size_t len);
+void ms_secure_free(void *bytes);
+bool ms_secure_locked(const void *bytes);
+
+/* ms_secure_strdup copies `text` into secure memory (NULL when it fails). */
+char *ms_secure_strdup(const char *text);
+
+/* ms_key_new_p256 makes an ECDSA P-256 key. Caller owns *out_key. */
+int ms_key_new_p256(EVP_PKEY **out_key, char *err, size_t err_len);
+
+/* ms_key_pem_secure writes `key` as unencrypted PKCS#8 PEM into secure
+ * memory; the caller releases *out_pem with ms_secure_free. No copy is left
+ * anywhere else (BoringSSL's buffers are wiped). */
+int ms_key_pem_secure(EVP_PKEY *key, char **out_pem, char *err, size_t err_len);
+
+/* ---- JSON Web Tokens (Kubernetes service-account tokens) ------------------ */
+
+/* A JSON Web Key Set: RSA ("kty":"RSA", n, e; 2048 bits or more) and EC
+ * P-256 ("kty":"EC", "crv":"P-256", x, y) keys, each with its "kid" (may be
+ * absent). Keys of other types or uses ("use" other than "sig") are skipped.
+ * Immutable once parsed. */
+typedef struct ms_jwks ms_jwks;
+
+/* ms_jwks_parse parses a JWKS document ({"keys": [...]}). Returns 0 with
+ * *out (caller frees with ms_jwks_free; at least one usable key), or -1 with
+ * the reason (not JSON, no usable key, a key that does not parse: which). */
+int ms_jwks_parse(const char *json, size_t len, ms_jwks **out, char *err, size_t err_len);
+size_t ms_jwks_count(const ms_jwks *keys);
+void ms_jwks_free(ms_jwks *keys);
+
+/* What a token must show. */
+typedef struct ms_jwt_expect {
+  const char *issuer;   /* "iss" must equal this */
+  const char *audience; /* "aud" (a string, or an array holding it) must hold this */
+  int64_t now;          /* unix seconds */
+  int64_t skew_seconds; /* allowed clock skew for exp / nbf / iat */
+} ms_jwt_expect;
+
+/* What a verified Kubernetes service-account token says. */
+typedef struct ms_jwt_claims {
+  char subject[320];         /* "sub": system:serviceaccount:NS:SA */
+  char namespace_name[254];  /* "kubernetes.io"."namespace" */
+  char service_account[254]; /* "kubernetes.io"."serviceaccount"."name" */
+  char pod[254];             /* "kubernetes.io"."pod"."name", "" if absent */
+  int64_t expires_at;        /* "exp" */
+} ms_jwt_claims;
+
+/* ms_jwt_verify checks a compact JWS `token` (at most 16 KiB): the header's
+ * "alg" is RS256 or ES256 (none, HS*, and anything else are refused), a key
+ * of `keys` of the matching type (by "kid" when the header has one, else
+ * each) verifies the signature, "iss" and "aud" are as expected, "exp" is
+ * present and not past (with the skew), "nbf" and "iat" are not in the
+ * future (with the skew), and the kubernetes.io claims name a namespace and
+ * a service account that agree with "sub". Returns 0 with `out` filled, or -1
+ * with a reason naming the check that failed ("the token expired at
+ * 2026-...", "aud is [\"other\"], not \"mtls-sidecar\"", ...). The
+ * token's text is never put into the reason. */
+int ms_jwt_verify(const char *token, const ms_jwks *keys, const ms_jwt_expect *expect,
+                  ms_jwt_claims *out, char *err, size_t err_len);
+
+/* ms_jwt_peek_claims reads the kubernetes.io claims of a token WITHOUT
+ * verifying it (the sidecar, to know which identity its own token names
+ * before asking for a certificate). Returns 0 or -1 with a reason. */
+int ms_jwt_peek_claims(const char *token, ms_jwt_claims *out, char *err, size_t err_len);
+
 /* ms_duration_parse parses "90s", "15m", "24h", "30d" (or plain seconds).
  * Returns 0 and sets *out_seconds, or -1 for anything else. */
 int ms_duration_parse(const char *text, int64_t *out_seconds);

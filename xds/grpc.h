@@ -18,8 +18,10 @@
  *   work that touches the socket is deferred to the loop (a uv_prepare_t), so
  *   callbacks never nest.
  * - Compression is not supported: we never compress, and a compressed
- *   message from the peer ends its call with INTERNAL. grpc-timeout and
- *   custom metadata are ignored. */
+ *   message from the peer ends its call with INTERNAL. grpc-timeout is
+ *   ignored. Custom metadata: a client call may send its own request headers
+ *   (ms_grpc_call_start_with_metadata); the server keeps only
+ *   "authorization" (ms_grpc_server_call_metadata). */
 #ifndef MS_GRPC_H
 #define MS_GRPC_H
 
@@ -175,6 +177,21 @@ typedef struct ms_grpc_call_callbacks {
 int ms_grpc_call_start(ms_grpc_channel *channel, const char *method_path,
                        const ms_grpc_call_callbacks *callbacks, void *arg, ms_grpc_call **out_call);
 
+/* One request header a client call sends besides gRPC's own. */
+typedef struct ms_grpc_metadata {
+  const char *name;  /* lowercase token, not ":..." nor "grpc-..." nor one gRPC sets */
+  const char *value; /* no CR, LF or NUL */
+} ms_grpc_metadata;
+
+/* ms_grpc_call_start_with_metadata is ms_grpc_call_start with `count` extra
+ * request headers (copied; "authorization: Bearer ..." for a token, say).
+ * Returns what ms_grpc_call_start returns, or UV_EINVAL for a name that is
+ * reserved or not a lowercase token, or a value with CR, LF or NUL. */
+int ms_grpc_call_start_with_metadata(ms_grpc_channel *channel, const char *method_path,
+                                     const ms_grpc_metadata *metadata, size_t count,
+                                     const ms_grpc_call_callbacks *callbacks, void *arg,
+                                     ms_grpc_call **out_call);
+
 /* ms_grpc_call_send frames `bytes` (copied) as one gRPC message and queues
  * it. Messages go out in order as HTTP/2 flow control allows; the queue is
  * unbounded, so a caller that produces faster than the server reads should
@@ -294,6 +311,16 @@ void *ms_grpc_server_call_user_data(const ms_grpc_server_call *call);
 
 /* ms_grpc_server_call_peer returns the calling connection's peer. */
 const ms_grpc_peer *ms_grpc_server_call_peer(const ms_grpc_server_call *call);
+
+/* The longest request header value the server keeps (ms_grpc_server_call_metadata);
+ * a call whose kept header is longer is refused with UNAUTHENTICATED. */
+#define MS_GRPC_MAX_KEPT_METADATA_BYTES 16384
+
+/* ms_grpc_server_call_metadata returns the value of the call's request
+ * header `name` (lowercase), or NULL when the client sent none. Only
+ * "authorization" is kept (the first one). Borrowed: valid until the call is
+ * finished or cancelled; wiped when the call is freed. */
+const char *ms_grpc_server_call_metadata(const ms_grpc_server_call *call, const char *name);
 
 /* ms_grpc_server_call_send frames `bytes` (copied) as one message and queues
  * it; response headers go out with the first. Returns 0, UV_EPIPE (after

@@ -131,12 +131,40 @@ static void resume(ms_grpc_call *call) {
 #define HEADER(name, value) \
   { (uint8_t *)(name), (uint8_t *)(value), sizeof(name) - 1, strlen(value), NGHTTP2_NV_FLAG_NONE }
 
+/* metadata_ok: a lowercase token name that gRPC does not own, and a value
+ * without CR, LF or NUL. */
+static bool metadata_ok(const ms_grpc_metadata *entry) {
+  static const char *const reserved[] = {"content-type", "te", "user-agent", "host"};
+  const char *name = entry->name;
+  if (name == NULL || entry->value == NULL || name[0] == '\0' || name[0] == ':' ||
+      strncmp(name, "grpc-", 5) == 0)
+    return false;
+  for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+    if (strcmp(name, reserved[i]) == 0) return false;
+  for (const char *c = name; *c != '\0'; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' ||
+          *c == '.'))
+      return false;
+  return strpbrk(entry->value, "\r\n") == NULL;
+}
+
 int ms_grpc_call_start(ms_grpc_channel *channel, const char *method_path,
                        const ms_grpc_call_callbacks *callbacks, void *arg,
                        ms_grpc_call **out_call) {
+  return ms_grpc_call_start_with_metadata(channel, method_path, NULL, 0, callbacks, arg, out_call);
+}
+
+#define MAX_METADATA 8
+
+int ms_grpc_call_start_with_metadata(ms_grpc_channel *channel, const char *method_path,
+                                     const ms_grpc_metadata *metadata, size_t count,
+                                     const ms_grpc_call_callbacks *callbacks, void *arg,
+                                     ms_grpc_call **out_call) {
   if (method_path == NULL || method_path[0] != '/' || callbacks == NULL ||
-      callbacks->on_close == NULL)
+      callbacks->on_close == NULL || count > MAX_METADATA)
     return UV_EINVAL;
+  for (size_t i = 0; i < count; i++)
+    if (!metadata_ok(&metadata[i])) return UV_EINVAL;
   if (channel->closed_by_caller || channel->io.state == MS_GRPC_IO_CLOSED) return UV_ENOTCONN;
   ms_grpc_call *call = calloc(1, sizeof(*call));
   if (call == NULL) return UV_ENOMEM;
@@ -144,7 +172,7 @@ int ms_grpc_call_start(ms_grpc_channel *channel, const char *method_path,
   call->callbacks = *callbacks;
   call->arg = arg;
   call->grpc_status = -1;
-  nghttp2_nv headers[] = {
+  nghttp2_nv headers[7 + MAX_METADATA] = {
       HEADER(":method", "POST"),
       HEADER(":scheme", "https"),
       HEADER(":path", method_path),
@@ -153,9 +181,16 @@ int ms_grpc_call_start(ms_grpc_channel *channel, const char *method_path,
       HEADER("te", "trailers"),
       HEADER("user-agent", channel->user_agent),
   };
+  size_t header_count = 7;
+  for (size_t i = 0; i < count; i++) {
+    /* nghttp2 copies names and values; credentials are never indexed. */
+    headers[header_count++] = (nghttp2_nv){
+        (uint8_t *)metadata[i].name, (uint8_t *)metadata[i].value, strlen(metadata[i].name),
+        strlen(metadata[i].value), NGHTTP2_NV_FLAG_NO_INDEX};
+  }
   nghttp2_data_provider provider = {.source.ptr = call, .read_callback = read_request};
-  int32_t stream_id = nghttp2_submit_request(channel->io.session, NULL, headers,
-                                             sizeof(headers) / sizeof(headers[0]), &provider, call);
+  int32_t stream_id =
+      nghttp2_submit_request(channel->io.session, NULL, headers, header_count, &provider, call);
   if (stream_id < 0) {
     free(call);
     return stream_id == NGHTTP2_ERR_NOMEM ? UV_ENOMEM : UV_ENOTCONN;

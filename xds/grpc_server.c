@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/mem.h>
 
 #include "xds/grpc_internal.h"
 
@@ -62,6 +63,8 @@ struct ms_grpc_server_call {
   const ms_grpc_server_call_callbacks *callbacks;
   void *user_data;
   char *path;           /* while CALL_HEADERS */
+  char *authorization;  /* the first "authorization" header; wiped when freed */
+  bool metadata_too_long;
   char *finish_message; /* encoded, until the trailers are submitted */
   ms_grpc_deframer deframer;
   ms_grpc_send_queue queue;
@@ -87,6 +90,10 @@ static void call_free(ms_grpc_server_call *call) {
   ms_grpc_deframer_cleanup(&call->deframer);
   ms_grpc_send_queue_clear(&call->queue);
   free(call->path);
+  if (call->authorization != NULL) {
+    OPENSSL_cleanse(call->authorization, strlen(call->authorization));
+    free(call->authorization);
+  }
   free(call->finish_message);
   free(call);
 }
@@ -228,6 +235,11 @@ void *ms_grpc_server_call_user_data(const ms_grpc_server_call *call) {
   return call->user_data;
 }
 
+const char *ms_grpc_server_call_metadata(const ms_grpc_server_call *call, const char *name) {
+  if (strcmp(name, "authorization") == 0) return call->authorization;
+  return NULL;
+}
+
 const ms_grpc_peer *ms_grpc_server_call_peer(const ms_grpc_server_call *call) {
   return &call->conn->peer;
 }
@@ -262,6 +274,14 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     free(call->path);
     call->path = strndup((const char *)value, value_len);
     if (call->path == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  } else if (header_is(name, name_len, "authorization")) {
+    if (call->authorization != NULL) return 0;
+    if (value_len > MS_GRPC_MAX_KEPT_METADATA_BYTES) {
+      call->metadata_too_long = true;
+      return 0;
+    }
+    call->authorization = strndup((const char *)value, value_len);
+    if (call->authorization == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   } else if (header_is(name, name_len, ":method")) {
     if (!header_is(value, value_len, "POST")) call->not_grpc = true;
   } else if (header_is(name, name_len, "content-type")) {
@@ -283,6 +303,11 @@ static void start_call(server_conn *conn, ms_grpc_server_call *call) {
     free(path);
     finish(call, MS_GRPC_INTERNAL,
            "not a gRPC request: expected POST with content-type application/grpc");
+    return;
+  }
+  if (call->metadata_too_long) {
+    free(path);
+    finish(call, MS_GRPC_UNAUTHENTICATED, "the authorization header is too long");
     return;
   }
   int status = server->callbacks.on_call(call, path, &conn->peer, server->arg);

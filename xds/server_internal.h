@@ -6,6 +6,9 @@
  *   server_files.c   the configuration directory: loading, watching
  *   server_status.c  GET /status over plain HTTP
  *   server_state.c   the xDS state machine per stream and type (pure)
+ *   server_auth.c    who is calling: the identity a caller proves
+ *   server_jwks.c    the key set that verifies service-account tokens
+ *   server_csr.c     Istio's CA API: CreateCertificate
  * Not a public interface. */
 #ifndef MS_XDS_SERVER_INTERNAL_H
 #define MS_XDS_SERVER_INTERNAL_H
@@ -122,6 +125,32 @@ void xds_ca_reload(xds_ca *ca);
 int xds_ca_issue(xds_ca *ca, const char *spiffe_id, int64_t ttl_seconds, X509 **out_cert,
                  EVP_PKEY **out_key, char **out_chain_pem, char *err, size_t err_len);
 void xds_ca_status(const xds_ca *ca, void *cjson_object);
+
+/* ---- who is calling (server_auth.c) -------------------------------------------- */
+
+typedef enum xds_proof {
+  XDS_PROOF_CERTIFICATE, /* a bootstrap client certificate's spiffe:// URI SAN */
+  XDS_PROOF_TOKEN,       /* a Kubernetes service-account token (authorization: Bearer) */
+} xds_proof;
+
+/* The identity a caller proved. */
+typedef struct xds_identity {
+  xds_proof proof;
+  char spiffe_id[512]; /* spiffe://TD/ns/NS/sa/SA */
+  char namespace_name[254];
+  char service_account[254];
+  char pod[254]; /* from a token's kubernetes.io claims; "" otherwise */
+} xds_identity;
+
+/* xds_auth_identify establishes who made `call`: a bearer token in its
+ * "authorization" metadata, verified against the key set (server_jwks.c),
+ * wins; otherwise the connection's client certificate, whose single
+ * spiffe:// URI SAN must be in the trust domain. Returns MS_GRPC_OK with
+ * *out filled, or MS_GRPC_UNAUTHENTICATED with the reason in `err` (no
+ * proof, a token that does not verify, a certificate with no or several
+ * SPIFFE IDs or one of another trust domain). Never logs the token. */
+int xds_auth_identify(ms_xds_server *server, ms_grpc_server_call *call, xds_identity *out,
+                      char *err, size_t err_len);
 
 /* ---- nodes (server_node.c) ----------------------------------------------------- */
 

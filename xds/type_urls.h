@@ -60,4 +60,8 @@
 #define MS_XDS_ADS_METHOD \
   "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 
+/* The gRPC method path of Istio's CA API (istio/v1/auth/ca.proto): one
+ * IstioCertificateRequest in, one IstioCertificateResponse out. */
+#define MS_ISTIO_CA_METHOD "/istio.v1.auth.IstioCertificateService/CreateCertificate"
+
 #endif /* MS_XDS_TYPE_URLS_H */
