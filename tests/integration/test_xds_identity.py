@@ -1,4 +1,4 @@
-"""test_identity.py: an identity comes from what a caller proves, never from
+"""test_xds_identity.py: an identity comes from what a caller proves, never from
 what it claims (docs/xds-server.md, "Trust model").
 
 Real xds-server, real callers written elsewhere (@grpc/grpc-js with Envoy's
