@@ -14,7 +14,9 @@ take as proof."""
 
 import json
 import os
+import shutil
 import subprocess
+import time
 import unittest
 
 from tests.lib import harness
@@ -84,10 +86,11 @@ class IdentityTest(harness.IntegrationTest):
             argv += ["--token", token]
         return argv
 
-    def call(self, pair, node_id, **claims):
-        """call makes one ADS call and returns what came back (a dict)."""
-        result = subprocess.run(self.caller_argv(pair, node_id, **claims), capture_output=True,
-                                text=True, timeout=30)
+    def call(self, pair, node_id, wait=3, **claims):
+        """call makes one ADS call and returns what came back (a dict); a
+        stream still open after `wait` seconds has status None."""
+        argv = self.caller_argv(pair, node_id, **claims) + ["--wait", str(wait)]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         if result.returncode != 0 or not result.stdout.strip():
             self.fail(f"ads_caller.js failed ({result.returncode}): {result.stderr[-2000:]}")
         return json.loads(result.stdout.strip().splitlines()[-1])
@@ -203,6 +206,36 @@ class IdentityTest(harness.IntegrationTest):
                     self.assert_refused(result, want, "workload certificate",
                                         "--accept-workload-certificates")
                 server.finish()
+
+    def test_a_retired_ca_stops_authenticating(self):
+        """With --accept-workload-certificates, a certificate of the old
+        workload CA opens streams during the rotation's overlap and not
+        after it."""
+        self.server.finish()
+        ca_dir = self.tmp.mkdir("workload-ca")
+        for name in ("ca.crt", "ca.key"):
+            shutil.copy(os.path.join(self.pki.ca_dir, name), os.path.join(ca_dir, name))
+        server = XdsServer(self.tmp.mkdir("xds-server-rotating"), self.xds_tls, ca_dir,
+                           self.tmp.mkdir("resources"), cert_ttl="2s",
+                           args=["--accept-workload-certificates", "--ca-overlap", "4s",
+                                 "--debounce-ms", "50"])
+        self.addCleanup(server.finish)
+        self.server = server.start()
+        self.assertIsNone(self.call(self.workload, "alice.a", wait=1)["status"])
+        new_ca = self.pki.make_ca("workload-ca-2", "workload-ca-2")
+        for name in ("ca.key", "ca.crt"):  # the key first: a half-done update is refused
+            harness.replace_file_atomically(os.path.join(ca_dir, name),
+                                            harness.read_text(os.path.join(new_ca, name)))
+        wait_until(lambda: server.status()["ca"]["rotations"] == 1, 10, what="the CA rotation")
+        rotated_at = time.monotonic()
+        # In the overlap the old CA still authenticates.
+        self.assertIsNone(self.call(self.workload, "alice.a", wait=1)["status"])
+        wait_until(lambda: not server.status()["ca"]["retiring"], 15,
+                   what="the old CA to leave the bundle")
+        self.assertGreaterEqual(time.monotonic() - rotated_at, 3)
+        result = self.call(self.workload, "alice.a", wait=1)
+        self.assertEqual(result["status"], UNAVAILABLE, result)
+        self.assertIn("unknown ca", result["details"].lower())
 
 
 if __name__ == "__main__":
