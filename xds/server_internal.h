@@ -52,6 +52,39 @@ const xds_resource *xds_resource_set_find(const xds_resource_set *set, const cha
 
 int64_t xds_now_ms(void);
 
+/* ---- watching files (server_watch.c) ------------------------------------------- */
+
+#define XDS_WATCH_MAX_DIRS 3
+
+/* Directories watched for one part of the server, with a quiet period. */
+typedef struct xds_watch {
+  ms_xds_server *server;
+  const char *what; /* "ca", "files", "jwks": the prefix of its log lines */
+  uv_fs_event_t watchers[XDS_WATCH_MAX_DIRS];
+  int watcher_count;
+  uv_timer_t debounce;
+  uint32_t debounce_ms;
+  void (*on_change)(void *arg);
+  void *arg;
+  bool started;
+} xds_watch;
+
+/* xds_dir_of returns the directory holding `path` (caller frees), or NULL
+ * when memory ran out. */
+char *xds_dir_of(const char *path);
+
+/* xds_watch_start watches `dirs` (each once, at most XDS_WATCH_MAX_DIRS) and
+ * calls on_change(arg) `debounce_ms` after the last event in any of them:
+ * the files, or Kubernetes' atomic `..data` swap. A directory that cannot be
+ * watched is logged (changes then need a restart), not fatal. Its handles
+ * count in server->open_handles and report their close through
+ * xds_server_handle_closed. `what` is borrowed. */
+void xds_watch_start(xds_watch *watch, ms_xds_server *server, uv_loop_t *loop,
+                     const char *const *dirs, int dir_count, uint32_t debounce_ms, const char *what,
+                     void (*on_change)(void *arg), void *arg);
+/* xds_watch_close closes the handles (idempotent). */
+void xds_watch_close(xds_watch *watch);
+
 /* ---- the configuration directory (server_files.c) ----------------------------- */
 
 typedef struct xds_file xds_file;
@@ -59,10 +92,7 @@ typedef struct xds_file xds_file;
 typedef struct xds_files {
   ms_xds_server *server;
   char *dir;
-  uv_fs_event_t watcher;
-  uv_timer_t debounce;
-  uint32_t debounce_ms;
-  int open_handles;
+  xds_watch watch;
   xds_file *files;                     /* sorted by name */
   xds_resource_set sets[XDS_TYPE_SDS]; /* CDS, EDS, LDS: what is served */
   uint64_t reloads;
@@ -96,11 +126,8 @@ typedef struct xds_ca {
   ms_xds_server *server;
   char *cert_path;
   char *key_path;
-  uv_fs_event_t watchers[2]; /* the directories of the two files */
-  int watcher_count;
-  uv_timer_t debounce;
+  xds_watch watch; /* the directories of the two files */
   uv_timer_t retire_timer;
-  uint32_t debounce_ms;
   int open_handles;
   int64_t overlap_seconds;
   xds_ca_entry current;
