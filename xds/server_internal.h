@@ -179,6 +179,85 @@ typedef struct xds_identity {
 int xds_auth_identify(ms_xds_server *server, ms_grpc_server_call *call, xds_identity *out,
                       char *err, size_t err_len);
 
+/* ---- the token key set (server_jwks.c) ---------------------------------------- */
+
+typedef struct ms_jwks ms_jwks;
+typedef struct ms_jwt_expect ms_jwt_expect;
+typedef struct ms_https_get ms_https_get;
+
+/* What one source (the file, the URL) last gave. */
+typedef struct xds_jwks_source {
+  char *document; /* the last good JWKS text, NULL before one */
+  size_t document_len;
+  size_t key_count;        /* usable keys in it */
+  int64_t loaded_at_ms;    /* when its keys last changed */
+  int64_t refreshed_at_ms; /* the last read or fetch that succeeded */
+  int64_t attempted_at_ms; /* the last read or fetch */
+  uint64_t attempts, failures;
+  char last_error[512]; /* of the last attempt, "" when it succeeded */
+} xds_jwks_source;
+
+typedef struct xds_jwks {
+  ms_xds_server *server;
+  uv_loop_t *loop;
+  char *file_path;  /* --jwks-file, or NULL */
+  char *url;        /* --jwks-url (resolved when "kubernetes"), or NULL */
+  char *ca_path;    /* verifies the URL's server */
+  char *token_path; /* xds-server's own token for the URL, or NULL */
+  int64_t refresh_ms;
+  uint64_t fetch_timeout_ms; /* the whole fetch (10 s; tests shorten it) */
+  xds_watch watch;           /* the file's directory */
+  uv_timer_t fetch_timer;
+  int open_handles;
+  ms_https_get *fetch; /* in flight, or NULL */
+  int64_t next_fetch_ms;
+  int64_t retry_ms;   /* the delay after the next failure: 10 s, doubling */
+  int64_t soon_at_ms; /* when xds_jwks_refresh_soon last fetched */
+  xds_jwks_source file, remote;
+  ms_jwks *current; /* the union of the sources' keys; NULL before any */
+  int64_t current_since_ms;
+} xds_jwks;
+
+/* xds_jwks_init loads --jwks-file (which must parse: -1 with `err`
+ * otherwise) and watches its directory, and starts fetching --jwks-url
+ * (asynchronously: until a fetch succeeds there may be no key set). Returns 0
+ * or -1 with `err` (a URL that is not https, a missing CA, a file that does
+ * not load). */
+int xds_jwks_init(xds_jwks *jwks, ms_xds_server *server, uv_loop_t *loop,
+                  const ms_xds_server_options *options, char *err, size_t err_len);
+/* xds_jwks_close stops watching and fetching; xds_jwks_cleanup frees the
+ * rest once the handles are closed (server.c counts them). */
+void xds_jwks_close(xds_jwks *jwks);
+void xds_jwks_cleanup(xds_jwks *jwks);
+
+/* xds_jwks_current returns the key set that verifies tokens (the union of
+ * the file's and the URL's keys), or NULL when none is loaded yet. Borrowed:
+ * valid until control returns to the loop. */
+const ms_jwks *xds_jwks_current(const xds_jwks *jwks);
+
+/* xds_jwks_expect fills what a token must show: --token-issuer,
+ * --token-audience, the skew, and the time now. The strings are borrowed
+ * from the server. */
+void xds_jwks_expect(const xds_jwks *jwks, ms_jwt_expect *out);
+
+/* xds_jwks_why_none writes why there is no key set (for the UNAUTHENTICATED
+ * message when xds_jwks_current is NULL): not fetched yet, or the last
+ * error. */
+void xds_jwks_why_none(const xds_jwks *jwks, char *out, size_t out_len);
+
+/* xds_jwks_refresh_soon asks for the URL to be fetched now, because a token
+ * named a key ("kid") the set does not hold: the API server may have rotated
+ * its signing key. At most once per XDS_JWKS_SOON_INTERVAL_MS (a caller
+ * cannot make the server hammer the API server). Returns true when a fetch
+ * is started or already in flight, false when there is no URL or the
+ * previous one was too recent. */
+#define XDS_JWKS_SOON_INTERVAL_MS 30000
+bool xds_jwks_refresh_soon(xds_jwks *jwks);
+
+/* xds_jwks_status fills a cJSON object: the sources, key count, kids,
+ * loaded_at, the last refresh and error of each. */
+void xds_jwks_status(const xds_jwks *jwks, void *cjson_object);
+
 /* ---- nodes (server_node.c) ----------------------------------------------------- */
 
 typedef struct xds_stream xds_stream;
@@ -269,6 +348,8 @@ struct ms_xds_server {
   xds_files files;
   bool has_files;
   xds_ca ca;
+  xds_jwks jwks;
+  bool has_jwks;
   xds_status_server *status;
   uint16_t status_port;
   xds_stream *streams;
