@@ -4,6 +4,7 @@
  *   server_node.c    nodes: identity (SPIFFE ID), their certificate, rotation
  *   server_ca.c      the workload CA: loading, watching, the trust bundle
  *   server_files.c   the configuration directory: loading, watching
+ *   server_watch.c   watching directories with a quiet period (CA, files, key set)
  *   server_status.c  GET /status over plain HTTP
  *   server_state.c   the xDS state machine per stream and type (pure)
  *   server_auth.c    who is calling: the identity a caller proves

@@ -247,18 +247,8 @@ static void standin_stop(void) {
 
 /* ---- running the loop and reading the status ------------------------------------ */
 
-static void on_tick(uv_timer_t *timer) {}
-
 static bool run_until(bool (*done)(void *), void *arg, uint64_t timeout_ms) {
-  uv_timer_t tick;
-  uv_timer_init(&loop, &tick);
-  uv_timer_start(&tick, on_tick, 10, 10);
-  uint64_t deadline = uv_now(&loop) + timeout_ms;
-  while (!done(arg) && uv_now(&loop) < deadline)
-    uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return done(arg);
+  return grpc_test_run_until_done(&loop, done, arg, timeout_ms);
 }
 
 static bool never(void *arg) {
