@@ -27,6 +27,8 @@ static const char usage_text[] =
     "  --cert-ttl DURATION       issued certificates' lifetime (default 1h)\n"
     "  --ca-overlap DURATION     an old CA stays in the bundle this long (default 2x TTL)\n"
     "  --status-address IP:PORT  GET /status (default 127.0.0.1:18001; \"off\" for none)\n"
+    "  --csr-rate-limit N        CreateCertificate calls per SPIFFE ID and minute\n"
+    "                            (and the burst; default 10; 0: no limit)\n"
     "  --debounce-ms N           quiet time after a file change before reloading (100)\n"
     "  --log-level LEVEL         debug, info, warn or error (default info)\n"
     "durations: 90s, 15m, 24h, 30d, or plain seconds\n";
@@ -89,6 +91,13 @@ static int set_debounce(flags *f, const char *v) {
   f->options.debounce_ms = (uint32_t)ms;
   return 0;
 }
+static int set_csr_rate_limit(flags *f, const char *v) {
+  char *end = NULL;
+  long n = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || n < 0 || n > 1000000) return -1;
+  f->options.csr_rate_limit = n == 0 ? -1 : (int)n;
+  return 0;
+}
 static int set_log_level(flags *f, const char *v) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
   for (int i = 0; i < 4; i++) {
@@ -116,6 +125,7 @@ static const struct {
     {"--ca-overlap", set_ca_overlap},
     {"--status-address", set_status_address},
     {"--debounce-ms", set_debounce},
+    {"--csr-rate-limit", set_csr_rate_limit},
     {"--log-level", set_log_level},
 };
 
