@@ -19,6 +19,7 @@
 #ifndef MS_XDS_SERVER_H
 #define MS_XDS_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,7 +36,16 @@ typedef struct ms_xds_server_options {
   const char *tls_cert;       /* the server's own certificate chain (PEM file). Required. */
   const char *tls_key;        /* its private key (PEM file). Required. */
   const char *client_ca;      /* CAs that sign sidecars' bootstrap certificates;
-                                 NULL: the workload CA (and each CA it rotates to) */
+                                 NULL: none (tokens only, or the workload CA below) */
+  /* Accept certificates this server issued (signed by the workload CA, or by
+   * a CA still in its rotation overlap) as bootstrap credentials. Off: a
+   * workload certificate proves nothing to the control plane, so one
+   * workload's certificate cannot be used to ask for more. */
+  bool accept_workload_certificates;
+  /* Serve the SDS Secret "default" with a key made here (for Envoy clients
+   * that do not send CSRs), for the proven identity only. Off: keys are made
+   * by the sidecars, which ask for certificates over Istio's CA API. */
+  bool serve_workload_keys;
   const char *ca_cert;        /* the workload CA's certificate (PEM; ECDSA or RSA). Required. */
   const char *ca_key;         /* its private key. Required. */
   const char *config_dir;     /* JSON resources; NULL: none served */

@@ -162,6 +162,7 @@ static void on_retire(uv_timer_t *timer) {
   ca->retiring_count = kept;
   if (rebuild_bundle(ca) != 0) ms_log(MS_LOG_ERROR, "ca: out of memory rebuilding the bundle");
   schedule_retirement(ca);
+  xds_server_client_trust_changed(ca->server);
   xds_server_push_type(ca->server, XDS_TYPE_SDS);
 }
 
@@ -203,7 +204,7 @@ void xds_ca_reload(xds_ca *ca) {
   ca->current = next;
   ca->rotations++;
   if (rebuild_bundle(ca) != 0) ms_log(MS_LOG_ERROR, "ca: out of memory rebuilding the bundle");
-  xds_server_trust_ca(ca->server, ca->current.cert);
+  xds_server_client_trust_changed(ca->server);
   char retire[32];
   ms_time_rfc3339(old.retire_at_ms / 1000, retire, sizeof(retire));
   ms_log(MS_LOG_INFO,

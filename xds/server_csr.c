@@ -79,10 +79,6 @@ static int64_t validity_of(const ms_xds_server *server, int64_t asked) {
   return asked < MIN_VALIDITY_SECONDS ? MIN_VALIDITY_SECONDS : asked;
 }
 
-static const char *proof_name(xds_proof proof) {
-  return proof == XDS_PROOF_TOKEN ? "service-account token" : "client certificate";
-}
-
 /* respond packs the chain into an IstioCertificateResponse and finishes OK. */
 static int respond(ms_grpc_server_call *call, const xds_issued *issued) {
   Istio__V1__Auth__IstioCertificateResponse response =
@@ -147,7 +143,7 @@ static void handle(ms_grpc_server_call *call, csr_call *state) {
     snprintf(message, sizeof(message),
              "the CSR asks for %s; the caller proved %s (by its %s): a CSR must ask for exactly "
              "that SPIFFE ID as its one URI SAN, with no other SAN and not as a CA",
-             asked, identity.spiffe_id, proof_name(identity.proof));
+             asked, identity.spiffe_id, xds_proof_name(identity.proof));
     ms_csr_info_cleanup(&info);
     refuse(call, state, XDS_CSR_NOT_YOURS, MS_GRPC_PERMISSION_DENIED, message);
     return;
@@ -170,8 +166,8 @@ static void handle(ms_grpc_server_call *call, csr_call *state) {
   } else {
     server->csr_stats.signed_count++;
     ms_log(MS_LOG_INFO, "ca_api: signed serial %s for %s (proof: %s) from %s, expires %s",
-           have_info ? cert.serial_hex : "?", identity.spiffe_id, proof_name(identity.proof), peer,
-           expiry);
+           have_info ? cert.serial_hex : "?", identity.spiffe_id, xds_proof_name(identity.proof),
+           peer, expiry);
     csr_call_free(state);
   }
   if (have_info) ms_cert_info_cleanup(&cert);

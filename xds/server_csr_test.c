@@ -33,8 +33,8 @@
 
 static uv_loop_t loop;
 static char dir[512];
-static X509 *ca;
-static EVP_PKEY *ca_key;
+static X509 *ca, *boot_ca; /* the workload CA; the bootstrap CA (--client-ca) */
+static EVP_PKEY *ca_key, *boot_ca_key;
 static uint16_t port;
 
 static void die(const char *what, const char *err) {
@@ -61,7 +61,10 @@ static void issue(const char *uri, bool server, X509 **cert, EVP_PKEY **key) {
       .ttl_seconds = 3600,
   };
   char err[MS_ERR_LEN];
-  if (ms_cert_issue(&request, ca, ca_key, cert, key, err, sizeof(err)) != 0) die("issue", err);
+  /* Bootstrap certificates come from their own CA. */
+  if (ms_cert_issue(&request, server ? ca : boot_ca, server ? ca_key : boot_ca_key, cert, key, err,
+                    sizeof(err)) != 0)
+    die("issue", err);
 }
 
 /* ---- a CSR, as a sidecar (or a liar) would make it --------------------------- */
@@ -247,8 +250,11 @@ int main(void) {
   snprintf(dir, sizeof(dir), "%s/server_csr_test", tmp != NULL ? tmp : "/tmp");
   mkdir(dir, 0700);
   uv_loop_init(&loop);
-  char err[MS_ERR_LEN], ca_crt[1024], ca_key_path[1024], server_crt[1024], server_key_path[1024];
-  if (ms_ca_new("CA API test CA", 86400, &ca, &ca_key, err, sizeof(err)) != 0) die("ca", err);
+  char err[MS_ERR_LEN], ca_crt[1024], ca_key_path[1024], server_crt[1024], server_key_path[1024],
+      boot_crt[1024];
+  if (ms_ca_new("CA API test CA", 86400, &ca, &ca_key, err, sizeof(err)) != 0 ||
+      ms_ca_new("bootstrap CA", 86400, &boot_ca, &boot_ca_key, err, sizeof(err)) != 0)
+    die("ca", err);
   X509 *server_cert;
   EVP_PKEY *server_key;
   issue(NULL, true, &server_cert, &server_key);
@@ -256,7 +262,9 @@ int main(void) {
   path_of(ca_key_path, sizeof(ca_key_path), "ca.key");
   path_of(server_crt, sizeof(server_crt), "server.crt");
   path_of(server_key_path, sizeof(server_key_path), "server.key");
-  if (ms_pem_write_cert(ca_crt, ca, NULL, err, sizeof(err)) != 0 ||
+  path_of(boot_crt, sizeof(boot_crt), "bootstrap-ca.crt");
+  if (ms_pem_write_cert(boot_crt, boot_ca, NULL, err, sizeof(err)) != 0 ||
+      ms_pem_write_cert(ca_crt, ca, NULL, err, sizeof(err)) != 0 ||
       ms_pem_write_key(ca_key_path, ca_key, err, sizeof(err)) != 0 ||
       ms_pem_write_cert(server_crt, server_cert, NULL, err, sizeof(err)) != 0 ||
       ms_pem_write_key(server_key_path, server_key, err, sizeof(err)) != 0)
@@ -265,6 +273,7 @@ int main(void) {
       .listen_address = "127.0.0.1:0",
       .tls_cert = server_crt,
       .tls_key = server_key_path,
+      .client_ca = boot_crt,
       .ca_cert = ca_crt,
       .ca_key = ca_key_path,
       .cert_ttl_seconds = TTL,
@@ -374,8 +383,10 @@ int main(void) {
   ms_xds_server_close(server);
   grpc_test_close_loop(&loop);
   X509_free(ca);
+  X509_free(boot_ca);
   X509_free(server_cert);
   EVP_PKEY_free(ca_key);
+  EVP_PKEY_free(boot_ca_key);
   EVP_PKEY_free(server_key);
   return grpc_test_finish("server_csr_test");
 }

@@ -174,6 +174,43 @@ typedef struct xds_identity {
 int xds_auth_identify(ms_xds_server *server, ms_grpc_server_call *call, xds_identity *out,
                       char *err, size_t err_len);
 
+/* xds_proof_name returns "bootstrap certificate" or "service-account token". */
+const char *xds_proof_name(xds_proof proof);
+
+/* xds_server_accepts_tokens: a token key set source is configured. */
+bool xds_server_accepts_tokens(const ms_xds_server *server);
+
+/* xds_spiffe_segment_ok: a SPIFFE path segment of letters, digits, '.', '-',
+ * '_' (1..253 bytes, not "." or ".."). */
+bool xds_spiffe_segment_ok(const char *text, size_t len);
+
+/* xds_identity_init fills `out` with spiffe://TD/ns/NS/sa/SA. Returns 0, or
+ * -1 with `err` (a segment that is empty or has other characters). */
+int xds_identity_init(xds_identity *out, xds_proof proof, const char *trust_domain,
+                      const char *namespace_name, size_t namespace_len, const char *service_account,
+                      size_t service_account_len, char *err, size_t err_len);
+
+/* What a node says about itself, from node.id and node.metadata (see
+ * docs/xds-server.md); "" where it claims nothing. */
+typedef struct xds_node_claims {
+  char namespace_name[254];
+  char service_account[254];
+} xds_node_claims;
+
+/* xds_node_claims_parse reads the claims of a node: node.id as
+ * "SERVICE_ACCOUNT.NAMESPACE" or Istio's "sidecar~IP~POD.NAMESPACE~DOMAIN"
+ * (a bare name claims nothing), overridden by the metadata strings NAMESPACE
+ * and SERVICE_ACCOUNT (either may be NULL). Returns 0, or -1 with `err` (no
+ * node.id, a claim with characters a SPIFFE ID cannot hold). */
+int xds_node_claims_parse(const char *node_id, const char *metadata_namespace,
+                          const char *metadata_service_account, xds_node_claims *out, char *err,
+                          size_t err_len);
+
+/* xds_node_claims_check returns 0 when every claim agrees with `identity`,
+ * or -1 with `err` naming both. */
+int xds_node_claims_check(const xds_node_claims *claims, const xds_identity *identity, char *err,
+                          size_t err_len);
+
 /* ---- token buckets per identity (server_rate.c) ---------------------------------- */
 
 typedef struct xds_rate_entry xds_rate_entry;
@@ -264,18 +301,13 @@ typedef struct xds_node {
   char last_error[512];
 } xds_node;
 
-/* xds_node_spiffe_id derives the SPIFFE ID from the node's identity (see
- * docs/xds-server.md): spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT. Returns
- * 0, or -1 with `err` (an empty id, a character not allowed in a SPIFFE
- * path). `metadata_namespace` / `metadata_service_account` may be NULL. */
-int xds_node_spiffe_id(const char *trust_domain, const char *node_id,
-                       const char *metadata_namespace, const char *metadata_service_account,
-                       char *out, size_t out_len, char *err, size_t err_len);
-
-/* xds_node_acquire returns the node `id` (made when new) with `stream`
- * attached, or NULL when memory ran out. */
-xds_node *xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_id,
-                           xds_stream *stream);
+/* xds_node_acquire attaches `stream` to the node `id`, made when new for
+ * the proven `spiffe_id`. A node belongs to the identity of its first
+ * stream: a stream of another identity naming the same node id is refused.
+ * Returns 0 with *out_node, -1 with `err` for that refusal, or -2 when
+ * memory ran out. */
+int xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_id,
+                     xds_stream *stream, xds_node **out_node, char *err, size_t err_len);
 /* xds_node_release detaches `stream`; the last one frees the node. */
 void xds_node_release(xds_node *node, xds_stream *stream);
 /* xds_node_certificate returns the node's "default" Secret, issuing one when
@@ -294,6 +326,7 @@ struct xds_stream {
   char *node_cluster;
   char peer_address[64];
   char bootstrap_spiffe_id[256]; /* the first URI SAN of the client certificate */
+  xds_identity identity;         /* what the caller proved (server_auth.c) */
   int64_t connected_at_ms;
   uint64_t nonce_counter;
   uint64_t requests, responses;
@@ -302,9 +335,10 @@ struct xds_stream {
 
 extern const ms_grpc_server_call_callbacks xds_stream_callbacks;
 
-/* xds_stream_new makes the stream for an accepted call. NULL: no memory. */
+/* xds_stream_new makes the stream for an accepted call whose caller proved
+ * `identity` (copied). NULL: no memory. */
 xds_stream *xds_stream_new(ms_xds_server *server, ms_grpc_server_call *call,
-                           const ms_grpc_peer *peer);
+                           const ms_grpc_peer *peer, const xds_identity *identity);
 /* xds_stream_push answers the stream's subscription to `type` when what it
  * would get differs from what it was last sent. */
 void xds_stream_push(xds_stream *stream, xds_type type);
@@ -321,7 +355,7 @@ struct ms_xds_server {
   int64_t cert_ttl_seconds;
   int64_t started_at_ms;
   SSL_CTX *ssl_ctx;
-  bool client_ca_is_workload_ca;
+  STACK_OF(X509) *client_cas; /* --client-ca's certificates; NULL for none */
   ms_grpc_server *grpc;
   uint16_t port;
   xds_files files;
@@ -342,9 +376,12 @@ struct ms_xds_server {
 
 /* xds_server_push_type pushes `type` to every stream subscribed to it. */
 void xds_server_push_type(ms_xds_server *server, xds_type type);
-/* xds_server_trust_ca adds a new CA to the client verification store when
- * the workload CA is the client CA. */
-void xds_server_trust_ca(ms_xds_server *server, X509 *ca_cert);
+/* xds_server_client_trust_changed rebuilds the store that verifies client
+ * certificates: --client-ca's CAs, and with accept_workload_certificates
+ * the workload CA and the CAs still in their overlap. Called when the CA
+ * rotates and when an old CA retires: a retired CA authenticates no new
+ * connection. */
+void xds_server_client_trust_changed(ms_xds_server *server);
 /* xds_server_handle_closed: every handle of files, ca and status reports its
  * close here; the server is freed after the last. */
 void xds_server_handle_closed(ms_xds_server *server);

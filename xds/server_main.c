@@ -3,6 +3,7 @@
  * drains before exit. Exit codes: 0 after a clean shutdown, 1 when the server
  * cannot start, 2 for bad usage. */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,14 @@ static const char usage_text[] =
     "  --listen IP:PORT          ADS over gRPC over mTLS (default 127.0.0.1:18000)\n"
     "  --tls-cert FILE           the server's certificate chain (PEM)\n"
     "  --tls-key FILE            the server's private key (PEM)\n"
-    "  --client-ca FILE          CAs of the sidecars' bootstrap certificates\n"
-    "                            (default: the workload CA, and each CA it rotates to)\n"
+    "  --client-ca FILE          CAs of the sidecars' bootstrap certificates (their\n"
+    "                            spiffe:// URI SAN is the identity they prove)\n"
+    "  --accept-workload-certificates\n"
+    "                            also accept certificates this server issued as\n"
+    "                            bootstrap credentials (off: they prove nothing here)\n"
+    "  --serve-workload-keys     serve the SDS Secret \"default\" with a key made here,\n"
+    "                            for Envoy clients (off: sidecars send CSRs over\n"
+    "                            Istio's CA API and keep their keys)\n"
     "  --ca-cert FILE            the workload CA certificate (ECDSA or RSA; watched)\n"
     "  --ca-key FILE             its private key (watched)\n"
     "  --config-dir DIR          JSON files of clusters, endpoints, listeners (watched)\n"
@@ -129,12 +136,25 @@ static const struct {
     {"--log-level", set_log_level},
 };
 
+/* Flags that take no value. */
+static bool *switch_of(flags *f, const char *arg) {
+  if (strcmp(arg, "--accept-workload-certificates") == 0)
+    return &f->options.accept_workload_certificates;
+  if (strcmp(arg, "--serve-workload-keys") == 0) return &f->options.serve_workload_keys;
+  return NULL;
+}
+
 static int parse_flags(int argc, char **argv, flags *f) {
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
       fputs(usage_text, stdout);
       exit(0);
+    }
+    bool *on = switch_of(f, arg);
+    if (on != NULL) {
+      *on = true;
+      continue;
     }
     const char *eq = strchr(arg, '=');
     size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
