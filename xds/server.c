@@ -24,6 +24,15 @@ int64_t xds_now_ms(void) {
   return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
 }
 
+size_t xds_hash_string(const char *text, size_t size) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+    h ^= *c;
+    h *= 1099511628211ULL;
+  }
+  return (size_t)(h % size);
+}
+
 /* ---- resources ------------------------------------------------------------------- */
 
 int xds_resource_init(xds_resource *out, const char *name, const void *message) {
@@ -101,6 +110,8 @@ void xds_server_client_trust_changed(ms_xds_server *server) {
 static int on_call(ms_grpc_server_call *call, const char *method_path, const ms_grpc_peer *peer,
                    void *arg) {
   ms_xds_server *server = arg;
+  if (strcmp(method_path, MS_ISTIO_CA_METHOD) == 0)
+    return server->closing ? MS_GRPC_UNAVAILABLE : xds_csr_call_accept(server, call, peer);
   if (strcmp(method_path, MS_XDS_ADS_METHOD) != 0) {
     ms_log(MS_LOG_WARN, "xds: %s called %s: unimplemented", peer->address, method_path);
     return MS_GRPC_UNIMPLEMENTED;
@@ -217,6 +228,7 @@ static void server_maybe_free(ms_xds_server *server) {
   if (server->has_files) xds_files_cleanup(&server->files);
   xds_ca_cleanup(&server->ca);
   if (server->has_jwks) xds_jwks_cleanup(&server->jwks);
+  xds_rate_cleanup(&server->csr_rate);
   free(server->node_table);
   sk_X509_pop_free(server->client_cas, X509_free);
   SSL_CTX_free(server->ssl_ctx);
@@ -280,8 +292,11 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   }
   server->node_table_size = NODE_TABLE_SIZE;
   server->node_table = calloc(NODE_TABLE_SIZE, sizeof(xds_node *));
+  int csr_rate = o->csr_rate_limit == 0 ? XDS_CSR_DEFAULT_RATE_LIMIT : o->csr_rate_limit;
   if (server->node_table == NULL || o->listen_address == NULL || o->trust_domain == NULL ||
-      o->token_audience == NULL) {
+      o->token_audience == NULL ||
+      xds_rate_init(&server->csr_rate, csr_rate > 0 ? csr_rate : 0, csr_rate,
+                    XDS_CSR_MAX_TRACKED_IDENTITIES) != 0) {
     snprintf(err, err_len, "out of memory");
     server->closing = true;
     server_maybe_free(server);

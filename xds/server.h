@@ -10,6 +10,8 @@
  *     at 50-70% of its lifetime; the trust bundle is the Secret "ROOTCA". The
  *     CA's files are watched: a new CA signs from then on, and the old one
  *     stays in the bundle for an overlap period.
+ * It also serves Istio's CA API (CreateCertificate): a sidecar that made its
+ * own key sends a CSR for the SPIFFE ID it proves, and gets it signed.
  * A plain HTTP listener (loopback by default) answers GET /status with JSON.
  * Events are logged one line each on stderr; key material never is.
  *
@@ -64,6 +66,8 @@ typedef struct ms_xds_server_options {
   const char *token_issuer;     /* the "iss" tokens carry; required with a key set */
   const char *token_audience;   /* an "aud" they must hold; NULL: "mtls-sidecar" */
   int64_t token_skew_seconds;   /* clock skew allowed for exp/nbf/iat; 0: 60 */
+  int csr_rate_limit;           /* CreateCertificate calls per SPIFFE ID and minute (and the
+                                   burst); 0: 10; negative: no limit */
 } ms_xds_server_options;
 
 /* ms_xds_server_new loads the certificates, the CA and the configuration

@@ -10,6 +10,7 @@
  *   server_auth.c    who is calling: the identity a caller proves
  *   server_jwks.c    the key set that verifies service-account tokens
  *   server_csr.c     Istio's CA API: CreateCertificate
+ *   server_rate.c    token buckets per identity (the CA API's rate limit)
  * Not a public interface. */
 #ifndef MS_XDS_SERVER_INTERNAL_H
 #define MS_XDS_SERVER_INTERNAL_H
@@ -86,6 +87,10 @@ void xds_watch_start(xds_watch *watch, ms_xds_server *server, uv_loop_t *loop,
 /* xds_watch_close closes the handles (idempotent). */
 void xds_watch_close(xds_watch *watch);
 
+/* xds_hash_string hashes `text` (FNV-1a) into 0..size-1, for the server's
+ * hash tables. */
+size_t xds_hash_string(const char *text, size_t size);
+
 /* ---- the configuration directory (server_files.c) ----------------------------- */
 
 typedef struct xds_file xds_file;
@@ -135,6 +140,7 @@ typedef struct xds_ca {
   xds_ca_entry *retiring; /* older CAs still in the bundle */
   size_t retiring_count;
   xds_resource bundle; /* the "ROOTCA" Secret */
+  char *bundle_pem;    /* what it holds: the trust anchors, current first */
   uint64_t rotations;
   char last_error[512]; /* of the last reload that failed, "" if none */
 } xds_ca;
@@ -153,6 +159,22 @@ void xds_ca_reload(xds_ca *ca);
 int xds_ca_issue(xds_ca *ca, const char *spiffe_id, int64_t ttl_seconds, X509 **out_cert,
                  EVP_PKEY **out_key, char **out_chain_pem, char *err, size_t err_len);
 void xds_ca_status(const xds_ca *ca, void *cjson_object);
+
+/* A certificate signed for a caller's key, with what goes with it. */
+typedef struct xds_issued {
+  X509 *cert;
+  char **pems; /* the leaf, each intermediate, then the trust bundle (one PEM string) */
+  size_t pem_count;
+} xds_issued;
+
+/* xds_ca_issue_for_key is xds_ca_issue for a key the caller made (a CSR's
+ * public key): the certificate certifies `public_key` (borrowed) and no key
+ * is made. Returns 0 with *out filled (released with xds_issued_cleanup), or
+ * -1 with `err`. */
+int xds_ca_issue_for_key(xds_ca *ca, const char *spiffe_id, EVP_PKEY *public_key,
+                         int64_t ttl_seconds, xds_issued *out, char *err, size_t err_len);
+/* xds_issued_cleanup frees what `issued` holds; accepts a zeroed one. */
+void xds_issued_cleanup(xds_issued *issued);
 
 /* ---- who is calling (server_auth.c) -------------------------------------------- */
 
@@ -296,6 +318,69 @@ bool xds_jwks_refresh_soon(xds_jwks *jwks);
  * loaded_at, the last refresh and error of each. */
 void xds_jwks_status(const xds_jwks *jwks, void *cjson_object);
 
+/* ---- token buckets per identity (server_rate.c) ---------------------------------- */
+
+typedef struct xds_rate_entry xds_rate_entry;
+
+/* One token bucket per key: `per_minute` tokens a minute, at most `burst`
+ * held. A key whose bucket has refilled is forgotten (it holds nothing a new
+ * bucket would not), so memory follows the keys active in the last
+ * burst/per_minute minutes, and never exceeds `max_entries` of them. */
+typedef struct xds_rate_table {
+  double per_minute; /* 0: no limit */
+  double burst;
+  size_t max_entries;
+  xds_rate_entry **buckets;
+  size_t bucket_count;
+  size_t entry_count;
+  int64_t last_sweep_ms;
+} xds_rate_table;
+
+typedef enum xds_rate_result {
+  XDS_RATE_OK,      /* a token was taken */
+  XDS_RATE_LIMITED, /* the key's bucket is empty */
+  XDS_RATE_FULL,    /* a new key, and max_entries keys are active */
+} xds_rate_result;
+
+/* xds_rate_init sets up an empty table; `per_minute` 0 turns limiting off.
+ * Returns 0 or -1 (out of memory). */
+int xds_rate_init(xds_rate_table *table, double per_minute, double burst, size_t max_entries);
+void xds_rate_cleanup(xds_rate_table *table);
+/* xds_rate_take takes one token from `key`'s bucket at `now_ms` (any
+ * monotonic clock). Out of memory for a new key counts as XDS_RATE_FULL. */
+xds_rate_result xds_rate_take(xds_rate_table *table, const char *key, int64_t now_ms);
+
+/* ---- Istio's CA API (server_csr.c) --------------------------------------------- */
+
+/* Why a CreateCertificate was refused, for /status. */
+typedef enum xds_csr_refusal {
+  XDS_CSR_UNAUTHENTICATED, /* no proof of identity, or one that did not verify */
+  XDS_CSR_BAD_REQUEST,     /* not one IstioCertificateRequest, or a CSR that does not parse */
+  XDS_CSR_NOT_YOURS,       /* the CSR asks for more or other than the proven identity */
+  XDS_CSR_RATE_LIMITED,
+  XDS_CSR_INTERNAL, /* signing failed */
+  XDS_CSR_REFUSAL_COUNT
+} xds_csr_refusal;
+
+/* CreateCertificate calls per SPIFFE ID and minute unless told otherwise,
+ * and how many identities the limiter tracks at most (about 100 bytes
+ * each). */
+#define XDS_CSR_DEFAULT_RATE_LIMIT 10
+#define XDS_CSR_MAX_TRACKED_IDENTITIES 65536
+
+typedef struct xds_csr_stats {
+  uint64_t calls;
+  uint64_t signed_count;
+  uint64_t refused[XDS_CSR_REFUSAL_COUNT];
+} xds_csr_stats;
+
+/* xds_csr_call_accept takes a CreateCertificate call (from on_call): sets its
+ * handler, reads its one request, and answers it. Returns MS_GRPC_OK (the
+ * call is now handled here) or a status for on_call to answer with. */
+int xds_csr_call_accept(ms_xds_server *server, ms_grpc_server_call *call, const ms_grpc_peer *peer);
+/* xds_csr_status adds the "ca_api" object's fields to a cJSON object. */
+void xds_csr_status(const ms_xds_server *server, void *cjson_object);
+
 /* ---- nodes (server_node.c) ----------------------------------------------------- */
 
 typedef struct xds_stream xds_stream;
@@ -392,6 +477,8 @@ struct ms_xds_server {
   xds_node **node_table;
   size_t node_table_size;
   size_t node_count;
+  xds_rate_table csr_rate; /* CreateCertificate calls per SPIFFE ID */
+  xds_csr_stats csr_stats;
   bool closing;
   int open_handles; /* of files, ca and status: freed when 0 */
 };

@@ -34,6 +34,8 @@ static const char usage_text[] =
     "  --cert-ttl DURATION       issued certificates' lifetime (default 1h)\n"
     "  --ca-overlap DURATION     an old CA stays in the bundle this long (default 2x TTL)\n"
     "  --status-address IP:PORT  GET /status (default 127.0.0.1:18001; \"off\" for none)\n"
+    "  --csr-rate-limit N        CreateCertificate calls per SPIFFE ID and minute\n"
+    "                            (and the burst; default 10; 0: no limit)\n"
     "  --debounce-ms N           quiet time after a file change before reloading (100)\n"
     "  --jwks-file FILE          a JSON Web Key Set verifying service-account tokens (watched)\n"
     "  --jwks-url URL            fetch it from https://... or \"kubernetes\" (the API server)\n"
@@ -137,6 +139,13 @@ static int set_token_audience(flags *f, const char *v) {
 static int set_token_skew(flags *f, const char *v) {
   return ms_duration_parse(v, &f->options.token_skew_seconds) != 0 ? -1 : 0;
 }
+static int set_csr_rate_limit(flags *f, const char *v) {
+  char *end = NULL;
+  long n = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || n < 0 || n > 1000000) return -1;
+  f->options.csr_rate_limit = n == 0 ? -1 : (int)n;
+  return 0;
+}
 static int set_log_level(flags *f, const char *v) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
   for (int i = 0; i < 4; i++) {
@@ -172,6 +181,7 @@ static const struct {
     {"--token-issuer", set_token_issuer},
     {"--token-audience", set_token_audience},
     {"--token-skew", set_token_skew},
+    {"--csr-rate-limit", set_csr_rate_limit},
     {"--log-level", set_log_level},
 };
 

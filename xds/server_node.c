@@ -22,15 +22,6 @@
 
 /* ---- the table --------------------------------------------------------------------- */
 
-static size_t hash_id(const char *id, size_t size) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (const unsigned char *c = (const unsigned char *)id; *c != '\0'; c++) {
-    h ^= *c;
-    h *= 1099511628211ULL;
-  }
-  return (size_t)(h % size);
-}
-
 static void on_node_timer_closed(uv_handle_t *handle) {
   xds_node *node = handle->data;
   xds_resource_cleanup(&node->certificate);
@@ -41,7 +32,7 @@ static void on_node_timer_closed(uv_handle_t *handle) {
 
 int xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_id,
                      xds_stream *stream, xds_node **out_node, char *err, size_t err_len) {
-  size_t bucket = hash_id(id, server->node_table_size);
+  size_t bucket = xds_hash_string(id, server->node_table_size);
   xds_node *node = server->node_table[bucket];
   while (node != NULL && strcmp(node->id, id) != 0)
     node = node->hash_next;
@@ -86,7 +77,7 @@ void xds_node_release(xds_node *node, xds_stream *stream) {
   }
   if (node->stream_count > 0) return;
   ms_xds_server *server = node->server;
-  xds_node **link = &server->node_table[hash_id(node->id, server->node_table_size)];
+  xds_node **link = &server->node_table[xds_hash_string(node->id, server->node_table_size)];
   while (*link != node)
     link = &(*link)->hash_next;
   *link = node->hash_next;

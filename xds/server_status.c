@@ -66,6 +66,7 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
     xds_jwks_status(&server->jwks, token_keys);
   else
     cJSON_AddBoolToObject(token_keys, "loaded", false);
+  xds_csr_status(server, cJSON_AddObjectToObject(root, "ca_api"));
   if (server->has_files) {
     xds_files_status(&server->files, root);
   } else {
