@@ -88,7 +88,9 @@ static int on_call(ms_grpc_server_call *call, const char *method_path, const ms_
                    void *arg) {
   ms_xds_server *server = arg;
   if (strcmp(method_path, MS_XDS_ADS_METHOD) != 0) {
-    ms_log(MS_LOG_WARN, "xds: %s called %s: unimplemented", peer->address, method_path);
+    char escaped[MS_LOG_ESCAPED_LEN];
+    ms_log(MS_LOG_WARN, "xds: %s called %s: unimplemented", peer->address,
+           ms_log_escape(method_path, MS_LOG_ESCAPE_MAX, escaped, sizeof(escaped)));
     return MS_GRPC_UNIMPLEMENTED;
   }
   if (server->closing) return MS_GRPC_UNAVAILABLE;

@@ -160,6 +160,7 @@ typedef struct xds_stream xds_stream;
 typedef struct xds_node {
   ms_xds_server *server;
   char *id;
+  char *log_id; /* `id` escaped for log lines (ms_log_escape), as a client may send anything */
   char *spiffe_id;
   struct xds_node *hash_next;
   xds_stream *streams; /* linked through xds_stream.node_next */

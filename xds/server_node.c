@@ -111,6 +111,7 @@ static void on_node_timer_closed(uv_handle_t *handle) {
   xds_node *node = handle->data;
   xds_resource_cleanup(&node->certificate);
   free(node->id);
+  free(node->log_id);
   free(node->spiffe_id);
   free(node);
 }
@@ -124,10 +125,13 @@ xds_node *xds_node_acquire(ms_xds_server *server, const char *id, const char *sp
   if (node == NULL) {
     node = calloc(1, sizeof(*node));
     if (node == NULL) return NULL;
+    char escaped[MS_LOG_ESCAPED_LEN];
     node->id = strdup(id);
+    node->log_id = strdup(ms_log_escape(id, MS_LOG_ESCAPE_MAX, escaped, sizeof(escaped)));
     node->spiffe_id = strdup(spiffe_id);
-    if (node->id == NULL || node->spiffe_id == NULL) {
+    if (node->id == NULL || node->log_id == NULL || node->spiffe_id == NULL) {
       free(node->id);
+      free(node->log_id);
       free(node->spiffe_id);
       free(node);
       return NULL;
@@ -141,7 +145,7 @@ xds_node *xds_node_acquire(ms_xds_server *server, const char *id, const char *sp
   } else if (strcmp(node->spiffe_id, spiffe_id) != 0) {
     /* The same node.id with other metadata: the identity of its first stream
      * stands while it has streams. */
-    ms_log(MS_LOG_WARN, "node %s: a new stream asks for %s, keeping %s", id, spiffe_id,
+    ms_log(MS_LOG_WARN, "node %s: a new stream asks for %s, keeping %s", node->log_id, spiffe_id,
            node->spiffe_id);
   }
   stream->node_next = node->streams;
@@ -225,7 +229,7 @@ static int issue(xds_node *node) {
     EVP_PKEY_free(key);
     free(chain);
     snprintf(node->last_error, sizeof(node->last_error), "%s", err);
-    ms_log(MS_LOG_ERROR, "node %s: cannot issue a certificate for %s: %s", node->id,
+    ms_log(MS_LOG_ERROR, "node %s: cannot issue a certificate for %s: %s", node->log_id,
            node->spiffe_id, err);
     uv_timer_start(&node->rotate_timer, on_rotate, RETRY_AFTER_FAILURE_MS, 0);
     return -1;
@@ -260,7 +264,7 @@ static int issue(xds_node *node) {
   char expiry[32];
   ms_time_rfc3339(node->not_after, expiry, sizeof(expiry));
   ms_log(MS_LOG_INFO, "node %s: certificate %s for %s (serial %s, expires %s, rotates in %.1fs)",
-         node->id, rotated ? "rotated" : "issued", node->spiffe_id, node->serial_hex, expiry,
+         node->log_id, rotated ? "rotated" : "issued", node->spiffe_id, node->serial_hex, expiry,
          (double)delay_ms / 1000.0);
   return 0;
 }
