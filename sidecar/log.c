@@ -26,6 +26,15 @@ size_t ms_log_timestamp(char *buf, size_t len) {
   return more > 0 && (size_t)more < len - n ? n + (size_t)more : n;
 }
 
+uint64_t ms_log_limit_tick(ms_log_limit *limit, uint64_t now_ms, uint64_t interval_ms) {
+  limit->count++;
+  if (now_ms < limit->next_ms) return 0;
+  uint64_t count = limit->count;
+  limit->count = 0;
+  limit->next_ms = now_ms + interval_ms;
+  return count;
+}
+
 /* escape_byte writes the escaped form of `c` into `piece` (4 bytes) and
  * returns its length. */
 static size_t escape_byte(unsigned char c, char *piece) {

@@ -5,6 +5,7 @@
 #define MS_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum ms_log_level {
   MS_LOG_DEBUG = 0,
@@ -25,6 +26,19 @@ size_t ms_log_timestamp(char *buf, size_t len);
  * ms_log_escape first, so that one event stays one line that cannot be
  * forged. */
 void ms_log(ms_log_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));
+
+/* A limit on how often a repeated event is logged: at most one line per
+ * interval, saying how many events it stands for. Zeroed is ready. */
+typedef struct ms_log_limit {
+  uint64_t next_ms; /* no line before this */
+  uint64_t count;   /* events since the last line */
+} ms_log_limit;
+
+/* ms_log_limit_tick counts one event at `now_ms` (any monotonic clock, such
+ * as uv_now). Returns 0 when no line should be written now, else how many
+ * events the line stands for (this one and those not logged since the last
+ * line); the next line is allowed `interval_ms` later. */
+uint64_t ms_log_limit_tick(ms_log_limit *limit, uint64_t now_ms, uint64_t interval_ms);
 
 /* The size of an ms_log_escape buffer that holds MS_LOG_ESCAPE_MAX input bytes
  * escaped (4 bytes each at worst), "..." and the NUL. */

@@ -48,6 +48,20 @@ int main(void) {
       failures++;
     }
   }
+  /* One line a second at most, counting what it stands for. */
+  ms_log_limit limit = {0};
+  uint64_t lines = 0, counted = 0;
+  for (uint64_t ms = 1000; ms < 4000; ms += 10) {
+    uint64_t n = ms_log_limit_tick(&limit, ms, 1000);
+    lines += n > 0;
+    counted += n;
+  }
+  if (lines != 3 || counted != 201 || limit.count != 99) {
+    fprintf(stderr, "ms_log_limit_tick: %llu lines for %llu events, %llu pending\n",
+            (unsigned long long)lines, (unsigned long long)counted,
+            (unsigned long long)limit.count);
+    failures++;
+  }
   if (failures == 0) printf("log_test: ok\n");
   return failures == 0 ? 0 : 1;
 }

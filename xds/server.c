@@ -254,7 +254,13 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   ms_grpc_server_options grpc_options = {
       .address = o->listen_address,
       .ssl_ctx = server->ssl_ctx,
-      .max_concurrent_streams = 100000,
+      .max_message_bytes =
+          o->max_request_bytes ? o->max_request_bytes : MS_XDS_DEFAULT_MAX_REQUEST_BYTES,
+      .max_concurrent_streams = o->max_streams_per_connection,
+      .max_connections = o->max_connections,
+      .max_connections_per_peer = o->max_connections_per_peer,
+      .max_buffered_bytes = o->max_buffered_bytes,
+      .max_queued_bytes = o->max_queued_bytes,
   };
   int rc = ms_grpc_server_new(loop, &grpc_options, &grpc_callbacks, server, &server->grpc);
   if (rc != 0) {

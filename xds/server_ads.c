@@ -255,6 +255,7 @@ static void on_message(ms_grpc_server_call *call, const uint8_t *bytes, size_t l
   if (req == NULL) {
     ms_log(MS_LOG_WARN, "ads: %s sent a message that is not a DiscoveryRequest we accept: %s",
            stream->peer_address, err);
+    stream->server->requests_refused++;
     ms_grpc_server_call_finish(call, MS_GRPC_INVALID_ARGUMENT, err);
     stream_free(stream, "bad request");
     return;

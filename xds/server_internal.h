@@ -246,6 +246,7 @@ struct ms_xds_server {
   xds_status_server *status;
   uint16_t status_port;
   xds_stream *streams;
+  uint64_t requests_refused; /* messages that are not DiscoveryRequests we accept (pb_depth.h) */
   size_t stream_count;
   xds_node **node_table;
   size_t node_table_size;

@@ -1,7 +1,7 @@
 /* server_load_main.c: ads_load, the xds-server benchmark (docs/xds-server.md).
  *
  *   ads_load --address 127.0.0.1:18000 --ca CA.crt --cert CLIENT.crt --key CLIENT.key
- *            [--streams 10000] [--channels 10] [--server-pid PID]
+ *            [--streams 10000] [--channels 100] [--server-pid PID]
  *            [--rotate-ca CA.crt,CA.key] [--config-file DIR/ads_load.json] [--rounds 3]
  *
  * Opens N ADS streams over M channels (server_load.h), waits until every one
@@ -132,7 +132,7 @@ static int write_config(const char *path, int round) {
 int main(int argc, char **argv) {
   const char *address = NULL, *ca = NULL, *crt = NULL, *key = NULL, *pid = NULL;
   const char *rotate = NULL, *config_file = NULL;
-  int streams = 10000, channels = 10, rounds = 3;
+  int streams = 10000, channels = 100, rounds = 3;
   uint64_t timeout_ms = 30000;
   for (int i = 1; i < argc; i++) {
     if (i + 1 >= argc) usage();
