@@ -14,26 +14,9 @@
 #      spinning (CPU under 0.3 s over 2 s), few log lines; served after.
 # Needs node and tests/node/node_modules (npm ci --prefix tests/node).
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
-SERVER="$RUNFILES/xds/xds-server"
-CERTS="$RUNFILES/certs/certs"
-SOURCE_ROOT="$(dirname "$(dirname "$(dirname "$(readlink -f "$RUNFILES/tests/xds_server/xds_server_hostile_test.sh")")")")"
-NODE_DIR="$SOURCE_ROOT/tests/node"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/xds_server_hostile"
-passed=0
-failed=0
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
-
-if ! command -v node >/dev/null; then
-  echo "FAIL: node is not installed (tools/install-deps.sh installs it)" >&2
-  exit 1
-fi
+NAME=xds_server_hostile_test
+# shellcheck source=xds_server_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/xds_server/xds_server_lib.sh"
 
 check() { # check NAME CONDITION-EXIT-STATUS [DETAIL]
   if [ "$2" -eq 0 ]; then
@@ -62,29 +45,6 @@ mkdir -p "$DIR/conf"
   done
   echo ']}'
 } >"$DIR/conf/clusters.json"
-
-# start_server LOG ARGS...: sets server_pid, ads_port, status_port.
-start_server() {
-  local log=$1
-  shift
-  "$SERVER" --listen 127.0.0.1:0 --status-address 127.0.0.1:0 \
-    --tls-cert "$DIR/server.crt" --tls-key "$DIR/server.key" \
-    --ca-cert "$DIR/ca/ca.crt" --ca-key "$DIR/ca/ca.key" --config-dir "$DIR/conf" "$@" 2>"$log" &
-  server_pid=$!
-  pids+=("$server_pid")
-  for _ in $(seq 100); do
-    local line
-    line=$(grep -m1 'serving ADS on' "$log")
-    if [ -n "$line" ]; then
-      ads_port=$(sed -E 's/.*\(port ([0-9]+)\), status.*/\1/' <<<"$line")
-      status_port=$(sed -E 's/.*status on .* \(port ([0-9]+)\)$/\1/' <<<"$line")
-      return 0
-    fi
-    kill -0 "$server_pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 
 hostile() { # hostile MODE ARGS...: prints the client's JSON line
   timeout 60 node "$NODE_DIR/hostile_ads_client.js" --address "127.0.0.1:$ads_port" \
@@ -123,7 +83,7 @@ rss_kib() {
 
 # ---- a, b, c, d: one server --------------------------------------------------
 log="$DIR/hostile.log"
-if ! start_server "$log" --max-queued-bytes 1048576; then
+if ! start_server "$log" --config-dir "$DIR/conf" --max-queued-bytes 1048576; then
   echo "FAIL: xds-server did not start:" >&2
   cat "$log" >&2
   exit 1
@@ -200,12 +160,7 @@ log="$DIR/emfile.log"
 ) 2>"$log" &
 server_pid=$!
 pids+=("$server_pid")
-for _ in $(seq 100); do
-  line=$(grep -m1 'serving ADS on' "$log") && break
-  sleep 0.1
-done
-ads_port=$(sed -E 's/.*\(port ([0-9]+)\), status.*/\1/' <<<"$line")
-status_port=$(sed -E 's/.*status on .* \(port ([0-9]+)\)$/\1/' <<<"$line")
+wait_serving "$log" || { echo "FAIL: xds-server did not start:" >&2; cat "$log" >&2; exit 1; }
 # Hold 150 idle TCP connections (no TLS) until told to stop.
 python3 - "$ads_port" "$DIR/hold" <<'PY' &
 import os, socket, sys, time
