@@ -165,10 +165,11 @@ static void try_backup(ms_xds_source *source, const char *why) {
 static char *refuse(ms_xds_source *source, const char *type_url, const char *version,
                     const char *why) {
   MS_STAT_ADD(ms_server_main_stats(source->server), xds_update_rejected, 1);
+  char escaped[MS_LOG_ESCAPED_LEN]; /* the control plane's version string */
   ms_log(MS_LOG_WARN,
          "xds update rejected: type=%s version=%s: %s; the configuration in force "
          "stays",
-         type_url, version, why);
+         type_url, ms_log_escape(version, MS_LOG_ESCAPE_MAX, escaped, sizeof(escaped)), why);
   char *message = strdup(why);
   return message ? message : strdup("out of memory");
 }
@@ -205,11 +206,14 @@ static char *on_response(ms_ads_client *client, const char *type_url, const char
   MS_STAT_ADD(ms_server_main_stats(source->server), xds_update_success, 1);
   size_t clusters, warming, listeners;
   ms_xds_state_counts(source->state, &clusters, &warming, &listeners);
+  char escaped[MS_LOG_ESCAPED_LEN]; /* the control plane's version string */
   ms_log(MS_LOG_INFO,
          "xds update accepted: type=%s version=%s resources=%zu applied_in=%.1fms%s (dynamic: "
          "%zu clusters, %zu warming, %zu listeners)",
-         ms_xds_kind_name(kind), version, count, (double)(uv_hrtime() - began_ns) / 1e6,
-         rotated ? " rotation" : "", clusters, warming, listeners);
+         ms_xds_kind_name(kind),
+         ms_log_escape(version, MS_LOG_ESCAPE_MAX, escaped, sizeof(escaped)), count,
+         (double)(uv_hrtime() - began_ns) / 1e6, rotated ? " rotation" : "", clusters, warming,
+         listeners);
   if (!rotated) resubscribe(source);
   save_backup_soon(source);
   return NULL;

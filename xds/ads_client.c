@@ -22,8 +22,10 @@
 #include <openssl/rand.h>
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "sidecar/log.h"
 #include "xds/ads_client_state.h"
 #include "xds/grpc.h"
+#include "xds/pb_depth.h"
 #include "xds/type_urls.h"
 
 #define DEFAULT_INITIAL_BACKOFF_MS 500
@@ -191,12 +193,14 @@ static void handle_response(ms_ads_client *client,
 static void on_message(ms_grpc_call *call, const uint8_t *bytes, size_t len, void *arg) {
   ms_ads_client *client = arg;
   if (client->stream_error != NULL) return; /* the stream is being cancelled */
-  Envoy__Service__Discovery__V3__DiscoveryResponse *response =
-      envoy__service__discovery__v3__discovery_response__unpack(NULL, len, bytes);
+  /* Behind the nesting guard, as every message from the control plane; the
+   * resources inside (Any's bytes) get theirs when they are decoded. */
+  char err[200];
+  Envoy__Service__Discovery__V3__DiscoveryResponse *response = (void *)ms_pb_unpack_guarded(
+      &envoy__service__discovery__v3__discovery_response__descriptor, bytes, len, err, sizeof(err));
   if (response == NULL) {
-    char reason[160];
-    snprintf(reason, sizeof(reason),
-             "protocol error: a DiscoveryResponse of %zu bytes did not decode", len);
+    char reason[260];
+    snprintf(reason, sizeof(reason), "protocol error: a DiscoveryResponse did not decode: %s", err);
     fail_stream(client, reason);
     return;
   }
@@ -247,11 +251,15 @@ static void on_call_close(ms_grpc_call *call, int grpc_status, const char *grpc_
   ms_ads_client *client = arg;
   if (client->state == MS_ADS_CLIENT_CLOSED) return;
   char why[WHY_LEN - 100];
-  if (client->stream_error != NULL)
+  if (client->stream_error != NULL) {
     snprintf(why, sizeof(why), "%s", client->stream_error);
-  else
+  } else {
+    /* The control plane's words: escaped, as they end up in a log line. */
+    char message[MS_LOG_ESCAPED_LEN];
     snprintf(why, sizeof(why), "%s%s%s", ms_grpc_status_name(grpc_status),
-             grpc_message[0] ? ": " : "", grpc_message);
+             grpc_message[0] ? ": " : "",
+             ms_log_escape(grpc_message, MS_LOG_ESCAPE_MAX, message, sizeof(message)));
+  }
   uv_timer_stop(&client->timer); /* a pending fail_stream cancel */
   end_attempt(client, why);
 }

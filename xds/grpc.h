@@ -242,11 +242,39 @@ typedef struct ms_grpc_server_options {
   /* Largest message accepted from a client; larger ends the call with
    * RESOURCE_EXHAUSTED. 0: MS_GRPC_DEFAULT_MAX_MESSAGE_BYTES. */
   size_t max_message_bytes;
-  /* SETTINGS_MAX_CONCURRENT_STREAMS per connection. 0: 10000. */
-  uint32_t max_concurrent_streams;
   /* A connection that has not finished its TLS handshake after this long is
    * closed. 0: 10000. */
   uint32_t handshake_timeout_ms;
+
+  /* Limits against clients that hold resources (docs/xds-server.md, "Limits
+   * and overload"); each refusal is counted in ms_grpc_server_stats. 0 means
+   * the default in every field. */
+
+  /* SETTINGS_MAX_CONCURRENT_STREAMS per connection: a client that opens more
+   * before it has acknowledged our SETTINGS gets RST_STREAM REFUSED_STREAM
+   * for each extra stream (its call ends UNAVAILABLE); one that does so after
+   * acknowledging them breaks HTTP/2 and the connection ends with GOAWAY
+   * PROTOCOL_ERROR. 0: 100, as Envoy. */
+  uint32_t max_concurrent_streams;
+  /* Open connections, handshakes included. One more is closed right after
+   * accept, before any TLS: its cost is one accept and one close. 0: 10000. */
+  uint32_t max_connections;
+  /* Open connections from one IP address, refused the same way. 0: 256 (a
+   * node's pods behind one SNAT address: 110 per node by default in
+   * Kubernetes, twice over for reconnects overlapping old connections). */
+  uint32_t max_connections_per_peer;
+  /* Bytes of unfinished messages a connection may hold, all its streams
+   * together (a client may announce up to max_message_bytes per stream and
+   * send it slowly). Past it the connection's calls end (on_cancel) and the
+   * connection ends with GOAWAY ENHANCE_YOUR_CALM: the budget is the
+   * connection's, so no one call is to blame. 0: 16 MiB. */
+  size_t max_buffered_bytes;
+  /* Bytes of responses a connection may have queued and not yet sent (a
+   * client that stops reading while the server pushes). A send past it
+   * fails with UV_ENOBUFS and the connection is closed from the loop, with
+   * no GOAWAY (the client does not read): every call's on_cancel fires.
+   * 0: 16 MiB. */
+  size_t max_queued_bytes;
 } ms_grpc_server_options;
 
 typedef struct ms_grpc_server_callbacks {
@@ -292,6 +320,34 @@ int ms_grpc_server_new(uv_loop_t *loop, const ms_grpc_server_options *options,
 /* ms_grpc_server_port returns the port the server listens on. */
 uint16_t ms_grpc_server_port(const ms_grpc_server *server);
 
+/* The server's limits in force (its options after defaults), what it holds
+ * now, and how often each limit was hit since it started. */
+typedef struct ms_grpc_server_stats {
+  uint32_t max_connections, max_connections_per_peer, max_concurrent_streams;
+  size_t max_message_bytes, max_buffered_bytes, max_queued_bytes;
+
+  size_t connections;    /* open now, handshakes included */
+  size_t buffered_bytes; /* in unfinished messages, all connections */
+  size_t queued_bytes;   /* in responses not yet sent, all connections */
+  bool accepting;        /* false while accepting is paused (see accept_failures) */
+
+  uint64_t connections_accepted;
+  uint64_t connections_refused;          /* over max_connections */
+  uint64_t connections_refused_per_peer; /* over max_connections_per_peer */
+  uint64_t streams_refused;      /* RST_STREAM REFUSED_STREAM, over max_concurrent_streams */
+  uint64_t messages_too_large;   /* calls ended RESOURCE_EXHAUSTED, over max_message_bytes */
+  uint64_t closed_over_buffered; /* connections closed over max_buffered_bytes */
+  uint64_t closed_over_queued;   /* connections closed over max_queued_bytes */
+  /* accept() failed for lack of descriptors or memory (EMFILE, ENFILE,
+   * ENOBUFS, ENOMEM): accepting pauses for 100 ms, doubling to 1 s while it
+   * goes on, instead of spinning on a listening socket that stays readable;
+   * one log line a second at most says how many failed. */
+  uint64_t accept_failures;
+} ms_grpc_server_stats;
+
+/* ms_grpc_server_get_stats fills *out. */
+void ms_grpc_server_get_stats(const ms_grpc_server *server, ms_grpc_server_stats *out);
+
 /* ms_grpc_server_close stops listening and closes every connection at once;
  * every unfinished call's on_cancel fires before this returns, and no
  * callback fires afterwards. Memory is freed in libuv close callbacks.
@@ -324,7 +380,10 @@ const char *ms_grpc_server_call_metadata(const ms_grpc_server_call *call, const 
 
 /* ms_grpc_server_call_send frames `bytes` (copied) as one message and queues
  * it; response headers go out with the first. Returns 0, UV_EPIPE (after
- * finish), UV_E2BIG (len over 4 GiB), UV_ENOMEM. */
+ * finish), UV_E2BIG (len over 4 GiB), UV_ENOBUFS (the connection's queue
+ * would pass max_queued_bytes: the connection closes from the loop and
+ * on_cancel follows), UV_ENOMEM. Queued bytes are wiped when sent or
+ * dropped (a response may carry a private key). */
 int ms_grpc_server_call_send(ms_grpc_server_call *call, const uint8_t *bytes, size_t len);
 
 /* ms_grpc_server_call_finish ends the call: trailers with grpc-status and

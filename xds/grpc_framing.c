@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/mem.h>
+
 #include "xds/grpc_internal.h"
 
 /* ---- receiving ------------------------------------------------------------ */
@@ -30,6 +32,7 @@ static int append_body(ms_grpc_deframer *deframer, const uint8_t *data, size_t l
     if (capacity > deframer->message_len) capacity = deframer->message_len;
     uint8_t *grown = realloc(deframer->message, (size_t)capacity);
     if (grown == NULL) return UV_ENOMEM;
+    if (deframer->accounted != NULL) *deframer->accounted += capacity - deframer->capacity;
     deframer->message = grown;
     deframer->capacity = (uint32_t)capacity;
   }
@@ -38,7 +41,11 @@ static int append_body(ms_grpc_deframer *deframer, const uint8_t *data, size_t l
   return 0;
 }
 
+/* reset_message wipes and frees the partial message (an SDS response to the
+ * client carries a private key). */
 static void reset_message(ms_grpc_deframer *deframer) {
+  if (deframer->accounted != NULL) *deframer->accounted -= deframer->capacity;
+  if (deframer->message != NULL) OPENSSL_cleanse(deframer->message, deframer->capacity);
   free(deframer->message);
   deframer->message = NULL;
   deframer->prefix_len = 0;
@@ -88,9 +95,12 @@ int ms_grpc_deframer_feed(ms_grpc_deframer *deframer, const uint8_t *data, size_
     if (deframer->message_have == deframer->message_len) {
       uint8_t *message = deframer->message;
       size_t message_len = deframer->message_len;
+      if (deframer->accounted != NULL) *deframer->accounted -= deframer->capacity;
       deframer->message = NULL;
+      deframer->capacity = 0;
       reset_message(deframer);
       bool go_on = on_message(arg, message != NULL ? message : (const uint8_t *)"", message_len);
+      if (message != NULL) OPENSSL_cleanse(message, message_len);
       free(message);
       if (!go_on) return 1;
     }
@@ -107,6 +117,14 @@ void ms_grpc_deframer_cleanup(ms_grpc_deframer *deframer) {
 }
 
 /* ---- sending -------------------------------------------------------------- */
+
+/* frame_free wipes a frame before freeing it: an SDS response carries a
+ * private key. It costs a memset of what was sent, small beside the TLS
+ * encryption of the same bytes. */
+static void frame_free(ms_grpc_frame *frame) {
+  OPENSSL_cleanse(frame->data, frame->len);
+  free(frame);
+}
 
 int ms_grpc_send_queue_push(ms_grpc_send_queue *queue, const uint8_t *bytes, size_t len) {
   if (len > UINT32_MAX) return UV_E2BIG;
@@ -127,6 +145,7 @@ int ms_grpc_send_queue_push(ms_grpc_send_queue *queue, const uint8_t *bytes, siz
     queue->head = frame;
   queue->tail = frame;
   queue->bytes += frame->len;
+  if (queue->accounted != NULL) *queue->accounted += frame->len;
   return 0;
 }
 
@@ -141,10 +160,11 @@ ssize_t ms_grpc_send_queue_read(ms_grpc_send_queue *queue, uint8_t *buf, size_t 
     frame->offset += take;
     copied += take;
     queue->bytes -= take;
+    if (queue->accounted != NULL) *queue->accounted -= take;
     if (frame->offset == frame->len) {
       queue->head = frame->next;
       if (queue->head == NULL) queue->tail = NULL;
-      free(frame);
+      frame_free(frame);
     }
   }
   if (queue->head == NULL && ended) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -155,9 +175,10 @@ ssize_t ms_grpc_send_queue_read(ms_grpc_send_queue *queue, uint8_t *buf, size_t 
 void ms_grpc_send_queue_clear(ms_grpc_send_queue *queue) {
   while (queue->head != NULL) {
     ms_grpc_frame *next = queue->head->next;
-    free(queue->head);
+    frame_free(queue->head);
     queue->head = next;
   }
   queue->tail = NULL;
+  if (queue->accounted != NULL) *queue->accounted -= queue->bytes;
   queue->bytes = 0;
 }

@@ -27,7 +27,8 @@
 #define MS_GRPC_PREFIX_LEN 5
 
 /* Reassembles length-prefixed messages. Zeroed is the initial state; holds
- * no memory between messages. */
+ * no memory between messages. `accounted` may point at a counter shared by
+ * deframers (a server connection's buffered bytes). */
 typedef struct ms_grpc_deframer {
   uint8_t prefix[MS_GRPC_PREFIX_LEN];
   uint8_t prefix_len;
@@ -35,6 +36,7 @@ typedef struct ms_grpc_deframer {
   uint32_t message_have; /* bytes of the body in `message` */
   uint32_t capacity;     /* grows with what arrives, never past message_len */
   uint8_t *message;
+  size_t *accounted; /* when set, capacity changes are added to or taken from it */
 } ms_grpc_deframer;
 
 /* Errors of ms_grpc_deframer_feed besides UV_ENOMEM. */
@@ -68,10 +70,13 @@ typedef struct ms_grpc_frame {
   uint8_t data[];
 } ms_grpc_frame;
 
-/* A stream's outgoing messages, in order. Zeroed is empty. */
+/* A stream's outgoing messages, in order. Zeroed is empty. `accounted`, when
+ * set, follows `bytes` (a server connection's queued bytes). Frames are
+ * wiped when freed. */
 typedef struct ms_grpc_send_queue {
   ms_grpc_frame *head, *tail;
   size_t bytes;
+  size_t *accounted;
 } ms_grpc_send_queue;
 
 /* ms_grpc_send_queue_push frames a copy of `bytes`. Returns 0, UV_E2BIG or
@@ -85,7 +90,7 @@ int ms_grpc_send_queue_push(ms_grpc_send_queue *queue, const uint8_t *bytes, siz
 ssize_t ms_grpc_send_queue_read(ms_grpc_send_queue *queue, uint8_t *buf, size_t len, bool ended,
                                 uint32_t *data_flags);
 
-/* ms_grpc_send_queue_clear frees everything queued. */
+/* ms_grpc_send_queue_clear wipes and frees everything queued. */
 void ms_grpc_send_queue_clear(ms_grpc_send_queue *queue);
 
 /* ---- status (grpc_status.c) ---------------------------------------------- */

@@ -6,9 +6,19 @@
  * its calls in a list that is walked only when the connection ends. A call
  * is ACTIVE from on_call's acceptance until the handler finishes it
  * (FINISHED) or the stream ends first (CANCELLED, on_cancel); its memory is
- * freed when nghttp2 forgets the stream or the connection is freed. */
+ * freed when nghttp2 forgets the stream or the connection is freed.
+ *
+ * Limits (grpc.h, ms_grpc_server_options): connections in total and per IP
+ * are checked right after accept and a refused socket is closed at once;
+ * streams per connection are nghttp2's SETTINGS_MAX_CONCURRENT_STREAMS;
+ * each connection counts the bytes of its unfinished messages (its calls'
+ * deframers) and of its queued responses (its calls' send queues), and is
+ * shed past either bound. When accept fails for lack of descriptors or
+ * memory, the listening socket is left unwatched for a while (a
+ * level-triggered poll on it would spin). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,13 +27,32 @@
 #include <openssl/err.h>
 #include <openssl/mem.h>
 
+#include "sidecar/log.h"
 #include "xds/grpc_internal.h"
 
 #define ACCEPTS_PER_EVENT 64
-#define DEFAULT_MAX_CONCURRENT_STREAMS 10000
+#define DEFAULT_MAX_CONCURRENT_STREAMS 100
 #define DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+#define DEFAULT_MAX_CONNECTIONS 10000
+#define DEFAULT_MAX_CONNECTIONS_PER_PEER 256
+#define DEFAULT_MAX_BUFFERED_BYTES ((size_t)16 << 20)
+#define DEFAULT_MAX_QUEUED_BYTES ((size_t)16 << 20)
+#define ACCEPT_PAUSE_MIN_MS 100
+#define ACCEPT_PAUSE_MAX_MS 1000
+#define LOG_INTERVAL_MS 1000
+#define GOAWAY_GRACE_MS 1000
+#define PEER_TABLE_SIZE 4096
 
 typedef struct server_conn server_conn;
+
+/* How many connections one IP address holds; in the server's table while
+ * it holds any. */
+typedef struct peer_count {
+  struct peer_count *next;
+  int family;
+  uint8_t ip[16];
+  uint32_t connections;
+} peer_count;
 
 struct ms_grpc_server {
   uv_loop_t *loop;
@@ -32,13 +61,16 @@ struct ms_grpc_server {
   SSL_CTX *ssl_ctx; /* reference held */
   ms_grpc_server_callbacks callbacks;
   void *arg;
-  size_t max_message_bytes;
-  uint32_t max_concurrent_streams;
   uint32_t handshake_timeout_ms;
+  ms_grpc_server_stats stats; /* the limits, and the counters */
   uint16_t port;
   nghttp2_session_callbacks *h2_callbacks;
   server_conn *conns;
-  size_t open; /* the listening handle and every connection not yet freed */
+  peer_count *peers[PEER_TABLE_SIZE];
+  uv_timer_t accept_timer;  /* resumes accepting after a pause */
+  uint32_t accept_pause_ms; /* the last pause; 0 after an accept succeeds */
+  ms_log_limit accept_log, refuse_log, shed_log;
+  size_t open; /* the listening handles and every connection not yet freed */
   bool closing;
 };
 
@@ -48,6 +80,11 @@ struct server_conn {
   server_conn *prev, *next;
   ms_grpc_server_call *calls;
   ms_grpc_peer peer;
+  peer_count *peer_count;
+  size_t buffered; /* bytes of its calls' unfinished messages */
+  size_t queued;   /* bytes of its calls' queued responses */
+  bool shedding;   /* over a limit: closing */
+  char shed_reason[200];
 };
 
 typedef enum call_state {
@@ -153,8 +190,22 @@ static void resume(ms_grpc_server_call *call) {
   ms_grpc_io_schedule_flush(&call->conn->io);
 }
 
+static void conn_shed(server_conn *conn, bool goaway, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
 int ms_grpc_server_call_send(ms_grpc_server_call *call, const uint8_t *bytes, size_t len) {
-  if (call->state != CALL_ACTIVE || call->conn->io.state == MS_GRPC_IO_CLOSED) return UV_EPIPE;
+  server_conn *conn = call->conn;
+  if (call->state != CALL_ACTIVE || conn->io.state == MS_GRPC_IO_CLOSED) return UV_EPIPE;
+  if (conn->shedding) return UV_ENOBUFS;
+  size_t max = conn->server->stats.max_queued_bytes;
+  if (conn->queued + MS_GRPC_PREFIX_LEN + len > max) {
+    /* The client does not read: nothing we could send reaches it, GOAWAY
+     * included. Closed from the loop: no callback inside this function. */
+    conn->server->stats.closed_over_queued++;
+    conn_shed(conn, false, "%s does not read: %zu bytes queued, and %zu more would pass %zu",
+              conn->peer.address, conn->queued, len + MS_GRPC_PREFIX_LEN, max);
+    return UV_ENOBUFS;
+  }
   int rc = ms_grpc_send_queue_push(&call->queue, bytes, len);
   if (rc != 0) return rc;
   if (!call->headers_sent) {
@@ -252,6 +303,8 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   ms_grpc_server_call *call = calloc(1, sizeof(*call));
   if (call == NULL) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* resets the stream */
   call->conn = conn;
+  call->deframer.accounted = &conn->buffered;
+  call->queue.accounted = &conn->queued;
   call->stream_id = frame->hd.stream_id;
   call->state = CALL_HEADERS;
   nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, call);
@@ -355,11 +408,20 @@ static int on_data_chunk_recv(nghttp2_session *session, uint8_t flags, int32_t s
   server_conn *conn = user_data;
   ms_grpc_server_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
   if (call == NULL || call->state != CALL_ACTIVE) return 0;
-  size_t max = conn->server->max_message_bytes;
+  ms_grpc_server *server = conn->server;
+  size_t max = server->stats.max_message_bytes;
   int rc = ms_grpc_deframer_feed(&call->deframer, data, len, max, deliver, call);
-  if (rc >= 0) return 0;
+  if (rc >= 0) {
+    if (conn->buffered > server->stats.max_buffered_bytes && !conn->shedding) {
+      server->stats.closed_over_buffered++;
+      conn_shed(conn, true, "%s holds %zu bytes of unfinished messages, over the limit of %zu",
+                conn->peer.address, conn->buffered, server->stats.max_buffered_bytes);
+    }
+    return 0;
+  }
   char message[128];
   if (rc == MS_GRPC_E_TOO_LARGE) {
+    server->stats.messages_too_large++;
     snprintf(message, sizeof(message),
              "received a message larger than the limit (%u vs. %zu bytes)",
              call->deframer.message_len, max);
@@ -382,6 +444,15 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
   return 0;
 }
 
+/* Counts the streams nghttp2 refuses over SETTINGS_MAX_CONCURRENT_STREAMS
+ * (sent, not yet acknowledged); nghttp2 has already queued the RST_STREAM. */
+static int on_invalid_frame_recv(nghttp2_session *session, const nghttp2_frame *frame,
+                                 int lib_error_code, void *user_data) {
+  server_conn *conn = user_data;
+  if (lib_error_code == NGHTTP2_ERR_REFUSED_STREAM) conn->server->stats.streams_refused++;
+  return 0;
+}
+
 static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
                            void *user_data) {
   ms_grpc_server_call *call = nghttp2_session_get_stream_user_data(session, stream_id);
@@ -395,6 +466,13 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id, uint32_t
 
 static void maybe_free_server(ms_grpc_server *server) {
   if (!server->closing || server->open > 0) return;
+  for (size_t i = 0; i < PEER_TABLE_SIZE; i++) {
+    while (server->peers[i] != NULL) {
+      peer_count *next = server->peers[i]->next;
+      free(server->peers[i]);
+      server->peers[i] = next;
+    }
+  }
   nghttp2_session_callbacks_del(server->h2_callbacks);
   SSL_CTX_free(server->ssl_ctx);
   free(server);
@@ -422,11 +500,15 @@ static void on_conn_error(ms_grpc_io *io, const char *reason) {
     server->callbacks.on_connection_closed(server, &conn->peer, reason, server->arg);
 }
 
+static void peer_release(ms_grpc_server *server, peer_count *peer);
+
 static void on_conn_closed(ms_grpc_io *io) {
   server_conn *conn = (server_conn *)io;
   ms_grpc_server *server = conn->server;
   while (conn->calls)
     call_free(conn->calls);
+  if (conn->peer_count != NULL) peer_release(server, conn->peer_count);
+  server->stats.connections--;
   X509_free(conn->peer.certificate);
   ms_cert_info_cleanup(&conn->peer.certificate_info);
   if (conn->prev)
@@ -453,7 +535,44 @@ static void on_handshake_timeout(uv_timer_t *timer) {
   ms_grpc_io_fail(&conn->io, reason);
 }
 
-static void conn_start(ms_grpc_server *server, int fd) {
+static void on_shed_timer(uv_timer_t *timer) {
+  server_conn *conn = timer->data;
+  ms_grpc_io_fail(&conn->io, conn->shed_reason);
+}
+
+/* conn_shed closes a connection over one of its limits, with one log line a
+ * second at most for all connections. With `goaway`, from inside an nghttp2
+ * callback: its calls end now (freeing what they hold), GOAWAY
+ * ENHANCE_YOUR_CALM goes out and the connection closes once it is sent, or
+ * after GOAWAY_GRACE_MS. Without, from a public function: the connection
+ * fails from the loop. */
+static void conn_shed(server_conn *conn, bool goaway, const char *format, ...) {
+  if (conn->shedding) return;
+  conn->shedding = true;
+  va_list args;
+  va_start(args, format);
+  vsnprintf(conn->shed_reason, sizeof(conn->shed_reason), format, args);
+  va_end(args);
+  ms_grpc_server *server = conn->server;
+  uint64_t count = ms_log_limit_tick(&server->shed_log, uv_now(server->loop), LOG_INTERVAL_MS);
+  if (count > 0)
+    ms_log(MS_LOG_WARN, "grpc: closing a connection over a limit (%llu since the last line): %s",
+           (unsigned long long)count, conn->shed_reason);
+  uv_timer_stop(&conn->io.timer);
+  if (goaway) {
+    conn_cancel_calls(conn);
+    /* session_done reports this reason once the GOAWAY is out. */
+    size_t n = strlen(conn->shed_reason);
+    if (n >= sizeof(conn->io.nghttp2_error)) n = sizeof(conn->io.nghttp2_error) - 1;
+    memcpy(conn->io.nghttp2_error, conn->shed_reason, n);
+    conn->io.nghttp2_error[n] = '\0';
+    nghttp2_session_terminate_session(conn->io.session, NGHTTP2_ENHANCE_YOUR_CALM);
+    ms_grpc_io_schedule_flush(&conn->io);
+  }
+  uv_timer_start(&conn->io.timer, on_shed_timer, goaway ? GOAWAY_GRACE_MS : 0, 0);
+}
+
+static void conn_start(ms_grpc_server *server, int fd, peer_count *peer) {
   server_conn *conn = calloc(1, sizeof(*conn));
   SSL *ssl = conn != NULL ? SSL_new(server->ssl_ctx) : NULL;
   nghttp2_session *session = NULL;
@@ -464,7 +583,8 @@ static void conn_start(ms_grpc_server *server, int fd) {
     SSL_set_shed_handshake_config(ssl, 1);
     if (nghttp2_session_server_new(&session, server->h2_callbacks, conn) != 0) session = NULL;
   }
-  if (session != NULL && ms_grpc_h2_settings(session, true, server->max_concurrent_streams) != 0) {
+  if (session != NULL &&
+      ms_grpc_h2_settings(session, true, server->stats.max_concurrent_streams) != 0) {
     nghttp2_session_del(session);
     session = NULL;
   }
@@ -473,9 +593,13 @@ static void conn_start(ms_grpc_server *server, int fd) {
     SSL_free(ssl);
     free(conn);
     close(fd);
+    peer_release(server, peer);
     return;
   }
   conn->server = server;
+  conn->peer_count = peer;
+  server->stats.connections++;
+  server->stats.connections_accepted++;
   ms_grpc_io_init(&conn->io, server->loop, ssl, session, &conn_io_callbacks);
   conn->next = server->conns;
   if (server->conns) server->conns->prev = conn;
@@ -490,12 +614,133 @@ static void conn_start(ms_grpc_server *server, int fd) {
   ms_grpc_io_accept(&conn->io, fd);
 }
 
+/* ---- accepting ------------------------------------------------------------ */
+
+/* peer_key: the address's IP in 16 bytes (an IPv4 address in the first 4). */
+static int peer_key(const struct sockaddr_storage *address, uint8_t ip[16]) {
+  memset(ip, 0, 16);
+  if (address->ss_family == AF_INET6) {
+    memcpy(ip, &((const struct sockaddr_in6 *)address)->sin6_addr, 16);
+    return AF_INET6;
+  }
+  memcpy(ip, &((const struct sockaddr_in *)address)->sin_addr, 4);
+  return AF_INET;
+}
+
+static size_t peer_bucket(int family, const uint8_t ip[16]) {
+  uint64_t h = 1469598103934665603ULL ^ (uint64_t)family; /* FNV-1a */
+  for (int i = 0; i < 16; i++) {
+    h ^= ip[i];
+    h *= 1099511628211ULL;
+  }
+  return (size_t)(h % PEER_TABLE_SIZE);
+}
+
+/* peer_acquire counts one more connection from `address`. Returns its
+ * entry, or NULL when the address is at its limit or memory ran out. */
+static peer_count *peer_acquire(ms_grpc_server *server, const struct sockaddr_storage *address) {
+  uint8_t ip[16];
+  int family = peer_key(address, ip);
+  size_t bucket = peer_bucket(family, ip);
+  peer_count *peer = server->peers[bucket];
+  while (peer != NULL && (peer->family != family || memcmp(peer->ip, ip, 16) != 0))
+    peer = peer->next;
+  if (peer == NULL) {
+    if ((peer = calloc(1, sizeof(*peer))) == NULL) return NULL;
+    peer->family = family;
+    memcpy(peer->ip, ip, 16);
+    peer->next = server->peers[bucket];
+    server->peers[bucket] = peer;
+  }
+  if (peer->connections >= server->stats.max_connections_per_peer) return NULL;
+  peer->connections++;
+  return peer;
+}
+
+static void peer_release(ms_grpc_server *server, peer_count *peer) {
+  if (--peer->connections > 0) return;
+  peer_count **link = &server->peers[peer_bucket(peer->family, peer->ip)];
+  while (*link != peer)
+    link = &(*link)->next;
+  *link = peer->next;
+  free(peer);
+}
+
+static void on_listen_event(uv_poll_t *poll, int status, int events);
+
+static void on_accept_timer(uv_timer_t *timer) {
+  ms_grpc_server *server = timer->data;
+  if (server->closing) return;
+  server->stats.accepting = true;
+  uv_poll_start(&server->listen_poll, UV_READABLE, on_listen_event);
+}
+
+/* pause_accepting stops watching the listening socket after accept failed
+ * for lack of descriptors or memory: the pending connection stays in the
+ * backlog and a level-triggered poll would report it again at once. */
+static void pause_accepting(ms_grpc_server *server, int error) {
+  server->stats.accept_failures++;
+  server->stats.accepting = false;
+  uv_poll_stop(&server->listen_poll);
+  server->accept_pause_ms = server->accept_pause_ms == 0 ? ACCEPT_PAUSE_MIN_MS
+                            : server->accept_pause_ms * 2 > ACCEPT_PAUSE_MAX_MS
+                                ? ACCEPT_PAUSE_MAX_MS
+                                : server->accept_pause_ms * 2;
+  uv_timer_start(&server->accept_timer, on_accept_timer, server->accept_pause_ms, 0);
+  uint64_t count = ms_log_limit_tick(&server->accept_log, uv_now(server->loop), LOG_INTERVAL_MS);
+  if (count > 0)
+    ms_log(MS_LOG_WARN,
+           "grpc: accepting a connection failed (%llu times since the last line): %s; pausing "
+           "accepts for %u ms (%zu connections open)",
+           (unsigned long long)count, strerror(error), server->accept_pause_ms,
+           server->stats.connections);
+}
+
+/* refuse closes an accepted socket over a connection limit. */
+static void refuse(ms_grpc_server *server, int fd, const struct sockaddr_storage *address,
+                   bool per_peer) {
+  close(fd);
+  if (per_peer)
+    server->stats.connections_refused_per_peer++;
+  else
+    server->stats.connections_refused++;
+  uint64_t count = ms_log_limit_tick(&server->refuse_log, uv_now(server->loop), LOG_INTERVAL_MS);
+  if (count > 0) {
+    char text[64];
+    ms_grpc_sockaddr_format((const struct sockaddr *)address, text, sizeof(text));
+    ms_log(MS_LOG_WARN,
+           "grpc: refused a connection from %s (%llu refused since the last line): over the "
+           "limit of %u %s",
+           text, (unsigned long long)count,
+           per_peer ? server->stats.max_connections_per_peer : server->stats.max_connections,
+           per_peer ? "connections per IP address" : "connections");
+  }
+}
+
 static void on_listen_event(uv_poll_t *poll, int status, int events) {
   ms_grpc_server *server = poll->data;
   for (int i = 0; i < ACCEPTS_PER_EVENT && !server->closing; i++) {
-    int fd = accept4(server->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return; /* EAGAIN, or EMFILE and the like: try again on the next event */
-    conn_start(server, fd);
+    struct sockaddr_storage address;
+    socklen_t length = sizeof(address);
+    memset(&address, 0, sizeof(address));
+    int fd =
+        accept4(server->fd, (struct sockaddr *)&address, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        pause_accepting(server, errno);
+      return; /* EAGAIN, ECONNABORTED and the like: the next event */
+    }
+    server->accept_pause_ms = 0;
+    if (server->stats.connections >= server->stats.max_connections) {
+      refuse(server, fd, &address, false);
+      continue;
+    }
+    peer_count *peer = peer_acquire(server, &address);
+    if (peer == NULL) {
+      refuse(server, fd, &address, true);
+      continue;
+    }
+    conn_start(server, fd, peer);
   }
 }
 
@@ -569,6 +814,7 @@ static nghttp2_session_callbacks *new_h2_callbacks(void) {
   nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
   nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
   nghttp2_session_callbacks_set_error_callback2(callbacks, ms_grpc_io_on_nghttp2_error);
+  nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame_recv);
   return callbacks;
 }
 
@@ -599,16 +845,27 @@ int ms_grpc_server_new(uv_loop_t *loop, const ms_grpc_server_options *options,
   server->listen_poll.data = server;
   server->callbacks = *callbacks;
   server->arg = arg;
-  server->max_message_bytes =
-      options->max_message_bytes ? options->max_message_bytes : MS_GRPC_DEFAULT_MAX_MESSAGE_BYTES;
-  server->max_concurrent_streams = options->max_concurrent_streams ? options->max_concurrent_streams
-                                                                   : DEFAULT_MAX_CONCURRENT_STREAMS;
+  ms_grpc_server_stats *limits = &server->stats;
+#define OR_DEFAULT(value, fallback) ((value) ? (value) : (fallback))
+  limits->max_message_bytes =
+      OR_DEFAULT(options->max_message_bytes, MS_GRPC_DEFAULT_MAX_MESSAGE_BYTES);
+  limits->max_concurrent_streams =
+      OR_DEFAULT(options->max_concurrent_streams, DEFAULT_MAX_CONCURRENT_STREAMS);
+  limits->max_connections = OR_DEFAULT(options->max_connections, DEFAULT_MAX_CONNECTIONS);
+  limits->max_connections_per_peer =
+      OR_DEFAULT(options->max_connections_per_peer, DEFAULT_MAX_CONNECTIONS_PER_PEER);
+  limits->max_buffered_bytes = OR_DEFAULT(options->max_buffered_bytes, DEFAULT_MAX_BUFFERED_BYTES);
+  limits->max_queued_bytes = OR_DEFAULT(options->max_queued_bytes, DEFAULT_MAX_QUEUED_BYTES);
   server->handshake_timeout_ms =
-      options->handshake_timeout_ms ? options->handshake_timeout_ms : DEFAULT_HANDSHAKE_TIMEOUT_MS;
+      OR_DEFAULT(options->handshake_timeout_ms, DEFAULT_HANDSHAKE_TIMEOUT_MS);
+#undef OR_DEFAULT
+  limits->accepting = true;
+  uv_timer_init(loop, &server->accept_timer);
+  server->accept_timer.data = server;
   SSL_CTX_up_ref(options->ssl_ctx);
   server->ssl_ctx = options->ssl_ctx;
   SSL_CTX_set_alpn_select_cb(server->ssl_ctx, select_alpn, NULL);
-  server->open = 1;
+  server->open = 2; /* listen_poll, accept_timer */
   uv_poll_start(&server->listen_poll, UV_READABLE, on_listen_event);
   *out_server = server;
   return 0;
@@ -618,9 +875,24 @@ uint16_t ms_grpc_server_port(const ms_grpc_server *server) {
   return server->port;
 }
 
+void ms_grpc_server_get_stats(const ms_grpc_server *server, ms_grpc_server_stats *out) {
+  *out = server->stats;
+  out->buffered_bytes = out->queued_bytes = 0;
+  for (const server_conn *conn = server->conns; conn != NULL; conn = conn->next) {
+    out->buffered_bytes += conn->buffered;
+    out->queued_bytes += conn->queued;
+  }
+}
+
 static void on_listen_closed(uv_handle_t *handle) {
   ms_grpc_server *server = handle->data;
   close(server->fd);
+  server->open--;
+  maybe_free_server(server);
+}
+
+static void on_accept_timer_closed(uv_handle_t *handle) {
+  ms_grpc_server *server = handle->data;
   server->open--;
   maybe_free_server(server);
 }
@@ -629,6 +901,7 @@ void ms_grpc_server_close(ms_grpc_server *server) {
   if (server == NULL || server->closing) return;
   server->closing = true;
   uv_close((uv_handle_t *)&server->listen_poll, on_listen_closed);
+  uv_close((uv_handle_t *)&server->accept_timer, on_accept_timer_closed);
   for (server_conn *conn = server->conns; conn != NULL; conn = conn->next) {
     conn_cancel_calls(conn);
     ms_grpc_io_close(&conn->io);

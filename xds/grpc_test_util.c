@@ -225,17 +225,23 @@ static void echo_connection_closed(ms_grpc_server *grpc_server, const ms_grpc_pe
 
 void grpc_test_server_start(grpc_test_server *server, uv_loop_t *loop, SSL_CTX *ctx,
                             size_t max_message_bytes) {
-  memset(server, 0, sizeof(*server));
   ms_grpc_server_options options = {
       .address = "127.0.0.1:0",
       .ssl_ctx = ctx,
       .max_message_bytes = max_message_bytes,
+      .max_concurrent_streams = 1000, /* grpc_scale_test: 1,000 per channel */
   };
+  grpc_test_server_start_with(server, loop, &options);
+}
+
+void grpc_test_server_start_with(grpc_test_server *server, uv_loop_t *loop,
+                                 const ms_grpc_server_options *options) {
+  memset(server, 0, sizeof(*server));
   ms_grpc_server_callbacks callbacks = {
       .on_call = echo_on_call,
       .on_connection_closed = echo_connection_closed,
   };
-  int rc = ms_grpc_server_new(loop, &options, &callbacks, server, &server->server);
+  int rc = ms_grpc_server_new(loop, options, &callbacks, server, &server->server);
   if (rc != 0) die("ms_grpc_server_new", uv_strerror(rc));
   server->port = ms_grpc_server_port(server->server);
 }

@@ -74,6 +74,11 @@ typedef struct grpc_test_server {
 void grpc_test_server_start(grpc_test_server *server, uv_loop_t *loop, SSL_CTX *ctx,
                             size_t max_message_bytes);
 
+/* grpc_test_server_start_with starts the echo server with `options`
+ * (address and ssl_ctx included). */
+void grpc_test_server_start_with(grpc_test_server *server, uv_loop_t *loop,
+                                 const ms_grpc_server_options *options);
+
 /* What a client call received. */
 typedef struct grpc_test_call {
   ms_grpc_call *call;

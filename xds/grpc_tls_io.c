@@ -233,12 +233,19 @@ void ms_grpc_io_connect(ms_grpc_io *io, const struct sockaddr_storage *addresses
 }
 
 /* The socket's pending error as a negative errno, or 0. libuv reports
- * POLLERR as UV_EBADF, so the socket is asked what really happened. */
+ * POLLERR as UV_EBADF, so the socket is asked what really happened. Reading
+ * SO_ERROR clears it: ask once. */
 static int socket_error(int fd) {
   int error = 0;
   socklen_t length = sizeof(error);
   if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
   return -error;
+}
+
+/* poll_error: the socket's pending error, else the poll's status. */
+static int poll_error(int fd, int status) {
+  int error = socket_error(fd);
+  return error != 0 ? error : status;
 }
 
 static void connect_done(ms_grpc_io *io, int status) {
@@ -460,7 +467,7 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
       do_handshake(io);
       if (status < 0 && io->state == MS_GRPC_IO_HANDSHAKING)
         fail_format(io, "TLS handshake with %s failed: %s", io->peer_address,
-                    uv_strerror(socket_error(io->fd) ? socket_error(io->fd) : status));
+                    uv_strerror(poll_error(io->fd, status)));
       return;
     case MS_GRPC_IO_OPEN:
       if (status < 0) {
@@ -468,7 +475,7 @@ static void on_poll(uv_poll_t *poll, int status, int events) {
         io_read(io);
         if (io->state == MS_GRPC_IO_OPEN)
           fail_format(io, "connection to %s failed: %s", io->peer_address,
-                      uv_strerror(socket_error(io->fd) ? socket_error(io->fd) : status));
+                      uv_strerror(poll_error(io->fd, status)));
         return;
       }
       if (events & UV_WRITABLE) {

@@ -184,8 +184,9 @@ int ms_xds_cluster_decode(const uint8_t *bytes, size_t len, ms_xds_cluster *out,
                           size_t err_len) {
   ms_xds_decoder decoder;
   ms_xds_decoder_init(&decoder, "cluster", err, err_len);
-  Cluster *message = envoy__config__cluster__v3__cluster__unpack(NULL, len, bytes);
-  if (message == NULL) return ms_xds_malformed(&decoder, "envoy.config.cluster.v3.Cluster", len);
+  Cluster *message =
+      ms_xds_unpack(&decoder, &envoy__config__cluster__v3__cluster__descriptor, bytes, len);
+  if (message == NULL) return -1;
   ms_xds_cluster result;
   memset(&result, 0, sizeof(result));
   int rc = decode(&decoder, message, &result);

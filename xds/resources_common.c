@@ -9,23 +9,15 @@
 
 #include <openssl/mem.h>
 
+#include "sidecar/log.h"
+#include "xds/pb_depth.h"
 #include "xds/resources_internal.h"
 #include "xds/type_urls.h"
 
 /* ---- messages ---------------------------------------------------------------- */
 
 void ms_xds_escape(const char *text, char *out, size_t out_len) {
-  size_t used = 0;
-  for (const char *c = text; *c != '\0'; c++) {
-    if (used + 4 >= out_len) {
-      memcpy(out + used, "...", 3);
-      used += 3;
-      break;
-    }
-    unsigned char byte = (unsigned char)*c;
-    out[used++] = (byte < 0x20 || byte == 0x7f || byte == '"' || byte == '\\') ? '?' : (char)byte;
-  }
-  out[used] = '\0';
+  ms_log_escape(text, SIZE_MAX, out, out_len);
 }
 
 void ms_xds_decoder_init(ms_xds_decoder *decoder, const char *kind, char *err, size_t err_len) {
@@ -107,8 +99,12 @@ int ms_xds_out_of_memory(ms_xds_decoder *decoder) {
   return ms_xds_fail(decoder, "out of memory");
 }
 
-int ms_xds_malformed(ms_xds_decoder *decoder, const char *message_name, size_t len) {
-  return ms_xds_fail(decoder, "%zu bytes that are not a valid %s message", len, message_name);
+void *ms_xds_unpack(ms_xds_decoder *decoder, const ProtobufCMessageDescriptor *descriptor,
+                    const uint8_t *bytes, size_t len) {
+  char why[MS_XDS_ESCAPED_LEN + 64];
+  ProtobufCMessage *message = ms_pb_unpack_guarded(descriptor, bytes, len, why, sizeof(why));
+  if (message == NULL) ms_xds_fail(decoder, "%s", why);
+  return message;
 }
 
 bool ms_xds_has_unknown_field(const ProtobufCMessage *message, uint32_t number) {

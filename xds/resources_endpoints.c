@@ -102,11 +102,9 @@ int ms_xds_endpoints_decode(const uint8_t *bytes, size_t len, ms_xds_endpoints *
                             size_t err_len) {
   ms_xds_decoder decoder;
   ms_xds_decoder_init(&decoder, "endpoints", err, err_len);
-  ClusterLoadAssignment *message =
-      envoy__config__endpoint__v3__cluster_load_assignment__unpack(NULL, len, bytes);
-  if (message == NULL) {
-    return ms_xds_malformed(&decoder, "envoy.config.endpoint.v3.ClusterLoadAssignment", len);
-  }
+  ClusterLoadAssignment *message = ms_xds_unpack(
+      &decoder, &envoy__config__endpoint__v3__cluster_load_assignment__descriptor, bytes, len);
+  if (message == NULL) return -1;
   ms_xds_endpoints result;
   memset(&result, 0, sizeof(result));
   int rc = -1;

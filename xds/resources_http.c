@@ -401,13 +401,11 @@ static int manager(ms_xds_decoder *decoder, const HttpConnectionManager *hcm,
 
 int ms_xds_http_connection_manager_decode(ms_xds_decoder *decoder, const uint8_t *bytes, size_t len,
                                           ms_xds_listener *out) {
-  HttpConnectionManager *hcm =
-      envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__unpack(
-          NULL, len, bytes);
-  if (hcm == NULL) {
-    return ms_xds_malformed(decoder, ms_xds_type_name(MS_XDS_TYPE_URL_HTTP_CONNECTION_MANAGER),
-                            len);
-  }
+  HttpConnectionManager *hcm = ms_xds_unpack(
+      decoder,
+      &envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__descriptor,
+      bytes, len);
+  if (hcm == NULL) return -1;
   int rc = manager(decoder, hcm, out);
   envoy__extensions__filters__network__http_connection_manager__v3__http_connection_manager__free_unpacked(
       hcm, NULL);

@@ -40,9 +40,10 @@ typedef struct ms_xds_decoder {
   size_t path_len;
 } ms_xds_decoder;
 
-/* ms_xds_escape copies `text` for a message: quotes, backslashes and
- * control characters become '?', so that a hostile name cannot forge a
- * message or a line; cut with "..." to fit `out_len` (at least 4) bytes. */
+/* ms_xds_escape copies `text` for a message as ms_log_escape does (quotes
+ * and backslashes escaped, other bytes outside printable ASCII as \xNN), so
+ * that a hostile name cannot forge a message or a line; cut with "..." to
+ * fit `out_len` (at least 8) bytes. */
 void ms_xds_escape(const char *text, char *out, size_t out_len);
 
 /* A buffer for ms_xds_escape that fits any reasonable type URL or host. */
@@ -75,9 +76,13 @@ int ms_xds_fail_field(ms_xds_decoder *decoder, const char *field, const char *fo
 /* ms_xds_out_of_memory reports memory exhaustion; returns -1. */
 int ms_xds_out_of_memory(ms_xds_decoder *decoder);
 
-/* ms_xds_malformed reports bytes that are not a valid `message_name`;
- * returns -1. */
-int ms_xds_malformed(ms_xds_decoder *decoder, const char *message_name, size_t len);
+/* ms_xds_unpack unpacks `len` bytes as a message of `descriptor` behind the
+ * nesting guard (xds/pb_depth.h). Returns the message (the caller frees it
+ * with the type's __free_unpacked), or NULL with the error written: "N bytes
+ * that are not a valid <message> message" or "<message>: message nests deeper
+ * than 64 levels". */
+void *ms_xds_unpack(ms_xds_decoder *decoder, const ProtobufCMessageDescriptor *descriptor,
+                    const uint8_t *bytes, size_t len);
 
 /* ms_xds_has_unknown_field: whether decoding kept field `number` as unknown,
  * that is whether the sender set a field outside our subset. */

@@ -55,11 +55,10 @@ static int tcp_proxy(ms_xds_decoder *decoder, const TcpProxy *proxy, ms_xds_list
 /* tcp_proxy_decode unpacks the TcpProxy in `any`, at the current path. */
 static int tcp_proxy_decode(ms_xds_decoder *decoder, const Google__Protobuf__Any *any,
                             ms_xds_listener *out) {
-  TcpProxy *proxy = envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__unpack(
-      NULL, any->value.len, any->value.data);
-  if (proxy == NULL) {
-    return ms_xds_malformed(decoder, ms_xds_type_name(MS_XDS_TYPE_URL_TCP_PROXY), any->value.len);
-  }
+  TcpProxy *proxy = ms_xds_unpack(
+      decoder, &envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,
+      any->value.data, any->value.len);
+  if (proxy == NULL) return -1;
   out->protocol = MS_PROTOCOL_TCP;
   int rc = tcp_proxy(decoder, proxy, out);
   envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__free_unpacked(proxy, NULL);
@@ -137,10 +136,9 @@ int ms_xds_listener_decode(const uint8_t *bytes, size_t len, ms_xds_listener *ou
                            size_t err_len) {
   ms_xds_decoder decoder;
   ms_xds_decoder_init(&decoder, "listener", err, err_len);
-  Listener *message = envoy__config__listener__v3__listener__unpack(NULL, len, bytes);
-  if (message == NULL) {
-    return ms_xds_malformed(&decoder, "envoy.config.listener.v3.Listener", len);
-  }
+  Listener *message =
+      ms_xds_unpack(&decoder, &envoy__config__listener__v3__listener__descriptor, bytes, len);
+  if (message == NULL) return -1;
   ms_xds_listener result;
   memset(&result, 0, sizeof(result));
   int rc = decode(&decoder, message, &result);

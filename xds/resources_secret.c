@@ -39,10 +39,9 @@ int ms_xds_secret_decode(const uint8_t *bytes, size_t len, ms_xds_secret *out, c
                          size_t err_len) {
   ms_xds_decoder decoder;
   ms_xds_decoder_init(&decoder, "secret", err, err_len);
-  Secret *message = envoy__extensions__transport_sockets__tls__v3__secret__unpack(NULL, len, bytes);
-  if (message == NULL) {
-    return ms_xds_malformed(&decoder, "envoy.extensions.transport_sockets.tls.v3.Secret", len);
-  }
+  Secret *message = ms_xds_unpack(
+      &decoder, &envoy__extensions__transport_sockets__tls__v3__secret__descriptor, bytes, len);
+  if (message == NULL) return -1;
   ms_xds_secret result;
   memset(&result, 0, sizeof(result));
   int rc = decode(&decoder, message, &result);

@@ -100,9 +100,10 @@ static void test_secrets(void) {
                  "(session_ticket_keys and generic_secret are not supported)");
   /* A hostile name cannot forge quotes or lines in the message. */
   ca_secret.name = "evil\"\nname";
-  EXPECT_REFUSED(MS_XDS_KIND_SECRET, &ca_secret,
-                 "secret \"evil??name\": holds neither tls_certificate nor validation_context "
-                 "(session_ticket_keys and generic_secret are not supported)");
+  EXPECT_REFUSED(
+      MS_XDS_KIND_SECRET, &ca_secret,
+      "secret \"evil\\\"\\x0aname\": holds neither tls_certificate nor validation_context "
+      "(session_ticket_keys and generic_secret are not supported)");
   ca_secret.name = "";
   EXPECT_REFUSED(MS_XDS_KIND_SECRET, &ca_secret, "secret: name: must not be empty");
 }

@@ -469,12 +469,10 @@ int ms_xds_upstream_tls_decode(ms_xds_decoder *decoder,
     ms_xds_escape(any->type_url, escaped, sizeof(escaped));
     ms_xds_fail(decoder, "expected %s, got %s", expected, escaped);
   } else {
-    UpstreamTlsContext *context =
-        envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__unpack(
-            NULL, any->value.len, any->value.data);
-    if (context == NULL) {
-      ms_xds_malformed(decoder, ms_xds_type_name(expected), any->value.len);
-    } else {
+    UpstreamTlsContext *context = ms_xds_unpack(
+        decoder, &envoy__extensions__transport_sockets__tls__v3__upstream_tls_context__descriptor,
+        any->value.data, any->value.len);
+    if (context != NULL) {
       out->present = true;
       rc = upstream_tls_context(decoder, context, out);
       if (context->common_tls_context != NULL) {

@@ -113,7 +113,9 @@ static int on_call(ms_grpc_server_call *call, const char *method_path, const ms_
   if (strcmp(method_path, MS_ISTIO_CA_METHOD) == 0)
     return server->closing ? MS_GRPC_UNAVAILABLE : xds_csr_call_accept(server, call, peer);
   if (strcmp(method_path, MS_XDS_ADS_METHOD) != 0) {
-    ms_log(MS_LOG_WARN, "xds: %s called %s: unimplemented", peer->address, method_path);
+    char escaped[MS_LOG_ESCAPED_LEN];
+    ms_log(MS_LOG_WARN, "xds: %s called %s: unimplemented", peer->address,
+           ms_log_escape(method_path, MS_LOG_ESCAPE_MAX, escaped, sizeof(escaped)));
     return MS_GRPC_UNIMPLEMENTED;
   }
   if (server->closing) return MS_GRPC_UNAVAILABLE;
@@ -337,7 +339,13 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   ms_grpc_server_options grpc_options = {
       .address = o->listen_address,
       .ssl_ctx = server->ssl_ctx,
-      .max_concurrent_streams = 100000,
+      .max_message_bytes =
+          o->max_request_bytes ? o->max_request_bytes : MS_XDS_DEFAULT_MAX_REQUEST_BYTES,
+      .max_concurrent_streams = o->max_streams_per_connection,
+      .max_connections = o->max_connections,
+      .max_connections_per_peer = o->max_connections_per_peer,
+      .max_buffered_bytes = o->max_buffered_bytes,
+      .max_queued_bytes = o->max_queued_bytes,
   };
   int rc = ms_grpc_server_new(loop, &grpc_options, &grpc_callbacks, server, &server->grpc);
   if (rc != 0) {

@@ -68,7 +68,21 @@ typedef struct ms_xds_server_options {
   int64_t token_skew_seconds;   /* clock skew allowed for exp/nbf/iat; 0: 60 */
   int csr_rate_limit;           /* CreateCertificate calls per SPIFFE ID and minute (and the
                                    burst); 0: 10; negative: no limit */
+
+  /* Limits against clients that hold resources (docs/xds-server.md, "Limits
+   * and overload"; ms_grpc_server_options says what happens at each). 0: the
+   * default. */
+  uint32_t max_connections;            /* 0: 10000 */
+  uint32_t max_connections_per_peer;   /* per IP address; 0: 256 */
+  uint32_t max_streams_per_connection; /* 0: 100 */
+  size_t max_request_bytes;            /* one DiscoveryRequest; 0: 1 MiB */
+  size_t max_buffered_bytes;           /* unfinished requests per connection; 0: 16 MiB */
+  size_t max_queued_bytes;             /* unsent responses per connection; 0: 16 MiB */
 } ms_xds_server_options;
+
+/* The default of max_request_bytes: DiscoveryRequests are small (a node, a
+ * type URL, names, a version and a nonce). */
+#define MS_XDS_DEFAULT_MAX_REQUEST_BYTES ((size_t)1 << 20)
 
 /* ms_xds_server_new loads the certificates, the CA and the configuration
  * directory, starts listening and watching, and returns at once. A JSON file

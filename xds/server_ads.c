@@ -17,6 +17,7 @@
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "sidecar/log.h"
+#include "xds/pb_depth.h"
 #include "xds/server_internal.h"
 
 #define CONTROL_PLANE_ID "mtls-sidecar xds-server"
@@ -33,7 +34,7 @@ static void stream_free(xds_stream *stream, const char *why) {
   if (stream->node != NULL) {
     ms_log(MS_LOG_INFO,
            "ads: node %s disconnected from %s (%s, after %.1fs, %" PRIu64 " responses)",
-           stream->node->id, stream->peer_address, why, seconds, stream->responses);
+           stream->node->log_id, stream->peer_address, why, seconds, stream->responses);
     xds_node_release(stream->node, stream);
   } else {
     ms_log(MS_LOG_INFO, "ads: stream from %s closed before naming its node (%s)",
@@ -136,7 +137,7 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
     if (resources != stack) free(resources);
     max *= 4;
     if ((resources = malloc(max * sizeof(*resources))) == NULL) {
-      ms_log(MS_LOG_ERROR, "ads: out of memory answering node %s", stream->node->id);
+      ms_log(MS_LOG_ERROR, "ads: out of memory answering node %s", stream->node->log_id);
       return;
     }
   }
@@ -175,17 +176,17 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
   /* The key's bytes were in there for a certificate. */
   if (type == XDS_TYPE_SDS) OPENSSL_cleanse(bytes, len);
   if (rc != 0) {
-    ms_log(MS_LOG_WARN, "ads: node %s: cannot send %s: %s", stream->node->id, xds_type_name(type),
-           uv_strerror(rc));
+    ms_log(MS_LOG_WARN, "ads: node %s: cannot send %s: %s", stream->node->log_id,
+           xds_type_name(type), uv_strerror(rc));
   } else {
     xds_type_state_on_sent(state, version, nonce, digest, xds_now_ms());
     stream->responses++;
     ms_log(MS_LOG_DEBUG, "ads: node %s: sent %s version %s (%zu resources, nonce %s)",
-           stream->node->id, xds_type_name(type), version, count, nonce);
+           stream->node->log_id, xds_type_name(type), version, count, nonce);
   }
   goto cleanup;
 oom:
-  ms_log(MS_LOG_ERROR, "ads: out of memory answering node %s", stream->node->id);
+  ms_log(MS_LOG_ERROR, "ads: out of memory answering node %s", stream->node->log_id);
 cleanup:
   free(bytes);
   free(anys);
@@ -225,7 +226,9 @@ static int identify(xds_stream *stream,
           id, req->node != NULL ? metadata_string(req->node, "NAMESPACE") : NULL,
           req->node != NULL ? metadata_string(req->node, "SERVICE_ACCOUNT") : NULL, &claims, err,
           sizeof(err)) != 0) {
-    ms_log(MS_LOG_WARN, "ads: refusing the stream from %s: %s", stream->peer_address, err);
+    char escaped[MS_LOG_ESCAPED_LEN];
+    ms_log(MS_LOG_WARN, "ads: refusing the stream from %s: %s", stream->peer_address,
+           ms_log_escape(err, MS_LOG_ESCAPE_MAX * 2, escaped, sizeof(escaped)));
     ms_grpc_server_call_finish(stream->call, MS_GRPC_INVALID_ARGUMENT, err);
     return -1;
   }
@@ -239,27 +242,35 @@ static int identify(xds_stream *stream,
     return -1;
   }
   if (rc != 0) {
-    ms_log(MS_LOG_WARN, "ads: refusing node %s from %s: %s", id, stream->peer_address, err);
+    char escaped_id[MS_LOG_ESCAPED_LEN];
+    ms_log_escape(id, MS_LOG_ESCAPE_MAX, escaped_id, sizeof(escaped_id));
+    ms_log(MS_LOG_WARN, "ads: refusing node %s from %s: %s", escaped_id, stream->peer_address, err);
     char message[MS_ERR_LEN + 64];
     snprintf(message, sizeof(message), "node %.64s: %s", id, err);
     ms_grpc_server_call_finish(stream->call, MS_GRPC_PERMISSION_DENIED, message);
     return -1;
   }
-  ms_log(MS_LOG_INFO, "ads: node %s (cluster \"%s\") connected from %s as %s (proved by %s)", id,
-         stream->node_cluster, stream->peer_address, spiffe_id,
-         xds_proof_name(stream->identity.proof));
+  char cluster[MS_LOG_ESCAPED_LEN];
+  ms_log(MS_LOG_INFO, "ads: node %s (cluster \"%s\") connected from %s as %s (proved by %s)",
+         stream->node->log_id,
+         ms_log_escape(stream->node_cluster, MS_LOG_ESCAPE_MAX, cluster, sizeof(cluster)),
+         stream->peer_address, spiffe_id, xds_proof_name(stream->identity.proof));
   return 0;
 }
 
 static void on_message(ms_grpc_server_call *call, const uint8_t *bytes, size_t len,
                        void *user_data) {
   xds_stream *stream = user_data;
-  Envoy__Service__Discovery__V3__DiscoveryRequest *req =
-      envoy__service__discovery__v3__discovery_request__unpack(NULL, len, bytes);
+  /* Behind the nesting guard: node.metadata is a Struct, which nests
+   * without end, and protobuf-c recurses once per level. */
+  char err[200];
+  Envoy__Service__Discovery__V3__DiscoveryRequest *req = (void *)ms_pb_unpack_guarded(
+      &envoy__service__discovery__v3__discovery_request__descriptor, bytes, len, err, sizeof(err));
   if (req == NULL) {
-    ms_log(MS_LOG_WARN, "ads: %s sent a message that is not a DiscoveryRequest",
-           stream->peer_address);
-    ms_grpc_server_call_finish(call, MS_GRPC_INVALID_ARGUMENT, "not a DiscoveryRequest");
+    ms_log(MS_LOG_WARN, "ads: %s sent a message that is not a DiscoveryRequest we accept: %s",
+           stream->peer_address, err);
+    stream->server->requests_refused++;
+    ms_grpc_server_call_finish(call, MS_GRPC_INVALID_ARGUMENT, err);
     stream_free(stream, "bad request");
     return;
   }
@@ -271,8 +282,10 @@ static void on_message(ms_grpc_server_call *call, const uint8_t *bytes, size_t l
   }
   xds_type type;
   if (xds_type_from_url(req->type_url, &type) != 0) {
+    char type_url[MS_LOG_ESCAPED_LEN];
     ms_log(MS_LOG_WARN, "ads: node %s asked for type %s, which is not served: ignored",
-           stream->node->id, req->type_url);
+           stream->node->log_id,
+           ms_log_escape(req->type_url, MS_LOG_ESCAPE_MAX, type_url, sizeof(type_url)));
     envoy__service__discovery__v3__discovery_request__free_unpacked(req, NULL);
     return;
   }
@@ -289,26 +302,31 @@ static void on_message(ms_grpc_server_call *call, const uint8_t *bytes, size_t l
   bool must_respond = false;
   if (xds_type_state_on_request(&stream->types[type], type, &request, xds_now_ms(), &kind,
                                 &must_respond) != 0)
-    ms_log(MS_LOG_ERROR, "ads: out of memory on a request of node %s", stream->node->id);
+    ms_log(MS_LOG_ERROR, "ads: out of memory on a request of node %s", stream->node->log_id);
+  /* The client's strings, escaped for the log line. */
   const char *name = xds_type_name(type);
+  const char *id = stream->node->log_id;
+  char version[MS_LOG_ESCAPED_LEN], detail[MS_LOG_ESCAPED_LEN * 2];
   switch (kind) {
     case XDS_REQUEST_INITIAL:
-      ms_log(MS_LOG_DEBUG, "ads: node %s subscribed to %s (%zu names)", stream->node->id, name,
+      ms_log(MS_LOG_DEBUG, "ads: node %s subscribed to %s (%zu names)", id, name,
              req->n_resource_names);
       break;
     case XDS_REQUEST_ACK:
-      ms_log(MS_LOG_INFO, "ads: node %s ACK %s version %s", stream->node->id, name,
-             req->version_info);
+      ms_log(MS_LOG_INFO, "ads: node %s ACK %s version %s", id, name,
+             ms_log_escape(req->version_info, MS_LOG_ESCAPE_MAX, version, sizeof(version)));
       break;
     case XDS_REQUEST_NACK:
-      ms_log(MS_LOG_WARN, "ads: node %s NACK %s version %s (keeps %s): %s", stream->node->id, name,
+      ms_log(MS_LOG_WARN, "ads: node %s NACK %s version %s (keeps %s): %s", id, name,
              stream->types[type].nacked_version,
-             req->version_info[0] != '\0' ? req->version_info : "nothing",
-             request.error_message != NULL ? request.error_message : "");
+             req->version_info[0] != '\0'
+                 ? ms_log_escape(req->version_info, MS_LOG_ESCAPE_MAX, version, sizeof(version))
+                 : "nothing",
+             ms_log_escape(request.error_message, MS_LOG_ESCAPE_MAX * 2, detail, sizeof(detail)));
       break;
     case XDS_REQUEST_STALE:
-      ms_log(MS_LOG_DEBUG, "ads: node %s: stale %s request (nonce %s) ignored", stream->node->id,
-             name, req->response_nonce);
+      ms_log(MS_LOG_DEBUG, "ads: node %s: stale %s request (nonce %s) ignored", id, name,
+             ms_log_escape(req->response_nonce, MS_LOG_ESCAPE_MAX, version, sizeof(version)));
       break;
   }
   envoy__service__discovery__v3__discovery_request__free_unpacked(req, NULL);

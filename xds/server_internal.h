@@ -389,6 +389,7 @@ typedef struct xds_stream xds_stream;
 typedef struct xds_node {
   ms_xds_server *server;
   char *id;
+  char *log_id; /* `id` escaped for log lines (ms_log_escape), as a client may send anything */
   char *spiffe_id;
   struct xds_node *hash_next;
   xds_stream *streams; /* linked through xds_stream.node_next */
@@ -473,6 +474,7 @@ struct ms_xds_server {
   xds_status_server *status;
   uint16_t status_port;
   xds_stream *streams;
+  uint64_t requests_refused; /* messages that are not DiscoveryRequests we accept (pb_depth.h) */
   size_t stream_count;
   xds_node **node_table;
   size_t node_table_size;

@@ -1,7 +1,7 @@
 /* server_load_main.c: ads_load, the xds-server benchmark (docs/xds-server.md).
  *
  *   ads_load --address 127.0.0.1:18000 --ca CA.crt --cert CLIENT.crt --key CLIENT.key
- *            [--streams 10000] [--channels 10] [--server-pid PID]
+ *            [--streams 10000] [--channels 100] [--server-pid PID]
  *            [--rotate-ca CA.crt,CA.key] [--config-file DIR/ads_load.json] [--rounds 3]
  *   ads_load --csr N ... [--channels M] [--concurrency C] [--server-pid PID]
  *            [--jwks-out FILE [--token-issuer ISS] [--token-audience AUD]
@@ -144,7 +144,7 @@ static int write_config(const char *path, int round) {
 int main(int argc, char **argv) {
   const char *address = NULL, *ca = NULL, *crt = NULL, *key = NULL, *pid = NULL;
   const char *rotate = NULL, *config_file = NULL;
-  int streams = 10000, channels = 10, rounds = 3;
+  int streams = 10000, channels = 100, rounds = 3;
   uint64_t timeout_ms = 30000;
   ms_csr_bench_options csr = {
       .concurrency = 1000,

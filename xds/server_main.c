@@ -45,6 +45,12 @@ static const char usage_text[] =
     "  --token-issuer ISS        the tokens' \"iss\"; required with --jwks-file or --jwks-url\n"
     "  --token-audience AUD      an \"aud\" tokens must hold (default mtls-sidecar)\n"
     "  --token-skew DURATION     clock skew allowed for exp and nbf (default 60s)\n"
+    "  --max-connections N       open connections in all (10000)\n"
+    "  --max-connections-per-peer N  open connections from one IP address (256)\n"
+    "  --max-streams-per-connection N  concurrent ADS streams per connection (100)\n"
+    "  --max-request-bytes N     the largest DiscoveryRequest (1048576)\n"
+    "  --max-buffered-bytes N    unfinished requests one connection may hold (16777216)\n"
+    "  --max-queued-bytes N      unsent responses one connection may hold (16777216)\n"
     "  --log-level LEVEL         debug, info, warn or error (default info)\n"
     "durations: 90s, 15m, 24h, 30d, or plain seconds\n";
 
@@ -146,6 +152,30 @@ static int set_csr_rate_limit(flags *f, const char *v) {
   f->options.csr_rate_limit = n == 0 ? -1 : (int)n;
   return 0;
 }
+/* parse_count reads a whole number from 1 to `max`. Returns 0 or -1. */
+static int parse_count(const char *v, unsigned long long max, unsigned long long *out) {
+  char *end = NULL;
+  if (*v < '0' || *v > '9') return -1;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (*end != '\0' || n < 1 || n > max) return -1;
+  *out = n;
+  return 0;
+}
+#define SET_COUNT(function, field, max)                 \
+  static int function(flags *f, const char *v) {        \
+    unsigned long long n;                               \
+    if (parse_count(v, (max), &n) != 0) return -1;      \
+    f->options.field = (__typeof__(f->options.field))n; \
+    return 0;                                           \
+  }
+SET_COUNT(set_max_connections, max_connections, 1000000)
+SET_COUNT(set_max_connections_per_peer, max_connections_per_peer, 1000000)
+SET_COUNT(set_max_streams, max_streams_per_connection, 1000000)
+SET_COUNT(set_max_request_bytes, max_request_bytes, (unsigned long long)1 << 32)
+SET_COUNT(set_max_buffered_bytes, max_buffered_bytes, (unsigned long long)1 << 40)
+SET_COUNT(set_max_queued_bytes, max_queued_bytes, (unsigned long long)1 << 40)
+#undef SET_COUNT
+
 static int set_log_level(flags *f, const char *v) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
   for (int i = 0; i < 4; i++) {
@@ -182,6 +212,12 @@ static const struct {
     {"--token-audience", set_token_audience},
     {"--token-skew", set_token_skew},
     {"--csr-rate-limit", set_csr_rate_limit},
+    {"--max-connections", set_max_connections},
+    {"--max-connections-per-peer", set_max_connections_per_peer},
+    {"--max-streams-per-connection", set_max_streams},
+    {"--max-request-bytes", set_max_request_bytes},
+    {"--max-buffered-bytes", set_max_buffered_bytes},
+    {"--max-queued-bytes", set_max_queued_bytes},
     {"--log-level", set_log_level},
 };
 

@@ -26,6 +26,7 @@ static void on_node_timer_closed(uv_handle_t *handle) {
   xds_node *node = handle->data;
   xds_resource_cleanup(&node->certificate);
   free(node->id);
+  free(node->log_id);
   free(node->spiffe_id);
   free(node);
 }
@@ -45,10 +46,13 @@ int xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_i
   if (node == NULL) {
     node = calloc(1, sizeof(*node));
     if (node == NULL) return -2;
+    char escaped[MS_LOG_ESCAPED_LEN];
     node->id = strdup(id);
+    node->log_id = strdup(ms_log_escape(id, MS_LOG_ESCAPE_MAX, escaped, sizeof(escaped)));
     node->spiffe_id = strdup(spiffe_id);
-    if (node->id == NULL || node->spiffe_id == NULL) {
+    if (node->id == NULL || node->log_id == NULL || node->spiffe_id == NULL) {
       free(node->id);
+      free(node->log_id);
       free(node->spiffe_id);
       free(node);
       return -2;
@@ -142,7 +146,7 @@ static int issue(xds_node *node) {
     EVP_PKEY_free(key);
     free(chain);
     snprintf(node->last_error, sizeof(node->last_error), "%s", err);
-    ms_log(MS_LOG_ERROR, "node %s: cannot issue a certificate for %s: %s", node->id,
+    ms_log(MS_LOG_ERROR, "node %s: cannot issue a certificate for %s: %s", node->log_id,
            node->spiffe_id, err);
     uv_timer_start(&node->rotate_timer, on_rotate, RETRY_AFTER_FAILURE_MS, 0);
     return -1;
@@ -177,7 +181,7 @@ static int issue(xds_node *node) {
   char expiry[32];
   ms_time_rfc3339(node->not_after, expiry, sizeof(expiry));
   ms_log(MS_LOG_INFO, "node %s: certificate %s for %s (serial %s, expires %s, rotates in %.1fs)",
-         node->id, rotated ? "rotated" : "issued", node->spiffe_id, node->serial_hex, expiry,
+         node->log_id, rotated ? "rotated" : "issued", node->spiffe_id, node->serial_hex, expiry,
          (double)delay_ms / 1000.0);
   return 0;
 }

@@ -46,6 +46,38 @@ struct status_connection {
 
 /* ---- the document ------------------------------------------------------------ */
 
+/* add_limits: each limit of the gRPC server with its value, what is in use
+ * and how often it refused (ms_grpc_server_stats). */
+static void add_limit(cJSON *limits, const char *name, double value, double in_use,
+                      const char *refused_key, double refused) {
+  cJSON *limit = cJSON_AddObjectToObject(limits, name);
+  cJSON_AddNumberToObject(limit, "limit", value);
+  if (in_use >= 0) cJSON_AddNumberToObject(limit, "in_use", in_use);
+  cJSON_AddNumberToObject(limit, refused_key, refused);
+}
+
+static void add_limits(ms_xds_server *server, cJSON *limits) {
+  if (server->grpc == NULL) return;
+  ms_grpc_server_stats s;
+  ms_grpc_server_get_stats(server->grpc, &s);
+  add_limit(limits, "connections", s.max_connections, (double)s.connections, "refused",
+            (double)s.connections_refused);
+  add_limit(limits, "connections_per_peer", s.max_connections_per_peer, -1, "refused",
+            (double)s.connections_refused_per_peer);
+  add_limit(limits, "streams_per_connection", s.max_concurrent_streams, -1, "refused",
+            (double)s.streams_refused);
+  add_limit(limits, "request_bytes", (double)s.max_message_bytes, -1, "refused",
+            (double)s.messages_too_large);
+  add_limit(limits, "buffered_bytes_per_connection", (double)s.max_buffered_bytes,
+            (double)s.buffered_bytes, "connections_closed", (double)s.closed_over_buffered);
+  add_limit(limits, "queued_bytes_per_connection", (double)s.max_queued_bytes,
+            (double)s.queued_bytes, "connections_closed", (double)s.closed_over_queued);
+  cJSON_AddNumberToObject(limits, "connections_accepted", (double)s.connections_accepted);
+  cJSON_AddNumberToObject(limits, "accept_failures", (double)s.accept_failures);
+  cJSON_AddBoolToObject(limits, "accepting", s.accepting);
+  cJSON_AddNumberToObject(limits, "requests_refused", (double)server->requests_refused);
+}
+
 char *ms_xds_server_status_json(ms_xds_server *server) {
   cJSON *root = cJSON_CreateObject();
   if (root == NULL) return NULL;
@@ -60,6 +92,7 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
   cJSON_AddNumberToObject(about, "ca_overlap_seconds", (double)server->options.ca_overlap_seconds);
   cJSON_AddNumberToObject(about, "streams", (double)server->stream_count);
   cJSON_AddNumberToObject(about, "nodes", (double)server->node_count);
+  add_limits(server, cJSON_AddObjectToObject(root, "limits"));
   xds_ca_status(&server->ca, cJSON_AddObjectToObject(root, "ca"));
   cJSON *token_keys = cJSON_AddObjectToObject(root, "token_keys");
   if (server->has_jwks)

@@ -768,8 +768,9 @@ class XdsEnvoyTest(harness.IntegrationTest):
         # parser takes it.
         cp.command("garbage", {"hex": "0a10ab"})
         sidecar.wait_log(r"xds: ADS stream to 127\.0\.0\.1:%d ended: protocol error: a "
-                         r"DiscoveryResponse of 3 bytes did not decode; retrying in \d+ ms"
-                         % cp.ads_port)
+                         r"DiscoveryResponse did not decode: 3 bytes that are not a valid "
+                         r"envoy\.service\.discovery\.v3\.DiscoveryResponse message; "
+                         r"retrying in \d+ ms" % cp.ads_port)
         cp.wait_event(lambda r: r["stream"] == 1, "stream 1 to end", event="stream_end")
         self.assert_still_serving(kept)
         # A new stream: the node again, the accepted versions, no nonce.
@@ -783,6 +784,48 @@ class XdsEnvoyTest(harness.IntegrationTest):
         self.assertEqual(self.stat("xds_update_rejected"), 0)
         self.assert_versions(self.ALL_ONE)
         self.assert_still_serving(kept)
+        self.assert_clean_exit()
+
+    def test_deeply_nested_resource_does_not_crash_the_sidecar(self):
+        """A Cluster followed by Envoy's metadata (field 25) holding a
+        google.protobuf.Value 30,000 levels deep (~120 KB): protobuf-c would
+        recurse once per level in a field it knew. Our subset has no field
+        that nests without end, so the bytes stay opaque (an unknown field)
+        and the nesting guard (xds/pb_depth.h) walks past them: the update is
+        taken, the sidecar runs and serves, its ADS stream stays up. A
+        nesting past 64 levels in a field we decode is refused with a NACK
+        naming it (pb_depth_test)."""
+        nginx, sidecar, port = self.start_world()
+        cp = self.control_plane
+        kept = self.open_kept_connection()
+
+        def varint(n):
+            out = bytearray()
+            while n > 0x7F:
+                out.append((n & 0x7F) | 0x80)
+                n >>= 7
+            out.append(n)
+            return bytes(out)
+
+        def ld(number, payload):
+            return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+        # Value { list_value { values { ... { null_value } } } }, inside out.
+        prefixes, length = [], 2
+        for level in range(1, 30001):
+            prefix = varint((1 if level % 2 == 1 else 6) << 3 | 2) + varint(length)
+            prefixes.append(prefix)
+            length += len(prefix)
+        value = b"".join(reversed(prefixes)) + b"\x08\x00"
+        struct = ld(1, ld(1, b"deep") + ld(2, value))             # Struct.fields
+        metadata = ld(1, ld(1, b"envoy.lb") + ld(2, struct))      # Metadata.filter_metadata
+        deep = dict(eds_cluster(connect_timeout="3s"), **{"@append_hex": ld(25, metadata).hex()})
+        sent = cp.send("deep", type="Cluster", resources=[deep])
+        self.assertGreater(sent["bytes"], 100000)
+        self.assert_acked(sent, "deep")
+        self.assert_still_serving(kept)
+        self.assertEqual(cp.open_streams(), [1])
+        self.assertEqual(self.stat("xds_stream_closed"), 0)
         self.assert_clean_exit()
 
     def test_stream_ended_by_the_server_resumes_with_the_accepted_versions(self):

@@ -46,7 +46,8 @@
 // a key that is not a field of Envoy's message is an error. An item
 // {"@raw": {"type_url", "hex"}} is sent as that Any, bytes as they are; an
 // item with its own "@type" is packed as that type (a Listener in a CDS
-// response, say).
+// response, say); "@append_hex" is appended to an item's encoded bytes
+// (fields protobufjs could not encode, such as 30,000 levels of Struct).
 //
 // --log gets one JSON object a line, written as things happen:
 //   {"event": "listening", "ads_port", "control_port"}
@@ -186,8 +187,11 @@ function packResource(typeUrl, item, where) {
   const typeName = url.substring(url.lastIndexOf('/') + 1);
   const object = Object.assign({}, item);
   delete object['@type'];
+  delete object['@append_hex'];
   const normalized = fromEnvoyJson(envoy.lookupType(typeName), object, where);
-  return { name: resourceName(object) || '', any: { type_url: url, value: envoy.encode(typeName, normalized) } };
+  let value = envoy.encode(typeName, normalized);
+  if (item['@append_hex']) value = Buffer.concat([value, Buffer.from(item['@append_hex'], 'hex')]);
+  return { name: resourceName(object) || '', any: { type_url: url, value } };
 }
 
 function packAll(typeUrl, items) {

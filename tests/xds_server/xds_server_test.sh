@@ -11,34 +11,9 @@
 # Certificates come from the certs CLI at test time. Needs node and
 # tests/node/node_modules (npm ci --prefix tests/node).
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
-SERVER="$RUNFILES/xds/xds-server"
-CERTS="$RUNFILES/certs/certs"
-# This script's runfile is a symlink into the source tree, where tests/node
-# and its node_modules live.
-SOURCE_ROOT="$(dirname "$(dirname "$(dirname "$(readlink -f "$RUNFILES/tests/xds_server/xds_server_test.sh")")")")"
-NODE_DIR="$SOURCE_ROOT/tests/node"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/xds_server"
-passed=0
-failed=0
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
-
-if ! command -v node >/dev/null; then
-  echo "FAIL: node is not installed (tools/install-deps.sh installs it)" >&2
-  exit 1
-fi
-if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ] ||
-  [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js-xds/deps/envoy-api" ]; then
-  echo "FAIL: $NODE_DIR/node_modules lacks @grpc/grpc-js or @grpc/grpc-js-xds:" \
-    "run \`npm ci --prefix tests/node\` first (tools/install-deps.sh does it)" >&2
-  exit 1
-fi
+NAME=xds_server_test
+# shellcheck source=xds_server_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/xds_server/xds_server_lib.sh"
 
 rm -rf "$DIR"
 mkdir -p "$DIR/conf"
@@ -51,31 +26,6 @@ mkdir -p "$DIR/conf"
 # The server's own certificate and the trust the client starts with outlive
 # a CA rotation: keep a copy of the first CA.
 cp "$DIR/ca/ca.crt" "$DIR/first-ca.crt"
-
-# start_server LOG ARGS...: starts xds-server on free ports; sets
-# server_pid, ads_port, status_port. Returns 1 if it did not come up.
-start_server() {
-  local log=$1
-  shift
-  "$SERVER" --listen 127.0.0.1:0 --status-address 127.0.0.1:0 \
-    --tls-cert "$DIR/server.crt" --tls-key "$DIR/server.key" \
-    --ca-cert "$DIR/ca/ca.crt" --ca-key "$DIR/ca/ca.key" \
-    --client-ca "$DIR/bootstrap-ca/ca.crt" --serve-workload-keys "$@" 2>"$log" &
-  server_pid=$!
-  pids+=("$server_pid")
-  for _ in $(seq 100); do
-    local line
-    line=$(grep -m1 'serving ADS on' "$log")
-    if [ -n "$line" ]; then
-      ads_port=$(sed -E 's/.*\(port ([0-9]+)\), status.*/\1/' <<<"$line")
-      status_port=$(sed -E 's/.*status on .* \(port ([0-9]+)\)$/\1/' <<<"$line")
-      return 0
-    fi
-    kill -0 "$server_pid" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
 
 # stop_server LOG: SIGTERM, and the server must exit 0 (clean loop; no leaks
 # under ASan).
@@ -109,7 +59,7 @@ run_client() {
 # 1. Configuration from files, SDS, ACK/NACK, edits, invalid files.
 node "$NODE_DIR/ads_client.js" --mode write-config --config-dir "$DIR/conf" ||
   { echo "FAIL: could not write the configuration" >&2; exit 1; }
-if start_server "$DIR/config.log" --config-dir "$DIR/conf"; then
+if start_server "$DIR/config.log" --config-dir "$DIR/conf" --serve-workload-keys; then
   run_client "$DIR/config.log" "the config scenario" --mode config --config-dir "$DIR/conf"
   for want in 'connected from' 'ACK CDS' 'NACK CDS' 'test NACK: connect_timeout too long' \
     'backend.json: resources\[0\].conect_timeout' 'certificate issued'; do
@@ -132,7 +82,7 @@ else
 fi
 
 # 2. Certificate rotation and CA rotation.
-if start_server "$DIR/rotation.log" --cert-ttl 6s --ca-overlap 3s; then
+if start_server "$DIR/rotation.log" --cert-ttl 6s --ca-overlap 3s --serve-workload-keys; then
   run_client "$DIR/rotation.log" "the rotation scenario" --mode rotation \
     --certs-tool "$CERTS" --ca-dir "$DIR/ca"
   stop_server "$DIR/rotation.log"
