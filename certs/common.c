@@ -1,5 +1,5 @@
-/* common.c: error messages and the per-SSL state shared by the files of
- * certs/. */
+/* common.c: error messages, wiping memory BIOs, and the per-SSL state
+ * shared by the files of certs/. */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/mem.h>
 
 #include "certs/internal.h"
 
@@ -33,6 +34,31 @@ const char *ms_err_reason(char *buf, size_t len) {
     snprintf(buf, len, "error %08x", (unsigned)first);
   }
   return buf;
+}
+
+const char *ms_quote_untrusted(const char *text, char *buf, size_t len) {
+  enum { shown_max = 64 };
+  if (len == 0) return buf;
+  size_t used = 0, shown = 0;
+  const char *p = text != NULL ? text : "";
+  buf[used++] = '"';
+  for (; *p != '\0' && shown < shown_max && used + 2 < len; p++, shown++) {
+    unsigned char c = (unsigned char)*p;
+    buf[used++] = (c < 0x20 || c > 0x7e || c == '"' || c == '\\') ? '?' : (char)c;
+  }
+  if (used + 1 < len) buf[used++] = '"';
+  buf[used] = '\0';
+  if (*p != '\0' && used + 3 < len) memcpy(buf + used, "...", 4);
+  return buf;
+}
+
+void ms_bio_free_wiped(BIO *bio) {
+  const uint8_t *data = NULL;
+  size_t len = 0;
+  if (bio != NULL && BIO_mem_contents(bio, &data, &len) && len > 0) {
+    OPENSSL_cleanse((void *)data, len);
+  }
+  BIO_free(bio);
 }
 
 static int state_index = -1;

@@ -8,7 +8,9 @@
 #include <stdint.h>
 
 #include <openssl/ssl.h>
+#include <openssl/bio.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "certs/certs.h"
 
@@ -58,5 +60,40 @@ void ms_strv_free(char **strings, size_t count);
 
 /* ms_sans_format writes "[DNS:a, URI:b]" into buf (truncating). */
 void ms_sans_format(const char *const *sans, size_t count, char *buf, size_t len);
+
+/* ms_general_names_push appends a name of `type` (GEN_DNS, GEN_URI: an
+ * IA5String of `len` bytes; GEN_IPADD: 4 or 16 address bytes) to `names`.
+ * Returns false when memory ran out (names is unchanged). */
+bool ms_general_names_push(GENERAL_NAMES *names, int type, const void *data, size_t len);
+
+/* ms_bio_free_wiped wipes the bytes of a memory BIO that held key material,
+ * then frees it. Accepts NULL. */
+void ms_bio_free_wiped(BIO *bio);
+
+/* ms_quote_untrusted writes `text` (from a token or a request, so possibly
+ * hostile) into buf in double quotes, at most 64 of its characters, each
+ * outside printable ASCII (and each quote or backslash) shown as '?', with
+ * "..." after the quotes when cut. Returns buf. */
+const char *ms_quote_untrusted(const char *text, char *buf, size_t len);
+
+/* ms_base64url_decode decodes `len` characters of unpadded base64url (RFC
+ * 7515 section 2), strictly: only A-Z a-z 0-9 - _, no padding, no
+ * whitespace, and unused trailing bits zero. Returns 0 with *out (malloc'd,
+ * the caller frees; one byte longer than *out_len, that byte NUL) and
+ * *out_len, or -1 for anything else or when memory ran out. */
+int ms_base64url_decode(const char *text, size_t len, uint8_t **out, size_t *out_len);
+
+/* One usable key of a JWKS (see jwks.c). */
+typedef struct ms_jwk {
+  char kid[128]; /* "" when the key has none */
+  bool has_kid;
+  int type;      /* EVP_PKEY_RSA or EVP_PKEY_EC (P-256) */
+  EVP_PKEY *key; /* public key, owned */
+} ms_jwk;
+
+struct ms_jwks {
+  ms_jwk *keys;
+  size_t count;
+};
 
 #endif

@@ -12,7 +12,6 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
-#include <openssl/ec_key.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/mem.h>
@@ -27,17 +26,6 @@
 /* Certificates start five minutes in the past so that a peer whose clock is
  * a little behind accepts them. */
 #define MS_BACKDATE_SECONDS 300
-
-static EVP_PKEY *new_p256_key(void) {
-  EC_KEY *ec = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
-  EVP_PKEY *key = EVP_PKEY_new();
-  if (ec == NULL || key == NULL || !EC_KEY_generate_key(ec) || !EVP_PKEY_assign_EC_KEY(key, ec)) {
-    EC_KEY_free(ec);
-    EVP_PKEY_free(key);
-    return NULL;
-  }
-  return key;
-}
 
 static bool set_random_serial(X509 *cert) {
   uint8_t bytes[16];
@@ -76,7 +64,7 @@ static bool add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
   return ok;
 }
 
-static bool push_name(GENERAL_NAMES *names, int type, const void *data, size_t len) {
+bool ms_general_names_push(GENERAL_NAMES *names, int type, const void *data, size_t len) {
   GENERAL_NAME *name = GENERAL_NAME_new();
   ASN1_STRING *value =
       ASN1_STRING_type_new(type == GEN_IPADD ? V_ASN1_OCTET_STRING : V_ASN1_IA5STRING);
@@ -105,7 +93,7 @@ static int add_sans(X509 *cert, const ms_issue_request *request, char *err, size
   GENERAL_NAMES *names = sk_GENERAL_NAME_new_null();
   bool ok = names != NULL;
   for (size_t i = 0; ok && i < request->dns_count; i++) {
-    ok = push_name(names, GEN_DNS, request->dns[i], strlen(request->dns[i]));
+    ok = ms_general_names_push(names, GEN_DNS, request->dns[i], strlen(request->dns[i]));
   }
   for (size_t i = 0; ok && i < request->ip_count; i++) {
     unsigned char addr[16];
@@ -119,10 +107,10 @@ static int add_sans(X509 *cert, const ms_issue_request *request, char *err, size
       GENERAL_NAMES_free(names);
       return -1;
     }
-    ok = push_name(names, GEN_IPADD, addr, len);
+    ok = ms_general_names_push(names, GEN_IPADD, addr, len);
   }
   for (size_t i = 0; ok && i < request->uri_count; i++) {
-    ok = push_name(names, GEN_URI, request->uris[i], strlen(request->uris[i]));
+    ok = ms_general_names_push(names, GEN_URI, request->uris[i], strlen(request->uris[i]));
   }
   ok = ok && X509_add1_ext_i2d(cert, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) == 1;
   GENERAL_NAMES_free(names);
@@ -155,9 +143,9 @@ int ms_ca_new(const char *common_name, int64_t ttl_seconds, X509 **out_cert, EVP
     return -1;
   }
   int64_t now = (int64_t)time(NULL);
-  EVP_PKEY *key = new_p256_key();
-  X509 *cert =
-      key == NULL ? NULL : new_cert(key, common_name, now - MS_BACKDATE_SECONDS, now + ttl_seconds);
+  EVP_PKEY *key = NULL;
+  if (ms_key_new_p256(&key, err, err_len) != 0) return -1;
+  X509 *cert = new_cert(key, common_name, now - MS_BACKDATE_SECONDS, now + ttl_seconds);
   if (cert == NULL || !X509_set_issuer_name(cert, X509_get_subject_name(cert)) ||
       !add_ext(cert, cert, NID_basic_constraints, "critical,CA:TRUE") ||
       !add_ext(cert, cert, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature") ||
@@ -176,8 +164,12 @@ int ms_ca_new(const char *common_name, int64_t ttl_seconds, X509 **out_cert, EVP
   return 0;
 }
 
-int ms_cert_issue(const ms_issue_request *request, X509 *ca_cert, EVP_PKEY *ca_key, X509 **out_cert,
-                  EVP_PKEY **out_key, char *err, size_t err_len) {
+/* sign_leaf makes the leaf certificate for `public_key` that `request` asks
+ * for, signed by the CA: the one signing path of ms_cert_issue and
+ * ms_cert_issue_for_key. Returns 0 with *out_cert (the caller's), or -1 with
+ * a message in err. */
+static int sign_leaf(const ms_issue_request *request, EVP_PKEY *public_key, X509 *ca_cert,
+                     EVP_PKEY *ca_key, X509 **out_cert, char *err, size_t err_len) {
   char reason[128];
   if (request->ttl_seconds <= 0) {
     ms_err_set(err, err_len, "the certificate's lifetime must be positive");
@@ -195,8 +187,7 @@ int ms_cert_issue(const ms_issue_request *request, X509 *ca_cert, EVP_PKEY *ca_k
   if (request->server) strcat(usages, "serverAuth");
   if (request->client) strcat(usages, request->server ? ",clientAuth" : "clientAuth");
 
-  EVP_PKEY *key = new_p256_key();
-  X509 *cert = key == NULL ? NULL : new_cert(key, common_name, not_before, not_after);
+  X509 *cert = new_cert(public_key, common_name, not_before, not_after);
   if (cert == NULL || !X509_set_issuer_name(cert, X509_get_subject_name(ca_cert)) ||
       !add_ext(cert, ca_cert, NID_basic_constraints, "critical,CA:FALSE") ||
       !add_ext(cert, ca_cert, NID_key_usage, "critical,digitalSignature") ||
@@ -205,22 +196,42 @@ int ms_cert_issue(const ms_issue_request *request, X509 *ca_cert, EVP_PKEY *ca_k
       !add_ext(cert, ca_cert, NID_authority_key_identifier, "keyid:always")) {
     ms_err_set(err, err_len, "cannot make a certificate: %s",
                ms_err_reason(reason, sizeof(reason)));
-    goto fail;
+    X509_free(cert);
+    return -1;
   }
-  if (add_sans(cert, request, err, err_len) != 0) goto fail;
+  if (add_sans(cert, request, err, err_len) != 0) {
+    X509_free(cert);
+    return -1;
+  }
   if (!X509_sign(cert, ca_key, EVP_sha256())) {
     ms_err_set(err, err_len, "cannot sign the certificate: %s",
                ms_err_reason(reason, sizeof(reason)));
-    goto fail;
+    X509_free(cert);
+    return -1;
   }
   *out_cert = cert;
+  return 0;
+}
+
+int ms_cert_issue(const ms_issue_request *request, X509 *ca_cert, EVP_PKEY *ca_key, X509 **out_cert,
+                  EVP_PKEY **out_key, char *err, size_t err_len) {
+  EVP_PKEY *key = NULL;
+  if (ms_key_new_p256(&key, err, err_len) != 0) return -1;
+  if (sign_leaf(request, key, ca_cert, ca_key, out_cert, err, err_len) != 0) {
+    EVP_PKEY_free(key);
+    return -1;
+  }
   *out_key = key;
   return 0;
+}
 
-fail:
-  X509_free(cert);
-  EVP_PKEY_free(key);
-  return -1;
+int ms_cert_issue_for_key(const ms_issue_request *request, EVP_PKEY *public_key, X509 *ca_cert,
+                          EVP_PKEY *ca_key, X509 **out_cert, char *err, size_t err_len) {
+  if (public_key == NULL) {
+    ms_err_set(err, err_len, "no public key to certify");
+    return -1;
+  }
+  return sign_leaf(request, public_key, ca_cert, ca_key, out_cert, err, err_len);
 }
 
 /* write_atomic writes the memory BIO's bytes to `path` (ms_file_write_atomic). */
@@ -229,16 +240,6 @@ static int write_atomic(const char *path, BIO *bio, mode_t mode, char *err, size
   size_t len = 0;
   BIO_mem_contents(bio, &data, &len);
   return ms_file_write_atomic(path, data, len, mode, err, err_len);
-}
-
-/* wipe_bio clears the bytes of a memory BIO that held key material. */
-static void wipe_bio(BIO *bio) {
-  const uint8_t *data = NULL;
-  size_t len = 0;
-  if (bio != NULL && BIO_mem_contents(bio, &data, &len) && len > 0) {
-    OPENSSL_cleanse((void *)data, len);
-  }
-  BIO_free(bio);
 }
 
 int ms_pem_write_cert(const char *path, X509 *cert, X509 *chain_next, char *err, size_t err_len) {
@@ -266,11 +267,11 @@ int ms_pem_write_key_encrypted(const char *path, EVP_PKEY *key, const char *pass
     char reason[128];
     ms_err_set(err, err_len, "cannot encode the key for %s: %s", path,
                ms_err_reason(reason, sizeof(reason)));
-    wipe_bio(bio);
+    ms_bio_free_wiped(bio);
     return -1;
   }
   int rc = write_atomic(path, bio, 0600, err, err_len);
-  wipe_bio(bio);
+  ms_bio_free_wiped(bio);
   return rc;
 }
 
