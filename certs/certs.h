@@ -277,7 +277,9 @@ typedef struct ms_csr_info {
  * signature with its own key, and fills `out`; the caller releases it with
  * ms_csr_info_cleanup. Fails with a reason for anything else: not PEM, not a
  * CSR, a bad signature, a key that is neither P-256 nor RSA of 2048..4096
- * bits. */
+ * bits, an extension that does not parse, a URI with a NUL in it. What the
+ * request asks for (other SANs, CA:TRUE) is reported, not refused: that is
+ * the caller's policy. On failure `out` is untouched. */
 int ms_csr_parse(const char *pem, size_t len, ms_csr_info *out, char *err, size_t err_len);
 void ms_csr_info_cleanup(ms_csr_info *info);
 
@@ -305,15 +307,19 @@ int ms_key_pem_secure(EVP_PKEY *key, char **out_pem, char *err, size_t err_len);
 
 /* ---- JSON Web Tokens (Kubernetes service-account tokens) ------------------ */
 
-/* A JSON Web Key Set: RSA ("kty":"RSA", n, e; 2048 bits or more) and EC
+/* A JSON Web Key Set: RSA ("kty":"RSA", n, e; 2048 to 16384 bits) and EC
  * P-256 ("kty":"EC", "crv":"P-256", x, y) keys, each with its "kid" (may be
- * absent). Keys of other types or uses ("use" other than "sig") are skipped.
- * Immutable once parsed. */
+ * absent). Keys of other types, curves, sizes, uses ("use" other than "sig")
+ * or algorithms ("alg" other than RS256 / ES256) are skipped. Immutable once
+ * parsed. */
 typedef struct ms_jwks ms_jwks;
 
-/* ms_jwks_parse parses a JWKS document ({"keys": [...]}). Returns 0 with
- * *out (caller frees with ms_jwks_free; at least one usable key), or -1 with
- * the reason (not JSON, no usable key, a key that does not parse: which). */
+/* ms_jwks_parse parses a JWKS document ({"keys": [...]}, at most 1 MiB).
+ * Returns 0 with *out (caller frees with ms_jwks_free; at least one usable
+ * key), or -1 with the reason (not JSON; no usable key, and why the first
+ * skipped one was skipped; a key of a supported type that does not parse, or
+ * that holds private material ("d"): which). ms_jwks_count returns the number
+ * of usable keys (0 for NULL); ms_jwks_free accepts NULL. */
 int ms_jwks_parse(const char *json, size_t len, ms_jwks **out, char *err, size_t err_len);
 size_t ms_jwks_count(const ms_jwks *keys);
 void ms_jwks_free(ms_jwks *keys);
@@ -335,22 +341,29 @@ typedef struct ms_jwt_claims {
   int64_t expires_at;        /* "exp" */
 } ms_jwt_claims;
 
-/* ms_jwt_verify checks a compact JWS `token` (at most 16 KiB): the header's
- * "alg" is RS256 or ES256 (none, HS*, and anything else are refused), a key
- * of `keys` of the matching type (by "kid" when the header has one, else
- * each) verifies the signature, "iss" and "aud" are as expected, "exp" is
- * present and not past (with the skew), "nbf" and "iat" are not in the
- * future (with the skew), and the kubernetes.io claims name a namespace and
- * a service account that agree with "sub". Returns 0 with `out` filled, or -1
- * with a reason naming the check that failed ("the token expired at
- * 2026-...", "aud is [\"other\"], not \"mtls-sidecar\"", ...). The
- * token's text is never put into the reason. */
+/* ms_jwt_verify checks a compact JWS `token` (at most 16 KiB; each part
+ * strict unpadded base64url): the header's "alg" is RS256 or ES256 (none,
+ * HS*, and anything else are refused, as is a "crit" header), a key of `keys`
+ * of the matching type (by "kid" when the header has one, else each)
+ * verifies the signature, and only then the claims: "iss" and "aud" are as
+ * expected (both must be set in `expect`), "exp" is present and not past
+ * (with the skew), "nbf" and "iat" are not in the future (with the skew), and
+ * the kubernetes.io claims name a namespace (a DNS label) and a service
+ * account (and pod, when present: DNS subdomains) that agree with "sub". A
+ * name too long for its field in `out` is an error, never truncated. Returns
+ * 0 with `out` filled, or -1 with `out` untouched and a reason naming the
+ * check that failed ("the token expired at 2026-...", "aud is [\"other\"],
+ * not \"mtls-sidecar\"", ...). The token's text is never put into the
+ * reason; claim values are quoted at most 64 printable characters long. */
 int ms_jwt_verify(const char *token, const ms_jwks *keys, const ms_jwt_expect *expect,
                   ms_jwt_claims *out, char *err, size_t err_len);
 
 /* ms_jwt_peek_claims reads the kubernetes.io claims of a token WITHOUT
  * verifying it (the sidecar, to know which identity its own token names
- * before asking for a certificate). Returns 0 or -1 with a reason. */
+ * before asking for a certificate): the same names and "sub" checks as
+ * ms_jwt_verify, no signature, issuer, audience or time checks (expires_at is
+ * "exp", or 0 when absent). Returns 0 with `out` filled, or -1 with a
+ * reason. */
 int ms_jwt_peek_claims(const char *token, ms_jwt_claims *out, char *err, size_t err_len);
 
 /* ms_duration_parse parses "90s", "15m", "24h", "30d" (or plain seconds).
