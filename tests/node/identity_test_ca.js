@@ -11,8 +11,8 @@
 // It listens on 127.0.0.1 (the CA port and a control port of its own
 // choosing) and writes {"port": N, "control_port": N} to --ready-file.
 //
-// Control: POST http://127.0.0.1:CONTROL/mode {"mode", "count"}: the next
-// `count` requests (default: all) are answered by `mode`, then "ok" again:
+// Control: POST http://127.0.0.1:CONTROL/mode {"queue": [MODE, ...]}: the
+// next requests are answered by these modes in turn, then "ok" again:
 //   ok         the CSR's URI SAN, its key, for the lifetime asked for
 //   wrong_id   the CSR's key, for spiffe://evil/ns/x/sa/y
 //   wrong_key  the CSR's URI SAN for another key
@@ -20,7 +20,7 @@
 //   two_uris   the CSR's URI SAN and another one
 //   untrusted  signed by a CA of its own that nobody trusts
 //   unavailable  grpc status UNAVAILABLE
-// GET /state {"requests": N, "mode"}
+// GET /state {"requests": N, "queue"}
 //
 // --log gets one JSON object a line per request: {"event": "request",
 // "mode", "uri", "ttl", "authorization" (the header as sent, or null),
@@ -45,7 +45,7 @@ const root = protobuf.parse(`
   package istio.v1.auth;
   message IstioCertificateRequest { string csr = 1; int64 validity_duration = 3; }
   message IstioCertificateResponse { repeated string cert_chain = 1; }
-`).root;
+`, { keepCase: true }).root;
 const Request = root.lookupType('istio.v1.auth.IstioCertificateRequest');
 const Response = root.lookupType('istio.v1.auth.IstioCertificateResponse');
 
@@ -66,8 +66,7 @@ function record(event) {
   fs.writeSync(log, JSON.stringify(event) + '\n');
 }
 
-let mode = 'ok';
-let modeCount = Infinity;
+let queue = [];
 let requests = 0;
 let counter = 0;
 
@@ -127,8 +126,7 @@ function serialOf(pem) {
 
 function createCertificate(call, callback) {
   requests++;
-  const current = modeCount > 0 ? mode : 'ok';
-  if (modeCount > 0 && --modeCount === 0) mode = 'ok';
+  const current = queue.length ? queue.shift() : 'ok';
   const auth = call.metadata.get('authorization');
   const event = {
     event: 'request', mode: current, ttl: call.request.validity_duration,
@@ -191,12 +189,10 @@ const control = http.createServer((req, res) => {
   req.on('end', () => {
     res.setHeader('Content-Type', 'application/json');
     if (req.method === 'POST' && req.url === '/mode') {
-      const command = JSON.parse(body || '{}');
-      mode = command.mode || 'ok';
-      modeCount = command.count === undefined ? Infinity : command.count;
-      res.end(JSON.stringify({ mode, count: modeCount }));
+      queue = JSON.parse(body || '{}').queue || [];
+      res.end(JSON.stringify({ queue }));
     } else if (req.url === '/state') {
-      res.end(JSON.stringify({ requests, mode }));
+      res.end(JSON.stringify({ requests, queue }));
     } else {
       res.statusCode = 404;
       res.end(JSON.stringify({ error: 'unknown command' }));
