@@ -334,7 +334,7 @@ typedef struct ms_jwt_expect {
 
 /* What a verified Kubernetes service-account token says. */
 typedef struct ms_jwt_claims {
-  char subject[320];         /* "sub": system:serviceaccount:NS:SA */
+  char subject[384];         /* "sub": system:serviceaccount:NS:SA */
   char namespace_name[254];  /* "kubernetes.io"."namespace" */
   char service_account[254]; /* "kubernetes.io"."serviceaccount"."name" */
   char pod[254];             /* "kubernetes.io"."pod"."name", "" if absent */

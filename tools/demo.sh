@@ -147,12 +147,14 @@ request() {  # request PORT: one HTTP request through a sidecar listener
 section "the workload CA and the certificates made by hand (certs ca / certs issue)"
 "$certs" ca --out "$demo/pki/ca" --cn "demo workload CA" >/dev/null
 "$certs" issue --ca "$demo/pki/ca" --out "$demo/pki/xds-server" --dns xds.demo --ip 127.0.0.1 --server >/dev/null
-"$certs" issue --ca "$demo/pki/ca" --out "$demo/pki/bootstrap" \
-  --uri spiffe://cluster.local/ns/demo/sa/bootstrap --client >/dev/null
+"$certs" ca --out "$demo/pki/bootstrap-ca" --cn "demo bootstrap CA" >/dev/null
+"$certs" issue --ca "$demo/pki/bootstrap-ca" --out "$demo/pki/bootstrap" \
+  --uri spiffe://cluster.local/ns/shop/sa/orders --client >/dev/null
 "$certs" issue --ca "$demo/pki/ca" --out "$demo/pki/upstream" --dns upstream.demo --ip 127.0.0.1 --server >/dev/null
 echo "pki/ca/ca.crt         the workload CA (xds-server signs the sidecars' certificates with it)"
 echo "pki/xds-server.crt    the control plane's server certificate (xds.demo)"
-echo "pki/bootstrap.crt     the sidecar's bootstrap certificate: only to reach the control plane"
+echo "pki/bootstrap-ca      the CA of bootstrap certificates (xds-server --client-ca)"
+echo "pki/bootstrap.crt     the sidecar's bootstrap certificate: it proves spiffe://cluster.local/ns/shop/sa/orders"
 echo "pki/upstream.crt      nginx's server certificate (upstream.demo)"
 echo "(no client certificate for the upstream: the control plane issues it)"
 
@@ -219,6 +221,7 @@ section "xds-server: ADS on 127.0.0.1:18000, workload CA, --cert-ttl 20s"
 "$xds_server" --listen 127.0.0.1:18000 --status-address 127.0.0.1:18001 \
   --tls-cert "$demo/pki/xds-server.crt" --tls-key "$demo/pki/xds-server.key" \
   --ca-cert "$demo/pki/ca/ca.crt" --ca-key "$demo/pki/ca/ca.key" \
+  --client-ca "$demo/pki/bootstrap-ca/ca.crt" --serve-workload-keys \
   --config-dir "$demo/resources" --cert-ttl 20s 2>"$demo/xds-server.log" &
 pids+=($!)
 wait_for "xds-server (log: $demo/xds-server.log)" curl -sf http://127.0.0.1:18001/status

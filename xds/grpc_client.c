@@ -184,9 +184,9 @@ int ms_grpc_call_start_with_metadata(ms_grpc_channel *channel, const char *metho
   size_t header_count = 7;
   for (size_t i = 0; i < count; i++) {
     /* nghttp2 copies names and values; credentials are never indexed. */
-    headers[header_count++] = (nghttp2_nv){
-        (uint8_t *)metadata[i].name, (uint8_t *)metadata[i].value, strlen(metadata[i].name),
-        strlen(metadata[i].value), NGHTTP2_NV_FLAG_NO_INDEX};
+    headers[header_count++] =
+        (nghttp2_nv){(uint8_t *)metadata[i].name, (uint8_t *)metadata[i].value,
+                     strlen(metadata[i].name), strlen(metadata[i].value), NGHTTP2_NV_FLAG_NO_INDEX};
   }
   nghttp2_data_provider provider = {.source.ptr = call, .read_callback = read_request};
   int32_t stream_id =

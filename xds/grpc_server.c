@@ -62,8 +62,8 @@ struct ms_grpc_server_call {
   ms_grpc_server_call *prev, *next;
   const ms_grpc_server_call_callbacks *callbacks;
   void *user_data;
-  char *path;           /* while CALL_HEADERS */
-  char *authorization;  /* the first "authorization" header; wiped when freed */
+  char *path;          /* while CALL_HEADERS */
+  char *authorization; /* the first "authorization" header; wiped when freed */
   bool metadata_too_long;
   char *finish_message; /* encoded, until the trailers are submitted */
   ms_grpc_deframer deframer;

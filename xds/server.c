@@ -24,6 +24,15 @@ int64_t xds_now_ms(void) {
   return (int64_t)now.tv_sec * 1000 + now.tv_usec / 1000;
 }
 
+size_t xds_hash_string(const char *text, size_t size) {
+  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+  for (const unsigned char *c = (const unsigned char *)text; *c != '\0'; c++) {
+    h ^= *c;
+    h *= 1099511628211ULL;
+  }
+  return (size_t)(h % size);
+}
+
 /* ---- resources ------------------------------------------------------------------- */
 
 int xds_resource_init(xds_resource *out, const char *name, const void *message) {
@@ -75,10 +84,24 @@ void xds_server_push_type(ms_xds_server *server, xds_type type) {
     ms_log(MS_LOG_DEBUG, "xds: %s checked on %zu streams", xds_type_name(type), pushed);
 }
 
-void xds_server_trust_ca(ms_xds_server *server, X509 *ca_cert) {
-  if (!server->client_ca_is_workload_ca || server->ssl_ctx == NULL) return;
-  /* Already there is fine: BoringSSL ignores a duplicate. */
-  X509_STORE_add_cert(SSL_CTX_get_cert_store(server->ssl_ctx), ca_cert);
+void xds_server_client_trust_changed(ms_xds_server *server) {
+  if (server->ssl_ctx == NULL) return;
+  X509_STORE *store = X509_STORE_new();
+  if (store == NULL) {
+    ms_log(MS_LOG_ERROR, "xds: out of memory rebuilding the client CA store");
+    return;
+  }
+  /* Adding a certificate twice is harmless: BoringSSL ignores the duplicate. */
+  for (size_t i = 0; server->client_cas != NULL && i < sk_X509_num(server->client_cas); i++)
+    X509_STORE_add_cert(store, sk_X509_value(server->client_cas, i));
+  if (server->options.accept_workload_certificates) {
+    X509_STORE_add_cert(store, server->ca.current.cert);
+    for (size_t i = 0; i < server->ca.retiring_count; i++)
+      X509_STORE_add_cert(store, server->ca.retiring[i].cert);
+  }
+  if (!SSL_CTX_set1_verify_cert_store(server->ssl_ctx, store))
+    ms_log(MS_LOG_ERROR, "xds: out of memory installing the client CA store");
+  X509_STORE_free(store);
   ERR_clear_error();
 }
 
@@ -87,12 +110,22 @@ void xds_server_trust_ca(ms_xds_server *server, X509 *ca_cert) {
 static int on_call(ms_grpc_server_call *call, const char *method_path, const ms_grpc_peer *peer,
                    void *arg) {
   ms_xds_server *server = arg;
+  if (strcmp(method_path, MS_ISTIO_CA_METHOD) == 0)
+    return server->closing ? MS_GRPC_UNAVAILABLE : xds_csr_call_accept(server, call, peer);
   if (strcmp(method_path, MS_XDS_ADS_METHOD) != 0) {
     ms_log(MS_LOG_WARN, "xds: %s called %s: unimplemented", peer->address, method_path);
     return MS_GRPC_UNIMPLEMENTED;
   }
   if (server->closing) return MS_GRPC_UNAVAILABLE;
-  xds_stream *stream = xds_stream_new(server, call, peer);
+  xds_identity identity;
+  char err[MS_ERR_LEN];
+  int status = xds_auth_identify(server, call, &identity, err, sizeof(err));
+  if (status != MS_GRPC_OK) {
+    ms_log(MS_LOG_WARN, "xds: refusing a stream from %s: %s", peer->address, err);
+    ms_grpc_server_call_finish(call, status, err);
+    return status;
+  }
+  xds_stream *stream = xds_stream_new(server, call, peer, &identity);
   if (stream == NULL) return MS_GRPC_RESOURCE_EXHAUSTED;
   ms_grpc_server_call_set_handler(call, &xds_stream_callbacks, stream);
   return MS_GRPC_OK;
@@ -142,17 +175,25 @@ static SSL_CTX *new_ssl_ctx(ms_xds_server *server, char *err, size_t err_len) {
     goto fail;
   }
   if (o->client_ca != NULL) {
-    if (!SSL_CTX_load_verify_locations(ctx, o->client_ca, NULL)) {
-      tls_error(err, err_len, "cannot load the client CA (--client-ca)", o->client_ca);
+    char *pem = NULL;
+    size_t len = 0;
+    char why[MS_ERR_LEN];
+    int rc = ms_file_read(o->client_ca, &pem, &len, why, sizeof(why));
+    if (rc == 0)
+      rc = ms_pem_parse_chain(pem, len, o->client_ca, &server->client_cas, why, sizeof(why));
+    free(pem);
+    if (rc != 0) {
+      snprintf(err, err_len, "cannot load the client CA (--client-ca): %s", why);
       goto fail;
     }
-  } else {
-    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-    X509_STORE_add_cert(store, server->ca.current.cert);
-    for (size_t i = 0; i < server->ca.retiring_count; i++)
-      X509_STORE_add_cert(store, server->ca.retiring[i].cert);
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+  /* A caller may prove itself with a token instead of a certificate: then
+   * the handshake lets a client without one through, and each call is
+   * refused unless it brings a token (server_auth.c). */
+  SSL_CTX_set_verify(
+      ctx,
+      SSL_VERIFY_PEER | (xds_server_accepts_tokens(server) ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
+      NULL);
   SSL_CTX_set_info_callback(ctx, ms_tls_info_callback);
   return ctx;
 fail:
@@ -180,7 +221,9 @@ static void server_maybe_free(ms_xds_server *server) {
   if (!server->closing || server->open_handles > 0) return;
   if (server->has_files) xds_files_cleanup(&server->files);
   xds_ca_cleanup(&server->ca);
+  xds_rate_cleanup(&server->csr_rate);
   free(server->node_table);
+  sk_X509_pop_free(server->client_cas, X509_free);
   SSL_CTX_free(server->ssl_ctx);
   free_options(&server->options);
   free(server);
@@ -222,10 +265,22 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   server->cert_ttl_seconds = options->cert_ttl_seconds > 0 ? options->cert_ttl_seconds : 3600;
   if (o->ca_overlap_seconds <= 0) o->ca_overlap_seconds = 2 * server->cert_ttl_seconds;
   if (o->debounce_ms == 0) o->debounce_ms = 100;
-  server->client_ca_is_workload_ca = o->client_ca == NULL;
+  if (o->client_ca == NULL && !o->accept_workload_certificates &&
+      !xds_server_accepts_tokens(server)) {
+    snprintf(err, err_len,
+             "no way for sidecars to prove who they are: give --client-ca (the CA of their "
+             "bootstrap certificates), a token key set (--jwks-file or --jwks-url), or "
+             "--accept-workload-certificates");
+    server->closing = true;
+    server_maybe_free(server);
+    return -1;
+  }
   server->node_table_size = NODE_TABLE_SIZE;
   server->node_table = calloc(NODE_TABLE_SIZE, sizeof(xds_node *));
-  if (server->node_table == NULL || o->listen_address == NULL || o->trust_domain == NULL) {
+  int csr_rate = o->csr_rate_limit == 0 ? XDS_CSR_DEFAULT_RATE_LIMIT : o->csr_rate_limit;
+  if (server->node_table == NULL || o->listen_address == NULL || o->trust_domain == NULL ||
+      xds_rate_init(&server->csr_rate, csr_rate > 0 ? csr_rate : 0, csr_rate,
+                    XDS_CSR_MAX_TRACKED_IDENTITIES) != 0) {
     snprintf(err, err_len, "out of memory");
     server->closing = true;
     server_maybe_free(server);
@@ -249,6 +304,7 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
     }
   }
   if ((server->ssl_ctx = new_ssl_ctx(server, err, err_len)) == NULL) goto fail;
+  xds_server_client_trust_changed(server);
   ms_grpc_server_options grpc_options = {
       .address = o->listen_address,
       .ssl_ctx = server->ssl_ctx,

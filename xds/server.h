@@ -10,6 +10,8 @@
  *     at 50-70% of its lifetime; the trust bundle is the Secret "ROOTCA". The
  *     CA's files are watched: a new CA signs from then on, and the old one
  *     stays in the bundle for an overlap period.
+ * It also serves Istio's CA API (CreateCertificate): a sidecar that made its
+ * own key sends a CSR for the SPIFFE ID it proves, and gets it signed.
  * A plain HTTP listener (loopback by default) answers GET /status with JSON.
  * Events are logged one line each on stderr; key material never is.
  *
@@ -17,6 +19,7 @@
 #ifndef MS_XDS_SERVER_H
 #define MS_XDS_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,7 +36,16 @@ typedef struct ms_xds_server_options {
   const char *tls_cert;       /* the server's own certificate chain (PEM file). Required. */
   const char *tls_key;        /* its private key (PEM file). Required. */
   const char *client_ca;      /* CAs that sign sidecars' bootstrap certificates;
-                                 NULL: the workload CA (and each CA it rotates to) */
+                                 NULL: none (tokens only, or the workload CA below) */
+  /* Accept certificates this server issued (signed by the workload CA, or by
+   * a CA still in its rotation overlap) as bootstrap credentials. Off: a
+   * workload certificate proves nothing to the control plane, so one
+   * workload's certificate cannot be used to ask for more. */
+  bool accept_workload_certificates;
+  /* Serve the SDS Secret "default" with a key made here (for Envoy clients
+   * that do not send CSRs), for the proven identity only. Off: keys are made
+   * by the sidecars, which ask for certificates over Istio's CA API. */
+  bool serve_workload_keys;
   const char *ca_cert;        /* the workload CA's certificate (PEM; ECDSA or RSA). Required. */
   const char *ca_key;         /* its private key. Required. */
   const char *config_dir;     /* JSON resources; NULL: none served */
@@ -42,6 +54,8 @@ typedef struct ms_xds_server_options {
   int64_t ca_overlap_seconds; /* an old CA stays in the bundle this long; 0: 2x TTL */
   const char *status_address; /* "IP:port" for GET /status; NULL: no status endpoint */
   uint32_t debounce_ms;       /* quiet time after a file event before reloading; 0: 100 */
+  int csr_rate_limit;         /* CreateCertificate calls per SPIFFE ID and minute (and the
+                                 burst); 0: 10; negative: no limit */
 } ms_xds_server_options;
 
 /* ms_xds_server_new loads the certificates, the CA and the configuration

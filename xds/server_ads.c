@@ -46,10 +46,11 @@ static void stream_free(xds_stream *stream, const char *why) {
 }
 
 xds_stream *xds_stream_new(ms_xds_server *server, ms_grpc_server_call *call,
-                           const ms_grpc_peer *peer) {
+                           const ms_grpc_peer *peer, const xds_identity *identity) {
   xds_stream *stream = calloc(1, sizeof(*stream));
   if (stream == NULL) return NULL;
   stream->server = server;
+  stream->identity = *identity;
   stream->call = call;
   stream->connected_at_ms = xds_now_ms();
   snprintf(stream->peer_address, sizeof(stream->peer_address), "%s", peer->address);
@@ -80,6 +81,8 @@ static size_t gather(xds_stream *stream, xds_type type, const xds_resource **out
     static const char *const secrets[] = {MS_XDS_SECRET_CERTIFICATE, MS_XDS_SECRET_TRUST_BUNDLE};
     for (int i = 0; i < 2; i++) {
       if (!xds_type_state_wants(state, secrets[i])) continue;
+      /* Keys are made by the sidecars unless the operator says otherwise. */
+      if (i == 0 && !server->options.serve_workload_keys) continue;
       const xds_resource *resource =
           i == 0 ? xds_node_certificate(stream->node) : &server->ca.bundle;
       if (resource != NULL && count < max) out[count++] = resource;
@@ -209,32 +212,42 @@ static const char *metadata_string(const Envoy__Config__Core__V3__Node *node, co
   return NULL;
 }
 
-/* identify attaches the stream to its node from the first request. Returns
- * 0, or -1 having finished the call. */
+/* identify attaches the stream to its node from the first request: what
+ * the node claims must agree with what the caller proved. Returns 0, or -1
+ * having finished the call. */
 static int identify(xds_stream *stream,
                     const Envoy__Service__Discovery__V3__DiscoveryRequest *req) {
   ms_xds_server *server = stream->server;
   const char *id = req->node != NULL ? req->node->id : NULL;
-  char spiffe_id[512], err[MS_ERR_LEN];
-  if (xds_node_spiffe_id(server->trust_domain, id,
-                         req->node != NULL ? metadata_string(req->node, "NAMESPACE") : NULL,
-                         req->node != NULL ? metadata_string(req->node, "SERVICE_ACCOUNT") : NULL,
-                         spiffe_id, sizeof(spiffe_id), err, sizeof(err)) != 0) {
+  char err[MS_ERR_LEN];
+  xds_node_claims claims;
+  if (xds_node_claims_parse(
+          id, req->node != NULL ? metadata_string(req->node, "NAMESPACE") : NULL,
+          req->node != NULL ? metadata_string(req->node, "SERVICE_ACCOUNT") : NULL, &claims, err,
+          sizeof(err)) != 0) {
     ms_log(MS_LOG_WARN, "ads: refusing the stream from %s: %s", stream->peer_address, err);
     ms_grpc_server_call_finish(stream->call, MS_GRPC_INVALID_ARGUMENT, err);
     return -1;
   }
-  stream->node_cluster = strdup(req->node->cluster);
-  stream->node = xds_node_acquire(server, id, spiffe_id, stream);
-  if (stream->node == NULL || stream->node_cluster == NULL) {
+  const char *spiffe_id = stream->identity.spiffe_id;
+  int rc = xds_node_claims_check(&claims, &stream->identity, err, sizeof(err));
+  if (rc == 0 && (stream->node_cluster = strdup(req->node->cluster)) == NULL) rc = -2;
+  if (rc == 0)
+    rc = xds_node_acquire(server, id, spiffe_id, stream, &stream->node, err, sizeof(err));
+  if (rc == -2) {
     ms_grpc_server_call_finish(stream->call, MS_GRPC_RESOURCE_EXHAUSTED, "out of memory");
     return -1;
   }
-  ms_log(MS_LOG_INFO,
-         "ads: node %s (cluster \"%s\") connected from %s, bootstrap identity %s, issuing %s", id,
-         stream->node_cluster, stream->peer_address,
-         stream->bootstrap_spiffe_id[0] != '\0' ? stream->bootstrap_spiffe_id : "(no URI SAN)",
-         spiffe_id);
+  if (rc != 0) {
+    ms_log(MS_LOG_WARN, "ads: refusing node %s from %s: %s", id, stream->peer_address, err);
+    char message[MS_ERR_LEN + 64];
+    snprintf(message, sizeof(message), "node %.64s: %s", id, err);
+    ms_grpc_server_call_finish(stream->call, MS_GRPC_PERMISSION_DENIED, message);
+    return -1;
+  }
+  ms_log(MS_LOG_INFO, "ads: node %s (cluster \"%s\") connected from %s as %s (proved by %s)", id,
+         stream->node_cluster, stream->peer_address, spiffe_id,
+         xds_proof_name(stream->identity.proof));
   return 0;
 }
 
@@ -336,6 +349,7 @@ void xds_stream_status(const xds_stream *stream, void *cjson_object) {
   cJSON_AddStringToObject(out, "peer_address", stream->peer_address);
   add_time(out, "connected_since", stream->connected_at_ms);
   cJSON_AddStringToObject(out, "bootstrap_spiffe_id", stream->bootstrap_spiffe_id);
+  cJSON_AddStringToObject(out, "proof", xds_proof_name(stream->identity.proof));
   if (stream->node != NULL) xds_node_status(stream->node, out);
   cJSON_AddNumberToObject(out, "requests", (double)stream->requests);
   cJSON_AddNumberToObject(out, "responses", (double)stream->responses);

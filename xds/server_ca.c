@@ -83,8 +83,8 @@ static X509 *trust_anchor(const xds_ca_entry *entry) {
   return sk_X509_value(entry->chain, sk_X509_num(entry->chain) - 1);
 }
 
-/* rebuild_bundle makes the "ROOTCA" Secret from the current and retiring
- * CAs. */
+/* rebuild_bundle makes the trust bundle from the current and retiring CAs:
+ * its PEM (bundle_pem) and the "ROOTCA" Secret holding it. */
 static int rebuild_bundle(xds_ca *ca) {
   BIO *bio = BIO_new(BIO_s_mem());
   if (bio == NULL) return -1;
@@ -93,7 +93,9 @@ static int rebuild_bundle(xds_ca *ca) {
     ok = PEM_write_bio_X509(bio, trust_anchor(&ca->retiring[i]));
   const uint8_t *pem = NULL;
   size_t pem_len = 0;
-  if (!ok || !BIO_mem_contents(bio, &pem, &pem_len)) {
+  char *bundle_pem = NULL;
+  if (!ok || !BIO_mem_contents(bio, &pem, &pem_len) ||
+      (bundle_pem = strndup((const char *)pem, pem_len)) == NULL) {
     BIO_free(bio);
     return -1;
   }
@@ -112,9 +114,14 @@ static int rebuild_bundle(xds_ca *ca) {
   xds_resource bundle;
   int rc = xds_resource_init(&bundle, MS_XDS_SECRET_TRUST_BUNDLE, &secret);
   BIO_free(bio);
-  if (rc != 0) return -1;
+  if (rc != 0) {
+    free(bundle_pem);
+    return -1;
+  }
   xds_resource_cleanup(&ca->bundle);
   ca->bundle = bundle;
+  free(ca->bundle_pem);
+  ca->bundle_pem = bundle_pem;
   return 0;
 }
 
@@ -155,6 +162,7 @@ static void on_retire(uv_timer_t *timer) {
   ca->retiring_count = kept;
   if (rebuild_bundle(ca) != 0) ms_log(MS_LOG_ERROR, "ca: out of memory rebuilding the bundle");
   schedule_retirement(ca);
+  xds_server_client_trust_changed(ca->server);
   xds_server_push_type(ca->server, XDS_TYPE_SDS);
 }
 
@@ -196,7 +204,7 @@ void xds_ca_reload(xds_ca *ca) {
   ca->current = next;
   ca->rotations++;
   if (rebuild_bundle(ca) != 0) ms_log(MS_LOG_ERROR, "ca: out of memory rebuilding the bundle");
-  xds_server_trust_ca(ca->server, ca->current.cert);
+  xds_server_client_trust_changed(ca->server);
   char retire[32];
   ms_time_rfc3339(old.retire_at_ms / 1000, retire, sizeof(retire));
   ms_log(MS_LOG_INFO,
@@ -295,6 +303,7 @@ void xds_ca_cleanup(xds_ca *ca) {
     entry_cleanup(&ca->retiring[i]);
   free(ca->retiring);
   xds_resource_cleanup(&ca->bundle);
+  free(ca->bundle_pem);
   free(ca->cert_path);
   free(ca->key_path);
   memset(ca, 0, sizeof(*ca));
@@ -306,8 +315,10 @@ static const char *last_segment(const char *spiffe_id) {
   return slash != NULL ? slash + 1 : spiffe_id;
 }
 
-int xds_ca_issue(xds_ca *ca, const char *spiffe_id, int64_t ttl_seconds, X509 **out_cert,
-                 EVP_PKEY **out_key, char **out_chain_pem, char *err, size_t err_len) {
+/* sign_leaf signs a leaf for `spiffe_id` good for `ttl_seconds` with the
+ * current CA: for `public_key` when given, else for a new key (*out_key). */
+static int sign_leaf(xds_ca *ca, const char *spiffe_id, EVP_PKEY *public_key, int64_t ttl_seconds,
+                     X509 **out_cert, EVP_PKEY **out_key, char *err, size_t err_len) {
   const char *uris[1] = {spiffe_id};
   char common_name[64];
   snprintf(common_name, sizeof(common_name), "%s", last_segment(spiffe_id));
@@ -320,15 +331,39 @@ int xds_ca_issue(xds_ca *ca, const char *spiffe_id, int64_t ttl_seconds, X509 **
       /* Backdated 5 minutes for clock skew; valid until now + TTL. */
       .ttl_seconds = ttl_seconds,
   };
+  if (public_key != NULL)
+    return ms_cert_issue_for_key(&request, public_key, ca->current.cert, ca->current.key, out_cert,
+                                 err, err_len);
+  return ms_cert_issue(&request, ca->current.cert, ca->current.key, out_cert, out_key, err,
+                       err_len);
+}
+
+/* is_intermediate: the CA's certificate is not self-issued. */
+static bool is_intermediate(const xds_ca_entry *entry) {
+  return X509_NAME_cmp(X509_get_subject_name(entry->cert), X509_get_issuer_name(entry->cert)) != 0;
+}
+
+/* pem_of returns the PEM of `cert`, malloc'd, or NULL. */
+static char *pem_of(X509 *cert) {
+  BIO *bio = BIO_new(BIO_s_mem());
+  const uint8_t *pem = NULL;
+  size_t len = 0;
+  char *text = NULL;
+  if (bio != NULL && PEM_write_bio_X509(bio, cert) && BIO_mem_contents(bio, &pem, &len))
+    text = strndup((const char *)pem, len);
+  BIO_free(bio);
+  return text;
+}
+
+int xds_ca_issue(xds_ca *ca, const char *spiffe_id, int64_t ttl_seconds, X509 **out_cert,
+                 EVP_PKEY **out_key, char **out_chain_pem, char *err, size_t err_len) {
   X509 *cert = NULL;
   EVP_PKEY *key = NULL;
-  if (ms_cert_issue(&request, ca->current.cert, ca->current.key, &cert, &key, err, err_len) != 0)
-    return -1;
+  if (sign_leaf(ca, spiffe_id, NULL, ttl_seconds, &cert, &key, err, err_len) != 0) return -1;
   BIO *bio = BIO_new(BIO_s_mem());
   bool ok = bio != NULL && PEM_write_bio_X509(bio, cert);
   /* An intermediate CA sends its chain along. */
-  if (ok && X509_NAME_cmp(X509_get_subject_name(ca->current.cert),
-                          X509_get_issuer_name(ca->current.cert)) != 0) {
+  if (ok && is_intermediate(&ca->current)) {
     for (size_t i = 0; ok && i < sk_X509_num(ca->current.chain); i++)
       ok = PEM_write_bio_X509(bio, sk_X509_value(ca->current.chain, i));
   }
@@ -349,6 +384,37 @@ int xds_ca_issue(xds_ca *ca, const char *spiffe_id, int64_t ttl_seconds, X509 **
   *out_cert = cert;
   *out_key = key;
   *out_chain_pem = chain;
+  return 0;
+}
+
+void xds_issued_cleanup(xds_issued *issued) {
+  X509_free(issued->cert);
+  for (size_t i = 0; i < issued->pem_count; i++)
+    free(issued->pems[i]);
+  free(issued->pems);
+  memset(issued, 0, sizeof(*issued));
+}
+
+int xds_ca_issue_for_key(xds_ca *ca, const char *spiffe_id, EVP_PKEY *public_key,
+                         int64_t ttl_seconds, xds_issued *out, char *err, size_t err_len) {
+  xds_issued issued = {0};
+  if (sign_leaf(ca, spiffe_id, public_key, ttl_seconds, &issued.cert, NULL, err, err_len) != 0)
+    return -1;
+  /* The leaf, the CA's certificates below its trust anchor (the signing CA
+   * and any intermediate above it when the CA is an intermediate), then the
+   * bundle: Istio's convention, root last. */
+  size_t intermediates = is_intermediate(&ca->current) ? sk_X509_num(ca->current.chain) - 1 : 0;
+  issued.pems = calloc(intermediates + 2, sizeof(char *));
+  bool ok = issued.pems != NULL && (issued.pems[issued.pem_count++] = pem_of(issued.cert)) != NULL;
+  for (size_t i = 0; ok && i < intermediates; i++)
+    ok = (issued.pems[issued.pem_count++] = pem_of(sk_X509_value(ca->current.chain, i))) != NULL;
+  ok = ok && (issued.pems[issued.pem_count++] = strdup(ca->bundle_pem)) != NULL;
+  if (!ok) {
+    xds_issued_cleanup(&issued);
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  *out = issued;
   return 0;
 }
 

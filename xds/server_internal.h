@@ -9,6 +9,7 @@
  *   server_auth.c    who is calling: the identity a caller proves
  *   server_jwks.c    the key set that verifies service-account tokens
  *   server_csr.c     Istio's CA API: CreateCertificate
+ *   server_rate.c    token buckets per identity (the CA API's rate limit)
  * Not a public interface. */
 #ifndef MS_XDS_SERVER_INTERNAL_H
 #define MS_XDS_SERVER_INTERNAL_H
@@ -51,6 +52,10 @@ typedef struct xds_resource_set {
 const xds_resource *xds_resource_set_find(const xds_resource_set *set, const char *name);
 
 int64_t xds_now_ms(void);
+
+/* xds_hash_string hashes `text` (FNV-1a) into 0..size-1, for the server's
+ * hash tables. */
+size_t xds_hash_string(const char *text, size_t size);
 
 /* ---- the configuration directory (server_files.c) ----------------------------- */
 
@@ -107,6 +112,7 @@ typedef struct xds_ca {
   xds_ca_entry *retiring; /* older CAs still in the bundle */
   size_t retiring_count;
   xds_resource bundle; /* the "ROOTCA" Secret */
+  char *bundle_pem;    /* what it holds: the trust anchors, current first */
   uint64_t rotations;
   char last_error[512]; /* of the last reload that failed, "" if none */
 } xds_ca;
@@ -125,6 +131,22 @@ void xds_ca_reload(xds_ca *ca);
 int xds_ca_issue(xds_ca *ca, const char *spiffe_id, int64_t ttl_seconds, X509 **out_cert,
                  EVP_PKEY **out_key, char **out_chain_pem, char *err, size_t err_len);
 void xds_ca_status(const xds_ca *ca, void *cjson_object);
+
+/* A certificate signed for a caller's key, with what goes with it. */
+typedef struct xds_issued {
+  X509 *cert;
+  char **pems; /* the leaf, each intermediate, then the trust bundle (one PEM string) */
+  size_t pem_count;
+} xds_issued;
+
+/* xds_ca_issue_for_key is xds_ca_issue for a key the caller made (a CSR's
+ * public key): the certificate certifies `public_key` (borrowed) and no key
+ * is made. Returns 0 with *out filled (released with xds_issued_cleanup), or
+ * -1 with `err`. */
+int xds_ca_issue_for_key(xds_ca *ca, const char *spiffe_id, EVP_PKEY *public_key,
+                         int64_t ttl_seconds, xds_issued *out, char *err, size_t err_len);
+/* xds_issued_cleanup frees what `issued` holds; accepts a zeroed one. */
+void xds_issued_cleanup(xds_issued *issued);
 
 /* ---- who is calling (server_auth.c) -------------------------------------------- */
 
@@ -151,6 +173,106 @@ typedef struct xds_identity {
  * SPIFFE IDs or one of another trust domain). Never logs the token. */
 int xds_auth_identify(ms_xds_server *server, ms_grpc_server_call *call, xds_identity *out,
                       char *err, size_t err_len);
+
+/* xds_proof_name returns "bootstrap certificate" or "service-account token". */
+const char *xds_proof_name(xds_proof proof);
+
+/* xds_server_accepts_tokens: a token key set source is configured. */
+bool xds_server_accepts_tokens(const ms_xds_server *server);
+
+/* xds_spiffe_segment_ok: a SPIFFE path segment of letters, digits, '.', '-',
+ * '_' (1..253 bytes, not "." or ".."). */
+bool xds_spiffe_segment_ok(const char *text, size_t len);
+
+/* xds_identity_init fills `out` with spiffe://TD/ns/NS/sa/SA. Returns 0, or
+ * -1 with `err` (a segment that is empty or has other characters). */
+int xds_identity_init(xds_identity *out, xds_proof proof, const char *trust_domain,
+                      const char *namespace_name, size_t namespace_len, const char *service_account,
+                      size_t service_account_len, char *err, size_t err_len);
+
+/* What a node says about itself, from node.id and node.metadata (see
+ * docs/xds-server.md); "" where it claims nothing. */
+typedef struct xds_node_claims {
+  char namespace_name[254];
+  char service_account[254];
+} xds_node_claims;
+
+/* xds_node_claims_parse reads the claims of a node: node.id as
+ * "SERVICE_ACCOUNT.NAMESPACE" or Istio's "sidecar~IP~POD.NAMESPACE~DOMAIN"
+ * (a bare name claims nothing), overridden by the metadata strings NAMESPACE
+ * and SERVICE_ACCOUNT (either may be NULL). Returns 0, or -1 with `err` (no
+ * node.id, a claim with characters a SPIFFE ID cannot hold). */
+int xds_node_claims_parse(const char *node_id, const char *metadata_namespace,
+                          const char *metadata_service_account, xds_node_claims *out, char *err,
+                          size_t err_len);
+
+/* xds_node_claims_check returns 0 when every claim agrees with `identity`,
+ * or -1 with `err` naming both. */
+int xds_node_claims_check(const xds_node_claims *claims, const xds_identity *identity, char *err,
+                          size_t err_len);
+
+/* ---- token buckets per identity (server_rate.c) ---------------------------------- */
+
+typedef struct xds_rate_entry xds_rate_entry;
+
+/* One token bucket per key: `per_minute` tokens a minute, at most `burst`
+ * held. A key whose bucket has refilled is forgotten (it holds nothing a new
+ * bucket would not), so memory follows the keys active in the last
+ * burst/per_minute minutes, and never exceeds `max_entries` of them. */
+typedef struct xds_rate_table {
+  double per_minute; /* 0: no limit */
+  double burst;
+  size_t max_entries;
+  xds_rate_entry **buckets;
+  size_t bucket_count;
+  size_t entry_count;
+  int64_t last_sweep_ms;
+} xds_rate_table;
+
+typedef enum xds_rate_result {
+  XDS_RATE_OK,      /* a token was taken */
+  XDS_RATE_LIMITED, /* the key's bucket is empty */
+  XDS_RATE_FULL,    /* a new key, and max_entries keys are active */
+} xds_rate_result;
+
+/* xds_rate_init sets up an empty table; `per_minute` 0 turns limiting off.
+ * Returns 0 or -1 (out of memory). */
+int xds_rate_init(xds_rate_table *table, double per_minute, double burst, size_t max_entries);
+void xds_rate_cleanup(xds_rate_table *table);
+/* xds_rate_take takes one token from `key`'s bucket at `now_ms` (any
+ * monotonic clock). Out of memory for a new key counts as XDS_RATE_FULL. */
+xds_rate_result xds_rate_take(xds_rate_table *table, const char *key, int64_t now_ms);
+
+/* ---- Istio's CA API (server_csr.c) --------------------------------------------- */
+
+/* Why a CreateCertificate was refused, for /status. */
+typedef enum xds_csr_refusal {
+  XDS_CSR_UNAUTHENTICATED, /* no proof of identity, or one that did not verify */
+  XDS_CSR_BAD_REQUEST,     /* not one IstioCertificateRequest, or a CSR that does not parse */
+  XDS_CSR_NOT_YOURS,       /* the CSR asks for more or other than the proven identity */
+  XDS_CSR_RATE_LIMITED,
+  XDS_CSR_INTERNAL, /* signing failed */
+  XDS_CSR_REFUSAL_COUNT
+} xds_csr_refusal;
+
+/* CreateCertificate calls per SPIFFE ID and minute unless told otherwise,
+ * and how many identities the limiter tracks at most (about 100 bytes
+ * each). */
+#define XDS_CSR_DEFAULT_RATE_LIMIT 10
+#define XDS_CSR_MAX_TRACKED_IDENTITIES 65536
+
+typedef struct xds_csr_stats {
+  uint64_t calls;
+  uint64_t signed_count;
+  uint64_t refused[XDS_CSR_REFUSAL_COUNT];
+} xds_csr_stats;
+
+/* xds_csr_call_accept takes a CreateCertificate call (from on_call): sets its
+ * handler, reads its one request, and answers it. Returns MS_GRPC_OK (the
+ * call is now handled here) or a status for on_call to answer with. */
+int xds_csr_call_accept(ms_xds_server *server, ms_grpc_server_call *call, const ms_grpc_peer *peer);
+/* xds_csr_status adds the "ca_api" object's fields to a cJSON object. */
+void xds_csr_status(const ms_xds_server *server, void *cjson_object);
 
 /* ---- nodes (server_node.c) ----------------------------------------------------- */
 
@@ -179,18 +301,13 @@ typedef struct xds_node {
   char last_error[512];
 } xds_node;
 
-/* xds_node_spiffe_id derives the SPIFFE ID from the node's identity (see
- * docs/xds-server.md): spiffe://TD/ns/NAMESPACE/sa/SERVICE_ACCOUNT. Returns
- * 0, or -1 with `err` (an empty id, a character not allowed in a SPIFFE
- * path). `metadata_namespace` / `metadata_service_account` may be NULL. */
-int xds_node_spiffe_id(const char *trust_domain, const char *node_id,
-                       const char *metadata_namespace, const char *metadata_service_account,
-                       char *out, size_t out_len, char *err, size_t err_len);
-
-/* xds_node_acquire returns the node `id` (made when new) with `stream`
- * attached, or NULL when memory ran out. */
-xds_node *xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_id,
-                           xds_stream *stream);
+/* xds_node_acquire attaches `stream` to the node `id`, made when new for
+ * the proven `spiffe_id`. A node belongs to the identity of its first
+ * stream: a stream of another identity naming the same node id is refused.
+ * Returns 0 with *out_node, -1 with `err` for that refusal, or -2 when
+ * memory ran out. */
+int xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_id,
+                     xds_stream *stream, xds_node **out_node, char *err, size_t err_len);
 /* xds_node_release detaches `stream`; the last one frees the node. */
 void xds_node_release(xds_node *node, xds_stream *stream);
 /* xds_node_certificate returns the node's "default" Secret, issuing one when
@@ -209,6 +326,7 @@ struct xds_stream {
   char *node_cluster;
   char peer_address[64];
   char bootstrap_spiffe_id[256]; /* the first URI SAN of the client certificate */
+  xds_identity identity;         /* what the caller proved (server_auth.c) */
   int64_t connected_at_ms;
   uint64_t nonce_counter;
   uint64_t requests, responses;
@@ -217,9 +335,10 @@ struct xds_stream {
 
 extern const ms_grpc_server_call_callbacks xds_stream_callbacks;
 
-/* xds_stream_new makes the stream for an accepted call. NULL: no memory. */
+/* xds_stream_new makes the stream for an accepted call whose caller proved
+ * `identity` (copied). NULL: no memory. */
 xds_stream *xds_stream_new(ms_xds_server *server, ms_grpc_server_call *call,
-                           const ms_grpc_peer *peer);
+                           const ms_grpc_peer *peer, const xds_identity *identity);
 /* xds_stream_push answers the stream's subscription to `type` when what it
  * would get differs from what it was last sent. */
 void xds_stream_push(xds_stream *stream, xds_type type);
@@ -236,7 +355,7 @@ struct ms_xds_server {
   int64_t cert_ttl_seconds;
   int64_t started_at_ms;
   SSL_CTX *ssl_ctx;
-  bool client_ca_is_workload_ca;
+  STACK_OF(X509) *client_cas; /* --client-ca's certificates; NULL for none */
   ms_grpc_server *grpc;
   uint16_t port;
   xds_files files;
@@ -249,15 +368,20 @@ struct ms_xds_server {
   xds_node **node_table;
   size_t node_table_size;
   size_t node_count;
+  xds_rate_table csr_rate; /* CreateCertificate calls per SPIFFE ID */
+  xds_csr_stats csr_stats;
   bool closing;
   int open_handles; /* of files, ca and status: freed when 0 */
 };
 
 /* xds_server_push_type pushes `type` to every stream subscribed to it. */
 void xds_server_push_type(ms_xds_server *server, xds_type type);
-/* xds_server_trust_ca adds a new CA to the client verification store when
- * the workload CA is the client CA. */
-void xds_server_trust_ca(ms_xds_server *server, X509 *ca_cert);
+/* xds_server_client_trust_changed rebuilds the store that verifies client
+ * certificates: --client-ca's CAs, and with accept_workload_certificates
+ * the workload CA and the CAs still in their overlap. Called when the CA
+ * rotates and when an old CA retires: a retired CA authenticates no new
+ * connection. */
+void xds_server_client_trust_changed(ms_xds_server *server);
 /* xds_server_handle_closed: every handle of files, ca and status reports its
  * close here; the server is freed after the last. */
 void xds_server_handle_closed(ms_xds_server *server);

@@ -60,7 +60,8 @@ static void send_request(load_stream *stream, ms_ads_load_type type, const char 
       ENVOY__SERVICE__DISCOVERY__V3__DISCOVERY_REQUEST__INIT;
   Envoy__Config__Core__V3__Node node = ENVOY__CONFIG__CORE__V3__NODE__INIT;
   char id[128];
-  snprintf(id, sizeof(id), "%s-%d.load", load->node_prefix, stream->index);
+  /* A bare name: it claims no identity beyond the caller's certificate. */
+  snprintf(id, sizeof(id), "%s-%d", load->node_prefix, stream->index);
   if (first) {
     node.id = id;
     node.cluster = "load";

@@ -70,4 +70,37 @@ int ms_ads_load_updated(const ms_ads_load *load, ms_ads_load_type type, int64_t 
  * free them) and frees the load. Accepts NULL. */
 void ms_ads_load_close(ms_ads_load *load);
 
+/* ---- CreateCertificate load (Istio's CA API; server_load_csr.c) ---------------- */
+
+typedef struct ms_csr_bench_options {
+  const char *address;     /* Required. */
+  SSL_CTX *ssl_ctx;        /* client context with the bootstrap certificate. Required. */
+  const char *server_name; /* NULL: "localhost" */
+  int sidecars;            /* N simulated sidecars, each with its own key and CSR */
+  int channels;            /* M HTTP/2 connections they share */
+  int concurrency;         /* calls in flight at once in the throughput phase */
+  /* With jwks_out: each sidecar is service account csr-I in namespace "load"
+   * with its own token (ES256, signed by a key made here whose JWKS is
+   * written to jwks_out for xds-server --jwks-file), and asks for
+   * spiffe://trust_domain/ns/load/sa/csr-I. Without: every CSR asks for
+   * `spiffe_id`, the bootstrap certificate's (run the server with
+   * --csr-rate-limit 0). */
+  const char *jwks_out;
+  const char *token_issuer;
+  const char *token_audience;
+  const char *trust_domain;
+  const char *spiffe_id;
+  const char *server_pid; /* NULL: no CPU figure */
+  uint64_t timeout_ms;
+} ms_csr_bench_options;
+
+/* ms_csr_bench_run makes every sidecar's key and CSR (timed apart), opens the
+ * channels, measures one round trip (the median of 100 sequential calls),
+ * then has every sidecar ask once and measures the time until all are
+ * answered, signings per second, and the server's CPU per signing; prints
+ * each figure on a line of its own. Returns 0 when every call got a chain,
+ * -1 otherwise (the reason printed). The loop must run afterwards to free
+ * the channels. */
+int ms_csr_bench_run(uv_loop_t *loop, const ms_csr_bench_options *options);
+
 #endif

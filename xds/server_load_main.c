@@ -3,6 +3,14 @@
  *   ads_load --address 127.0.0.1:18000 --ca CA.crt --cert CLIENT.crt --key CLIENT.key
  *            [--streams 10000] [--channels 10] [--server-pid PID]
  *            [--rotate-ca CA.crt,CA.key] [--config-file DIR/ads_load.json] [--rounds 3]
+ *   ads_load --csr N ... [--channels M] [--concurrency C] [--server-pid PID]
+ *            [--jwks-out FILE [--token-issuer ISS] [--token-audience AUD]
+ *             [--trust-domain TD]] [--spiffe-id ID]
+ *
+ * With --csr, the CreateCertificate benchmark instead (ms_csr_bench_run):
+ * N sidecars with their own keys and CSRs (made first, timed apart) over M
+ * channels; one round trip, signings per second, the time for all N, the
+ * server's CPU per signing.
  *
  * Opens N ADS streams over M channels (server_load.h), waits until every one
  * has its first CDS, EDS and SDS responses, then for each round: with
@@ -27,7 +35,11 @@ static void usage(void) {
   fprintf(stderr,
           "usage: ads_load --address HOST:PORT --ca CA --cert CRT --key KEY [--streams N]\n"
           "       [--channels M] [--server-pid PID] [--rotate-ca CRT,KEY]\n"
-          "       [--config-file FILE] [--rounds R] [--timeout-ms MS]\n");
+          "       [--config-file FILE] [--rounds R] [--timeout-ms MS]\n"
+          "       ads_load --csr N --address HOST:PORT --ca CA --cert CRT --key KEY\n"
+          "       [--channels M] [--concurrency C] [--server-pid PID] [--jwks-out FILE\n"
+          "       [--token-issuer ISS] [--token-audience AUD] [--trust-domain TD]]\n"
+          "       [--spiffe-id ID]\n");
   exit(2);
 }
 
@@ -134,6 +146,13 @@ int main(int argc, char **argv) {
   const char *rotate = NULL, *config_file = NULL;
   int streams = 10000, channels = 10, rounds = 3;
   uint64_t timeout_ms = 30000;
+  ms_csr_bench_options csr = {
+      .concurrency = 1000,
+      .token_issuer = "https://kubernetes.default.svc.cluster.local",
+      .token_audience = "mtls-sidecar",
+      .trust_domain = "cluster.local",
+      .spiffe_id = "spiffe://cluster.local/ns/default/sa/bootstrap",
+  };
   for (int i = 1; i < argc; i++) {
     if (i + 1 >= argc) usage();
     const char *name = argv[i], *value = argv[++i];
@@ -159,6 +178,20 @@ int main(int argc, char **argv) {
       rounds = atoi(value);
     else if (strcmp(name, "--timeout-ms") == 0)
       timeout_ms = (uint64_t)atoll(value);
+    else if (strcmp(name, "--csr") == 0)
+      csr.sidecars = atoi(value);
+    else if (strcmp(name, "--concurrency") == 0)
+      csr.concurrency = atoi(value);
+    else if (strcmp(name, "--jwks-out") == 0)
+      csr.jwks_out = value;
+    else if (strcmp(name, "--token-issuer") == 0)
+      csr.token_issuer = value;
+    else if (strcmp(name, "--token-audience") == 0)
+      csr.token_audience = value;
+    else if (strcmp(name, "--trust-domain") == 0)
+      csr.trust_domain = value;
+    else if (strcmp(name, "--spiffe-id") == 0)
+      csr.spiffe_id = value;
     else
       usage();
   }
@@ -166,6 +199,18 @@ int main(int argc, char **argv) {
     usage();
   uv_loop_init(&loop);
   SSL_CTX *ctx = client_ctx(ca, crt, key);
+  if (csr.sidecars > 0) {
+    csr.address = address;
+    csr.ssl_ctx = ctx;
+    csr.channels = channels;
+    csr.server_pid = pid;
+    csr.timeout_ms = timeout_ms;
+    int rc = ms_csr_bench_run(&loop, &csr);
+    for (int i = 0; i < 100 && uv_run(&loop, UV_RUN_NOWAIT) != 0; i++)
+      uv_sleep(10);
+    SSL_CTX_free(ctx);
+    return rc == 0 ? 0 : 1;
+  }
   long rss_before = pid != NULL ? rss_kib(pid) : -1;
   wanted = streams;
   ms_ads_load_options options = {

@@ -3,6 +3,7 @@
  * drains before exit. Exit codes: 0 after a clean shutdown, 1 when the server
  * cannot start, 2 for bad usage. */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,14 @@ static const char usage_text[] =
     "  --listen IP:PORT          ADS over gRPC over mTLS (default 127.0.0.1:18000)\n"
     "  --tls-cert FILE           the server's certificate chain (PEM)\n"
     "  --tls-key FILE            the server's private key (PEM)\n"
-    "  --client-ca FILE          CAs of the sidecars' bootstrap certificates\n"
-    "                            (default: the workload CA, and each CA it rotates to)\n"
+    "  --client-ca FILE          CAs of the sidecars' bootstrap certificates (their\n"
+    "                            spiffe:// URI SAN is the identity they prove)\n"
+    "  --accept-workload-certificates\n"
+    "                            also accept certificates this server issued as\n"
+    "                            bootstrap credentials (off: they prove nothing here)\n"
+    "  --serve-workload-keys     serve the SDS Secret \"default\" with a key made here,\n"
+    "                            for Envoy clients (off: sidecars send CSRs over\n"
+    "                            Istio's CA API and keep their keys)\n"
     "  --ca-cert FILE            the workload CA certificate (ECDSA or RSA; watched)\n"
     "  --ca-key FILE             its private key (watched)\n"
     "  --config-dir DIR          JSON files of clusters, endpoints, listeners (watched)\n"
@@ -27,6 +34,8 @@ static const char usage_text[] =
     "  --cert-ttl DURATION       issued certificates' lifetime (default 1h)\n"
     "  --ca-overlap DURATION     an old CA stays in the bundle this long (default 2x TTL)\n"
     "  --status-address IP:PORT  GET /status (default 127.0.0.1:18001; \"off\" for none)\n"
+    "  --csr-rate-limit N        CreateCertificate calls per SPIFFE ID and minute\n"
+    "                            (and the burst; default 10; 0: no limit)\n"
     "  --debounce-ms N           quiet time after a file change before reloading (100)\n"
     "  --log-level LEVEL         debug, info, warn or error (default info)\n"
     "durations: 90s, 15m, 24h, 30d, or plain seconds\n";
@@ -89,6 +98,13 @@ static int set_debounce(flags *f, const char *v) {
   f->options.debounce_ms = (uint32_t)ms;
   return 0;
 }
+static int set_csr_rate_limit(flags *f, const char *v) {
+  char *end = NULL;
+  long n = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || n < 0 || n > 1000000) return -1;
+  f->options.csr_rate_limit = n == 0 ? -1 : (int)n;
+  return 0;
+}
 static int set_log_level(flags *f, const char *v) {
   static const char *const names[] = {"debug", "info", "warn", "error"};
   for (int i = 0; i < 4; i++) {
@@ -116,8 +132,17 @@ static const struct {
     {"--ca-overlap", set_ca_overlap},
     {"--status-address", set_status_address},
     {"--debounce-ms", set_debounce},
+    {"--csr-rate-limit", set_csr_rate_limit},
     {"--log-level", set_log_level},
 };
+
+/* Flags that take no value. */
+static bool *switch_of(flags *f, const char *arg) {
+  if (strcmp(arg, "--accept-workload-certificates") == 0)
+    return &f->options.accept_workload_certificates;
+  if (strcmp(arg, "--serve-workload-keys") == 0) return &f->options.serve_workload_keys;
+  return NULL;
+}
 
 static int parse_flags(int argc, char **argv, flags *f) {
   for (int i = 1; i < argc; i++) {
@@ -125,6 +150,11 @@ static int parse_flags(int argc, char **argv, flags *f) {
     if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
       fputs(usage_text, stdout);
       exit(0);
+    }
+    bool *on = switch_of(f, arg);
+    if (on != NULL) {
+      *on = true;
+      continue;
     }
     const char *eq = strchr(arg, '=');
     size_t name_len = eq != NULL ? (size_t)(eq - arg) : strlen(arg);

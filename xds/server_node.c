@@ -1,8 +1,8 @@
-/* server_node.c: the nodes xds-server knows, by node.id: the SPIFFE ID each
- * one gets, its certificate (the Secret "default", issued when first asked
- * for, the key made here and kept only in memory), and its rotation at
- * 50-70% of the lifetime, pushed to every stream of the node that subscribed
- * to the Secret. A node lives while it has streams. */
+/* server_node.c: the nodes xds-server knows, by node.id, each bound to the
+ * identity its first stream proved (server_auth.c): its certificate (the Secret "default", issued
+ * when first asked for, the key made here and kept only in memory), and its rotation at 50-70% of
+ * the lifetime, pushed to every stream of the node that subscribed to the Secret. A node lives
+ * while it has streams. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,92 +20,7 @@
 
 #define RETRY_AFTER_FAILURE_MS 10000
 
-/* ---- identity ------------------------------------------------------------------ */
-
-/* spiffe_segment_ok: a SPIFFE path segment of letters, digits, '.', '-', '_'
- * (not "." or ".."). */
-static bool spiffe_segment_ok(const char *text, size_t len) {
-  if (len == 0 || len > 253) return false;
-  if ((len == 1 && text[0] == '.') || (len == 2 && text[0] == '.' && text[1] == '.')) return false;
-  for (size_t i = 0; i < len; i++) {
-    char c = text[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '-' || c == '_'))
-      return false;
-  }
-  return true;
-}
-
-int xds_node_spiffe_id(const char *trust_domain, const char *node_id,
-                       const char *metadata_namespace, const char *metadata_service_account,
-                       char *out, size_t out_len, char *err, size_t err_len) {
-  if (node_id == NULL || node_id[0] == '\0') {
-    snprintf(err, err_len, "the first request of a stream must carry node.id");
-    return -1;
-  }
-  /* From node.id: "SERVICE_ACCOUNT.NAMESPACE", or Istio's
-   * "sidecar~IP~POD.NAMESPACE~DOMAIN" (namespace only), or a bare name (the
-   * service account, in namespace "default"). */
-  const char *sa = node_id, *ns = "default";
-  size_t sa_len = strlen(node_id), ns_len = strlen(ns);
-  const char *tilde = strchr(node_id, '~');
-  if (tilde != NULL) {
-    const char *third = strchr(tilde + 1, '~');
-    const char *dot = third != NULL ? strchr(third + 1, '.') : NULL;
-    sa = "default";
-    sa_len = strlen(sa);
-    if (dot != NULL) {
-      ns = dot + 1;
-      ns_len = strcspn(ns, ".~");
-    }
-  } else {
-    const char *dot = strchr(node_id, '.');
-    if (dot != NULL) {
-      sa_len = (size_t)(dot - node_id);
-      ns = dot + 1;
-      ns_len = strlen(ns);
-    }
-  }
-  if (metadata_namespace != NULL && metadata_namespace[0] != '\0') {
-    ns = metadata_namespace;
-    ns_len = strlen(ns);
-  }
-  if (metadata_service_account != NULL && metadata_service_account[0] != '\0') {
-    sa = metadata_service_account;
-    sa_len = strlen(sa);
-  }
-  if (!spiffe_segment_ok(trust_domain, strlen(trust_domain))) {
-    snprintf(err, err_len, "the trust domain \"%s\" is not a valid SPIFFE trust domain",
-             trust_domain);
-    return -1;
-  }
-  if (!spiffe_segment_ok(ns, ns_len) || !spiffe_segment_ok(sa, sa_len)) {
-    snprintf(err, err_len,
-             "node \"%s\": namespace \"%.*s\" and service account \"%.*s\" must be non-empty "
-             "and made of letters, digits, '.', '-' and '_' to form a SPIFFE ID (set node.id to "
-             "SERVICE_ACCOUNT.NAMESPACE or the node metadata NAMESPACE and SERVICE_ACCOUNT)",
-             node_id, (int)(ns_len > 64 ? 64 : ns_len), ns, (int)(sa_len > 64 ? 64 : sa_len), sa);
-    return -1;
-  }
-  int n = snprintf(out, out_len, "spiffe://%s/ns/%.*s/sa/%.*s", trust_domain, (int)ns_len, ns,
-                   (int)sa_len, sa);
-  if (n < 0 || (size_t)n >= out_len) {
-    snprintf(err, err_len, "node \"%s\": the SPIFFE ID would be too long", node_id);
-    return -1;
-  }
-  return 0;
-}
-
 /* ---- the table --------------------------------------------------------------------- */
-
-static size_t hash_id(const char *id, size_t size) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (const unsigned char *c = (const unsigned char *)id; *c != '\0'; c++) {
-    h ^= *c;
-    h *= 1099511628211ULL;
-  }
-  return (size_t)(h % size);
-}
 
 static void on_node_timer_closed(uv_handle_t *handle) {
   xds_node *node = handle->data;
@@ -115,22 +30,28 @@ static void on_node_timer_closed(uv_handle_t *handle) {
   free(node);
 }
 
-xds_node *xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_id,
-                           xds_stream *stream) {
-  size_t bucket = hash_id(id, server->node_table_size);
+int xds_node_acquire(ms_xds_server *server, const char *id, const char *spiffe_id,
+                     xds_stream *stream, xds_node **out_node, char *err, size_t err_len) {
+  size_t bucket = xds_hash_string(id, server->node_table_size);
   xds_node *node = server->node_table[bucket];
   while (node != NULL && strcmp(node->id, id) != 0)
     node = node->hash_next;
+  if (node != NULL && strcmp(node->spiffe_id, spiffe_id) != 0) {
+    /* Another identity's node: its certificate and streams are not ours. */
+    snprintf(err, err_len, "node id in use by another identity (%s); the caller proved %s",
+             node->spiffe_id, spiffe_id);
+    return -1;
+  }
   if (node == NULL) {
     node = calloc(1, sizeof(*node));
-    if (node == NULL) return NULL;
+    if (node == NULL) return -2;
     node->id = strdup(id);
     node->spiffe_id = strdup(spiffe_id);
     if (node->id == NULL || node->spiffe_id == NULL) {
       free(node->id);
       free(node->spiffe_id);
       free(node);
-      return NULL;
+      return -2;
     }
     node->server = server;
     uv_timer_init(server->loop, &node->rotate_timer);
@@ -138,16 +59,12 @@ xds_node *xds_node_acquire(ms_xds_server *server, const char *id, const char *sp
     node->hash_next = server->node_table[bucket];
     server->node_table[bucket] = node;
     server->node_count++;
-  } else if (strcmp(node->spiffe_id, spiffe_id) != 0) {
-    /* The same node.id with other metadata: the identity of its first stream
-     * stands while it has streams. */
-    ms_log(MS_LOG_WARN, "node %s: a new stream asks for %s, keeping %s", id, spiffe_id,
-           node->spiffe_id);
   }
   stream->node_next = node->streams;
   node->streams = stream;
   node->stream_count++;
-  return node;
+  *out_node = node;
+  return 0;
 }
 
 void xds_node_release(xds_node *node, xds_stream *stream) {
@@ -160,7 +77,7 @@ void xds_node_release(xds_node *node, xds_stream *stream) {
   }
   if (node->stream_count > 0) return;
   ms_xds_server *server = node->server;
-  xds_node **link = &server->node_table[hash_id(node->id, server->node_table_size)];
+  xds_node **link = &server->node_table[xds_hash_string(node->id, server->node_table_size)];
   while (*link != node)
     link = &(*link)->hash_next;
   *link = node->hash_next;

@@ -104,38 +104,68 @@ static void test_names(void) {
   xds_type_state_cleanup(&state);
 }
 
-static void expect_id(const char *node_id, const char *ns, const char *sa, const char *want) {
-  char out[256] = "", err[512] = "";
-  int rc = xds_node_spiffe_id("cluster.local", node_id, ns, sa, out, sizeof(out), err, sizeof(err));
-  if (want == NULL ? rc == 0 : (rc != 0 || strcmp(out, want) != 0)) {
-    fprintf(stderr, "node id \"%s\" (ns %s, sa %s): want %s, got %s%s\n", node_id ? node_id : "",
-            ns ? ns : "-", sa ? sa : "-", want ? want : "an error",
-            rc == 0 ? out : "error: ", rc == 0 ? "" : err);
+/* expect_claims: node.id and metadata claim `want_ns` / `want_sa` ("" for
+ * no claim), or are refused (want_ns NULL). */
+static void expect_claims(const char *node_id, const char *ns, const char *sa, const char *want_ns,
+                          const char *want_sa) {
+  xds_node_claims claims;
+  char err[512] = "";
+  int rc = xds_node_claims_parse(node_id, ns, sa, &claims, err, sizeof(err));
+  bool ok = want_ns == NULL ? rc != 0
+                            : rc == 0 && strcmp(claims.namespace_name, want_ns) == 0 &&
+                                  strcmp(claims.service_account, want_sa) == 0;
+  if (!ok) {
+    fprintf(stderr, "node id \"%s\" (ns %s, sa %s): want %s/%s, got %s%s/%s\n",
+            node_id ? node_id : "", ns ? ns : "-", sa ? sa : "-", want_ns ? want_ns : "an error",
+            want_sa ? want_sa : "", rc == 0 ? "" : err, rc == 0 ? claims.namespace_name : "",
+            rc == 0 ? claims.service_account : "");
     failures++;
   }
 }
 
-static void test_spiffe_ids(void) {
-  expect_id("orders.shop", NULL, NULL, "spiffe://cluster.local/ns/shop/sa/orders");
-  expect_id("orders", NULL, NULL, "spiffe://cluster.local/ns/default/sa/orders");
-  expect_id("x", "shop", "orders", "spiffe://cluster.local/ns/shop/sa/orders");
-  expect_id("orders.shop", "", "", "spiffe://cluster.local/ns/shop/sa/orders");
-  expect_id("sidecar~10.1.2.3~orders-7d4f.shop~shop.svc.cluster.local", NULL, NULL,
-            "spiffe://cluster.local/ns/shop/sa/default");
-  expect_id("sidecar~10.1.2.3~orders-7d4f.shop~shop.svc.cluster.local", NULL, "orders",
-            "spiffe://cluster.local/ns/shop/sa/orders");
-  expect_id("", NULL, NULL, NULL);
-  expect_id(NULL, NULL, NULL, NULL);
-  expect_id("a/b.shop", NULL, NULL, NULL);
-  expect_id("orders.", NULL, NULL, NULL);
-  expect_id("orders.shop", "sh op", NULL, NULL);
+static void test_node_claims(void) {
+  expect_claims("orders.shop", NULL, NULL, "shop", "orders");
+  expect_claims("orders", NULL, NULL, "", ""); /* a bare name claims nothing */
+  expect_claims("x", "shop", "orders", "shop", "orders");
+  expect_claims("orders.shop", "", "", "shop", "orders");
+  expect_claims("sidecar~10.1.2.3~orders-7d4f.shop~shop.svc.cluster.local", NULL, NULL, "shop", "");
+  expect_claims("sidecar~10.1.2.3~orders-7d4f.shop~shop.svc.cluster.local", NULL, "orders", "shop",
+                "orders");
+  expect_claims("", NULL, NULL, NULL, NULL);
+  expect_claims(NULL, NULL, NULL, NULL, NULL);
+  expect_claims("a/b.shop", NULL, NULL, NULL, NULL);
+  expect_claims("orders.", NULL, NULL, NULL, NULL);
+  expect_claims("orders.shop", "sh op", NULL, NULL, NULL);
+
+  /* Claims against a proven identity. */
+  xds_identity bob;
+  char err[512];
+  CHECK(xds_identity_init(&bob, XDS_PROOF_CERTIFICATE, "cluster.local", "b", 1, "bob", 3, err,
+                          sizeof(err)) == 0);
+  CHECK(strcmp(bob.spiffe_id, "spiffe://cluster.local/ns/b/sa/bob") == 0);
+  xds_node_claims claims;
+  CHECK(xds_node_claims_parse("alice.a", NULL, NULL, &claims, err, sizeof(err)) == 0);
+  CHECK(xds_node_claims_check(&claims, &bob, err, sizeof(err)) != 0);
+  CHECK(strstr(err, "\"a\"") != NULL && strstr(err, "\"alice\"") != NULL &&
+        strstr(err, "spiffe://cluster.local/ns/b/sa/bob") != NULL);
+  CHECK(xds_node_claims_parse("node-1", "a", "alice", &claims, err, sizeof(err)) == 0);
+  CHECK(xds_node_claims_check(&claims, &bob, err, sizeof(err)) != 0);
+  CHECK(xds_node_claims_parse("node-1", "b", NULL, &claims, err, sizeof(err)) == 0);
+  CHECK(xds_node_claims_check(&claims, &bob, err, sizeof(err)) == 0);
+  CHECK(xds_node_claims_parse("bob.b", NULL, NULL, &claims, err, sizeof(err)) == 0);
+  CHECK(xds_node_claims_check(&claims, &bob, err, sizeof(err)) == 0);
+  CHECK(xds_node_claims_parse("sidecar~10.0.0.1~bob-1.a~a.svc", NULL, NULL, &claims, err,
+                              sizeof(err)) == 0);
+  CHECK(xds_node_claims_check(&claims, &bob, err, sizeof(err)) != 0);
+  CHECK(xds_identity_init(&bob, XDS_PROOF_TOKEN, "cluster.local", "b/x", 3, "bob", 3, err,
+                          sizeof(err)) != 0);
 }
 
 int main(void) {
   test_types();
   test_ack_nack_stale();
   test_names();
-  test_spiffe_ids();
+  test_node_claims();
   if (failures > 0) {
     fprintf(stderr, "server_state_test: %d check(s) failed\n", failures);
     return 1;

@@ -61,6 +61,7 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
   cJSON_AddNumberToObject(about, "streams", (double)server->stream_count);
   cJSON_AddNumberToObject(about, "nodes", (double)server->node_count);
   xds_ca_status(&server->ca, cJSON_AddObjectToObject(root, "ca"));
+  xds_csr_status(server, cJSON_AddObjectToObject(root, "ca_api"));
   if (server->has_files) {
     xds_files_status(&server->files, root);
   } else {

@@ -158,6 +158,10 @@ int main(void) {
       .config_dir = conf,
       .status_address = "127.0.0.1:0",
       .debounce_ms = 50,
+      /* The load's callers present a certificate of the workload CA and
+       * take their keys from the server (Envoy's way). */
+      .accept_workload_certificates = true,
+      .serve_workload_keys = true,
   };
   ms_xds_server *server = NULL;
   if (ms_xds_server_new(&loop, &options, &server, err, sizeof(err)) != 0)
@@ -214,7 +218,7 @@ int main(void) {
   CHECK(cJSON_GetObjectItem(ca_status, "rotations")->valuedouble == 1);
   CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(ca_status, "retiring")) == 1);
   CHECK(cJSON_GetArraySize(cJSON_GetObjectItem(status, "nodes")) == STREAMS);
-  CHECK_CONTAINS(json, "\"spiffe_id\":\t\"spiffe://cluster.local/ns/load/sa/load-199\"");
+  CHECK_CONTAINS(json, "\"spiffe_id\":\t\"spiffe://cluster.local/ns/default/sa/bootstrap\"");
   cJSON_Delete(status);
   free(json);
 

@@ -33,7 +33,8 @@ from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_
 
 NODE_ID = "orders.shop"
 NODE_SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/orders"
-BOOTSTRAP_URI = "spiffe://cluster.local/ns/default/sa/bootstrap"
+# The bootstrap certificate proves the node's identity.
+BOOTSTRAP_URI = NODE_SPIFFE_ID
 HELLO = b"hello from nginx\n"
 INITIAL_FETCH_TIMEOUT_MS = 5000
 
@@ -148,12 +149,13 @@ class XdsControlPlaneTest(harness.IntegrationTest):
     def setUpClass(cls):
         super().setUpClass()
         # The workload CA is the Pki's CA: it signs the control plane's own
-        # certificate, the sidecar's bootstrap certificate, nginx's
-        # certificate, and every certificate xds-server issues.
+        # certificate, nginx's certificate, and every certificate xds-server
+        # issues. Bootstrap certificates come from a CA of their own.
         cls.xds_tls = cls.pki.issue("xds-server", cn=XDS_SERVER_NAME, dns=[XDS_SERVER_NAME],
                                     ips=["127.0.0.1"], server=True)
-        cls.bootstrap = cls.pki.issue("bootstrap", cn="bootstrap", uris=[BOOTSTRAP_URI],
-                                      client=True)
+        cls.bootstrap_ca_dir = cls.pki.make_ca("bootstrap-ca", "bootstrap-ca")
+        cls.bootstrap = cls.pki.issue("bootstrap", ca_dir=cls.bootstrap_ca_dir, cn="bootstrap",
+                                      uris=[BOOTSTRAP_URI], client=True)
 
     def setUp(self):
         super().setUp()
@@ -200,7 +202,9 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         self.listener_port = harness.free_port()
         self.write_backend(upstream_ports)
         control_plane = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
-                                  config_dir, cert_ttl=cert_ttl)
+                                  config_dir, cert_ttl=cert_ttl,
+                                  client_ca=os.path.join(self.bootstrap_ca_dir, "ca.crt"),
+                                  args=["--serve-workload-keys"])
         self.addCleanup(control_plane.finish)
         self._control_planes.append(control_plane)
         control_plane.start()

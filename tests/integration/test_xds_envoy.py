@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import unittest
@@ -40,7 +39,8 @@ from tests.lib import harness
 from tests.lib.control_plane import (CLUSTER_TYPE, ENDPOINTS_TYPE, LISTENER_TYPE, SECRET_TYPE,
                                      XDS_SERVER_NAME, xds_bootstrap, xds_status)
 from tests.lib.harness import SERVER_NAME, http_get, normalize_serial, wait_until
-from tests.lib.support import DEFAULT_TIMEOUT, REPO_ROOT, Process, read_text
+from tests.lib.node import node_setup
+from tests.lib.support import DEFAULT_TIMEOUT, Process, read_text
 
 NODE_ID = "orders.shop"
 NODE_CLUSTER = "orders"
@@ -68,31 +68,6 @@ H2_COMPRESSION_ERROR = 0x9
 # ---- node and the control plane -----------------------------------------------------
 
 
-def node_dir():
-    """node_dir is the source tree's tests/node, where node_modules lives:
-    under `bazel test` the script's runfile is a symlink into it."""
-    script = os.path.join("tests", "node", "xds_test_control_plane.js")
-    for base in (os.getcwd(), REPO_ROOT):
-        candidate = os.path.join(base, script)
-        if os.path.isfile(candidate):
-            return os.path.dirname(os.path.realpath(candidate))
-    raise AssertionError(f"{script} not found under {os.getcwd()} or {REPO_ROOT}")
-
-
-def node_setup():
-    """node_setup returns (node binary, tests/node folder), or fails saying
-    how to install what is missing: a suite that skips must not pass."""
-    node = shutil.which("node")
-    if node is None:
-        raise AssertionError("node is not installed (tools/install-deps.sh installs it)")
-    folder = node_dir()
-    for package in ("@grpc/grpc-js", "@grpc/grpc-js-xds/deps/envoy-api", "@grpc/proto-loader",
-                    "protobufjs"):
-        if not os.path.isdir(os.path.join(folder, "node_modules", package)):
-            raise AssertionError(f"{folder}/node_modules lacks {package}: run "
-                                 "`npm ci --prefix tests/node` first (tools/install-deps.sh "
-                                 "does it)")
-    return node, folder
 
 
 class ControlPlane:

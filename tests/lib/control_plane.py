@@ -140,12 +140,13 @@ def versions_by_type(status):
 class XdsServer:
     """XdsServer runs the real xds-server: `tls` (a CertPair) is its own
     certificate, `ca_dir` holds the workload CA (ca.crt, ca.key), resources
-    come from `config_dir`. The ports are chosen once, so that start() after
+    come from `config_dir`, `client_ca` is the CA of the sidecars' bootstrap
+    certificates. The ports are chosen once, so that start() after
     kill() or stop() brings it back on the same address, as a restarted
     control plane would. Each start writes its own log file."""
 
     def __init__(self, folder, tls, ca_dir, config_dir, cert_ttl="1h", port=None,
-                 status_port=None, args=()):
+                 status_port=None, client_ca=None, args=()):
         self.bin = xds_server_bin()
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
@@ -156,7 +157,8 @@ class XdsServer:
                      "--tls-cert", tls.crt, "--tls-key", tls.key,
                      "--ca-cert", os.path.join(ca_dir, "ca.crt"),
                      "--ca-key", os.path.join(ca_dir, "ca.key"),
-                     "--config-dir", config_dir, "--cert-ttl", cert_ttl] + list(args)
+                     "--config-dir", config_dir, "--cert-ttl", cert_ttl] + (
+                         ["--client-ca", client_ca] if client_ca else []) + list(args)
         self.process = None
         self.log_paths = []
 

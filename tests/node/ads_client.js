@@ -299,7 +299,7 @@ async function configMode() {
   })();
   let node = status.nodes.find((n) => n.id === NODE.id);
   check(node && node.cluster === 'orders' && node.spiffe_id === SPIFFE_ID &&
-    node.bootstrap_spiffe_id === 'spiffe://cluster.local/ns/default/sa/bootstrap' &&
+    node.bootstrap_spiffe_id === SPIFFE_ID &&
     /^127\.0\.0\.1:\d+$/.test(node.peer_address) && node.connected_since,
   '/status: the node, its cluster, peer address, bootstrap and issued SPIFFE IDs', JSON.stringify(node));
   check(node && ['CDS', 'EDS', 'LDS', 'SDS'].every((t) => node.types[t].synced),

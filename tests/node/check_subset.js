@@ -23,7 +23,10 @@ function protoFiles(dir) {
     }
   };
   walk('');
-  return files.sort();
+  // Istio's CA API (istio/v1/auth/ca.proto) is not in the Envoy tree we
+  // compare against; it is whole, not a subset, and the CA tests exercise it
+  // against grpc-js.
+  return files.filter((f) => !f.startsWith('istio/')).sort();
 }
 
 // The file a type was declared in, relative to its include folder.

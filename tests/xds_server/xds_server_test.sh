@@ -44,8 +44,9 @@ rm -rf "$DIR"
 mkdir -p "$DIR/conf"
 "$CERTS" ca --out "$DIR/ca" >/dev/null &&
   "$CERTS" issue --ca "$DIR/ca" --out "$DIR/server" --dns localhost --ip 127.0.0.1 --server >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/client" --client \
-    --uri spiffe://cluster.local/ns/default/sa/bootstrap >/dev/null ||
+  "$CERTS" ca --out "$DIR/bootstrap-ca" --cn bootstrap-ca >/dev/null &&
+  "$CERTS" issue --ca "$DIR/bootstrap-ca" --out "$DIR/client" --client \
+    --uri spiffe://cluster.local/ns/shop/sa/orders >/dev/null ||
   { echo "FAIL: could not issue certificates" >&2; exit 1; }
 # The server's own certificate and the trust the client starts with outlive
 # a CA rotation: keep a copy of the first CA.
@@ -58,7 +59,8 @@ start_server() {
   shift
   "$SERVER" --listen 127.0.0.1:0 --status-address 127.0.0.1:0 \
     --tls-cert "$DIR/server.crt" --tls-key "$DIR/server.key" \
-    --ca-cert "$DIR/ca/ca.crt" --ca-key "$DIR/ca/ca.key" "$@" 2>"$log" &
+    --ca-cert "$DIR/ca/ca.crt" --ca-key "$DIR/ca/ca.key" \
+    --client-ca "$DIR/bootstrap-ca/ca.crt" --serve-workload-keys "$@" 2>"$log" &
   server_pid=$!
   pids+=("$server_pid")
   for _ in $(seq 100); do
