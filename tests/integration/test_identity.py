@@ -33,6 +33,9 @@ import time
 import unittest
 
 from tests.lib import harness
+from tests.lib.control_plane import (SECRET_TYPE, XDS_SERVER_NAME, XdsServer, eds_cluster,
+                                     load_assignment, tcp_listener, wait_serving,
+                                     write_resources, xds_bootstrap, xds_status)
 from tests.lib.harness import SERVER_NAME, http_get, normalize_serial, wait_until
 from tests.lib.node import node_script
 from tests.lib.support import Process, read_text, write_file
@@ -341,6 +344,75 @@ class IdentityTest(harness.IntegrationTest):
                     self.assertNotIn(secret, text, f"{what} in {where}")
         config = sidecar.admin_json("/config_dump")["configs"][0]["config"]
         self.assertIn("identity", config)
+
+
+class XdsServerIdentityTest(harness.IntegrationTest):
+    """The identity agent against xds-server's CreateCertificate, with the
+    bootstrap certificate as the proof, and Envoy-shaped resources from it
+    (an EDS cluster whose certificate and trust come over SDS as "default"
+    and "ROOTCA")."""
+
+    NODE_ID = "orders.shop"
+    SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/orders"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.xds_tls = cls.pki.issue("xds-server", cn=XDS_SERVER_NAME, dns=[XDS_SERVER_NAME],
+                                    ips=["127.0.0.1"], server=True)
+        cls.bootstrap_ca_dir = cls.pki.make_ca("bootstrap-ca", "bootstrap-ca")
+        cls.bootstrap = cls.pki.issue("bootstrap", ca_dir=cls.bootstrap_ca_dir, cn="bootstrap",
+                                      uris=[cls.SPIFFE_ID], client=True)
+
+    def test_certificate_from_xds_server(self):
+        nginx = self.start_https()
+        config_dir = self.tmp.mkdir("resources")
+        listener_port = harness.free_port()
+        write_resources(os.path.join(config_dir, "backend.json"), [
+            eds_cluster("backend", SERVER_NAME),
+            load_assignment("backend", [nginx.port]),
+            tcp_listener("backend-in", listener_port, "backend"),
+        ])
+        # No --serve-workload-keys: xds-server makes no key; the sidecar asks.
+        control_plane = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
+                                  config_dir, cert_ttl="6s",
+                                  client_ca=os.path.join(self.bootstrap_ca_dir, "ca.crt"))
+        self.addCleanup(control_plane.finish)
+        control_plane.start()
+        backup = os.path.join(self.tmp.mkdir("state"), "xds.json")
+        xds = xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt, self.NODE_ID,
+                            "orders", backup_path=backup)
+        sidecar = self.start_sidecar(harness.config([], [], xds=xds, identity={}), name="sidecar")
+        wait_serving(control_plane, self.NODE_ID)
+        self.assertEqual(http_get(listener_port, "/hello.txt"), (200, HELLO))
+        local = sidecar.admin_json("/certs")["local_identity"]
+        self.assertEqual((local["spiffe_id"], local["proof"], local["ca_address"]),
+                         (self.SPIFFE_ID, "certificate", control_plane.address))
+        entry = nginx.wait_access_entries(1)[-1]
+        self.assertEqual(normalize_serial(entry["client_serial"]),
+                         normalize_serial(local["serial"]))
+        # The sidecar asks for neither name over SDS, and no cluster waits for them.
+        status = xds_status(sidecar.admin_json("/config_dump"))
+        sds = [t for t in status["resource_types"] if t["type_url"] == SECRET_TYPE]
+        self.assertTrue(all(t["resource_names"] == [] for t in sds), sds)
+        self.assertEqual(status["warming_clusters"], 0)
+        # Renewed from xds-server (6 s certificates) while traffic goes on.
+        first = local["serial"]
+        wait_until(lambda: sidecar.admin_json("/certs")["local_identity"]["serial"] != first,
+                   timeout=15, what="a renewal from xds-server")
+        self.assertEqual(http_get(listener_port, "/hello.txt"), (200, HELLO))
+        # The backup file keeps the control plane's resources, not our key.
+        wait_until(lambda: os.path.exists(backup), what="the backup file")
+        with open(backup) as f:
+            self.assertNotIn("PRIVATE KEY", f.read())
+        keys, _ = read_memory_pems(sidecar.process.pid)
+        with open(backup) as f:
+            text = f.read()
+        from cryptography.hazmat.primitives import serialization
+        for key in keys:
+            der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+            self.assertNotIn(base64.b64encode(der).decode()[:40], text)
 
 
 PEM = re.compile(rb"-----BEGIN (PRIVATE KEY|CERTIFICATE)-----\n[A-Za-z0-9+/=\n]+"
