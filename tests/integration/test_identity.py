@@ -26,16 +26,14 @@ import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import threading
 import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.control_plane import (SECRET_TYPE, XDS_SERVER_NAME, XdsServer, eds_cluster,
-                                     load_assignment, tcp_listener, wait_serving,
-                                     write_resources, xds_bootstrap, xds_status)
+from tests.lib.control_plane import (SECRET_TYPE, XdsServer, eds_cluster, load_assignment,
+                                     tcp_listener, wait_serving, write_resources, xds_bootstrap,
+                                     xds_server_certificates, xds_status)
 from tests.lib.harness import SERVER_NAME, http_get, normalize_serial, wait_until
 from tests.lib.node import node_script
 from tests.lib.support import Process, read_text, write_file
@@ -111,12 +109,7 @@ class IstioCa:
         return calls
 
     def stop(self):
-        self.process.signal(signal.SIGTERM)
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.process.kill()
+        self.process.terminate()
 
 
 class IdentityTest(harness.IntegrationTest):
@@ -358,11 +351,8 @@ class XdsServerIdentityTest(harness.IntegrationTest):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.xds_tls = cls.pki.issue("xds-server", cn=XDS_SERVER_NAME, dns=[XDS_SERVER_NAME],
-                                    ips=["127.0.0.1"], server=True)
-        cls.bootstrap_ca_dir = cls.pki.make_ca("bootstrap-ca", "bootstrap-ca")
-        cls.bootstrap = cls.pki.issue("bootstrap", ca_dir=cls.bootstrap_ca_dir, cn="bootstrap",
-                                      uris=[cls.SPIFFE_ID], client=True)
+        cls.xds_tls, cls.bootstrap_ca_dir, cls.bootstrap = xds_server_certificates(
+            cls.pki, cls.SPIFFE_ID)
 
     def test_certificate_from_xds_server(self):
         nginx = self.start_https()
