@@ -114,6 +114,21 @@ bool grpc_test_run_until_count(uv_loop_t *loop, const int *count, int want, uint
   return run_until(loop, NULL, count, want, timeout_ms);
 }
 
+static void on_tick(uv_timer_t *timer) {}
+
+bool grpc_test_run_until_done(uv_loop_t *loop, bool (*done)(void *arg), void *arg,
+                              uint64_t timeout_ms) {
+  uv_timer_t tick;
+  uv_timer_init(loop, &tick);
+  uv_timer_start(&tick, on_tick, 5, 5);
+  uint64_t deadline = uv_now(loop) + timeout_ms;
+  while (!done(arg) && uv_now(loop) < deadline)
+    uv_run(loop, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&tick, NULL);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return done(arg);
+}
+
 static void count_handle(uv_handle_t *handle, void *arg) {
   if (!uv_is_closing(handle)) {
     fprintf(stderr, "handle of type %s still open\n", uv_handle_type_name(handle->type));

@@ -49,6 +49,11 @@ bool grpc_test_run_until(uv_loop_t *loop, const bool *flag, uint64_t timeout_ms)
 /* grpc_test_run_until_count: the same for *count >= want. */
 bool grpc_test_run_until_count(uv_loop_t *loop, const int *count, int want, uint64_t timeout_ms);
 
+/* grpc_test_run_until_done: the same until done(arg) is true, checked
+ * after each turn of the loop (a short repeating timer makes it turn). */
+bool grpc_test_run_until_done(uv_loop_t *loop, bool (*done)(void *arg), void *arg,
+                              uint64_t timeout_ms);
+
 /* grpc_test_close_loop runs the loop until every handle is closed (at most
  * 5 s) and checks that it closes cleanly. */
 void grpc_test_close_loop(uv_loop_t *loop);

@@ -215,12 +215,19 @@ static void free_options(ms_xds_server_options *o) {
   free((char *)o->config_dir);
   free((char *)o->trust_domain);
   free((char *)o->status_address);
+  free((char *)o->jwks_file);
+  free((char *)o->jwks_url);
+  free((char *)o->jwks_ca);
+  free((char *)o->jwks_token);
+  free((char *)o->token_issuer);
+  free((char *)o->token_audience);
 }
 
 static void server_maybe_free(ms_xds_server *server) {
   if (!server->closing || server->open_handles > 0) return;
   if (server->has_files) xds_files_cleanup(&server->files);
   xds_ca_cleanup(&server->ca);
+  if (server->has_jwks) xds_jwks_cleanup(&server->jwks);
   xds_rate_cleanup(&server->csr_rate);
   free(server->node_table);
   sk_X509_pop_free(server->client_cas, X509_free);
@@ -261,12 +268,20 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   o->trust_domain =
       copy_option(options->trust_domain != NULL ? options->trust_domain : "cluster.local");
   o->status_address = copy_option(options->status_address);
+  o->jwks_file = copy_option(options->jwks_file);
+  o->jwks_url = copy_option(options->jwks_url);
+  o->jwks_ca = copy_option(options->jwks_ca);
+  o->jwks_token = copy_option(options->jwks_token);
+  o->token_issuer = copy_option(options->token_issuer);
+  o->token_audience =
+      copy_option(options->token_audience != NULL ? options->token_audience : "mtls-sidecar");
+  if (o->token_skew_seconds <= 0) o->token_skew_seconds = 60;
   server->trust_domain = (char *)o->trust_domain;
   server->cert_ttl_seconds = options->cert_ttl_seconds > 0 ? options->cert_ttl_seconds : 3600;
   if (o->ca_overlap_seconds <= 0) o->ca_overlap_seconds = 2 * server->cert_ttl_seconds;
   if (o->debounce_ms == 0) o->debounce_ms = 100;
-  if (o->client_ca == NULL && !o->accept_workload_certificates &&
-      !xds_server_accepts_tokens(server)) {
+  if (o->client_ca == NULL && !o->accept_workload_certificates && o->jwks_file == NULL &&
+      o->jwks_url == NULL) {
     snprintf(err, err_len,
              "no way for sidecars to prove who they are: give --client-ca (the CA of their "
              "bootstrap certificates), a token key set (--jwks-file or --jwks-url), or "
@@ -279,6 +294,7 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   server->node_table = calloc(NODE_TABLE_SIZE, sizeof(xds_node *));
   int csr_rate = o->csr_rate_limit == 0 ? XDS_CSR_DEFAULT_RATE_LIMIT : o->csr_rate_limit;
   if (server->node_table == NULL || o->listen_address == NULL || o->trust_domain == NULL ||
+      o->token_audience == NULL ||
       xds_rate_init(&server->csr_rate, csr_rate > 0 ? csr_rate : 0, csr_rate,
                     XDS_CSR_MAX_TRACKED_IDENTITIES) != 0) {
     snprintf(err, err_len, "out of memory");
@@ -300,6 +316,19 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
     if (xds_files_init(&server->files, server, loop, o->config_dir, o->debounce_ms, err, err_len) !=
         0) {
       server->has_files = false;
+      goto fail;
+    }
+  }
+  if (o->jwks_file != NULL || o->jwks_url != NULL) {
+    if (o->token_issuer == NULL) {
+      snprintf(err, err_len,
+               "--token-issuer is required with --jwks-file or --jwks-url: the \"iss\" the "
+               "tokens carry, like https://kubernetes.default.svc.cluster.local");
+      goto fail;
+    }
+    server->has_jwks = true;
+    if (xds_jwks_init(&server->jwks, server, loop, o, err, err_len) != 0) {
+      server->has_jwks = false;
       goto fail;
     }
   }
@@ -349,5 +378,6 @@ void ms_xds_server_close(ms_xds_server *server) {
   server->status = NULL;
   if (server->has_files) xds_files_close(&server->files);
   xds_ca_close(&server->ca);
+  if (server->has_jwks) xds_jwks_close(&server->jwks);
   server_maybe_free(server);
 }

@@ -54,8 +54,20 @@ typedef struct ms_xds_server_options {
   int64_t ca_overlap_seconds; /* an old CA stays in the bundle this long; 0: 2x TTL */
   const char *status_address; /* "IP:port" for GET /status; NULL: no status endpoint */
   uint32_t debounce_ms;       /* quiet time after a file event before reloading; 0: 100 */
-  int csr_rate_limit;         /* CreateCertificate calls per SPIFFE ID and minute (and the
-                                 burst); 0: 10; negative: no limit */
+  /* Kubernetes service-account tokens as a caller's proof (docs/xds-server.md):
+   * they verify against the union of the two key sets. */
+  const char *jwks_file;        /* a JSON Web Key Set file (watched); NULL: none */
+  const char *jwks_url;         /* an https URL serving one, or "kubernetes" (the in-cluster
+                                   API server's /openid/v1/jwks); NULL: none */
+  const char *jwks_ca;          /* CAs of the URL's server; required unless "kubernetes" */
+  const char *jwks_token;       /* a token file sent as Bearer to the URL (re-read at each fetch);
+                                   NULL: none, or the pod's own with "kubernetes" */
+  int64_t jwks_refresh_seconds; /* fetch the URL this often; 0: 300 */
+  const char *token_issuer;     /* the "iss" tokens carry; required with a key set */
+  const char *token_audience;   /* an "aud" they must hold; NULL: "mtls-sidecar" */
+  int64_t token_skew_seconds;   /* clock skew allowed for exp/nbf/iat; 0: 60 */
+  int csr_rate_limit;           /* CreateCertificate calls per SPIFFE ID and minute (and the
+                                   burst); 0: 10; negative: no limit */
 } ms_xds_server_options;
 
 /* ms_xds_server_new loads the certificates, the CA and the configuration

@@ -146,21 +146,56 @@ static int identify_by_certificate(ms_xds_server *server, const ms_grpc_peer *pe
 /* ---- service-account tokens ------------------------------------------------------- */
 
 bool xds_server_accepts_tokens(const ms_xds_server *server) {
-  (void)server;
-  return false;
+  return server->has_jwks;
+}
+
+/* bearer_token returns the token of an "authorization: Bearer TOKEN" value,
+ * or NULL for another scheme or an empty token. */
+static const char *bearer_token(const char *authorization) {
+  if (strncasecmp(authorization, "Bearer ", 7) != 0) return NULL;
+  const char *token = authorization + 7;
+  while (*token == ' ')
+    token++;
+  return *token != '\0' ? token : NULL;
 }
 
 static int xds_auth_identify_token(ms_xds_server *server, const char *authorization,
                                    xds_identity *out, char *err, size_t err_len) {
-  (void)authorization;
-  (void)out;
   if (!xds_server_accepts_tokens(server)) {
     snprintf(err, err_len,
              "a token was sent, but this server verifies no tokens (no --jwks-file or "
              "--jwks-url); present a bootstrap client certificate");
     return -1;
   }
-  return -1;
+  const char *token = bearer_token(authorization);
+  if (token == NULL) {
+    snprintf(err, err_len, "the authorization metadata is not \"Bearer <token>\"");
+    return -1;
+  }
+  char why[MS_ERR_LEN];
+  const ms_jwks *keys = xds_jwks_current(&server->jwks);
+  if (keys == NULL) {
+    xds_jwks_why_none(&server->jwks, why, sizeof(why));
+    snprintf(err, err_len, "cannot verify the service-account token: %s", why);
+    return -1;
+  }
+  ms_jwt_expect expect;
+  xds_jwks_expect(&server->jwks, &expect);
+  ms_jwt_claims claims;
+  if (ms_jwt_verify(token, keys, &expect, &claims, why, sizeof(why)) != 0) {
+    /* A key the set does not hold yet: the issuer may have rotated it. */
+    if (strstr(why, "no key in the key set has") != NULL) xds_jwks_refresh_soon(&server->jwks);
+    snprintf(err, err_len, "the service-account token does not verify: %s", why);
+    return -1;
+  }
+  if (xds_identity_init(out, XDS_PROOF_TOKEN, server->trust_domain, claims.namespace_name,
+                        strlen(claims.namespace_name), claims.service_account,
+                        strlen(claims.service_account), why, sizeof(why)) != 0) {
+    snprintf(err, err_len, "the service-account token's identity: %s", why);
+    return -1;
+  }
+  snprintf(out->pod, sizeof(out->pod), "%s", claims.pod);
+  return 0;
 }
 
 /* ---- the caller ------------------------------------------------------------------- */

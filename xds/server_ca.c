@@ -6,7 +6,6 @@
  * that fails (unreadable, key and certificate not matching: perhaps the
  * second file is not written yet) keeps the CA in use and is retried at the
  * next change. */
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,32 +214,13 @@ void xds_ca_reload(xds_ca *ca) {
   xds_server_push_type(ca->server, XDS_TYPE_SDS);
 }
 
-static void on_debounce(uv_timer_t *timer) {
-  xds_ca_reload(timer->data);
-}
-
-static void on_file_event(uv_fs_event_t *watcher, const char *filename, int events, int status) {
-  xds_ca *ca = watcher->data;
-  if (status < 0) {
-    ms_log(MS_LOG_WARN, "ca: watching the CA files failed: %s", uv_strerror(status));
-    return;
-  }
-  /* Any change in the directories: the files themselves, or Kubernetes'
-   * atomic ..data swap. Reading again costs little. */
-  uv_timer_start(&ca->debounce, on_debounce, ca->debounce_ms, 0);
+static void on_files_changed(void *arg) {
+  xds_ca_reload(arg);
 }
 
 static void on_handle_closed(uv_handle_t *handle) {
   xds_ca *ca = handle->data;
   xds_server_handle_closed(ca->server);
-}
-
-static char *dir_of(const char *path) {
-  char *copy = strdup(path);
-  if (copy == NULL) return NULL;
-  char *dir = strdup(dirname(copy));
-  free(copy);
-  return dir;
 }
 
 int xds_ca_init(xds_ca *ca, ms_xds_server *server, uv_loop_t *loop, const char *cert_path,
@@ -249,7 +229,6 @@ int xds_ca_init(xds_ca *ca, ms_xds_server *server, uv_loop_t *loop, const char *
   memset(ca, 0, sizeof(*ca));
   ca->server = server;
   ca->overlap_seconds = overlap_seconds;
-  ca->debounce_ms = debounce_ms;
   char load_err[MS_ERR_LEN];
   if (load_entry(cert_path, key_path, &ca->current, load_err, sizeof(load_err)) != 0) {
     snprintf(err, err_len, "the workload CA (--ca-cert, --ca-key): %s", load_err);
@@ -257,7 +236,7 @@ int xds_ca_init(xds_ca *ca, ms_xds_server *server, uv_loop_t *loop, const char *
   }
   ca->cert_path = strdup(cert_path);
   ca->key_path = strdup(key_path);
-  char *dirs[2] = {dir_of(cert_path), dir_of(key_path)};
+  char *dirs[2] = {xds_dir_of(cert_path), xds_dir_of(key_path)};
   if (ca->cert_path == NULL || ca->key_path == NULL || dirs[0] == NULL || dirs[1] == NULL ||
       rebuild_bundle(ca) != 0) {
     free(dirs[0]);
@@ -266,34 +245,21 @@ int xds_ca_init(xds_ca *ca, ms_xds_server *server, uv_loop_t *loop, const char *
     snprintf(err, err_len, "out of memory");
     return -1;
   }
-  uv_timer_init(loop, &ca->debounce);
   uv_timer_init(loop, &ca->retire_timer);
-  ca->debounce.data = ca->retire_timer.data = ca;
-  ca->open_handles = 2;
-  server->open_handles += 2;
-  int count = strcmp(dirs[0], dirs[1]) == 0 ? 1 : 2;
-  for (int i = 0; i < count; i++) {
-    uv_fs_event_t *watcher = &ca->watchers[ca->watcher_count];
-    uv_fs_event_init(loop, watcher);
-    watcher->data = ca;
-    ca->watcher_count++;
-    server->open_handles++;
-    int rc = uv_fs_event_start(watcher, on_file_event, dirs[i], 0);
-    if (rc != 0)
-      ms_log(MS_LOG_WARN, "ca: cannot watch %s (%s): CA rotation needs a restart", dirs[i],
-             uv_strerror(rc));
-  }
+  ca->retire_timer.data = ca;
+  ca->open_handles = 1;
+  server->open_handles++;
+  xds_watch_start(&ca->watch, server, loop, (const char *const *)dirs, 2, debounce_ms, "ca",
+                  on_files_changed, ca);
   free(dirs[0]);
   free(dirs[1]);
   return 0;
 }
 
 void xds_ca_close(xds_ca *ca) {
+  xds_watch_close(&ca->watch);
   if (ca->open_handles == 0) return;
-  uv_close((uv_handle_t *)&ca->debounce, on_handle_closed);
   uv_close((uv_handle_t *)&ca->retire_timer, on_handle_closed);
-  for (int i = 0; i < ca->watcher_count; i++)
-    uv_close((uv_handle_t *)&ca->watchers[i], on_handle_closed);
   ca->open_handles = 0;
 }
 

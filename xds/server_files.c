@@ -387,22 +387,8 @@ void xds_files_reload(xds_files *files) {
   }
 }
 
-static void on_debounce(uv_timer_t *timer) {
-  xds_files_reload(timer->data);
-}
-
-static void on_dir_event(uv_fs_event_t *watcher, const char *filename, int events, int status) {
-  xds_files *files = watcher->data;
-  if (status < 0) {
-    ms_log(MS_LOG_WARN, "files: watching %s failed: %s", files->dir, uv_strerror(status));
-    return;
-  }
-  uv_timer_start(&files->debounce, on_debounce, files->debounce_ms, 0);
-}
-
-static void on_handle_closed(uv_handle_t *handle) {
-  xds_files *files = handle->data;
-  xds_server_handle_closed(files->server);
+static void on_dir_changed(void *arg) {
+  xds_files_reload(arg);
 }
 
 int xds_files_init(xds_files *files, ms_xds_server *server, uv_loop_t *loop, const char *dir,
@@ -415,7 +401,6 @@ int xds_files_init(xds_files *files, ms_xds_server *server, uv_loop_t *loop, con
     return -1;
   }
   files->server = server;
-  files->debounce_ms = debounce_ms;
   files->dir = strdup(dir);
   if (files->dir == NULL) {
     snprintf(err, err_len, "out of memory");
@@ -424,23 +409,14 @@ int xds_files_init(xds_files *files, ms_xds_server *server, uv_loop_t *loop, con
   for (int type = 0; type < XDS_TYPE_SDS; type++)
     rebuild_set(files, (xds_type)type);
   xds_files_reload(files);
-  uv_timer_init(loop, &files->debounce);
-  uv_fs_event_init(loop, &files->watcher);
-  files->debounce.data = files->watcher.data = files;
-  files->open_handles = 2;
-  server->open_handles += 2;
-  int rc = uv_fs_event_start(&files->watcher, on_dir_event, dir, 0);
-  if (rc != 0)
-    ms_log(MS_LOG_WARN, "files: cannot watch %s (%s): changes need a restart", dir,
-           uv_strerror(rc));
+  const char *dirs[1] = {dir};
+  xds_watch_start(&files->watch, server, loop, dirs, 1, debounce_ms, "files", on_dir_changed,
+                  files);
   return 0;
 }
 
 void xds_files_close(xds_files *files) {
-  if (files->open_handles == 0) return;
-  uv_close((uv_handle_t *)&files->debounce, on_handle_closed);
-  uv_close((uv_handle_t *)&files->watcher, on_handle_closed);
-  files->open_handles = 0;
+  xds_watch_close(&files->watch);
 }
 
 void xds_files_cleanup(xds_files *files) {

@@ -4,6 +4,7 @@
  *   server_node.c    nodes: identity (SPIFFE ID), their certificate, rotation
  *   server_ca.c      the workload CA: loading, watching, the trust bundle
  *   server_files.c   the configuration directory: loading, watching
+ *   server_watch.c   watching directories with a quiet period (CA, files, key set)
  *   server_status.c  GET /status over plain HTTP
  *   server_state.c   the xDS state machine per stream and type (pure)
  *   server_auth.c    who is calling: the identity a caller proves
@@ -53,6 +54,39 @@ const xds_resource *xds_resource_set_find(const xds_resource_set *set, const cha
 
 int64_t xds_now_ms(void);
 
+/* ---- watching files (server_watch.c) ------------------------------------------- */
+
+#define XDS_WATCH_MAX_DIRS 3
+
+/* Directories watched for one part of the server, with a quiet period. */
+typedef struct xds_watch {
+  ms_xds_server *server;
+  const char *what; /* "ca", "files", "jwks": the prefix of its log lines */
+  uv_fs_event_t watchers[XDS_WATCH_MAX_DIRS];
+  int watcher_count;
+  uv_timer_t debounce;
+  uint32_t debounce_ms;
+  void (*on_change)(void *arg);
+  void *arg;
+  bool started;
+} xds_watch;
+
+/* xds_dir_of returns the directory holding `path` (caller frees), or NULL
+ * when memory ran out. */
+char *xds_dir_of(const char *path);
+
+/* xds_watch_start watches `dirs` (each once, at most XDS_WATCH_MAX_DIRS) and
+ * calls on_change(arg) `debounce_ms` after the last event in any of them:
+ * the files, or Kubernetes' atomic `..data` swap. A directory that cannot be
+ * watched is logged (changes then need a restart), not fatal. Its handles
+ * count in server->open_handles and report their close through
+ * xds_server_handle_closed. `what` is borrowed. */
+void xds_watch_start(xds_watch *watch, ms_xds_server *server, uv_loop_t *loop,
+                     const char *const *dirs, int dir_count, uint32_t debounce_ms, const char *what,
+                     void (*on_change)(void *arg), void *arg);
+/* xds_watch_close closes the handles (idempotent). */
+void xds_watch_close(xds_watch *watch);
+
 /* xds_hash_string hashes `text` (FNV-1a) into 0..size-1, for the server's
  * hash tables. */
 size_t xds_hash_string(const char *text, size_t size);
@@ -64,10 +98,7 @@ typedef struct xds_file xds_file;
 typedef struct xds_files {
   ms_xds_server *server;
   char *dir;
-  uv_fs_event_t watcher;
-  uv_timer_t debounce;
-  uint32_t debounce_ms;
-  int open_handles;
+  xds_watch watch;
   xds_file *files;                     /* sorted by name */
   xds_resource_set sets[XDS_TYPE_SDS]; /* CDS, EDS, LDS: what is served */
   uint64_t reloads;
@@ -101,11 +132,8 @@ typedef struct xds_ca {
   ms_xds_server *server;
   char *cert_path;
   char *key_path;
-  uv_fs_event_t watchers[2]; /* the directories of the two files */
-  int watcher_count;
-  uv_timer_t debounce;
+  xds_watch watch; /* the directories of the two files */
   uv_timer_t retire_timer;
-  uint32_t debounce_ms;
   int open_handles;
   int64_t overlap_seconds;
   xds_ca_entry current;
@@ -210,6 +238,85 @@ int xds_node_claims_parse(const char *node_id, const char *metadata_namespace,
  * or -1 with `err` naming both. */
 int xds_node_claims_check(const xds_node_claims *claims, const xds_identity *identity, char *err,
                           size_t err_len);
+
+/* ---- the token key set (server_jwks.c) ---------------------------------------- */
+
+typedef struct ms_jwks ms_jwks;
+typedef struct ms_jwt_expect ms_jwt_expect;
+typedef struct ms_https_get ms_https_get;
+
+/* What one source (the file, the URL) last gave. */
+typedef struct xds_jwks_source {
+  char *document; /* the last good JWKS text, NULL before one */
+  size_t document_len;
+  size_t key_count;        /* usable keys in it */
+  int64_t loaded_at_ms;    /* when its keys last changed */
+  int64_t refreshed_at_ms; /* the last read or fetch that succeeded */
+  int64_t attempted_at_ms; /* the last read or fetch */
+  uint64_t attempts, failures;
+  char last_error[512]; /* of the last attempt, "" when it succeeded */
+} xds_jwks_source;
+
+typedef struct xds_jwks {
+  ms_xds_server *server;
+  uv_loop_t *loop;
+  char *file_path;  /* --jwks-file, or NULL */
+  char *url;        /* --jwks-url (resolved when "kubernetes"), or NULL */
+  char *ca_path;    /* verifies the URL's server */
+  char *token_path; /* xds-server's own token for the URL, or NULL */
+  int64_t refresh_ms;
+  uint64_t fetch_timeout_ms; /* the whole fetch (10 s; tests shorten it) */
+  xds_watch watch;           /* the file's directory */
+  uv_timer_t fetch_timer;
+  int open_handles;
+  ms_https_get *fetch; /* in flight, or NULL */
+  int64_t next_fetch_ms;
+  int64_t retry_ms;   /* the delay after the next failure: 10 s, doubling */
+  int64_t soon_at_ms; /* when xds_jwks_refresh_soon last fetched */
+  xds_jwks_source file, remote;
+  ms_jwks *current; /* the union of the sources' keys; NULL before any */
+  int64_t current_since_ms;
+} xds_jwks;
+
+/* xds_jwks_init loads --jwks-file (which must parse: -1 with `err`
+ * otherwise) and watches its directory, and starts fetching --jwks-url
+ * (asynchronously: until a fetch succeeds there may be no key set). Returns 0
+ * or -1 with `err` (a URL that is not https, a missing CA, a file that does
+ * not load). */
+int xds_jwks_init(xds_jwks *jwks, ms_xds_server *server, uv_loop_t *loop,
+                  const ms_xds_server_options *options, char *err, size_t err_len);
+/* xds_jwks_close stops watching and fetching; xds_jwks_cleanup frees the
+ * rest once the handles are closed (server.c counts them). */
+void xds_jwks_close(xds_jwks *jwks);
+void xds_jwks_cleanup(xds_jwks *jwks);
+
+/* xds_jwks_current returns the key set that verifies tokens (the union of
+ * the file's and the URL's keys), or NULL when none is loaded yet. Borrowed:
+ * valid until control returns to the loop. */
+const ms_jwks *xds_jwks_current(const xds_jwks *jwks);
+
+/* xds_jwks_expect fills what a token must show: --token-issuer,
+ * --token-audience, the skew, and the time now. The strings are borrowed
+ * from the server. */
+void xds_jwks_expect(const xds_jwks *jwks, ms_jwt_expect *out);
+
+/* xds_jwks_why_none writes why there is no key set (for the UNAUTHENTICATED
+ * message when xds_jwks_current is NULL): not fetched yet, or the last
+ * error. */
+void xds_jwks_why_none(const xds_jwks *jwks, char *out, size_t out_len);
+
+/* xds_jwks_refresh_soon asks for the URL to be fetched now, because a token
+ * named a key ("kid") the set does not hold: the API server may have rotated
+ * its signing key. At most once per XDS_JWKS_SOON_INTERVAL_MS (a caller
+ * cannot make the server hammer the API server). Returns true when a fetch
+ * is started or already in flight, false when there is no URL or the
+ * previous one was too recent. */
+#define XDS_JWKS_SOON_INTERVAL_MS 30000
+bool xds_jwks_refresh_soon(xds_jwks *jwks);
+
+/* xds_jwks_status fills a cJSON object: the sources, key count, kids,
+ * loaded_at, the last refresh and error of each. */
+void xds_jwks_status(const xds_jwks *jwks, void *cjson_object);
 
 /* ---- token buckets per identity (server_rate.c) ---------------------------------- */
 
@@ -361,6 +468,8 @@ struct ms_xds_server {
   xds_files files;
   bool has_files;
   xds_ca ca;
+  xds_jwks jwks;
+  bool has_jwks;
   xds_status_server *status;
   uint16_t status_port;
   xds_stream *streams;

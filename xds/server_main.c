@@ -37,6 +37,14 @@ static const char usage_text[] =
     "  --csr-rate-limit N        CreateCertificate calls per SPIFFE ID and minute\n"
     "                            (and the burst; default 10; 0: no limit)\n"
     "  --debounce-ms N           quiet time after a file change before reloading (100)\n"
+    "  --jwks-file FILE          a JSON Web Key Set verifying service-account tokens (watched)\n"
+    "  --jwks-url URL            fetch it from https://... or \"kubernetes\" (the API server)\n"
+    "  --jwks-ca FILE            CAs of the URL's server (kubernetes: the pod's ca.crt)\n"
+    "  --jwks-token FILE         token sent to the URL (kubernetes: the pod's own)\n"
+    "  --jwks-refresh DURATION   fetch the URL this often (default 5m)\n"
+    "  --token-issuer ISS        the tokens' \"iss\"; required with --jwks-file or --jwks-url\n"
+    "  --token-audience AUD      an \"aud\" tokens must hold (default mtls-sidecar)\n"
+    "  --token-skew DURATION     clock skew allowed for exp and nbf (default 60s)\n"
     "  --log-level LEVEL         debug, info, warn or error (default info)\n"
     "durations: 90s, 15m, 24h, 30d, or plain seconds\n";
 
@@ -98,6 +106,39 @@ static int set_debounce(flags *f, const char *v) {
   f->options.debounce_ms = (uint32_t)ms;
   return 0;
 }
+static int set_jwks_file(flags *f, const char *v) {
+  f->options.jwks_file = v;
+  return 0;
+}
+static int set_jwks_url(flags *f, const char *v) {
+  f->options.jwks_url = v;
+  return 0;
+}
+static int set_jwks_ca(flags *f, const char *v) {
+  f->options.jwks_ca = v;
+  return 0;
+}
+static int set_jwks_token(flags *f, const char *v) {
+  f->options.jwks_token = v;
+  return 0;
+}
+static int set_jwks_refresh(flags *f, const char *v) {
+  return ms_duration_parse(v, &f->options.jwks_refresh_seconds) != 0 ||
+                 f->options.jwks_refresh_seconds < 1
+             ? -1
+             : 0;
+}
+static int set_token_issuer(flags *f, const char *v) {
+  f->options.token_issuer = v;
+  return 0;
+}
+static int set_token_audience(flags *f, const char *v) {
+  f->options.token_audience = v;
+  return 0;
+}
+static int set_token_skew(flags *f, const char *v) {
+  return ms_duration_parse(v, &f->options.token_skew_seconds) != 0 ? -1 : 0;
+}
 static int set_csr_rate_limit(flags *f, const char *v) {
   char *end = NULL;
   long n = strtol(v, &end, 10);
@@ -132,6 +173,14 @@ static const struct {
     {"--ca-overlap", set_ca_overlap},
     {"--status-address", set_status_address},
     {"--debounce-ms", set_debounce},
+    {"--jwks-file", set_jwks_file},
+    {"--jwks-url", set_jwks_url},
+    {"--jwks-ca", set_jwks_ca},
+    {"--jwks-token", set_jwks_token},
+    {"--jwks-refresh", set_jwks_refresh},
+    {"--token-issuer", set_token_issuer},
+    {"--token-audience", set_token_audience},
+    {"--token-skew", set_token_skew},
     {"--csr-rate-limit", set_csr_rate_limit},
     {"--log-level", set_log_level},
 };

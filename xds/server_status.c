@@ -61,6 +61,11 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
   cJSON_AddNumberToObject(about, "streams", (double)server->stream_count);
   cJSON_AddNumberToObject(about, "nodes", (double)server->node_count);
   xds_ca_status(&server->ca, cJSON_AddObjectToObject(root, "ca"));
+  cJSON *token_keys = cJSON_AddObjectToObject(root, "token_keys");
+  if (server->has_jwks)
+    xds_jwks_status(&server->jwks, token_keys);
+  else
+    cJSON_AddBoolToObject(token_keys, "loaded", false);
   xds_csr_status(server, cJSON_AddObjectToObject(root, "ca_api"));
   if (server->has_files) {
     xds_files_status(&server->files, root);

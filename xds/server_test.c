@@ -86,20 +86,8 @@ static const char *config(const char *timeout) {
   return text;
 }
 
-/* run_until runs the loop until `done(arg)` or `timeout_ms`; a short
- * repeating timer makes the loop come back to check. */
-static void on_tick(uv_timer_t *timer) {}
-
 static bool run_until(bool (*done)(void *), void *arg, uint64_t timeout_ms) {
-  uv_timer_t tick;
-  uv_timer_init(&loop, &tick);
-  uv_timer_start(&tick, on_tick, 5, 5);
-  uint64_t deadline = uv_now(&loop) + timeout_ms;
-  while (!done(arg) && uv_now(&loop) < deadline)
-    uv_run(&loop, UV_RUN_ONCE);
-  uv_close((uv_handle_t *)&tick, NULL);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  return done(arg);
+  return grpc_test_run_until_done(&loop, done, arg, timeout_ms);
 }
 
 static ms_ads_load *load;

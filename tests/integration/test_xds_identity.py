@@ -30,7 +30,8 @@ BOB = "spiffe://cluster.local/ns/b/sa/bob"
 OK, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE = 0, 16, 7, 14
 
 
-class IdentityTest(harness.IntegrationTest):
+class IdentityCase(harness.IntegrationTest):
+    """IdentityCase: the certificates and the callers; no tests of its own."""
 
     @classmethod
     def setUpClass(cls):
@@ -120,6 +121,11 @@ class IdentityTest(harness.IntegrationTest):
         for node in self.server.status()["nodes"]:
             if node.get("spiffe_id") == identity:
                 self.assertNotIn("bob", node["id"], node)
+
+
+
+class IdentityTest(IdentityCase):
+    """Bootstrap certificates as proof."""
 
     # ---- the tests ----------------------------------------------------------------
 
@@ -236,6 +242,119 @@ class IdentityTest(harness.IntegrationTest):
         result = self.call(self.workload, "alice.a", wait=1)
         self.assertEqual(result["status"], UNAVAILABLE, result)
         self.assertIn("unknown ca", result["details"].lower())
+
+
+ISSUER = "https://kubernetes.default.svc.cluster.local"
+AUDIENCE = "mtls-sidecar"
+
+
+class TokenTest(IdentityCase):
+    """Service-account tokens as proof: minted by tests/node/sa_token.js with
+    Node's own crypto, verified by xds-server against a key-set file."""
+
+    def setUp(self):
+        harness.IntegrationTest.setUp(self)
+        self.keys = self.tmp.mkdir("keys")
+        self.rsa_key = self.sa_token("keygen", "--out", self.keys, "--kid", "k1", "--alg", "RS256")
+        self.ec_key = self.sa_token("keygen", "--out", self.keys, "--kid", "k2", "--alg", "ES256")
+        self.jwks = os.path.join(self.keys, "jwks.json")
+        self.server = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
+                                self.tmp.mkdir("resources"), client_ca=self.bootstrap_ca,
+                                args=["--serve-workload-keys", "--jwks-file", self.jwks,
+                                      "--token-issuer", ISSUER, "--token-audience", AUDIENCE,
+                                      "--debounce-ms", "50"])
+        self.addCleanup(self._dump_server_log_on_failure)
+        self.addCleanup(self.server.finish)
+        self.server.start()
+
+    def sa_token(self, *args):
+        result = subprocess.run(node_script("sa_token.js") + list(args), capture_output=True,
+                                text=True, timeout=30)
+        if result.returncode != 0:
+            self.fail(f"sa_token.js {args[0]} failed: {result.stderr[-2000:]}")
+        return result.stdout.strip()
+
+    def token(self, ns="a", sa="alice", key=None, kid="k1", **fields):
+        """token writes a minted token to a file and returns its path."""
+        args = ["mint", "--key", key or self.rsa_key, "--kid", kid, "--iss", ISSUER,
+                "--aud", AUDIENCE, "--ns", ns, "--sa", sa]
+        for name, value in fields.items():
+            args += [f"--{name.replace('_', '-')}", str(value)]
+        path = os.path.join(self.tmp.path, f"token-{time.monotonic_ns()}")
+        harness.write_file(path, self.sa_token(*args))
+        return path
+
+    def call_with_token(self, token, node_id="alice.a", **claims):
+        return self.call(None, node_id, token=token, **claims)
+
+    def test_valid_tokens_prove_their_identity(self):
+        for key, kid in ((self.rsa_key, "k1"), (self.ec_key, "k2")):
+            with self.subTest(kid=kid):
+                result = self.call_with_token(self.token(key=key, kid=kid))
+                self.assertIsNone(result["status"], result)
+                self.assertEqual([s["uri_sans"] for s in result["secrets"]
+                                  if s["name"] == "default"], [[ALICE]])
+        node = self.server.node("alice.a")
+        self.assertIsNone(node)  # the callers are gone
+        self.assertNotIn("eyJ", self.server.log(), "a token reached the log")
+
+    def test_tokens_that_prove_nothing(self):
+        cases = {
+            "expired": (self.token(exp_in=-300), "expired"),
+            "not yet valid": (self.token(nbf_in=600), "not valid before"),
+            "another audience": (None, "aud"),
+            "bad signature": (None, "does not verify"),
+            "alg none": (self.token(alg="none"), "none"),
+            "HMAC with the public key": (self.token(alg="HS256"), "HS256"),
+            "unknown key": (None, "no key in the key set"),
+        }
+        # Tokens the helper cannot make with one flag.
+        wrong_aud = os.path.join(self.tmp.path, "wrong-aud")
+        harness.write_file(wrong_aud, self.sa_token(
+            "mint", "--key", self.rsa_key, "--kid", "k1", "--iss", ISSUER, "--aud", "other",
+            "--ns", "a", "--sa", "alice"))
+        cases["another audience"] = (wrong_aud, "aud")
+        wrong_iss = os.path.join(self.tmp.path, "wrong-iss")
+        harness.write_file(wrong_iss, self.sa_token(
+            "mint", "--key", self.rsa_key, "--kid", "k1", "--iss", "https://evil.example",
+            "--aud", AUDIENCE, "--ns", "a", "--sa", "alice"))
+        cases["another issuer"] = (wrong_iss, "iss")
+        good = harness.read_text(self.token())
+        head, payload, signature = good.split(".")
+        flipped = os.path.join(self.tmp.path, "flipped")
+        harness.write_file(flipped, f"{head}.{payload}.{signature[:-4]}AAAA")
+        cases["bad signature"] = (flipped, "does not verify")
+        stranger = self.sa_token("keygen", "--out", self.tmp.mkdir("stranger"), "--kid", "k9")
+        cases["unknown key"] = (self.token(key=stranger, kid="k9"), "no key in the key set")
+        for what, (token, words) in cases.items():
+            with self.subTest(what):
+                self.assert_refused(self.call_with_token(token), UNAUTHENTICATED, words)
+        # No certificate and no token.
+        self.assert_refused(self.call(None, "alice.a"), UNAUTHENTICATED, "no proof of identity")
+        self.assertEqual(self.server.status()["nodes"], [])
+
+    def test_a_rotated_key_set_file_is_picked_up(self):
+        new_key = self.sa_token("keygen", "--out", self.tmp.mkdir("next"), "--kid", "k3")
+        token = self.token(key=new_key, kid="k3")
+        self.assert_refused(self.call_with_token(token), UNAUTHENTICATED, "k3")
+        # The issuer rotates: the key set now holds k3 and not k1.
+        self.sa_token("jwks", "--out", self.jwks, "--keys", f"{new_key},{self.ec_key}")
+        wait_until(lambda: "k3" in json.dumps(self.server.status().get("token_keys")), 10,
+                   what="the new key set")
+        result = self.call_with_token(token)
+        self.assertIsNone(result["status"], result)
+        self.assert_refused(self.call_with_token(self.token()), UNAUTHENTICATED, "k1")
+
+    def test_a_token_for_another_namespace_than_the_node_claims(self):
+        token = self.token(ns="b", sa="bob")
+        self.assert_refused(self.call_with_token(token, "alice.a"), PERMISSION_DENIED, BOB)
+        self.assert_refused(self.call_with_token(token, "node-1", namespace="a"),
+                            PERMISSION_DENIED, BOB)
+        # A token beats a certificate: Bob's token over Alice's connection is Bob.
+        result = self.call(self.alice, "bob.b", token=token)
+        self.assertEqual([s["uri_sans"] for s in result["secrets"] if s["name"] == "default"],
+                         [[BOB]], result)
+
 
 
 if __name__ == "__main__":
