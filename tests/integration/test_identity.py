@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 import unittest
@@ -354,8 +355,11 @@ class XdsServerIdentityTest(harness.IntegrationTest):
         cls.xds_tls, cls.bootstrap_ca_dir, cls.bootstrap = xds_server_certificates(
             cls.pki, cls.SPIFFE_ID)
 
-    def test_certificate_from_xds_server(self):
-        nginx = self.start_https()
+    def start_mesh(self, nginx, args=()):
+        """start_mesh starts xds-server serving an EDS cluster "backend" to
+        nginx, whose certificate and trust come over SDS as "default" and
+        "ROOTCA", and a TCP listener to it; returns (server, listener port).
+        No --serve-workload-keys: xds-server makes no key, the sidecar asks."""
         config_dir = self.tmp.mkdir("resources")
         listener_port = harness.free_port()
         write_resources(os.path.join(config_dir, "backend.json"), [
@@ -363,12 +367,17 @@ class XdsServerIdentityTest(harness.IntegrationTest):
             load_assignment("backend", [nginx.port]),
             tcp_listener("backend-in", listener_port, "backend"),
         ])
-        # No --serve-workload-keys: xds-server makes no key; the sidecar asks.
         control_plane = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
                                   config_dir, cert_ttl="6s",
-                                  client_ca=os.path.join(self.bootstrap_ca_dir, "ca.crt"))
+                                  client_ca=os.path.join(self.bootstrap_ca_dir, "ca.crt"),
+                                  args=args)
         self.addCleanup(control_plane.finish)
         control_plane.start()
+        return control_plane, listener_port
+
+    def test_certificate_from_xds_server(self):
+        nginx = self.start_https()
+        control_plane, listener_port = self.start_mesh(nginx)
         backup = os.path.join(self.tmp.mkdir("state"), "xds.json")
         xds = xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt, self.NODE_ID,
                             "orders", backup_path=backup)
@@ -394,15 +403,51 @@ class XdsServerIdentityTest(harness.IntegrationTest):
         # The backup file keeps the control plane's resources, not our key.
         wait_until(lambda: os.path.exists(backup), what="the backup file")
         with open(backup) as f:
-            self.assertNotIn("PRIVATE KEY", f.read())
-        keys, _ = read_memory_pems(sidecar.process.pid)
-        with open(backup) as f:
             text = f.read()
+        self.assertNotIn("PRIVATE KEY", text)
         from cryptography.hazmat.primitives import serialization
+        keys, _ = read_memory_pems(sidecar.process.pid)
+        self.assertTrue(keys)
         for key in keys:
             der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
             self.assertNotIn(base64.b64encode(der).decode()[:40], text)
+
+    def test_token_proves_the_identity_to_xds_server(self):
+        """A sidecar with no client certificate at all: its service-account
+        token authenticates the ADS stream and CreateCertificate, and names
+        the SPIFFE ID it asks for."""
+        def sa_token(*args):
+            result = subprocess.run(node_script("sa_token.js") + list(args),
+                                    capture_output=True, text=True, timeout=30)
+            self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+            return result.stdout.strip()
+
+        keys = self.tmp.mkdir("keys")
+        key = sa_token("keygen", "--out", keys, "--kid", "k1", "--alg", "ES256")
+        issuer = "https://kubernetes.default.svc"
+        token = sa_token("mint", "--key", key, "--kid", "k1", "--iss", issuer,
+                         "--aud", "mtls-sidecar", "--ns", "shop", "--sa", "orders")
+        token_file = os.path.join(self.tmp.mkdir("token"), "token")
+        write_file(token_file, token + "\n")
+        nginx = self.start_https()
+        control_plane, listener_port = self.start_mesh(nginx, args=[
+            "--jwks-file", os.path.join(keys, "jwks.json"), "--token-issuer", issuer])
+        xds = xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt, self.NODE_ID,
+                            "orders")
+        del xds["tls"]["certificate"], xds["tls"]["private_key"]
+        sidecar = self.start_sidecar(harness.config([], [], xds=xds,
+                                                    identity={"token_file": token_file}))
+        node = wait_serving(control_plane, self.NODE_ID)
+        self.assertEqual(node["spiffe_id"], self.SPIFFE_ID)
+        self.assertEqual(http_get(listener_port, "/hello.txt"), (200, HELLO))
+        local = sidecar.admin_json("/certs")["local_identity"]
+        self.assertEqual((local["spiffe_id"], local["spiffe_id_from"], local["proof"]),
+                         (self.SPIFFE_ID, "token", "token"))
+        pages = [sidecar.admin_get(page)[1] for page in ADMIN_PAGES] + [sidecar.log()]
+        for text in pages:
+            self.assertNotIn(token.rsplit(".", 1)[1], text)
+            self.assertNotIn(token.split(".")[1], text)
 
 
 PEM = re.compile(rb"-----BEGIN (PRIVATE KEY|CERTIFICATE)-----\n[A-Za-z0-9+/=\n]+"
