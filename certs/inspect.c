@@ -46,7 +46,7 @@ int ms_name_oneline(const X509_NAME *name, char *buf, size_t len) {
     return -1;
   }
   if (data_len >= len) data_len = len - 1;
-  memcpy(buf, data, data_len);
+  if (data_len) memcpy(buf, data, data_len); /* an empty name has no contents at all */
   buf[data_len] = '\0';
   BIO_free(bio);
   return 0;

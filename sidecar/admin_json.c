@@ -303,6 +303,15 @@ static int respond_certs(ms_server *server, ms_admin_response *out) {
   visit.certificates = put_array(json, "certificates", &visit.ok);
   if (visit.certificates) ms_tls_context_registry_visit(visit_context, &visit);
   ms_snapshot_free((ms_snapshot *)visit.snapshot);
+  char *identity = ms_server_identity_json(server); /* the identity agent's, never its key */
+  if (identity) {
+    cJSON *local = cJSON_Parse(identity);
+    free(identity);
+    if (local)
+      cJSON_AddItemToObject(json, "local_identity", local);
+    else
+      visit.ok = false;
+  }
   return finish_json(json, visit.ok, out);
 }
 

@@ -127,13 +127,17 @@ static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters
   for (size_t c = 0; c < next->cluster_count; c++) {
     if (clusters[c].tls) continue;
     const ms_cluster_config *cluster = &next->clusters[c];
-    if (cluster->tls.certificate_secret || cluster->tls.validation_secret) {
+    const ms_cluster_tls_config *tls = &cluster->tls;
+    if ((tls->certificate_secret && !ms_identity_owns_secret(next, tls->certificate_secret)) ||
+        (tls->validation_secret && !ms_identity_owns_secret(next, tls->validation_secret))) {
       snprintf(err, err_len,
-               "clusters[%zu] (%s): tls: only the control plane's clusters can name "
-               "secrets (certificate_secret, validation_secret)",
+               "clusters[%zu] (%s): tls: a static cluster can name only the identity's secrets "
+               "(identity.certificate_secret, identity.trust_bundle_secret); others come from "
+               "the control plane",
                c, cluster->name);
       return -1;
     }
+    if (tls->certificate_secret || tls->validation_secret) continue; /* the pass below */
     char why[MS_ERR_LEN];
     ms_tls_material material;
     if (ms_tls_material_load(&cluster->tls.settings, &material, why, sizeof(why)) != 0) {
@@ -166,8 +170,8 @@ static int apply(ms_server *server, ms_config *next, ms_secret_set *secrets, boo
   ms_cluster_runtime *clusters;
   ms_listener_sockets **sockets;
   if (ms_runtime_build(server, next, &clusters, &sockets, err, err_len) != 0) return -1;
-  int loaded = checked ? ms_tls_load(server, next, clusters, secrets, MS_TLS_LOAD_ALL_OR_NOTHING,
-                                     err, err_len)
+  int loaded = checked ? ms_tls_load(server, next, clusters, server->local_secrets, secrets,
+                                     MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len)
                        : load_new_contexts(next, clusters, err, err_len);
   if (loaded < 0) {
     ms_runtime_free(clusters, next, sockets);
@@ -187,8 +191,8 @@ static int apply(ms_server *server, ms_config *next, ms_secret_set *secrets, boo
 
   if (!checked) { /* files changed meanwhile */
     char ignored[MS_ERR_LEN];
-    ms_tls_load(server, server->config, server->clusters, server->secrets, MS_TLS_LOAD_KEEP_OLD,
-                ignored, sizeof(ignored));
+    ms_tls_load(server, server->config, server->clusters, server->local_secrets, server->secrets,
+                MS_TLS_LOAD_KEEP_OLD, ignored, sizeof(ignored));
   }
   ms_server_publish(server);
   ms_resolver_follow(server);

@@ -18,6 +18,7 @@
 
 #include "sidecar/config_schema.h"
 #include "sidecar/config_http.h"
+#include "sidecar/config_identity.h"
 #include "sidecar/config_tls.h"
 #include "sidecar/config_xds.h"
 #include "sidecar/name_index.h"
@@ -283,6 +284,7 @@ static const ms_schema_key config_keys[] = {
     KEY("listeners", parse_listeners, 0),
     KEY("clusters", parse_clusters, 0),
     KEY("xds", ms_config_parse_xds, offsetof(ms_config, xds)),
+    KEY("identity", ms_config_parse_identity, offsetof(ms_config, identity)),
 };
 
 /* ---- checks across keys --------------------------------------------------- */
@@ -408,6 +410,7 @@ static void finish_config(ms_schema *schema, ms_config *config) {
   for (size_t i = 0; i < config->cluster_count; i++) {
     ms_config_tls_finish(schema, &config->clusters[i].tls);
   }
+  ms_config_identity_finish(schema, config);
 }
 
 /* ---- loading -------------------------------------------------------------- */
@@ -493,6 +496,7 @@ static void config_release(ms_config *config) {
   }
   free(config->clusters);
   ms_config_xds_cleanup(&config->xds);
+  ms_config_identity_cleanup(&config->identity);
   /* The text may hold key material given in memory (private_key_pem). */
   if (config->json) OPENSSL_cleanse(config->json, strlen(config->json));
   free(config->json);
@@ -509,6 +513,7 @@ static ms_config *config_new(ms_schema *schema, const char *json, const char *pa
   config->drain_timeout_ms = 20000;
   config->watch_certificates = true;
   ms_config_xds_init(&config->xds);
+  ms_config_identity_init(&config->identity);
   char err[MS_ERR_LEN];
   config->json = strdup(json);
   if (config->json == NULL ||

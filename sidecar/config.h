@@ -160,6 +160,23 @@ typedef struct ms_xds_bootstrap {
                                         NULL: none */
 } ms_xds_bootstrap;
 
+/* The identity agent, when "identity" is set (sidecar/identity.h): the
+ * sidecar makes its own key, asks a CA for its certificate over Istio's CA
+ * API, renews it, and answers the secret names below with it. */
+typedef struct ms_identity_config {
+  bool enabled;
+  ms_address ca_address;          /* "ca_address"; text NULL: xds.address */
+  bool tls_set;                   /* "tls" given; else xds.tls */
+  ms_cluster_tls_config tls;      /* how to reach and verify the CA */
+  char *token_file;               /* projected service-account token; NULL: none */
+  char *spiffe_id;                /* NULL: from the bootstrap certificate or the token */
+  char *trust_domain;             /* default "cluster.local" */
+  uint32_t requested_ttl_seconds; /* "requested_ttl_seconds", default 86400 (Istio's) */
+  char *trust_bundle_file;        /* NULL: the roots the CA returns */
+  char *certificate_secret;       /* default "default" */
+  char *trust_bundle_secret;      /* default "ROOTCA" */
+} ms_identity_config;
+
 typedef struct ms_config {
   atomic_int refs;           /* shared by snapshots: see ms_config_up_ref */
   char *path;                /* absolute path of the file */
@@ -173,8 +190,20 @@ typedef struct ms_config {
   ms_cluster_config *clusters;
   size_t cluster_count;
   ms_xds_bootstrap xds;
+  ms_identity_config identity;
   char *json; /* the file's text, for /config_dump (keys redacted there) */
 } ms_config;
+
+/* ms_identity_ca_address returns the CA's address: identity.ca_address, else
+ * xds.address (NULL when neither is set). */
+const ms_address *ms_identity_ca_address(const ms_config *config);
+
+/* ms_identity_tls returns how to reach the CA: identity.tls, else xds.tls. */
+const ms_cluster_tls_config *ms_identity_tls(const ms_config *config);
+
+/* ms_identity_owns_secret: `name` is one of the identity's local secrets
+ * (false when the identity is off or name is NULL). */
+bool ms_identity_owns_secret(const ms_config *config, const char *name);
 
 /* A list of problems, each a line "json.path: what is wrong". */
 typedef struct ms_config_errors {

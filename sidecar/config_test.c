@@ -565,6 +565,61 @@ static void test_xds_bootstrap(void) {
 }
 
 /* Secrets by name, as the control plane's clusters are rendered. */
+static void test_identity(void) {
+  ms_config *config = load_ok(
+      "{'xds': {'address': 'xds.mesh.svc:18000', 'tls': {'trusted_ca': 'mesh-ca.crt'},"
+      "         'node': {'id': 'orders-1'}},"
+      " 'identity': {}}");
+  const ms_identity_config *identity = &config->identity;
+  CHECK(identity->enabled);
+  CHECK(strcmp(ms_identity_ca_address(config)->text, "xds.mesh.svc:18000") == 0);
+  CHECK(ms_identity_tls(config) == &config->xds.tls);
+  CHECK(strcmp(identity->trust_domain, "cluster.local") == 0);
+  CHECK(identity->requested_ttl_seconds == 86400);
+  CHECK(strcmp(identity->certificate_secret, "default") == 0);
+  CHECK(strcmp(identity->trust_bundle_secret, "ROOTCA") == 0);
+  CHECK(identity->spiffe_id == NULL && identity->token_file == NULL);
+  CHECK(ms_identity_owns_secret(config, "default") && ms_identity_owns_secret(config, "ROOTCA"));
+  CHECK(!ms_identity_owns_secret(config, "other") && !ms_identity_owns_secret(config, NULL));
+  ms_config_free(config);
+
+  config = load_ok(
+      "{'identity': {'ca_address': 'istiod:15012', 'tls': {'trusted_ca': 'ca.crt'},"
+      "  'token_file': 'token', 'spiffe_id': 'spiffe://shop/ns/a/sa/b', 'trust_domain': 'shop',"
+      "  'requested_ttl_seconds': 600, 'trust_bundle_file': 'roots.pem',"
+      "  'certificate_secret': 'mine', 'trust_bundle_secret': 'roots'},"
+      " 'clusters': [{'name': 'c', 'endpoints': ['c:1'],"
+      "   'tls': {'certificate_secret': 'mine', 'validation_secret': 'roots'}}]}");
+  identity = &config->identity;
+  CHECK(strcmp(ms_identity_ca_address(config)->text, "istiod:15012") == 0);
+  CHECK(ms_identity_tls(config) == &identity->tls);
+  CHECK(strstr(identity->token_file, "/token") != NULL && identity->token_file[0] == '/');
+  CHECK(strcmp(identity->spiffe_id, "spiffe://shop/ns/a/sa/b") == 0);
+  CHECK(identity->requested_ttl_seconds == 600);
+  CHECK(ms_identity_owns_secret(config, "mine") && !ms_identity_owns_secret(config, "default"));
+  ms_config_free(config);
+  config = load_ok("{}");
+  CHECK(!config->identity.enabled);
+  ms_config_free(config);
+
+  expect_error("{'identity': {}}", "identity.ca_address: required without an \"xds\" section");
+  expect_error("{'identity': {'ca_address': 'a:1'}}", "identity.tls: required without");
+  expect_error("{'identity': {'ca_adress': 'a:1'}}", "did you mean \"ca_address\"");
+  expect_error(
+      "{'identity': {'ca_address': 'a:1', 'tls': {'trusted_ca': 'c'},"
+      " 'spiffe_id': 'orders'}}",
+      "identity.spiffe_id: \"orders\": expected a SPIFFE ID");
+  expect_error(
+      "{'identity': {'ca_address': 'a:1', 'tls': {'trusted_ca': 'c'},"
+      " 'requested_ttl_seconds': 0}}",
+      "identity.requested_ttl_seconds");
+  expect_error(
+      "{'identity': {'ca_address': 'a:1', 'tls': {'trusted_ca': 'c'},"
+      " 'certificate_secret': 'x', 'trust_bundle_secret': 'x'}}",
+      "identity.trust_bundle_secret: must differ from certificate_secret");
+  expect_error("{'identity': {'ca_address': 'a:1', 'tls': {}}}", "identity.tls.trusted_ca");
+}
+
 static void test_secret_references(void) {
   ms_config *config = load_ok(
       "{'clusters': [{'name': 'a', 'endpoints': ['a:1'], 'tls': {'certificate_secret': 'default', "
@@ -840,6 +895,7 @@ int main(void) {
   test_all_errors_reported_together();
   test_invalid_json();
   test_xds_bootstrap();
+  test_identity();
   test_secret_references();
   test_many_clusters();
   test_http_defaults();

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "sidecar/config.h"
+#include "sidecar/identity.h"
 #include "sidecar/log.h"
 #include "sidecar/server.h"
 #include "sidecar/version.h"
@@ -49,6 +50,14 @@ static int validate_tls(const ms_config *config) {
       SSL_CTX_free(ctx);
     } else {
       fprintf(stderr, "xds.tls: %s\n", err);
+      problems++;
+    }
+  }
+  if (config->identity.enabled && config->identity.tls_set) {
+    if (ms_client_ctx_load(&config->identity.tls.settings, &ctx, err, sizeof(err)) == 0) {
+      SSL_CTX_free(ctx);
+    } else {
+      fprintf(stderr, "identity.tls: %s\n", err);
       problems++;
     }
   }
@@ -132,7 +141,13 @@ int main(int argc, char **argv) {
   ms_server *server = NULL;
   char err[MS_ERR_LEN];
   ms_xds_source *xds = NULL;
+  ms_identity *identity = NULL;
   int rc = ms_server_new(&loop, config, &server, err, sizeof(err));
+  /* The identity first: its secrets are named by the control plane's
+   * clusters, and the ADS stream carries its token. */
+  if (rc == 0 && config->identity.enabled &&
+      (rc = ms_identity_start(&loop, server, config, &identity, err, sizeof(err))) != 0)
+    ms_server_shutdown(server, 0);
   if (rc == 0 && config->xds.enabled &&
       (rc = ms_xds_source_start(&loop, server, config, &xds, err, sizeof(err))) != 0)
     ms_server_shutdown(server, 0);
@@ -141,6 +156,7 @@ int main(int argc, char **argv) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ms_server_free(server);
   ms_xds_source_free(xds);
+  ms_identity_free(identity);
   uv_loop_close(&loop);
   return rc == 0 ? 0 : 1;
 }

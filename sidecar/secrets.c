@@ -5,6 +5,8 @@
 
 #include <openssl/mem.h>
 
+#include "certs/certs.h"
+
 ms_secret_set *ms_secret_set_new(void) {
   return calloc(1, sizeof(ms_secret_set));
 }
@@ -15,12 +17,19 @@ static void wipe_string(char **text) {
   *text = NULL;
 }
 
+/* Key bytes live in secure memory (certs.h: locked, left out of core
+ * dumps, wiped when freed). */
+static void free_secure(char **text) {
+  ms_secure_free(*text);
+  *text = NULL;
+}
+
 static void secret_cleanup(ms_secret *secret) {
   free(secret->name);
   secret->name = NULL;
   wipe_string(&secret->certificate_pem);
-  wipe_string(&secret->private_key_pem);
-  wipe_string(&secret->password);
+  free_secure(&secret->private_key_pem);
+  free_secure(&secret->password);
   wipe_string(&secret->trusted_ca_pem);
   wipe_string(&secret->crl_pem);
 }
@@ -30,13 +39,18 @@ static int copy_string(const char *from, char **to) {
   return from == NULL || (*to = strdup(from)) != NULL ? 0 : -1;
 }
 
+static int copy_secure(const char *from, char **to) {
+  *to = NULL;
+  return from == NULL || (*to = ms_secure_strdup(from)) != NULL ? 0 : -1;
+}
+
 int ms_secret_set_add(ms_secret_set *set, const ms_secret *secret) {
   ms_secret copy;
   memset(&copy, 0, sizeof(copy));
   if (copy_string(secret->name, &copy.name) != 0 ||
       copy_string(secret->certificate_pem, &copy.certificate_pem) != 0 ||
-      copy_string(secret->private_key_pem, &copy.private_key_pem) != 0 ||
-      copy_string(secret->password, &copy.password) != 0 ||
+      copy_secure(secret->private_key_pem, &copy.private_key_pem) != 0 ||
+      copy_secure(secret->password, &copy.password) != 0 ||
       copy_string(secret->trusted_ca_pem, &copy.trusted_ca_pem) != 0 ||
       copy_string(secret->crl_pem, &copy.crl_pem) != 0) {
     secret_cleanup(&copy);

@@ -8,7 +8,9 @@
  * again however many clusters share it.
  *
  * A set is immutable once built and owned by one holder (the server, or the
- * code building it); main thread only. Key bytes are wiped when freed. */
+ * code building it); main thread only. Key bytes (private_key_pem,
+ * password) are kept in secure memory (ms_secure_strdup: locked in RAM, left
+ * out of core dumps) and wiped when freed. */
 #ifndef MS_SECRETS_H
 #define MS_SECRETS_H
 

@@ -113,6 +113,15 @@ char *ms_server_source_dump(ms_server *server) {
   return server->source.dump_json ? server->source.dump_json(server->source.arg) : NULL;
 }
 
+void ms_server_set_identity(ms_server *server, const ms_server_identity *identity) {
+  memset(&server->identity, 0, sizeof(server->identity));
+  if (identity) server->identity = *identity;
+}
+
+char *ms_server_identity_json(ms_server *server) {
+  return server->identity.certs_json ? server->identity.certs_json(server->identity.arg) : NULL;
+}
+
 const ms_secret_set *ms_server_secrets(ms_server *server) {
   return server->secrets;
 }
@@ -124,6 +133,7 @@ ms_stats *ms_server_main_stats(ms_server *server) {
 bool ms_server_is_ready(ms_server *server) {
   if (server->draining || !server->initial_resolution_done) return false;
   if (server->source.is_ready && !server->source.is_ready(server->source.arg)) return false;
+  if (server->identity.is_ready && !server->identity.is_ready(server->identity.arg)) return false;
   for (size_t i = 0; i < server->config->cluster_count; i++)
     if (server->clusters[i].tls == NULL) return false;
   return true;
@@ -158,6 +168,7 @@ static void stop_everything(ms_server *server) {
   ms_resolver_stop(server);
   ms_watcher_stop(server);
   if (server->source.stop) server->source.stop(server->source.arg);
+  if (server->identity.stop) server->identity.stop(server->identity.arg);
   uv_close((uv_handle_t *)&server->drain_timer, NULL);
   uv_close((uv_handle_t *)&server->sigterm, NULL);
   uv_close((uv_handle_t *)&server->sigint, NULL);
@@ -225,8 +236,8 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
                        err_len) != 0)
     goto fail;
   server->config = ms_config_up_ref(config);
-  if (ms_tls_load(server, server->config, server->clusters, NULL, MS_TLS_LOAD_ALL_OR_NOTHING, err,
-                  err_len) < 0)
+  if (ms_tls_load(server, server->config, server->clusters, NULL, NULL, MS_TLS_LOAD_ALL_OR_NOTHING,
+                  err, err_len) < 0)
     goto fail;
   if (ms_server_publish(server) != 0) {
     snprintf(err, err_len, "out of memory");
@@ -283,6 +294,7 @@ void ms_server_free(ms_server *server) {
   ms_snapshot_free(server->snapshot);
   if (server->config) ms_runtime_free(server->clusters, server->config, server->listener_sockets);
   ms_secret_set_free(server->secrets);
+  ms_secret_set_free(server->local_secrets);
   free(server->workers);
   ms_config_free(server->config);
   free(server);

@@ -106,6 +106,36 @@ int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *s
  * on failure -1, `err`, nothing changed and the caller keeps `secrets`. */
 int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err, size_t err_len);
 
+/* The identity agent (sidecar/identity.h), seen from the server: it holds
+ * readiness until its first certificate and adds "local_identity" to
+ * /certs. */
+typedef struct ms_server_identity {
+  bool (*is_ready)(void *arg);
+  /* certs_json returns a JSON object's text (malloc'd; the admin frees it)
+   * shown as /certs' "local_identity", or NULL. Never key material. */
+  char *(*certs_json)(void *arg);
+  /* stop closes the identity's handles when the server stops. */
+  void (*stop)(void *arg);
+  void *arg;
+} ms_server_identity;
+
+/* ms_server_set_identity installs `identity` (copied); NULL removes it. */
+void ms_server_set_identity(ms_server *server, const ms_server_identity *identity);
+
+/* ms_server_identity_json returns the identity's certs_json text, or NULL. */
+char *ms_server_identity_json(ms_server *server);
+
+/* ms_server_set_local_secrets puts the identity agent's secrets in force
+ * (the names the configuration's "identity" owns): every cluster that names
+ * them, static or from the control plane, gets a context built from them,
+ * all built and checked before any is swapped in (the cheap path of
+ * ms_server_rotate_secrets); connections under way keep their context. On
+ * success the server owns `secrets` and the return is the number of
+ * clusters whose context changed; on failure -1, `err`, nothing changed and
+ * the caller keeps `secrets`. */
+int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
+                                size_t err_len);
+
 /* ms_server_secrets returns the secret set in force (borrowed), or NULL. */
 const ms_secret_set *ms_server_secrets(ms_server *server);
 

@@ -59,12 +59,19 @@ struct ms_server {
   bool closing;
   ms_server_source source; /* all NULL: the file is the only source */
   ms_secret_set *secrets;  /* the control plane's secrets in force; NULL: none */
+  /* The identity agent's secrets (sidecar/identity.h), consulted before
+   * `secrets` for the names the identity owns; NULL: none yet. */
+  ms_secret_set *local_secrets;
+  ms_server_identity identity; /* all NULL: no identity agent */
   int64_t started_at;
 };
 
 /* tls_loader.c: builds the context of every cluster of `config` whose
  * material changed (or that has none yet) into `clusters` (the server's own
- * or a runtime about to be applied), sharing contexts by content. KEEP_OLD:
+ * or a runtime about to be applied), sharing contexts by content. Secrets
+ * the identity owns (ms_identity_owns_secret) are looked up in `local` only;
+ * while it has none yet, the clusters naming them wait without a context
+ * (not a failure). Other names are looked up in `secrets`. KEEP_OLD:
  * a cluster whose material fails keeps its old context and shows the error.
  * ALL_OR_NOTHING: any failure changes nothing. Returns the number of
  * contexts replaced, or -1 (and `err` for the first failure). */
@@ -73,7 +80,8 @@ typedef enum ms_tls_load_mode {
   MS_TLS_LOAD_ALL_OR_NOTHING,
 } ms_tls_load_mode;
 int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *clusters,
-                const ms_secret_set *secrets, ms_tls_load_mode mode, char *err, size_t err_len);
+                const ms_secret_set *local, const ms_secret_set *secrets, ms_tls_load_mode mode,
+                char *err, size_t err_len);
 
 /* server.c: builds a snapshot from the current state and hands it to every
  * worker. Returns 0 or -1 when memory ran out (the old one stays). */

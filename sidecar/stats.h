@@ -11,40 +11,43 @@
 #include "certs/certs.h"
 
 /* X(name, help): every counter, in /stats and /stats/prometheus order. */
-#define MS_STATS_COUNTERS(X)                                                             \
-  X(downstream_cx_total, "client connections accepted")                                  \
-  X(downstream_cx_active, "client connections open now (gauge)")                         \
-  X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left") \
-  X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                \
-  X(upstream_cx_total, "upstream connections attempted")                                 \
-  X(upstream_cx_connect_fail, "upstream TCP connects that failed")                       \
-  X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                 \
-  X(upstream_cx_retry, "client connections moved to another endpoint")                   \
-  X(upstream_cx_destroy_remote, "upstream connections closed or reset by the upstream")  \
-  X(ssl_handshake, "upstream TLS handshakes completed")                                  \
-  X(ssl_session_reused, "handshakes that resumed a session")                             \
-  X(ssl_handshake_full, "handshakes that did not resume a session")                      \
-  X(ssl_connection_error, "upstream TLS handshakes that failed")                         \
-  X(bytes_sent_upstream, "plaintext bytes relayed from clients to upstreams")            \
-  X(bytes_received_upstream, "plaintext bytes relayed from upstreams to clients")        \
-  X(http_rq_total, "HTTP requests received")                                             \
-  X(http_rq_1xx, "HTTP responses 1xx sent to clients (101 included)")                    \
-  X(http_rq_2xx, "HTTP responses 2xx sent to clients")                                   \
-  X(http_rq_3xx, "HTTP responses 3xx sent to clients")                                   \
-  X(http_rq_4xx, "HTTP responses 4xx sent to clients")                                   \
-  X(http_rq_5xx, "HTTP responses 5xx sent to clients")                                   \
-  X(http_rq_retry, "HTTP requests sent again to another endpoint")                       \
-  X(http_rq_timeout, "HTTP requests answered 504: no response in request_timeout_ms")    \
-  X(http_pool_reused, "HTTP requests sent on a pooled keep-alive upstream connection")   \
-  X(http_pool_new, "HTTP requests that needed a new upstream connection")                \
-  X(http_pool_idle, "idle keep-alive upstream connections in the pools now (gauge)")     \
-  X(tls_reload_success, "TLS contexts rebuilt after a certificate change")               \
-  X(tls_reload_failure, "certificate changes refused (old context kept)")                \
-  X(xds_update_success, "control plane responses accepted (ACK)")                        \
-  X(xds_update_rejected, "control plane responses refused (NACK)")                       \
-  X(xds_secret_rotation, "SDS updates applied as a rotation (new bytes, same secrets)")  \
-  X(xds_stream_established, "ADS streams opened to the control plane")                   \
-  X(xds_stream_closed, "ADS streams or connection attempts that ended")
+#define MS_STATS_COUNTERS(X)                                                                 \
+  X(downstream_cx_total, "client connections accepted")                                      \
+  X(downstream_cx_active, "client connections open now (gauge)")                             \
+  X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left")     \
+  X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                    \
+  X(upstream_cx_total, "upstream connections attempted")                                     \
+  X(upstream_cx_connect_fail, "upstream TCP connects that failed")                           \
+  X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                     \
+  X(upstream_cx_retry, "client connections moved to another endpoint")                       \
+  X(upstream_cx_destroy_remote, "upstream connections closed or reset by the upstream")      \
+  X(ssl_handshake, "upstream TLS handshakes completed")                                      \
+  X(ssl_session_reused, "handshakes that resumed a session")                                 \
+  X(ssl_handshake_full, "handshakes that did not resume a session")                          \
+  X(ssl_connection_error, "upstream TLS handshakes that failed")                             \
+  X(bytes_sent_upstream, "plaintext bytes relayed from clients to upstreams")                \
+  X(bytes_received_upstream, "plaintext bytes relayed from upstreams to clients")            \
+  X(http_rq_total, "HTTP requests received")                                                 \
+  X(http_rq_1xx, "HTTP responses 1xx sent to clients (101 included)")                        \
+  X(http_rq_2xx, "HTTP responses 2xx sent to clients")                                       \
+  X(http_rq_3xx, "HTTP responses 3xx sent to clients")                                       \
+  X(http_rq_4xx, "HTTP responses 4xx sent to clients")                                       \
+  X(http_rq_5xx, "HTTP responses 5xx sent to clients")                                       \
+  X(http_rq_retry, "HTTP requests sent again to another endpoint")                           \
+  X(http_rq_timeout, "HTTP requests answered 504: no response in request_timeout_ms")        \
+  X(http_pool_reused, "HTTP requests sent on a pooled keep-alive upstream connection")       \
+  X(http_pool_new, "HTTP requests that needed a new upstream connection")                    \
+  X(http_pool_idle, "idle keep-alive upstream connections in the pools now (gauge)")         \
+  X(tls_reload_success, "TLS contexts rebuilt after a certificate change")                   \
+  X(tls_reload_failure, "certificate changes refused (old context kept)")                    \
+  X(xds_update_success, "control plane responses accepted (ACK)")                            \
+  X(xds_update_rejected, "control plane responses refused (NACK)")                           \
+  X(xds_secret_rotation, "SDS updates applied as a rotation (new bytes, same secrets)")      \
+  X(xds_stream_established, "ADS streams opened to the control plane")                       \
+  X(xds_stream_closed, "ADS streams or connection attempts that ended")                      \
+  X(identity_csr_success, "certificates obtained by the identity agent and put in force")    \
+  X(identity_csr_failure, "identity agent requests that failed or whose answer was refused") \
+  X(identity_rotations, "renewals of the identity agent's certificate put in force")
 
 /* HTTP request latency (first byte of the request to last byte of the
  * response handed to the client): a histogram with these upper bounds in

@@ -20,13 +20,33 @@
 
 /* ---- effective settings ------------------------------------------------------ */
 
+/* Where a secret's bytes come from: the identity's own set for the names it
+ * owns, the control plane's for the others. */
+typedef struct secret_layers {
+  const ms_config *config;
+  const ms_secret_set *local;
+  const ms_secret_set *xds;
+} secret_layers;
+
+static const ms_secret *find_secret(const secret_layers *layers, const char *name,
+                                    bool *out_pending) {
+  if (!ms_identity_owns_secret(layers->config, name)) return ms_secret_set_find(layers->xds, name);
+  const ms_secret *secret = ms_secret_set_find(layers->local, name);
+  if (secret == NULL) *out_pending = true;
+  return secret;
+}
+
 /* effective_settings: the cluster's settings with the material of the
- * secrets it names. The strings stay owned by the config and the set. */
-static int effective_settings(const ms_cluster_tls_config *tls, const ms_secret_set *secrets,
+ * secrets it names. The strings stay owned by the config and the sets.
+ * Returns 0, 1 when a secret of the identity has not come yet (the cluster
+ * waits), or -1 with `why`. */
+static int effective_settings(const ms_cluster_tls_config *tls, const secret_layers *layers,
                               ms_tls_settings *out, char *why, size_t why_len) {
   *out = tls->settings;
+  bool pending = false;
   if (tls->certificate_secret) {
-    const ms_secret *secret = ms_secret_set_find(secrets, tls->certificate_secret);
+    const ms_secret *secret = find_secret(layers, tls->certificate_secret, &pending);
+    if (pending) return 1;
     if (secret == NULL || secret->certificate_pem == NULL) {
       snprintf(why, why_len,
                "secret \"%s\" (a tls_certificate) has not come from the control "
@@ -39,7 +59,8 @@ static int effective_settings(const ms_cluster_tls_config *tls, const ms_secret_
     out->password = secret->password;
   }
   if (tls->validation_secret) {
-    const ms_secret *secret = ms_secret_set_find(secrets, tls->validation_secret);
+    const ms_secret *secret = find_secret(layers, tls->validation_secret, &pending);
+    if (pending) return 1;
     if (secret == NULL || secret->trusted_ca_pem == NULL) {
       snprintf(why, why_len,
                "secret \"%s\" (a validation_context) has not come from the "
@@ -116,7 +137,6 @@ typedef struct tls_use {
 
 typedef struct tls_pass {
   ms_server *server;
-  const ms_secret_set *secrets;
   tls_use *uses;
   size_t use_count, use_capacity;
   size_t *table; /* open addressing: index + 1 into uses; 0 empty */
@@ -222,10 +242,12 @@ static void pass_free(tls_pass *pass) {
 }
 
 int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *clusters,
-                const ms_secret_set *secrets, ms_tls_load_mode mode, char *err, size_t err_len) {
+                const ms_secret_set *local, const ms_secret_set *secrets, ms_tls_load_mode mode,
+                char *err, size_t err_len) {
   size_t count = config->cluster_count;
   size_t held_cap = count + (server->config ? server->config->cluster_count : 0) + 1;
-  tls_pass pass = {.server = server, .secrets = secrets};
+  secret_layers layers = {config, local, secrets};
+  tls_pass pass = {.server = server};
   pass.table_size = 16;
   while (pass.table_size < 2 * count + 2)
     pass.table_size *= 2;
@@ -248,7 +270,9 @@ int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *
     ms_tls_settings settings;
     char why[MS_ERR_LEN];
     tls_use *use = NULL;
-    if (effective_settings(&config->clusters[i].tls, secrets, &settings, why, sizeof(why)) == 0) {
+    int found = effective_settings(&config->clusters[i].tls, &layers, &settings, why, sizeof(why));
+    if (found == 1) continue; /* waits for the identity's first certificate */
+    if (found == 0) {
       use = use_for(&pass, &settings);
       if (use->failed) snprintf(why, sizeof(why), "%s", use->why);
     }
@@ -308,18 +332,29 @@ int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *
 
 int ms_server_reload(ms_server *server) {
   char err[MS_ERR_LEN];
-  int replaced = ms_tls_load(server, server->config, server->clusters, server->secrets,
-                             MS_TLS_LOAD_KEEP_OLD, err, sizeof(err));
+  int replaced = ms_tls_load(server, server->config, server->clusters, server->local_secrets,
+                             server->secrets, MS_TLS_LOAD_KEEP_OLD, err, sizeof(err));
   if (replaced > 0 || replaced < 0) ms_server_publish(server);
   return replaced;
 }
 
 int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err, size_t err_len) {
-  int replaced = ms_tls_load(server, server->config, server->clusters, secrets,
-                             MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
+  int replaced = ms_tls_load(server, server->config, server->clusters, server->local_secrets,
+                             secrets, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
   if (replaced < 0) return -1;
   ms_secret_set_free(server->secrets);
   server->secrets = secrets;
+  if (replaced > 0) ms_server_publish(server);
+  return replaced;
+}
+
+int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
+                                size_t err_len) {
+  int replaced = ms_tls_load(server, server->config, server->clusters, secrets, server->secrets,
+                             MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
+  if (replaced < 0) return -1;
+  ms_secret_set_free(server->local_secrets);
+  server->local_secrets = secrets;
   if (replaced > 0) ms_server_publish(server);
   return replaced;
 }

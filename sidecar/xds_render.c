@@ -69,6 +69,22 @@ static void add_validation(cJSON *tls, const ms_xds_validation_context *inline_p
     cJSON_Delete(names);
 }
 
+/* The identity agent's trust bundle: named for the server's local set; the
+ * names to match come from the cluster's combined validation context. */
+static void add_local_validation(cJSON *tls, const ms_xds_upstream_tls *upstream) {
+  cJSON_AddStringToObject(tls, "validation_secret", upstream->validation_sds_name);
+  const ms_xds_validation_context *inline_part =
+      upstream->validation_source == MS_XDS_TLS_SOURCE_COMBINED ? &upstream->validation : NULL;
+  bool verify = inline_part ? inline_part->verify : true;
+  cJSON_AddBoolToObject(tls, "verify", verify);
+  uint32_t depth = inline_part ? inline_part->max_verify_depth : 100;
+  if (verify)
+    cJSON_AddNumberToObject(tls, "verify_depth", depth < 1 ? 1 : depth > 100 ? 100 : depth);
+  if (inline_part && verify && inline_part->match_subject_alt_name_count)
+    add_strings(tls, "match_subject_alt_names", inline_part->match_subject_alt_names,
+                inline_part->match_subject_alt_name_count);
+}
+
 static const char *version_name(uint16_t version) {
   return version == TLS1_3_VERSION ? "TLSv1.3" : "TLSv1.2";
 }
@@ -77,7 +93,11 @@ static cJSON *render_tls(const ms_xds_state *state, const ms_xds_upstream_tls *t
   cJSON *out = cJSON_CreateObject();
   if (out == NULL) return NULL;
   if (tls->certificate_source == MS_XDS_TLS_SOURCE_INLINE) add_certificate(out, &tls->certificate);
-  if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS) {
+  bool local_certificate = tls->certificate_source == MS_XDS_TLS_SOURCE_SDS &&
+                           ms_xds_state_is_local(state, tls->certificate_sds_name);
+  if (local_certificate)
+    cJSON_AddStringToObject(out, "certificate_secret", tls->certificate_sds_name);
+  if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS && !local_certificate) {
     const ms_xds_secret *secret =
         ms_xds_state_find_secret(state, tls->certificate_sds_name, MS_XDS_SECRET_TLS_CERTIFICATE);
     if (ms_xds_secret_by_name(secret))
@@ -85,12 +105,18 @@ static cJSON *render_tls(const ms_xds_state *state, const ms_xds_upstream_tls *t
     else
       add_certificate(out, &secret->certificate);
   }
-  const ms_xds_secret *validation = ms_xds_needs_validation_secret(tls)
-                                        ? ms_xds_state_find_secret(state, tls->validation_sds_name,
-                                                                   MS_XDS_SECRET_VALIDATION_CONTEXT)
-                                        : NULL;
-  add_validation(out, tls->validation_source == MS_XDS_TLS_SOURCE_SDS ? NULL : &tls->validation,
-                 validation);
+  if (ms_xds_needs_validation_secret(tls) &&
+      ms_xds_state_is_local(state, tls->validation_sds_name)) {
+    add_local_validation(out, tls);
+  } else {
+    const ms_xds_secret *validation =
+        ms_xds_needs_validation_secret(tls)
+            ? ms_xds_state_find_secret(state, tls->validation_sds_name,
+                                       MS_XDS_SECRET_VALIDATION_CONTEXT)
+            : NULL;
+    add_validation(out, tls->validation_source == MS_XDS_TLS_SOURCE_SDS ? NULL : &tls->validation,
+                   validation);
+  }
   /* Envoy sends no SNI unless told; this sidecar sends the name it
    * verifies, as for static clusters (see the README). */
   add_string(out, "server_name", tls->sni);

@@ -18,6 +18,7 @@
 #include "sidecar/xds_state.h"
 #include "xds/ads_client.h"
 #include "xds/resources.h"
+#include "xds/type_urls.h"
 
 #define MS_XDS_TICK_MS 1000
 /* The backup is written this long after the last accepted update, so that a
@@ -39,7 +40,38 @@ struct ms_xds_source {
   bool backup_tried;
   bool from_backup; /* serving the backup file's configuration */
   bool stopped;
+  bool shadow_logged; /* a control plane's secret named like a local one was logged */
 };
+
+/* set_local_secrets names the identity agent's secrets in `state`. */
+static int set_local_secrets(const ms_xds_source *source, ms_xds_state *state) {
+  const ms_identity_config *identity = &source->file->identity;
+  if (!identity->enabled) return 0;
+  return ms_xds_state_set_local_secrets(state, identity->certificate_secret,
+                                        identity->trust_bundle_secret);
+}
+
+/* warn_shadowed says once that the control plane sends a secret the
+ * identity agent answers (its bytes are never used). */
+static void warn_shadowed(ms_xds_source *source, const Google__Protobuf__Any *const *resources,
+                          size_t count) {
+  const ms_config *file = source->file;
+  for (size_t i = 0; i < count && !source->shadow_logged; i++) {
+    ms_xds_resource resource;
+    char err[MS_ERR_LEN];
+    if (ms_xds_resource_decode_any(resources[i], MS_XDS_TYPE_URL_SECRET, &resource, err,
+                                   sizeof(err)) != 0)
+      continue;
+    if (ms_identity_owns_secret(file, resource.as.secret.name)) {
+      source->shadow_logged = true;
+      ms_log(MS_LOG_WARN,
+             "xds: the control plane sends secret \"%s\"; the identity agent answers that "
+             "name, so the control plane's is ignored (logged once)",
+             resource.as.secret.name);
+    }
+    ms_xds_resource_cleanup(&resource);
+  }
+}
 
 /* ---- applying a state ------------------------------------------------------ */
 
@@ -143,6 +175,11 @@ static void try_backup(ms_xds_source *source, const char *why) {
     ms_log(MS_LOG_WARN, "xds: %s, and no backup to serve: %s", why, err);
     return;
   }
+  if (set_local_secrets(source, state) != 0) {
+    ms_log(MS_LOG_ERROR, "xds: backup %s not served: out of memory", path);
+    ms_xds_state_free(state);
+    return;
+  }
   if (apply_state(source, state, err, sizeof(err)) != 0) {
     ms_log(MS_LOG_ERROR, "xds: backup %s refused: %s", path, err);
     ms_xds_state_free(state);
@@ -185,6 +222,8 @@ static char *on_response(ms_ads_client *client, const char *type_url, const char
                   "endpoints, listeners and secrets");
   char err[2048];
   uint64_t began_ns = uv_hrtime();
+  if (kind == MS_XDS_KIND_SECRET && source->file->identity.enabled)
+    warn_shadowed(source, resources, count);
   int rotated = kind == MS_XDS_KIND_SECRET ? rotate(source, resources, count, err, sizeof(err)) : 0;
   if (rotated < 0) return refuse(source, type_url, version, err);
   if (rotated == 0) {
@@ -380,6 +419,11 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
   source->server = server;
   source->file = ms_config_up_ref(file);
   source->started_ms = uv_now(loop);
+  if (set_local_secrets(source, source->state) != 0) {
+    snprintf(err, err_len, "out of memory");
+    ms_xds_source_free(source);
+    return -1;
+  }
   if (bootstrap_context(xds, &source->bootstrap, err, err_len) != 0) {
     ms_xds_source_free(source);
     return -1;
@@ -401,6 +445,7 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
       .user_agent = "mtls-sidecar",
       .user_agent_version = MS_VERSION,
       .keepalive_interval_ms = 30000,
+      .token_file = file->identity.enabled ? file->identity.token_file : NULL,
   };
   ms_ads_client_callbacks callbacks = {on_response, on_connection};
   int rc = ms_ads_client_new(loop, &options, &callbacks, source, &source->client);

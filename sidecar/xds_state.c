@@ -95,7 +95,26 @@ void ms_xds_state_free(ms_xds_state *state) {
   free(state->listeners);
   free(state->endpoints);
   free(state->secrets);
+  free(state->local_secrets[0]);
+  free(state->local_secrets[1]);
   free(state);
+}
+
+int ms_xds_state_set_local_secrets(ms_xds_state *state, const char *certificate,
+                                   const char *trust_bundle) {
+  const char *names[2] = {certificate, trust_bundle};
+  for (int i = 0; i < 2; i++) {
+    free(state->local_secrets[i]);
+    state->local_secrets[i] = names[i] ? strdup(names[i]) : NULL;
+    if (names[i] && state->local_secrets[i] == NULL) return -1;
+  }
+  return 0;
+}
+
+bool ms_xds_state_is_local(const ms_xds_state *state, const char *name) {
+  for (int i = 0; name && i < 2; i++)
+    if (state->local_secrets[i] && strcmp(state->local_secrets[i], name) == 0) return true;
+  return false;
 }
 
 /* ---- lookups ------------------------------------------------------------ */
@@ -122,9 +141,11 @@ bool ms_xds_needs_validation_secret(const ms_xds_upstream_tls *tls) {
 static bool has_secrets(const ms_xds_state *state, const ms_xds_cluster *cluster) {
   const ms_xds_upstream_tls *tls = &cluster->tls;
   if (tls->certificate_source == MS_XDS_TLS_SOURCE_SDS &&
+      !ms_xds_state_is_local(state, tls->certificate_sds_name) &&
       !ms_xds_state_find_secret(state, tls->certificate_sds_name, MS_XDS_SECRET_TLS_CERTIFICATE))
     return false;
   if (ms_xds_needs_validation_secret(tls) &&
+      !ms_xds_state_is_local(state, tls->validation_sds_name) &&
       !ms_xds_state_find_secret(state, tls->validation_sds_name, MS_XDS_SECRET_VALIDATION_CONTEXT))
     return false;
   return true;
@@ -320,6 +341,11 @@ int ms_xds_state_update(ms_xds_state *state, ms_xds_kind kind,
 
 ms_xds_state *ms_xds_state_clone(const ms_xds_state *state) {
   ms_xds_state *clone = ms_xds_state_new();
+  if (clone && ms_xds_state_set_local_secrets(clone, state->local_secrets[0],
+                                              state->local_secrets[1]) != 0) {
+    ms_xds_state_free(clone);
+    return NULL;
+  }
   /* Secrets and endpoints first: the order does not matter to the result,
    * but it is the order Envoy warms in. */
   static const ms_xds_kind order[] = {MS_XDS_KIND_SECRET, MS_XDS_KIND_ENDPOINTS,
@@ -367,7 +393,7 @@ const char **ms_xds_state_wanted(const ms_xds_state *state, ms_xds_kind kind, si
       if (ms_xds_needs_validation_secret(&c->tls)) candidates[1] = c->tls.validation_sds_name;
     }
     for (int k = 0; k < 2; k++) {
-      if (candidates[k] == NULL) continue;
+      if (candidates[k] == NULL || ms_xds_state_is_local(state, candidates[k])) continue;
       size_t j = 0;
       while (j < n && strcmp(names[j], candidates[k]) != 0)
         j++;

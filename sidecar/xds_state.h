@@ -30,6 +30,14 @@ typedef struct ms_xds_state ms_xds_state;
 ms_xds_state *ms_xds_state_new(void);
 void ms_xds_state_free(ms_xds_state *state); /* accepts NULL */
 
+/* ms_xds_state_set_local_secrets names the secrets the identity agent
+ * answers (sidecar/identity.h; NULL: none): they are never subscribed to
+ * over SDS, never hold a cluster warming, and are rendered by name for the
+ * server to find in its local set; a control plane's secret of the same
+ * name is ignored. Copied, and kept by clones. Returns 0 or -1 (memory). */
+int ms_xds_state_set_local_secrets(ms_xds_state *state, const char *certificate,
+                                   const char *trust_bundle);
+
 /* ms_xds_state_update decodes a response's resources of `kind` and, when
  * every one is valid and names are unique, puts them in force (replacing all
  * clusters or listeners, or the named endpoints or secrets). Returns 0, or

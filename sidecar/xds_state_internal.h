@@ -34,7 +34,11 @@ struct ms_xds_state {
   size_t endpoint_count;
   ms_xds_secret *secrets;
   size_t secret_count;
+  char *local_secrets[2]; /* names the identity agent answers; NULL: none */
 };
+
+/* ms_xds_state_is_local: `name` is a secret of the identity agent. */
+bool ms_xds_state_is_local(const ms_xds_state *state, const char *name);
 
 /* ms_xds_state_find_endpoints returns the EDS answer for `name`, or NULL. */
 const ms_xds_endpoints *ms_xds_state_find_endpoints(const ms_xds_state *state, const char *name);

@@ -22,8 +22,10 @@
 #include <openssl/rand.h>
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
+#include "certs/certs.h"
 #include "sidecar/log.h"
 #include "xds/ads_client_state.h"
+#include "xds/bearer_token.h"
 #include "xds/grpc.h"
 #include "xds/pb_depth.h"
 #include "xds/type_urls.h"
@@ -43,6 +45,7 @@ struct ms_ads_client {
   char *address;
   char *server_name;
   char *user_agent_header;
+  char *token_file; /* NULL: no authorization header */
   uint64_t initial_backoff_ms, max_backoff_ms;
   ms_ads_node node;
 
@@ -281,6 +284,23 @@ static void on_channel_state(ms_grpc_channel *channel, ms_grpc_channel_state sta
 
 static const ms_grpc_channel_callbacks channel_callbacks = {.on_state = on_channel_state};
 
+/* start_call starts the stream on `channel`, with the token when there is
+ * one. A token that cannot be read is `token_error` (the attempt fails with
+ * it once the stream is open). */
+static int start_call(ms_ads_client *client, ms_grpc_channel *channel, ms_grpc_call **call,
+                      char *token_error, size_t token_error_len) {
+  if (client->token_file == NULL)
+    return ms_grpc_call_start(channel, MS_XDS_ADS_METHOD, &call_callbacks, client, call);
+  char *header = NULL;
+  if (ms_bearer_token_read(client->token_file, &header, NULL, token_error, token_error_len) != 0)
+    return ms_grpc_call_start(channel, MS_XDS_ADS_METHOD, &call_callbacks, client, call);
+  ms_grpc_metadata authorization = {"authorization", header};
+  int rc = ms_grpc_call_start_with_metadata(channel, MS_XDS_ADS_METHOD, &authorization, 1,
+                                            &call_callbacks, client, call);
+  ms_secure_free(header);
+  return rc;
+}
+
 /* open_stream makes a new channel and starts the stream on it. Returns 0 or
  * a negative errno (nothing left open). */
 static int open_stream(ms_ads_client *client) {
@@ -289,7 +309,8 @@ static int open_stream(ms_ads_client *client) {
   int rc = ms_grpc_channel_new(client->loop, &client->channel_options, &channel_callbacks, client,
                                &channel);
   if (rc != 0) return rc;
-  rc = ms_grpc_call_start(channel, MS_XDS_ADS_METHOD, &call_callbacks, client, &call);
+  char token_error[400] = "";
+  rc = start_call(client, channel, &call, token_error, sizeof(token_error));
   if (rc != 0) {
     ms_grpc_channel_close(channel);
     return rc;
@@ -302,6 +323,7 @@ static int open_stream(ms_ads_client *client) {
   client->state = MS_ADS_CLIENT_CONNECTING;
   for (size_t i = 0; i < client->type_count; i++)
     ms_ads_type_stream_reset(client->types[i]);
+  if (token_error[0]) fail_stream(client, token_error);
   return 0;
 }
 
@@ -328,6 +350,7 @@ static void client_free(ms_ads_client *client) {
   free(client->address);
   free(client->server_name);
   free(client->user_agent_header);
+  free(client->token_file);
   free(client->stream_error);
   free(client);
 }
@@ -344,8 +367,9 @@ static int configure(ms_ads_client *client, const ms_ads_client_options *options
   client->address = strdup(options->address);
   client->server_name = options->server_name ? strdup(options->server_name) : NULL;
   client->user_agent_header = malloc(header_len);
+  client->token_file = options->token_file ? strdup(options->token_file) : NULL;
   if (client->address == NULL || (options->server_name && client->server_name == NULL) ||
-      client->user_agent_header == NULL ||
+      (options->token_file && client->token_file == NULL) || client->user_agent_header == NULL ||
       ms_ads_node_init(&client->node, &options->node, agent, options->user_agent_version) != 0)
     return UV_ENOMEM;
   snprintf(client->user_agent_header, header_len, "%s%s%s", agent,
@@ -383,13 +407,19 @@ int ms_ads_client_new(uv_loop_t *loop, const ms_ads_client_options *options,
   client->callbacks = *callbacks;
   client->arg = arg;
   int rc = configure(client, options);
-  if (rc == 0) rc = open_stream(client); /* no types yet: nothing to send */
   if (rc != 0) {
     client_free(client);
     return rc;
   }
+  /* Before the first stream: a token that cannot be read fails it through
+   * the timer. */
   uv_timer_init(loop, &client->timer);
   client->timer.data = client;
+  rc = open_stream(client); /* no types yet: nothing to send */
+  if (rc != 0) {
+    uv_close((uv_handle_t *)&client->timer, on_timer_closed);
+    return rc;
+  }
   *out_client = client;
   return 0;
 }

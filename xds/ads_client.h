@@ -94,6 +94,11 @@ typedef struct ms_ads_client_options {
   uint32_t keepalive_timeout_ms;
   /* From the start of an attempt to a READY channel; 0: 20000. */
   uint32_t connect_timeout_ms;
+  /* A projected service-account token (xds/bearer_token.h), read again for
+   * each new stream and sent as "authorization: Bearer <token>"; a file that
+   * cannot be read ends the attempt with the reason (the token is never in
+   * it). NULL: no authorization header. */
+  const char *token_file;
 } ms_ads_client_options;
 
 typedef struct ms_ads_client_callbacks {
@@ -182,6 +187,14 @@ typedef struct ms_ads_type_status {
  * loop runs again or the client is called. */
 int ms_ads_client_type_status(const ms_ads_client *client, const char *type_url,
                               ms_ads_type_status *out);
+
+/* ms_ads_backoff_ms is the delay before reconnect attempt number `failures`
+ * (0 after a stream that got a response): base = min(initial_ms << failures,
+ * max_ms), then +-50% by `random`, then capped at max_ms. The result lies in
+ * [base / 2, min(base * 3 / 2, max_ms)]. Also the identity agent's retry
+ * delay (sidecar/identity.c). */
+uint64_t ms_ads_backoff_ms(uint32_t failures, uint64_t initial_ms, uint64_t max_ms,
+                           uint32_t random);
 
 /* ms_ads_client_close closes the stream, the channel and the backoff timer;
  * no callback fires after it returns. Memory is freed in libuv close

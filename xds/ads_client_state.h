@@ -15,12 +15,7 @@
 
 /* ---- backoff ---------------------------------------------------------------- */
 
-/* ms_ads_backoff_ms is the delay before reconnect attempt number `failures`
- * (0 after a stream that got a response): base = min(initial_ms << failures,
- * max_ms), then +-50% by `random`, then capped at max_ms. The result lies in
- * [base / 2, min(base * 3 / 2, max_ms)]. */
-uint64_t ms_ads_backoff_ms(uint32_t failures, uint64_t initial_ms, uint64_t max_ms,
-                           uint32_t random);
+/* ms_ads_backoff_ms: see ads_client.h. */
 
 /* ---- the node ------------------------------------------------------------- */
 

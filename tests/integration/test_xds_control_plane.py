@@ -26,9 +26,10 @@ import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.control_plane import (XDS_SERVER_NAME, XdsServer, eds_cluster, http_listener,
-                                     load_assignment, tcp_listener, versions_by_type,
-                                     wait_serving, write_resources, xds_bootstrap, xds_status)
+from tests.lib.control_plane import (XdsServer, eds_cluster, http_listener, load_assignment,
+                                     tcp_listener, versions_by_type, wait_serving,
+                                     write_resources, xds_bootstrap, xds_server_certificates,
+                                     xds_status)
 from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial
 
 NODE_ID = "orders.shop"
@@ -151,11 +152,8 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         # The workload CA is the Pki's CA: it signs the control plane's own
         # certificate, nginx's certificate, and every certificate xds-server
         # issues. Bootstrap certificates come from a CA of their own.
-        cls.xds_tls = cls.pki.issue("xds-server", cn=XDS_SERVER_NAME, dns=[XDS_SERVER_NAME],
-                                    ips=["127.0.0.1"], server=True)
-        cls.bootstrap_ca_dir = cls.pki.make_ca("bootstrap-ca", "bootstrap-ca")
-        cls.bootstrap = cls.pki.issue("bootstrap", ca_dir=cls.bootstrap_ca_dir, cn="bootstrap",
-                                      uris=[BOOTSTRAP_URI], client=True)
+        cls.xds_tls, cls.bootstrap_ca_dir, cls.bootstrap = xds_server_certificates(
+            cls.pki, BOOTSTRAP_URI)
 
     def setUp(self):
         super().setUp()

@@ -31,8 +31,6 @@ import http.client
 import json
 import os
 import re
-import signal
-import subprocess
 import unittest
 
 from tests.lib import harness
@@ -97,12 +95,7 @@ class ControlPlane:
         self.control_port = ports["control_port"]
 
     def stop(self):
-        self.process.signal(signal.SIGTERM)
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            pass
-        self.process.kill()
+        self.process.terminate()
 
     def command(self, name, body=None, timeout=DEFAULT_TIMEOUT):
         """command POSTs /name with a JSON body and returns the JSON answer;

@@ -134,6 +134,20 @@ def versions_by_type(status):
             for t in status["resource_types"]}
 
 
+def xds_server_certificates(pki, bootstrap_uri):
+    """xds_server_certificates issues, with the Pki's CA as the workload CA,
+    xds-server's own certificate (XDS_SERVER_NAME, 127.0.0.1), and makes a
+    bootstrap CA of its own with a sidecar's bootstrap certificate for
+    bootstrap_uri. Returns (server CertPair, bootstrap CA folder, bootstrap
+    CertPair)."""
+    tls = pki.issue("xds-server", cn=XDS_SERVER_NAME, dns=[XDS_SERVER_NAME], ips=["127.0.0.1"],
+                    server=True)
+    bootstrap_ca_dir = pki.make_ca("bootstrap-ca", "bootstrap-ca")
+    bootstrap = pki.issue("bootstrap", ca_dir=bootstrap_ca_dir, cn="bootstrap",
+                          uris=[bootstrap_uri], client=True)
+    return tls, bootstrap_ca_dir, bootstrap
+
+
 # ---- the process ---------------------------------------------------------------
 
 

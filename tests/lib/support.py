@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -418,6 +419,16 @@ class Process:
     def wait(self, timeout):
         """wait returns the exit code, or raises subprocess.TimeoutExpired."""
         return self.popen.wait(timeout=timeout)
+
+    def terminate(self, timeout=5):
+        """terminate sends SIGTERM, waits up to `timeout` seconds, then
+        kills what still runs; idempotent."""
+        self.signal(signal.SIGTERM)
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
 
     def kill(self):
         """kill ends the process now (SIGKILL) if it still runs; idempotent."""
