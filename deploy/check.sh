@@ -358,10 +358,17 @@ if host not in serving.get("dnsNames", []):
     fail(f"{CP}certificate.yaml: dnsNames lack {host}")
 try:
     with open(os.path.join(k8s, CP + "workload/sidecar.json")) as f:
-        xds = json.load(f).get("xds")
+        workload_config = json.load(f)
+    xds = workload_config.get("xds")
 except ValueError as e:
     fail(f"{CP}workload/sidecar.json is not JSON: {e}")
-    xds = {}
+    xds, workload_config = {}, {}
+# Keys are born in the sidecar: it asks for its certificate by CSR, and the
+# control plane does not make keys.
+if "identity" not in workload_config:
+    fail(f"{CP}workload/sidecar.json: no identity section (the sidecar must make its own key)")
+if "--serve-workload-keys" in str(files[CP + "deployment.yaml"]):
+    fail(f"{CP}deployment.yaml: xds-server must not make workload keys (--serve-workload-keys)")
 if not xds:
     fail(f"{CP}workload/sidecar.json: no xds section")
 else:

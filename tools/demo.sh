@@ -5,9 +5,12 @@
 # that requires client certificates from that CA (ssl_verify_client on);
 # xds-server, the reference control plane, which is also the workload CA:
 # it serves the cluster, its endpoints and the listener from a folder of
-# Envoy JSON files, and issues the sidecar its SPIFFE client certificate
-# (SDS), rotated every 10-14 s here (--cert-ttl 20s). The sidecar starts with
-# nothing but the control plane's address and its bootstrap certificate.
+# Envoy JSON files, and signs the sidecar's certificate request over Istio's
+# CA API for the identity its bootstrap certificate proves. The sidecar makes
+# its own key, which never leaves it, and renews its certificate every 10-14
+# s here (xds-server caps lifetimes at --cert-ttl 20s). It starts with
+# nothing but the control plane's address, its bootstrap certificate and
+# "identity": {}.
 #
 # Then: requests through it (nginx prints the client certificate's serial),
 # /certs and the xDS status, a live rotation while traffic flows and a
@@ -120,12 +123,18 @@ elif view == "version":
     print(next(t["version_info"] for t in cp["resource_types"] if short(t["type_url"]) == sys.argv[2]))
 elif view == "status":
     for node in data["nodes"]:
-        cert = node["certificate"]
-        print(f"  node {node['id']} (cluster {node['cluster']}), bootstrap identity {node['bootstrap_spiffe_id']}")
-        print(f"    issued: {node['spiffe_id']}  serial {cert['serial_number'].upper()}")
-        print(f"    expires {cert['expiration_time']}, rotates at {cert['rotates_at']} (issued {cert['issued_count']}x)")
+        print(f"  node {node['id']} (cluster {node['cluster']}): {node['spiffe_id']}, proved by {node['proof']}")
         print("    " + "  ".join(f"{k} {'synced' if t['synced'] else 'NOT synced'}"
                                   for k, t in sorted(node["types"].items())))
+    ca = data["ca_api"]
+    print(f"  CA API: {ca['calls']} CreateCertificate calls, {ca['signed']} signed, "
+          f"refused {sum(ca['refused'].values())}")
+elif view == "identity":
+    local = data["local_identity"]
+    print(f"  {local['spiffe_id']} (from {local['spiffe_id_from']}, proof: {local['proof']})")
+    print(f"  serial {local['serial'].upper()}, valid {local['not_before']} to {local['not_after']}, "
+          f"renewal at {local['next_renewal']}")
+    print(f"  key locked in memory: {local['key_locked']}; CSR round trip {local['last_round_trip_ms']:.1f} ms")
 elif view == "latency":
     latency = data["http_rq_latency_ms"]
     print(f"latency p50 {latency['p50']:.2f} ms, p99 {latency['p99']:.2f} ms")
@@ -156,7 +165,7 @@ echo "pki/xds-server.crt    the control plane's server certificate (xds.demo)"
 echo "pki/bootstrap-ca      the CA of bootstrap certificates (xds-server --client-ca)"
 echo "pki/bootstrap.crt     the sidecar's bootstrap certificate: it proves spiffe://cluster.local/ns/shop/sa/orders"
 echo "pki/upstream.crt      nginx's server certificate (upstream.demo)"
-echo "(no client certificate for the upstream: the control plane issues it)"
+echo "(no client certificate or key for the upstream: the sidecar makes its key, xds-server signs its CSR)"
 
 section "nginx upstream on 127.0.0.1:18443 (ssl_verify_client on, trusts the workload CA)"
 cat >"$demo/nginx/nginx.conf" <<NGINX
@@ -217,17 +226,17 @@ echo "Cluster upstream                 EDS, SNI upstream.demo, SDS secrets \"def
 echo "ClusterLoadAssignment upstream   127.0.0.1:18443"
 echo "Listener upstream-in             127.0.0.1:15001 -> cluster upstream"
 
-section "xds-server: ADS on 127.0.0.1:18000, workload CA, --cert-ttl 20s"
+section "xds-server: ADS and Istio's CA API on 127.0.0.1:18000, workload CA, --cert-ttl 20s"
 "$xds_server" --listen 127.0.0.1:18000 --status-address 127.0.0.1:18001 \
   --tls-cert "$demo/pki/xds-server.crt" --tls-key "$demo/pki/xds-server.key" \
   --ca-cert "$demo/pki/ca/ca.crt" --ca-key "$demo/pki/ca/ca.key" \
-  --client-ca "$demo/pki/bootstrap-ca/ca.crt" --serve-workload-keys \
+  --client-ca "$demo/pki/bootstrap-ca/ca.crt" \
   --config-dir "$demo/resources" --cert-ttl 20s 2>"$demo/xds-server.log" &
 pids+=($!)
 wait_for "xds-server (log: $demo/xds-server.log)" curl -sf http://127.0.0.1:18001/status
 grep -E "files: loaded|serving ADS" "$demo/xds-server.log" | sed 's/^[^ ]* /  /'
 
-section "the sidecar: only the control plane in its configuration"
+section "the sidecar: the control plane, and its own identity agent (\"identity\": {})"
 cat >"$demo/sidecar.json" <<'JSON'
 {
   "admin": {"address": "127.0.0.1:15000"},
@@ -239,7 +248,8 @@ cat >"$demo/sidecar.json" <<'JSON'
     "node": {"id": "orders.shop", "cluster": "orders"},
     "initial_fetch_timeout_ms": 5000,
     "backup_path": "xds-backup.json"
-  }
+  },
+  "identity": {}
 }
 JSON
 cat "$demo/sidecar.json"
@@ -247,12 +257,14 @@ cat "$demo/sidecar.json"
 "$sidecar" --config "$demo/sidecar.json" 2>"$demo/sidecar.log" &
 pids+=($!)
 wait_for "the sidecar (log: $demo/sidecar.log)" curl -sf http://127.0.0.1:15000/ready
-grep -E "xds|tls loaded" "$demo/sidecar.log" | sed 's/^[^ ]* /  /'
+grep -E "xds|identity|tls loaded" "$demo/sidecar.log" | sed 's/^[^ ]* /  /'
 
-section "traffic: plain HTTP to 127.0.0.1:15001, mTLS to nginx with the issued certificate"
+section "traffic: plain HTTP to 127.0.0.1:15001, mTLS to nginx with the sidecar's own key"
 for _ in 1 2 3; do request 15001; done
-echo "xds-server GET /status (what the control plane issued to the node):"
+echo "xds-server GET /status (who the node proved to be, what the CA signed):"
 curl -s http://127.0.0.1:18001/status | view status
+echo "sidecar GET /certs: its local identity (the key is in locked memory, never shown):"
+admin /certs | view identity
 
 section "sidecar GET /certs"
 admin /certs | view certs "$demo/sidecar.log"
@@ -267,7 +279,7 @@ wait_for "the open connection's upstream" bash -c \
   'curl -s http://127.0.0.1:15000/certs | grep -q "\"active_connections\":[1-9]"'
 echo "GET /certs before the rotation:"
 admin /certs | view certs "$demo/sidecar.log"
-echo "traffic every 0.2 s until the control plane pushes the next certificate (10-14 s after the first) ..."
+echo "traffic every 0.2 s until the sidecar renews its certificate (10-14 s after the first; a new key, a new CSR) ..."
 (while :; do
   out=$(request 15001) && echo "${out##*serial=}" | cut -d' ' -f1 || echo FAILED
   sleep 0.2
