@@ -18,7 +18,7 @@ void grpc_test_check_contains(const char *file, int line, const char *text, cons
   }
 }
 
-static void die(const char *what, const char *err) {
+void grpc_test_die(const char *what, const char *err) {
   fprintf(stderr, "%s: %s\n", what, err);
   exit(1);
 }
@@ -40,16 +40,16 @@ static void issue(grpc_test_pki *pki, const char *cn, const char *dns, const cha
   };
   char err[MS_ERR_LEN];
   if (ms_cert_issue(&request, pki->ca, pki->ca_key, out_cert, out_key, err, sizeof(err)) != 0)
-    die("ms_cert_issue", err);
+    grpc_test_die("ms_cert_issue", err);
 }
 
-static SSL_CTX *new_ctx(X509 *cert, EVP_PKEY *key, X509 *trusted, int verify) {
+SSL_CTX *grpc_test_ctx_new(X509 *cert, EVP_PKEY *key, X509 *trusted, int verify) {
   SSL_CTX *ctx = SSL_CTX_new(TLS_method());
   if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
       (cert != NULL &&
        (!SSL_CTX_use_certificate(ctx, cert) || !SSL_CTX_use_PrivateKey(ctx, key))) ||
       !X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), trusted))
-    die("SSL_CTX", "setup failed");
+    grpc_test_die("SSL_CTX", "setup failed");
   SSL_CTX_set_verify(ctx, verify, NULL);
   SSL_CTX_set_info_callback(ctx, ms_tls_info_callback);
   return ctx;
@@ -59,18 +59,18 @@ void grpc_test_pki_init(grpc_test_pki *pki) {
   char err[MS_ERR_LEN];
   memset(pki, 0, sizeof(*pki));
   if (ms_ca_new("grpc test CA", 3600, &pki->ca, &pki->ca_key, err, sizeof(err)) != 0)
-    die("ms_ca_new", err);
+    grpc_test_die("ms_ca_new", err);
   X509 *other_ca, *server_cert, *client_cert;
   EVP_PKEY *other_key, *server_key, *client_key;
   if (ms_ca_new("another CA", 3600, &other_ca, &other_key, err, sizeof(err)) != 0)
-    die("ms_ca_new", err);
+    grpc_test_die("ms_ca_new", err);
   issue(pki, "xds-server", "localhost", "127.0.0.1", NULL, &server_cert, &server_key);
   issue(pki, "sidecar", NULL, NULL, GRPC_TEST_CLIENT_URI, &client_cert, &client_key);
-  pki->server_ctx =
-      new_ctx(server_cert, server_key, pki->ca, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
-  pki->client_ctx = new_ctx(client_cert, client_key, pki->ca, SSL_VERIFY_PEER);
-  pki->anonymous_ctx = new_ctx(NULL, NULL, pki->ca, SSL_VERIFY_PEER);
-  pki->untrusting_ctx = new_ctx(client_cert, client_key, other_ca, SSL_VERIFY_PEER);
+  pki->server_ctx = grpc_test_ctx_new(server_cert, server_key, pki->ca,
+                                      SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT);
+  pki->client_ctx = grpc_test_ctx_new(client_cert, client_key, pki->ca, SSL_VERIFY_PEER);
+  pki->anonymous_ctx = grpc_test_ctx_new(NULL, NULL, pki->ca, SSL_VERIFY_PEER);
+  pki->untrusting_ctx = grpc_test_ctx_new(client_cert, client_key, other_ca, SSL_VERIFY_PEER);
   X509_free(other_ca);
   EVP_PKEY_free(other_key);
   X509_free(server_cert);
@@ -242,7 +242,7 @@ void grpc_test_server_start_with(grpc_test_server *server, uv_loop_t *loop,
       .on_connection_closed = echo_connection_closed,
   };
   int rc = ms_grpc_server_new(loop, options, &callbacks, server, &server->server);
-  if (rc != 0) die("ms_grpc_server_new", uv_strerror(rc));
+  if (rc != 0) grpc_test_die("ms_grpc_server_new", uv_strerror(rc));
   server->port = ms_grpc_server_port(server->server);
 }
 
@@ -274,7 +274,7 @@ static const ms_grpc_call_callbacks record_callbacks = {
 
 void grpc_test_call_start(ms_grpc_channel *channel, const char *path, grpc_test_call *record) {
   int rc = ms_grpc_call_start(channel, path, &record_callbacks, record, &record->call);
-  if (rc != 0) die("ms_grpc_call_start", uv_strerror(rc));
+  if (rc != 0) grpc_test_die("ms_grpc_call_start", uv_strerror(rc));
 }
 
 static void record_state(ms_grpc_channel *channel, ms_grpc_channel_state state, const char *reason,
@@ -304,6 +304,6 @@ ms_grpc_channel *grpc_test_channel_new(uv_loop_t *loop, SSL_CTX *ctx, uint16_t p
   ms_grpc_channel_callbacks callbacks = {.on_state = record_state};
   ms_grpc_channel *channel = NULL;
   int rc = ms_grpc_channel_new(loop, &options, &callbacks, state, &channel);
-  if (rc != 0) die("ms_grpc_channel_new", uv_strerror(rc));
+  if (rc != 0) grpc_test_die("ms_grpc_channel_new", uv_strerror(rc));
   return channel;
 }

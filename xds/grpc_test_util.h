@@ -26,6 +26,10 @@ extern int grpc_test_failures;
 
 void grpc_test_check_contains(const char *file, int line, const char *text, const char *part);
 
+/* grpc_test_die prints "WHAT: ERR" and ends the test process with status 1:
+ * for fixtures that cannot be made, where no check makes sense. */
+void grpc_test_die(const char *what, const char *err);
+
 /* The URI SAN of the client certificate. */
 #define GRPC_TEST_CLIENT_URI "spiffe://test.local/ns/default/sa/sidecar"
 
@@ -40,6 +44,13 @@ typedef struct grpc_test_pki {
 } grpc_test_pki;
 
 void grpc_test_pki_init(grpc_test_pki *pki);
+
+/* grpc_test_ctx_new returns a new TLS 1.2+ context that presents `cert` and
+ * `key` (both NULL: nothing), trusts `trusted` and verifies with `verify`
+ * (SSL_VERIFY_*); it records alerts with ms_tls_info_callback. Dies on
+ * failure. The caller owns the context; `cert`, `key` and `trusted` stay
+ * the caller's. */
+SSL_CTX *grpc_test_ctx_new(X509 *cert, EVP_PKEY *key, X509 *trusted, int verify);
 void grpc_test_pki_cleanup(grpc_test_pki *pki);
 
 /* grpc_test_run_until runs `loop` until *flag is true or `timeout_ms`

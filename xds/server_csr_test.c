@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -25,6 +24,7 @@
 #include "istio/v1/auth/ca.pb-c.h"
 #include "xds/grpc_test_util.h"
 #include "xds/server.h"
+#include "xds/server_test_util.h"
 #include "xds/type_urls.h"
 
 #define TTL 3600
@@ -32,40 +32,10 @@
 #define TD "spiffe://cluster.local"
 
 static uv_loop_t loop;
-static char dir[512];
-static X509 *ca, *boot_ca; /* the workload CA; the bootstrap CA (--client-ca) */
-static EVP_PKEY *ca_key, *boot_ca_key;
+static server_test_pki pki; /* the workload CA, xds-server's certificate */
+static X509 *boot_ca;       /* the bootstrap CA (--client-ca) */
+static EVP_PKEY *boot_ca_key;
 static uint16_t port;
-
-static void die(const char *what, const char *err) {
-  fprintf(stderr, "%s: %s\n", what, err);
-  exit(1);
-}
-
-static void path_of(char *out, size_t len, const char *name) {
-  snprintf(out, len, "%s/%s", dir, name);
-}
-
-static void issue(const char *uri, bool server, X509 **cert, EVP_PKEY **key) {
-  const char *dns[1] = {"localhost"}, *ips[1] = {"127.0.0.1"}, *uris[1] = {uri};
-  ms_issue_request request = {
-      .common_name = server ? "xds-server" : "bootstrap",
-      .dns = dns,
-      .dns_count = server,
-      .ips = ips,
-      .ip_count = server,
-      .uris = uris,
-      .uri_count = uri != NULL,
-      .client = !server,
-      .server = server,
-      .ttl_seconds = 3600,
-  };
-  char err[MS_ERR_LEN];
-  /* Bootstrap certificates come from their own CA. */
-  if (ms_cert_issue(&request, server ? ca : boot_ca, server ? ca_key : boot_ca_key, cert, key, err,
-                    sizeof(err)) != 0)
-    die("issue", err);
-}
 
 /* ---- a CSR, as a sidecar (or a liar) would make it --------------------------- */
 
@@ -140,12 +110,8 @@ static void call_as(const char *identity, const uint8_t *const *messages, const 
   memset(out, 0, sizeof(*out));
   X509 *cert;
   EVP_PKEY *key;
-  issue(identity, false, &cert, &key);
-  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-  SSL_CTX_use_certificate(ctx, cert);
-  SSL_CTX_use_PrivateKey(ctx, key);
-  X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), ca);
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  server_test_issue(boot_ca, boot_ca_key, identity, false, &cert, &key);
+  SSL_CTX *ctx = grpc_test_ctx_new(cert, key, pki.ca, SSL_VERIFY_PEER);
   grpc_test_channel_state state;
   ms_grpc_channel *channel = grpc_test_channel_new(&loop, ctx, port, 0, &state);
   ms_grpc_call *call = NULL;
@@ -241,46 +207,25 @@ static void check_refused(const result *r, int status, const char *part) {
 static EVP_PKEY *new_key(void) {
   EVP_PKEY *key;
   char err[MS_ERR_LEN];
-  if (ms_key_new_p256(&key, err, sizeof(err)) != 0) die("key", err);
+  if (ms_key_new_p256(&key, err, sizeof(err)) != 0) grpc_test_die("key", err);
   return key;
 }
 
 int main(void) {
-  const char *tmp = getenv("TEST_TMPDIR");
-  snprintf(dir, sizeof(dir), "%s/server_csr_test", tmp != NULL ? tmp : "/tmp");
-  mkdir(dir, 0700);
+  server_test_dir_init("server_csr_test");
   uv_loop_init(&loop);
-  char err[MS_ERR_LEN], ca_crt[1024], ca_key_path[1024], server_crt[1024], server_key_path[1024],
-      boot_crt[1024];
-  if (ms_ca_new("CA API test CA", 86400, &ca, &ca_key, err, sizeof(err)) != 0 ||
-      ms_ca_new("bootstrap CA", 86400, &boot_ca, &boot_ca_key, err, sizeof(err)) != 0)
-    die("ca", err);
-  X509 *server_cert;
-  EVP_PKEY *server_key;
-  issue(NULL, true, &server_cert, &server_key);
-  path_of(ca_crt, sizeof(ca_crt), "ca.crt");
-  path_of(ca_key_path, sizeof(ca_key_path), "ca.key");
-  path_of(server_crt, sizeof(server_crt), "server.crt");
-  path_of(server_key_path, sizeof(server_key_path), "server.key");
-  path_of(boot_crt, sizeof(boot_crt), "bootstrap-ca.crt");
-  if (ms_pem_write_cert(boot_crt, boot_ca, NULL, err, sizeof(err)) != 0 ||
-      ms_pem_write_cert(ca_crt, ca, NULL, err, sizeof(err)) != 0 ||
-      ms_pem_write_key(ca_key_path, ca_key, err, sizeof(err)) != 0 ||
-      ms_pem_write_cert(server_crt, server_cert, NULL, err, sizeof(err)) != 0 ||
-      ms_pem_write_key(server_key_path, server_key, err, sizeof(err)) != 0)
-    die("write", err);
-  ms_xds_server_options options = {
-      .listen_address = "127.0.0.1:0",
-      .tls_cert = server_crt,
-      .tls_key = server_key_path,
-      .client_ca = boot_crt,
-      .ca_cert = ca_crt,
-      .ca_key = ca_key_path,
-      .cert_ttl_seconds = TTL,
-      .csr_rate_limit = RATE,
-  };
+  server_test_pki_init(&pki, "CA API test CA");
+  /* Bootstrap certificates come from their own CA (--client-ca). */
+  server_test_write_ca("bootstrap CA", "bootstrap-ca.crt", NULL, &boot_ca, &boot_ca_key);
+  char err[MS_ERR_LEN], boot_crt[1024];
+  server_test_path(boot_crt, sizeof(boot_crt), "bootstrap-ca.crt");
+  ms_xds_server_options options = server_test_pki_options(&pki);
+  options.client_ca = boot_crt;
+  options.cert_ttl_seconds = TTL;
+  options.csr_rate_limit = RATE;
   ms_xds_server *server = NULL;
-  if (ms_xds_server_new(&loop, &options, &server, err, sizeof(err)) != 0) die("server", err);
+  if (ms_xds_server_new(&loop, &options, &server, err, sizeof(err)) != 0)
+    grpc_test_die("server", err);
   port = ms_xds_server_port(server);
   EVP_PKEY *key = new_key();
   result r;
@@ -382,11 +327,8 @@ int main(void) {
   EVP_PKEY_free(key);
   ms_xds_server_close(server);
   grpc_test_close_loop(&loop);
-  X509_free(ca);
+  server_test_pki_cleanup(&pki);
   X509_free(boot_ca);
-  X509_free(server_cert);
-  EVP_PKEY_free(ca_key);
   EVP_PKEY_free(boot_ca_key);
-  EVP_PKEY_free(server_key);
   return grpc_test_finish("server_csr_test");
 }

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -30,28 +29,11 @@
 #include "xds/grpc_test_util.h"
 #include "xds/server.h"
 #include "xds/server_internal.h"
+#include "xds/server_test_util.h"
 
 #define ISSUER "https://kubernetes.default.svc.cluster.local"
 
 static uv_loop_t loop;
-static char dir[512];
-
-static void die(const char *what, const char *err) {
-  fprintf(stderr, "%s: %s\n", what, err);
-  exit(1);
-}
-
-static void path_of(char *out, size_t len, const char *name) {
-  snprintf(out, len, "%s/%s", dir, name);
-}
-
-/* write_text replaces DIR/NAME through a rename, as kubelet and editors do. */
-static void write_text(const char *name, const char *text) {
-  char path[1024], err[MS_ERR_LEN];
-  path_of(path, sizeof(path), name);
-  if (ms_file_write_atomic(path, text, strlen(text), 0644, err, sizeof(err)) != 0)
-    die("write", err);
-}
 
 /* ---- keys ------------------------------------------------------------------------- */
 
@@ -233,7 +215,7 @@ static void standin_start(X509 *cert, EVP_PKEY *key) {
   if (bind(standin.listen_fd, (struct sockaddr *)&addr, len) != 0 ||
       listen(standin.listen_fd, 16) != 0 ||
       getsockname(standin.listen_fd, (struct sockaddr *)&addr, &len) != 0)
-    die("stand-in", strerror(errno));
+    grpc_test_die("stand-in", strerror(errno));
   standin.port = ntohs(addr.sin_port);
   pthread_create(&standin.thread, NULL, standin_main, NULL);
 }
@@ -296,7 +278,7 @@ static ms_xds_server_options base_options;
 static void start_server(ms_xds_server_options *options) {
   char err[MS_ERR_LEN];
   if (ms_xds_server_new(&loop, options, &server, err, sizeof(err)) != 0)
-    die("ms_xds_server_new", err);
+    grpc_test_die("ms_xds_server_new", err);
   server->jwks.fetch_timeout_ms = 700; /* the hanging stand-in costs less than 10 s */
 }
 
@@ -370,7 +352,7 @@ static void url_source(const char *url, const char *ca, const char *token) {
     CHECK(run_until(remote_failed_with, "HTTP 401", 5000));
     CHECK_CONTAINS(server->jwks.remote.last_error, "system:service-account-issuer-discovery");
     CHECK(strcmp(kids(), "k2") == 0);
-    write_text("token", "token-2\n");
+    server_test_write_text("token", "token-2\n");
     CHECK(run_until(remote_ok, NULL, 5000));
   }
   stop_server();
@@ -401,16 +383,16 @@ static void refresh_soon(const char *url, const char *ca, const char *token) {
 /* file_source: an atomic replace is followed; a bad file keeps the last
  * good keys; with a URL too, the union. */
 static void file_source(const char *url, const char *ca, const char *token) {
-  write_text("keys/jwks.json", jwks_doc("f1", NULL));
+  server_test_write_text("keys/jwks.json", jwks_doc("f1", NULL));
   char path[1024];
-  path_of(path, sizeof(path), "keys/jwks.json");
+  server_test_path(path, sizeof(path), "keys/jwks.json");
   ms_xds_server_options o = base_options;
   o.jwks_file = path;
   start_server(&o);
   CHECK(strcmp(kids(), "f1") == 0); /* loaded before ms_xds_server_new returns */
-  write_text("keys/jwks.json", jwks_doc("f2", "f3"));
+  server_test_write_text("keys/jwks.json", jwks_doc("f2", "f3"));
   CHECK(run_until(kids_are, "f2,f3", 3000));
-  write_text("keys/jwks.json", "{\"keys\": [ this is not JSON");
+  server_test_write_text("keys/jwks.json", "{\"keys\": [ this is not JSON");
   CHECK(run_until(file_failed, NULL, 3000));
   CHECK(strcmp(kids(), "f2,f3") == 0);
   char *json = ms_xds_server_status_json(server);
@@ -420,7 +402,7 @@ static void file_source(const char *url, const char *ca, const char *token) {
   stop_server();
 
   /* Both sources: tokens verify against the union. */
-  write_text("keys/jwks.json", jwks_doc("f4", NULL));
+  server_test_write_text("keys/jwks.json", jwks_doc("f4", NULL));
   standin_set(SERVE_JWKS, jwks_doc("u1", NULL));
   o.jwks_url = url;
   o.jwks_ca = ca;
@@ -450,12 +432,12 @@ static void refusals(const char *url, const char *ca) {
   CHECK(ms_xds_server_new(&loop, &o, &server, err, sizeof(err)) != 0);
   CHECK_CONTAINS(err, "needs --jwks-ca");
   o = base_options;
-  write_text("keys/bad.json", "{\"keys\": []}");
-  path_of(path, sizeof(path), "keys/bad.json");
+  server_test_write_text("keys/bad.json", "{\"keys\": []}");
+  server_test_path(path, sizeof(path), "keys/bad.json");
   o.jwks_file = path;
   CHECK(ms_xds_server_new(&loop, &o, &server, err, sizeof(err)) != 0);
   CHECK_CONTAINS(err, "--jwks-file");
-  path_of(path, sizeof(path), "keys/missing.json");
+  server_test_path(path, sizeof(path), "keys/missing.json");
   CHECK(ms_xds_server_new(&loop, &o, &server, err, sizeof(err)) != 0);
   CHECK_CONTAINS(err, "missing.json");
   server = NULL;
@@ -464,68 +446,40 @@ static void refusals(const char *url, const char *ca) {
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
-  snprintf(dir, sizeof(dir), "%s/jwks-XXXXXX",
-           getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp");
-  if (mkdtemp(dir) == NULL) die("mkdtemp", strerror(errno));
-  char path[1024];
-  path_of(path, sizeof(path), "keys");
-  mkdir(path, 0755);
+  server_test_dir_init("jwks");
+  server_test_mkdir("keys");
   uv_loop_init(&loop);
   for (int i = 0; i < 2; i++) {
     BIGNUM *e = BN_new();
     BN_set_word(e, RSA_F4);
     rsa_keys[i] = RSA_new();
-    if (!RSA_generate_key_ex(rsa_keys[i], 2048, e, NULL)) die("RSA", "keygen failed");
+    if (!RSA_generate_key_ex(rsa_keys[i], 2048, e, NULL)) grpc_test_die("RSA", "keygen failed");
     BN_free(e);
   }
 
   /* One CA signs xds-server's and the stand-in's certificates and is the
    * workload CA; the stand-in is 127.0.0.1, like the in-cluster service IP. */
-  char err[MS_ERR_LEN], ca_crt[1024], ca_key_path[1024], crt[1024], key_path[1024];
-  X509 *ca = NULL, *cert = NULL;
-  EVP_PKEY *ca_key = NULL, *key = NULL;
-  if (ms_ca_new("jwks test CA", 86400, &ca, &ca_key, err, sizeof(err)) != 0) die("ca", err);
-  const char *ips[1] = {"127.0.0.1"};
-  ms_issue_request request = {
-      .common_name = "api", .ips = ips, .ip_count = 1, .server = true, .ttl_seconds = 3600};
-  if (ms_cert_issue(&request, ca, ca_key, &cert, &key, err, sizeof(err)) != 0) die("issue", err);
-  path_of(ca_crt, sizeof(ca_crt), "ca.crt");
-  path_of(ca_key_path, sizeof(ca_key_path), "ca.key");
-  path_of(crt, sizeof(crt), "server.crt");
-  path_of(key_path, sizeof(key_path), "server.key");
-  if (ms_pem_write_cert(ca_crt, ca, NULL, err, sizeof(err)) != 0 ||
-      ms_pem_write_key(ca_key_path, ca_key, err, sizeof(err)) != 0 ||
-      ms_pem_write_cert(crt, cert, NULL, err, sizeof(err)) != 0 ||
-      ms_pem_write_key(key_path, key, err, sizeof(err)) != 0)
-    die("write", err);
-  standin_start(cert, key);
+  server_test_pki pki;
+  server_test_pki_init(&pki, "jwks test CA");
+  standin_start(pki.server_cert, pki.server_key);
   snprintf(standin.token, sizeof(standin.token), "token-1");
-  write_text("token", "token-1\n");
+  server_test_write_text("token", "token-1\n");
   char url[128], token[1024];
   snprintf(url, sizeof(url), "https://127.0.0.1:%u/openid/v1/jwks", standin.port);
-  path_of(token, sizeof(token), "token");
+  server_test_path(token, sizeof(token), "token");
 
-  base_options = (ms_xds_server_options){
-      .listen_address = "127.0.0.1:0",
-      .tls_cert = crt,
-      .tls_key = key_path,
-      .ca_cert = ca_crt,
-      .ca_key = ca_key_path,
-      .debounce_ms = 50,
-      .token_issuer = ISSUER,
-  };
-  url_source(url, ca_crt, token);
-  refresh_soon(url, ca_crt, token);
-  file_source(url, ca_crt, token);
-  refusals(url, ca_crt);
+  base_options = server_test_pki_options(&pki);
+  base_options.debounce_ms = 50;
+  base_options.token_issuer = ISSUER;
+  url_source(url, pki.ca_cert_path, token);
+  refresh_soon(url, pki.ca_cert_path, token);
+  file_source(url, pki.ca_cert_path, token);
+  refusals(url, pki.ca_cert_path);
 
   grpc_test_close_loop(&loop);
   standin_stop();
   for (int i = 0; i < 2; i++)
     RSA_free(rsa_keys[i]);
-  X509_free(ca);
-  X509_free(cert);
-  EVP_PKEY_free(ca_key);
-  EVP_PKEY_free(key);
+  server_test_pki_cleanup(&pki);
   return grpc_test_finish("server_jwks_test");
 }

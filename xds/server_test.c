@@ -6,8 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -15,61 +13,12 @@
 #include "xds/grpc_test_util.h"
 #include "xds/server.h"
 #include "xds/server_load.h"
+#include "xds/server_test_util.h"
 
 #define STREAMS 200
 #define CHANNELS 4
 
 static uv_loop_t loop;
-static char dir[512];
-
-static void die(const char *what, const char *err) {
-  fprintf(stderr, "%s: %s\n", what, err);
-  exit(1);
-}
-
-static void path_of(char *out, size_t len, const char *name) {
-  snprintf(out, len, "%s/%s", dir, name);
-}
-
-static void write_text(const char *name, const char *text) {
-  char path[1024], tmp[1100];
-  path_of(path, sizeof(path), name);
-  snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-  FILE *f = fopen(tmp, "w");
-  if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-    die("write", path);
-}
-
-/* write_ca makes a CA and writes it to ca/ca.crt and ca/ca.key. */
-static void write_ca(const char *cn, X509 **out_cert, EVP_PKEY **out_key) {
-  char err[MS_ERR_LEN], crt[1024], key[1024];
-  if (ms_ca_new(cn, 86400, out_cert, out_key, err, sizeof(err)) != 0) die("ms_ca_new", err);
-  path_of(crt, sizeof(crt), "ca/ca.crt");
-  path_of(key, sizeof(key), "ca/ca.key");
-  if (ms_pem_write_key(key, *out_key, err, sizeof(err)) != 0 ||
-      ms_pem_write_cert(crt, *out_cert, NULL, err, sizeof(err)) != 0)
-    die("write CA", err);
-}
-
-static void issue(X509 *ca, EVP_PKEY *ca_key, const char *uri, bool server, X509 **cert,
-                  EVP_PKEY **key) {
-  const char *dns[1] = {"localhost"}, *ips[1] = {"127.0.0.1"}, *uris[1] = {uri};
-  ms_issue_request request = {
-      .common_name = server ? "xds-server" : "bootstrap",
-      .dns = dns,
-      .dns_count = server,
-      .ips = ips,
-      .ip_count = server,
-      .uris = uris,
-      .uri_count = uri != NULL,
-      .client = !server,
-      .server = server,
-      .ttl_seconds = 3600,
-  };
-  char err[MS_ERR_LEN];
-  if (ms_cert_issue(&request, ca, ca_key, cert, key, err, sizeof(err)) != 0) die("issue", err);
-}
-
 static const char *config(const char *timeout) {
   static char text[1024];
   snprintf(text, sizeof(text),
@@ -103,57 +52,33 @@ static bool all_updated(void *arg) {
 }
 
 int main(void) {
-  const char *tmp = getenv("TEST_TMPDIR");
-  snprintf(dir, sizeof(dir), "%s/server_test", tmp != NULL ? tmp : "/tmp");
-  char path[1024];
-  mkdir(dir, 0700);
-  path_of(path, sizeof(path), "ca");
-  mkdir(path, 0700);
-  path_of(path, sizeof(path), "conf");
-  mkdir(path, 0700);
+  server_test_dir_init("server_test");
+  server_test_mkdir("conf");
   uv_loop_init(&loop);
 
-  X509 *ca, *server_cert, *client_cert;
-  EVP_PKEY *ca_key, *server_key, *client_key;
-  write_ca("first CA", &ca, &ca_key);
-  issue(ca, ca_key, NULL, true, &server_cert, &server_key);
-  issue(ca, ca_key, "spiffe://cluster.local/ns/default/sa/bootstrap", false, &client_cert,
-        &client_key);
-  char err[MS_ERR_LEN], server_crt[1024], server_key_path[1024], ca_crt[1024], ca_key_path[1024],
-      conf[1024];
-  path_of(server_crt, sizeof(server_crt), "server.crt");
-  path_of(server_key_path, sizeof(server_key_path), "server.key");
-  path_of(ca_crt, sizeof(ca_crt), "ca/ca.crt");
-  path_of(ca_key_path, sizeof(ca_key_path), "ca/ca.key");
-  path_of(conf, sizeof(conf), "conf");
-  if (ms_pem_write_cert(server_crt, server_cert, NULL, err, sizeof(err)) != 0 ||
-      ms_pem_write_key(server_key_path, server_key, err, sizeof(err)) != 0)
-    die("write server", err);
-  write_text("conf/backend.json", config("1s"));
+  server_test_pki pki;
+  server_test_pki_init(&pki, "first CA");
+  X509 *client_cert;
+  EVP_PKEY *client_key;
+  server_test_issue(pki.ca, pki.ca_key, "spiffe://cluster.local/ns/default/sa/bootstrap", false,
+                    &client_cert, &client_key);
+  char err[MS_ERR_LEN], conf[1024];
+  server_test_path(conf, sizeof(conf), "conf");
+  server_test_write_text("conf/backend.json", config("1s"));
 
-  SSL_CTX *client_ctx = SSL_CTX_new(TLS_method());
-  SSL_CTX_use_certificate(client_ctx, client_cert);
-  SSL_CTX_use_PrivateKey(client_ctx, client_key);
-  X509_STORE_add_cert(SSL_CTX_get_cert_store(client_ctx), ca);
-  SSL_CTX_set_verify(client_ctx, SSL_VERIFY_PEER, NULL);
+  SSL_CTX *client_ctx = grpc_test_ctx_new(client_cert, client_key, pki.ca, SSL_VERIFY_PEER);
 
-  ms_xds_server_options options = {
-      .listen_address = "127.0.0.1:0",
-      .tls_cert = server_crt,
-      .tls_key = server_key_path,
-      .ca_cert = ca_crt,
-      .ca_key = ca_key_path,
-      .config_dir = conf,
-      .status_address = "127.0.0.1:0",
-      .debounce_ms = 50,
-      /* The load's callers present a certificate of the workload CA and
-       * take their keys from the server (Envoy's way). */
-      .accept_workload_certificates = true,
-      .serve_workload_keys = true,
-  };
+  ms_xds_server_options options = server_test_pki_options(&pki);
+  options.config_dir = conf;
+  options.status_address = "127.0.0.1:0";
+  options.debounce_ms = 50;
+  /* The load's callers present a certificate of the workload CA and take
+   * their keys from the server (Envoy's way). */
+  options.accept_workload_certificates = true;
+  options.serve_workload_keys = true;
   ms_xds_server *server = NULL;
   if (ms_xds_server_new(&loop, &options, &server, err, sizeof(err)) != 0)
-    die("ms_xds_server_new", err);
+    grpc_test_die("ms_xds_server_new", err);
   CHECK(ms_xds_server_status_port(server) != 0);
 
   char address[64];
@@ -178,7 +103,7 @@ int main(void) {
 
   /* A config change reaches every stream, on CDS only. */
   ms_ads_load_mark(load);
-  write_text("conf/backend.json", config("2s"));
+  server_test_write_text("conf/backend.json", config("2s"));
   ms_ads_load_type cds = MS_ADS_LOAD_CDS, sds = MS_ADS_LOAD_SDS;
   CHECK(run_until(all_updated, &cds, 5000));
   int64_t last_ms = 0;
@@ -193,7 +118,7 @@ int main(void) {
   ms_ads_load_mark(load);
   X509 *new_ca;
   EVP_PKEY *new_ca_key;
-  write_ca("second CA", &new_ca, &new_ca_key);
+  server_test_write_ca("second CA", "ca/ca.crt", "ca/ca.key", &new_ca, &new_ca_key);
   CHECK(run_until(all_updated, &sds, 5000));
   updated = ms_ads_load_updated(load, MS_ADS_LOAD_SDS, &last_ms);
   printf("CA rotation: %d streams updated, the last after %lld ms\n", updated, (long long)last_ms);
@@ -214,13 +139,10 @@ int main(void) {
   ms_xds_server_close(server);
   grpc_test_close_loop(&loop);
   SSL_CTX_free(client_ctx);
-  X509_free(ca);
+  server_test_pki_cleanup(&pki);
   X509_free(new_ca);
-  X509_free(server_cert);
   X509_free(client_cert);
-  EVP_PKEY_free(ca_key);
   EVP_PKEY_free(new_ca_key);
-  EVP_PKEY_free(server_key);
   EVP_PKEY_free(client_key);
   return grpc_test_finish("server_test");
 }
