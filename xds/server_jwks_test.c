@@ -288,14 +288,21 @@ static void stop_server(void) {
   run_until(never, NULL, 100);
 }
 
-/* url_source: keys from the URL, periodic rotation, failures keeping the
- * last good set, the token re-read at each fetch. */
-static void url_source(const char *url, const char *ca, const char *token) {
-  standin_set(SERVE_JWKS, jwks_doc("k1", NULL));
+/* url_options returns base_options with the key set taken from `url`,
+ * trusting `ca`, with the token in the file `token`. */
+static ms_xds_server_options url_options(const char *url, const char *ca, const char *token) {
   ms_xds_server_options o = base_options;
   o.jwks_url = url;
   o.jwks_ca = ca;
   o.jwks_token = token;
+  return o;
+}
+
+/* url_source: keys from the URL, periodic rotation, failures keeping the
+ * last good set, the token re-read at each fetch. */
+static void url_source(const char *url, const char *ca, const char *token) {
+  standin_set(SERVE_JWKS, jwks_doc("k1", NULL));
+  ms_xds_server_options o = url_options(url, ca, token);
   o.jwks_refresh_seconds = 1;
   start_server(&o);
   CHECK(xds_jwks_current(&server->jwks) == NULL);
@@ -361,10 +368,7 @@ static void url_source(const char *url, const char *ca, const char *token) {
 /* refresh_soon: an unknown kid fetches at once, at most once per 30 s. */
 static void refresh_soon(const char *url, const char *ca, const char *token) {
   standin_set(SERVE_JWKS, jwks_doc("k3", NULL));
-  ms_xds_server_options o = base_options;
-  o.jwks_url = url;
-  o.jwks_ca = ca;
-  o.jwks_token = token;
+  ms_xds_server_options o = url_options(url, ca, token);
   o.jwks_refresh_seconds = 3600;
   start_server(&o);
   CHECK(run_until(kids_are, "k3", 5000));
@@ -404,9 +408,8 @@ static void file_source(const char *url, const char *ca, const char *token) {
   /* Both sources: tokens verify against the union. */
   server_test_write_text("keys/jwks.json", jwks_doc("f4", NULL));
   standin_set(SERVE_JWKS, jwks_doc("u1", NULL));
-  o.jwks_url = url;
-  o.jwks_ca = ca;
-  o.jwks_token = token;
+  o = url_options(url, ca, token);
+  o.jwks_file = path;
   start_server(&o);
   CHECK(run_until(kids_are, "f4,u1", 5000));
   CHECK(ms_jwks_count(xds_jwks_current(&server->jwks)) == 2);
