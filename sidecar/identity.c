@@ -17,7 +17,6 @@
 #include <time.h>
 
 #include <cjson/cJSON.h>
-#include <openssl/rand.h>
 
 #include "certs/certs.h"
 #include "sidecar/identity_internal.h"
@@ -72,12 +71,6 @@ struct ms_identity {
 
 static void start_request(ms_identity *identity);
 
-static uint32_t random_u32(void) {
-  uint32_t value = 0;
-  RAND_bytes((uint8_t *)&value, sizeof(value));
-  return value;
-}
-
 static void on_timer(uv_timer_t *timer) {
   start_request(timer->data);
 }
@@ -116,7 +109,7 @@ static void request_failed(ms_identity *identity, const char *why) {
   MS_STAT_ADD(ms_server_main_stats(identity->server), identity_csr_failure, 1);
   snprintf(identity->last_error, sizeof(identity->last_error), "%s", why);
   uint64_t delay = ms_ads_backoff_ms(identity->failures++, MS_IDENTITY_INITIAL_BACKOFF_MS,
-                                     MS_IDENTITY_MAX_BACKOFF_MS, random_u32());
+                                     MS_IDENTITY_MAX_BACKOFF_MS, ms_ads_random_u32());
   if (identity->have_certificate) {
     int64_t left_ms = (identity->leaf.not_after - (int64_t)time(NULL)) * 1000;
     if (left_ms > 0 && (uint64_t)left_ms / 2 < delay) delay = (uint64_t)left_ms / 2;
@@ -207,7 +200,7 @@ static void accept_answer(ms_identity *identity) {
   forget_request(identity);
   uint64_t delay = ms_identity_renewal_delay_ms(identity->started_at, identity->leaf.not_before,
                                                 identity->leaf.not_after,
-                                                (int64_t)time(NULL) * 1000, random_u32());
+                                                (int64_t)time(NULL) * 1000, ms_ads_random_u32());
   wait_then_request(identity, delay);
   log_obtained(identity, rotated, delay);
 }

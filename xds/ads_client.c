@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/rand.h>
-
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "certs/certs.h"
 #include "sidecar/log.h"
@@ -218,12 +216,6 @@ static void on_message(ms_grpc_call *call, const uint8_t *bytes, size_t len, voi
 
 /* ---- the end of an attempt, backoff ------------------------------------------ */
 
-static uint32_t random_u32(void) {
-  uint32_t value = 0;
-  RAND_bytes((uint8_t *)&value, sizeof(value));
-  return value;
-}
-
 static void on_backoff_timer(uv_timer_t *timer) {
   start_attempt(timer->data);
 }
@@ -238,7 +230,7 @@ static void end_attempt(ms_ads_client *client, const char *why) {
   client->stream_error = NULL;
   if (client->stream_responses > 0) client->failures = 0;
   client->retry_delay_ms = ms_ads_backoff_ms(client->failures, client->initial_backoff_ms,
-                                             client->max_backoff_ms, random_u32());
+                                             client->max_backoff_ms, ms_ads_random_u32());
   client->failures++;
   client->state = MS_ADS_CLIENT_BACKOFF;
   uv_timer_start(&client->timer, on_backoff_timer, client->retry_delay_ms, 0);

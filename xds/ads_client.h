@@ -196,6 +196,11 @@ int ms_ads_client_type_status(const ms_ads_client *client, const char *type_url,
 uint64_t ms_ads_backoff_ms(uint32_t failures, uint64_t initial_ms, uint64_t max_ms,
                            uint32_t random);
 
+/* ms_ads_random_u32 returns 32 bits from BoringSSL's RAND_bytes: the
+ * `random` of ms_ads_backoff_ms (and of the identity agent's renewal
+ * jitter). Cannot fail. */
+uint32_t ms_ads_random_u32(void);
+
 /* ms_ads_client_close closes the stream, the channel and the backoff timer;
  * no callback fires after it returns. Memory is freed in libuv close
  * callbacks. Accepts NULL. */

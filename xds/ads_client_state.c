@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
 #include "google/rpc/status.pb-c.h"
@@ -22,6 +24,12 @@ uint64_t ms_ads_backoff_ms(uint32_t failures, uint64_t initial_ms, uint64_t max_
   if (base > max_ms) base = max_ms;
   uint64_t delay = base / 2 + (uint64_t)random % (base + 1);
   return delay > max_ms ? max_ms : delay;
+}
+
+uint32_t ms_ads_random_u32(void) {
+  uint32_t value = 0;
+  RAND_bytes((uint8_t *)&value, sizeof(value));
+  return value;
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
