@@ -7,38 +7,11 @@
 # server recorded. Certificates come from the certs CLI at test time. Needs
 # node and tests/node/node_modules (npm ci --prefix tests/node).
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+NAME=ads_client_node
+# shellcheck source=tests/node/node_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/node/node_test_lib.sh"
 DRIVER="$RUNFILES/xds/ads_client_test_driver"
-CERTS="$RUNFILES/certs/certs"
-# This script's runfile is a symlink into the source tree, where tests/node
-# and its node_modules live.
-SOURCE_ROOT="$(dirname "$(dirname "$(readlink -f "$RUNFILES/xds/ads_client_node_test.sh")")")"
-NODE_DIR="$SOURCE_ROOT/tests/node"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/ads_client_node"
-server_pid=""
-
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null
-  wait 2>/dev/null
-}
-trap cleanup EXIT
-
-if ! command -v node >/dev/null; then
-  echo "FAIL: node is not installed (tools/install-deps.sh installs it)" >&2
-  exit 1
-fi
-if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ]; then
-  echo "FAIL: $NODE_DIR/node_modules has no @grpc/grpc-js: run \`npm ci --prefix tests/node\` first" >&2
-  exit 1
-fi
-
-rm -rf "$DIR"
-mkdir -p "$DIR"
-"$CERTS" ca --out "$DIR/ca" >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/server" --dns localhost --ip 127.0.0.1 --server >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/client" \
-    --uri spiffe://test.local/ns/shop/sa/orders --client >/dev/null ||
-  { echo "FAIL: could not issue certificates" >&2; exit 1; }
+issue_certs spiffe://test.local/ns/shop/sa/orders
 
 # The plan: what the server sends, and what it must receive in between (see
 # ads_test_server.js). The driver ACKs everything except CDS version "2",
@@ -89,13 +62,8 @@ node "$NODE_DIR/ads_test_server.js" --ca "$DIR/ca/ca.crt" --cert "$DIR/server.cr
   --key "$DIR/server.key" --plan "$DIR/plan.json" --log "$DIR/requests.jsonl" \
   --port-file "$DIR/port" >"$DIR/server.log" 2>&1 &
 server_pid=$!
-port=""
-for _ in $(seq 150); do
-  [ -s "$DIR/port" ] && { port=$(cat "$DIR/port"); break; }
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-if [ -z "$port" ]; then
+pids+=("$server_pid")
+if ! port=$(wait_for "$DIR/port" "$server_pid" "$WAIT_PORT"); then
   echo "FAIL: the ADS test server did not start:" >&2
   cat "$DIR/server.log" >&2
   exit 1

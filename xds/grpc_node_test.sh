@@ -6,55 +6,18 @@
 # Certificates come from the certs CLI at test time. Needs node and
 # tests/node/node_modules (npm ci --prefix tests/node).
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+NAME=grpc_node
+# shellcheck source=tests/node/node_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/node/node_test_lib.sh"
 TOOL="$RUNFILES/xds/grpc_peer_tool"
-CERTS="$RUNFILES/certs/certs"
-# This script's runfile is a symlink into the source tree, where
-# tests/node and its node_modules live.
-SOURCE_ROOT="$(dirname "$(dirname "$(readlink -f "$RUNFILES/xds/grpc_node_test.sh")")")"
-NODE_DIR="$SOURCE_ROOT/tests/node"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/grpc_node"
 URI="spiffe://test.local/ns/default/sa/peer-client"
-passed=0
-failed=0
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
-
-if ! command -v node >/dev/null; then
-  echo "FAIL: node is not installed (tools/install-deps.sh installs it)" >&2
-  exit 1
-fi
-if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ]; then
-  echo "FAIL: $NODE_DIR/node_modules has no @grpc/grpc-js: run \`npm ci --prefix tests/node\` first" >&2
-  exit 1
-fi
-
-mkdir -p "$DIR"
-"$CERTS" ca --out "$DIR/ca" >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/server" --dns localhost --ip 127.0.0.1 --server >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/client" --uri "$URI" --client >/dev/null ||
-  { echo "FAIL: could not issue certificates" >&2; exit 1; }
-
-# wait_for_port FILE PID: prints the port written to FILE by PID, within 15 s.
-wait_for_port() {
-  for _ in $(seq 150); do
-    [ -s "$1" ] && { cat "$1"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
+issue_certs "$URI"
 
 # 1. Our client against grpc-js's server.
 node "$NODE_DIR/grpc_peer_server.js" --ca "$DIR/ca/ca.crt" --cert "$DIR/server.crt" \
   --key "$DIR/server.key" --port-file "$DIR/node.port" >"$DIR/node_server.log" 2>&1 &
-pids+=($!)
-if port=$(wait_for_port "$DIR/node.port" $!); then
+pids+=("$!")
+if port=$(wait_for "$DIR/node.port" $! "$WAIT_PORT"); then
   if timeout 60 "$TOOL" client "127.0.0.1:$port" "$DIR/ca/ca.crt" "$DIR/client.crt" \
     "$DIR/client.key" "$URI"; then
     passed=$((passed + 1))
@@ -73,8 +36,8 @@ fi
 "$TOOL" server "$DIR/ca/ca.crt" "$DIR/server.crt" "$DIR/server.key" "$DIR/tool.port" \
   >"$DIR/tool_server.log" 2>&1 &
 server_pid=$!
-pids+=($server_pid)
-if port=$(wait_for_port "$DIR/tool.port" $server_pid); then
+pids+=("$server_pid")
+if port=$(wait_for "$DIR/tool.port" $server_pid "$WAIT_PORT"); then
   if timeout 60 node "$NODE_DIR/grpc_peer_client.js" --address "127.0.0.1:$port" \
     --ca "$DIR/ca/ca.crt" --cert "$DIR/client.crt" --key "$DIR/client.key" \
     --server-name localhost --expect-uri "$URI"; then

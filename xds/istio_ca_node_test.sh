@@ -9,38 +9,13 @@
 #      tests use: the same, and its misbehaving mode is noticed.
 # Needs node, openssl and tests/node/node_modules (npm ci --prefix tests/node).
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+NAME=istio_ca_node
+# shellcheck source=tests/node/node_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/node/node_test_lib.sh"
 SERVER="$RUNFILES/xds/xds-server"
-CERTS="$RUNFILES/certs/certs"
-SOURCE_ROOT="$(dirname "$(dirname "$(readlink -f "$RUNFILES/xds/istio_ca_node_test.sh")")")"
-NODE_DIR="$SOURCE_ROOT/tests/node"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/istio_ca_node"
 ID="spiffe://cluster.local/ns/default/sa/node-client"
-passed=0
-failed=0
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
-
-if ! command -v node >/dev/null || ! command -v openssl >/dev/null; then
-  echo "FAIL: node and openssl are needed (tools/install-deps.sh installs them)" >&2
-  exit 1
-fi
-if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ]; then
-  echo "FAIL: $NODE_DIR/node_modules has no @grpc/grpc-js: run \`npm ci --prefix tests/node\` first" >&2
-  exit 1
-fi
-
-mkdir -p "$DIR"
-"$CERTS" ca --out "$DIR/ca" >/dev/null &&
-  "$CERTS" ca --out "$DIR/boot" --cn "bootstrap CA" >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/server" --dns localhost --ip 127.0.0.1 --server >/dev/null &&
-  "$CERTS" issue --ca "$DIR/boot" --out "$DIR/client" --uri "$ID" --client >/dev/null ||
-  { echo "FAIL: could not issue certificates" >&2; exit 1; }
+require_command openssl
+issue_certs "$ID" bootstrap
 
 # client NAME PORT ARGS...: runs the grpc-js client, counting the result.
 client() {
@@ -55,24 +30,12 @@ client() {
   fi
 }
 
-# wait_for LOG PID REGEX: prints the first capture of REGEX in LOG, within 15 s.
-wait_for() {
-  for _ in $(seq 150); do
-    local found
-    found=$(sed -nE "s/$3/\\1/p" "$1" 2>/dev/null | head -1)
-    [ -n "$found" ] && { echo "$found"; return 0; }
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
-
 # 1. xds-server.
 "$SERVER" --listen 127.0.0.1:0 --status-address off --tls-cert "$DIR/server.crt" \
-  --tls-key "$DIR/server.key" --client-ca "$DIR/boot/ca.crt" --ca-cert "$DIR/ca/ca.crt" \
+  --tls-key "$DIR/server.key" --client-ca "$DIR/bootstrap-ca/ca.crt" --ca-cert "$DIR/ca/ca.crt" \
   --ca-key "$DIR/ca/ca.key" --cert-ttl 1h >"$DIR/xds_server.log" 2>&1 &
 server_pid=$!
-pids+=($server_pid)
+pids+=("$server_pid")
 if port=$(wait_for "$DIR/xds_server.log" $server_pid '.*serving ADS on [^ ]* \(port ([0-9]+)\).*'); then
   client "xds-server: a certificate for the caller's CSR" "$port" --expect ok --validity 600
   client "xds-server: validity capped at --cert-ttl" "$port" --expect ok --validity 3600
@@ -93,11 +56,11 @@ fi
 # 2. The stand-in CA, well-behaved and not.
 for mode in ok other-identity; do
   node "$NODE_DIR/istio_ca_server.js" --ca-cert "$DIR/ca/ca.crt" --ca-key "$DIR/ca/ca.key" \
-    --tls-cert "$DIR/server.crt" --tls-key "$DIR/server.key" --client-ca "$DIR/boot/ca.crt" \
+    --tls-cert "$DIR/server.crt" --tls-key "$DIR/server.key" --client-ca "$DIR/bootstrap-ca/ca.crt" \
     --mode "$mode" >"$DIR/node_$mode.port" 2>"$DIR/node_$mode.log" &
   pid=$!
-  pids+=($pid)
-  if port=$(wait_for "$DIR/node_$mode.port" $pid '^([0-9]+)$'); then
+  pids+=("$pid")
+  if port=$(wait_for "$DIR/node_$mode.port" $pid "$WAIT_PORT"); then
     if [ "$mode" = ok ]; then
       client "istio_ca_server.js: a certificate" "$port" --expect ok --validity 600
       client "istio_ca_server.js: another identity refused" "$port" --expect denied

@@ -15,7 +15,7 @@
 # Needs node and tests/node/node_modules (npm ci --prefix tests/node).
 set -u
 NAME=xds_server_hostile_test
-# shellcheck source=xds_server_lib.sh
+# shellcheck source=tests/xds_server/xds_server_lib.sh
 source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/xds_server/xds_server_lib.sh"
 
 check() { # check NAME CONDITION-EXIT-STATUS [DETAIL]
@@ -28,14 +28,8 @@ check() { # check NAME CONDITION-EXIT-STATUS [DETAIL]
   fi
 }
 
-rm -rf "$DIR"
 mkdir -p "$DIR/conf"
-"$CERTS" ca --out "$DIR/ca" >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/server" --dns localhost --ip 127.0.0.1 --server >/dev/null &&
-  "$CERTS" ca --out "$DIR/bootstrap-ca" --cn bootstrap-ca >/dev/null &&
-  "$CERTS" issue --ca "$DIR/bootstrap-ca" --out "$DIR/client" --client \
-    --uri spiffe://cluster.local/ns/hostile/sa/tester >/dev/null ||
-  { echo "FAIL: could not issue certificates" >&2; exit 1; }
+issue_certs spiffe://cluster.local/ns/hostile/sa/tester bootstrap
 # 40 clusters: a CDS response of a few KiB.
 {
   echo '{"resources": ['

@@ -1,39 +1,17 @@
+# shellcheck shell=bash
 # xds_server_lib.sh: what the xds-server shell tests share, sourced after
-# they set NAME (their runfile's base name, which also names their folder).
-# Sets RUNFILES, SERVER, CERTS, NODE_DIR, DIR, passed, failed, pids; kills
-# what is in pids on exit; fails at once without node or node_modules.
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+# they set NAME (their runfile's base name, which also names their folder):
+# tests/node/node_test_lib.sh (RUNFILES, CERTS, NODE_DIR, DIR, passed,
+# failed, pids, issue_certs, wait_for), SERVER, and start_server. Fails at
+# once without node, @grpc/grpc-js or @grpc/grpc-js-xds.
+# shellcheck source=tests/node/node_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/node/node_test_lib.sh"
 SERVER="$RUNFILES/xds/xds-server"
-CERTS="$RUNFILES/certs/certs"
-# The script's runfile is a symlink into the source tree, where tests/node
-# and its node_modules live.
-SOURCE_ROOT="$(dirname "$(dirname "$(dirname "$(readlink -f "$RUNFILES/tests/xds_server/$NAME.sh")")")")"
-NODE_DIR="$SOURCE_ROOT/tests/node"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/$NAME"
-passed=0
-failed=0
-pids=()
-
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
-
-if ! command -v node >/dev/null; then
-  echo "FAIL: node is not installed (tools/install-deps.sh installs it)" >&2
-  exit 1
-fi
-if [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js" ] ||
-  [ ! -d "$NODE_DIR/node_modules/@grpc/grpc-js-xds/deps/envoy-api" ]; then
-  echo "FAIL: $NODE_DIR/node_modules lacks @grpc/grpc-js or @grpc/grpc-js-xds:" \
-    "run \`npm ci --prefix tests/node\` first (tools/install-deps.sh does it)" >&2
-  exit 1
-fi
+require_node_module @grpc/grpc-js-xds/deps/envoy-api
 
 # start_server LOG ARGS...: starts xds-server on free ports with the
-# certificates in $DIR (server.crt/key, ca/ca.crt/key, the bootstrap CA
-# bootstrap-ca/ca.crt) and ARGS; sets
+# certificates in $DIR (issue_certs URI bootstrap: server.crt/key,
+# ca/ca.crt/key, the bootstrap CA bootstrap-ca/ca.crt) and ARGS; sets
 # server_pid, ads_port, status_port. Returns 1 if it did not come up.
 start_server() {
   local log=$1

@@ -12,17 +12,11 @@
 # tests/node/node_modules (npm ci --prefix tests/node).
 set -u
 NAME=xds_server_test
-# shellcheck source=xds_server_lib.sh
+# shellcheck source=tests/xds_server/xds_server_lib.sh
 source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/xds_server/xds_server_lib.sh"
 
-rm -rf "$DIR"
 mkdir -p "$DIR/conf"
-"$CERTS" ca --out "$DIR/ca" >/dev/null &&
-  "$CERTS" issue --ca "$DIR/ca" --out "$DIR/server" --dns localhost --ip 127.0.0.1 --server >/dev/null &&
-  "$CERTS" ca --out "$DIR/bootstrap-ca" --cn bootstrap-ca >/dev/null &&
-  "$CERTS" issue --ca "$DIR/bootstrap-ca" --out "$DIR/client" --client \
-    --uri spiffe://cluster.local/ns/shop/sa/orders >/dev/null ||
-  { echo "FAIL: could not issue certificates" >&2; exit 1; }
+issue_certs spiffe://cluster.local/ns/shop/sa/orders bootstrap
 # The server's own certificate and the trust the client starts with outlive
 # a CA rotation: keep a copy of the first CA.
 cp "$DIR/ca/ca.crt" "$DIR/first-ca.crt"
