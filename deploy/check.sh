@@ -14,7 +14,7 @@
 #     that work with /status on loopback, the Service, serving certificate
 #     and the sidecars' "xds" section agree on one name and port, and the
 #     workload example's bootstrap Certificate and backup folder fit;
-#   - if kubectl is installed: `kubectl kustomize` renders deploy/kubernetes,
+#   - `kubectl kustomize` (required: kustomize >= 4) renders deploy/kubernetes,
 #     deploy/kubernetes/examples/component and the two control-plane
 #     kustomizations; in examples/component the component injected the
 #     native sidecar into the annotated Deployment only, keeping that
@@ -51,8 +51,10 @@ rendered_dir="$(mktemp -d)"
 trap 'rm -rf "$rendered_dir" "$work"' EXIT
 
 # Components need kustomize >= 3.7. kubectl prints its embedded kustomize
-# version (v4 or later) since 1.24. A kubectl that does not print it is
-# skipped: Debian 12's kubernetes-client (1.20) is too old for components.
+# version (v4 or later) since 1.24. Without one the renders cannot be checked,
+# and the check fails rather than pass having checked less: Debian 12's
+# kubernetes-client (1.20) is too old for components; these machines carry a
+# newer kubectl (the Google Cloud SDK's).
 kustomize_major=""
 if command -v kubectl >/dev/null 2>&1; then
   kustomize_major="$(kubectl version --client 2>/dev/null |
@@ -65,7 +67,8 @@ if [ -n "$kustomize_major" ] && [ "$kustomize_major" -ge 4 ]; then
   kubectl kustomize "$k8s/control-plane/workload" >"$rendered_dir/workload.yaml"
   echo "deploy/check.sh: kubectl kustomize rendered all four kustomizations"
 else
-  echo "deploy/check.sh: no kubectl with kustomize >= 4; skipping the kustomize renders"
+  echo "deploy/check.sh: FAIL: no kubectl with kustomize >= 4 to render the kustomizations" >&2
+  exit 1
 fi
 
 "$python" - "$k8s" "$rendered_dir" <<'PY'

@@ -15,16 +15,19 @@ if [ "${1:-}" != "--fast" ]; then configs+=("asan"); fi
 
 passed=0
 failed=0
+skipped=0
 for config in "${configs[@]}"; do
   label=${config:-default}
   flags=()
   if [ -n "$config" ]; then flags=(--config="$config"); fi
   echo "=== bazel test ${flags[*]} //... ($label)"
   bazel test "${flags[@]}" //... 2>&1 | tee "/tmp/mtls-sidecar-test-$label.log"
-  read -r p f < <(python3 tools/count_tests.py "bazel-testlogs" "/tmp/mtls-sidecar-test-$label.log")
-  echo "=== $label: $p passed, $f failed"
+  status=${PIPESTATUS[0]}
+  read -r p f s < <(python3 tools/count_tests.py "bazel-testlogs" "/tmp/mtls-sidecar-test-$label.log" "$status")
+  echo "=== $label: $p passed, $f failed, $s skipped (bazel test exited $status)"
   passed=$((passed + p))
   failed=$((failed + f))
+  skipped=$((skipped + s))
 done
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

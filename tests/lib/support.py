@@ -106,10 +106,20 @@ def normalize_serial(serial):
     return (serial or "").replace(":", "").lower().lstrip("0")
 
 
-def recv_until_eof(sock, timeout=DEFAULT_TIMEOUT, limit=None):
-    """recv_until_eof reads until the peer closes (returns the bytes) or
-    raises socket.timeout after `timeout` seconds overall. A reset counts
-    as the end too: the bytes read before it are returned."""
+class ResetBeforeEof(ConnectionResetError):
+    """ResetBeforeEof: the peer reset the connection instead of closing it;
+    `data` holds what was read before."""
+
+    def __init__(self, data):
+        super().__init__(f"connection reset by the peer after {len(data)} bytes (no FIN)")
+        self.data = data
+
+
+def recv_until_eof(sock, timeout=DEFAULT_TIMEOUT, limit=None, reset_ok=False):
+    """recv_until_eof reads until the peer closes with a FIN (returns the
+    bytes) or raises socket.timeout after `timeout` seconds overall. A reset
+    is not a clean close: it raises ResetBeforeEof (with the bytes read),
+    unless reset_ok, when it ends the read like a FIN."""
     deadline = time.monotonic() + timeout
     chunks = []
     total = 0
@@ -121,7 +131,9 @@ def recv_until_eof(sock, timeout=DEFAULT_TIMEOUT, limit=None):
         try:
             chunk = sock.recv(1 << 16)
         except ConnectionResetError:
-            return b"".join(chunks)
+            if reset_ok:
+                return b"".join(chunks)
+            raise ResetBeforeEof(b"".join(chunks)) from None
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
@@ -168,16 +180,24 @@ def recv_exactly(sock, n, timeout=DEFAULT_TIMEOUT):
     return b"".join(chunks)
 
 
-def is_closed_without_data(sock, timeout=DEFAULT_TIMEOUT):
-    """is_closed_without_data returns True when the peer closes (FIN or
-    reset) without sending a byte within `timeout`; False when data came;
-    raises socket.timeout when the connection stayed open."""
+def closed_how(sock, timeout=DEFAULT_TIMEOUT):
+    """closed_how waits for the peer's first move: "fin" (a clean close),
+    "reset" (an abort) or "data" (it sent bytes); raises socket.timeout when
+    the connection stayed open and silent."""
     sock.settimeout(timeout)
     try:
         data = sock.recv(1 << 16)
     except ConnectionResetError:
-        return True
-    return data == b""
+        return "reset"
+    return "fin" if data == b"" else "data"
+
+
+def is_closed_without_data(sock, timeout=DEFAULT_TIMEOUT):
+    """is_closed_without_data returns True when the peer closes (FIN or
+    reset: for a refusal either is right) without sending a byte within
+    `timeout`; False when data came; raises socket.timeout when the
+    connection stayed open. Where a clean close matters, use closed_how."""
+    return closed_how(sock, timeout) != "data"
 
 
 def http_get(port, path, host=SERVER_NAME, timeout=DEFAULT_TIMEOUT, keep_alive=False):
