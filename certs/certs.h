@@ -100,7 +100,8 @@ typedef struct ms_tls_settings {
   const char *private_key;   /* required with certificate */
   const char *password_file; /* NULL: key not encrypted */
   const char *trusted_ca;    /* CA bundle PEM; required when verify is on */
-  const char *crl;           /* NULL: no revocation list */
+  const char *crl;           /* NULL: no revocation list; else one CRL for every CA of the
+                                chain (each certificate is checked, the leaf and the CAs) */
   bool verify;               /* verify the upstream's chain (and names) */
   int verify_depth;          /* max intermediate certificates, like nginx */
   uint16_t min_version;      /* TLS1_2_VERSION or TLS1_3_VERSION */
