@@ -100,7 +100,8 @@ typedef struct ms_tls_settings {
   const char *private_key;   /* required with certificate */
   const char *password_file; /* NULL: key not encrypted */
   const char *trusted_ca;    /* CA bundle PEM; required when verify is on */
-  const char *crl;           /* NULL: no revocation list */
+  const char *crl;           /* NULL: no revocation list; else one CRL for every CA of the
+                                chain (each certificate is checked, the leaf and the CAs) */
   bool verify;               /* verify the upstream's chain (and names) */
   int verify_depth;          /* max intermediate certificates, like nginx */
   uint16_t min_version;      /* TLS1_2_VERSION or TLS1_3_VERSION */
@@ -118,6 +119,15 @@ typedef struct ms_tls_settings {
   const char *password;
   const char *trusted_ca_pem;
   const char *crl_pem;
+  /* What each connection checks of the peer's names (ms_peer_check, set per
+   * connection): not used to build the SSL_CTX, but part of the material's
+   * digest, so that a change of them alone makes a new context, and with it
+   * a new generation: sessions cached and connections pooled under the old
+   * rules are never used under the new ones. */
+  const char *server_name; /* NULL: each endpoint's host */
+  bool send_sni;
+  const char *const *match_sans; /* "DNS:x", "URI:y", ... */
+  size_t match_san_count;
 } ms_tls_settings;
 
 /* The bytes a context is made of, read from the files the settings name. */

@@ -123,7 +123,12 @@ static int add_crls(X509_STORE *store, const ms_tls_settings *settings,
     ms_err_set(err, err_len, "%s holds no PEM CRL (no \"BEGIN X509 CRL\" block)", what);
     return -1;
   }
-  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK);
+  /* Every certificate of the chain is checked, not only the leaf (Envoy's
+   * default, only_verify_leaf_cert_crl false): a revoked intermediate is
+   * refused, and so is a chain through a CA that has no CRL here
+   * (X509_V_ERR_UNABLE_TO_GET_CRL), since its certificates could not be
+   * checked. */
+  X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
   return 0;
 }
 

@@ -172,6 +172,34 @@ static void test_material_digest(void) {
   CHECK(ms_tls_material_load(&settings, &b, err, sizeof(err)) == 0);
   CHECK(memcmp(a.digest, b.digest, sizeof(a.digest)) != 0);
   ms_tls_material_cleanup(&b);
+  /* What is checked of the peer's names is part of the digest too. */
+  static const char *const sans[] = {"URI:spiffe://shop/orders"};
+  static const char *const other_sans[] = {"URI:spiffe://shop/payments"};
+  const ms_tls_settings changes[] = {
+      {.server_name = "orders.shop"},
+      {.send_sni = true},
+      {.match_sans = sans, .match_san_count = 1},
+  };
+  for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++) {
+    settings = test_client_settings();
+    settings.server_name = changes[i].server_name;
+    settings.send_sni = changes[i].send_sni;
+    settings.match_sans = changes[i].match_sans;
+    settings.match_san_count = changes[i].match_san_count;
+    CHECK(ms_tls_material_load(&settings, &b, err, sizeof(err)) == 0);
+    CHECK(memcmp(a.digest, b.digest, sizeof(a.digest)) != 0);
+    ms_tls_material_cleanup(&b);
+  }
+  ms_tls_material c;
+  settings = test_client_settings();
+  settings.match_sans = sans;
+  settings.match_san_count = 1;
+  CHECK(ms_tls_material_load(&settings, &b, err, sizeof(err)) == 0);
+  settings.match_sans = other_sans;
+  CHECK(ms_tls_material_load(&settings, &c, err, sizeof(err)) == 0);
+  CHECK(memcmp(b.digest, c.digest, sizeof(b.digest)) != 0);
+  ms_tls_material_cleanup(&c);
+  ms_tls_material_cleanup(&b);
   ms_tls_material_cleanup(&a);
   CHECK(a.private_key_pem == NULL && a.private_key_len == 0 && a.certificate_pem == NULL);
 }

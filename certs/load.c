@@ -247,6 +247,11 @@ static void material_digest(const ms_tls_settings *settings, ms_tls_material *ma
   digest_string(&sha, settings->ciphers);
   digest_string(&sha, settings->curves);
   digest_field(&sha, settings->alpn, settings->alpn_len);
+  digest_string(&sha, settings->server_name);
+  uint64_t names[] = {settings->send_sni, settings->match_san_count};
+  SHA256_Update(&sha, names, sizeof(names));
+  for (size_t i = 0; i < settings->match_san_count; i++)
+    digest_string(&sha, settings->match_sans[i]);
   SHA256_Final(material->digest, &sha);
 }
 

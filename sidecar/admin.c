@@ -5,18 +5,31 @@
  * are parsed by http_parser and answered one at a time: when a request is
  * complete the parser is paused and reading stops until its response is
  * written, then any pipelined bytes already read are parsed. What to answer
- * is decided in admin_route.c and admin_json.c. */
+ * is decided in admin_route.c and admin_json.c.
+ *
+ * Against a browser on the same machine: a request whose Host is not a
+ * loopback name or the admin address (DNS rebinding: a page of
+ * evil.example whose name now resolves to 127.0.0.1) is answered 421 and
+ * nothing else; a request other than GET or HEAD whose Origin is not local
+ * (a cross-site form or fetch) is answered 403. Against slow clients: each
+ * request must arrive whole within REQUEST_TIMEOUT_MS of the previous
+ * response (or of the accept), whatever trickles in meanwhile; and when
+ * every slot is taken, a new connection evicts the oldest one still
+ * waiting for its request, so that /ready keeps answering. */
 #include <stdio.h>
+#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sidecar/admin.h"
 #include "sidecar/admin_json.h"
+#include "sidecar/log.h"
 
-#define MAX_HEADER_BYTES 8192 /* request line and headers */
-#define MAX_BODY_BYTES 65536  /* a body is read and ignored */
-#define MAX_CONNECTIONS 64    /* more are accepted and closed at once */
-#define IDLE_TIMEOUT_MS 60000 /* a connection silent this long is closed */
+#define MAX_HEADER_BYTES 8192    /* request line and headers */
+#define MAX_BODY_BYTES 65536     /* a body is read and ignored */
+#define MAX_CONNECTIONS 64       /* more evict the oldest connection still reading */
+#define REQUEST_TIMEOUT_MS 10000 /* for a whole request, from the end of the last response */
+#define MAX_NAME_BYTES 256       /* a Host or Origin value kept for the check */
 #define READ_BUFFER_BYTES 16384
 
 typedef struct admin_connection admin_connection;
@@ -25,6 +38,8 @@ struct ms_admin {
   uv_tcp_t listener;
   uv_loop_t *loop;
   ms_server *server;
+  char own_host[80];       /* the admin address's host, IPv6 in brackets */
+  ms_log_limit evict_log;  /* connections closed to make room: a line a second */
   bool closing;            /* ms_admin_close was called */
   bool listener_closed;    /* the listener's close callback ran */
   size_t connection_count; /* connections whose memory is not freed yet */
@@ -41,7 +56,7 @@ typedef enum connection_state {
 
 struct admin_connection {
   uv_tcp_t tcp;
-  uv_timer_t idle_timer;
+  uv_timer_t request_timer; /* the whole request must come within REQUEST_TIMEOUT_MS */
   int open_handles;
   ms_admin *admin;
   admin_connection *next;
@@ -54,6 +69,13 @@ struct admin_connection {
   int refusal_status; /* set by a callback that refuses the request: 413, 414, 431 */
   char url[2048];
   size_t url_len;
+  /* The header being read, and the two values the checks need (each with
+   * its length; longer than MAX_NAME_BYTES: too long, never allowed). */
+  char field[16];
+  size_t field_len;
+  bool in_value; /* the last callback was a value: the next field is new */
+  char host[MAX_NAME_BYTES], origin[MAX_NAME_BYTES];
+  size_t host_len, origin_len; /* SIZE_MAX: absent */
 
   char buffer[READ_BUFFER_BYTES]; /* bytes read; [start, start+len) not parsed yet */
   size_t start;
@@ -96,15 +118,18 @@ static void connection_close(admin_connection *conn) {
   if (conn->state == CONNECTION_CLOSING) return;
   conn->state = CONNECTION_CLOSING;
   uv_close((uv_handle_t *)&conn->tcp, on_connection_handle_closed);
-  uv_close((uv_handle_t *)&conn->idle_timer, on_connection_handle_closed);
+  uv_close((uv_handle_t *)&conn->request_timer, on_connection_handle_closed);
 }
 
-static void on_idle_timeout(uv_timer_t *timer) {
+static void on_request_timeout(uv_timer_t *timer) {
   connection_close(timer->data);
 }
 
-static void restart_idle_timer(admin_connection *conn) {
-  uv_timer_start(&conn->idle_timer, on_idle_timeout, IDLE_TIMEOUT_MS, 0);
+/* restart_request_timer gives the next request REQUEST_TIMEOUT_MS to arrive
+ * whole: it runs from the accept or the end of a response, not from the last
+ * byte, so that a byte now and then does not keep a slot. */
+static void restart_request_timer(admin_connection *conn) {
+  uv_timer_start(&conn->request_timer, on_request_timeout, REQUEST_TIMEOUT_MS, 0);
 }
 
 /* ---- writing a response --------------------------------------------------- */
@@ -124,7 +149,7 @@ static void on_write(uv_write_t *req, int status) {
     connection_close(conn);
   } else {
     conn->state = CONNECTION_READING;
-    restart_idle_timer(conn);
+    restart_request_timer(conn);
     http_parser_pause(&conn->parser, 0);
     connection_parse(conn); /* requests that arrived with the last one */
     if (conn->state == CONNECTION_READING &&
@@ -170,10 +195,14 @@ static void connection_send(admin_connection *conn, bool head_only, const char *
 /* connection_refuse answers a request that could not be parsed, or that was
  * too large, and closes the connection after the response. */
 static void connection_refuse(admin_connection *conn, int status) {
-  const char *message = status == 413   ? "request body too large"
-                        : status == 414 ? "request target too long"
-                        : status == 431 ? "request headers too large"
-                                        : "bad request";
+  const char *message =
+      status == 403   ? "a request that changes something must not come from another site's page"
+      : status == 413 ? "request body too large"
+      : status == 414 ? "request target too long"
+      : status == 421 ? "the admin endpoint answers only to localhost, 127.0.0.1, [::1] or its "
+                        "own address as Host"
+      : status == 431 ? "request headers too large"
+                      : "bad request";
   conn->keep_alive = false;
   if (ms_admin_respond_error(status, message, NULL, &conn->response) != 0) {
     connection_close(conn);
@@ -182,9 +211,64 @@ static void connection_refuse(admin_connection *conn, int status) {
   connection_send(conn, false, NULL);
 }
 
+/* host_allowed: `name` (`len` bytes) is a loopback name or the admin
+ * address's host, with or without ":port". */
+static bool host_allowed(const ms_admin *admin, const char *name, size_t len) {
+  size_t host_len = 0;
+  if (len > 0 && name[0] == '[') {
+    const char *close = memchr(name, ']', len);
+    if (close == NULL) return false;
+    host_len = (size_t)(close - name) + 1;
+  } else {
+    while (host_len < len && name[host_len] != ':')
+      host_len++;
+  }
+  if (host_len < len) { /* ":port" */
+    if (name[host_len] != ':' || host_len + 1 == len || len - host_len > 6) return false;
+    for (size_t i = host_len + 1; i < len; i++)
+      if (name[i] < '0' || name[i] > '9') return false;
+  }
+  const char *allowed[] = {"localhost", "127.0.0.1", "[::1]", admin->own_host};
+  for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+    if (host_len > 0 && strlen(allowed[i]) == host_len &&
+        strncasecmp(allowed[i], name, host_len) == 0)
+      return true;
+  return false;
+}
+
+/* origin_allowed: an Origin ("http://host:port") naming an allowed host. */
+static bool origin_allowed(const ms_admin *admin, const char *origin, size_t len) {
+  static const char *const schemes[] = {"http://", "https://"};
+  for (size_t i = 0; i < 2; i++) {
+    size_t n = strlen(schemes[i]);
+    if (len > n && strncasecmp(origin, schemes[i], n) == 0)
+      return host_allowed(admin, origin + n, len - n);
+  }
+  return false; /* "null", another scheme, or too long */
+}
+
+/* request_refusal returns the status refusing the request just parsed for
+ * where it comes from (421: a foreign Host; 403: a foreign page that would
+ * change something), or 0. A request without Host (HTTP/1.0 tools) is not a
+ * browser's and passes. */
+static int request_refusal(const admin_connection *conn) {
+  if (conn->host_len != SIZE_MAX && !host_allowed(conn->admin, conn->host, conn->host_len))
+    return 421;
+  enum http_method method = (enum http_method)conn->parser.method;
+  if (method != HTTP_GET && method != HTTP_HEAD && conn->origin_len != SIZE_MAX &&
+      !origin_allowed(conn->admin, conn->origin, conn->origin_len))
+    return 403;
+  return 0;
+}
+
 /* connection_respond answers the request the parser just completed. */
 static void connection_respond(admin_connection *conn) {
   ms_admin *admin = conn->admin;
+  int refusal = request_refusal(conn);
+  if (refusal != 0) {
+    connection_refuse(conn, refusal);
+    return;
+  }
   ms_admin_target target;
   if (ms_admin_route_match((enum http_method)conn->parser.method, conn->url, conn->url_len,
                            &target) != 0) {
@@ -212,6 +296,9 @@ static int on_message_begin(http_parser *parser) {
   conn->body_bytes = 0;
   conn->url_len = 0;
   conn->refusal_status = 0;
+  conn->field_len = 0;
+  conn->in_value = false;
+  conn->host_len = conn->origin_len = SIZE_MAX;
   return 0;
 }
 
@@ -234,8 +321,46 @@ static int on_url(http_parser *parser, const char *at, size_t len) {
   return count_header_bytes(conn, len);
 }
 
-static int on_header_data(http_parser *parser, const char *at, size_t len) {
-  return count_header_bytes(parser_connection(parser), len);
+static int on_header_field(http_parser *parser, const char *at, size_t len) {
+  admin_connection *conn = parser_connection(parser);
+  if (conn->in_value) conn->field_len = 0; /* a new header */
+  conn->in_value = false;
+  size_t room = sizeof(conn->field) - conn->field_len;
+  memcpy(conn->field + conn->field_len, at, len < room ? len : room);
+  conn->field_len += len < room ? len : room;
+  return count_header_bytes(conn, len);
+}
+
+/* keep_value appends to one of the kept values; past MAX_NAME_BYTES the
+ * length says "too long" (one more than fits), which no check allows. */
+static void keep_value(char *value, size_t *value_len, bool first, const char *at, size_t len) {
+  if (first) *value_len = 0;
+  if (*value_len > MAX_NAME_BYTES) return;
+  if (len > MAX_NAME_BYTES - *value_len) {
+    *value_len = MAX_NAME_BYTES + 1;
+    return;
+  }
+  memcpy(value + *value_len, at, len);
+  *value_len += len;
+}
+
+static bool field_is(const admin_connection *conn, const char *name) {
+  return conn->field_len == strlen(name) && strncasecmp(conn->field, name, conn->field_len) == 0;
+}
+
+static int on_header_value(http_parser *parser, const char *at, size_t len) {
+  admin_connection *conn = parser_connection(parser);
+  bool first = !conn->in_value;
+  conn->in_value = true;
+  if (field_is(conn, "host")) {
+    /* A second Host is a request to refuse (RFC 9112 3.2). */
+    if (first && conn->host_len != SIZE_MAX) conn->refusal_status = 400;
+    keep_value(conn->host, &conn->host_len, first, at, len);
+  } else if (field_is(conn, "origin")) {
+    keep_value(conn->origin, &conn->origin_len, first, at, len);
+  }
+  if (conn->refusal_status) return -1;
+  return count_header_bytes(conn, len);
 }
 
 static int on_headers_complete(http_parser *parser) {
@@ -263,8 +388,8 @@ static int on_message_complete(http_parser *parser) {
 static const http_parser_settings parser_settings = {
     .on_message_begin = on_message_begin,
     .on_url = on_url,
-    .on_header_field = on_header_data,
-    .on_header_value = on_header_data,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
@@ -306,11 +431,34 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   conn->len += (size_t)nread;
-  restart_idle_timer(conn);
   connection_parse(conn);
 }
 
 /* ---- accepting ------------------------------------------------------------ */
+
+/* make_room closes the oldest connection still waiting for (the rest of) a
+ * request when MAX_CONNECTIONS are open besides `newest`: slow or idle
+ * clients cannot keep /ready from being answered. Returns false when every
+ * other connection is answering (then `newest` is the one to go). */
+static bool make_room(ms_admin *admin, admin_connection *newest) {
+  size_t open = 0;
+  admin_connection *oldest_reading = NULL;
+  for (admin_connection *c = admin->connections; c; c = c->next) {
+    if (c == newest || c->state == CONNECTION_CLOSING) continue;
+    open++;
+    if (c->state == CONNECTION_READING) oldest_reading = c; /* the list is newest first */
+  }
+  if (open < MAX_CONNECTIONS) return true;
+  if (oldest_reading == NULL) return false;
+  connection_close(oldest_reading);
+  uint64_t count = ms_log_limit_tick(&admin->evict_log, uv_now(admin->loop), 1000);
+  if (count > 0)
+    ms_log(MS_LOG_WARN,
+           "admin: %d connections open; closed the oldest one waiting for a request to take a "
+           "new one (%llu times since the last line)",
+           MAX_CONNECTIONS, (unsigned long long)count);
+  return true;
+}
 
 static void on_connection(uv_stream_t *listener, int status) {
   ms_admin *admin = listener->data;
@@ -321,9 +469,9 @@ static void on_connection(uv_stream_t *listener, int status) {
     free(conn);
     return;
   }
-  uv_timer_init(admin->loop, &conn->idle_timer); /* cannot fail */
+  uv_timer_init(admin->loop, &conn->request_timer); /* cannot fail */
   conn->tcp.data = conn;
-  conn->idle_timer.data = conn;
+  conn->request_timer.data = conn;
   conn->open_handles = 2;
   conn->admin = admin;
   conn->next = admin->connections;
@@ -333,13 +481,12 @@ static void on_connection(uv_stream_t *listener, int status) {
   http_parser_init(&conn->parser, HTTP_REQUEST);
   conn->parser.data = conn;
 
-  if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 ||
-      admin->connection_count > MAX_CONNECTIONS ||
+  if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 || !make_room(admin, conn) ||
       uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) != 0) {
     connection_close(conn);
     return;
   }
-  restart_idle_timer(conn);
+  restart_request_timer(conn);
 }
 
 static void on_listener_closed(uv_handle_t *handle) {
@@ -381,6 +528,8 @@ int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server
   if (!admin) return UV_ENOMEM;
   admin->loop = loop;
   admin->server = server;
+  bool ipv6 = strchr(address->host, ':') != NULL;
+  snprintf(admin->own_host, sizeof(admin->own_host), ipv6 ? "[%s]" : "%s", address->host);
   rc = uv_tcp_init(loop, &admin->listener);
   if (rc != 0) {
     free(admin);

@@ -236,6 +236,7 @@ static const ms_schema_key listener_keys[] = {
     REQUIRED("cluster", ms_schema_parse_string, LISTENER_FIELD(cluster),
              "name the cluster that receives this listener's connections"),
     UINT32("idle_timeout_ms", LISTENER_FIELD(idle_timeout_ms), 0, UINT32_MAX),
+    UINT32("max_connections", LISTENER_FIELD(max_connections), 1, 1000000),
     KEY("http", ms_config_parse_http_listener, LISTENER_FIELD(http)),
 };
 
@@ -243,6 +244,7 @@ static void listener_init(void *element) {
   ms_listener_config *listener = element;
   listener->protocol = MS_PROTOCOL_TCP;
   listener->idle_timeout_ms = 3600000;
+  listener->max_connections = MS_DEFAULT_MAX_CONNECTIONS;
   ms_config_http_listener_init(&listener->http);
 }
 

@@ -132,6 +132,10 @@ typedef struct ms_http_listener_config {
   size_t route_count;
 } ms_http_listener_config;
 
+/* A listener's max_connections when the configuration (or the control
+ * plane's Listener, which has no such field) does not say. */
+#define MS_DEFAULT_MAX_CONNECTIONS 10000
+
 typedef struct ms_listener_config {
   char *name;
   ms_address address;            /* must be an IP literal */
@@ -139,6 +143,9 @@ typedef struct ms_listener_config {
   char *cluster;                 /* names a cluster of this config */
   size_t cluster_index;          /* index into ms_config.clusters */
   uint32_t idle_timeout_ms;      /* default 3600000 (1 h, Envoy's TcpProxy default); 0: none */
+  uint32_t max_connections;      /* default MS_DEFAULT_MAX_CONNECTIONS: client connections
+                                    open at once on this listener, all workers together; more
+                                    are accepted and closed at once (downstream_cx_overflow) */
   ms_http_listener_config http;  /* "http": only with protocol "http" */
 } ms_listener_config;
 

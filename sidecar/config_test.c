@@ -155,6 +155,7 @@ static void test_full_config_round_trips(void) {
   CHECK(listener->idle_timeout_ms == 60000);
   CHECK(config->listeners[1].cluster_index == 0);
   CHECK(config->listeners[1].idle_timeout_ms == 3600000);
+  CHECK(config->listeners[1].max_connections == MS_DEFAULT_MAX_CONNECTIONS);
 
   CHECK(config->cluster_count == 2);
   const ms_cluster_config *cluster = &config->clusters[1];

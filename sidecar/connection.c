@@ -127,7 +127,7 @@ void ms_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets
   ms_event_source_init(&conn->client_source, on_client_event, conn);
   ms_event_source_init(&conn->task, on_task, conn);
   conn->link.close = close_link;
-  if (ms_worker_client_open(worker, &conn->link, fd, &conn->client_source) != 0) {
+  if (ms_worker_client_open(worker, &conn->link, fd, &conn->client_source, sockets) != 0) {
     free(conn);
     return;
   }

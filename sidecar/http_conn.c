@@ -116,7 +116,7 @@ void ms_http_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *so
   ms_event_source_init(&conn->task, on_task, conn);
   conn->link.close = close_link;
   conn->link.drain = drain_link;
-  if (ms_worker_client_open(worker, &conn->link, fd, &conn->source) != 0) {
+  if (ms_worker_client_open(worker, &conn->link, fd, &conn->source, sockets) != 0) {
     free(conn);
     return;
   }

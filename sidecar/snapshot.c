@@ -61,6 +61,7 @@ int ms_listener_sockets_bind(const char *name, const ms_address *address, size_t
   ms_listener_sockets *sockets = calloc(1, sizeof(*sockets));
   if (sockets == NULL) return -ENOMEM;
   atomic_init(&sockets->refs, 1);
+  atomic_init(&sockets->connections, 0);
   sockets->name = strdup(name);
   sockets->address = strdup(address->text);
   sockets->fds = calloc(count ? count : 1, sizeof(atomic_int));

@@ -74,6 +74,10 @@ typedef struct ms_listener_sockets {
   char *address;   /* as written, e.g. "127.0.0.1:15001" */
   atomic_int *fds; /* one per worker; -1 once taken */
   size_t fd_count;
+  /* Client connections open on this listener, all workers together: the
+   * listener's max_connections is checked against it (worker.c). It
+   * follows the sockets, so it survives snapshots that keep the address. */
+  atomic_uint connections;
 } ms_listener_sockets;
 
 /* ms_listener_sockets_bind binds `count` sockets to `address` (see

@@ -14,6 +14,8 @@
 #define MS_STATS_COUNTERS(X)                                                                 \
   X(downstream_cx_total, "client connections accepted")                                      \
   X(downstream_cx_active, "client connections open now (gauge)")                             \
+  X(downstream_cx_overflow, "connections closed at once: over max_connections")              \
+  X(downstream_cx_accept_fail, "accepts failed for lack of descriptors or memory")           \
   X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left")     \
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                    \
   X(upstream_cx_total, "upstream connections attempted")                                     \

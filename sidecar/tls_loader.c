@@ -43,6 +43,10 @@ static const ms_secret *find_secret(const secret_layers *layers, const char *nam
 static int effective_settings(const ms_cluster_tls_config *tls, const secret_layers *layers,
                               ms_tls_settings *out, char *why, size_t why_len) {
   *out = tls->settings;
+  out->server_name = tls->server_name;
+  out->send_sni = tls->send_sni;
+  out->match_sans = (const char *const *)tls->match_subject_alt_names;
+  out->match_san_count = tls->match_subject_alt_name_count;
   bool pending = false;
   if (tls->certificate_secret) {
     const ms_secret *secret = find_secret(layers, tls->certificate_secret, &pending);
@@ -78,8 +82,17 @@ static bool same_string(const char *a, const char *b) {
   return a == b || (a && b && strcmp(a, b) == 0);
 }
 
+static bool same_names(const ms_tls_settings *a, const ms_tls_settings *b) {
+  if (!same_string(a->server_name, b->server_name) || a->send_sni != b->send_sni ||
+      a->match_san_count != b->match_san_count)
+    return false;
+  for (size_t i = 0; i < a->match_san_count; i++)
+    if (!same_string(a->match_sans[i], b->match_sans[i])) return false;
+  return true;
+}
+
 static bool same_settings(const ms_tls_settings *a, const ms_tls_settings *b) {
-  return same_string(a->certificate, b->certificate) &&
+  return same_names(a, b) && same_string(a->certificate, b->certificate) &&
          same_string(a->private_key, b->private_key) &&
          same_string(a->password_file, b->password_file) &&
          same_string(a->trusted_ca, b->trusted_ca) && same_string(a->crl, b->crl) &&
@@ -112,11 +125,12 @@ static uint64_t mix_string(uint64_t hash, const char *text) {
 static uint64_t settings_hash(const ms_tls_settings *s) {
   uint64_t hash = 0xcbf29ce484222325ULL;
   const char *paths[] = {s->certificate, s->private_key, s->password_file, s->trusted_ca,
-                         s->crl,         s->ciphers,     s->curves};
+                         s->crl,         s->ciphers,     s->curves,        s->server_name};
   for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
     hash = mix_string(hash, paths[i]);
-  int64_t numbers[] = {s->verify,      s->verify_depth,  s->min_version,
-                       s->max_version, s->session_reuse, (int64_t)s->alpn_len};
+  int64_t numbers[] = {
+      s->verify,        s->verify_depth,      s->min_version, s->max_version,
+      s->session_reuse, (int64_t)s->alpn_len, s->send_sni,    (int64_t)s->match_san_count};
   return mix(hash, numbers, sizeof(numbers));
 }
 

@@ -13,6 +13,9 @@
 #include "sidecar/log.h"
 
 #define MS_ACCEPTS_PER_WAKEUP 64
+#define ACCEPT_PAUSE_MIN_MS 100
+#define ACCEPT_PAUSE_MAX_MS 1000
+#define LOG_INTERVAL_MS 1000
 
 static void follow_listeners(ms_worker *worker);
 
@@ -53,24 +56,108 @@ static int adopt_snapshot(ms_worker *worker, ms_snapshot *snapshot) {
   return 0;
 }
 
+/* ---- accepting ------------------------------------------------------------ */
+
+/* schedule_resume sets the worker's accept timer for the earliest paused
+ * listen socket, or stops it when none is paused. */
+static void on_accept_timer(uv_timer_t *timer);
+
+static void schedule_resume(ms_worker *worker) {
+  uint64_t earliest = UINT64_MAX;
+  for (const ms_listen_socket *l = worker->listen_sockets; l; l = l->next)
+    if (l->paused && l->resume_ms < earliest) earliest = l->resume_ms;
+  if (earliest == UINT64_MAX) {
+    uv_timer_stop(&worker->accept_timer);
+    return;
+  }
+  uint64_t now = uv_now(&worker->loop);
+  uv_timer_start(&worker->accept_timer, on_accept_timer, earliest > now ? earliest - now : 0, 0);
+}
+
+/* on_accept_timer resumes the paused listen sockets whose pause is over:
+ * each is posted, since edge-triggered readiness will not report the
+ * connections that waited in its backlog. */
+static void on_accept_timer(uv_timer_t *timer) {
+  ms_worker *worker = timer->data;
+  uint64_t now = uv_now(&worker->loop);
+  for (ms_listen_socket *l = worker->listen_sockets; l; l = l->next) {
+    if (l->paused && l->resume_ms <= now) {
+      l->paused = false;
+      ms_events_post(&worker->events, &l->source);
+    }
+  }
+  schedule_resume(worker);
+}
+
+/* pause_accepting stops accepting on `listener` after accept(2) failed for
+ * lack of descriptors or memory (`error`): the connection stays in the
+ * backlog, and trying again at once would fail again, as fast as the CPU
+ * allows. The pause doubles from ACCEPT_PAUSE_MIN_MS to ACCEPT_PAUSE_MAX_MS
+ * while the failures go on; the log says so once a second. */
+static void pause_accepting(ms_listen_socket *listener, int error) {
+  ms_worker *worker = listener->worker;
+  MS_STAT_ADD(&worker->stats, downstream_cx_accept_fail, 1);
+  uint32_t pause = listener->pause_ms * 2;
+  if (pause < ACCEPT_PAUSE_MIN_MS) pause = ACCEPT_PAUSE_MIN_MS;
+  if (pause > ACCEPT_PAUSE_MAX_MS) pause = ACCEPT_PAUSE_MAX_MS;
+  listener->pause_ms = pause;
+  listener->paused = true;
+  uint64_t now = uv_now(&worker->loop);
+  listener->resume_ms = now + pause;
+  schedule_resume(worker);
+  uint64_t count = ms_log_limit_tick(&worker->accept_log, now, LOG_INTERVAL_MS);
+  if (count > 0)
+    ms_log(MS_LOG_WARN,
+           "worker %u: accept failed on listener %s (%llu times since the last line): %s; "
+           "pausing accepts for %u ms (%lld connections open in this worker)",
+           worker->index, listener->sockets->name, (unsigned long long)count, strerror(error),
+           pause, (long long)atomic_load(&worker->connection_count));
+}
+
+/* refuse closes an accepted socket over its listener's max_connections. */
+static void refuse(ms_listen_socket *listener, int fd, uint32_t max_connections) {
+  ms_worker *worker = listener->worker;
+  close(fd);
+  MS_STAT_ADD(&worker->stats, downstream_cx_overflow, 1);
+  uint64_t count = ms_log_limit_tick(&worker->overflow_log, uv_now(&worker->loop), LOG_INTERVAL_MS);
+  if (count > 0)
+    ms_log(MS_LOG_WARN,
+           "worker %u: refused a connection on listener %s (%llu refused since the last line): "
+           "over its max_connections of %u",
+           worker->index, listener->sockets->name, (unsigned long long)count, max_connections);
+}
+
 /* Edge-triggered: accept until EAGAIN, or post the rest for the next turn
  * so that one busy listener does not hold up the connections. */
 static void on_accept(ms_event_source *source, uint32_t events) {
   ms_listen_socket *listener = source->data;
   ms_worker *worker = listener->worker;
+  if (listener->paused) return; /* the accept timer posts it */
   for (int i = 0; i < MS_ACCEPTS_PER_WAKEUP; i++) {
     int fd = accept4(listener->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        /* Say, out of descriptors: try again on the next turn. */
-        ms_log(MS_LOG_WARN, "accept failed on listener %s: %s", listener->sockets->name,
-               strerror(errno));
-        ms_events_post(&worker->events, &listener->source);
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pause_accepting(listener, errno);
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        uint64_t count =
+            ms_log_limit_tick(&worker->accept_log, uv_now(&worker->loop), LOG_INTERVAL_MS);
+        if (count > 0)
+          ms_log(MS_LOG_WARN,
+                 "worker %u: accept failed on listener %s (%llu times since the last line): %s",
+                 worker->index, listener->sockets->name, (unsigned long long)count,
+                 strerror(errno));
       }
       return;
     }
+    listener->pause_ms = 0;
     const ms_listener *in_snapshot = ms_snapshot_find_listener(worker->snapshot, listener->sockets);
+    if (in_snapshot &&
+        atomic_load_explicit(&listener->sockets->connections, memory_order_relaxed) >=
+            in_snapshot->config->max_connections) {
+      refuse(listener, fd, in_snapshot->config->max_connections);
+      continue;
+    }
     if (in_snapshot && in_snapshot->config->protocol == MS_PROTOCOL_HTTP)
       ms_http_conn_start(worker, fd, listener->sockets);
     else
@@ -89,6 +176,7 @@ static void close_listen_socket(ms_worker *worker, ms_listen_socket *listener) {
     }
   }
   ms_events_unpost(&worker->events, &listener->source);
+  if (listener->paused) schedule_resume(worker);
   close(listener->fd);
   ms_listener_sockets_free(listener->sockets);
   free(listener);
@@ -145,6 +233,7 @@ static void stop_accepting(ms_worker *worker) {
   worker->accepting = false;
   while (worker->listen_sockets)
     close_listen_socket(worker, worker->listen_sockets);
+  uv_timer_stop(&worker->accept_timer);
 }
 
 static void on_wakeup(uv_async_t *async) {
@@ -171,12 +260,13 @@ static void on_wakeup(uv_async_t *async) {
       worker->clients->close(worker->clients);
     ms_pool_free(worker->pool);
     worker->pool = NULL;
+    uv_close((uv_handle_t *)&worker->accept_timer, NULL);
     uv_close((uv_handle_t *)&worker->wakeup, NULL);
   }
 }
 
-int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd,
-                          ms_event_source *source) {
+int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd, ms_event_source *source,
+                          const ms_listener_sockets *sockets) {
   int rc = ms_events_add(&worker->events, fd, source);
   if (rc != 0) {
     ms_log(MS_LOG_ERROR, "cannot take a connection (%s); closing it", strerror(-rc));
@@ -187,6 +277,10 @@ int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd,
   link->next = worker->clients;
   if (worker->clients) worker->clients->prev = link;
   worker->clients = link;
+  /* The count and the reference are bookkeeping, not a change of the
+   * listener: `sockets` is const to the connections. */
+  link->listener = ms_listener_sockets_up_ref((ms_listener_sockets *)sockets);
+  atomic_fetch_add_explicit(&link->listener->connections, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&worker->connection_count, 1, memory_order_relaxed);
   MS_STAT_ADD(&worker->stats, downstream_cx_total, 1);
   MS_STAT_ADD(&worker->stats, downstream_cx_active, 1);
@@ -199,6 +293,9 @@ void ms_worker_client_close(ms_worker *worker, ms_client_link *link) {
   else
     worker->clients = link->next;
   if (link->next) link->next->prev = link->prev;
+  atomic_fetch_sub_explicit(&link->listener->connections, 1, memory_order_relaxed);
+  ms_listener_sockets_free(link->listener);
+  link->listener = NULL;
   atomic_fetch_sub_explicit(&worker->connection_count, 1, memory_order_relaxed);
   MS_STAT_ADD(&worker->stats, downstream_cx_active, -1);
 }
@@ -216,6 +313,8 @@ int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
   rc = uv_async_init(&worker->loop, &worker->wakeup, on_wakeup);
   if (rc != 0) return rc;
   worker->wakeup.data = worker;
+  uv_timer_init(&worker->loop, &worker->accept_timer); /* cannot fail */
+  worker->accept_timer.data = worker;
   worker->scratch = malloc(MS_WORKER_SCRATCH);
   worker->tls_scratch = malloc(sizeof(ms_tls_io_scratch));
   worker->sessions = ms_session_cache_new(1024);

@@ -15,6 +15,7 @@
 #include "sidecar/access_log.h"
 #include "sidecar/balancer.h"
 #include "sidecar/events.h"
+#include "sidecar/log.h"
 #include "sidecar/session_cache.h"
 #include "sidecar/snapshot.h"
 #include "sidecar/stats.h"
@@ -33,14 +34,21 @@ typedef struct ms_client_link {
   /* When the worker starts draining: an HTTP connection closes once idle
    * (NULL: the connection ends when its peers end it). */
   void (*drain)(struct ms_client_link *link);
+  ms_listener_sockets *listener; /* counted in its `connections`; reference held */
 } ms_client_link;
 
-/* One listener's socket in this worker. */
+/* One listener's socket in this worker. When accept(2) fails for lack of
+ * descriptors or memory the socket is paused: not accepted on until
+ * `resume_ms` (worker's loop time), the pause doubling from 100 ms to 1 s
+ * while the failures go on. */
 typedef struct ms_listen_socket {
   ms_worker *worker;
   ms_listener_sockets *sockets; /* reference held: identifies the listener across snapshots */
   int fd;                       /* this worker's descriptor, taken from `sockets` */
   ms_event_source source;       /* in the worker's event set */
+  bool paused;                  /* accept failed: wait for the worker's accept_timer */
+  uint64_t resume_ms;           /* when paused: accept again at this loop time */
+  uint32_t pause_ms;            /* the last pause; 0 after an accept succeeds */
   struct ms_listen_socket *next;
 } ms_listen_socket;
 
@@ -59,6 +67,9 @@ struct ms_worker {
   ms_balancer *balancers; /* one per cluster of `snapshot` */
   size_t balancer_count;
   ms_listen_socket *listen_sockets; /* follows the snapshot's listeners */
+  uv_timer_t accept_timer;          /* resumes paused listen sockets */
+  ms_log_limit accept_log;          /* accept failures: a line a second */
+  ms_log_limit overflow_log;        /* connections over max_connections: a line a second */
   bool accepting;                   /* false once draining */
   bool draining;                    /* drain asked: keep-alive connections close when idle */
   ms_client_link *clients;          /* doubly linked, for drain and stop */
@@ -80,11 +91,14 @@ struct ms_worker {
  * of listeners that leave. Returns 0 or a negative libuv error. */
 int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot);
 
-/* ms_worker_client_open takes an accepted client socket `fd` for the
- * connection whose link is `link`: the worker watches the socket for
- * `source` (events.h), lists the connection and counts it. Returns 0; on
+/* ms_worker_client_open takes an accepted client socket `fd` of the listener
+ * `sockets` for the connection whose link is `link`: the worker watches the
+ * socket for `source` (events.h), lists the connection and counts it (in
+ * the worker's stats and in the listener's connections, holding a
+ * reference to `sockets` until ms_worker_client_close). Returns 0; on
  * failure logs, closes `fd` and returns -1. */
-int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd, ms_event_source *source);
+int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd, ms_event_source *source,
+                          const ms_listener_sockets *sockets);
 
 /* ms_worker_client_close takes the connection out of the list and the
  * counts (its owner closes the socket). */

@@ -1,7 +1,11 @@
 """The admin endpoint: every path answers with the documented fields, keys
 never leak, unknown paths get a JSON 404."""
 
+import http.client
 import json
+import socket
+import threading
+import time
 import unittest
 
 from tests.lib import harness
@@ -137,6 +141,97 @@ class AdminTest(harness.IntegrationTest):
                            what="downstream_cx_total to grow by 3")
         host = self.sidecar.hosts("c")[0]
         self.assertGreaterEqual(harness.host_stat(host, "cx_total"), 4)
+
+
+class AdminHostileTest(harness.IntegrationTest):
+    """The admin endpoint against a browser page on the same machine (a
+    cross-site POST, DNS rebinding) and against connections that trickle."""
+
+    def setUp(self):
+        super().setUp()
+        self.nginx = self.start_https()
+        self.sidecar = self.simple_sidecar(self.nginx.port)
+
+    def request(self, method, path, headers):
+        conn = http.client.HTTPConnection("127.0.0.1", self.sidecar.admin_port, timeout=5)
+        try:
+            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+            for name, value in headers.items():
+                conn.putheader(name, value)
+            conn.endheaders()
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def test_foreign_host_is_refused_and_nothing_done(self):
+        # DNS rebinding: evil.example resolves to 127.0.0.1; the browser sends its name.
+        status, body = self.request("GET", "/config_dump", {"Host": "evil.example:15000"})
+        self.assertEqual(status, 421)
+        self.assertNotIn(b"clusters", body)
+        status, _ = self.request("POST", "/quitquitquit", {"Host": "evil.example"})
+        self.assertEqual(status, 421)
+        time.sleep(0.5)  # a drain would have begun by now
+        self.assertTrue(self.sidecar.is_running())
+        self.assertEqual(self.sidecar.admin_get("/ready")[0], 200)
+        # The local names, with and without port, are served.
+        port = self.sidecar.admin_port
+        for host in ("localhost", f"localhost:{port}", "127.0.0.1", f"127.0.0.1:{port}",
+                     "[::1]", f"[::1]:{port}", "LOCALHOST"):
+            self.assertEqual(self.request("GET", "/ready", {"Host": host})[0], 200, host)
+        for host in ("localhost.evil.example", "127.0.0.1.evil.example", "[::1]x", "::1",
+                     "localhost:80x", ""):
+            self.assertEqual(self.request("GET", "/ready", {"Host": host})[0], 421, host)
+
+    def test_cross_site_post_is_refused(self):
+        port = self.sidecar.admin_port
+        status, _ = self.request("POST", "/quitquitquit",
+                                 {"Host": f"127.0.0.1:{port}", "Origin": "http://evil.example"})
+        self.assertEqual(status, 403)
+        status, _ = self.request("POST", "/quitquitquit",
+                                 {"Host": f"127.0.0.1:{port}", "Origin": "null"})
+        self.assertEqual(status, 403)
+        time.sleep(0.5)
+        self.assertTrue(self.sidecar.is_running())
+        # A GET with a foreign Origin changes nothing and is answered.
+        status, _ = self.request("GET", "/ready", {"Host": f"127.0.0.1:{port}",
+                                                  "Origin": "http://evil.example"})
+        self.assertEqual(status, 200)
+        # A local page may POST.
+        status, _ = self.request("POST", "/quitquitquit",
+                                 {"Host": f"localhost:{port}", "Origin": f"http://localhost:{port}"})
+        self.assertEqual(status, 200)
+        self.sidecar.process.wait(10)
+
+    def test_trickling_connections_do_not_take_every_slot(self):
+        stop = threading.Event()
+        socks = []
+        for _ in range(70):  # more than the 64 slots, whatever else is open
+            s = socket.create_connection(("127.0.0.1", self.sidecar.admin_port), timeout=5)
+            socks.append(s)
+        self.addCleanup(lambda: [s.close() for s in socks])
+        time.sleep(0.5)  # all accepted (or refused) before the first byte
+
+        def trickle():
+            request = b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100000
+            for i in range(len(request)):
+                for s in socks:
+                    try:
+                        s.send(request[i:i + 1])
+                    except OSError:
+                        pass
+                if stop.wait(0.2):
+                    return
+
+        thread = threading.Thread(target=trickle, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 5)
+        self.addCleanup(stop.set)
+        time.sleep(1)
+        for _ in range(5):
+            status, body = self.sidecar.admin_get("/ready", timeout=3)
+            self.assertEqual(status, 200, body)
+            time.sleep(0.3)
 
 
 if __name__ == "__main__":

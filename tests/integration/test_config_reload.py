@@ -110,6 +110,57 @@ class ConfigReloadTest(harness.IntegrationTest):
                                      r"cannot listen")
         self.assertEqual(http_get(port, "/who"), (200, b"blue\n"))
 
+    # ---- a change of what is verified, with the same certificate files ----
+
+    def get_or_fail(self, port):
+        """get_or_fail returns the status of a GET through `port`, or None
+        when the connection ended without a response."""
+        try:
+            return http_get(port, "/who")[0]
+        except (OSError, http.client.HTTPException):
+            return None
+
+    def verification_change(self, **tls_change):
+        """verification_change serves through an HTTP listener (which pools
+        its upstream connection) and a TCP listener (whose second connection
+        resumes the first's session), then reloads the same files with
+        `tls_change`, which blue's certificate does not satisfy: neither a
+        pooled connection nor a cached session may carry a request past the
+        new check."""
+        web = harness.http_listener("web", "blue")
+        raw = listener("raw", "blue")
+        first = config([web, raw], [self.cluster_to("blue", self.blue)], workers=1)
+        sidecar = self.start_sidecar(first)
+        web_port, raw_port = sidecar.listener_port(0), sidecar.listener_port(1)
+        self.assertEqual(http_get(web_port, "/who"), (200, b"blue\n"))
+        self.assertEqual(http_get(raw_port, "/who"), (200, b"blue\n"))
+        self.assertEqual(http_get(raw_port, "/who"), (200, b"blue\n"))
+        self.assertGreaterEqual(sidecar.stat("http_pool_idle"), 1, "nothing pooled")
+        self.assertGreaterEqual(sidecar.stat("ssl_session_reused"), 1, "no session resumed")
+        reused = sidecar.stat("ssl_session_reused")
+        pooled = sidecar.stat("http_pool_reused")
+
+        changed = self.cluster_to("blue", self.blue)
+        changed["tls"].update(tls_change)
+        second = config([harness.http_listener("web", "blue", port=web_port),
+                         listener("raw", "blue", port=raw_port)], [changed],
+                        admin_port=sidecar.admin_port, workers=1)
+        self.reload(sidecar, second, r"configuration applied")
+        self.assertNotEqual(self.get_or_fail(web_port), 200,
+                            "a pooled connection carried a request past the new check")
+        self.assertNotEqual(self.get_or_fail(raw_port), 200,
+                            "a cached session resumed past the new check")
+        self.assertEqual(sidecar.stat("ssl_session_reused"), reused)
+        self.assertEqual(sidecar.stat("http_pool_reused"), pooled)
+        self.assertGreaterEqual(sidecar.stat("ssl_connection_error"), 2)
+        return sidecar
+
+    def test_changed_subject_alt_names_make_a_new_context(self):
+        self.verification_change(match_subject_alt_names=["URI:spiffe://test/someone-else"])
+
+    def test_changed_server_name_makes_a_new_context(self):
+        self.verification_change(server_name="wrong.test")
+
 
 if __name__ == "__main__":
     unittest.main()

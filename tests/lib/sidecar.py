@@ -92,6 +92,9 @@ class Sidecar:
     def __init__(self, folder, config_dict, name="sidecar", args=()):
         self.bin = sidecar_bin()
         self.args = list(args)
+        # Put before the binary, e.g. ["prlimit", "--nofile=64"]: the
+        # launcher must exec the sidecar so that its pid is the sidecar's.
+        self.launcher = []
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
         self.config = config_dict
@@ -105,8 +108,8 @@ class Sidecar:
         return listener_port(self.config["listeners"][index])
 
     def start(self, wait_ready=True, timeout=DEFAULT_TIMEOUT):
-        self.process = Process([self.bin, "--config", self.config_path] + self.args,
-                               self.log_path)
+        argv = self.launcher + [self.bin, "--config", self.config_path] + self.args
+        self.process = Process(argv, self.log_path)
         if wait_ready:
             self.wait_ready(timeout)
         return self
