@@ -43,14 +43,15 @@ def error_strings(document):
 
 class RotationTest(harness.IntegrationTest):
 
-    def start_pair(self, tls_dir, config_extra=None, server=None):
+    def start_pair(self, tls_dir, config_extra=None, server=None, **tls_extra):
         """Starts nginx (serving hello.txt and big.bin, with `server` or
         pki.server) and a sidecar whose client certificate is
-        tls_dir/tls.crt and tls.key, trusting tls_dir/ca.crt."""
+        tls_dir/tls.crt and tls.key, trusting tls_dir/ca.crt (more of the
+        cluster's tls in tls_extra)."""
         nginx = self.start_https(server=server, files={"hello.txt": HELLO, "big.bin": BIG})
         tls = cluster_tls(self.pki, certificate=os.path.join(tls_dir, "tls.crt"),
                           private_key=os.path.join(tls_dir, "tls.key"),
-                          trusted_ca=os.path.join(tls_dir, "ca.crt"))
+                          trusted_ca=os.path.join(tls_dir, "ca.crt"), **tls_extra)
         sidecar = self.simple_sidecar(nginx.port, tls, **(config_extra or {}))
         return nginx, sidecar
 
@@ -266,7 +267,9 @@ class RotationTest(harness.IntegrationTest):
         served = CertPair(os.path.join(server_dir, "$ssl_server_name.crt"),
                           os.path.join(server_dir, "$ssl_server_name.key"))
         self.move_upstream_certificate(server_dir, self.pki.server)
-        nginx, sidecar = self.start_pair(tls_dir, server=served)
+        # No session reuse: every connection verifies the upstream's
+        # certificate against the bundle in force (a resumed session would not).
+        nginx, sidecar = self.start_pair(tls_dir, server=served, session_reuse=False)
         old_ca, new_ca = (open(path, "rb").read() for path in (self.pki.ca_crt,
                                                                  self.pki.other_ca_crt))
         old_ca_serial, new_ca_serial = (self.pki.serial(path) for path in (self.pki.ca_crt,
@@ -281,10 +284,12 @@ class RotationTest(harness.IntegrationTest):
             harness.replace_file_atomically(os.path.join(tls_dir, "ca.crt"), bundle)
             reloads += 1
             sidecar.wait_log(r"tls reloaded: cluster=c ", count=reloads)
-            harness.wait_until(lambda: self.trusted_serials(sidecar) == serials,
-                               what=f"/certs to show the trust bundle {serials}")
+            harness.wait_until(lambda: self.trusted_serials(sidecar) == sorted(serials),
+                               what=f"/certs to show the trust bundle {serials}: "
+                                    f"{sidecar.admin_json('/certs')}")
             small.wait_more(5)
             big.wait_more(1)
+            self.assertEqual(small.failures + big.failures, [])
 
         trust(old_ca + new_ca, [old_ca_serial, new_ca_serial])
         self.move_upstream_certificate(server_dir, self.pki.other_server)
@@ -297,6 +302,7 @@ class RotationTest(harness.IntegrationTest):
         # New connections verify the new certificate against the new bundle.
         self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt?after=1"), (200, HELLO))
         self.assertEqual(harness.host_stat(sidecar.hosts("c")[0], "ssl_handshake_failures"), 0)
+        self.assertEqual(sidecar.stat("ssl_session_reused"), 0)
 
     def move_upstream_certificate(self, server_dir, pair):
         for source, suffix in ((pair.key, ".key"), (pair.crt, ".crt")):

@@ -48,11 +48,15 @@ def check_answer(marker, status, body, expected):
 def read_paced(response, bytes_per_second=None, chunk=64 * 1024, pause=None):
     """read_paced reads a response body to its end, at most bytes_per_second
     (None: as fast as it comes); `pause(bytes_read)` runs after each chunk.
-    Returns the body."""
+    Returns the body; raises http.client.IncompleteRead when the connection
+    ended before the Content-Length it announced (http.client's read(amt)
+    would quietly return the part it got)."""
     parts, got, began = [], 0, time.monotonic()
     while True:
         data = response.read(chunk)
         if not data:
+            if response.length:
+                raise http.client.IncompleteRead(b"".join(parts), response.length)
             return b"".join(parts)
         parts.append(data)
         got += len(data)
