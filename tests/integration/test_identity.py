@@ -22,12 +22,10 @@ client certificate from the mesh CA.
 """
 
 import base64
-import http.client
 import json
 import os
 import re
 import subprocess
-import threading
 import time
 import unittest
 
@@ -35,14 +33,14 @@ from tests.lib import harness
 from tests.lib.control_plane import (SECRET_TYPE, XdsServer, eds_cluster, load_assignment,
                                      tcp_listener, wait_serving, write_resources, xds_bootstrap,
                                      xds_server_certificates, xds_status)
-from tests.lib.harness import SERVER_NAME, http_get, normalize_serial, wait_until
+from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial, wait_until
+from tests.lib.load import RequestLoad
 from tests.lib.node import node_script
+from tests.lib.pki import find_key_material, key_material
 from tests.lib.support import Process, read_text, write_file
 
 HELLO = b"hello from nginx\n"
 TOKEN_IDENTITY = "spiffe://cluster.local/ns/shop/sa/orders"
-ADMIN_PAGES = ("/certs", "/config_dump", "/clusters?format=json", "/server_info", "/stats",
-               "/stats/prometheus", "/ready")
 
 
 def b64url(data):
@@ -238,51 +236,22 @@ class IdentityTest(harness.IntegrationTest):
         nginx = self.start_https(keepalive_requests=100000)
         sidecar = self.start_identity_sidecar(ca, nginx.port, ttl=6)
         port = sidecar.listener_port()
-        failures, done = [], threading.Event()
-        counts = {"short": 0, "long": 0}
-        lock = threading.Lock()
-
-        def short_connections():
-            while not done.is_set():
-                try:
-                    result = http_get(port, "/hello.txt", timeout=5)
-                    if result != (200, HELLO):
-                        failures.append(f"short: {result}")
-                    with lock:
-                        counts["short"] += 1
-                except OSError as e:
-                    failures.append(f"short: {e!r}")
-
-        def long_connection():
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            try:
-                while not done.is_set():
-                    conn.request("GET", "/hello.txt", headers={"Host": SERVER_NAME})
-                    response = conn.getresponse()
-                    if (response.status, response.read()) != (200, HELLO):
-                        failures.append("long: bad answer")
-                    with lock:
-                        counts["long"] += 1
-                    time.sleep(0.2)
-            except (OSError, http.client.HTTPException) as e:
-                failures.append(f"long: {e!r}")
-            finally:
-                conn.close()
-
-        threads = [threading.Thread(target=short_connections) for _ in range(4)]
-        threads += [threading.Thread(target=long_connection) for _ in range(3)]
-        for t in threads:
-            t.start()
+        # New connections from four threads, and three kept connections with
+        # a request every 0.2 s: any failed or wrong answer counts.
+        load = RequestLoad(port, threads=4, expected=HELLO)
+        self.addCleanup(load.stop)
+        kept = KeptConnections(port, count=3, interval=0.2, expected=HELLO)
+        self.addCleanup(kept.close)
         try:
-            wait_until(lambda: sidecar.stats()["identity_rotations"] >= 3, timeout=30,
-                       interval=0.5, what="three renewals")
+            wait_until(lambda: sidecar.stats()["identity_rotations"] >= 3 or load.failures or
+                       kept.failures, timeout=30, interval=0.5, what="three renewals")
         finally:
-            done.set()
-            for t in threads:
-                t.join(10)
-        self.assertEqual(failures, [])
-        self.assertGreater(counts["short"], 50)
-        self.assertGreater(counts["long"], 30)
+            load.stop()
+            kept.stop()
+        self.assertEqual(load.failures + kept.failures, [])
+        self.assertGreaterEqual(sidecar.stats()["identity_rotations"], 3)
+        self.assertGreater(load.successes, 50)
+        self.assertGreater(kept.requests, 30)
         entries = nginx.access_entries()
         serials = {normalize_serial(e["client_serial"]) for e in entries}
         self.assertGreaterEqual(len(serials), 3, serials)
@@ -314,28 +283,17 @@ class IdentityTest(harness.IntegrationTest):
 
         secrets = {"the token": TOKEN, "the token's signature": TOKEN.rsplit(".", 1)[1]}
         for i, key in enumerate(keys):
-            der = key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
             pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-            secrets[f"key {i} base64"] = "".join(pem.splitlines()[1:-1])
-            for j, line in enumerate(pem.splitlines()[1:-1]):
-                secrets[f"key {i} base64 line {j}"] = line
-            secrets[f"key {i} DER hex"] = der.hex()
-            secrets[f"key {i} scalar hex"] = format(key.private_numbers().private_value, "064x")
-        places = {f"admin {page}": sidecar.admin_get(page)[1] for page in ADMIN_PAGES}
+                                    serialization.NoEncryption())
+            secrets.update(key_material(pem, f"key {i}"))
+        places = sidecar.admin_pages()
         places["sidecar log"] = sidecar.log()
         for folder, _, files in os.walk(sidecar.folder):
             for name in files:
                 path = os.path.join(folder, name)
                 with open(path, "rb") as f:
                     places[path] = f.read().decode("latin-1")
-        for where, text in places.items():
-            for what, secret in secrets.items():
-                if "hex" in what:
-                    self.assertNotIn(secret, text.lower(), f"{what} in {where}")
-                else:
-                    self.assertNotIn(secret, text, f"{what} in {where}")
+        self.assertEqual(find_key_material(places, secrets), [])
         config = sidecar.admin_json("/config_dump")["configs"][0]["config"]
         self.assertIn("identity", config)
 
@@ -444,7 +402,7 @@ class XdsServerIdentityTest(harness.IntegrationTest):
         local = sidecar.admin_json("/certs")["local_identity"]
         self.assertEqual((local["spiffe_id"], local["spiffe_id_from"], local["proof"]),
                          (self.SPIFFE_ID, "token", "token"))
-        pages = [sidecar.admin_get(page)[1] for page in ADMIN_PAGES] + [sidecar.log()]
+        pages = list(sidecar.admin_pages().values()) + [sidecar.log()]
         for text in pages:
             self.assertNotIn(token.rsplit(".", 1)[1], text)
             self.assertNotIn(token.split(".")[1], text)

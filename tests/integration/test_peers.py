@@ -1,7 +1,8 @@
 """The peers behave as the sidecar tests assume, checked with Python's own
 TLS client (no sidecar here). If nginx stopped rejecting handshakes without
 SNI, say, the sidecar's sni_required test would prove nothing; this file
-fails first and says why."""
+fails first and says why. The load that the rotation tests count on is
+checked here too: every kind of bad answer is a failed request."""
 
 import datetime
 import socket
@@ -10,6 +11,7 @@ import unittest
 
 from tests.lib import harness
 from tests.lib.harness import SERVER_NAME
+from tests.lib.load import HeldRequest, RequestLoad
 
 
 class PeersTest(harness.IntegrationTest):
@@ -115,6 +117,47 @@ class PeersTest(harness.IntegrationTest):
             sock.settimeout(0.3)
             sock.recv(1)
 
+
+    def test_load_counts_every_bad_answer_as_a_failure(self):
+        # A plain HTTP server whose answers go wrong in turn: a truncated
+        # body, a garbage status line, a wrong body, a 503, a body cut short; then
+        # good answers. Each bad one is a failure; no thread dies of it.
+        good = b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhello\n"
+        bad = [b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\n\r\nhello\n",
+               b"garbage\r\n\r\n",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhellO\n",
+               b"HTTP/1.1 503 Busy\r\nContent-Length: 6\r\n\r\nhello\n",
+               b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nhel"]
+        answers = iter(bad)
+
+        def handler(conn):
+            conn.settimeout(5)
+            while True:
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    more = conn.recv(4096)
+                    if not more:
+                        return
+                    head += more
+                answer = next(answers, good)
+                conn.sendall(answer)
+                if answer is not good:
+                    conn.close()
+                    return
+
+        server = self.start_tcp_server(handler)
+        load = RequestLoad(server.port, threads=2, expected=b"hello\n")
+        self.addCleanup(load.stop)
+        load.wait_more(20)
+        load.stop()
+        self.assertEqual(len(load.failures), len(bad), load.failures)
+        for seen in ("IncompleteRead", "BadStatusLine", "first difference at byte 4",
+                     "status 503", "IncompleteRead"):
+            self.assertTrue(any(seen in f for f in load.failures), (seen, load.failures))
+        # A held answer reports its own too.
+        answers = iter(bad)
+        held = HeldRequest(server.port, "/", b"hello\n", hold_after=1)
+        self.assertRegex(held.finish() or "", r"IncompleteRead")
 
 if __name__ == "__main__":
     unittest.main()

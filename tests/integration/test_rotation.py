@@ -1,67 +1,25 @@
 """Certificate rotation under load: the sidecar picks up new certificate
-files (file rename, Kubernetes ..data symlink swap, SIGHUP) without failing a
-single connection; new connections present the new certificate; connections
-opened before keep working. A broken certificate is refused and the old one
-keeps serving."""
+files (file rename, Kubernetes ..data symlink swap, SIGHUP) and a new trust
+bundle without failing a single request, small or large (a large answer is
+held in flight across every change); new connections present the new
+certificate; connections opened before keep working. A broken certificate is
+refused and the old one keeps serving."""
 
 import http.client
 import os
 import shutil
 import signal
-import threading
+import socket
+import ssl
 import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.harness import (SERVER_NAME, cluster, cluster_tls, config, http_get, listener,
-                                normalize_serial)
+from tests.lib.harness import (SERVER_NAME, CertPair, cluster, cluster_tls, config, http_get,
+                                listener, normalize_serial)
+from tests.lib.load import LARGE_BODY as BIG, LARGE_BODY_RATE, HeldRequest, RequestLoad
 
-
-class Load:
-    """Load makes connections through the sidecar from `threads` threads in
-    a loop, one request each, until stop() (or 30 s); it records every
-    failure."""
-
-    def __init__(self, port, threads=2):
-        self.port = port
-        self.successes = 0
-        self.failures = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(threads)]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, index):
-        deadline = time.monotonic() + 30
-        n = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            n += 1
-            try:
-                status, body = http_get(self.port, f"/hello.txt?load={index}-{n}", timeout=5)
-                ok = status == 200 and body == b"hello from nginx\n"
-                failure = None if ok else (index, n, status, body[:200])
-            except OSError as e:
-                failure = (index, n, repr(e))
-            with self._lock:
-                if failure:
-                    self.failures.append(failure)
-                else:
-                    self.successes += 1
-
-    def run_for(self, seconds, successes, timeout=10):
-        """run_for lets the load run for `seconds` more and waits until it
-        has made at least `successes` more connections (or failed)."""
-        target = self.successes + successes
-        time.sleep(seconds)
-        harness.wait_until(lambda: self.successes >= target or self.failures, timeout,
-                           what=f"{successes} more successful connections under load")
-
-    def stop(self):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
+HELLO = b"hello from nginx\n"
 
 
 def error_strings(document):
@@ -85,15 +43,50 @@ def error_strings(document):
 
 class RotationTest(harness.IntegrationTest):
 
-    def start_pair(self, tls_dir, config_extra=None):
-        """Starts nginx and a sidecar whose client certificate is
-        tls_dir/tls.crt and tls.key, trusting tls_dir/ca.crt."""
-        nginx = self.start_https()
+    def start_pair(self, tls_dir, config_extra=None, server=None, **tls_extra):
+        """Starts nginx (serving hello.txt and big.bin, with `server` or
+        pki.server) and a sidecar whose client certificate is
+        tls_dir/tls.crt and tls.key, trusting tls_dir/ca.crt (more of the
+        cluster's tls in tls_extra)."""
+        nginx = self.start_https(server=server, files={"hello.txt": HELLO, "big.bin": BIG})
         tls = cluster_tls(self.pki, certificate=os.path.join(tls_dir, "tls.crt"),
                           private_key=os.path.join(tls_dir, "tls.key"),
-                          trusted_ca=os.path.join(tls_dir, "ca.crt"))
+                          trusted_ca=os.path.join(tls_dir, "ca.crt"), **tls_extra)
         sidecar = self.simple_sidecar(nginx.port, tls, **(config_extra or {}))
         return nginx, sidecar
+
+    def start_traffic(self, port):
+        """start_traffic puts a large answer in flight, held there until
+        finish_traffic, and starts loads of new connections for small and
+        for large answers (the large ones read slowly enough to be in
+        flight for about half a second each)."""
+        held = HeldRequest(port, "/big.bin", BIG)
+        self.addCleanup(held.release)
+        held.wait_held()
+        small = RequestLoad(port, threads=2)
+        big = RequestLoad(port, threads=2, path="/big.bin", expected=BIG, tag="big",
+                          bytes_per_second=LARGE_BODY_RATE)
+        for load in (small, big):
+            self.addCleanup(load.stop)
+        small.wait_more(5)
+        big.wait_more(2)
+        return held, small, big
+
+    def finish_traffic(self, traffic, changes):
+        """finish_traffic lets the loads make more requests after the last
+        change, releases the held answer and checks that not one request
+        failed; `changes` says what happened meanwhile (for the message)."""
+        held, small, big = traffic
+        small.wait_more(10)
+        big.wait_more(2)
+        held_failure = held.finish()
+        small.stop()
+        big.stop()
+        failures = small.failures + big.failures + ([held_failure] if held_failure else [])
+        self.assertEqual(failures, [], f"requests failed across {changes}")
+        self.assertGreaterEqual(small.successes, 15)
+        self.assertGreaterEqual(big.successes, 4)
+        return held, small, big
 
     def served_serial(self, sidecar):
         """The serials of the client certificates /certs says are in use for
@@ -111,8 +104,10 @@ class RotationTest(harness.IntegrationTest):
         return normalize_serial(entry["client_serial"]), entry
 
     def rotate_under_load(self, tls_dir, swap, config_extra=None):
-        """The scenario every rotation shares; `swap(new_pair, sidecar)`
-        puts the new certificate in place (and signals, when it has to)."""
+        """The scenario every rotation shares; `swap(new_pair, sidecar, nginx)`
+        puts the new certificate in place (and signals, when it has to).
+        Not one request may fail, and a large answer held in flight from
+        before the swap reaches its end after the reload."""
         nginx, sidecar = self.start_pair(tls_dir, config_extra)
         old_serial = self.pki.serial(self.pki.client.crt)
         new_pair = self.pki.issue_client(f"rotated-{self._testMethodName}")
@@ -124,31 +119,28 @@ class RotationTest(harness.IntegrationTest):
         self.addCleanup(before.close)
         before.request("GET", "/hello.txt?kept=1", headers={"Host": SERVER_NAME})
         response = before.getresponse()
-        self.assertEqual((response.status, response.read()), (200, b"hello from nginx\n"))
+        self.assertEqual((response.status, response.read()), (200, HELLO))
 
         reloads_before = len(sidecar.log_lines(r"tls reloaded: cluster=c "))
-        load = Load(sidecar.listener_port())
-        self.addCleanup(load.stop)
-        load.run_for(0.7, successes=5)
-
-        swap(new_pair, sidecar)
+        traffic = self.start_traffic(sidecar.listener_port())
+        swap(new_pair, sidecar, nginx)
         harness.wait_until(lambda: new_serial in self.served_serial(sidecar),
                            what="/certs to show the new certificate")
         sidecar.wait_log(r"tls reloaded: cluster=c generation=\d+", count=reloads_before + 1)
-        load.run_for(1.0, successes=10)
-        load.stop()
-        self.assertEqual(load.failures, [])
-        self.assertGreater(load.successes, 10)
+        held, _, _ = self.finish_traffic(traffic, "the client certificate's rotation")
 
-        # New connections present the new certificate.
+        # New connections present the new certificate; the held answer was
+        # carried by the old one to its end.
         self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt?after=1")[0], 200)
         serial, _ = self.nginx_serial_for(nginx, "after=1")
         self.assertEqual(serial, new_serial)
+        held_serial, held_entry = self.nginx_serial_for(nginx, held.marker)
+        self.assertEqual((held_serial, held_entry["bytes"]), (old_serial, str(len(BIG))))
 
         # The connection opened before still works, on its old session.
         before.request("GET", "/hello.txt?kept=2", headers={"Host": SERVER_NAME})
         response = before.getresponse()
-        self.assertEqual((response.status, response.read()), (200, b"hello from nginx\n"))
+        self.assertEqual((response.status, response.read()), (200, HELLO))
         first, first_entry = self.nginx_serial_for(nginx, "kept=1")
         second, second_entry = self.nginx_serial_for(nginx, "kept=2")
         self.assertEqual(first_entry["connection"], second_entry["connection"],
@@ -166,7 +158,7 @@ class RotationTest(harness.IntegrationTest):
         tls_dir = self.tmp.join("tls")
         self.copy_initial(tls_dir)
 
-        def swap(pair, sidecar):
+        def swap(pair, sidecar, nginx):
             with open(pair.key, "rb") as f:
                 harness.replace_file_atomically(os.path.join(tls_dir, "tls.key"), f.read())
             with open(pair.crt, "rb") as f:
@@ -181,7 +173,7 @@ class RotationTest(harness.IntegrationTest):
         for name in ("tls.crt", "tls.key", "ca.crt"):
             os.symlink(os.path.join("..data", name), os.path.join(tls_dir, name))
 
-        def swap(pair, sidecar):
+        def swap(pair, sidecar, nginx):
             new = os.path.join(tls_dir, "..2026_01_02_00_00_00.000000002")
             os.makedirs(new)
             shutil.copy(pair.crt, os.path.join(new, "tls.crt"))
@@ -207,29 +199,130 @@ class RotationTest(harness.IntegrationTest):
         sidecar = self.start_sidecar(
             config([listener("l", "c")], [cluster("c", [f"127.0.0.1:{nginx.port}"], tls)]),
             args=["--log-level", "debug"])
-        for i in range(20):
-            harness.write_file(os.path.join(tls_dir, "app.log"), f"line {i}\n" * (i + 1))
-            time.sleep(0.02)
-        time.sleep(0.5)
-        self.assertEqual(sidecar.log_lines("certificate files changed"), [], sidecar.log())
-        # ...while a change to a watched file still does.
+        # A change to a watched file reloads 200 ms after the burst of events
+        # it belongs to has settled: while app.log keeps being written every
+        # 20 ms, that reload comes only if app.log's events are ignored
+        # (each one that counted would put the reload off again).
         harness.replace_file_atomically(os.path.join(tls_dir, "ca.crt"),
                                         open(self.pki.ca_crt, "rb").read() + b"\n")
-        sidecar.wait_log("certificate files changed")
+        writes_after_reload = None
+        for i in range(500):  # 10 s at most
+            harness.write_file(os.path.join(tls_dir, "app.log"), f"line {i}\n" * (i + 1))
+            if sidecar.log_lines("certificate files changed"):
+                writes_after_reload = i
+                break
+            time.sleep(0.02)
+        self.assertIsNotNone(writes_after_reload,
+                             f"no reload while app.log was written every 20 ms for 10 s:\n"
+                             f"{sidecar.log()}")
+        # ...and then the files read again are the watched ones only: once
+        # app.log falls quiet, no second reload follows. A change to a watched
+        # file is the later event that the second reload would come before.
+        harness.replace_file_atomically(os.path.join(tls_dir, "tls.crt"),
+                                        open(self.pki.client.crt, "rb").read() + b"\n")
+        sidecar.wait_log("certificate files changed", count=2)
+        harness.write_file(os.path.join(tls_dir, "app.log"), "quiet\n")
+        harness.replace_file_atomically(os.path.join(tls_dir, "tls.key"),
+                                        open(self.pki.client.key, "rb").read() + b"\n")
+        sidecar.wait_log("certificate files changed", count=3)
+        self.assertEqual(len(sidecar.log_lines("certificate files changed")), 3, sidecar.log())
 
     def test_sighup_reloads_when_watching_is_off(self):
         tls_dir = self.tmp.join("tls")
         self.copy_initial(tls_dir)
 
-        def swap(pair, sidecar):
+        def swap(pair, sidecar, nginx):
             shutil.copy(pair.key, os.path.join(tls_dir, "tls.key"))
             shutil.copy(pair.crt, os.path.join(tls_dir, "tls.crt"))
-            # With watch_certificates off, nothing happens until SIGHUP.
-            time.sleep(1.0)
+            # With watch_certificates off, nothing happens until SIGHUP: the
+            # next 30 connections (a watcher would reload 200 ms after the
+            # write) still present the old certificate at nginx...
+            probes = [f"/hello.txt?unwatched={i}" for i in range(30)]
+            for path in probes:
+                self.assertEqual(http_get(sidecar.listener_port(), path), (200, HELLO))
+            old_serial = self.pki.serial(self.pki.client.crt)
+            seen = {self.nginx_serial_for(nginx, path.split("?")[1])[0] for path in probes}
+            self.assertEqual(seen, {old_serial})
             self.assertNotIn(self.pki.serial(pair.crt), self.served_serial(sidecar))
+            # ...and the one reload that comes follows the signal.
             sidecar.send_signal(signal.SIGHUP)
+            sidecar.wait_log(r"tls reloaded: cluster=c ")
+            log = sidecar.log()
+            self.assertLess(log.index("SIGHUP: reloading"), log.index("tls reloaded: cluster=c "),
+                            log)
 
         self.rotate_under_load(tls_dir, swap, {"watch_certificates": False})
+
+    def test_trust_bundle_rotates_with_the_upstream_certificate(self):
+        # The upstream's certificate moves to a new CA: the sidecar's bundle
+        # gains the new CA, nginx takes a certificate from it, the bundle
+        # drops the old CA. Not one request fails on the way, and an answer
+        # in flight from before the first change reaches its end after the
+        # last one.
+        tls_dir = self.tmp.join("tls")
+        self.copy_initial(tls_dir)
+        # nginx reads ssl_certificate with a variable at each handshake: the
+        # certificate moves when the files are replaced.
+        server_dir = self.tmp.mkdir("nginx-certificate")
+        served = CertPair(os.path.join(server_dir, "$ssl_server_name.crt"),
+                          os.path.join(server_dir, "$ssl_server_name.key"))
+        self.move_upstream_certificate(server_dir, self.pki.server)
+        # No session reuse: every connection verifies the upstream's
+        # certificate against the bundle in force (a resumed session would not).
+        nginx, sidecar = self.start_pair(tls_dir, server=served, session_reuse=False)
+        old_ca, new_ca = (open(path, "rb").read() for path in (self.pki.ca_crt,
+                                                                 self.pki.other_ca_crt))
+        old_ca_serial, new_ca_serial = (self.pki.serial(path) for path in (self.pki.ca_crt,
+                                                                           self.pki.other_ca_crt))
+        self.assertEqual(self.trusted_serials(sidecar), [old_ca_serial])
+        traffic = self.start_traffic(sidecar.listener_port())
+        _, small, big = traffic
+        reloads = len(sidecar.log_lines(r"tls reloaded: cluster=c "))
+
+        def trust(bundle, serials):
+            nonlocal reloads
+            harness.replace_file_atomically(os.path.join(tls_dir, "ca.crt"), bundle)
+            reloads += 1
+            sidecar.wait_log(r"tls reloaded: cluster=c ", count=reloads)
+            harness.wait_until(lambda: self.trusted_serials(sidecar) == sorted(serials),
+                               what=f"/certs to show the trust bundle {serials}: "
+                                    f"{sidecar.admin_json('/certs')}")
+            small.wait_more(5)
+            big.wait_more(1)
+            self.assertEqual(small.failures + big.failures, [])
+
+        trust(old_ca + new_ca, [old_ca_serial, new_ca_serial])
+        self.move_upstream_certificate(server_dir, self.pki.other_server)
+        harness.wait_until(lambda: self.upstream_trusted_by(nginx.port, self.pki.other_ca_crt),
+                           what="nginx to present the certificate from the new CA")
+        small.wait_more(5)
+        big.wait_more(1)
+        trust(new_ca, [new_ca_serial])
+        self.finish_traffic(traffic, "the trust bundle's rotation")
+        # New connections verify the new certificate against the new bundle.
+        self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt?after=1"), (200, HELLO))
+        self.assertEqual(harness.host_stat(sidecar.hosts("c")[0], "ssl_handshake_failures"), 0)
+        self.assertEqual(sidecar.stat("ssl_session_reused"), 0)
+
+    def move_upstream_certificate(self, server_dir, pair):
+        for source, suffix in ((pair.key, ".key"), (pair.crt, ".crt")):
+            with open(source, "rb") as f:
+                harness.replace_file_atomically(os.path.join(server_dir, SERVER_NAME + suffix),
+                                                f.read())
+
+    def trusted_serials(self, sidecar):
+        """The serials of the CAs the current context of cluster c trusts."""
+        certs = [c for c in sidecar.admin_json("/certs")["certificates"] if c.get("current", True)]
+        return sorted(normalize_serial(ca["serial_number"]) for c in certs for ca in c["ca_cert"])
+
+    def upstream_trusted_by(self, port, ca_file):
+        """upstream_trusted_by is True when 127.0.0.1:port completes a
+        handshake for upstream.test whose certificate ca_file verifies."""
+        context = ssl.create_default_context(cafile=ca_file)
+        context.load_cert_chain(self.pki.client.crt, self.pki.client.key)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname=SERVER_NAME):
+                return True
 
     def test_broken_certificate_is_refused_and_the_old_one_keeps_serving(self):
         tls_dir = self.tmp.join("tls")

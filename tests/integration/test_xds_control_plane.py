@@ -1,7 +1,8 @@
 """The sidecar under the reference control plane, end to end: xds-server
 (//xds:xds-server) gives it a cluster, its endpoints, a listener and, as the
 workload CA, a short-lived client certificate over ADS; nginx upstream
-requires a client certificate from that CA. Under continuous load:
+requires a client certificate from that CA. Under continuous load (every
+request checked, a large answer held in flight across the changes):
 
 * the certificate rotates again and again: no connection fails, connections
   opened before keep their first certificate, every new certificate reaches
@@ -16,12 +17,12 @@ requires a client certificate from that CA. Under continuous load:
   path names.
 """
 
+import base64
 import datetime
 import json
 import os
 import re
 import sys
-import threading
 import time
 import unittest
 
@@ -31,6 +32,8 @@ from tests.lib.control_plane import (XdsServer, eds_cluster, http_listener, load
                                      write_resources, xds_bootstrap, xds_server_certificates,
                                      xds_status)
 from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial
+from tests.lib.load import LARGE_BODY, LARGE_BODY_RATE, HeldRequest, RequestLoad
+from tests.lib.pki import find_key_material, key_material, key_material_of_file, key_pems_in
 
 NODE_ID = "orders.shop"
 NODE_SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/orders"
@@ -82,63 +85,32 @@ def serials_by_marker(nginx):
     return found
 
 
+def backup_key_pems(path):
+    """backup_key_pems returns the private key PEMs inside the resources
+    (protobuf bytes, base64 in JSON) of the sidecar's xDS backup file."""
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str):
+            try:
+                found.extend(key_pems_in(base64.b64decode(value, validate=True)))
+            except ValueError:
+                pass
+
+    with open(path) as f:
+        walk(json.load(f))
+    return found
+
+
 def report(what):
     """report prints a measured number to the test log."""
     print(f"[measured] {what}", file=sys.stderr, flush=True)
-
-
-# ---- load ---------------------------------------------------------------------------
-
-
-class NewConnectionLoad:
-    """NewConnectionLoad runs `threads` threads that each open a new
-    connection through the sidecar, send one tagged GET and check the answer,
-    in a loop until stop() (or `limit` seconds). `started` records when each
-    request began (time.time()), by tag."""
-
-    def __init__(self, port, threads=3, limit=120):
-        self.port = port
-        self.successes = 0
-        self.failures = []
-        self.started = {}
-        self._limit = limit
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(threads)]
-        for thread in self._threads:
-            thread.start()
-
-    def _run(self, index):
-        deadline = time.monotonic() + self._limit
-        n = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            n += 1
-            marker = f"load={index}-{n}"
-            with self._lock:
-                self.started[marker] = time.time()
-            try:
-                status, body = http_get(self.port, f"/hello.txt?{marker}", timeout=5)
-                failure = None if (status, body) == (200, HELLO) else (marker, status, body[:200])
-            except OSError as e:
-                failure = (marker, repr(e))
-            with self._lock:
-                if failure:
-                    self.failures.append(failure)
-                else:
-                    self.successes += 1
-
-    def wait_more(self, count, timeout=20):
-        """wait_more waits for `count` more successful connections (or a
-        failure, which the test's assertions then show)."""
-        target = self.successes + count
-        harness.wait_until(lambda: self.successes >= target or self.failures, timeout,
-                           what=f"{count} more successful connections under load")
-
-    def stop(self):
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=10)
 
 
 # ---- the tests ----------------------------------------------------------------------
@@ -190,11 +162,9 @@ class XdsControlPlaneTest(harness.IntegrationTest):
             tcp_listener("backend-in", self.listener_port, "backend"),
         ])
 
-    def start_mesh(self, upstream_ports, cert_ttl="1h", **xds_extra):
-        """start_mesh starts xds-server serving the backend resources and a
-        sidecar that takes everything from it; returns (control plane,
-        sidecar) once the sidecar is ready and the server sees every type
-        ACKed."""
+    def start_control_plane(self, upstream_ports, cert_ttl="1h"):
+        """start_control_plane starts xds-server serving the backend
+        resources; returns it and the sidecar's `xds` section for it."""
         config_dir = self.tmp.mkdir("resources")
         self.resource_file = os.path.join(config_dir, "backend.json")
         self.listener_port = harness.free_port()
@@ -206,9 +176,17 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         self.addCleanup(control_plane.finish)
         self._control_planes.append(control_plane)
         control_plane.start()
-        xds = xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt, NODE_ID,
-                            "orders", initial_fetch_timeout_ms=INITIAL_FETCH_TIMEOUT_MS,
-                            **xds_extra)
+        return control_plane, xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt,
+                                            NODE_ID, "orders",
+                                            initial_fetch_timeout_ms=INITIAL_FETCH_TIMEOUT_MS)
+
+    def start_mesh(self, upstream_ports, cert_ttl="1h", **xds_extra):
+        """start_mesh starts xds-server serving the backend resources and a
+        sidecar that takes everything from it; returns (control plane,
+        sidecar) once the sidecar is ready and the server sees every type
+        ACKed."""
+        control_plane, xds = self.start_control_plane(upstream_ports, cert_ttl)
+        xds.update(xds_extra)
         sidecar = self.start_sidecar(harness.config([], [], xds=xds))
         node = wait_serving(control_plane, NODE_ID)
         self.assertEqual(node["spiffe_id"], NODE_SPIFFE_ID)
@@ -233,35 +211,47 @@ class XdsControlPlaneTest(harness.IntegrationTest):
     # 1
 
     def test_certificate_rotates_ten_times_under_load(self):
-        nginx = self.start_https()
+        nginx = self.start_https(files={"hello.txt": HELLO, "big.bin": LARGE_BODY})
         control_plane, sidecar = self.start_mesh([nginx.port], cert_ttl="4s")
         _, first_generation, first_serial = tls_loads(sidecar)[0]
         self.assertEqual(first_serial, self.issued_serial(control_plane))
 
-        # Long-lived connections, opened on the first certificate.
+        # Long-lived connections, opened on the first certificate, and a
+        # large answer held in flight across all ten rotations.
         kept = KeptConnections(self.listener_port, count=3)
         self.addCleanup(kept.close)
+        held = HeldRequest(self.listener_port, "/big.bin", LARGE_BODY)
+        self.addCleanup(held.release)
+        held.wait_held()
         self.assertEqual(sidecar.log_lines("tls reloaded"), [],
                          "the first rotation came before the kept connections were open: "
                          "the test needs a longer --cert-ttl")
-        load = NewConnectionLoad(self.listener_port, threads=3)
+        load = RequestLoad(self.listener_port, threads=3)
         self.addCleanup(load.stop)
+        # Large answers on new connections, half a second each: some are in
+        # flight at every rotation.
+        big = RequestLoad(self.listener_port, threads=2, path="/big.bin", expected=LARGE_BODY,
+                          tag="big", bytes_per_second=LARGE_BODY_RATE)
+        self.addCleanup(big.stop)
 
         # Ten rotations at 50-70% of 4 s: 20-28 s.
         harness.wait_until(lambda: sidecar.stat("tls_reload_success") >= 10 or load.failures or
-                           kept.failures, timeout=60, interval=0.5,
+                           kept.failures or big.failures, timeout=60, interval=0.5,
                            what="10 certificate rotations")
         self.assertEqual(load.failures, [])
         self.assertEqual(kept.failures, [])
+        self.assertEqual(big.failures, [])
 
-        # /certs: the first context lives on for the kept connections only;
+        # /certs: the first context lives on for the kept connections and the
+        # held answer only;
         # the current one serves new connections; the ones in between are
         # gone (at most one more, held by connections still under way).
         certificates = sidecar.admin_json("/certs")["certificates"]
         by_generation = {c["generation"]: c for c in certificates}
         self.assertIn(first_generation, by_generation, certificates)
         self.assertFalse(by_generation[first_generation]["current"])
-        self.assertEqual(by_generation[first_generation]["active_connections"], 3)
+        # (the three kept connections and the held answer).
+        self.assertEqual(by_generation[first_generation]["active_connections"], 4)
         current = [c for c in certificates if c["current"]]
         self.assertEqual(len(current), 1, certificates)
         self.assertEqual(current[0]["generation"], max(by_generation), certificates)
@@ -271,10 +261,25 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         # Let every certificate logged so far serve for a while, then stop.
         loads = tls_loads(sidecar)
         load.wait_more(30)
+        big.wait_more(2)
+        self.assertEqual(held.finish(), None, "the answer held across the rotations")
         load.stop()
+        big.stop()
         kept.stop()
         self.assertEqual(load.failures, [])
+        self.assertEqual(big.failures, [])
         self.assertEqual(kept.failures, [])
+        # The held answer came whole, on the first certificate; large answers
+        # on new connections were in flight across rotations.
+        held_entry = harness.wait_until(
+            lambda: [e for e in nginx.access_entries() if held.marker in e["request"]],
+            what="nginx to log the held answer")[0]
+        self.assertEqual((normalize_serial(held_entry["client_serial"]), held_entry["bytes"]),
+                         (first_serial, str(len(LARGE_BODY))))
+        wall = time.time() - time.monotonic()
+        spanning = [marker for marker, began, ended in big.spans
+                    if any(began + wall < t < ended + wall for t, _, _ in loads[1:])]
+        self.assertTrue(spanning, f"no large answer was in flight at a rotation: {big.spans}")
         self.assertGreaterEqual(sidecar.stat("tls_reload_success"), 10)
 
         seen = serials_by_marker(nginx)
@@ -316,7 +321,8 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         harness.wait_until(lambda: len(sidecar.admin_json("/certs")["certificates"]) == 1,
                            what="/certs to hold only the current context")
         report(f"rotation: {sidecar.stat('tls_reload_success')} rotations, "
-               f"{len(load_serials)} serials at nginx, {load.successes} new connections "
+               f"{len(load_serials)} serials at nginx, {load.successes} new connections, "
+               f"{big.successes} large answers ({len(spanning)} in flight at a rotation) "
                f"and {kept.requests} requests on 3 kept connections, "
                f"{len(load.failures) + len(kept.failures)} failures")
 
@@ -327,7 +333,7 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         control_plane, sidecar = self.start_mesh([nginx.port])
         kept = KeptConnections(self.listener_port, count=1)
         self.addCleanup(kept.close)
-        load = NewConnectionLoad(self.listener_port, threads=3)
+        load = RequestLoad(self.listener_port, threads=3)
         self.addCleanup(load.stop)
         load.wait_more(20)
 
@@ -399,6 +405,21 @@ class XdsControlPlaneTest(harness.IntegrationTest):
                 return any(r["type_url"].endswith(".Secret") for r in json.load(f)["resources"])
 
         harness.wait_until(backup_has_secrets, what=f"{backup} to hold the secrets")
+        # The backup holds the workload's key (SDS sent it): only the
+        # sidecar's user may read it, and the key appears nowhere else; the
+        # bootstrap key, which never came over xDS, is not in it.
+        self.assertEqual(oct(os.stat(backup).st_mode & 0o777), oct(0o600))
+        workload_keys = backup_key_pems(backup)
+        self.assertEqual(len(workload_keys), 1, "the workload key in the backup")
+        places = sidecar.admin_pages()
+        places["sidecar log"] = sidecar.log()
+        self.assertEqual(find_key_material(places, key_material(workload_keys[0], "workload key")),
+                         [])
+        with open(backup) as f:
+            places = {backup: f.read()}
+        places.update((f"{backup}, decoded", pem.decode()) for pem in workload_keys)
+        self.assertEqual(find_key_material(places, key_material_of_file(self.bootstrap.key,
+                                                                        "bootstrap key")), [])
         live_serial = self.probe(nginx, "live")
         self.assertEqual(live_serial, self.issued_serial(control_plane))
 
@@ -426,7 +447,7 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         # Serving from the backup under load while the attempts to reach the
         # control plane keep failing; then it returns: live configuration
         # again, under the same load.
-        load = NewConnectionLoad(self.listener_port, threads=3)
+        load = RequestLoad(self.listener_port, threads=3)
         self.addCleanup(load.stop)
         harness.wait_until(lambda: restarted.stat("xds_stream_closed") >= 3, timeout=15,
                            what="three failed attempts to reach the control plane")
@@ -450,6 +471,37 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         report(f"backup: ready from the backup in {ready_s:.2f}s; {load.successes} new "
                f"connections across the return to live configuration, "
                f"{len(load.failures)} failures")
+
+    # 3b
+
+    def test_a_control_plane_that_names_another_host_is_refused(self):
+        # xds-server's certificate comes from the CA the sidecar trusts, but
+        # it names xds.local and 127.0.0.1: a sidecar told to expect another
+        # name refuses it, takes no configuration, and says why.
+        nginx = self.start_https()
+        control_plane, xds = self.start_control_plane([nginx.port])
+        xds["tls"]["server_name"] = "xds.elsewhere"
+        xds["initial_fetch_timeout_ms"] = 60000
+        sidecar = self.make_sidecar(harness.config([], [], xds=xds)).start(wait_ready=False)
+        # Two attempts refused: the second is the later event the first
+        # configuration would have come before.
+        accepted = r"xds update accepted|configuration applied: [1-9]"
+        harness.wait_until(lambda: (sidecar.stat("xds_stream_closed") or 0) >= 2 or
+                           sidecar.log_lines(accepted), timeout=15,
+                           what="two refused attempts to reach the control plane")
+        self.assertEqual(sidecar.log_lines(accepted), [], "configuration from a control plane "
+                         "that names another host")
+        lines = sidecar.wait_log(rf"xds: ADS stream to 127\.0\.0\.1:{control_plane.port} ended: ",
+                                 count=2)
+        self.assertRegex(lines[0], r"TLS handshake with .* failed \(name_mismatch\)", lines)
+        self.assertEqual(control_plane.node(NODE_ID), None, "the control plane served the node")
+        dump = self.xds(sidecar)
+        self.assertNotEqual(dump["control_plane"]["state"], "CONNECTED")
+        self.assertEqual((dump["dynamic_clusters"], dump["dynamic_listeners"]), (0, 0), dump)
+        self.assertEqual(set(versions_by_type(dump).values()) - {""}, set(), dump)
+        self.assertEqual(sidecar.admin_get("/ready")[0], 503)
+        self.assertFalse(harness.port_accepts(self.listener_port))
+        self.assertEqual(nginx.access_entries(), [])
 
     # 4
 

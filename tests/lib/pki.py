@@ -1,7 +1,9 @@
 """pki.py: certificates for the tests, made with the real `certs` CLI."""
 
+import base64
 import json
 import os
+import re
 import subprocess
 
 from tests.lib.support import CLIENT_URI, SERVER_NAME, certs_bin, normalize_serial
@@ -104,3 +106,59 @@ class Pki:
     def serial(self, path):
         """serial returns the normalized serial number of the certificate."""
         return normalize_serial(self.inspect(path)["serial_number"])
+
+
+# ---- key material -------------------------------------------------------------
+
+KEY_PEM = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----[A-Za-z0-9+/=\s]+"
+                     rb"-----END \1PRIVATE KEY-----")
+
+
+def key_pems_in(data):
+    """key_pems_in returns every unencrypted private key PEM block found in
+    the bytes `data`."""
+    return [match.group(0) for match in KEY_PEM.finditer(data)]
+
+
+def key_material(pem, name="key"):
+    """key_material returns {what: text} for every form in which the private
+    key `pem` (bytes) could leak: the base64 body of its PKCS#8 and of its
+    traditional PEM, whole and line by line, the hex of both DERs, and the
+    private value in hex and base64. Hex forms are lower case; compare them
+    with lower-cased text."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pem, password=None)
+    found = {}
+    for form_name, form in (("PKCS#8", serialization.PrivateFormat.PKCS8),
+                            ("traditional", serialization.PrivateFormat.TraditionalOpenSSL)):
+        der = key.private_bytes(serialization.Encoding.DER, form, serialization.NoEncryption())
+        body = key.private_bytes(serialization.Encoding.PEM, form,
+                                 serialization.NoEncryption()).decode().splitlines()[1:-1]
+        found[f"{name} {form_name} base64"] = "".join(body)
+        for j, line in enumerate(body):
+            found[f"{name} {form_name} base64 line {j}"] = line
+        found[f"{name} {form_name} DER hex"] = der.hex()
+    numbers = key.private_numbers()
+    value = getattr(numbers, "private_value", None) or getattr(numbers, "d")
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    found[f"{name} private value hex"] = raw.hex()
+    found[f"{name} private value base64"] = base64.b64encode(raw).decode()
+    return found
+
+
+def key_material_of_file(path, name=None):
+    with open(path, "rb") as f:
+        return key_material(f.read(), name or os.path.basename(path))
+
+
+def find_key_material(places, material):
+    """find_key_material returns "WHAT in WHERE" for each piece of
+    `material` (from key_material) found in `places` ({where: text})."""
+    found = []
+    for where, text in places.items():
+        lower = text.lower()
+        for what, secret in material.items():
+            if secret in (lower if "hex" in what else text):
+                found.append(f"{what} in {where}")
+    return found

@@ -21,6 +21,11 @@ SANITIZER_REPORT = re.compile(r"^.*(?:ERROR: \w+Sanitizer|runtime error:|SUMMARY
                               re.MULTILINE)
 
 
+# Every page of the admin endpoint a GET may read (what a leak would show in).
+ADMIN_PAGES = ("/certs", "/config_dump", "/clusters", "/clusters?format=json", "/server_info",
+               "/stats", "/stats/prometheus", "/ready")
+
+
 def cluster_tls(pki, **overrides):
     """cluster_tls returns the TLS block of a cluster that presents
     pki.client, trusts pki.ca and expects upstream.test. A value of None
@@ -165,6 +170,17 @@ class Sidecar:
         if status != 200:
             raise AssertionError(f"GET {path}: status {status}: {body}")
         return json.loads(body)
+
+    def admin_pages(self):
+        """admin_pages returns {path: body text} of every page in ADMIN_PAGES,
+        each of which must answer 200."""
+        pages = {}
+        for page in ADMIN_PAGES:
+            status, body = self.admin_get(page)
+            if status != 200:
+                raise AssertionError(f"GET {page}: status {status}: {body[:500]}")
+            pages[page] = body
+        return pages
 
     def stats(self):
         """stats returns /stats as {name: value}."""
