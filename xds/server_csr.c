@@ -15,6 +15,7 @@
 #include "certs/certs.h"
 #include "istio/v1/auth/ca.pb-c.h"
 #include "sidecar/log.h"
+#include "xds/pb_depth.h"
 #include "xds/server_internal.h"
 
 /* The shortest certificate we sign, whatever the request asks for. */
@@ -99,13 +100,15 @@ static int respond(ms_grpc_server_call *call, const xds_issued *issued) {
 /* handle answers the call's one request; frees `state`. */
 int xds_csr_request_decode(const uint8_t *bytes, size_t len, ms_csr_info *out,
                            int64_t *out_validity, char *err, size_t err_len) {
-  Istio__V1__Auth__IstioCertificateRequest *request =
-      istio__v1__auth__istio_certificate_request__unpack(NULL, len, bytes);
+  /* Behind the nesting guard: metadata is a Struct, which nests without end,
+   * and protobuf-c recurses once per level. */
+  char why[MS_ERR_LEN];
+  Istio__V1__Auth__IstioCertificateRequest *request = (void *)ms_pb_unpack_guarded(
+      &istio__v1__auth__istio_certificate_request__descriptor, bytes, len, why, sizeof(why));
   if (request == NULL) {
-    snprintf(err, err_len, "the message is not an IstioCertificateRequest");
+    snprintf(err, err_len, "the message is not an IstioCertificateRequest: %s", why);
     return -1;
   }
-  char why[MS_ERR_LEN];
   if (ms_csr_parse(request->csr, strlen(request->csr), out, why, sizeof(why)) != 0) {
     istio__v1__auth__istio_certificate_request__free_unpacked(request, NULL);
     snprintf(err, err_len, "the CSR: %s", why);
