@@ -16,36 +16,18 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "fuzz/fuzz_util.h"
-#include "sidecar/http_head.h"
+#include "fuzz/http_fuzz.h"
 
 typedef enum framing { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_UNTIL_CLOSE } framing;
 
 typedef struct reframe_state {
+  ms_http_head head; /* first: the callbacks of http_fuzz.h */
   bool response, client_11;
-  ms_http_head head;
   framing framing;
   bool started, done, refused;
   ms_http_out out;  /* what the proxy writes */
   ms_http_out body; /* the body as decoded */
 } reframe_state;
-
-static int on_message_begin(http_parser *p) {
-  ms_http_head_reset(&((reframe_state *)p->data)->head);
-  return 0;
-}
-static int on_url(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((reframe_state *)p->data)->head, MS_HTTP_URL, at, len);
-}
-static int on_status(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((reframe_state *)p->data)->head, MS_HTTP_STATUS, at, len);
-}
-static int on_field(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((reframe_state *)p->data)->head, MS_HTTP_FIELD, at, len);
-}
-static int on_value(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((reframe_state *)p->data)->head, MS_HTTP_VALUE, at, len);
-}
 
 static int on_headers_complete(http_parser *p) {
   reframe_state *state = p->data;
@@ -123,11 +105,11 @@ static int on_message_complete(http_parser *p) {
 }
 
 static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_status = on_status,
-    .on_header_field = on_field,
-    .on_header_value = on_value,
+    .on_message_begin = fuzz_http_on_message_begin,
+    .on_url = fuzz_http_on_url,
+    .on_status = fuzz_http_on_status,
+    .on_header_field = fuzz_http_on_field,
+    .on_header_value = fuzz_http_on_value,
     .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,

@@ -16,32 +16,22 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "fuzz/fuzz_util.h"
-#include "sidecar/http_head.h"
+#include "fuzz/http_fuzz.h"
 
 typedef struct request_state {
-  ms_http_head head;
+  ms_http_head head; /* first: the callbacks of http_fuzz.h */
   uint8_t choices;
   int heads; /* request heads rewritten */
 } request_state;
 
 /* The head the upstream would get, read back. */
 typedef struct readback {
-  ms_http_head head;
+  ms_http_head head; /* first */
   bool complete;
   bool chunked;
   uint64_t content_length;
 } readback;
 
-static int rb_on_url(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((readback *)p->data)->head, MS_HTTP_URL, at, len);
-}
-static int rb_on_field(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((readback *)p->data)->head, MS_HTTP_FIELD, at, len);
-}
-static int rb_on_value(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((readback *)p->data)->head, MS_HTTP_VALUE, at, len);
-}
 static int rb_on_headers_complete(http_parser *p) {
   readback *rb = p->data;
   rb->complete = true;
@@ -50,10 +40,11 @@ static int rb_on_headers_complete(http_parser *p) {
   return 1; /* the head is all there is */
 }
 static const http_parser_settings readback_settings = {
-    .on_url = rb_on_url,
-    .on_header_field = rb_on_field,
-    .on_header_value = rb_on_value,
-    .on_headers_complete = rb_on_headers_complete};
+    .on_url = fuzz_http_on_url,
+    .on_header_field = fuzz_http_on_field,
+    .on_header_value = fuzz_http_on_value,
+    .on_headers_complete = rb_on_headers_complete,
+};
 
 static void check_rewrite(const ms_http_out *out, const ms_http_request_edits *edits) {
   FUZZ_CHECK(!out->failed);
@@ -84,20 +75,6 @@ static void check_rewrite(const ms_http_out *out, const ms_http_request_edits *e
     FUZZ_CHECK(host && host_len == strlen(edits->host) && memcmp(host, edits->host, host_len) == 0);
   FUZZ_CHECK(ms_http_head_names_valid(&rb.head));
   ms_http_head_cleanup(&rb.head);
-}
-
-static int on_message_begin(http_parser *p) {
-  ms_http_head_reset(&((request_state *)p->data)->head);
-  return 0;
-}
-static int on_url(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((request_state *)p->data)->head, MS_HTTP_URL, at, len);
-}
-static int on_field(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((request_state *)p->data)->head, MS_HTTP_FIELD, at, len);
-}
-static int on_value(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((request_state *)p->data)->head, MS_HTTP_VALUE, at, len);
 }
 
 /* As http_conn.c's refusal() and rq_on_headers_complete, then
@@ -135,10 +112,10 @@ static int on_headers_complete(http_parser *p) {
 }
 
 static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_field,
-    .on_header_value = on_value,
+    .on_message_begin = fuzz_http_on_message_begin,
+    .on_url = fuzz_http_on_url,
+    .on_header_field = fuzz_http_on_field,
+    .on_header_value = fuzz_http_on_value,
     .on_headers_complete = on_headers_complete,
 };
 
@@ -149,14 +126,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   http_parser parser;
   http_parser_init(&parser, HTTP_REQUEST);
   parser.data = &state;
-  while (in.len > 0) {
-    size_t piece = fuzz_next_piece(&splitter, in.len);
-    size_t n = http_parser_execute(&parser, &settings, (const char *)in.data, piece);
-    if (HTTP_PARSER_ERRNO(&parser) != HPE_OK) break;
-    FUZZ_CHECK(n == piece);
-    in.data += piece;
-    in.len -= piece;
-  }
+  fuzz_http_feed(&parser, &settings, &in, &splitter);
   ms_http_head_cleanup(&state.head);
   return 0;
 }

@@ -17,11 +17,10 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "fuzz/fuzz_util.h"
-#include "sidecar/http_head.h"
+#include "fuzz/http_fuzz.h"
 
 typedef struct response_state {
-  ms_http_head head;
+  ms_http_head head; /* first: the callbacks of http_fuzz.h */
   bool head_request, client_11, keep_alive;
   bool final_seen;
 } response_state;
@@ -61,20 +60,6 @@ static void check_rewrite(const ms_http_out *out, unsigned status, bool chunked,
   FUZZ_CHECK(rb.chunked == chunked);
   if (!chunked && has_length) FUZZ_CHECK(rb.content_length == length);
   if (!has_length) FUZZ_CHECK(rb.content_length == UINT64_MAX);
-}
-
-static int on_message_begin(http_parser *p) {
-  ms_http_head_reset(&((response_state *)p->data)->head);
-  return 0;
-}
-static int on_status(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((response_state *)p->data)->head, MS_HTTP_STATUS, at, len);
-}
-static int on_field(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((response_state *)p->data)->head, MS_HTTP_FIELD, at, len);
-}
-static int on_value(http_parser *p, const char *at, size_t len) {
-  return ms_http_head_append(&((response_state *)p->data)->head, MS_HTTP_VALUE, at, len);
 }
 
 /* As http_exchange.c's rs_on_headers_complete. */
@@ -120,10 +105,10 @@ static int on_message_complete(http_parser *p) {
 }
 
 static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_status = on_status,
-    .on_header_field = on_field,
-    .on_header_value = on_value,
+    .on_message_begin = fuzz_http_on_message_begin,
+    .on_status = fuzz_http_on_status,
+    .on_header_field = fuzz_http_on_field,
+    .on_header_value = fuzz_http_on_value,
     .on_headers_complete = on_headers_complete,
     .on_message_complete = on_message_complete,
 };
@@ -137,14 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   http_parser parser;
   http_parser_init(&parser, HTTP_RESPONSE);
   parser.data = &state;
-  while (in.len > 0) {
-    size_t piece = fuzz_next_piece(&splitter, in.len);
-    size_t n = http_parser_execute(&parser, &settings, (const char *)in.data, piece);
-    if (HTTP_PARSER_ERRNO(&parser) != HPE_OK) break;
-    FUZZ_CHECK(n == piece);
-    in.data += piece;
-    in.len -= piece;
-  }
+  fuzz_http_feed(&parser, &settings, &in, &splitter);
   ms_http_head_cleanup(&state.head);
   return 0;
 }

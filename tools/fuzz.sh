@@ -48,11 +48,14 @@ fi
 
 # One output base per worktree: Bazel ties an output base to one workspace.
 output_base="$HOME/.cache/mtls-sidecar-fuzz/$(pwd | md5sum | cut -c1-12)"
+# -fno-sanitize=function: its C++ runtime is not linked by the C driver, and
+# libssl is C++.
 sanitizers="address,undefined"
 bazel --output_base="$output_base" --max_idle_secs=1800 build \
   --repo_env=CC=clang-14 --action_env=CC=clang-14 \
   --copt="-fsanitize=fuzzer-no-link,$sanitizers" --copt=-fno-sanitize-recover=undefined \
   --copt=-fno-omit-frame-pointer --copt=-gline-tables-only \
+  --copt=-fno-sanitize=function \
   --linkopt="-fsanitize=fuzzer,$sanitizers" \
   "//fuzz:${target}_fuzzer" >&2
 binary="$output_base/execroot/mtls_sidecar/bazel-out/k8-fastbuild/bin/fuzz/${target}_fuzzer"
