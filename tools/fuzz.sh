@@ -73,7 +73,7 @@ ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stac
   "$work/new" "fuzz/corpus/$target" || status=$?
 if [ "$merge" -eq 1 ]; then
   before=$(ls "fuzz/corpus/$target" | wc -l)
-  "$work/${target}_fuzzer" -merge=1 -max_len=65536 "fuzz/corpus/$target" "$work/new" >&2 2>"$work/merge.log" || true
+  "$work/${target}_fuzzer" -merge=1 -max_len=65536 -artifact_prefix="$work/merge-" "fuzz/corpus/$target" "$work/new" >&2 2>"$work/merge.log" || true
   echo "fuzz.sh: corpus $target: $before -> $(ls "fuzz/corpus/$target" | wc -l) inputs" >&2
 fi
 if [ "$status" -ne 0 ]; then
