@@ -21,7 +21,9 @@ void ms_http_head_cleanup(ms_http_head *head) {
 }
 
 static int reserve(ms_http_head *head, size_t more) {
-  if (head->len + more <= head->capacity) return 0;
+  /* Allocated even for an empty piece (an empty reason phrase): slices are
+   * read as buf + offset, which must never be NULL + 0. */
+  if (head->buf != NULL && head->len + more <= head->capacity) return 0;
   size_t capacity = head->capacity ? head->capacity : 1024;
   while (capacity < head->len + more)
     capacity *= 2;

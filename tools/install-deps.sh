@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need on Debian 12, from
 # Debian's packages only. Safe to run again: it installs only what is missing.
+# With --fuzz, also what tools/fuzz.sh needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,11 @@ packages=(
   gcc g++ libc6-dev python3 python3-yaml              # toolchain, the test harness, deploy/check.sh
   nginx libnginx-mod-stream curl openssl wrk          # real peers for tests, demo and benchmarks
 )
+
+# tools/fuzz.sh: clang and libFuzzer's runtime (install-deps.sh --fuzz).
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang-14 libclang-rt-14-dev)
+fi
 
 missing=()
 for package in "${packages[@]}"; do

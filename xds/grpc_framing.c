@@ -15,7 +15,7 @@ static uint32_t read_be32(const uint8_t *p) {
 
 /* Checks a complete prefix; returns 0 or an error. */
 static int take_prefix(ms_grpc_deframer *deframer, size_t max_message_bytes) {
-  if (deframer->prefix[0] & 1) return MS_GRPC_E_COMPRESSED;
+  if (deframer->prefix[0] != 0) return MS_GRPC_E_COMPRESSED; /* 1, or a flag gRPC does not define */
   deframer->message_len = read_be32(deframer->prefix + 1);
   if (deframer->message_len > max_message_bytes) return MS_GRPC_E_TOO_LARGE;
   return 0;

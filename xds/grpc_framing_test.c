@@ -103,6 +103,12 @@ static void test_limits(void) {
   CHECK(ms_grpc_deframer_feed(&deframer, compressed, 6, 100, on_message, &r) ==
         MS_GRPC_E_COMPRESSED);
   ms_grpc_deframer_cleanup(&deframer);
+  /* A flag byte gRPC does not define (only 0 and 1 are) is refused too. */
+  uint8_t undefined_flag[6] = {0x32, 0, 0, 0, 1, 'z'};
+  memset(&deframer, 0, sizeof(deframer));
+  CHECK(ms_grpc_deframer_feed(&deframer, undefined_flag, 6, 100, on_message, &r) ==
+        MS_GRPC_E_COMPRESSED);
+  ms_grpc_deframer_cleanup(&deframer);
   CHECK(r.count == 0);
 }
 

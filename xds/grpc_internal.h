@@ -41,7 +41,7 @@ typedef struct ms_grpc_deframer {
 
 /* Errors of ms_grpc_deframer_feed besides UV_ENOMEM. */
 #define MS_GRPC_E_TOO_LARGE (-100001)  /* a message over the limit */
-#define MS_GRPC_E_COMPRESSED (-100002) /* compressed flag set */
+#define MS_GRPC_E_COMPRESSED (-100002) /* flag byte not 0: compressed, or undefined */
 
 /* Called per complete message; return true to go on, false to stop feeding
  * (the call ended inside the callback). */

@@ -15,6 +15,7 @@
 #include "certs/certs.h"
 #include "istio/v1/auth/ca.pb-c.h"
 #include "sidecar/log.h"
+#include "xds/pb_depth.h"
 #include "xds/server_internal.h"
 
 /* The shortest certificate we sign, whatever the request asks for. */
@@ -97,6 +98,27 @@ static int respond(ms_grpc_server_call *call, const xds_issued *issued) {
 }
 
 /* handle answers the call's one request; frees `state`. */
+int xds_csr_request_decode(const uint8_t *bytes, size_t len, ms_csr_info *out,
+                           int64_t *out_validity, char *err, size_t err_len) {
+  /* Behind the nesting guard: metadata is a Struct, which nests without end,
+   * and protobuf-c recurses once per level. */
+  char why[MS_ERR_LEN];
+  Istio__V1__Auth__IstioCertificateRequest *request = (void *)ms_pb_unpack_guarded(
+      &istio__v1__auth__istio_certificate_request__descriptor, bytes, len, why, sizeof(why));
+  if (request == NULL) {
+    snprintf(err, err_len, "the message is not an IstioCertificateRequest: %s", why);
+    return -1;
+  }
+  if (ms_csr_parse(request->csr, strlen(request->csr), out, why, sizeof(why)) != 0) {
+    istio__v1__auth__istio_certificate_request__free_unpacked(request, NULL);
+    snprintf(err, err_len, "the CSR: %s", why);
+    return -1;
+  }
+  *out_validity = request->validity_duration;
+  istio__v1__auth__istio_certificate_request__free_unpacked(request, NULL);
+  return 0;
+}
+
 static void handle(ms_grpc_server_call *call, csr_call *state) {
   ms_xds_server *server = state->server;
   const char *peer = ms_grpc_server_call_peer(call)->address;
@@ -120,22 +142,14 @@ static void handle(ms_grpc_server_call *call, csr_call *state) {
              "too many identities asked for certificates in the last minute; try again later");
       return;
   }
-  Istio__V1__Auth__IstioCertificateRequest *request =
-      istio__v1__auth__istio_certificate_request__unpack(NULL, state->request_len, state->request);
-  if (request == NULL) {
-    refuse(call, state, XDS_CSR_BAD_REQUEST, MS_GRPC_INVALID_ARGUMENT,
-           "the message is not an IstioCertificateRequest");
-    return;
-  }
   ms_csr_info info;
-  if (ms_csr_parse(request->csr, strlen(request->csr), &info, err, sizeof(err)) != 0) {
-    istio__v1__auth__istio_certificate_request__free_unpacked(request, NULL);
-    snprintf(message, sizeof(message), "the CSR: %s", err);
+  int64_t asked;
+  if (xds_csr_request_decode(state->request, state->request_len, &info, &asked, message,
+                             sizeof(message)) != 0) {
     refuse(call, state, XDS_CSR_BAD_REQUEST, MS_GRPC_INVALID_ARGUMENT, message);
     return;
   }
-  int64_t validity = validity_of(server, request->validity_duration);
-  istio__v1__auth__istio_certificate_request__free_unpacked(request, NULL);
+  int64_t validity = validity_of(server, asked);
   if (info.uri_count != 1 || strcmp(info.uris[0], identity.spiffe_id) != 0 ||
       info.other_san_count != 0 || info.asks_ca) {
     char asked[1024];

@@ -22,6 +22,7 @@
 #include <openssl/x509.h>
 #include <uv.h>
 
+#include "certs/certs.h"
 #include "xds/grpc.h"
 #include "xds/server.h"
 #include "xds/server_state.h"
@@ -378,6 +379,13 @@ typedef struct xds_csr_stats {
  * handler, reads its one request, and answers it. Returns MS_GRPC_OK (the
  * call is now handled here) or a status for on_call to answer with. */
 int xds_csr_call_accept(ms_xds_server *server, ms_grpc_server_call *call, const ms_grpc_peer *peer);
+/* xds_csr_request_decode reads a CreateCertificate message: an
+ * IstioCertificateRequest and the CSR in it (ms_csr_parse). Returns 0 with
+ * *out (released with ms_csr_info_cleanup) and *out_validity (the
+ * validity_duration asked for, in seconds, before the CA's bounds), or -1
+ * with the sentence for the INVALID_ARGUMENT status in `err`. */
+int xds_csr_request_decode(const uint8_t *bytes, size_t len, ms_csr_info *out,
+                           int64_t *out_validity, char *err, size_t err_len);
 /* xds_csr_status adds the "ca_api" object's fields to a cJSON object. */
 void xds_csr_status(const ms_xds_server *server, void *cjson_object);
 

@@ -1,0 +1,50 @@
+/* http_fuzz.h: what the HTTP fuzz targets share: http_parser callbacks that
+ * glue the head's pieces with ms_http_head_append, as sidecar/http_conn.c
+ * and http_exchange.c do (the parser's data points at a struct whose first
+ * member is the ms_http_head), and feeding bytes at fuzzer-chosen split
+ * points. */
+#ifndef MS_FUZZ_HTTP_FUZZ_H
+#define MS_FUZZ_HTTP_FUZZ_H
+
+#include <http_parser.h>
+
+#include "fuzz/fuzz_util.h"
+#include "sidecar/http_head.h"
+
+static inline int fuzz_http_on_message_begin(http_parser *p) {
+  ms_http_head_reset(p->data);
+  return 0;
+}
+static inline int fuzz_http_on_url(http_parser *p, const char *at, size_t len) {
+  return ms_http_head_append(p->data, MS_HTTP_URL, at, len);
+}
+static inline int fuzz_http_on_status(http_parser *p, const char *at, size_t len) {
+  return ms_http_head_append(p->data, MS_HTTP_STATUS, at, len);
+}
+static inline int fuzz_http_on_field(http_parser *p, const char *at, size_t len) {
+  return ms_http_head_append(p->data, MS_HTTP_FIELD, at, len);
+}
+static inline int fuzz_http_on_value(http_parser *p, const char *at, size_t len) {
+  return ms_http_head_append(p->data, MS_HTTP_VALUE, at, len);
+}
+
+/* fuzz_http_feed passes `in` to the parser in pieces until it is used up,
+ * the parser stops with an error (returned: HPE_OK when all was parsed) or
+ * an upgrade hands the rest to a tunnel. Every piece is parsed whole. */
+static inline enum http_errno fuzz_http_feed(http_parser *parser,
+                                             const http_parser_settings *settings, fuzz_input *in,
+                                             fuzz_splitter *splitter) {
+  while (in->len > 0) {
+    size_t piece = fuzz_next_piece(splitter, in->len);
+    size_t n = http_parser_execute(parser, settings, (const char *)in->data, piece);
+    enum http_errno error = HTTP_PARSER_ERRNO(parser);
+    if (error != HPE_OK) return error;
+    if (parser->upgrade) return HPE_OK; /* the rest is the tunnel's, not HTTP */
+    FUZZ_CHECK(n == piece);
+    in->data += piece;
+    in->len -= piece;
+  }
+  return HPE_OK;
+}
+
+#endif
