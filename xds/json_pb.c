@@ -460,18 +460,33 @@ static int parse_fields(parser *p, const cJSON *json, const char *path, Protobuf
   if (!cJSON_IsObject(json))
     return fail(p, path, "expected an object (%s), got %s", full_name(descriptor),
                 describe_json(json));
+  /* A field named twice (the same key, or its snake_case and lowerCamelCase
+   * spellings) is an error, as in protobuf's own JSON parser: the second
+   * value would silently replace the first. */
+  bool *seen = calloc(descriptor->n_fields > 0 ? descriptor->n_fields : 1, sizeof(bool));
+  if (seen == NULL) return fail(p, path, "out of memory");
+  int rc = 0;
   const cJSON *member;
   cJSON_ArrayForEach(member, json) {
     if (in_any && strcmp(member->string, "@type") == 0) continue;
     char member_path[MAX_PATH];
     join_path(member_path, path, member->string);
     const ProtobufCFieldDescriptor *field = find_field(descriptor, member->string);
-    if (field == NULL)
-      return fail(p, member_path, "no field \"%s\" in %s", member->string, full_name(descriptor));
+    if (field == NULL) {
+      rc = fail(p, member_path, "no field \"%s\" in %s", member->string, full_name(descriptor));
+      break;
+    }
+    size_t index = (size_t)(field - descriptor->fields);
+    if (seen[index]) {
+      rc = fail(p, member_path, "\"%s\" is set twice", field->name);
+      break;
+    }
+    seen[index] = true;
     if (cJSON_IsNull(member)) continue;
-    if (parse_field(p, descriptor, field, member, member_path, message) != 0) return -1;
+    if ((rc = parse_field(p, descriptor, field, member, member_path, message)) != 0) break;
   }
-  return 0;
+  free(seen);
+  return rc != 0 ? -1 : 0;
 }
 
 /* ---- well-known types ------------------------------------------------------- */

@@ -241,6 +241,10 @@ static void test_errors(void) {
                "lb_policy: \"FASTEST\" is not a value of envoy.config.cluster.v3.Cluster.LbPolicy");
   expect_error("{\"name\": \"x\", \"conect_timeout\": \"1s\"}", cluster,
                "conect_timeout: no field \"conect_timeout\" in envoy.config.cluster.v3.Cluster");
+  /* A field given twice (fuzz/findings/json_pb: the first string leaked). */
+  expect_error("{\"name\": \"x\", \"name\": \"y\"}", cluster, "name: \"name\" is set twice");
+  expect_error("{\"connect_timeout\": \"1s\", \"connectTimeout\": \"2s\"}", cluster,
+               "connectTimeout: \"connect_timeout\" is set twice");
   expect_error(
       "{\"load_assignment\": {\"endpoints\": [{}, {\"lb_endpoints\": [{\"endpoint\": {\"address\":"
       " {\"socket_address\": {\"port_value\": 5000000000}}}}]}]}}",
