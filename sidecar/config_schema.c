@@ -11,8 +11,21 @@
 #define MAX_WORD 64
 
 int ms_schema_add_line(ms_config_errors *errors, const char *line) {
-  char *copy = strdup(line);
+  /* A key or value from the file may hold control characters: each becomes
+   * \xNN, so that one problem is always one line (in the log too). */
+  size_t len = 0;
+  for (const unsigned char *c = (const unsigned char *)line; *c != '\0'; c++)
+    len += *c < 0x20 || *c == 0x7f ? 4 : 1;
+  char *copy = malloc(len + 1);
   if (copy == NULL) return -1;
+  char *out = copy;
+  for (const unsigned char *c = (const unsigned char *)line; *c != '\0'; c++) {
+    if (*c < 0x20 || *c == 0x7f)
+      out += sprintf(out, "\\x%02x", *c);
+    else
+      *out++ = (char)*c;
+  }
+  *out = '\0';
   char **lines = realloc(errors->lines, (errors->count + 1) * sizeof(*lines));
   if (lines == NULL) {
     free(copy);

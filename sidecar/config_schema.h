@@ -73,7 +73,8 @@ void ms_schema_error_at(ms_schema *schema, const char *key, const char *format, 
 void ms_schema_error_unknown(ms_schema *schema, const char *problem, const char *word,
                              const char *const *candidates, size_t count);
 
-/* ms_schema_add_line appends one finished line to `errors`. Returns 0, or
+/* ms_schema_add_line appends one finished line to `errors`, control
+ * characters written as \xNN (one problem, one line). Returns 0, or
  * -1 when memory ran out. */
 int ms_schema_add_line(ms_config_errors *errors, const char *line);
 

@@ -267,6 +267,9 @@ static void test_unknown_key_suggests_the_nearest(void) {
       "'ca.crt', 'verfiy_depth': 2}}]}",
       "clusters[0].tls.verfiy_depth: unknown key; did you mean \"verify_depth\"?");
   expect_error("{'wrokers': 2}", "wrokers: unknown key; did you mean \"workers\"?");
+  /* A control character in a key is escaped: one problem stays one line
+   * (fuzz/findings/config). */
+  expect_error("{'wor\\nkers': 2}", "wor\\x0akers: unknown key");
   /* Too far from every key: the known keys are listed instead. */
   expect_error("{'admin': {'port': 1}}", "admin.port: unknown key; expected one of: address");
   expect_error("{'admin': {'address': '127.0.0.1:1', 'address': '127.0.0.1:2'}}",
