@@ -65,7 +65,7 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->tried = 0;
   conn->attempts = conn->retries = 0;
   conn->last_error[0] = '\0';
-  conn->rs_started = conn->rs_done = false;
+  conn->rs_started = conn->rs_done = conn->upstream_in_doubt = false;
   conn->rs_refused = NULL;
   conn->rs_framing = BODY_NONE;
   conn->rs_status = 0;

@@ -247,6 +247,18 @@ static void count_at_endpoint(ms_http_conn *conn, unsigned status) {
       memory_order_relaxed);
 }
 
+/* Whether a response head announces a body (a Content-Length above 0, or
+ * chunked): a 1xx or a 204 must not (RFC 9110 8.6, 6.4.1). */
+static bool announces_body(const http_parser *parser) {
+  return (parser->flags & F_CHUNKED) ||
+         (parser->content_length != NO_LENGTH && parser->content_length > 0);
+}
+
+/* Returns http_parser's 0 (a body follows as the headers frame it), 1 (the
+ * message ends at its head: RFC 9112 6.3, a 1xx, 204 or 304, or the answer
+ * to a HEAD, whatever the headers say), 2 (a 101: what follows is another
+ * protocol) or -1 (refused). Bytes an upstream sends after a head that ends
+ * its message are never passed on (parse_response). */
 static int rs_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
   if (!ms_http_head_names_valid(&conn->rs)) {
@@ -264,20 +276,23 @@ static int rs_on_headers_complete(http_parser *parser) {
     conn->rs_status = status;
     ms_http_write_response(&conn->out, &conn->rs, status, false, false, 0, false, true);
     ms_http_count_status(conn->worker, status);
-    return 0;
+    return 2;
   }
   if (status >= 100 && status < 200) {
     /* 100 Continue and other interim answers pass as they are. */
+    if (announces_body(parser)) conn->upstream_in_doubt = true;
     ms_http_write_response(&conn->out, &conn->rs, status, false, false, 0, false, false);
     ms_http_count_status(conn->worker, status);
-    return 0;
+    return 1;
   }
   conn->rs_started = true;
   conn->rs_status = status;
   conn->rs_head_ns = uv_hrtime();
   count_at_endpoint(conn, status);
   bool has_length = parser->content_length != NO_LENGTH;
-  if (head_request || status == 204 || status == 304) {
+  bool bodiless = head_request || status == 204 || status == 304;
+  if (status == 204 && announces_body(parser)) conn->upstream_in_doubt = true;
+  if (bodiless) {
     conn->rs_framing = BODY_NONE;
   } else if (!(parser->flags & F_CHUNKED) && has_length) {
     conn->rs_framing = BODY_LENGTH;
@@ -292,7 +307,7 @@ static int rs_on_headers_complete(http_parser *parser) {
                          conn->rs_framing == BODY_LENGTH || (head_request && has_length),
                          parser->content_length, close, false);
   ms_http_count_status(conn->worker, status);
-  return head_request ? 1 : 0; /* 1: no body follows, whatever the headers say */
+  return bodiless ? 1 : 0;
 }
 
 static int rs_on_body(http_parser *parser, const char *at, size_t len) {
@@ -331,7 +346,8 @@ static const http_parser_settings response_settings = {
 /* The response is complete: the exchange ends once the request is, too. */
 static void response_done(ms_http_conn *conn) {
   ms_upstream *upstream = conn->upstream;
-  bool reusable = conn->rq_done && http_should_keep_alive(&conn->rs_parser) &&
+  bool reusable = conn->rq_done && !conn->upstream_in_doubt &&
+                  http_should_keep_alive(&conn->rs_parser) &&
                   conn->rs_framing != BODY_UNTIL_CLOSE && !ms_tls_io_buffered_in(&upstream->io) &&
                   SSL_pending(upstream->ssl) == 0;
   ms_upstream_set_timeout(upstream, 0);
@@ -349,10 +365,15 @@ static int parse_response(ms_http_conn *conn, const char *data, size_t len) {
       ms_http_out_add(&conn->out, data + n, len - n); /* the other protocol's first bytes */
       return 0;
     }
-    if (n < len && !conn->rs_done)
+    if (n < len && !conn->rs_done) {
       error = HPE_UNKNOWN;
-    else
+    } else {
+      /* Bytes after the response (after a head that ends it, say) are not
+       * passed on, and its framing is in doubt: the connection is not
+       * pooled. */
+      if (n < len) conn->upstream_in_doubt = true;
       return 0;
+    }
   }
   char message[200];
   snprintf(message, sizeof(message), "cluster=%s endpoint=%s: invalid response: %s",

@@ -82,8 +82,9 @@ struct ms_http_conn {
   const char *rs_refused; /* why its head is not passed on (a 502), or NULL */
   body_framing rs_framing;
   unsigned rs_status;
-  bool tunnel;       /* 101 Switching Protocols: bytes pass as they are */
-  bool upstream_eof; /* in a tunnel: the upstream is done */
+  bool upstream_in_doubt; /* it sent more than the response: closed, never pooled */
+  bool tunnel;            /* 101 Switching Protocols: bytes pass as they are */
+  bool upstream_eof;      /* in a tunnel: the upstream is done */
 
   ms_http_out out; /* for the client */
   size_t out_sent;

@@ -111,6 +111,38 @@ class HttpHostileTest(harness.IntegrationTest):
         self.addCleanup(reader.close)
         return sock, reader
 
+    # ---- (a) no body after a head that ends the message ----------------------------------
+
+    def test_a_body_after_a_bodiless_head_never_reaches_the_client(self):
+        upstream = ScriptedUpstream(self.pki, hostile_answer)
+        self.addCleanup(upstream.close)
+        sidecar = self.http_sidecar(upstream.port)
+        cases = [("GET", "/inject204", 204), ("GET", "/inject304", 304),
+                 ("HEAD", "/inject-head", 200), ("GET", "/inject100", None)]
+        for method, path, status in cases:
+            with self.subTest(method=method, path=path):
+                sock, reader = self.raw_client(sidecar)
+                sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+                got, headers, body = read_http_response(reader, head_request=method == "HEAD")
+                if status is None:
+                    # The interim answer passes; what follows its head is
+                    # the upstream's final answer to this request.
+                    self.assertEqual(got, 100)
+                    got, headers, body = read_http_response(reader)
+                else:
+                    self.assertEqual((got, body), (status, b""))
+                    self.assertNotIn("content-length", headers if status == 204 else {})
+                # The next request on the same client connection gets its
+                # own answer, never the injected one.
+                sock.sendall(f"GET /next{path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+                got, _, body = read_http_response(reader)
+                self.assertEqual((got, body), (200, f"real GET /next{path}\n".encode()))
+                # ... from another upstream connection: the one that sent
+                # bytes after the head was closed, not pooled.
+                numbers = {p: n for n, _, p, _ in upstream.served}
+                self.assertNotEqual(numbers[f"/next{path}"], numbers[path],
+                                    "the upstream connection was reused")
+
     # ---- (c) many tiny headers cost linear work -------------------------------------------
 
     def test_many_tiny_headers_cost_work_in_proportion_to_their_bytes(self):
