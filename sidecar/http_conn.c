@@ -530,7 +530,14 @@ void ms_http_client_io(ms_http_conn *conn) {
     if (parse_in(conn) != 0) return;
     if (ms_http_read_client(conn) != 0) return;
   }
-  if (ms_tls_io_park(&upstream->io) != 0) ms_http_conn_close(conn);
+}
+
+void ms_http_end_event(ms_http_conn *conn) {
+  if (conn->closed || conn->upstream == NULL) return;
+  if (ms_tls_io_park(&conn->upstream->io) != 0) {
+    ms_log(MS_LOG_ERROR, "http: out of memory keeping an upstream's TLS records; closing");
+    ms_http_conn_close(conn);
+  }
 }
 
 static void on_client_event(ms_event_source *source, uint32_t events) {
@@ -540,26 +547,25 @@ static void on_client_event(ms_event_source *source, uint32_t events) {
   if (events & (MS_EVENT_HUP | MS_EVENT_ERROR)) conn->hup = true;
   if (conn->tunnel) {
     ms_http_tunnel_io(conn);
-    return;
+  } else {
+    ms_http_client_io(conn);
+    if (!conn->closed && conn->upstream && conn->upstream->state == MS_UPSTREAM_READY &&
+        conn->rq_sent)
+      ms_http_upstream_io(conn);
   }
-  ms_http_client_io(conn);
-  if (!conn->closed && conn->upstream && conn->upstream->state == MS_UPSTREAM_READY &&
-      conn->rq_sent)
-    ms_http_upstream_io(conn);
+  ms_http_end_event(conn);
 }
 
 static void on_task(ms_event_source *source, uint32_t events) {
   ms_http_conn *conn = source->data;
   if (conn->closed) return;
-  if (conn->tunnel) {
+  if (conn->tunnel)
     ms_http_tunnel_io(conn);
-    return;
-  }
-  if (conn->rq_active && conn->upstream == NULL && !conn->rs_started) {
+  else if (conn->rq_active && conn->upstream == NULL && !conn->rs_started)
     ms_http_pick_upstream(conn); /* a retry */
-    return;
-  }
-  ms_http_client_io(conn); /* the next pipelined request */
+  else
+    ms_http_client_io(conn); /* the next pipelined request */
+  ms_http_end_event(conn);
 }
 
 static void on_timer(uv_timer_t *timer) {

@@ -433,11 +433,8 @@ void ms_http_tunnel_io(ms_http_conn *conn) {
     conn->in_len = 0;
     if (ms_http_read_client(conn) != 0) return;
   }
-  if (conn->eof && conn->in_len == 0 && !ms_tls_io_pending_out(&upstream->io)) {
+  if (conn->eof && conn->in_len == 0 && !ms_tls_io_pending_out(&upstream->io))
     ms_http_conn_close(conn); /* the client is done: nothing more goes either way */
-    return;
-  }
-  if (ms_tls_io_park(&upstream->io) != 0) ms_http_conn_close(conn);
 }
 
 static void start_tunnel(ms_http_conn *conn) {
@@ -536,6 +533,7 @@ static void on_upstream_ready(ms_upstream *upstream) {
   send_request(upstream->owner);
   ms_http_conn *conn = upstream->owner;
   if (!conn->closed && conn->upstream == upstream) ms_http_upstream_io(conn);
+  ms_http_end_event(conn);
 }
 
 static void on_upstream_failed(ms_upstream *upstream, const char *message) {
@@ -546,10 +544,11 @@ static void on_upstream_event(ms_upstream *upstream, uint32_t events) {
   ms_http_conn *conn = upstream->owner;
   if (conn->tunnel) {
     ms_http_tunnel_io(conn);
-    return;
+  } else {
+    if (events & MS_EVENT_WRITE) ms_http_client_io(conn); /* the body may go on */
+    if (!conn->closed && conn->upstream == upstream) ms_http_upstream_io(conn);
   }
-  if (events & MS_EVENT_WRITE) ms_http_client_io(conn); /* the body may go on */
-  if (!conn->closed && conn->upstream == upstream) ms_http_upstream_io(conn);
+  ms_http_end_event(conn);
 }
 
 static void on_upstream_timeout(ms_upstream *upstream) {

@@ -120,6 +120,14 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable);
  * listener has an access log. */
 void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us);
 
+/* ms_http_end_event ends every event of the connection (the client's, the
+ * upstream's, a posted task), as the L4 relay's events end: what the
+ * upstream's TLS left in the worker's scratch buffers (records read ahead
+ * and not opened yet, sealed bytes not sent) moves to the heap
+ * (ms_tls_io_park) before another connection's event reuses the scratch.
+ * Closes the connection when memory ran out. */
+void ms_http_end_event(ms_http_conn *conn);
+
 /* ms_http_client_io moves what can move on the client's side: its writes,
  * its reads, the next request's head, the request body. */
 void ms_http_client_io(ms_http_conn *conn);

@@ -143,6 +143,52 @@ class HttpHostileTest(harness.IntegrationTest):
                 self.assertNotEqual(numbers[f"/next{path}"], numbers[path],
                                     "the upstream connection was reused")
 
+    # ---- (b) a slow reader while the worker is busy ---------------------------------------
+
+    def test_a_slow_reader_gets_the_whole_body_while_others_keep_the_worker_busy(self):
+        big, medium = os.urandom(24 * MB), os.urandom(MB)
+        nginx = self.start_https(files={"big.bin": big, "medium.bin": medium})
+        c = cluster("c", [f"127.0.0.1:{nginx.port}"], cluster_tls(self.pki))
+        sidecar = self.start_sidecar(config([http_listener("l", "c")], [c], workers=1))
+        # The others read whole TLS read-aheads too, into the same scratch.
+        kept = KeptConnections(sidecar.listener_port(), count=3, interval=0, path="/medium.bin",
+                               expected=medium)
+        self.addCleanup(kept.close)
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", sidecar.listener_port()))
+        sock.sendall(f"GET /big.bin HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+        reader = sock.makefile("rb", buffering=0)
+        self.addCleanup(reader.close)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            byte = reader.read(1)
+            self.assertTrue(byte, "the connection ended before the head")
+            head += byte
+        self.assertIn(b" 200 ", head.split(b"\r\n", 1)[0])
+        # About 80 KB/s for the first SLOW_BYTES (the whole body when set to
+        # 0), then as fast as it comes.
+        slow = int(os.environ.get("SLOW_BYTES", str(6 * MB))) or len(big)
+        got = bytearray()
+        start = time.monotonic()
+        while len(got) < len(big):
+            chunk = sock.recv(min(8192, len(big) - len(got)))
+            if not chunk:
+                break
+            got += chunk
+            if len(got) < slow:
+                ahead = len(got) / (80 * 1024) - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+        self.assertEqual(len(got), len(big), f"the body ended after {len(got)} bytes")
+        self.assertEqual(sha256(bytes(got)), sha256(big))
+        kept.stop()
+        self.assertEqual(kept.failures, [])
+        self.assertGreater(kept.requests, 10)
+
     # ---- (c) many tiny headers cost linear work -------------------------------------------
 
     def test_many_tiny_headers_cost_work_in_proportion_to_their_bytes(self):
