@@ -40,8 +40,8 @@ static void on_timer_closed(uv_handle_t *handle) {
 }
 
 void ms_http_conn_close(ms_http_conn *conn) {
-  if (conn->closed) return;
-  conn->closed = true;
+  if (conn->state == CONN_CLOSED) return;
+  conn->state = CONN_CLOSED;
   ms_worker *worker = conn->worker;
   ms_worker_client_close(worker, &conn->link);
   ms_events_unpost(&worker->events, &conn->task);
@@ -54,8 +54,10 @@ void ms_http_conn_close(ms_http_conn *conn) {
 /* ---- start -------------------------------------------------------------- */
 
 static void reset_exchange(ms_http_conn *conn) {
-  conn->rq_active = conn->rq_done = conn->rq_body_started = conn->rq_sent = false;
-  conn->rq_too_large = conn->rq_body_too_large = false;
+  conn->rq_state = RQ_IDLE;
+  conn->rs_state = RS_NONE;
+  conn->rq_body_started = false;
+  conn->rq_error = RQ_OK;
   conn->rq_refused = NULL;
   conn->rq_head_bytes = 0;
   conn->rq_body_bytes = 0;
@@ -65,7 +67,7 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->tried = 0;
   conn->attempts = conn->retries = 0;
   conn->last_error[0] = '\0';
-  conn->rs_started = conn->rs_done = false;
+  conn->upstream_in_doubt = false;
   conn->rs_refused = NULL;
   conn->rs_framing = BODY_NONE;
   conn->rs_status = 0;
@@ -74,7 +76,7 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->rq_endpoint = NULL;
   conn->cluster = NULL;
   conn->rq_reused = conn->rq_resumed = false;
-  conn->tunnel = conn->upstream_eof = false;
+  conn->upstream_eof = false;
   http_parser_init(&conn->rq_parser, HTTP_REQUEST);
   conn->rq_parser.data = conn;
 }
@@ -92,7 +94,7 @@ static void close_link(ms_client_link *link) {
 static void drain_link(ms_client_link *link) {
   ms_http_conn *conn = (ms_http_conn *)link;
   conn->close_after = true;
-  if (!conn->rq_active && conn->out.len == conn->out_sent && conn->in_len == 0)
+  if (conn->rq_state == RQ_IDLE && conn->out.len == conn->out_sent && conn->in_len == 0)
     ms_http_conn_close(conn);
 }
 
@@ -169,7 +171,7 @@ int ms_http_flush_client(ms_http_conn *conn) {
         /* The client is not reading: it gets client_idle_timeout_ms to
          * start again (nginx's send_timeout); meanwhile the upstream is
          * not read, and its own timeout waits. */
-        if (conn->rq_active && !conn->lingering) {
+        if (conn->rq_state != RQ_IDLE && conn->state != CONN_LINGERING) {
           conn->send_timer = true;
           uv_timer_start(&conn->timer, on_timer, ms_http_config(conn)->client_idle_timeout_ms, 0);
         }
@@ -186,10 +188,10 @@ int ms_http_flush_client(ms_http_conn *conn) {
   }
   conn->out.len = conn->out_sent = 0;
   if (conn->out.capacity > OUT_HIGH) ms_http_out_cleanup(&conn->out); /* a big body passed */
-  if (conn->close_after && !conn->rq_active && !conn->lingering) {
+  if (conn->close_after && conn->rq_state == RQ_IDLE && conn->state == CONN_OPEN) {
     /* Our FIN first; closing with unread bytes would reset the connection
      * and could lose the response on its way. */
-    conn->lingering = true;
+    conn->state = CONN_LINGERING;
     shutdown(conn->fd, SHUT_WR);
     uv_timer_start(&conn->timer, on_timer, LINGER_MS, 0);
   }
@@ -256,7 +258,8 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
     }
     conn->upstream = NULL;
   }
-  if (!conn->rq_done || !conn->rq_keep_alive || conn->worker->draining) conn->close_after = true;
+  if (conn->rq_state != RQ_DONE || !conn->rq_keep_alive || conn->worker->draining)
+    conn->close_after = true;
   reset_exchange(conn);
   if (!conn->close_after) {
     uint32_t idle_ms = ms_http_config(conn)->client_idle_timeout_ms;
@@ -275,7 +278,7 @@ void ms_http_respond(ms_http_conn *conn, unsigned status, const char *reason, co
   ms_http_count_status(worker, status);
   conn->rs_status = status;
   if (!conn->rq_start_ns) conn->rq_start_ns = uv_hrtime();
-  if (!conn->rq_done) conn->close_after = true;
+  if (conn->rq_state != RQ_DONE) conn->close_after = true;
   size_t body_len = strlen(body);
   ms_http_out_addf(&conn->out,
                    "HTTP/1.1 %u %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -296,7 +299,7 @@ static void consume_in(ms_http_conn *conn, size_t n) {
 /* Whether `conn` may read more from the client now: a request head is
  * awaited, or its body is flowing and the upstream takes it. */
 static bool wants_client_bytes(const ms_http_conn *conn) {
-  if (conn->lingering) return true;
+  if (conn->state == CONN_LINGERING) return true;
   if (conn->close_after || conn->eof) return false;
   size_t limit = ms_http_config(conn)->max_request_headers_bytes + IN_CHUNK;
   return conn->in_len < limit;
@@ -306,7 +309,7 @@ static bool wants_client_bytes(const ms_http_conn *conn) {
  * was closed. */
 int ms_http_read_client(ms_http_conn *conn) {
   while (conn->readable && wants_client_bytes(conn)) {
-    if (conn->lingering) {
+    if (conn->state == CONN_LINGERING) {
       char sink[4096];
       ssize_t n = read(conn->fd, sink, sizeof(sink));
       if (n > 0) continue;
@@ -358,7 +361,7 @@ static int add_piece(http_parser *parser, ms_http_piece piece, const char *at, s
   ms_http_conn *conn = parser->data;
   conn->rq_head_bytes += len;
   if (conn->rq_head_bytes > ms_http_config(conn)->max_request_headers_bytes) {
-    conn->rq_too_large = true;
+    conn->rq_error = RQ_HEAD_TOO_LARGE;
     return -1;
   }
   return ms_http_head_append(&conn->rq, piece, at, len) == 0 ? 0 : -1;
@@ -403,8 +406,11 @@ static const char *refusal(ms_http_conn *conn, const http_parser *parser) {
 static int rq_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
   conn->rq_refused = refusal(conn, parser);
-  if (conn->rq_refused) return -1;
-  conn->rq_active = true;
+  if (conn->rq_refused) {
+    conn->rq_error = RQ_REFUSED;
+    return -1;
+  }
+  conn->rq_state = RQ_BODY; /* RQ_DONE at once when there is none */
   conn->rq_keep_alive = http_should_keep_alive(parser);
   if (parser->flags & F_CHUNKED)
     conn->rq_framing = BODY_CHUNKED;
@@ -422,7 +428,7 @@ static int rq_on_body(http_parser *parser, const char *at, size_t len) {
   uint64_t limit = ms_http_config(conn)->max_request_body_bytes;
   conn->rq_body_bytes += len;
   if (limit && conn->rq_body_bytes > limit) {
-    conn->rq_body_too_large = true; /* a chunked body past the limit: cut off */
+    conn->rq_error = RQ_BODY_TOO_LARGE; /* a chunked body past the limit: cut off */
     return -1;
   }
   conn->rq_body_started = true;
@@ -442,7 +448,7 @@ static int rq_on_body(http_parser *parser, const char *at, size_t len) {
 
 static int rq_on_message_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
-  conn->rq_done = true;
+  conn->rq_state = RQ_DONE;
   if (conn->rq_framing == BODY_CHUNKED && conn->upstream)
     SSL_write(conn->upstream->ssl, "0\r\n\r\n", 5);
   /* Pipelined requests wait until this one is answered. */
@@ -468,105 +474,155 @@ static int parse_in(ms_http_conn *conn) {
   enum http_errno error = HTTP_PARSER_ERRNO(&conn->rq_parser);
   consume_in(conn, n);
   if (error == HPE_OK || error == HPE_PAUSED) return 0;
-  if (conn->rs_started) {
+  if (ms_http_response_started(conn)) {
     /* The client has part of a response already: only closing says it. */
     ms_log(MS_LOG_DEBUG, "http: request body broken off (%s); closing", http_errno_name(error));
     ms_http_conn_close(conn);
-  } else if (conn->rq_too_large) {
-    ms_http_respond(conn, 431, "Request Header Fields Too Large",
-                    "request header fields too large: over max_request_headers_bytes");
-  } else if (conn->rq_body_too_large) {
-    /* The upstream got part of the body: that connection goes too. */
-    ms_http_respond(conn, 413, "Content Too Large", "request body over max_request_body_bytes");
-  } else if (conn->rq_refused) {
-    ms_http_respond(conn, 400, "Bad Request", conn->rq_refused);
-  } else {
-    char body[160];
-    snprintf(body, sizeof(body), "bad request: %s", http_errno_description(error));
-    ms_http_respond(conn, 400, "Bad Request", body);
+    return -1;
+  }
+  switch (conn->rq_error) {
+    case RQ_HEAD_TOO_LARGE:
+      ms_http_respond(conn, 431, "Request Header Fields Too Large",
+                      "request header fields too large: over max_request_headers_bytes");
+      break;
+    case RQ_BODY_TOO_LARGE:
+      /* The upstream got part of the body: that connection goes too. */
+      ms_http_respond(conn, 413, "Content Too Large", "request body over max_request_body_bytes");
+      break;
+    case RQ_REFUSED:
+      ms_http_respond(conn, 400, "Bad Request", conn->rq_refused);
+      break;
+    case RQ_OK: {
+      char body[160];
+      snprintf(body, sizeof(body), "bad request: %s", http_errno_description(error));
+      ms_http_respond(conn, 400, "Bad Request", body);
+      break;
+    }
   }
   return -1;
 }
 
 /* ---- driving ------------------------------------------------------------ */
 
-/* Everything that can move for the client: its writes, its reads, its
- * request's head or body, and the upstream's answer. */
-void ms_http_client_io(ms_http_conn *conn) {
-  if (ms_http_flush_client(conn) < 0) return;
-  if (ms_http_read_client(conn) != 0) return;
-  if (conn->lingering) {
-    if (conn->eof) ms_http_conn_close(conn);
+/* RQ_IDLE: parse what came of the next head; a whole head starts the
+ * exchange. */
+static void request_idle(ms_http_conn *conn) {
+  if (conn->close_after) return;
+  if (conn->in_len && parse_in(conn) != 0) return;
+  if (conn->rq_state != RQ_IDLE) {
+    ms_http_start_exchange(conn);
     return;
   }
-  if (!conn->rq_active) {
-    if (conn->close_after) return;
-    if (conn->in_len && parse_in(conn) != 0) return;
-    if (conn->rq_active) {
-      ms_http_start_exchange(conn);
-      return;
-    }
-    if (conn->eof) ms_http_conn_close(conn); /* gone between requests */
-    return;
-  }
+  if (conn->eof) ms_http_conn_close(conn); /* gone between requests */
+}
+
+/* RQ_BODY and RQ_DONE, once the upstream has the head: what was sealed for
+ * it goes out, and in RQ_BODY the body flows while the upstream takes it:
+ * flush, parse what came, read more. */
+static void request_to_upstream(ms_http_conn *conn) {
   ms_upstream *upstream = conn->upstream;
-  if (upstream == NULL || upstream->state != MS_UPSTREAM_READY || !conn->rq_sent) return;
-  /* The body flows while the upstream takes it: flush, parse what came,
-   * read more. */
+  if (conn->rs_state < RS_HEAD) return; /* the upstream is not ready: the body waits */
   for (;;) {
     if (ms_upstream_flush(upstream) < 0) {
       ms_http_attempt_failed(conn, "writing to the upstream failed", true);
       return;
     }
-    if (ms_tls_io_pending_out(&upstream->io)) break; /* its writable edge brings us back */
-    if (conn->rq_done) break;
+    if (ms_tls_io_pending_out(&upstream->io)) return; /* its writable edge brings us back */
+    if (conn->rq_state == RQ_DONE) return;
     if (conn->in_len == 0) {
-      if (conn->eof) {
-        ms_http_conn_close(conn); /* the client left in the middle of its request */
-        return;
-      }
-      break;
+      if (conn->eof) ms_http_conn_close(conn); /* the client left in the middle of its request */
+      return;
     }
     if (parse_in(conn) != 0) return;
     if (ms_http_read_client(conn) != 0) return;
   }
-  if (ms_tls_io_park(&upstream->io) != 0) ms_http_conn_close(conn);
+}
+
+/* Everything that can move for the client: its writes, its reads, its
+ * request's head or body. */
+void ms_http_client_io(ms_http_conn *conn) {
+  if (ms_http_flush_client(conn) < 0) return;
+  if (ms_http_read_client(conn) != 0) return;
+  switch (conn->state) {
+    case CONN_OPEN:
+      break;
+    case CONN_LINGERING:
+      if (conn->eof) ms_http_conn_close(conn);
+      return;
+    case CONN_TUNNEL:
+    case CONN_CLOSED:
+      return;
+  }
+  switch (conn->rq_state) {
+    case RQ_IDLE:
+      request_idle(conn);
+      return;
+    case RQ_BODY:
+    case RQ_DONE:
+      request_to_upstream(conn);
+      return;
+  }
+}
+
+void ms_http_end_event(ms_http_conn *conn) {
+  if (conn->state == CONN_CLOSED || conn->upstream == NULL) return;
+  if (ms_tls_io_park(&conn->upstream->io) != 0) {
+    ms_log(MS_LOG_ERROR, "http: out of memory keeping an upstream's TLS records; closing");
+    ms_http_conn_close(conn);
+  }
+}
+
+/* One turn of the connection, by its state: a client event, or its posted
+ * task (`posted`: a retry may be due, or the next pipelined request). */
+static void run(ms_http_conn *conn, bool posted) {
+  switch (conn->state) {
+    case CONN_OPEN:
+      if (posted && conn->rs_state == RS_CONNECTING && conn->upstream == NULL) {
+        ms_http_pick_upstream(conn); /* a retry */
+      } else {
+        ms_http_client_io(conn);
+        ms_http_upstream_io(conn); /* the client may take more of the response now */
+      }
+      break;
+    case CONN_TUNNEL:
+      ms_http_tunnel_io(conn);
+      break;
+    case CONN_LINGERING:
+      ms_http_client_io(conn);
+      break;
+    case CONN_CLOSED:
+      return;
+  }
+  ms_http_end_event(conn);
 }
 
 static void on_client_event(ms_event_source *source, uint32_t events) {
   ms_http_conn *conn = source->data;
-  if (conn->closed) return;
   if (events & (MS_EVENT_READ | MS_EVENT_HUP | MS_EVENT_ERROR)) conn->readable = true;
   if (events & (MS_EVENT_HUP | MS_EVENT_ERROR)) conn->hup = true;
-  if (conn->tunnel) {
-    ms_http_tunnel_io(conn);
-    return;
-  }
-  ms_http_client_io(conn);
-  if (!conn->closed && conn->upstream && conn->upstream->state == MS_UPSTREAM_READY &&
-      conn->rq_sent)
-    ms_http_upstream_io(conn);
+  run(conn, false);
 }
 
 static void on_task(ms_event_source *source, uint32_t events) {
-  ms_http_conn *conn = source->data;
-  if (conn->closed) return;
-  if (conn->tunnel) {
-    ms_http_tunnel_io(conn);
-    return;
-  }
-  if (conn->rq_active && conn->upstream == NULL && !conn->rs_started) {
-    ms_http_pick_upstream(conn); /* a retry */
-    return;
-  }
-  ms_http_client_io(conn); /* the next pipelined request */
+  run(source->data, true);
 }
 
 static void on_timer(uv_timer_t *timer) {
   ms_http_conn *conn = timer->data;
-  if (conn->closed) return;
-  if (conn->send_timer)
-    ms_log(MS_LOG_WARN, "http: listener=%s: the client read nothing for %u ms; closing",
-           conn->listener->config->name, ms_http_config(conn)->client_idle_timeout_ms);
-  if (conn->send_timer || conn->lingering || !conn->rq_active) ms_http_conn_close(conn);
+  switch (conn->state) {
+    case CONN_OPEN:
+    case CONN_TUNNEL:
+      if (conn->send_timer)
+        ms_log(MS_LOG_WARN, "http: listener=%s: the client read nothing for %u ms; closing",
+               conn->listener->config->name, ms_http_config(conn)->client_idle_timeout_ms);
+      /* Idle between requests, or not reading; a request under way is the
+       * upstream timer's. */
+      if (conn->send_timer || conn->rq_state == RQ_IDLE) ms_http_conn_close(conn);
+      return;
+    case CONN_LINGERING:
+      ms_http_conn_close(conn);
+      return;
+    case CONN_CLOSED:
+      return;
+  }
 }

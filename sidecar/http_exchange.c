@@ -99,6 +99,7 @@ void ms_http_start_exchange(ms_http_conn *conn) {
   }
   http_parser_init(&conn->rs_parser, HTTP_RESPONSE);
   conn->rs_parser.data = conn;
+  conn->rs_state = RS_CONNECTING;
   ms_http_pick_upstream(conn);
 }
 
@@ -121,7 +122,7 @@ static bool idempotent(const ms_http_conn *conn) {
  * cluster's retries allow it. */
 static bool may_retry(const ms_http_conn *conn, bool counts_as_retry) {
   const ms_http_retry_config *retries = &conn->cluster->config->retries;
-  if (conn->rs_started || conn->rq_body_started || !idempotent(conn)) return false;
+  if (ms_http_response_started(conn) || conn->rq_body_started || !idempotent(conn)) return false;
   if (!counts_as_retry) return true; /* a pooled connection closed meanwhile: no one's fault */
   if (conn->retries >= retries->max_retries) return false;
   if (conn->rq_retrying) return true; /* already counted in the budget */
@@ -145,7 +146,7 @@ void ms_http_attempt_failed(ms_http_conn *conn, const char *message, bool counts
   if (message) snprintf(conn->last_error, sizeof(conn->last_error), "%s", message);
   ms_upstream_close(conn->upstream);
   conn->upstream = NULL;
-  if (conn->rs_started) {
+  if (ms_http_response_started(conn)) {
     ms_http_conn_close(conn); /* the client has part of a response: only closing says it */
     return;
   }
@@ -161,7 +162,7 @@ void ms_http_attempt_failed(ms_http_conn *conn, const char *message, bool counts
     }
     MS_STAT_ADD(&conn->worker->stats, http_rq_retry, 1);
   }
-  conn->rq_sent = false;
+  conn->rs_state = RS_CONNECTING;
   ms_events_post(&conn->worker->events, &conn->task); /* after the events under way */
 }
 
@@ -171,7 +172,7 @@ static void send_request(ms_http_conn *conn) {
   conn->rq_reused = upstream->requests > 0;
   conn->rq_resumed = SSL_session_reused(upstream->ssl);
   SSL_write(upstream->ssl, conn->rq_out.data, (int)conn->rq_out.len);
-  conn->rq_sent = true;
+  conn->rs_state = RS_HEAD;
   uint32_t timeout = ms_http_config(conn)->request_timeout_ms;
   ms_upstream_set_timeout(upstream, timeout);
   ms_http_client_io(conn); /* the body, if any, and what the upstream may say */
@@ -247,6 +248,18 @@ static void count_at_endpoint(ms_http_conn *conn, unsigned status) {
       memory_order_relaxed);
 }
 
+/* Whether a response head announces a body (a Content-Length above 0, or
+ * chunked): a 1xx or a 204 must not (RFC 9110 8.6, 6.4.1). */
+static bool announces_body(const http_parser *parser) {
+  return (parser->flags & F_CHUNKED) ||
+         (parser->content_length != NO_LENGTH && parser->content_length > 0);
+}
+
+/* Returns http_parser's 0 (a body follows as the headers frame it), 1 (the
+ * message ends at its head: RFC 9112 6.3, a 1xx, 204 or 304, or the answer
+ * to a HEAD, whatever the headers say), 2 (a 101: what follows is another
+ * protocol) or -1 (refused). Bytes an upstream sends after a head that ends
+ * its message are never passed on (parse_response). */
 static int rs_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
   if (!ms_http_head_names_valid(&conn->rs)) {
@@ -260,24 +273,28 @@ static int rs_on_headers_complete(http_parser *parser) {
     count_at_endpoint(conn, status);
     /* The upstream took the Upgrade: from here on, a tunnel. */
     if (!conn->rq_parser.upgrade) return -1;
-    conn->rs_started = conn->tunnel = true;
+    conn->state = CONN_TUNNEL;
+    conn->rs_state = RS_BODY; /* RS_DONE at once: what follows is the other protocol's */
     conn->rs_status = status;
     ms_http_write_response(&conn->out, &conn->rs, status, false, false, 0, false, true);
     ms_http_count_status(conn->worker, status);
-    return 0;
+    return 2;
   }
   if (status >= 100 && status < 200) {
     /* 100 Continue and other interim answers pass as they are. */
+    if (announces_body(parser)) conn->upstream_in_doubt = true;
     ms_http_write_response(&conn->out, &conn->rs, status, false, false, 0, false, false);
     ms_http_count_status(conn->worker, status);
-    return 0;
+    return 1;
   }
-  conn->rs_started = true;
+  conn->rs_state = RS_BODY;
   conn->rs_status = status;
   conn->rs_head_ns = uv_hrtime();
   count_at_endpoint(conn, status);
   bool has_length = parser->content_length != NO_LENGTH;
-  if (head_request || status == 204 || status == 304) {
+  bool bodiless = head_request || status == 204 || status == 304;
+  if (status == 204 && announces_body(parser)) conn->upstream_in_doubt = true;
+  if (bodiless) {
     conn->rs_framing = BODY_NONE;
   } else if (!(parser->flags & F_CHUNKED) && has_length) {
     conn->rs_framing = BODY_LENGTH;
@@ -292,7 +309,7 @@ static int rs_on_headers_complete(http_parser *parser) {
                          conn->rs_framing == BODY_LENGTH || (head_request && has_length),
                          parser->content_length, close, false);
   ms_http_count_status(conn->worker, status);
-  return head_request ? 1 : 0; /* 1: no body follows, whatever the headers say */
+  return bodiless ? 1 : 0;
 }
 
 static int rs_on_body(http_parser *parser, const char *at, size_t len) {
@@ -311,8 +328,8 @@ static int rs_on_body(http_parser *parser, const char *at, size_t len) {
 
 static int rs_on_message_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
-  if (!conn->rs_started) return 0; /* an interim answer: the final one follows */
-  conn->rs_done = true;
+  if (conn->rs_state != RS_BODY) return 0; /* an interim answer: the final one follows */
+  conn->rs_state = RS_DONE;
   if (conn->rs_framing == BODY_CHUNKED) ms_http_out_add(&conn->out, "0\r\n\r\n", 5);
   http_parser_pause(parser, 1);
   return 0;
@@ -331,7 +348,8 @@ static const http_parser_settings response_settings = {
 /* The response is complete: the exchange ends once the request is, too. */
 static void response_done(ms_http_conn *conn) {
   ms_upstream *upstream = conn->upstream;
-  bool reusable = conn->rq_done && http_should_keep_alive(&conn->rs_parser) &&
+  bool reusable = conn->rq_state == RQ_DONE && !conn->upstream_in_doubt &&
+                  http_should_keep_alive(&conn->rs_parser) &&
                   conn->rs_framing != BODY_UNTIL_CLOSE && !ms_tls_io_buffered_in(&upstream->io) &&
                   SSL_pending(upstream->ssl) == 0;
   ms_upstream_set_timeout(upstream, 0);
@@ -345,14 +363,19 @@ static int parse_response(ms_http_conn *conn, const char *data, size_t len) {
   size_t n = http_parser_execute(&conn->rs_parser, &response_settings, data, len);
   enum http_errno error = HTTP_PARSER_ERRNO(&conn->rs_parser);
   if (error == HPE_OK || error == HPE_PAUSED) {
-    if (conn->tunnel) {
+    if (conn->state == CONN_TUNNEL) {
       ms_http_out_add(&conn->out, data + n, len - n); /* the other protocol's first bytes */
       return 0;
     }
-    if (n < len && !conn->rs_done)
+    if (n < len && conn->rs_state != RS_DONE) {
       error = HPE_UNKNOWN;
-    else
+    } else {
+      /* Bytes after the response (after a head that ends it, say) are not
+       * passed on, and its framing is in doubt: the connection is not
+       * pooled. */
+      if (n < len) conn->upstream_in_doubt = true;
       return 0;
+    }
   }
   char message[200];
   snprintf(message, sizeof(message), "cluster=%s endpoint=%s: invalid response: %s",
@@ -362,7 +385,7 @@ static int parse_response(ms_http_conn *conn, const char *data, size_t len) {
   snprintf(conn->last_error, sizeof(conn->last_error), "%s", message);
   ms_upstream_close(conn->upstream);
   conn->upstream = NULL;
-  if (conn->rs_started)
+  if (ms_http_response_started(conn))
     ms_http_conn_close(conn);
   else
     bad_gateway(conn);
@@ -412,35 +435,34 @@ void ms_http_tunnel_io(ms_http_conn *conn) {
     conn->in_len = 0;
     if (ms_http_read_client(conn) != 0) return;
   }
-  if (conn->eof && conn->in_len == 0 && !ms_tls_io_pending_out(&upstream->io)) {
+  if (conn->eof && conn->in_len == 0 && !ms_tls_io_pending_out(&upstream->io))
     ms_http_conn_close(conn); /* the client is done: nothing more goes either way */
-    return;
-  }
-  if (ms_tls_io_park(&upstream->io) != 0) ms_http_conn_close(conn);
 }
 
 static void start_tunnel(ms_http_conn *conn) {
   ms_http_log_request(conn, (uv_hrtime() - conn->rq_start_ns) / 1000);
   ms_upstream_set_timeout(conn->upstream, 0);
   uv_timer_stop(&conn->timer);
-  conn->rq_done = true;
+  conn->rq_state = RQ_DONE;
   ms_http_tunnel_io(conn);
 }
 
-/* Reads the upstream while the client keeps up, until the upstream has
- * nothing more for now, the client's socket is full, or the response is
- * done. */
-void ms_http_upstream_io(ms_http_conn *conn) {
+/* RS_HEAD and RS_BODY: reads the upstream while the client keeps up,
+ * until the upstream has nothing more for now, the client's socket is
+ * full, or the response is done. Returns -1 when the exchange ended here
+ * (the connection closed, answered, or a retry posted). */
+static int read_response(ms_http_conn *conn) {
   ms_upstream *upstream = conn->upstream;
   ms_worker *worker = conn->worker;
   bool upstream_empty = false;
   /* request_timeout_ms bounds the upstream's silences, not the client's:
    * it runs while the upstream is read. */
-  if (conn->rs_started) ms_upstream_set_timeout(upstream, ms_http_config(conn)->request_timeout_ms);
-  while (!conn->rs_done && !upstream_empty) {
+  if (conn->rs_state == RS_BODY)
+    ms_upstream_set_timeout(upstream, ms_http_config(conn)->request_timeout_ms);
+  while (conn->rs_state != RS_DONE && !upstream_empty) {
     if (conn->out.len - conn->out_sent >= OUT_HIGH) {
       int flushed = ms_http_flush_client(conn);
-      if (flushed < 0) return;
+      if (flushed < 0) return -1;
       if (flushed == 0) {
         ms_upstream_set_timeout(upstream, 0); /* the client's writable edge brings us back */
         break;
@@ -450,12 +472,12 @@ void ms_http_upstream_io(ms_http_conn *conn) {
     if (rc > 0) {
       /* The head's timeout runs until the head is in; then it bounds each
        * silence in the body. */
-      if (parse_response(conn, worker->scratch, (size_t)rc) != 0) return;
-      if (conn->tunnel) {
+      if (parse_response(conn, worker->scratch, (size_t)rc) != 0) return -1;
+      if (conn->state == CONN_TUNNEL) {
         start_tunnel(conn);
-        return;
+        return -1;
       }
-      if (conn->rs_started)
+      if (conn->rs_state == RS_BODY)
         ms_upstream_set_timeout(upstream, ms_http_config(conn)->request_timeout_ms);
       continue;
     }
@@ -467,18 +489,18 @@ void ms_http_upstream_io(ms_http_conn *conn) {
     }
     bool closed =
         error == SSL_ERROR_ZERO_RETURN || (error == SSL_ERROR_SYSCALL && upstream->io.eof);
-    if (closed && conn->rs_started) {
+    if (closed && conn->rs_state == RS_BODY) {
       /* A body that ends with the connection, or one cut short. */
-      if (parse_response(conn, NULL, 0) != 0) return;
-      if (!conn->rs_done) {
+      if (parse_response(conn, NULL, 0) != 0) return -1;
+      if (conn->rs_state != RS_DONE) {
         ms_http_conn_close(conn);
-        return;
+        return -1;
       }
       upstream->close_notify_sent = true; /* not reusable */
       break;
     }
     char message[640];
-    if (!conn->rs_started && error == SSL_ERROR_SSL && upstream->requests == 0 &&
+    if (conn->rs_state == RS_HEAD && error == SSL_ERROR_SSL && upstream->requests == 0 &&
         !conn->rq_body_started && conn->rs.len == 0) {
       /* TLS 1.3: the upstream refused our certificate after its side of the
        * handshake; this is where we hear of it. */
@@ -492,20 +514,46 @@ void ms_http_upstream_io(ms_http_conn *conn) {
     /* A pooled connection the upstream closed meanwhile is no fault of the
      * endpoint's, and trying again is the usual keep-alive race. */
     ms_http_attempt_failed(conn, message, upstream->requests == 0);
-    return;
+    return -1;
   }
   if (ms_upstream_flush(upstream) < 0 && conn->upstream) {
     ms_http_attempt_failed(conn, "writing to the upstream failed", true);
-    return;
+    return -1;
   }
-  if (ms_http_flush_client(conn) < 0) return;
-  if (conn->rs_done && conn->rq_done)
-    response_done(conn);
-  else if (conn->rs_done && !conn->rq_done) {
-    /* Answered before the whole body came: that body is never read. */
-    conn->close_after = true;
-    ms_http_end_exchange(conn, false);
-    ms_http_flush_client(conn);
+  return ms_http_flush_client(conn) < 0 ? -1 : 0;
+}
+
+/* RS_DONE: the exchange ends once the request is done too; a response
+ * that came before the whole request body leaves that body unread, and the
+ * connection closes after it. */
+static void response_complete(ms_http_conn *conn) {
+  switch (conn->rq_state) {
+    case RQ_DONE:
+      response_done(conn);
+      return;
+    case RQ_IDLE:
+    case RQ_BODY:
+      conn->close_after = true;
+      ms_http_end_exchange(conn, false);
+      ms_http_flush_client(conn);
+      return;
+  }
+}
+
+void ms_http_upstream_io(ms_http_conn *conn) {
+  if (conn->state != CONN_OPEN) return;
+  switch (conn->rs_state) {
+    case RS_NONE:
+    case RS_CONNECTING:
+      return; /* no upstream to read yet */
+    case RS_HEAD:
+    case RS_BODY:
+      if (read_response(conn) != 0) return;
+      if (conn->rs_state == RS_DONE) response_complete(conn);
+      return;
+    case RS_DONE:
+      response_complete(conn);
+      return;
   }
 }
 
@@ -514,7 +562,8 @@ void ms_http_upstream_io(ms_http_conn *conn) {
 static void on_upstream_ready(ms_upstream *upstream) {
   send_request(upstream->owner);
   ms_http_conn *conn = upstream->owner;
-  if (!conn->closed && conn->upstream == upstream) ms_http_upstream_io(conn);
+  if (conn->upstream == upstream) ms_http_upstream_io(conn);
+  ms_http_end_event(conn);
 }
 
 static void on_upstream_failed(ms_upstream *upstream, const char *message) {
@@ -523,17 +572,24 @@ static void on_upstream_failed(ms_upstream *upstream, const char *message) {
 
 static void on_upstream_event(ms_upstream *upstream, uint32_t events) {
   ms_http_conn *conn = upstream->owner;
-  if (conn->tunnel) {
-    ms_http_tunnel_io(conn);
-    return;
+  switch (conn->state) {
+    case CONN_OPEN:
+      if (events & MS_EVENT_WRITE) ms_http_client_io(conn); /* the body may go on */
+      if (conn->upstream == upstream) ms_http_upstream_io(conn);
+      break;
+    case CONN_TUNNEL:
+      ms_http_tunnel_io(conn);
+      break;
+    case CONN_LINGERING:
+    case CONN_CLOSED:
+      return; /* the upstream is closed: no events come */
   }
-  if (events & MS_EVENT_WRITE) ms_http_client_io(conn); /* the body may go on */
-  if (!conn->closed && conn->upstream == upstream) ms_http_upstream_io(conn);
+  ms_http_end_event(conn);
 }
 
 static void on_upstream_timeout(ms_upstream *upstream) {
   ms_http_conn *conn = upstream->owner;
-  if (conn->rs_started) {
+  if (ms_http_response_started(conn)) {
     ms_log(MS_LOG_WARN, "http: cluster=%s endpoint=%s: response stalled for %u ms; closing",
            conn->cluster->config->name, ms_upstream_endpoint(upstream),
            ms_http_config(conn)->request_timeout_ms);

@@ -150,8 +150,52 @@ const char *ms_http_head_get(const ms_http_head *head, const char *name, size_t 
   return NULL;
 }
 
-/* Whether the comma-separated `list` names the token `name`. */
-static bool list_has(const char *list, size_t list_len, const char *name, size_t name_len) {
+/* ---- hop-by-hop headers ---------------------------------------------------- */
+
+/* A header name as bytes and length, for sorting and searching. */
+typedef struct name_ref {
+  const char *text;
+  size_t len;
+} name_ref;
+
+/* The names of the headers that concern one connection only (RFC 9110
+ * 7.6.1: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+ * Transfer-Encoding, Upgrade, and every header the Connection header
+ * names), collected once per head and sorted, so that dropping them is one
+ * pass over the headers with a binary search each, however many headers
+ * and Connection tokens a client sends. */
+typedef struct hop_names {
+  const ms_http_head *head;
+  name_ref *names; /* `local`, or the heap once it is full */
+  size_t count, capacity;
+  name_ref local[16];
+} hop_names;
+
+static void hop_names_cleanup(hop_names *names);
+
+static int compare_names(const void *a, const void *b) {
+  const name_ref *x = a, *y = b;
+  int c = strncasecmp(x->text, y->text, x->len < y->len ? x->len : y->len);
+  if (c) return c;
+  return x->len < y->len ? -1 : x->len > y->len;
+}
+
+static int add_name(hop_names *names, const char *text, size_t len) {
+  if (names->count == names->capacity) {
+    size_t capacity = names->capacity * 2;
+    name_ref *grown = malloc(capacity * sizeof(*grown));
+    if (grown == NULL) return -1;
+    memcpy(grown, names->names, names->count * sizeof(*grown));
+    if (names->names != names->local) free(names->names);
+    names->names = grown;
+    names->capacity = capacity;
+  }
+  names->names[names->count++] = (name_ref){text, len};
+  return 0;
+}
+
+/* Adds each token of the comma-separated `list`. */
+static int add_list(hop_names *names, const char *list, size_t list_len) {
   size_t i = 0;
   while (i < list_len) {
     while (i < list_len && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
@@ -162,55 +206,84 @@ static bool list_has(const char *list, size_t list_len, const char *name, size_t
     size_t end = i;
     while (end > start && (list[end - 1] == ' ' || list[end - 1] == '\t'))
       end--;
-    if (end - start == name_len && strncasecmp(list + start, name, name_len) == 0) return true;
+    if (end > start && add_name(names, list + start, end - start) != 0) return -1;
   }
-  return false;
+  return 0;
 }
 
-bool ms_http_hop_by_hop(const ms_http_head *head, size_t index) {
+static int hop_names_init(hop_names *names, const ms_http_head *head) {
   static const char *const fixed[] = {"connection", "keep-alive",        "proxy-connection", "te",
                                       "trailer",    "transfer-encoding", "upgrade"};
-  ms_http_slice name = head->headers[index].name;
+  names->head = head;
+  names->names = names->local;
+  names->count = 0;
+  names->capacity = sizeof(names->local) / sizeof(names->local[0]);
   for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-    if (ms_http_slice_is(head, name, fixed[i])) return true;
+    add_name(names, fixed[i], strlen(fixed[i])); /* fits in `local` */
   for (size_t i = 0; i < head->header_count; i++) {
     if (!ms_http_slice_is(head, head->headers[i].name, "connection")) continue;
     ms_http_slice value = head->headers[i].value;
-    if (list_has(head->buf + value.offset, value.len, head->buf + name.offset, name.len))
-      return true;
+    if (add_list(names, head->buf + value.offset, value.len) != 0) {
+      hop_names_cleanup(names);
+      return -1;
+    }
   }
-  return false;
+  qsort(names->names, names->count, sizeof(name_ref), compare_names);
+  return 0;
+}
+
+static void hop_names_cleanup(hop_names *names) {
+  if (names->names != names->local) free(names->names);
+  names->names = names->local;
+  names->count = 0;
+}
+
+/* Whether header `index` of the head is in `names`. */
+static bool is_hop_by_hop(const hop_names *names, size_t index) {
+  const ms_http_head *head = names->head;
+  ms_http_slice name = head->headers[index].name;
+  name_ref key = {head->buf + name.offset, name.len};
+  return bsearch(&key, names->names, names->count, sizeof(name_ref), compare_names) != NULL;
+}
+
+/* ---- output ------------------------------------------------------------------ */
+
+/* Makes room for `more` bytes after out->len. Returns 0, or -1 (and marks
+ * `out` failed) when memory ran out. */
+static int out_reserve(ms_http_out *out, size_t more) {
+  if (out->failed) return -1;
+  if (out->len + more <= out->capacity) return 0;
+  size_t capacity = out->capacity ? out->capacity : 1024;
+  while (capacity < out->len + more)
+    capacity *= 2;
+  char *grown = realloc(out->data, capacity);
+  if (grown == NULL) {
+    out->failed = true;
+    return -1;
+  }
+  out->data = grown;
+  out->capacity = capacity;
+  return 0;
 }
 
 void ms_http_out_add(ms_http_out *out, const char *data, size_t len) {
-  if (out->failed) return;
-  if (out->len + len > out->capacity) {
-    size_t capacity = out->capacity ? out->capacity : 1024;
-    while (capacity < out->len + len)
-      capacity *= 2;
-    char *grown = realloc(out->data, capacity);
-    if (grown == NULL) {
-      out->failed = true;
-      return;
-    }
-    out->data = grown;
-    out->capacity = capacity;
-  }
+  if (out_reserve(out, len) != 0) return;
   memcpy(out->data + out->len, data, len);
   out->len += len;
 }
 
+/* Formats straight into the buffer, at the length the text needs. */
 void ms_http_out_addf(ms_http_out *out, const char *format, ...) {
-  char line[512];
   va_list args;
   va_start(args, format);
-  int n = vsnprintf(line, sizeof(line), format, args);
+  int n = vsnprintf(NULL, 0, format, args);
   va_end(args);
-  if (n < 0) {
-    out->failed = true;
-    return;
-  }
-  ms_http_out_add(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+  if (n < 0) out->failed = true;
+  if (n < 0 || out_reserve(out, (size_t)n + 1) != 0) return;
+  va_start(args, format);
+  vsnprintf(out->data + out->len, (size_t)n + 1, format, args);
+  va_end(args);
+  out->len += (size_t)n;
 }
 
 void ms_http_out_cleanup(ms_http_out *out) {
@@ -222,11 +295,18 @@ static void add_slice(ms_http_out *out, const ms_http_head *head, ms_http_slice 
   ms_http_out_add(out, head->buf + slice.offset, slice.len);
 }
 
-static void add_header_line(ms_http_out *out, const ms_http_head *head, size_t i) {
-  add_slice(out, head, head->headers[i].name);
+/* "name: value\r\n", at their exact lengths. */
+static void add_line(ms_http_out *out, const char *name, size_t name_len, const char *value,
+                     size_t value_len) {
+  ms_http_out_add(out, name, name_len);
   ms_http_out_add(out, ": ", 2);
-  add_slice(out, head, head->headers[i].value);
+  ms_http_out_add(out, value, value_len);
   ms_http_out_add(out, "\r\n", 2);
+}
+
+static void add_header_line(ms_http_out *out, const ms_http_head *head, size_t i) {
+  ms_http_slice name = head->headers[i].name, value = head->headers[i].value;
+  add_line(out, head->buf + name.offset, name.len, head->buf + value.offset, value.len);
 }
 
 /* "Connection: upgrade" and the head's own Upgrade header. */
@@ -245,18 +325,26 @@ static void add_framing(ms_http_out *out, bool chunked, bool has_length, uint64_
 
 void ms_http_write_request(ms_http_out *out, const ms_http_head *head,
                            const ms_http_request_edits *edits) {
-  ms_http_out_addf(out, "%s ", edits->method);
+  hop_names hop;
+  if (hop_names_init(&hop, head) != 0) {
+    out->failed = true;
+    return;
+  }
+  ms_http_out_add(out, edits->method, strlen(edits->method));
+  ms_http_out_add(out, " ", 1);
   add_slice(out, head, head->target);
   ms_http_out_add(out, " HTTP/1.1\r\n", 11);
   bool host_sent = false, forwarded = false;
+  size_t host_len = edits->host ? strlen(edits->host) : 0;
+  size_t peer_len = edits->forwarded_for ? strlen(edits->forwarded_for) : 0;
   for (size_t i = 0; i < head->header_count; i++) {
     ms_http_slice name = head->headers[i].name;
-    if (ms_http_hop_by_hop(head, i) || ms_http_slice_is(head, name, "content-length")) continue;
+    if (is_hop_by_hop(&hop, i) || ms_http_slice_is(head, name, "content-length")) continue;
     if (ms_http_slice_is(head, name, "host")) {
       if (host_sent) continue;
       host_sent = true;
       if (edits->host) {
-        ms_http_out_addf(out, "Host: %s\r\n", edits->host);
+        add_line(out, "Host", 4, edits->host, host_len);
         continue;
       }
     } else if (edits->forwarded_for && ms_http_slice_is(head, name, "x-forwarded-proto")) {
@@ -267,14 +355,17 @@ void ms_http_write_request(ms_http_out *out, const ms_http_head *head,
       add_slice(out, head, name);
       ms_http_out_add(out, ": ", 2);
       add_slice(out, head, head->headers[i].value);
-      ms_http_out_addf(out, ", %s\r\n", edits->forwarded_for);
+      ms_http_out_add(out, ", ", 2);
+      ms_http_out_add(out, edits->forwarded_for, peer_len);
+      ms_http_out_add(out, "\r\n", 2);
       continue;
     }
     add_header_line(out, head, i);
   }
-  if (!host_sent && edits->host) ms_http_out_addf(out, "Host: %s\r\n", edits->host);
+  hop_names_cleanup(&hop);
+  if (!host_sent && edits->host) add_line(out, "Host", 4, edits->host, host_len);
   if (edits->forwarded_for) {
-    if (!forwarded) ms_http_out_addf(out, "X-Forwarded-For: %s\r\n", edits->forwarded_for);
+    if (!forwarded) add_line(out, "X-Forwarded-For", 15, edits->forwarded_for, peer_len);
     ms_http_out_add(out, "X-Forwarded-Proto: http\r\n", 25);
   }
   add_framing(out, edits->chunked, edits->has_content_length, edits->content_length);
@@ -289,15 +380,20 @@ void ms_http_write_request(ms_http_out *out, const ms_http_head *head,
 void ms_http_write_response(ms_http_out *out, const ms_http_head *head, unsigned status,
                             bool chunked, bool has_content_length, uint64_t content_length,
                             bool close, bool upgrade) {
+  hop_names hop;
+  if (hop_names_init(&hop, head) != 0) {
+    out->failed = true;
+    return;
+  }
   ms_http_out_addf(out, "HTTP/1.1 %u ", status);
   add_slice(out, head, head->target);
   ms_http_out_add(out, "\r\n", 2);
   for (size_t i = 0; i < head->header_count; i++) {
-    if (ms_http_hop_by_hop(head, i) ||
-        ms_http_slice_is(head, head->headers[i].name, "content-length"))
+    if (is_hop_by_hop(&hop, i) || ms_http_slice_is(head, head->headers[i].name, "content-length"))
       continue;
     add_header_line(out, head, i);
   }
+  hop_names_cleanup(&hop);
   add_framing(out, chunked, has_content_length, content_length);
   if (upgrade) {
     add_upgrade(out, head);

@@ -70,12 +70,6 @@ int ms_http_head_to_origin_form(ms_http_head *head);
 /* ms_http_slice_is: `slice` equals `text`, case-insensitively. */
 bool ms_http_slice_is(const ms_http_head *head, ms_http_slice slice, const char *text);
 
-/* ms_http_hop_by_hop: header `index` of `head` concerns one connection only
- * (RFC 9110 7.6.1: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
- * Transfer-Encoding, Upgrade, and every header the Connection header names),
- * so a proxy does not pass it on. */
-bool ms_http_hop_by_hop(const ms_http_head *head, size_t index);
-
 /* A growing output buffer. */
 typedef struct ms_http_out {
   char *data;
@@ -83,6 +77,9 @@ typedef struct ms_http_out {
   bool failed; /* memory ran out on the way */
 } ms_http_out;
 
+/* ms_http_out_add appends `len` bytes; ms_http_out_addf appends formatted
+ * text, whatever its length. When memory runs out, `failed` is set and
+ * nothing more is added. */
 void ms_http_out_add(ms_http_out *out, const char *data, size_t len);
 void ms_http_out_addf(ms_http_out *out, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
@@ -100,9 +97,11 @@ typedef struct ms_http_request_edits {
 } ms_http_request_edits;
 
 /* ms_http_write_request writes the request line and headers for the
- * upstream: hop-by-hop headers dropped, Host set, X-Forwarded-For appended
- * and X-Forwarded-Proto set when forwarded_for is given, the body framing
- * of `edits`, and "Connection: keep-alive" (or "upgrade"). */
+ * upstream: hop-by-hop headers dropped (RFC 9110 7.6.1: Connection,
+ * Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade,
+ * and every header Connection names; one pass, however many headers), Host set, X-Forwarded-For
+ * appended and X-Forwarded-Proto set when forwarded_for is given, the body framing of `edits`, and
+ * "Connection: keep-alive" (or "upgrade"). */
 void ms_http_write_request(ms_http_out *out, const ms_http_head *head,
                            const ms_http_request_edits *edits);
 

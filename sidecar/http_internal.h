@@ -28,6 +28,38 @@ typedef enum body_framing {
   BODY_UNTIL_CLOSE,
 } body_framing;
 
+/* The connection's life (docs/architecture.md has the diagram). */
+typedef enum http_conn_state {
+  CONN_OPEN,      /* exchanges, one at a time: rq_state and rs_state say where */
+  CONN_TUNNEL,    /* after a 101: bytes pass both ways as they are (tunnel_io) */
+  CONN_LINGERING, /* our FIN is out: the client's bytes are read and dropped until its FIN */
+  CONN_CLOSED,    /* closed; freed in the timer's close callback */
+} http_conn_state;
+
+/* The request side of the exchange, in the order it goes. */
+typedef enum http_request_state {
+  RQ_IDLE, /* no exchange: the next head is read and parsed */
+  RQ_BODY, /* the head is parsed; the body flows once the upstream has the head */
+  RQ_DONE, /* parsed to its end; pipelined requests wait unparsed in `in` */
+} http_request_state;
+
+/* The response side of the exchange, in the order it goes. */
+typedef enum http_response_state {
+  RS_NONE,       /* no exchange */
+  RS_CONNECTING, /* an upstream is taken from the pool or dialled; a retry waits here */
+  RS_HEAD,       /* the request head went upstream: its response head is awaited (1xx pass) */
+  RS_BODY,       /* the final head went to the client: the body follows */
+  RS_DONE,       /* the response is complete: the exchange ends with the request's end */
+} http_response_state;
+
+/* Why the request was cut off (parse_in answers it). */
+typedef enum http_request_error {
+  RQ_OK,
+  RQ_HEAD_TOO_LARGE, /* the head passed max_request_headers_bytes: 431 */
+  RQ_BODY_TOO_LARGE, /* the body passed max_request_body_bytes: 413 */
+  RQ_REFUSED,        /* the head cannot be proxied (rq_refused says why): 400 */
+} http_request_error;
+
 struct ms_http_conn {
   ms_client_link link; /* first: the worker's list of clients */
   ms_worker *worker;
@@ -36,34 +68,31 @@ struct ms_http_conn {
   int fd;
   ms_event_source source;
   ms_event_source task; /* a retry, after the events under way */
-  bool readable, hup, eof, closed;
-  bool close_after; /* close once the client has what it was sent */
-  bool lingering;   /* our FIN is out: waiting for the client's */
-  bool send_timer;  /* the timer bounds a client that stopped reading a response */
-  uv_timer_t timer; /* idle between requests, or lingering; its close frees the connection */
+  http_conn_state state;
+  bool readable, hup, eof; /* what the client's socket said: not drained, hung up, FIN read */
+  bool close_after;        /* no request after this one: close once the client has the answer */
+  bool send_timer;         /* the timer bounds a client that stopped reading a response */
+  uv_timer_t timer;        /* idle between requests, or lingering; its close frees the connection */
   char peer[64];
 
   char *in; /* client bytes not parsed yet */
   size_t in_len, in_capacity;
 
   /* The request under way. */
+  http_request_state rq_state;
   http_parser rq_parser;
   ms_http_head rq;
   size_t rq_head_bytes;
-  bool rq_too_large;      /* the head passed max_request_headers_bytes */
-  bool rq_body_too_large; /* the body passed max_request_body_bytes */
-  const char *rq_refused; /* why its head is refused with a 400, or NULL */
-  bool rq_active;         /* its head is parsed: an exchange is under way */
+  http_request_error rq_error;
+  const char *rq_refused; /* RQ_REFUSED: why, for the 400 */
   bool rq_counted;        /* counted in the worker's http_requests_active */
   bool rq_retrying;       /* counted in the worker's http_retries_active */
-  bool rq_done;           /* parsed to its end */
   bool rq_body_started;   /* body bytes went upstream: no retry */
   bool rq_keep_alive;
   body_framing rq_framing;
   uint64_t rq_body_bytes;
   const ms_cluster *cluster;
   ms_http_out rq_out; /* the head for the upstream, until it is ready */
-  bool rq_sent;       /* the head went upstream */
   ms_upstream *upstream;
   uint64_t rq_start_ns;       /* the request's first byte */
   uint64_t rs_head_ns;        /* the final response's head came */
@@ -75,19 +104,24 @@ struct ms_http_conn {
   char last_error[640];
 
   /* Its response. */
+  http_response_state rs_state;
   http_parser rs_parser;
   ms_http_head rs;
-  bool rs_started; /* a final response's head went to the client */
-  bool rs_done;
   const char *rs_refused; /* why its head is not passed on (a 502), or NULL */
   body_framing rs_framing;
   unsigned rs_status;
-  bool tunnel;       /* 101 Switching Protocols: bytes pass as they are */
-  bool upstream_eof; /* in a tunnel: the upstream is done */
+  bool upstream_in_doubt; /* it sent more than the response: closed, never pooled */
+  bool upstream_eof;      /* CONN_TUNNEL: the upstream is done */
 
   ms_http_out out; /* for the client */
   size_t out_sent;
 };
+
+/* ms_http_response_started: a final response's head went to the client (or
+ * a 101's): the request can no longer be retried or answered otherwise. */
+static inline bool ms_http_response_started(const ms_http_conn *conn) {
+  return conn->rs_state >= RS_BODY;
+}
 
 static inline const ms_http_listener_config *ms_http_config(const ms_http_conn *conn) {
   return &conn->listener->config->http;
@@ -118,6 +152,14 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable);
 /* ms_http_log_request writes the access log line of the request, if the
  * listener has an access log. */
 void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us);
+
+/* ms_http_end_event ends every event of the connection (the client's, the
+ * upstream's, a posted task), as the L4 relay's events end: what the
+ * upstream's TLS left in the worker's scratch buffers (records read ahead
+ * and not opened yet, sealed bytes not sent) moves to the heap
+ * (ms_tls_io_park) before another connection's event reuses the scratch.
+ * Closes the connection when memory ran out. */
+void ms_http_end_event(ms_http_conn *conn);
 
 /* ms_http_client_io moves what can move on the client's side: its writes,
  * its reads, the next request's head, the request body. */
