@@ -11,7 +11,6 @@ test prints its figures (descriptors, RSS, latencies) on one "figures:" line."""
 import contextlib
 import http.client
 import itertools
-import os
 import resource
 import socket
 import threading
@@ -123,16 +122,19 @@ class FaultTest(harness.IntegrationTest):
         self.addCleanup(peer.close)
         return peer
 
-    def start_http_pair(self, **http):
+    def start_http_pair(self, endpoints_before=(), faulty_extra=None, **http):
         """start_http_pair starts nginx (the healthy upstream) and a
         FaultyHttpUpstream, and a sidecar with one worker and one HTTP
-        listener: /fault... goes to the faulty upstream (no retries), the
-        rest to nginx. Returns (faulty, sidecar)."""
+        listener: /fault... goes to cluster "faulty" (`endpoints_before`,
+        then the faulty upstream; no retries unless `faulty_extra` says),
+        the rest to nginx. Returns (faulty, sidecar)."""
         nginx = self.start_https()
         faulty = self.start_faulty()
         healthy = cluster("healthy", [f"127.0.0.1:{nginx.port}"], cluster_tls(self.pki))
-        bad = cluster("faulty", [f"127.0.0.1:{faulty.port}"], cluster_tls(self.pki),
-                      retries={"max_retries": 0})
+        extra = {"retries": {"max_retries": 0}}
+        extra.update(faulty_extra or {})
+        bad = cluster("faulty", list(endpoints_before) + [f"127.0.0.1:{faulty.port}"],
+                      cluster_tls(self.pki), **extra)
         entry = http_listener("l", "healthy", routes=[{"path_prefix": "/fault",
                                                        "cluster": "faulty"}], **http)
         return faulty, self.start_sidecar(config([entry], [healthy, bad], workers=1))
@@ -140,7 +142,7 @@ class FaultTest(harness.IntegrationTest):
     def faulty_connections_open(self, sidecar):
         """faulty_connections_open: the sidecar's connections to the faulty
         upstream, pooled ones included (/clusters cx_active)."""
-        return harness.host_stat(sidecar.hosts("faulty")[0], "cx_active")
+        return sum(harness.host_stat(host, "cx_active") for host in sidecar.hosts("faulty"))
 
     @contextlib.contextmanager
     def http_neighbour(self, sidecar, rss_tolerance_kb=RSS_TOLERANCE_KB):
@@ -246,6 +248,48 @@ class FaultTest(harness.IntegrationTest):
             harness.wait_until(lambda: self.faulty_connections_open(sidecar) == 0,
                                what="no connection to the stalled upstream")
         figures(self, client_saw=how, closed_after_s=f"{elapsed:.2f}")
+
+    def test_http_upstream_silent_before_the_head_gets_504(self):
+        faulty, sidecar = self.start_http_pair(request_timeout_ms=1000)
+        with self.http_neighbour(sidecar) as kept:
+            sock = self.raw_request(sidecar.listener_port(),
+                                    f"GET /fault/silent HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n"
+                                    .encode())
+            started = time.monotonic()
+            kept.wait_more(5)
+            status, headers, body = read_head(sock)
+            elapsed = time.monotonic() - started
+            self.assertEqual(status, 504)
+            self.assertGreaterEqual(elapsed, 0.9)
+            harness.wait_until(lambda: faulty.connections[-1]["end"] in ("eof", "reset"),
+                               what="the sidecar closed the silent upstream connection")
+            sock.close()
+        figures(self, answered_after_s=f"{elapsed:.2f}")
+
+    def test_http_stalled_handshake_moves_on_or_answers_502(self):
+        silent = self.start_tcp_server(harness.silent_handler)
+        # The stalling endpoint is picked first; a GET may go to the next
+        # one, a POST is never sent twice: 502 with the failure line.
+        faulty, sidecar = self.start_http_pair(
+            endpoints_before=[{"address": f"127.0.0.1:{silent.port}", "weight": 1000}],
+            faulty_extra={"handshake_timeout_ms": 700, "retries": {"max_retries": 1},
+                          "outlier_detection": {"consecutive_failures": 0}})
+        with self.http_neighbour(sidecar) as kept:
+            started = time.monotonic()
+            self.assertEqual(http_get(sidecar.listener_port(), "/fault/ok?moved"),
+                             (200, b"ok faulty /fault/ok?moved\n"))
+            moved_after = time.monotonic() - started
+            self.assertGreaterEqual(moved_after, 0.6)
+            kept.wait_more(3)
+            sock = self.raw_request(sidecar.listener_port(),
+                                    f"POST /fault/ok HTTP/1.1\r\nHost: {SERVER_NAME}\r\n"
+                                    f"Content-Length: 2\r\n\r\nhi".encode())
+            status, _, body = read_head(sock)
+            self.assertEqual(status, 502)
+            sock.close()
+            sidecar.wait_log(rf"handshake failed: cluster=faulty endpoint=127\.0\.0\.1:"
+                             rf"{silent.port} .*reason=timeout")
+        figures(self, next_endpoint_after_s=f"{moved_after:.2f}")
 
     def check_garbage(self, path, pause, check_closed=True):
         """check_garbage asks `path` (an "ok" answer with a second response

@@ -307,6 +307,7 @@ class FaultyHttpUpstream(TlsPeer):
       .../fin         the same, then a FIN without close_notify
       .../stall       a head with Content-Length 1000 and then nothing; waits
                       for the sidecar to close (end "eof"/"reset")
+      .../silent      no answer at all; waits for the sidecar to close
       .../garbage     "ok" with a complete second response glued after it in
                       the same write ("HTTP/1.1 200 ... injected")
       .../garbage-later  "ok", and 300 ms later the same second response
@@ -357,8 +358,9 @@ class FaultyHttpUpstream(TlsPeer):
                 tcp_fin(tls)
                 record["end"] = "peer"
                 return
-            elif what == "stall":
-                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            elif what in ("stall", "silent"):
+                if what == "stall":
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
                 while tls.recv(1 << 16):
                     pass
                 record["end"] = "eof"
