@@ -19,9 +19,9 @@ import unittest
 import zlib
 
 from tests.lib import harness
-from tests.lib.faults import (MB, Footprint, FaultyHttpUpstream, MallocProbe, RssSampler, Slowloris, TlsPeer,
-                              pattern_chunk, private_hosts_wrapper, reset, rewrite_in_place,
-                              stream_pattern_crc, wait_back_to)
+from tests.lib.faults import (MB, Footprint, FaultyHttpUpstream, MallocProbe, RssSampler,
+                              Slowloris, TlsPeer, pattern_chunk, private_hosts_wrapper, reset,
+                              rewrite_in_place, stream_pattern_crc, wait_back_to)
 from tests.lib.harness import (SERVER_NAME, KeptConnections, cluster, cluster_tls, config,
                                http_get, http_listener, listener)
 from tests.lib.support import sidecar_bin

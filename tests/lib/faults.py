@@ -480,7 +480,8 @@ def private_hosts_wrapper(folder, hosts_path, program):
     path = os.path.join(folder, "with-private-hosts.sh")
     write_file(path, "#!/bin/sh\n"
                f"exec unshare --mount --propagation private sh -c "
-               f"'mount --bind {hosts_path} /etc/hosts && exec \"$@\"' sh {program} \"$@\"\n", mode=0o755)
+               f"'mount --bind {hosts_path} /etc/hosts && exec \"$@\"' sh {program} \"$@\"\n",
+               mode=0o755)
     return path
 
 
