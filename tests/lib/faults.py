@@ -45,6 +45,20 @@ class Footprint:
         self.fds = descriptors(pid)
         self.rss_kb = rss_kb(pid)
 
+    @classmethod
+    def settled(cls, pid, samples=5, interval=0.05):
+        """settled returns the Footprint with the fewest descriptors of a few
+        read `interval` apart: a baseline must not count the socket of an
+        admin request the test just made, which the sidecar closes a moment
+        later."""
+        best = cls(pid)
+        for _ in range(samples - 1):
+            time.sleep(interval)
+            now = cls(pid)
+            if now.fds < best.fds:
+                best = now
+        return best
+
     def __repr__(self):
         return f"{self.fds} descriptors, RSS {self.rss_kb / 1024:.1f} MB"
 
