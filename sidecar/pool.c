@@ -1,7 +1,9 @@
 #include "sidecar/pool.h"
 
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <openssl/err.h>
 
@@ -110,19 +112,46 @@ static bool expired(const ms_upstream *upstream) {
   return false;
 }
 
+static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
+  if (a->ss_family != b->ss_family) return false;
+  if (a->ss_family == AF_INET) {
+    const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a,
+                              *y = (const struct sockaddr_in6 *)b;
+    return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+  }
+  return false;
+}
+
+/* Whether the endpoint, as the snapshot resolves it now, still has the
+ * address `upstream` dialled: after a DNS answer changes, a connection to
+ * an address that left it carries no new request (nginx's keepalive cache
+ * matches by address too). */
+static bool still_resolved(const ms_upstream *upstream, const ms_endpoint *endpoint) {
+  for (size_t i = 0; i < endpoint->addr_count; i++)
+    if (same_address(&endpoint->addrs[i], &upstream->peer)) return true;
+  return false;
+}
+
 ms_upstream *ms_pool_take(ms_pool *pool, const ms_cluster *cluster, size_t index,
                           const ms_upstream_callbacks *callbacks, void *owner) {
   idle_list *list = find_list(pool, endpoint_key(cluster, index), false);
   while (list) {
     ms_upstream *upstream = list->head;
     bool last = list->count == 1;
-    if (upstream->tls == cluster->tls && !expired(upstream)) {
+    if (upstream->tls == cluster->tls && !expired(upstream) &&
+        still_resolved(upstream, &cluster->endpoints[index])) {
       unlink_idle(upstream);
       upstream->callbacks = callbacks;
       upstream->owner = owner;
       return upstream;
     }
-    /* A rotated context or a spent connection: not for new requests. */
+    /* A rotated context, a spent connection or an address the endpoint's
+     * name no longer resolves to: not for new requests. */
     close_idle(upstream);
     if (last) break;
   }

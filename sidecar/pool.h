@@ -27,8 +27,10 @@ ms_pool *ms_pool_new(void);
 void ms_pool_free(ms_pool *pool);
 
 /* ms_pool_take returns an idle upstream to endpoint `index` of `cluster`
- * built on the cluster's TLS context, with its callbacks and owner set to
- * the caller's, or NULL when there is none. */
+ * built on the cluster's TLS context and connected to one of the addresses
+ * the endpoint resolves to in `cluster`'s snapshot, with its callbacks and
+ * owner set to the caller's, or NULL when there is none. Idle upstreams
+ * that no longer qualify are closed. */
 ms_upstream *ms_pool_take(ms_pool *pool, const ms_cluster *cluster, size_t index,
                           const ms_upstream_callbacks *callbacks, void *owner);
 

@@ -142,8 +142,9 @@ ms_upstream *ms_upstream_open(ms_worker *worker, ms_snapshot *snapshot, const ms
                               size_t endpoint_index, const ms_upstream_callbacks *callbacks,
                               void *owner, char *message, size_t message_len) {
   const ms_endpoint *endpoint = &cluster->endpoints[endpoint_index];
-  const struct sockaddr *address =
-      (const struct sockaddr *)&endpoint->addrs[worker->address_cursor++ % endpoint->addr_count];
+  const struct sockaddr_storage *peer =
+      &endpoint->addrs[worker->address_cursor++ % endpoint->addr_count];
+  const struct sockaddr *address = (const struct sockaddr *)peer;
   char text[64];
   ms_net_format(address, text, sizeof(text));
   atomic_fetch_add_explicit(&endpoint->state->total_connections, 1, memory_order_relaxed);
@@ -172,6 +173,7 @@ ms_upstream *ms_upstream_open(ms_worker *worker, ms_snapshot *snapshot, const ms
   upstream->cluster = cluster;
   upstream->endpoint_index = endpoint_index;
   memcpy(upstream->address, text, sizeof(text));
+  upstream->peer = *peer;
   upstream->fd = fd;
   upstream->callbacks = callbacks;
   upstream->owner = owner;

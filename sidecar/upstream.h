@@ -64,6 +64,7 @@ struct ms_upstream {
   const ms_cluster *cluster; /* in `snapshot` */
   size_t endpoint_index;
   char address[64]; /* the socket address dialled */
+  struct sockaddr_storage peer; /* the same, as resolved (the pool checks it still is) */
   int fd;
   ms_event_source source;
   uv_timer_t timer;    /* connect and handshake timeouts; its close frees the upstream */
