@@ -1,9 +1,9 @@
 /* admin_request_fuzz.c: requests to the admin endpoint, as sidecar/admin.c
- * reads them: http_parser with the endpoint's caps (a 2048-byte target, 8 KiB
- * of head, 64 KiB of body), fed at fuzzer-chosen split points, then
- * ms_admin_route_match on the target and the error answers that need no
- * server (400, 404 with the list of paths, 405 with Allow), which echo the
- * request's path into JSON.
+ * reads them: http_parser with the endpoint's caps (ms_admin_request_*: a
+ * 2048-byte target, 8 KiB of head, 64 KiB of body), fed at fuzzer-chosen
+ * split points, then ms_admin_route_match on the target and the error
+ * answers that need no server (ms_admin_target_refusal: 404 with the list of
+ * paths, 405 with Allow; and 400), which echo the request's path into JSON.
  *
  * The properties checked: the route's path is a NUL-terminated prefix of the
  * request's path; an error body is JSON whose "path" is that path; nothing
@@ -17,47 +17,32 @@
 #include "fuzz/fuzz_util.h"
 #include "sidecar/admin_json.h"
 
-#define MAX_URL 2048
-#define MAX_HEADER_BYTES (8 * 1024)
-#define MAX_BODY_BYTES 65536
-
 typedef struct admin_state {
-  char url[MAX_URL];
-  size_t url_len, header_bytes, body_bytes;
+  ms_admin_request request; /* the endpoint's caps, as sidecar/admin.c counts them */
   int requests;
 } admin_state;
 
-static int count_header_bytes(admin_state *state, size_t len) {
-  state->header_bytes += len;
-  return state->header_bytes <= MAX_HEADER_BYTES ? 0 : -1;
-}
 static int on_message_begin(http_parser *p) {
-  admin_state *state = p->data;
-  state->url_len = state->header_bytes = state->body_bytes = 0;
+  ms_admin_request_reset(&((admin_state *)p->data)->request);
   return 0;
 }
 static int on_url(http_parser *p, const char *at, size_t len) {
-  admin_state *state = p->data;
-  if (state->url_len + len > sizeof(state->url)) return -1; /* 414 */
-  memcpy(state->url + state->url_len, at, len);
-  state->url_len += len;
-  return count_header_bytes(state, len);
+  return ms_admin_request_add_url(&((admin_state *)p->data)->request, at, len);
 }
 static int on_header_data(http_parser *p, const char *at, size_t len) {
-  return count_header_bytes(p->data, len);
+  return ms_admin_request_count_head(&((admin_state *)p->data)->request, len);
 }
 static int on_headers_complete(http_parser *p) {
-  return (p->flags & F_CONTENTLENGTH) && p->content_length > MAX_BODY_BYTES ? -1 : 0;
+  return ms_admin_request_check_length(&((admin_state *)p->data)->request, p);
 }
 static int on_body(http_parser *p, const char *at, size_t len) {
-  admin_state *state = p->data;
-  state->body_bytes += len;
-  return state->body_bytes <= MAX_BODY_BYTES ? 0 : -1;
+  return ms_admin_request_count_body(&((admin_state *)p->data)->request, len);
 }
 
-static void check_error_body(int status, const char *message, const ms_admin_target *target) {
+static void check_error_body(int status, const ms_admin_target *target) {
   ms_admin_response response;
-  if (ms_admin_respond_error(status, message, target, &response) != 0) return;
+  if (ms_admin_respond_error(status, ms_admin_status_message(status), target, &response) != 0)
+    return;
   FUZZ_CHECK(response.status == status && strlen(response.body) == response.body_len);
   cJSON *json = cJSON_Parse(response.body);
   FUZZ_CHECK(json != NULL);
@@ -72,19 +57,21 @@ static void check_error_body(int status, const char *message, const ms_admin_tar
 static int on_message_complete(http_parser *p) {
   admin_state *state = p->data;
   state->requests++;
+  const ms_admin_request *request = &state->request;
   ms_admin_target target;
-  if (ms_admin_route_match((enum http_method)p->method, state->url, state->url_len, &target) != 0) {
-    check_error_body(400, "bad request", NULL);
+  if (ms_admin_route_match((enum http_method)p->method, request->url, request->url_len, &target) !=
+      0) {
+    check_error_body(400, NULL);
     return -1; /* the connection closes after a 400 */
   }
   size_t path_len = strnlen(target.path, sizeof(target.path));
   FUZZ_CHECK(path_len < sizeof(target.path));
-  FUZZ_CHECK(path_len <= state->url_len);
+  FUZZ_CHECK(path_len <= request->url_len);
   FUZZ_CHECK(target.route >= MS_ADMIN_ROUTE_NOT_FOUND && target.route < MS_ADMIN_ROUTE_COUNT);
-  if (target.route == MS_ADMIN_ROUTE_NOT_FOUND)
-    check_error_body(404, "no such path", &target);
-  else if (!target.method_allowed)
-    check_error_body(405, "method not allowed", &target);
+  int refusal = ms_admin_target_refusal(&target);
+  FUZZ_CHECK(refusal == 0 || refusal == 404 || refusal == 405);
+  FUZZ_CHECK((refusal == 404) == (target.route == MS_ADMIN_ROUTE_NOT_FOUND));
+  if (refusal != 0) check_error_body(refusal, &target);
   return 0;
 }
 

@@ -3,8 +3,10 @@
  * response body from the upstream (sidecar/http_exchange.c, rs_on_body)
  * arrive chunked, with a Content-Length, or (a response) until close, split
  * anywhere; http_parser decodes them and the proxy writes them on re-chunked
- * ("%zx\r\n" DATA "\r\n" per piece, "0\r\n\r\n" at the end) or as they are,
- * behind the head ms_http_write_request / ms_http_write_response wrote.
+ * (ms_http_out_add_chunk per piece, MS_HTTP_LAST_CHUNK at the end) or as
+ * they are, framed as ms_http_request_framing / ms_http_response_decide
+ * chose, behind the head ms_http_write_request /
+ * ms_http_write_planned_response wrote.
  *
  * The property checked: the stream the proxy writes reads back with
  * http_parser as exactly one message whose body is byte for byte the body
@@ -18,81 +20,53 @@
 
 #include "fuzz/http_fuzz.h"
 
-typedef enum framing { FRAMING_NONE, FRAMING_LENGTH, FRAMING_CHUNKED, FRAMING_UNTIL_CLOSE } framing;
-
 typedef struct reframe_state {
   ms_http_head head; /* first: the callbacks of http_fuzz.h */
-  bool response, client_11;
-  framing framing;
+  bool response;
+  http_parser request; /* a response's: what the request said (GET, its version) */
+  ms_http_framing framing;
   bool started, done, refused;
   ms_http_out out;  /* what the proxy writes */
   ms_http_out body; /* the body as decoded */
 } reframe_state;
 
+/* The proxy's own rules (sidecar/http_head.h): a request as
+ * rq_on_headers_complete and ms_http_start_exchange take it (a tunnel is
+ * not a body: refused here), a response as rs_on_headers_complete. */
 static int on_headers_complete(http_parser *p) {
   reframe_state *state = p->data;
-  if (!ms_http_head_names_valid(&state->head)) {
-    state->refused = true;
-    return -1;
-  }
-  bool chunked_in = (p->flags & F_CHUNKED) != 0;
-  bool has_length = p->content_length != UINT64_MAX;
-  if (!state->response) { /* rq_on_headers_complete, then the edits */
-    if (p->upgrade) {
-      state->refused = true; /* a tunnel, not a body */
-      return -1;
-    }
-    state->framing = chunked_in                            ? FRAMING_CHUNKED
-                     : has_length && p->content_length > 0 ? FRAMING_LENGTH
-                                                           : FRAMING_NONE;
-    ms_http_request_edits edits = {.method = http_method_str(p->method),
-                                   .chunked = state->framing == FRAMING_CHUNKED,
-                                   .has_content_length = state->framing == FRAMING_LENGTH,
-                                   .content_length = p->content_length};
+  if (!state->response) {
+    ms_http_request_edits edits;
+    state->framing = ms_http_request_framing(p);
+    state->refused = ms_http_request_check(p, &state->head) != MS_HTTP_REQUEST_PROXY ||
+                     p->upgrade ||
+                     ms_http_request_plan(p, state->framing, 0, &edits) != MS_HTTP_REQUEST_PROXY;
+    if (state->refused) return -1;
     ms_http_write_request(&state->out, &state->head, &edits);
     state->started = true;
     return 0;
   }
-  unsigned status = p->status_code;
-  if (status >= 100 && status < 200) { /* interim: passed on, the final one follows */
-    if (status == 101) {
-      state->refused = true;
-      return -1;
-    }
-    ms_http_write_response(&state->out, &state->head, status, false, false, 0, false, false);
-    return 0;
+  ms_http_response_plan plan;
+  ms_http_response_decide(p, &state->head, &state->request, false, &plan);
+  if (plan.kind != MS_HTTP_RESPONSE_FINAL && plan.kind != MS_HTTP_RESPONSE_INTERIM) {
+    state->refused = true; /* refused, or a tunnel */
+    return -1;
   }
-  if (status == 204 || status == 304)
-    state->framing = FRAMING_NONE;
-  else if (!chunked_in && has_length)
-    state->framing = FRAMING_LENGTH;
-  else if (state->client_11)
-    state->framing = FRAMING_CHUNKED;
-  else
-    state->framing = FRAMING_UNTIL_CLOSE;
-  ms_http_write_response(&state->out, &state->head, status, state->framing == FRAMING_CHUNKED,
-                         state->framing == FRAMING_LENGTH, p->content_length,
-                         state->framing == FRAMING_UNTIL_CLOSE, false);
-  state->started = true;
-  return 0;
+  ms_http_write_planned_response(&state->out, &state->head, &plan);
+  if (plan.kind == MS_HTTP_RESPONSE_FINAL) { /* else interim: the final one follows */
+    state->framing = plan.framing;
+    state->started = true;
+  }
+  return plan.bodiless ? 1 : 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   reframe_state *state = p->data;
   ms_http_out_add(&state->body, at, len);
-  if (state->framing == FRAMING_CHUNKED) {
-    if (state->response) {
-      ms_http_out_addf(&state->out, "%zx\r\n", len);
-    } else {
-      char size[24];
-      int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-      ms_http_out_add(&state->out, size, (size_t)n);
-    }
+  if (state->framing == MS_HTTP_FRAMING_CHUNKED)
+    ms_http_out_add_chunk(&state->out, at, len);
+  else
     ms_http_out_add(&state->out, at, len);
-    ms_http_out_add(&state->out, "\r\n", 2);
-  } else {
-    ms_http_out_add(&state->out, at, len);
-  }
   return 0;
 }
 
@@ -100,7 +74,8 @@ static int on_message_complete(http_parser *p) {
   reframe_state *state = p->data;
   if (!state->started) return 0; /* an interim response */
   state->done = true;
-  if (state->framing == FRAMING_CHUNKED) ms_http_out_add(&state->out, "0\r\n\r\n", 5);
+  if (state->framing == MS_HTTP_FRAMING_CHUNKED)
+    ms_http_out_add(&state->out, MS_HTTP_LAST_CHUNK, sizeof(MS_HTTP_LAST_CHUNK) - 1);
   return -1; /* one message: the proxy pauses here */
 }
 
@@ -152,7 +127,7 @@ static void check_readback(const reframe_state *state) {
   http_parser_init(&parser, state->response ? HTTP_RESPONSE : HTTP_REQUEST);
   parser.data = &rb;
   size_t n = http_parser_execute(&parser, &readback_settings, state->out.data, state->out.len);
-  if (state->done || state->framing == FRAMING_UNTIL_CLOSE)
+  if (state->done || state->framing == MS_HTTP_FRAMING_UNTIL_CLOSE)
     http_parser_execute(&parser, &readback_settings, NULL, 0); /* the connection closes */
   if (HTTP_PARSER_ERRNO(&parser) != HPE_OK || n != state->out.len) {
     fprintf(stderr, "the re-framed message does not parse (%s) at %zu of %zu:\n%.*s\n",
@@ -171,7 +146,11 @@ static void check_readback(const reframe_state *state) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_input in = {data, size};
   uint8_t choices = fuzz_take_byte(&in);
-  reframe_state state = {.response = choices & 1, .client_11 = !(choices & 2)};
+  reframe_state state = {.response = choices & 1};
+  http_parser_init(&state.request, HTTP_REQUEST);
+  state.request.method = HTTP_GET;
+  state.request.http_major = 1;
+  state.request.http_minor = choices & 2 ? 0 : 1;
   fuzz_splitter splitter = fuzz_splitter_from(&in);
   http_parser parser;
   http_parser_init(&parser, state.response ? HTTP_RESPONSE : HTTP_REQUEST);
@@ -189,14 +168,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     in.len -= piece;
   }
   /* A response until close ends when the upstream closes. */
-  if (!failed && !state.done && state.framing == FRAMING_UNTIL_CLOSE) {
+  if (!failed && !state.done && state.framing == MS_HTTP_FRAMING_UNTIL_CLOSE) {
     http_parser_execute(&parser, &settings, NULL, 0);
     failed = HTTP_PARSER_ERRNO(&parser) != HPE_OK && !state.done;
   }
   /* A message cut short is cut short for the next hop too; what was passed
    * on must still read back as far as it went. */
-  if (state.started && !state.refused && (!failed || state.framing != FRAMING_UNTIL_CLOSE) &&
-      (state.done || state.framing == FRAMING_UNTIL_CLOSE))
+  if (state.started && !state.refused &&
+      (!failed || state.framing != MS_HTTP_FRAMING_UNTIL_CLOSE) &&
+      (state.done || state.framing == MS_HTTP_FRAMING_UNTIL_CLOSE))
     check_readback(&state);
   ms_http_head_cleanup(&state.head);
   ms_http_out_cleanup(&state.out);

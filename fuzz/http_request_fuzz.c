@@ -1,9 +1,10 @@
 /* http_request_fuzz.c: a client's request head, as the sidecar's HTTP
  * listener reads it (sidecar/http_conn.c) and rewrites it for the upstream
  * (sidecar/http_exchange.c): http_parser fed at fuzzer-chosen split points,
- * the pieces glued by ms_http_head_append, the refusals of RFC 9112 (header
- * names, Host), the absolute form turned into the origin form, and
- * ms_http_write_request with the edits a cluster may ask for.
+ * the pieces glued by ms_http_head_append, the proxy's decisions
+ * (ms_http_request_check: the refusals of RFC 9112 and the origin form;
+ * ms_http_request_plan: CONNECT, the framing, the edits), and
+ * ms_http_write_request with the Host a cluster may ask for.
  *
  * The property checked beyond memory safety: what goes upstream is one
  * well-formed request head that http_parser reads back with the framing the
@@ -77,34 +78,20 @@ static void check_rewrite(const ms_http_out *out, const ms_http_request_edits *e
   ms_http_head_cleanup(&rb.head);
 }
 
-/* As http_conn.c's refusal() and rq_on_headers_complete, then
- * http_exchange.c's edits. */
+/* The proxy's own rules: ms_http_request_check, _framing and _plan, as
+ * http_conn.c's rq_on_headers_complete and http_exchange.c's
+ * ms_http_start_exchange call them; the route's Host and the client's
+ * address are the fuzzer's choice. */
 static int on_headers_complete(http_parser *p) {
   request_state *state = p->data;
-  ms_http_head *head = &state->head;
-  if (!ms_http_head_names_valid(head)) return -1;
-  size_t hosts = 0;
-  for (size_t i = 0; i < head->header_count; i++)
-    if (ms_http_slice_is(head, head->headers[i].name, "host")) hosts++;
-  if (hosts > 1) return -1;
-  if (hosts == 0 && p->http_major == 1 && p->http_minor >= 1) return -1;
-  if (p->method != HTTP_CONNECT && ms_http_head_to_origin_form(head) != 0) return -1;
-  if (p->upgrade && p->method == HTTP_CONNECT) return -1;              /* 405 */
-  if (ms_http_head_get(head, "host", &(size_t){0}) == NULL) return -1; /* no route without one */
-
-  bool chunked = (p->flags & F_CHUNKED) != 0;
-  bool has_length = !chunked && p->content_length != UINT64_MAX && p->content_length > 0;
-  ms_http_request_edits edits = {
-      .method = http_method_str(p->method),
-      .host = state->choices & 1 ? "orders.internal:8443" : NULL,
-      .forwarded_for = state->choices & 2 ? "10.1.2.3" : NULL,
-      .chunked = chunked,
-      .has_content_length = has_length,
-      .content_length = p->content_length,
-      .upgrade = p->upgrade,
-  };
+  if (ms_http_request_check(p, &state->head) != MS_HTTP_REQUEST_PROXY) return -1; /* 400 */
+  ms_http_request_edits edits;
+  if (ms_http_request_plan(p, ms_http_request_framing(p), 0, &edits) != MS_HTTP_REQUEST_PROXY)
+    return -1; /* 405 */
+  edits.host = state->choices & 1 ? "orders.internal:8443" : NULL;
+  edits.forwarded_for = state->choices & 2 ? "10.1.2.3" : NULL;
   ms_http_out out = {0};
-  ms_http_write_request(&out, head, &edits);
+  ms_http_write_request(&out, &state->head, &edits);
   check_rewrite(&out, &edits);
   ms_http_out_cleanup(&out);
   state->heads++;

@@ -25,8 +25,6 @@
 #include "sidecar/admin_json.h"
 #include "sidecar/log.h"
 
-#define MAX_HEADER_BYTES 8192    /* request line and headers */
-#define MAX_BODY_BYTES 65536     /* a body is read and ignored */
 #define MAX_CONNECTIONS 64       /* more evict the oldest connection still reading */
 #define REQUEST_TIMEOUT_MS 10000 /* for a whole request, from the end of the last response */
 #define MAX_NAME_BYTES 256       /* a Host or Origin value kept for the check */
@@ -64,11 +62,7 @@ struct admin_connection {
   connection_state state;
 
   http_parser parser;
-  size_t header_bytes; /* of the request being parsed */
-  size_t body_bytes;
-  int refusal_status; /* set by a callback that refuses the request: 413, 414, 431 */
-  char url[2048];
-  size_t url_len;
+  ms_admin_request request; /* its caps; refusal_status 400 too for a second Host */
   /* The header being read, and the two values the checks need (each with
    * its length; longer than MAX_NAME_BYTES: too long, never allowed). */
   char field[16];
@@ -195,16 +189,8 @@ static void connection_send(admin_connection *conn, bool head_only, const char *
 /* connection_refuse answers a request that could not be parsed, or that was
  * too large, and closes the connection after the response. */
 static void connection_refuse(admin_connection *conn, int status) {
-  const char *message =
-      status == 403   ? "a request that changes something must not come from another site's page"
-      : status == 413 ? "request body too large"
-      : status == 414 ? "request target too long"
-      : status == 421 ? "the admin endpoint answers only to localhost, 127.0.0.1, [::1] or its "
-                        "own address as Host"
-      : status == 431 ? "request headers too large"
-                      : "bad request";
   conn->keep_alive = false;
-  if (ms_admin_respond_error(status, message, NULL, &conn->response) != 0) {
+  if (ms_admin_respond_error(status, ms_admin_status_message(status), NULL, &conn->response) != 0) {
     connection_close(conn);
     return;
   }
@@ -270,8 +256,8 @@ static void connection_respond(admin_connection *conn) {
     return;
   }
   ms_admin_target target;
-  if (ms_admin_route_match((enum http_method)conn->parser.method, conn->url, conn->url_len,
-                           &target) != 0) {
+  if (ms_admin_route_match((enum http_method)conn->parser.method, conn->request.url,
+                           conn->request.url_len, &target) != 0) {
     connection_refuse(conn, 400);
     return;
   }
@@ -292,33 +278,15 @@ static admin_connection *parser_connection(http_parser *parser) {
 
 static int on_message_begin(http_parser *parser) {
   admin_connection *conn = parser_connection(parser);
-  conn->header_bytes = 0;
-  conn->body_bytes = 0;
-  conn->url_len = 0;
-  conn->refusal_status = 0;
+  ms_admin_request_reset(&conn->request);
   conn->field_len = 0;
   conn->in_value = false;
   conn->host_len = conn->origin_len = SIZE_MAX;
   return 0;
 }
 
-/* count_header_bytes refuses a request whose head passes MAX_HEADER_BYTES. */
-static int count_header_bytes(admin_connection *conn, size_t len) {
-  conn->header_bytes += len;
-  if (conn->header_bytes <= MAX_HEADER_BYTES) return 0;
-  conn->refusal_status = 431;
-  return -1;
-}
-
 static int on_url(http_parser *parser, const char *at, size_t len) {
-  admin_connection *conn = parser_connection(parser);
-  if (conn->url_len + len > sizeof(conn->url)) {
-    conn->refusal_status = 414;
-    return -1;
-  }
-  memcpy(conn->url + conn->url_len, at, len);
-  conn->url_len += len;
-  return count_header_bytes(conn, len);
+  return ms_admin_request_add_url(&parser_connection(parser)->request, at, len);
 }
 
 static int on_header_field(http_parser *parser, const char *at, size_t len) {
@@ -328,7 +296,7 @@ static int on_header_field(http_parser *parser, const char *at, size_t len) {
   size_t room = sizeof(conn->field) - conn->field_len;
   memcpy(conn->field + conn->field_len, at, len < room ? len : room);
   conn->field_len += len < room ? len : room;
-  return count_header_bytes(conn, len);
+  return ms_admin_request_count_head(&conn->request, len);
 }
 
 /* keep_value appends to one of the kept values; past MAX_NAME_BYTES the
@@ -354,29 +322,21 @@ static int on_header_value(http_parser *parser, const char *at, size_t len) {
   conn->in_value = true;
   if (field_is(conn, "host")) {
     /* A second Host is a request to refuse (RFC 9112 3.2). */
-    if (first && conn->host_len != SIZE_MAX) conn->refusal_status = 400;
+    if (first && conn->host_len != SIZE_MAX) conn->request.refusal_status = 400;
     keep_value(conn->host, &conn->host_len, first, at, len);
   } else if (field_is(conn, "origin")) {
     keep_value(conn->origin, &conn->origin_len, first, at, len);
   }
-  if (conn->refusal_status) return -1;
-  return count_header_bytes(conn, len);
+  if (conn->request.refusal_status) return -1;
+  return ms_admin_request_count_head(&conn->request, len);
 }
 
 static int on_headers_complete(http_parser *parser) {
-  if ((parser->flags & F_CONTENTLENGTH) && parser->content_length > MAX_BODY_BYTES) {
-    parser_connection(parser)->refusal_status = 413;
-    return -1;
-  }
-  return 0;
+  return ms_admin_request_check_length(&parser_connection(parser)->request, parser);
 }
 
 static int on_body(http_parser *parser, const char *at, size_t len) {
-  admin_connection *conn = parser_connection(parser);
-  conn->body_bytes += len;
-  if (conn->body_bytes <= MAX_BODY_BYTES) return 0;
-  conn->refusal_status = 413;
-  return -1;
+  return ms_admin_request_count_body(&parser_connection(parser)->request, len);
 }
 
 static int on_message_complete(http_parser *parser) {
@@ -407,7 +367,7 @@ static void connection_parse(admin_connection *conn) {
     if (error == HPE_PAUSED) break; /* answering; the rest waits in the buffer */
     if (error != HPE_OK || parsed == 0) {
       if (conn->state == CONNECTION_READING) {
-        connection_refuse(conn, conn->refusal_status ? conn->refusal_status : 400);
+        connection_refuse(conn, conn->request.refusal_status ? conn->request.refusal_status : 400);
       }
       return;
     }

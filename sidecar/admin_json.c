@@ -617,9 +617,9 @@ static int respond_prometheus(ms_server *server, ms_admin_response *out) {
 
 int ms_admin_respond(ms_server *server, const ms_admin_target *target, uint64_t now_ms,
                      ms_admin_response *out) {
-  if (!target->method_allowed) {
-    return ms_admin_respond_error(405, "method not allowed", target, out);
-  }
+  int refusal = ms_admin_target_refusal(target);
+  if (refusal != 0)
+    return ms_admin_respond_error(refusal, ms_admin_status_message(refusal), target, out);
   switch (target->route) {
     case MS_ADMIN_ROUTE_READY:
       return respond_ready(server, out);
@@ -641,5 +641,5 @@ int ms_admin_respond(ms_server *server, const ms_admin_target *target, uint64_t 
     case MS_ADMIN_ROUTE_COUNT:
       break;
   }
-  return ms_admin_respond_error(404, "not found", target, out);
+  return ms_admin_respond_error(404, ms_admin_status_message(404), target, out);
 }

@@ -58,10 +58,10 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->rs_state = RS_NONE;
   conn->rq_body_started = false;
   conn->rq_error = RQ_OK;
-  conn->rq_refused = NULL;
+  conn->rq_refused = MS_HTTP_REQUEST_PROXY;
   conn->rq_head_bytes = 0;
   conn->rq_body_bytes = 0;
-  conn->rq_framing = BODY_NONE;
+  conn->rq_framing = MS_HTTP_FRAMING_NONE;
   conn->rq_out.len = 0;
   conn->rq_out.failed = false;
   conn->tried = 0;
@@ -69,7 +69,7 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->last_error[0] = '\0';
   conn->upstream_in_doubt = false;
   conn->rs_refused = NULL;
-  conn->rs_framing = BODY_NONE;
+  conn->rs_framing = MS_HTTP_FRAMING_NONE;
   conn->rs_status = 0;
   conn->rs_body_bytes = 0;
   conn->rs_head_ns = 0;
@@ -291,6 +291,12 @@ void ms_http_respond(ms_http_conn *conn, unsigned status, const char *reason, co
   ms_http_flush_client(conn);
 }
 
+void ms_http_respond_verdict(ms_http_conn *conn, ms_http_request_verdict verdict) {
+  const char *phrase, *body;
+  unsigned status = ms_http_request_verdict_answer(verdict, &phrase, &body);
+  ms_http_respond(conn, status, phrase, body);
+}
+
 static void consume_in(ms_http_conn *conn, size_t n) {
   memmove(conn->in, conn->in + n, conn->in_len - n);
   conn->in_len -= n;
@@ -386,40 +392,18 @@ static int rq_on_value(http_parser *parser, const char *at, size_t len) {
   return add_piece(parser, MS_HTTP_VALUE, at, len);
 }
 
-/* Why a parsed request head cannot be proxied (RFC 9112 3.2 and 5.1: a
- * server must refuse these with 400), or NULL; an absolute-form target is
- * turned into the origin form on the way. */
-static const char *refusal(ms_http_conn *conn, const http_parser *parser) {
-  if (!ms_http_head_names_valid(&conn->rq))
-    return "bad request: a header name that is not a token (a space before the colon?)";
-  size_t hosts = 0;
-  for (size_t i = 0; i < conn->rq.header_count; i++)
-    if (ms_http_slice_is(&conn->rq, conn->rq.headers[i].name, "host")) hosts++;
-  if (hosts > 1) return "bad request: more than one Host header";
-  if (hosts == 0 && parser->http_major == 1 && parser->http_minor >= 1)
-    return "bad request: an HTTP/1.1 request without a Host header";
-  if (parser->method != HTTP_CONNECT && ms_http_head_to_origin_form(&conn->rq) != 0)
-    return "bad request: a request target that is neither a path nor an absolute URL";
-  return NULL;
-}
-
 static int rq_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
-  conn->rq_refused = refusal(conn, parser);
-  if (conn->rq_refused) {
+  conn->rq_refused = ms_http_request_check(parser, &conn->rq);
+  if (conn->rq_refused != MS_HTTP_REQUEST_PROXY) {
     conn->rq_error = RQ_REFUSED;
     return -1;
   }
   conn->rq_state = RQ_BODY; /* RQ_DONE at once when there is none */
   conn->rq_keep_alive = http_should_keep_alive(parser);
-  if (parser->flags & F_CHUNKED)
-    conn->rq_framing = BODY_CHUNKED;
-  else if (parser->content_length != NO_LENGTH && parser->content_length > 0)
-    conn->rq_framing = BODY_LENGTH;
-  else
-    conn->rq_framing = BODY_NONE;
+  conn->rq_framing = ms_http_request_framing(parser);
   /* With a body, stop here: it flows once an upstream is ready. */
-  if (conn->rq_framing != BODY_NONE) http_parser_pause(parser, 1);
+  if (conn->rq_framing != MS_HTTP_FRAMING_NONE) http_parser_pause(parser, 1);
   return 0;
 }
 
@@ -433,10 +417,9 @@ static int rq_on_body(http_parser *parser, const char *at, size_t len) {
   }
   conn->rq_body_started = true;
   SSL *ssl = conn->upstream->ssl;
-  if (conn->rq_framing == BODY_CHUNKED) {
-    char size[24];
-    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-    SSL_write(ssl, size, n);
+  if (conn->rq_framing == MS_HTTP_FRAMING_CHUNKED) {
+    char line[MS_HTTP_CHUNK_LINE_MAX];
+    SSL_write(ssl, line, (int)ms_http_chunk_line(len, line));
     SSL_write(ssl, at, (int)len);
     SSL_write(ssl, "\r\n", 2);
   } else {
@@ -449,8 +432,8 @@ static int rq_on_body(http_parser *parser, const char *at, size_t len) {
 static int rq_on_message_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
   conn->rq_state = RQ_DONE;
-  if (conn->rq_framing == BODY_CHUNKED && conn->upstream)
-    SSL_write(conn->upstream->ssl, "0\r\n\r\n", 5);
+  if (conn->rq_framing == MS_HTTP_FRAMING_CHUNKED && conn->upstream)
+    SSL_write(conn->upstream->ssl, MS_HTTP_LAST_CHUNK, sizeof(MS_HTTP_LAST_CHUNK) - 1);
   /* Pipelined requests wait until this one is answered. */
   http_parser_pause(parser, 1);
   return 0;
@@ -487,10 +470,10 @@ static int parse_in(ms_http_conn *conn) {
       break;
     case RQ_BODY_TOO_LARGE:
       /* The upstream got part of the body: that connection goes too. */
-      ms_http_respond(conn, 413, "Content Too Large", "request body over max_request_body_bytes");
+      ms_http_respond_verdict(conn, MS_HTTP_REQUEST_BODY_TOO_LARGE);
       break;
     case RQ_REFUSED:
-      ms_http_respond(conn, 400, "Bad Request", conn->rq_refused);
+      ms_http_respond_verdict(conn, conn->rq_refused);
       break;
     case RQ_OK: {
       char body[160];

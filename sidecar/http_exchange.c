@@ -67,14 +67,11 @@ void ms_http_start_exchange(ms_http_conn *conn) {
   MS_STAT_ADD(&worker->stats, http_rq_total, 1);
   worker->http_requests_active++;
   conn->rq_counted = true;
-  uint64_t limit = ms_http_config(conn)->max_request_body_bytes;
-  if (limit && conn->rq_framing == BODY_LENGTH && conn->rq_parser.content_length > limit) {
-    ms_http_respond(conn, 413, "Content Too Large", "request body over max_request_body_bytes");
-    return;
-  }
-  bool upgrade = conn->rq_parser.upgrade;
-  if (upgrade && conn->rq_parser.method == HTTP_CONNECT) {
-    ms_http_respond(conn, 405, "Method Not Allowed", "CONNECT is not proxied");
+  ms_http_request_edits edits;
+  ms_http_request_verdict verdict = ms_http_request_plan(
+      &conn->rq_parser, conn->rq_framing, ms_http_config(conn)->max_request_body_bytes, &edits);
+  if (verdict != MS_HTTP_REQUEST_PROXY) {
+    ms_http_respond_verdict(conn, verdict); /* 413 or 405 */
     return;
   }
   conn->cluster = route(conn);
@@ -82,16 +79,9 @@ void ms_http_start_exchange(ms_http_conn *conn) {
     ms_http_respond(conn, 404, "Not Found", "no route matches this request's host and path");
     return;
   }
-  ms_http_request_edits edits = {
-      .method = http_method_str(conn->rq_parser.method),
-      .host = conn->cluster->config->host_header,
-      .forwarded_for =
-          ms_http_config(conn)->add_x_forwarded_for && conn->peer[0] ? conn->peer : NULL,
-      .chunked = conn->rq_framing == BODY_CHUNKED,
-      .has_content_length = conn->rq_framing == BODY_LENGTH,
-      .content_length = conn->rq_parser.content_length,
-      .upgrade = upgrade,
-  };
+  edits.host = conn->cluster->config->host_header;
+  edits.forwarded_for =
+      ms_http_config(conn)->add_x_forwarded_for && conn->peer[0] ? conn->peer : NULL;
   ms_http_write_request(&conn->rq_out, &conn->rq, &edits);
   if (conn->rq_out.failed) {
     ms_http_conn_close(conn);
@@ -248,79 +238,60 @@ static void count_at_endpoint(ms_http_conn *conn, unsigned status) {
       memory_order_relaxed);
 }
 
-/* Whether a response head announces a body (a Content-Length above 0, or
- * chunked): a 1xx or a 204 must not (RFC 9110 8.6, 6.4.1). */
-static bool announces_body(const http_parser *parser) {
-  return (parser->flags & F_CHUNKED) ||
-         (parser->content_length != NO_LENGTH && parser->content_length > 0);
-}
-
-/* Returns http_parser's 0 (a body follows as the headers frame it), 1 (the
- * message ends at its head: RFC 9112 6.3, a 1xx, 204 or 304, or the answer
- * to a HEAD, whatever the headers say), 2 (a 101: what follows is another
- * protocol) or -1 (refused). Bytes an upstream sends after a head that ends
- * its message are never passed on (parse_response). */
+/* Acts on ms_http_response_decide. Returns http_parser's 0 (a body follows
+ * as the headers frame it), 1 (the message ends at its head: RFC 9112 6.3,
+ * a 1xx, 204 or 304, or the answer to a HEAD, whatever the headers say), 2
+ * (a 101: what follows is another protocol) or -1 (refused). Bytes an
+ * upstream sends after a head that ends its message are never passed on
+ * (parse_response). */
 static int rs_on_headers_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
-  if (!ms_http_head_names_valid(&conn->rs)) {
-    conn->rs_refused = "a header name that is not a token";
-    return -1;
-  }
-  unsigned status = parser->status_code;
-  bool head_request = conn->rq_parser.method == HTTP_HEAD;
-  bool client_11 = conn->rq_parser.http_major == 1 && conn->rq_parser.http_minor >= 1;
-  if (status == 101) {
-    count_at_endpoint(conn, status);
-    /* The upstream took the Upgrade: from here on, a tunnel. */
-    if (!conn->rq_parser.upgrade) return -1;
-    conn->state = CONN_TUNNEL;
-    conn->rs_state = RS_BODY; /* RS_DONE at once: what follows is the other protocol's */
-    conn->rs_status = status;
-    ms_http_write_response(&conn->out, &conn->rs, status, false, false, 0, false, true);
-    ms_http_count_status(conn->worker, status);
-    return 2;
-  }
-  if (status >= 100 && status < 200) {
-    /* 100 Continue and other interim answers pass as they are. */
-    if (announces_body(parser)) conn->upstream_in_doubt = true;
-    ms_http_write_response(&conn->out, &conn->rs, status, false, false, 0, false, false);
-    ms_http_count_status(conn->worker, status);
-    return 1;
+  ms_http_response_plan plan;
+  ms_http_response_decide(parser, &conn->rs, &conn->rq_parser,
+                          conn->close_after || !conn->rq_keep_alive, &plan);
+  unsigned status = plan.status;
+  switch (plan.kind) {
+    case MS_HTTP_RESPONSE_BAD_HEADER_NAME:
+      conn->rs_refused = plan.refused;
+      return -1;
+    case MS_HTTP_RESPONSE_UPGRADE_UNASKED:
+      count_at_endpoint(conn, status);
+      return -1;
+    case MS_HTTP_RESPONSE_UPGRADE:
+      count_at_endpoint(conn, status);
+      /* The upstream took the Upgrade: from here on, a tunnel. */
+      conn->state = CONN_TUNNEL;
+      conn->rs_state = RS_BODY; /* RS_DONE at once: what follows is the other protocol's */
+      conn->rs_status = status;
+      ms_http_write_planned_response(&conn->out, &conn->rs, &plan);
+      ms_http_count_status(conn->worker, status);
+      return 2;
+    case MS_HTTP_RESPONSE_INTERIM:
+      if (plan.upstream_in_doubt) conn->upstream_in_doubt = true;
+      ms_http_write_planned_response(&conn->out, &conn->rs, &plan);
+      ms_http_count_status(conn->worker, status);
+      return 1;
+    case MS_HTTP_RESPONSE_FINAL:
+      break;
   }
   conn->rs_state = RS_BODY;
   conn->rs_status = status;
   conn->rs_head_ns = uv_hrtime();
   count_at_endpoint(conn, status);
-  bool has_length = parser->content_length != NO_LENGTH;
-  bool bodiless = head_request || status == 204 || status == 304;
-  if (status == 204 && announces_body(parser)) conn->upstream_in_doubt = true;
-  if (bodiless) {
-    conn->rs_framing = BODY_NONE;
-  } else if (!(parser->flags & F_CHUNKED) && has_length) {
-    conn->rs_framing = BODY_LENGTH;
-  } else if (client_11) {
-    conn->rs_framing = BODY_CHUNKED;
-  } else {
-    conn->rs_framing = BODY_UNTIL_CLOSE;
-    conn->close_after = true;
-  }
-  bool close = conn->close_after || !conn->rq_keep_alive;
-  ms_http_write_response(&conn->out, &conn->rs, status, conn->rs_framing == BODY_CHUNKED,
-                         conn->rs_framing == BODY_LENGTH || (head_request && has_length),
-                         parser->content_length, close, false);
+  if (plan.upstream_in_doubt) conn->upstream_in_doubt = true;
+  conn->rs_framing = plan.framing;
+  if (plan.framing == MS_HTTP_FRAMING_UNTIL_CLOSE) conn->close_after = true;
+  ms_http_write_planned_response(&conn->out, &conn->rs, &plan);
   ms_http_count_status(conn->worker, status);
-  return bodiless ? 1 : 0;
+  return plan.bodiless ? 1 : 0;
 }
 
 static int rs_on_body(http_parser *parser, const char *at, size_t len) {
   ms_http_conn *conn = parser->data;
-  if (conn->rs_framing == BODY_CHUNKED) {
-    ms_http_out_addf(&conn->out, "%zx\r\n", len);
+  if (conn->rs_framing == MS_HTTP_FRAMING_CHUNKED)
+    ms_http_out_add_chunk(&conn->out, at, len);
+  else
     ms_http_out_add(&conn->out, at, len);
-    ms_http_out_add(&conn->out, "\r\n", 2);
-  } else {
-    ms_http_out_add(&conn->out, at, len);
-  }
   conn->rs_body_bytes += len;
   MS_STAT_ADD(&conn->worker->stats, bytes_received_upstream, len);
   return 0;
@@ -330,7 +301,8 @@ static int rs_on_message_complete(http_parser *parser) {
   ms_http_conn *conn = parser->data;
   if (conn->rs_state != RS_BODY) return 0; /* an interim answer: the final one follows */
   conn->rs_state = RS_DONE;
-  if (conn->rs_framing == BODY_CHUNKED) ms_http_out_add(&conn->out, "0\r\n\r\n", 5);
+  if (conn->rs_framing == MS_HTTP_FRAMING_CHUNKED)
+    ms_http_out_add(&conn->out, MS_HTTP_LAST_CHUNK, sizeof(MS_HTTP_LAST_CHUNK) - 1);
   http_parser_pause(parser, 1);
   return 0;
 }
@@ -350,8 +322,8 @@ static void response_done(ms_http_conn *conn) {
   ms_upstream *upstream = conn->upstream;
   bool reusable = conn->rq_state == RQ_DONE && !conn->upstream_in_doubt &&
                   http_should_keep_alive(&conn->rs_parser) &&
-                  conn->rs_framing != BODY_UNTIL_CLOSE && !ms_tls_io_buffered_in(&upstream->io) &&
-                  SSL_pending(upstream->ssl) == 0;
+                  conn->rs_framing != MS_HTTP_FRAMING_UNTIL_CLOSE &&
+                  !ms_tls_io_buffered_in(&upstream->io) && SSL_pending(upstream->ssl) == 0;
   ms_upstream_set_timeout(upstream, 0);
   ms_http_end_exchange(conn, reusable);
 }

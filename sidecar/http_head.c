@@ -403,3 +403,134 @@ void ms_http_write_response(ms_http_out *out, const ms_http_head *head, unsigned
   else
     ms_http_out_add(out, "\r\n", 2);
 }
+
+/* ---- the proxy's decisions -------------------------------------------------- */
+
+#define NO_LENGTH UINT64_MAX /* http_parser's content_length without the header */
+
+static const struct {
+  unsigned status;
+  const char *phrase, *body;
+} request_verdicts[] = {
+    [MS_HTTP_REQUEST_PROXY] = {0, NULL, NULL},
+    [MS_HTTP_REQUEST_BAD_HEADER_NAME] =
+        {400, "Bad Request",
+         "bad request: a header name that is not a token (a space before the colon?)"},
+    [MS_HTTP_REQUEST_HOST_TWICE] = {400, "Bad Request", "bad request: more than one Host header"},
+    [MS_HTTP_REQUEST_NO_HOST] = {400, "Bad Request",
+                                 "bad request: an HTTP/1.1 request without a Host header"},
+    [MS_HTTP_REQUEST_BAD_TARGET] =
+        {400, "Bad Request",
+         "bad request: a request target that is neither a path nor an absolute URL"},
+    [MS_HTTP_REQUEST_BODY_TOO_LARGE] = {413, "Content Too Large",
+                                        "request body over max_request_body_bytes"},
+    [MS_HTTP_REQUEST_CONNECT] = {405, "Method Not Allowed", "CONNECT is not proxied"},
+};
+
+unsigned ms_http_request_verdict_answer(ms_http_request_verdict verdict, const char **out_phrase,
+                                        const char **out_body) {
+  *out_phrase = request_verdicts[verdict].phrase;
+  *out_body = request_verdicts[verdict].body;
+  return request_verdicts[verdict].status;
+}
+
+ms_http_request_verdict ms_http_request_check(const http_parser *parser, ms_http_head *head) {
+  if (!ms_http_head_names_valid(head)) return MS_HTTP_REQUEST_BAD_HEADER_NAME;
+  size_t hosts = 0;
+  for (size_t i = 0; i < head->header_count; i++)
+    if (ms_http_slice_is(head, head->headers[i].name, "host")) hosts++;
+  if (hosts > 1) return MS_HTTP_REQUEST_HOST_TWICE;
+  if (hosts == 0 && parser->http_major == 1 && parser->http_minor >= 1)
+    return MS_HTTP_REQUEST_NO_HOST;
+  if (parser->method != HTTP_CONNECT && ms_http_head_to_origin_form(head) != 0)
+    return MS_HTTP_REQUEST_BAD_TARGET;
+  return MS_HTTP_REQUEST_PROXY;
+}
+
+ms_http_framing ms_http_request_framing(const http_parser *parser) {
+  if (parser->flags & F_CHUNKED) return MS_HTTP_FRAMING_CHUNKED;
+  if (parser->content_length != NO_LENGTH && parser->content_length > 0)
+    return MS_HTTP_FRAMING_LENGTH;
+  return MS_HTTP_FRAMING_NONE;
+}
+
+ms_http_request_verdict ms_http_request_plan(const http_parser *parser, ms_http_framing framing,
+                                             uint64_t max_body_bytes,
+                                             ms_http_request_edits *out_edits) {
+  if (max_body_bytes && framing == MS_HTTP_FRAMING_LENGTH &&
+      parser->content_length > max_body_bytes)
+    return MS_HTTP_REQUEST_BODY_TOO_LARGE;
+  if (parser->upgrade && parser->method == HTTP_CONNECT) return MS_HTTP_REQUEST_CONNECT;
+  *out_edits = (ms_http_request_edits){
+      .method = http_method_str(parser->method),
+      .chunked = framing == MS_HTTP_FRAMING_CHUNKED,
+      .has_content_length = framing == MS_HTTP_FRAMING_LENGTH,
+      .content_length = parser->content_length,
+      .upgrade = parser->upgrade,
+  };
+  return MS_HTTP_REQUEST_PROXY;
+}
+
+/* Whether a response head announces a body (a Content-Length above 0, or
+ * chunked): a 1xx or a 204 must not (RFC 9110 8.6, 6.4.1). */
+static bool announces_body(const http_parser *parser) {
+  return (parser->flags & F_CHUNKED) ||
+         (parser->content_length != NO_LENGTH && parser->content_length > 0);
+}
+
+void ms_http_response_decide(const http_parser *parser, const ms_http_head *head,
+                             const http_parser *request, bool close, ms_http_response_plan *out) {
+  unsigned status = parser->status_code;
+  *out = (ms_http_response_plan){.status = status, .framing = MS_HTTP_FRAMING_NONE};
+  if (!ms_http_head_names_valid(head)) {
+    out->kind = MS_HTTP_RESPONSE_BAD_HEADER_NAME;
+    out->refused = "a header name that is not a token";
+    return;
+  }
+  if (status == 101) {
+    out->kind = request->upgrade ? MS_HTTP_RESPONSE_UPGRADE : MS_HTTP_RESPONSE_UPGRADE_UNASKED;
+    return;
+  }
+  if (status >= 100 && status < 200) {
+    /* 100 Continue and other interim answers pass as they are. */
+    out->kind = MS_HTTP_RESPONSE_INTERIM;
+    out->bodiless = true;
+    out->upstream_in_doubt = announces_body(parser);
+    return;
+  }
+  out->kind = MS_HTTP_RESPONSE_FINAL;
+  bool head_request = request->method == HTTP_HEAD;
+  bool client_11 = request->http_major == 1 && request->http_minor >= 1;
+  bool has_length = parser->content_length != NO_LENGTH;
+  out->bodiless = head_request || status == 204 || status == 304;
+  out->upstream_in_doubt = status == 204 && announces_body(parser);
+  if (out->bodiless)
+    out->framing = MS_HTTP_FRAMING_NONE;
+  else if (!(parser->flags & F_CHUNKED) && has_length)
+    out->framing = MS_HTTP_FRAMING_LENGTH;
+  else if (client_11)
+    out->framing = MS_HTTP_FRAMING_CHUNKED;
+  else
+    out->framing = MS_HTTP_FRAMING_UNTIL_CLOSE;
+  out->has_content_length = out->framing == MS_HTTP_FRAMING_LENGTH || (head_request && has_length);
+  out->content_length = parser->content_length;
+  out->close = close || out->framing == MS_HTTP_FRAMING_UNTIL_CLOSE;
+}
+
+void ms_http_write_planned_response(ms_http_out *out, const ms_http_head *head,
+                                    const ms_http_response_plan *plan) {
+  ms_http_write_response(out, head, plan->status, plan->framing == MS_HTTP_FRAMING_CHUNKED,
+                         plan->has_content_length, plan->content_length, plan->close,
+                         plan->kind == MS_HTTP_RESPONSE_UPGRADE);
+}
+
+size_t ms_http_chunk_line(size_t len, char line[MS_HTTP_CHUNK_LINE_MAX]) {
+  return (size_t)snprintf(line, MS_HTTP_CHUNK_LINE_MAX, "%zx\r\n", len);
+}
+
+void ms_http_out_add_chunk(ms_http_out *out, const char *data, size_t len) {
+  char line[MS_HTTP_CHUNK_LINE_MAX];
+  ms_http_out_add(out, line, ms_http_chunk_line(len, line));
+  ms_http_out_add(out, data, len);
+  ms_http_out_add(out, "\r\n", 2);
+}

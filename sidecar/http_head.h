@@ -10,6 +10,7 @@
 #ifndef MS_HTTP_HEAD_H
 #define MS_HTTP_HEAD_H
 
+#include <http_parser.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -112,5 +113,113 @@ void ms_http_write_request(ms_http_out *out, const ms_http_head *head,
 void ms_http_write_response(ms_http_out *out, const ms_http_head *head, unsigned status,
                             bool chunked, bool has_content_length, uint64_t content_length,
                             bool close, bool upgrade);
+
+/* ---- the proxy's decisions ----------------------------------------------
+ *
+ * Pure functions of what http_parser and the head say: no connection, no
+ * socket, no worker. sidecar/http_conn.c and http_exchange.c act on what
+ * they return, and the fuzz targets (fuzz/http_*_fuzz.c) check the same
+ * calls, so that a rule changed here is the rule fuzzed. */
+
+/* How a message's body goes to the next hop. */
+typedef enum ms_http_framing {
+  MS_HTTP_FRAMING_NONE,        /* no body */
+  MS_HTTP_FRAMING_LENGTH,      /* Content-Length: the bytes as they come */
+  MS_HTTP_FRAMING_CHUNKED,     /* re-chunked (ms_http_out_add_chunk) */
+  MS_HTTP_FRAMING_UNTIL_CLOSE, /* a response that ends when the connection does */
+} ms_http_framing;
+
+/* What the proxy does with a request head, or why it answers it itself. */
+typedef enum ms_http_request_verdict {
+  MS_HTTP_REQUEST_PROXY,           /* route it and send it upstream */
+  MS_HTTP_REQUEST_BAD_HEADER_NAME, /* 400: a name that is not a token */
+  MS_HTTP_REQUEST_HOST_TWICE,      /* 400: more than one Host */
+  MS_HTTP_REQUEST_NO_HOST,         /* 400: HTTP/1.1 without Host */
+  MS_HTTP_REQUEST_BAD_TARGET,      /* 400: neither a path nor an absolute URL */
+  MS_HTTP_REQUEST_BODY_TOO_LARGE,  /* 413: over max_request_body_bytes */
+  MS_HTTP_REQUEST_CONNECT,         /* 405: CONNECT is not proxied */
+} ms_http_request_verdict;
+
+/* ms_http_request_verdict_answer returns the status the sidecar answers
+ * `verdict` with (400, 405, 413), and sets *out_phrase to its reason phrase
+ * and *out_body to the sentence its body says (static strings); for
+ * MS_HTTP_REQUEST_PROXY it returns 0 and sets both to NULL. */
+unsigned ms_http_request_verdict_answer(ms_http_request_verdict verdict, const char **out_phrase,
+                                        const char **out_body);
+
+/* ms_http_request_check decides whether the request head `head` that
+ * `parser` has just completed (on_headers_complete) can be proxied: header
+ * names are tokens, one Host (and one at all in HTTP/1.1; RFC 9112 3.2 and
+ * 5.1 say a server must refuse these with 400), and a target in absolute
+ * form is turned into the origin form (ms_http_head_to_origin_form, which
+ * edits `head`; CONNECT's authority form is left alone). Returns
+ * MS_HTTP_REQUEST_PROXY, or the 400 verdict saying why not. */
+ms_http_request_verdict ms_http_request_check(const http_parser *parser, ms_http_head *head);
+
+/* ms_http_request_framing returns how the body of the request `parser`
+ * has the head of goes upstream: chunked when it came chunked, its
+ * Content-Length when that is above 0, else none. */
+ms_http_framing ms_http_request_framing(const http_parser *parser);
+
+/* ms_http_request_plan decides what the exchange of a checked request does
+ * before it is routed: a Content-Length body over `max_body_bytes` (0: no
+ * limit) is answered 413, CONNECT 405; otherwise it fills *out_edits with
+ * the method, the body's `framing` and the Upgrade to keep, host and
+ * forwarded_for left NULL for the caller (they come from the route and the
+ * client's address). Returns MS_HTTP_REQUEST_PROXY (*out_edits filled) or
+ * the verdict to answer (*out_edits untouched). */
+ms_http_request_verdict ms_http_request_plan(const http_parser *parser, ms_http_framing framing,
+                                             uint64_t max_body_bytes,
+                                             ms_http_request_edits *out_edits);
+
+/* What a response head is to the proxy. */
+typedef enum ms_http_response_kind {
+  MS_HTTP_RESPONSE_FINAL,           /* passed on; its body follows as `framing` says */
+  MS_HTTP_RESPONSE_INTERIM,         /* a 1xx but 101: passed on; the final one follows */
+  MS_HTTP_RESPONSE_UPGRADE,         /* a 101 the request asked for: passed on, then a tunnel */
+  MS_HTTP_RESPONSE_BAD_HEADER_NAME, /* refused (502): a header name that is not a token */
+  MS_HTTP_RESPONSE_UPGRADE_UNASKED, /* refused (502): a 101 to a request without Upgrade */
+} ms_http_response_kind;
+
+/* How a response head goes on to the client. */
+typedef struct ms_http_response_plan {
+  ms_http_response_kind kind;
+  const char *refused;     /* MS_HTTP_RESPONSE_BAD_HEADER_NAME: why (static), else NULL */
+  ms_http_framing framing; /* the body's, for the client (NONE but for a FINAL with a body) */
+  bool bodiless;           /* the message ends at its head (RFC 9112 6.3): HEAD, 1xx, 204, 304 */
+  bool upstream_in_doubt;  /* a 1xx or 204 announced a body: the upstream is never pooled */
+  /* What ms_http_write_planned_response writes. */
+  unsigned status;
+  bool has_content_length; /* Content-Length sent: LENGTH framing, or the answer to a HEAD */
+  uint64_t content_length;
+  bool close; /* "Connection: close": `close` was asked, or the body ends with the connection */
+} ms_http_response_plan;
+
+/* ms_http_response_decide decides what the proxy does with the response
+ * head `head` that `parser` has just completed, answering the request that
+ * `request` parsed (its method, version and Upgrade). `close` says the
+ * client's connection closes after this response (the client asked, or
+ * the sidecar drains). Final responses: no body for HEAD, 204 and 304; the
+ * upstream's Content-Length when it has one and is not chunked; else
+ * chunked for an HTTP/1.1 client, or until close. Fills *out (never
+ * fails; a refusal is a kind). */
+void ms_http_response_decide(const http_parser *parser, const ms_http_head *head,
+                             const http_parser *request, bool close, ms_http_response_plan *out);
+
+/* ms_http_write_planned_response writes `head` for the client as `plan`
+ * says (ms_http_write_response with its status, framing and Connection;
+ * the Upgrade header for a 101). */
+void ms_http_write_planned_response(ms_http_out *out, const ms_http_head *head,
+                                    const ms_http_response_plan *plan);
+
+/* ms_http_chunk_line writes the size line of a chunk of `len` bytes
+ * ("%zx\r\n") into `line` and returns its length. */
+#define MS_HTTP_CHUNK_LINE_MAX 24
+size_t ms_http_chunk_line(size_t len, char line[MS_HTTP_CHUNK_LINE_MAX]);
+
+/* ms_http_out_add_chunk appends `len` (> 0) bytes as one chunk: the size
+ * line, the bytes, CRLF. MS_HTTP_LAST_CHUNK ends a chunked body. */
+void ms_http_out_add_chunk(ms_http_out *out, const char *data, size_t len);
+#define MS_HTTP_LAST_CHUNK "0\r\n\r\n"
 
 #endif

@@ -19,14 +19,6 @@
 #define IN_CHUNK (64 * 1024)  /* client bytes read ahead, beyond a request head */
 #define OUT_HIGH (256 * 1024) /* the upstream is not read while this much waits for the client */
 #define LINGER_MS 5000        /* after our FIN, how long the client may take to close */
-#define NO_LENGTH UINT64_MAX  /* http_parser's content_length without the header */
-
-typedef enum body_framing {
-  BODY_NONE,
-  BODY_LENGTH,  /* Content-Length: bytes as they come */
-  BODY_CHUNKED, /* re-chunked */
-  BODY_UNTIL_CLOSE,
-} body_framing;
 
 /* The connection's life (docs/architecture.md has the diagram). */
 typedef enum http_conn_state {
@@ -84,12 +76,12 @@ struct ms_http_conn {
   ms_http_head rq;
   size_t rq_head_bytes;
   http_request_error rq_error;
-  const char *rq_refused; /* RQ_REFUSED: why, for the 400 */
-  bool rq_counted;        /* counted in the worker's http_requests_active */
-  bool rq_retrying;       /* counted in the worker's http_retries_active */
-  bool rq_body_started;   /* body bytes went upstream: no retry */
+  ms_http_request_verdict rq_refused; /* RQ_REFUSED: why (ms_http_request_check) */
+  bool rq_counted;                    /* counted in the worker's http_requests_active */
+  bool rq_retrying;                   /* counted in the worker's http_retries_active */
+  bool rq_body_started;               /* body bytes went upstream: no retry */
   bool rq_keep_alive;
-  body_framing rq_framing;
+  ms_http_framing rq_framing;
   uint64_t rq_body_bytes;
   const ms_cluster *cluster;
   ms_http_out rq_out; /* the head for the upstream, until it is ready */
@@ -108,7 +100,7 @@ struct ms_http_conn {
   http_parser rs_parser;
   ms_http_head rs;
   const char *rs_refused; /* why its head is not passed on (a 502), or NULL */
-  body_framing rs_framing;
+  ms_http_framing rs_framing;
   unsigned rs_status;
   bool upstream_in_doubt; /* it sent more than the response: closed, never pooled */
   bool upstream_eof;      /* CONN_TUNNEL: the upstream is done */
@@ -143,6 +135,10 @@ int ms_http_read_client(ms_http_conn *conn);
 /* ms_http_respond answers the request with a status of our own and a
  * plain-text body, and ends the exchange. */
 void ms_http_respond(ms_http_conn *conn, unsigned status, const char *reason, const char *body);
+
+/* ms_http_respond_verdict answers the request as `verdict` (not
+ * MS_HTTP_REQUEST_PROXY) says, with ms_http_respond. */
+void ms_http_respond_verdict(ms_http_conn *conn, ms_http_request_verdict verdict);
 
 /* ms_http_end_exchange ends the exchange: the upstream goes back to the
  * pool when `upstream_reusable`, else it is closed; the next pipelined
