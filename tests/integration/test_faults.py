@@ -328,16 +328,8 @@ class FaultTest(harness.IntegrationTest):
     def test_http_garbage_glued_to_a_response_never_reaches_the_next_request(self):
         self.check_garbage("/fault/garbage", 0, check_closed=False)
 
-    # BUG (sidecar/http_exchange.c, parse_response + response_done): when the
-    # plaintext handed to the response parser holds bytes after a complete
-    # response (rs_done, n < len), parse_response returns 0 and the bytes are
-    # dropped unseen; response_done then checks only what is not yet opened
-    # (ms_tls_io_buffered_in, SSL_pending), finds nothing, and pools the
-    # connection. The glued bytes never reach a client, but the connection
-    # whose framing is in doubt carries the next request (issue 10, 1a:
-    # "closed, not pooled"). The fix is in a file under other work: mark the
-    # exchange not reusable when n < len after rs_done.
-    @unittest.expectedFailure
+    # Bytes glued to a complete response in the same read put the connection's
+    # framing in doubt: it is closed, not pooled (issue 10, 1a).
     def test_http_upstream_that_glued_garbage_to_a_response_is_closed(self):
         self.check_garbage("/fault/garbage", 0)
 
