@@ -28,13 +28,13 @@ class TcpServer:
     each connection in its own thread. close() stops accepting and closes
     every connection it still holds."""
 
-    def __init__(self, handler, port=None):
+    def __init__(self, handler, port=None, host="127.0.0.1"):
         self.handler = handler
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port or 0))
+        self.sock.bind((host, port or 0))
         self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
+        self.host, self.port = self.sock.getsockname()
         self.accepted = 0
         self.conns = []
         self.lock = threading.Lock()
@@ -54,7 +54,13 @@ class TcpServer:
                     return
                 self.accepted += 1
                 self.conns.append(conn)
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+                extra = self._accepted(conn)
+            threading.Thread(target=self._run, args=(conn,) + extra, daemon=True).start()
+
+    def _accepted(self, conn):
+        """_accepted runs under the lock as a connection is accepted, in
+        accept order; what it returns is passed to _run after conn."""
+        return ()
 
     def _run(self, conn):
         try:
