@@ -148,7 +148,10 @@ class PeersTest(harness.IntegrationTest):
         server = self.start_tcp_server(handler)
         load = RequestLoad(server.port, threads=2, expected=b"hello\n")
         self.addCleanup(load.stop)
-        load.wait_more(20)
+        # Not load.wait_more: it returns at the first failure, before the
+        # other bad answers have been asked for.
+        harness.wait_until(lambda: len(load.failures) >= len(bad) and load.successes >= 20,
+                           what="every bad answer and 20 good ones")
         load.stop()
         self.assertEqual(len(load.failures), len(bad), load.failures)
         for seen in ("IncompleteRead", "BadStatusLine", "first difference at byte 4",
