@@ -63,7 +63,7 @@ struct ms_upstream {
   ms_snapshot *snapshot;     /* reference held */
   const ms_cluster *cluster; /* in `snapshot` */
   size_t endpoint_index;
-  char address[64]; /* the socket address dialled */
+  char address[64];             /* the socket address dialled */
   struct sockaddr_storage peer; /* the same, as resolved (the pool checks it still is) */
   int fd;
   ms_event_source source;
