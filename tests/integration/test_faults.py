@@ -41,20 +41,10 @@ def figures(test, **values):
 def read_to_close(sock, timeout=10):
     """read_to_close reads until the peer ends the connection; returns
     (bytes, "fin" or "reset"); raises socket.timeout when it stays open."""
-    deadline = time.monotonic() + timeout
-    chunks = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout(f"still open after {timeout}s ({sum(map(len, chunks))} bytes)")
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(1 << 16)
-        except ConnectionResetError:
-            return b"".join(chunks), "reset"
-        if not chunk:
-            return b"".join(chunks), "fin"
-        chunks.append(chunk)
+    try:
+        return harness.recv_until_eof(sock, timeout), "fin"
+    except harness.ResetBeforeEof as reset:
+        return reset.data, "reset"
 
 
 def read_head(sock, timeout=10):
@@ -206,30 +196,25 @@ class FaultTest(harness.IntegrationTest):
 
     # ---- HTTP: the upstream fails in the middle of a response ----------------------------
 
-    def test_http_upstream_reset_mid_response_cuts_the_client_off(self):
+    def assert_cut_off(self, path, what):
+        """assert_cut_off: the upstream at `path` fails after 64 KiB of its
+        body; the client gets those bytes and then the end of its connection
+        (not a hang, never a complete-looking response), and the sidecar
+        keeps no connection to that upstream (`what` it waits for)."""
         faulty, sidecar = self.start_http_pair()
         with self.http_neighbour(sidecar) as kept:
-            sock, _, body = self.partial_response(faulty, sidecar, kept, "/fault/rst")
+            sock, _, body = self.partial_response(faulty, sidecar, kept, path)
             rest, how = read_to_close(sock)
-            # The bytes so far, then the end of the connection: not a hang,
-            # and never a complete-looking response.
             self.assertEqual(body + rest, b"p" * 65536)
             self.assertIn(how, ("fin", "reset"))
-            harness.wait_until(lambda: self.faulty_connections_open(sidecar) == 0,
-                               what="no connection to the upstream that reset")
+            harness.wait_until(lambda: self.faulty_connections_open(sidecar) == 0, what=what)
         figures(self, client_saw=how)
 
+    def test_http_upstream_reset_mid_response_cuts_the_client_off(self):
+        self.assert_cut_off("/fault/rst", "no connection to the upstream that reset")
+
     def test_http_upstream_fin_mid_body_is_not_pooled(self):
-        faulty, sidecar = self.start_http_pair()
-        with self.http_neighbour(sidecar) as kept:
-            sock, _, body = self.partial_response(faulty, sidecar, kept, "/fault/fin")
-            rest, how = read_to_close(sock)
-            self.assertEqual(body + rest, b"p" * 65536)
-            self.assertIn(how, ("fin", "reset"))
-            # Not pooled: the sidecar holds no connection to that upstream.
-            harness.wait_until(lambda: self.faulty_connections_open(sidecar) == 0,
-                               what="the cut upstream connection closed, not pooled")
-        figures(self, client_saw=how)
+        self.assert_cut_off("/fault/fin", "the cut upstream connection closed, not pooled")
 
     def test_http_upstream_stalling_after_the_head_is_closed_at_request_timeout(self):
         faulty, sidecar = self.start_http_pair(request_timeout_ms=1000)
