@@ -5,6 +5,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include "certs/test_csr.h"
 #include "certs/test_util.h"
 
 #define SPIFFE_ID "spiffe://shop.test/ns/shop/sa/orders"
@@ -35,29 +36,8 @@ static EVP_PKEY *p256_key(void) {
 /* request_pem makes a request by hand, as another client might: `sans` in
  * OpenSSL's config form ("DNS:a,URI:b", or NULL), CA:TRUE when `ca`. */
 static char *request_pem(EVP_PKEY *key, const char *sans, bool ca) {
-  X509_REQ *req = X509_REQ_new();
-  STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
-  CHECK(req != NULL && exts != NULL && X509_REQ_set_pubkey(req, key));
-  if (sans != NULL) {
-    X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, NULL, NID_subject_alt_name, sans);
-    CHECK(ext != NULL && sk_X509_EXTENSION_push(exts, ext));
-  }
-  if (ca) {
-    X509_EXTENSION *ext =
-        X509V3_EXT_nconf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE");
-    CHECK(ext != NULL && sk_X509_EXTENSION_push(exts, ext));
-  }
-  if (sk_X509_EXTENSION_num(exts) > 0) CHECK(X509_REQ_add_extensions(req, exts));
-  CHECK(X509_REQ_sign(req, key, EVP_sha256()));
-  BIO *bio = BIO_new(BIO_s_mem());
-  CHECK(PEM_write_bio_X509_REQ(bio, req));
-  const uint8_t *data = NULL;
-  size_t len = 0;
-  BIO_mem_contents(bio, &data, &len);
-  char *pem = strndup((const char *)data, len);
-  BIO_free(bio);
-  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-  X509_REQ_free(req);
+  char *pem = ms_test_csr_pem(key, sans, ca);
+  CHECK(pem != NULL);
   return pem;
 }
 

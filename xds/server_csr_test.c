@@ -21,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "certs/certs.h"
+#include "certs/test_csr.h"
 #include "istio/v1/auth/ca.pb-c.h"
 #include "xds/grpc_test_util.h"
 #include "xds/server.h"
@@ -42,29 +43,12 @@ static uint16_t port;
 /* make_csr signs a PKCS#10 request with `key` for the URI `uri`, plus the
  * DNS name `dns` and basicConstraints CA:TRUE when asked. Caller frees. */
 static char *make_csr(EVP_PKEY *key, const char *uri, const char *dns, bool ca_true) {
-  X509_REQ *req = X509_REQ_new();
-  STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
   char sans[600];
   snprintf(sans, sizeof(sans), "URI:%s%s%s", uri, dns != NULL ? ",DNS:" : "",
            dns != NULL ? dns : "");
-  X509_EXTENSION *san = X509V3_EXT_nconf_nid(NULL, NULL, NID_subject_alt_name, sans);
-  CHECK(san != NULL && sk_X509_EXTENSION_push(exts, san));
-  if (ca_true) {
-    X509_EXTENSION *bc =
-        X509V3_EXT_nconf_nid(NULL, NULL, NID_basic_constraints, "critical,CA:TRUE");
-    CHECK(bc != NULL && sk_X509_EXTENSION_push(exts, bc));
-  }
-  BIO *bio = BIO_new(BIO_s_mem());
-  CHECK(X509_REQ_set_pubkey(req, key) && X509_REQ_add_extensions(req, exts) &&
-        X509_REQ_sign(req, key, EVP_sha256()) && PEM_write_bio_X509_REQ(bio, req));
-  const uint8_t *pem;
-  size_t len;
-  BIO_mem_contents(bio, &pem, &len);
-  char *text = strndup((const char *)pem, len);
-  BIO_free(bio);
-  sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
-  X509_REQ_free(req);
-  return text;
+  char *pem = ms_test_csr_pem(key, sans, ca_true);
+  CHECK(pem != NULL);
+  return pem;
 }
 
 /* pack_request returns an IstioCertificateRequest's bytes (caller frees). */
