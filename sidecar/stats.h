@@ -18,6 +18,7 @@
   X(downstream_cx_accept_fail, "accepts failed for lack of descriptors or memory")           \
   X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left")     \
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                    \
+  X(downstream_cx_tls_to_plaintext, "client connections that began with a TLS handshake")    \
   X(upstream_cx_total, "upstream connections attempted")                                     \
   X(upstream_cx_connect_fail, "upstream TCP connects that failed")                           \
   X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                     \
