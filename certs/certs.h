@@ -173,6 +173,21 @@ int ms_client_ctx_new(const ms_tls_settings *settings, const ms_tls_material *ma
 int ms_client_ctx_load(const ms_tls_settings *settings, SSL_CTX **out_ctx, char *err,
                        size_t err_len);
 
+/* A problem ms_tls_settings_check found: `key` names the setting it is
+ * about as the configuration spells it ("certificate", "private_key",
+ * "password_file", "trusted_ca", "crl", their "_pem" variants (and
+ * "password") when the material was given in memory, "ciphers", "curves",
+ * "alpn", "protocols"); `message` says what is wrong, naming the file. */
+typedef void (*ms_tls_problem_fn)(void *arg, const char *key, const char *message);
+
+/* ms_tls_settings_check checks what ms_tls_material_load and
+ * ms_client_ctx_new would, but goes on after a problem and reports every
+ * one through `report`: each file that cannot be read, each PEM that does
+ * not parse, a key that does not match its certificate, a certificate out
+ * of its validity, unknown ciphers or curves. Returns how many it reported
+ * (0: ms_client_ctx_load succeeds with these settings). */
+size_t ms_tls_settings_check(const ms_tls_settings *settings, ms_tls_problem_fn report, void *arg);
+
 /* ms_tls_info_callback is the info callback ms_client_ctx_new installs: it
  * records the last TLS alert sent and received on each SSL for
  * ms_tls_describe_failure. A caller that installs its own info callback on
