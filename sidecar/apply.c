@@ -11,6 +11,7 @@
 #include "sidecar/upstream.h"
 #include "sidecar/log.h"
 #include "sidecar/name_index.h"
+#include "sidecar/port_owner.h"
 #include "sidecar/server_internal.h"
 
 static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
@@ -43,13 +44,20 @@ static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
   return 0;
 }
 
-static ms_listener_sockets *find_sockets(const ms_server *server, const ms_listener_config *l) {
+static ms_listener_sockets *find_sockets(const ms_server *server, const char *name,
+                                         const char *address) {
   for (size_t i = 0; server->config && i < server->config->listener_count; i++) {
     ms_listener_sockets *sockets = server->listener_sockets[i];
-    if (strcmp(sockets->name, l->name) == 0 && strcmp(sockets->address, l->address.text) == 0)
-      return sockets;
+    if (strcmp(sockets->name, name) == 0 && strcmp(sockets->address, address) == 0) return sockets;
   }
   return NULL;
+}
+
+int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
+                         size_t why_len) {
+  if (find_sockets(server, name, address->text)) return 0;
+  /* SO_REUSEPORT would let us share the address with another process. */
+  return ms_port_owner_check(address, NULL, why, why_len);
 }
 
 void ms_runtime_free(ms_cluster_runtime *clusters, const ms_config *config,
@@ -96,16 +104,21 @@ int ms_runtime_build(ms_server *server, const ms_config *next, ms_cluster_runtim
   ms_name_index_cleanup(&current);
   for (size_t l = 0; l < next->listener_count; l++) {
     const ms_listener_config *listener = &next->listeners[l];
-    ms_listener_sockets *kept = find_sockets(server, listener);
+    ms_listener_sockets *kept = find_sockets(server, listener->name, listener->address.text);
     if (kept) {
       sockets[l] = ms_listener_sockets_up_ref(kept);
       continue;
     }
-    int rc =
-        ms_listener_sockets_bind(listener->name, &listener->address, next->workers, &sockets[l]);
+    char why[MS_ERR_LEN];
+    int rc = ms_port_owner_check(&listener->address, NULL, why, sizeof(why));
+    if (rc == 0) {
+      rc = ms_listener_sockets_bind(listener->name, &listener->address, next->workers, &sockets[l]);
+      if (rc != 0)
+        snprintf(why, sizeof(why), "cannot listen on %s: %s", listener->address.text,
+                 strerror(-rc));
+    }
     if (rc != 0) {
-      snprintf(err, err_len, "listeners[%zu] (%s): cannot listen on %s: %s", l, listener->name,
-               listener->address.text, strerror(-rc));
+      snprintf(err, err_len, "listeners[%zu] (%s): %s", l, listener->name, why);
       ms_runtime_free(clusters, next, sockets);
       return -1;
     }

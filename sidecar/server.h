@@ -63,6 +63,13 @@ int ms_server_reload(ms_server *server);
  * load: then nothing changed. */
 int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len);
 
+/* ms_server_can_listen tells whether a listener called `name` on `address`
+ * can be put in force: the server holds it already (same name and
+ * address), or no other process listens there (sidecar/port_owner.h).
+ * Returns 0, or a negative errno with `why`. Main thread. */
+int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
+                         size_t why_len);
+
 /* ms_server_reload_config reads the config file again and applies it
  * (SIGHUP). A file with problems is refused with every problem logged, and
  * the configuration in force stays. Returns 0 or -1. */

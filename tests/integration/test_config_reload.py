@@ -107,7 +107,8 @@ class ConfigReloadTest(harness.IntegrationTest):
                         [self.cluster_to("blue", self.blue), self.cluster_to("green", self.green)],
                         admin_port=sidecar.admin_port)
         self.reload(sidecar, second, r"config reload refused: listeners\[1\] \(to_green\): "
-                                     r"cannot listen")
+                                     rf"address 127\.0\.0\.1:{taken_port} is in use by another "
+                                     rf"process \(pid {os.getpid()}, ")
         self.assertEqual(http_get(port, "/who"), (200, b"blue\n"))
 
     # ---- a change of what is verified, with the same certificate files ----
