@@ -8,11 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/upstream.h"
+#include "sidecar/config_check.h"
 #include "sidecar/log.h"
 #include "sidecar/name_index.h"
 #include "sidecar/port_owner.h"
 #include "sidecar/server_internal.h"
+#include "sidecar/upstream.h"
 
 static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
                          const ms_cluster_runtime *from, const ms_cluster_config *previous) {
@@ -224,23 +225,33 @@ int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *s
   return apply(server, next, secrets, true, err, err_len);
 }
 
+void ms_server_refuse_reload(const char *path, const ms_config_errors *problems) {
+  for (size_t i = 0; i < problems->count; i++)
+    ms_log(MS_LOG_ERROR, "config reload refused: %s", problems->lines[i]);
+  ms_log(MS_LOG_ERROR,
+         "config reload refused: %s has %zu problem%s; the configuration in force stays", path,
+         problems->count, problems->count == 1 ? "" : "s");
+}
+
+void ms_server_refuse_config(const ms_config *next, const char *err) {
+  ms_config_errors problems = {0};
+  if (ms_config_check_outside(next, false, &problems, NULL) == 0 || problems.count == 0)
+    ms_config_errors_add(&problems, "%s", err);
+  ms_server_refuse_reload(next->path, &problems);
+  ms_config_errors_cleanup(&problems);
+}
+
 int ms_server_reload_config(ms_server *server) {
   ms_config *next = NULL;
   ms_config_errors errors = {0};
   if (ms_config_load(server->config->path, &next, &errors) != 0) {
-    for (size_t i = 0; i < errors.count; i++)
-      ms_log(MS_LOG_ERROR, "config reload refused: %s", errors.lines[i]);
-    ms_log(MS_LOG_ERROR,
-           "config reload refused: %s has %zu problem%s; the configuration in force "
-           "stays",
-           server->config->path, errors.count, errors.count == 1 ? "" : "s");
+    ms_server_refuse_reload(server->config->path, &errors);
     ms_config_errors_cleanup(&errors);
     return -1;
   }
   char err[MS_ERR_LEN];
   int rc = ms_server_apply(server, next, err, sizeof(err));
-  if (rc != 0)
-    ms_log(MS_LOG_ERROR, "config reload refused: %s; the configuration in force stays", err);
+  if (rc != 0) ms_server_refuse_config(next, err);
   ms_config_free(next);
   return rc;
 }

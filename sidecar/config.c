@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -685,6 +686,15 @@ void ms_config_free(ms_config *config) {
   if (atomic_fetch_sub_explicit(&config->refs, 1, memory_order_acq_rel) == 1) {
     config_release(config);
   }
+}
+
+int ms_config_errors_add(ms_config_errors *errors, const char *format, ...) {
+  char line[1400];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(line, sizeof(line), format, args);
+  va_end(args);
+  return ms_schema_add_line(errors, line);
 }
 
 void ms_config_errors_cleanup(ms_config_errors *errors) {

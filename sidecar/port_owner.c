@@ -115,7 +115,6 @@ static bool is_wanted(unsigned long inode, void *arg) {
 /* find_holder names the first process other than this one that holds one
  * of `foreign`. */
 static void find_holder(const inodes *foreign, ms_port_holder *out) {
-  memset(out, 0, sizeof(*out));
   DIR *proc = opendir("/proc");
   if (proc == NULL) return;
   int self = (int)getpid();
@@ -162,23 +161,26 @@ static bool parse_address(const char *hex, bool v6, ip16 *out) {
 }
 
 /* listening_foreign adds to `foreign` the inode of every socket listening
- * on an address overlapping `want`:`port` in `table` that is not in `own`. */
+ * on an address overlapping `want`:`port` in `table` that is not in `own`,
+ * and sets *uid to the owner of the first. */
 static void listening_foreign(const char *table, bool v6, const ip16 *want, unsigned port,
-                              const inodes *own, inodes *foreign) {
+                              const inodes *own, inodes *foreign, long *uid) {
   FILE *file = fopen(table, "re");
   if (file == NULL) return;
   char line[512];
   while (fgets(line, sizeof(line), file) != NULL) {
     char hex[40];
     unsigned local_port, state;
-    unsigned long inode;
-    if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %*u %*u %lu",
-               hex, &local_port, &state, &inode) != 4)
+    unsigned long inode, owner;
+    if (sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x %*x:%*x %*x:%*x %*x %lu %*u %lu",
+               hex, &local_port, &state, &owner, &inode) != 5)
       continue; /* the header */
     ip16 have;
     if (state != TCP_LISTEN || local_port != port || inode == 0 || !parse_address(hex, v6, &have))
       continue;
-    if (overlaps(want, &have) && !inodes_has(own, inode)) inodes_add(foreign, inode);
+    if (!overlaps(want, &have) || inodes_has(own, inode)) continue;
+    if (foreign->count == 0) *uid = (long)owner;
+    inodes_add(foreign, inode);
   }
   fclose(file);
 }
@@ -202,6 +204,7 @@ int ms_port_owner_check(const ms_address *address, ms_port_holder *out_holder, c
                         size_t why_len) {
   ms_port_holder holder;
   memset(&holder, 0, sizeof(holder));
+  holder.uid = -1;
   if (out_holder) *out_holder = holder;
   int rc = probe(address);
   if (rc == 0) return 0;
@@ -217,8 +220,8 @@ int ms_port_owner_check(const ms_address *address, ms_port_holder *out_holder, c
     ip_from_v4(&((const struct sockaddr_in *)sa)->sin_addr, &want);
   inodes own = {0}, foreign = {0};
   process_sockets("self", add_own, &own);
-  listening_foreign("/proc/net/tcp", false, &want, address->port, &own, &foreign);
-  listening_foreign("/proc/net/tcp6", true, &want, address->port, &own, &foreign);
+  listening_foreign("/proc/net/tcp", false, &want, address->port, &own, &foreign, &holder.uid);
+  listening_foreign("/proc/net/tcp6", true, &want, address->port, &own, &foreign, &holder.uid);
   rc = 0; /* only ours, or not a listener: the bind itself will tell */
   if (foreign.count) {
     rc = -EADDRINUSE;
@@ -228,9 +231,9 @@ int ms_port_owner_check(const ms_address *address, ms_port_holder *out_holder, c
                holder.pid, holder.name[0] ? holder.name : "?");
     else
       snprintf(why, why_len,
-               "address %s is in use by another process (of another user: `ss -ltnp` run as "
-               "root names it)",
-               address->text);
+               "address %s is in use by another process (of uid %ld, which /proc does not name "
+               "to us; `ss -ltnp` run as root does)",
+               address->text, holder.uid);
     if (out_holder) *out_holder = holder;
   }
   free(own.items);
@@ -253,9 +256,11 @@ static const char *config_argument(const char *args, size_t len) {
   return NULL;
 }
 
-bool ms_port_holder_runs_config(int pid, const char *config_path) {
+/* runs_config: process `pid` was started with --config naming the file
+ * whose identity is `ours`. */
+static bool runs_config(long pid, const struct stat *ours) {
   char path[64], args[8192];
-  snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
+  snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
   ssize_t len = read(fd, args, sizeof(args) - 1);
@@ -269,13 +274,30 @@ bool ms_port_holder_runs_config(int pid, const char *config_path) {
     snprintf(full, sizeof(full), "%s", config);
   } else {
     char cwd[PATH_MAX];
-    snprintf(path, sizeof(path), "/proc/%d/cwd", pid);
+    snprintf(path, sizeof(path), "/proc/%ld/cwd", pid);
     ssize_t n = readlink(path, cwd, sizeof(cwd) - 1);
     if (n <= 0) return false;
     cwd[n] = '\0';
     if ((size_t)snprintf(full, sizeof(full), "%s/%s", cwd, config) >= sizeof(full)) return false;
   }
-  struct stat theirs, ours;
-  return stat(full, &theirs) == 0 && stat(config_path, &ours) == 0 &&
-         theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino;
+  struct stat theirs;
+  return stat(full, &theirs) == 0 && theirs.st_dev == ours->st_dev && theirs.st_ino == ours->st_ino;
+}
+
+int ms_port_config_runner(int pid, const char *config_path) {
+  struct stat ours;
+  if (config_path == NULL || stat(config_path, &ours) != 0) return 0;
+  if (pid) return runs_config(pid, &ours) ? pid : 0;
+  DIR *proc = opendir("/proc");
+  if (proc == NULL) return 0;
+  long self = (long)getpid(), found = 0;
+  struct dirent *entry;
+  while (found == 0 && (entry = readdir(proc)) != NULL) {
+    char *end;
+    long candidate = strtol(entry->d_name, &end, 10);
+    if (*end == '\0' && candidate > 0 && candidate != self && runs_config(candidate, &ours))
+      found = candidate;
+  }
+  closedir(proc);
+  return (int)found;
 }

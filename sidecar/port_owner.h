@@ -23,6 +23,7 @@
 typedef struct ms_port_holder {
   int pid;       /* 0: not known (another user's process, or one that hides its descriptors) */
   char name[16]; /* its /proc/PID/comm when pid is known */
+  long uid;      /* the socket's owner; -1 when not known */
 } ms_port_holder;
 
 /* ms_port_owner_check tells whether `address` (an IP address and port to
@@ -36,9 +37,10 @@ typedef struct ms_port_holder {
 int ms_port_owner_check(const ms_address *address, ms_port_holder *out_holder, char *why,
                         size_t why_len);
 
-/* ms_port_holder_runs_config: process `pid` was started with --config
- * naming the same file as `config_path` (the sidecar that a validated file
- * will be reloaded into). False when that cannot be told. */
-bool ms_port_holder_runs_config(int pid, const char *config_path);
+/* ms_port_config_runner returns the pid of a process other than this one
+ * started with --config naming the same file as `config_path` (the sidecar
+ * that a validated file will be reloaded into), `pid` itself when it is
+ * such a process (0: look at every process), or 0 when there is none. */
+int ms_port_config_runner(int pid, const char *config_path);
 
 #endif

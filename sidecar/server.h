@@ -75,6 +75,16 @@ int ms_server_can_listen(ms_server *server, const char *name, const ms_address *
  * the configuration in force stays. Returns 0 or -1. */
 int ms_server_reload_config(ms_server *server);
 
+/* ms_server_refuse_reload logs a refused reload of the file at `path`: each
+ * of `problems`, then their count (the configuration in force stays). */
+void ms_server_refuse_reload(const char *path, const ms_config_errors *problems);
+
+/* ms_server_refuse_config logs a refused reload whose configuration `next`
+ * could not be put in force: every problem its certificates and addresses
+ * have (sidecar/config_check.h), or `err` alone when the checks find
+ * none. */
+void ms_server_refuse_config(const ms_config *next, const char *err);
+
 /* A source of configuration other than the file: the control plane
  * (sidecar/xds_source.h). It holds readiness until its first fetch is done,
  * adds its own state to /config_dump, and takes SIGHUP (the file is only

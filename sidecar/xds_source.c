@@ -374,12 +374,7 @@ static void reload(void *arg) {
   ms_config *file = NULL;
   ms_config_errors errors = {0};
   if (ms_config_load(source->file->path, &file, &errors) != 0) {
-    for (size_t i = 0; i < errors.count; i++)
-      ms_log(MS_LOG_ERROR, "config reload refused: %s", errors.lines[i]);
-    ms_log(MS_LOG_ERROR,
-           "config reload refused: %s has %zu problem%s; the configuration in "
-           "force stays",
-           source->file->path, errors.count, errors.count == 1 ? "" : "s");
+    ms_server_refuse_reload(source->file->path, &errors);
     ms_config_errors_cleanup(&errors);
     return;
   }
@@ -393,7 +388,7 @@ static void reload(void *arg) {
   source->file = file;
   char err[MS_ERR_LEN];
   if (apply_state(source, source->state, err, sizeof(err)) != 0) {
-    ms_log(MS_LOG_ERROR, "config reload refused: %s; the configuration in force stays", err);
+    ms_server_refuse_config(file, err);
     source->file = previous;
     ms_config_free(file);
     return;

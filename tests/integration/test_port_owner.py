@@ -55,7 +55,7 @@ class PortOwnerTest(harness.IntegrationTest):
                                           [self.orders()]), name="second")
         second.start(wait_ready=False)
         self.assertNotEqual(self.wait_exit(second), 0)
-        self.assertRegex(second.log(), rf"listeners\[0\] \(in\): address 127\.0\.0\.1:{port} is in "
+        self.assertRegex(second.log(), rf"listeners\[0\]\.address: address 127\.0\.0\.1:{port} is in "
                                        rf"use by another process \(pid {first.process.pid}, "
                                        rf"sidecar\)")
         self.assertFalse(harness.port_accepts(second.admin_port))
@@ -111,10 +111,11 @@ class PortOwnerTest(harness.IntegrationTest):
         second = config([listener("in", "orders", port=port),
                          listener("more", "orders", port=taken_port)], [self.orders()],
                         admin_port=sidecar.admin_port)
-        line = self.reload(sidecar, second, r"config reload refused")
-        self.assertIn(f"listeners[1] (more): address 127.0.0.1:{taken_port} is in use by another "
-                      f"process (pid {os.getpid()}, ", line)
-        self.assertIn("the configuration in force stays", line)
+        self.reload(sidecar, second, r"config reload refused: .* has 1 problem; the "
+                                     r"configuration in force stays")
+        self.assertTrue(sidecar.log_lines(
+            rf"config reload refused: listeners\[1\]\.address: address 127\.0\.0\.1:{taken_port} "
+            rf"is in use by another process \(pid {os.getpid()}, "), sidecar.log())
         dump = sidecar.admin_json("/config_dump")["configs"][0]["config"]
         self.assertEqual([l["name"] for l in dump["listeners"]], ["in"])
         self.assertEqual(http_get(port, "/who"), (200, b"nginx\n"))
@@ -130,6 +131,23 @@ class PortOwnerTest(harness.IntegrationTest):
         self.assertEqual(http_get(port, "/who"), (200, b"nginx\n"))
         dump = sidecar.admin_json("/config_dump")["configs"][0]["config"]
         self.assertEqual([l["name"] for l in dump["listeners"]], ["renamed"])
+
+    def test_validate_fails_on_a_taken_port(self):
+        _, port = self.taken()
+        sidecar = self.make_sidecar(config([listener("in", "orders", port=port)],
+                                           [self.orders()]))
+        code, output = sidecar.validate()
+        self.assertEqual(code, 1, output)
+        self.assertIn(f"listeners[0].address: address 127.0.0.1:{port} is in use by another "
+                      f"process (pid {os.getpid()}, ", output)
+
+    def test_validate_accepts_the_ports_of_the_sidecar_running_the_same_file(self):
+        # `sidecar --validate` before a SIGHUP, as `nginx -t` before a reload.
+        sidecar = self.start_sidecar(config([listener("in", "orders")], [self.orders()]))
+        code, output = sidecar.validate()
+        self.assertEqual(code, 0, output)
+        self.assertIn(f"held by the sidecar running this file (pid {sidecar.process.pid})",
+                      output)
 
 
 if __name__ == "__main__":
