@@ -5,11 +5,8 @@ another process listens on is refused at start, at reload and by --validate,
 naming the holder, while the workers of one sidecar still share it and a
 reload that keeps or renames a listener keeps working."""
 
-import json
 import os
-import signal
 import socket
-import subprocess
 import unittest
 
 from tests.lib import harness
@@ -41,20 +38,13 @@ class PortOwnerTest(harness.IntegrationTest):
         self.addCleanup(sock.close)
         return sock, sock.getsockname()[1]
 
-    def wait_exit(self, sidecar):
-        try:
-            return sidecar.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.fail(f"the sidecar started on a taken address:\n{sidecar.log()}")
-
     def test_second_sidecar_with_the_same_listener_is_refused(self):
         first = self.start_sidecar(config([listener("in", "orders")], [self.orders()]),
                                    name="first")
         port = first.listener_port()
         second = self.make_sidecar(config([listener("in", "orders", port=port)],
                                           [self.orders()]), name="second")
-        second.start(wait_ready=False)
-        self.assertNotEqual(self.wait_exit(second), 0)
+        self.assertNotEqual(second.start_refused(), 0)
         self.assertRegex(second.log(), rf"listeners\[0\]\.address: address 127\.0\.0\.1:{port} is in "
                                        rf"use by another process \(pid {first.process.pid}, "
                                        rf"sidecar\)")
@@ -68,8 +58,7 @@ class PortOwnerTest(harness.IntegrationTest):
         _, port = self.taken()
         sidecar = self.make_sidecar(config([listener("in", "orders", port=port)],
                                            [self.orders()]))
-        sidecar.start(wait_ready=False)
-        self.assertNotEqual(self.wait_exit(sidecar), 0)
+        self.assertNotEqual(sidecar.start_refused(), 0)
         self.assertIn(f"address 127.0.0.1:{port} is in use by another process "
                       f"(pid {os.getpid()}, ", sidecar.log())
 
@@ -77,8 +66,7 @@ class PortOwnerTest(harness.IntegrationTest):
         _, port = self.taken(host="0.0.0.0")
         sidecar = self.make_sidecar(config([listener("in", "orders", port=port)],
                                            [self.orders()]))
-        sidecar.start(wait_ready=False)
-        self.assertNotEqual(self.wait_exit(sidecar), 0)
+        self.assertNotEqual(sidecar.start_refused(), 0)
         self.assertIn(f"address 127.0.0.1:{port} is in use by another process", sidecar.log())
 
     def test_an_ipv6_only_listener_on_the_same_port_is_no_conflict(self):
@@ -97,12 +85,6 @@ class PortOwnerTest(harness.IntegrationTest):
         self.assertEqual(http_get(port, "/who"), (200, b"nginx\n"))
         self.assertTrue(sidecar.is_running())
 
-    def reload(self, sidecar, new_config, expect_log):
-        harness.write_file(sidecar.config_path, json.dumps(new_config, indent=2))
-        count = len(sidecar.log_lines(expect_log))
-        sidecar.send_signal(signal.SIGHUP)
-        return sidecar.wait_log(expect_log, count=count + 1)[-1]
-
     def test_reload_adding_a_taken_address_is_refused(self):
         first = config([listener("in", "orders")], [self.orders()])
         sidecar = self.start_sidecar(first)
@@ -111,8 +93,8 @@ class PortOwnerTest(harness.IntegrationTest):
         second = config([listener("in", "orders", port=port),
                          listener("more", "orders", port=taken_port)], [self.orders()],
                         admin_port=sidecar.admin_port)
-        self.reload(sidecar, second, r"config reload refused: .* has 1 problem; the "
-                                     r"configuration in force stays")
+        sidecar.reload(second, r"config reload refused: .* has 1 problem; the "
+                               r"configuration in force stays")
         self.assertTrue(sidecar.log_lines(
             rf"config reload refused: listeners\[1\]\.address: address 127\.0\.0\.1:{taken_port} "
             rf"is in use by another process \(pid {os.getpid()}, "), sidecar.log())
@@ -127,7 +109,7 @@ class PortOwnerTest(harness.IntegrationTest):
         port = sidecar.listener_port()
         renamed = config([listener("renamed", "orders", port=port)], [self.orders()],
                          admin_port=sidecar.admin_port)
-        self.reload(sidecar, renamed, r"configuration applied: 1 listeners")
+        sidecar.reload(renamed, r"configuration applied: 1 listeners")
         self.assertEqual(http_get(port, "/who"), (200, b"nginx\n"))
         dump = sidecar.admin_json("/config_dump")["configs"][0]["config"]
         self.assertEqual([l["name"] for l in dump["listeners"]], ["renamed"])
