@@ -136,6 +136,18 @@ class ConfigValidationTest(harness.IntegrationTest):
         self.assertNotIn("ends too early", output)
         self.assertTrue(output.splitlines()[-1].endswith(": 1 problem"), output)
 
+    def test_a_cluster_naming_the_identity_secrets_passes(self):
+        # Its certificate and trust bundle come from the identity agent at
+        # run time: --validate has no files of them to check.
+        cfg = self.base()
+        cfg["clusters"][0]["tls"] = {"certificate_secret": "default",
+                                     "validation_secret": "ROOTCA",
+                                     "server_name": harness.SERVER_NAME}
+        cfg["identity"] = {"ca_address": f"127.0.0.1:{harness.free_port()}",
+                           "tls": cluster_tls(self.pki)}
+        code, output = self.validate(cfg)
+        self.assertEqual(code, 0, output)
+
     def test_validate_does_not_start_anything(self):
         cfg = self.base()
         sidecar = self.make_sidecar(cfg)
