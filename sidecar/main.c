@@ -10,11 +10,11 @@
 #include <string.h>
 #include <uv.h>
 
+#include "common/version.h"
 #include "sidecar/config.h"
 #include "sidecar/identity.h"
 #include "sidecar/log.h"
 #include "sidecar/server.h"
-#include "sidecar/version.h"
 #include "sidecar/xds_source.h"
 
 static void usage(FILE *to) {
