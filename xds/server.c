@@ -248,7 +248,7 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   if (options->listen_address == NULL || options->tls_cert == NULL || options->tls_key == NULL ||
       options->ca_cert == NULL || options->ca_key == NULL) {
     snprintf(err, err_len,
-             "--listen, --tls-cert, --tls-key, --ca-cert and --ca-key are all required");
+             "a listen address, --tls-cert, --tls-key, --ca-cert and --ca-key are all required");
     return -1;
   }
   ms_xds_server *server = calloc(1, sizeof(*server));
