@@ -1,0 +1,69 @@
+#!/bin/bash
+# main_test.sh: the sidecar's command line, without starting it: --help names
+# the signals and every admin path (the table of admin_route.c), as the
+# README's tables do; --version prints the version that certs and xds-server
+# print; usage errors name what is wrong and exit 2.
+set -u
+RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+SIDECAR="$RUNFILES/sidecar/sidecar"
+README="$RUNFILES/README.md"
+DIR="${TEST_TMPDIR:-$(mktemp -d)}/main"
+failures=0
+mkdir -p "$DIR"
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# expect_exit CODE PROGRAM ARGS...: checks the exit code, keeps the output in
+# $DIR/out and $DIR/err.
+expect_exit() {
+  local want=$1
+  shift
+  timeout 10 "$@" >"$DIR/out" 2>"$DIR/err"
+  local got=$?
+  [ "$got" -eq "$want" ] || fail "exit $got, want $want: $* ($(cat "$DIR/err"))"
+}
+
+expect_exit 0 "$SIDECAR" --help
+cp "$DIR/out" "$DIR/help"
+for signal in SIGHUP SIGTERM SIGINT; do
+  grep -q "$signal" "$DIR/help" || fail "--help does not name $signal"
+  grep -q "^| .*$signal" "$README" || fail "the README's table does not name $signal"
+done
+grep -q "SIGHUP  *reload" "$DIR/help" || fail "--help does not say that SIGHUP reloads"
+grep -q "SIGTERM, SIGINT  *drain" "$DIR/help" || fail "--help does not say that SIGTERM drains"
+paths=$(grep -o '= "/[a-z_/]*"' "$RUNFILES/sidecar/admin_route.c" | tr -d '="')
+[ "$(echo "$paths" | wc -w)" -ge 8 ] || fail "found only these admin paths: $paths"
+for path in $paths; do
+  method=GET
+  [ "$path" = /quitquitquit ] && method=POST
+  grep -qE "^  $method +$path " "$DIR/help" || fail "--help does not list $method $path"
+  grep -qF "\`$method $path" "$README" || fail "the README's admin table does not list $method $path"
+done
+
+# One version for every program (common/version.h).
+version=$(sed -n 's/^#define MS_VERSION "\(.*\)"$/\1/p' "$RUNFILES/common/version.h")
+[ -n "$version" ] || fail "no MS_VERSION in common/version.h"
+expect_exit 0 "$SIDECAR" --version
+grep -q "^sidecar $version (" "$DIR/out" || fail "sidecar --version printed: $(cat "$DIR/out")"
+expect_exit 0 "$RUNFILES/certs/certs" --version
+grep -q "^certs $version (" "$DIR/out" || fail "certs --version printed: $(cat "$DIR/out")"
+expect_exit 0 "$RUNFILES/xds/xds-server" --version
+grep -q "^xds-server $version (" "$DIR/out" || fail "xds-server --version printed: $(cat "$DIR/out")"
+
+# Usage errors: exit 2, naming what is wrong.
+expect_exit 2 "$SIDECAR"
+grep -q -- "--config FILE is required" "$DIR/err" || fail "no arguments: $(cat "$DIR/err")"
+expect_exit 2 "$SIDECAR" --config x.json --log-level loud
+grep -qF -- '--log-level "loud" is not accepted: give debug, info, warn or error' "$DIR/err" ||
+  fail "--log-level loud: $(cat "$DIR/err")"
+expect_exit 2 "$SIDECAR" --config x.json extra
+grep -qF 'unexpected argument "extra"' "$DIR/err" || fail "an extra argument: $(cat "$DIR/err")"
+
+if [ "$failures" -gt 0 ]; then
+  echo "main_test: $failures failure(s)"
+  exit 1
+fi
+echo "main_test: all checks passed"
