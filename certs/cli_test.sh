@@ -3,26 +3,11 @@
 # expired), inspect, version, usage errors with their exit codes, and files
 # that exist kept unless --force.
 set -u
-CERTS="$(dirname "$0")/certs"
-[ -x "$CERTS" ] || CERTS="$TEST_SRCDIR/$TEST_WORKSPACE/certs/certs"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/cli"
-failures=0
+NAME=cli
+# shellcheck source=tests/sh_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/sh_test_lib.sh"
+CERTS="$RUNFILES/certs/certs"
 
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect_exit CODE CMD...: runs CMD, checks its exit code, keeps its output.
-expect_exit() {
-  local want=$1
-  shift
-  "$@" >"$DIR/out" 2>"$DIR/err"
-  local got=$?
-  [ "$got" -eq "$want" ] || fail "exit $got, want $want: $* ($(cat "$DIR/err"))"
-}
-
-mkdir -p "$DIR"
 expect_exit 0 "$CERTS" --help
 for command in ca issue inspect version help; do
   grep -q "^  certs $command" "$DIR/out" || fail "--help does not describe $command"
@@ -31,10 +16,8 @@ expect_exit 0 "$CERTS" help
 grep -q "certs issue" "$DIR/out" || fail "certs help does not print the usage"
 
 # The version: the one every program prints (common/version.h).
-VERSION_H="$(dirname "$0")/../common/version.h"
-[ -f "$VERSION_H" ] || VERSION_H="$TEST_SRCDIR/$TEST_WORKSPACE/common/version.h"
-version=$(sed -n 's/^#define MS_VERSION "\(.*\)"$/\1/p' "$VERSION_H")
-[ -n "$version" ] || fail "no MS_VERSION in $VERSION_H"
+version=$(project_version)
+[ -n "$version" ] || fail "no MS_VERSION in common/version.h"
 for form in --version version; do
   expect_exit 0 "$CERTS" "$form"
   grep -q "^certs $version (" "$DIR/out" || fail "certs $form printed: $(cat "$DIR/out")"
@@ -143,8 +126,4 @@ openssl x509 -in "$DIR/web.crt" -noout -ext subjectAltName | grep -q "other.test
 expect_exit 1 "$CERTS" inspect "$DIR/pass"
 grep -q "holds no PEM certificate" "$DIR/err" || fail "inspect of non-PEM: $(cat "$DIR/err")"
 
-if [ "$failures" -gt 0 ]; then
-  echo "cli_test: $failures failure(s)"
-  exit 1
-fi
-echo "cli_test: all checks passed"
+finish

@@ -8,25 +8,13 @@
 # make-certs.sh keeps the CA; --force replaces it. The README shows
 # sidecar.json as its configuration example.
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+NAME=example
+# shellcheck source=tests/sh_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/sh_test_lib.sh"
 SIDECAR="$RUNFILES/sidecar/sidecar"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/example"
 EXAMPLES="$DIR/examples"
-failures=0
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-  wait 2>/dev/null
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
 
 # A copy of the folder as a clone has it (pki/ is made, never checked in).
-rm -rf "$DIR"
 mkdir -p "$EXAMPLES"
 cp "$RUNFILES/examples/sidecar.json" "$RUNFILES/examples/make-certs.sh" "$EXAMPLES/"
 export CERTS="$RUNFILES/certs/certs"
@@ -91,8 +79,7 @@ sidecar log: $(cat "$DIR/sidecar.log")
 upstream log: $(cat "$DIR/upstream.log")"
 grep -q "CN = spiffe://cluster.local/ns/shop/sa/client" "$DIR/upstream.log" ||
   fail "the upstream did not see the client certificate: $(cat "$DIR/upstream.log")"
-cleanup
-pids=()
+stop_processes
 
 # Made once: a second run keeps the CA, --force replaces it.
 cp "$EXAMPLES/pki/ca/ca.key" "$DIR/ca.key.first"
@@ -105,8 +92,4 @@ cmp -s "$EXAMPLES/pki/ca/ca.key" "$DIR/ca.key.first" && fail "make-certs.sh --fo
 "$SIDECAR" --validate --config "$EXAMPLES/sidecar.json" >"$DIR/validate.out" 2>&1 ||
   fail "sidecar --validate after --force: $(cat "$DIR/validate.out")"
 
-if [ "$failures" -gt 0 ]; then
-  echo "example_test: $failures failure(s)"
-  exit 1
-fi
-echo "example_test: all checks passed"
+finish

@@ -4,27 +4,11 @@
 # README's tables do; --version prints the version that certs and xds-server
 # print; usage errors name what is wrong and exit 2.
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+NAME=main
+# shellcheck source=tests/sh_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/sh_test_lib.sh"
 SIDECAR="$RUNFILES/sidecar/sidecar"
 README="$RUNFILES/README.md"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/main"
-failures=0
-mkdir -p "$DIR"
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect_exit CODE PROGRAM ARGS...: checks the exit code, keeps the output in
-# $DIR/out and $DIR/err.
-expect_exit() {
-  local want=$1
-  shift
-  timeout 10 "$@" >"$DIR/out" 2>"$DIR/err"
-  local got=$?
-  [ "$got" -eq "$want" ] || fail "exit $got, want $want: $* ($(cat "$DIR/err"))"
-}
 
 expect_exit 0 "$SIDECAR" --help
 cp "$DIR/out" "$DIR/help"
@@ -44,7 +28,7 @@ for path in $paths; do
 done
 
 # One version for every program (common/version.h).
-version=$(sed -n 's/^#define MS_VERSION "\(.*\)"$/\1/p' "$RUNFILES/common/version.h")
+version=$(project_version)
 [ -n "$version" ] || fail "no MS_VERSION in common/version.h"
 expect_exit 0 "$SIDECAR" --version
 grep -q "^sidecar $version (" "$DIR/out" || fail "sidecar --version printed: $(cat "$DIR/out")"
@@ -62,8 +46,4 @@ grep -qF -- '--log-level "loud" is not accepted: give debug, info, warn or error
 expect_exit 2 "$SIDECAR" --config x.json extra
 grep -qF 'unexpected argument "extra"' "$DIR/err" || fail "an extra argument: $(cat "$DIR/err")"
 
-if [ "$failures" -gt 0 ]; then
-  echo "main_test: $failures failure(s)"
-  exit 1
-fi
-echo "main_test: all checks passed"
+finish

@@ -5,45 +5,24 @@
 # value and what is accepted. Every flag server_main.c knows must be in
 # --help and in docs/xds-server.md.
 set -u
-RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+NAME=server_main
+# shellcheck source=tests/sh_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/sh_test_lib.sh"
 SERVER="$RUNFILES/xds/xds-server"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/server_main"
-failures=0
-mkdir -p "$DIR"
-
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect_exit CODE ARGS...: runs xds-server with ARGS (it must stop at
-# once), checks its exit code, keeps its output in $DIR/out and $DIR/err.
-expect_exit() {
-  local want=$1
-  shift
-  timeout 10 "$SERVER" "$@" >"$DIR/out" 2>"$DIR/err"
-  local got=$?
-  [ "$got" -eq "$want" ] || fail "exit $got, want $want: xds-server $* ($(cat "$DIR/err"))"
-}
-
-# expect_in FILE TEXT WHAT: FILE holds TEXT (fixed string).
-expect_in() {
-  grep -qF -- "$2" "$1" || fail "$3: no \"$2\" in: $(cat "$1")"
-}
 
 # No arguments: the flags without a default are named, the others are not.
-expect_exit 2
+expect_exit 2 "$SERVER"
 for flag in --tls-cert --tls-key --ca-cert --ca-key; do
   expect_in "$DIR/err" "$flag" "no arguments"
 done
 for flag in --listen --status-address; do
   grep -q -- "$flag" "$DIR/err" && fail "no arguments: $flag has a default, yet: $(cat "$DIR/err")"
 done
-expect_exit 2 --tls-cert a.crt --ca-key ca.key
+expect_exit 2 "$SERVER" --tls-cert a.crt --ca-key ca.key
 expect_in "$DIR/err" "--tls-key and --ca-cert are required" "two flags missing"
 
 # --help: every flag of the table and the switches, in --help and in the docs.
-expect_exit 0 --help
+expect_exit 0 "$SERVER" --help
 cp "$DIR/out" "$DIR/help"
 flags=$(grep -o '{"--[a-z-]*", set_' "$RUNFILES/xds/server_main.c" | sed 's/{"\(--[a-z-]*\)".*/\1/')
 flags="$flags --accept-workload-certificates --serve-workload-keys --version --help"
@@ -58,8 +37,8 @@ grep -E -- "--listen IP:PORT .*\[127\.0\.0\.1:18000\]" "$DIR/help" >/dev/null ||
 grep -E -- "--cert-ttl .*at least 2s" "$DIR/help" >/dev/null || fail "--help does not give the TTL's minimum"
 
 # --version: the version every program prints (common/version.h).
-version=$(sed -n 's/^#define MS_VERSION "\(.*\)"$/\1/p' "$RUNFILES/common/version.h")
-expect_exit 0 --version
+version=$(project_version)
+expect_exit 0 "$SERVER" --version
 grep -q "^xds-server $version (" "$DIR/out" || fail "--version printed: $(cat "$DIR/out")"
 
 # A refused value: the flag, the value as given, what is accepted; exit 2.
@@ -67,7 +46,11 @@ grep -q "^xds-server $version (" "$DIR/out" || fail "--version printed: $(cat "$
 expect_refused() {
   local flag=$1 value=$2 accepted=$3
   for form in separate joined; do
-    if [ "$form" = separate ]; then expect_exit 2 "$flag" "$value"; else expect_exit 2 "$flag=$value"; fi
+    if [ "$form" = separate ]; then
+      expect_exit 2 "$SERVER" "$flag" "$value"
+    else
+      expect_exit 2 "$SERVER" "$flag=$value"
+    fi
     expect_in "$DIR/err" "xds-server: $flag \"$value\" is not accepted: give $accepted" "$flag $value"
   done
 }
@@ -89,15 +72,11 @@ expect_refused --max-queued-bytes 16MiB "a whole number of bytes from 1 to"
 expect_refused --log-level loud "debug, info, warn or error"
 
 # A flag at the end with no value says what it wants.
-expect_exit 2 --cert-ttl
+expect_exit 2 "$SERVER" --cert-ttl
 expect_in "$DIR/err" "--cert-ttl needs a value: a duration of at least 2s" "--cert-ttl alone"
-expect_exit 2 --tls-cert
+expect_exit 2 "$SERVER" --tls-cert
 expect_in "$DIR/err" "--tls-cert needs a value" "--tls-cert alone"
-expect_exit 2 --frobnicate
+expect_exit 2 "$SERVER" --frobnicate
 expect_in "$DIR/err" "unknown flag --frobnicate" "an unknown flag"
 
-if [ "$failures" -gt 0 ]; then
-  echo "server_main_test: $failures failure(s)"
-  exit 1
-fi
-echo "server_main_test: all checks passed"
+finish
