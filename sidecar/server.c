@@ -5,10 +5,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/version.h"
 #include "sidecar/log.h"
 #include "sidecar/net.h"
 #include "sidecar/server_internal.h"
-#include "sidecar/version.h"
 
 #define MS_DRAIN_POLL_MS 100
 

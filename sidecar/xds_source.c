@@ -11,8 +11,8 @@
 #include <openssl/mem.h>
 
 #include "certs/certs.h"
+#include "common/version.h"
 #include "sidecar/log.h"
-#include "sidecar/version.h"
 #include "sidecar/xds_backup.h"
 #include "sidecar/xds_secrets.h"
 #include "sidecar/xds_state.h"

@@ -3,8 +3,9 @@
  * its certificate, server_node.c). Each request goes through the per-type
  * state machine (server_state.h); a response goes out when the machine says
  * so, or when what the subscription covers changed (xds_stream_push). A
- * response's version is a digest of what it holds, so an unchanged
- * subscription is never answered twice with the same content. */
+ * CDS, EDS or LDS response carries its file set's version; an SDS response a
+ * digest of what it holds. A response with the version and content of the
+ * last one is never sent again. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,6 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/mem.h>
-#include <openssl/sha.h>
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
@@ -107,25 +107,20 @@ static size_t gather(xds_stream *stream, xds_type type, const xds_resource **out
   return count;
 }
 
-/* digest_of: the first 8 bytes of SHA-256 over the names and hashes. */
-static uint64_t digest_of(xds_type type, const xds_resource *const *resources, size_t count) {
-  SHA256_CTX sha;
-  SHA256_Init(&sha);
-  SHA256_Update(&sha, xds_type_url(type), strlen(xds_type_url(type)));
-  for (size_t i = 0; i < count; i++) {
-    SHA256_Update(&sha, resources[i]->name, strlen(resources[i]->name) + 1);
-    SHA256_Update(&sha, resources[i]->hash, sizeof(resources[i]->hash));
-  }
-  uint8_t hash[32];
-  SHA256_Final(hash, &sha);
-  uint64_t digest = 0;
-  for (int i = 0; i < 8; i++)
-    digest = digest << 8 | hash[i];
-  return digest;
+/* digest_of: what a response holds, to tell whether it changed. */
+static uint64_t digest_of(const xds_resource *const *resources, size_t count) {
+  xds_digest digest;
+  xds_digest_init(&digest);
+  for (size_t i = 0; i < count; i++)
+    xds_digest_add(&digest, resources[i]);
+  return xds_digest_final(&digest);
 }
 
-/* respond sends the stream's `type` response if `force` or if its content
- * changed since the last one. */
+/* respond sends the stream's `type` response if `force`, or if its version
+ * or its content changed since the last one. A CDS, EDS or LDS response's
+ * version is its file set's (every node that runs a version of the set ACKs
+ * the string the log and /status show); an SDS response's, which holds the
+ * node's own certificate, is the digest of what it holds. */
 static void respond(xds_stream *stream, xds_type type, bool force) {
   xds_type_state *state = &stream->types[type];
   if (stream->node == NULL || !state->subscribed) return;
@@ -141,8 +136,15 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
       return;
     }
   }
-  uint64_t digest = digest_of(type, resources, count);
-  if (!force && state->sent && digest == state->sent_digest) goto done;
+  uint64_t digest = digest_of(resources, count);
+  char version[XDS_VERSION_LEN], nonce[XDS_NONCE_LEN];
+  if (type == XDS_TYPE_SDS)
+    snprintf(version, sizeof(version), "%016" PRIx64, digest);
+  else
+    snprintf(version, sizeof(version), "%s", stream->server->files.sets[type].version);
+  if (!force && state->sent && digest == state->sent_digest &&
+      strcmp(version, state->sent_version) == 0)
+    goto done;
 
   Google__Protobuf__Any *anys = calloc(count + 1, sizeof(*anys));
   Google__Protobuf__Any **any_list = calloc(count + 1, sizeof(*any_list));
@@ -155,8 +157,6 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
     anys[i].value.len = resources[i]->len;
     any_list[i] = &anys[i];
   }
-  char version[XDS_VERSION_LEN], nonce[XDS_NONCE_LEN];
-  snprintf(version, sizeof(version), "%016" PRIx64, digest);
   snprintf(nonce, sizeof(nonce), "%" PRIu64, ++stream->nonce_counter);
   Envoy__Config__Core__V3__ControlPlane control_plane =
       ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;

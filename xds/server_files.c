@@ -314,27 +314,13 @@ static bool rebuild_set(xds_files *files, xds_type type) {
     }
   }
   qsort(items, count, sizeof(*items), compare_resources);
-  /* The set's version: a digest over names and hashes. */
-  SHA256_CTX sha;
-  SHA256_Init(&sha);
-  for (size_t i = 0; i < count; i++) {
-    SHA256_Update(&sha, items[i].name, strlen(items[i].name) + 1);
-    SHA256_Update(&sha, items[i].hash, sizeof(items[i].hash));
-  }
-  uint8_t hash[32];
-  SHA256_Final(hash, &sha);
-  char version[XDS_VERSION_LEN];
-  for (int i = 0; i < 8; i++)
-    snprintf(version + 2 * i, 3, "%02x", hash[i]);
   xds_resource_set *set = &files->sets[type];
-  bool changed = strcmp(version, set->version) != 0;
   for (size_t i = 0; i < set->count; i++)
     xds_resource_cleanup(&set->items[i]);
   free(set->items);
   set->items = items;
   set->count = count;
-  snprintf(set->version, sizeof(set->version), "%s", version);
-  return changed;
+  return xds_resource_set_update_version(set);
 }
 
 void xds_files_reload(xds_files *files) {
