@@ -562,8 +562,9 @@ class XdsControlPlaneTest(harness.IntegrationTest):
                    sidecar.admin_json("/config_dump")["configs"][0]["config"]["listeners"]
                    if listener["name"] == "web")
         self.assertEqual((web["protocol"], web["cluster"], web["http"]["routes"]),
-                         ("http", "backend", [{"path_prefix": "/pay/", "cluster": "payments"},
-                                              {"cluster": "backend"}]))
+                         ("http", "backend",
+                          [{"host": None, "path_prefix": "/pay/", "cluster": "payments"},
+                           {"host": None, "path_prefix": None, "cluster": "backend"}]))
 
 
     # 6
