@@ -3,6 +3,7 @@ never leak, unknown paths get a JSON 404."""
 
 import http.client
 import json
+import re
 import signal
 import socket
 import threading
@@ -301,6 +302,24 @@ class EnvoyStatsTest(harness.IntegrationTest):
         status, body = self.sidecar.admin_get("/stats?format=xml")
         self.assertEqual(status, 400)
         self.assertIn("format", json.loads(body)["error"])
+
+    def test_docs_list_every_stat(self):
+        http_config = json.loads(json.dumps(self.config))
+        http_config["listeners"].append(harness.http_listener("web", "c"))
+        http_config["admin"]["address"] = f"127.0.0.1:{harness.free_port()}"
+        for entry in http_config["listeners"]:
+            entry["address"] = f"127.0.0.1:{harness.free_port()}"
+        names = self.start_sidecar(http_config, name="web").stats()
+        docs = harness.read_text("docs/stats.md")
+        missing = []
+        for name in names:
+            generic = re.sub(r"^(listener|http|cluster)\.[^.]+\.", r"\1.<name>.", name)
+            generic = re.sub(r"^ssl\.handshake_failure\..*", "ssl.handshake_failure.<reason>",
+                             generic)
+            first_of_range = re.sub(r"_[2-5]xx$", "_1xx", generic)  # "_1xx ... _5xx"
+            if f"`{generic}`" not in docs and f"`{first_of_range}`" not in docs:
+                missing.append(generic)
+        self.assertEqual(missing, [], "docs/stats.md does not list these")
 
     def test_reloads_are_counted(self):
         self.assertEqual((self.sidecar.stat("config_reload_success"),
