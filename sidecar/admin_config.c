@@ -6,6 +6,8 @@
  * the identity's CA and TLS as taken from "xds" when it names none. The
  * keys are those of docs/configuration.md, and the result is itself a valid
  * configuration (admin_config_test.c reads it back). */
+#include <openssl/ssl.h>
+
 #include "sidecar/admin_build.h"
 #include "sidecar/config.h"
 
@@ -14,6 +16,21 @@ static void put_strings(cJSON *parent, const char *name, char *const *strings, s
   cJSON *array = put_array(parent, name, ok);
   for (size_t i = 0; array && i < count; i++)
     append(array, cJSON_CreateString(strings[i]), ok);
+}
+
+/* put_protocols writes the TLS versions in force, from the lowest to the
+ * highest allowed (what "protocols" sets, or the default when the key is
+ * absent). */
+static void put_protocols(cJSON *parent, const ms_tls_settings *settings, bool *ok) {
+  static const struct {
+    uint16_t version;
+    const char *name;
+  } versions[] = {{TLS1_2_VERSION, "TLSv1.2"}, {TLS1_3_VERSION, "TLSv1.3"}};
+  cJSON *array = put_array(parent, "protocols", ok);
+  for (size_t i = 0; array && i < sizeof(versions) / sizeof(versions[0]); i++)
+    if (versions[i].version >= settings->min_version &&
+        versions[i].version <= settings->max_version)
+      append(array, cJSON_CreateString(versions[i].name), ok);
 }
 
 static void put_tls(cJSON *parent, const char *name, const ms_cluster_tls_config *tls, bool *ok) {
@@ -29,7 +46,7 @@ static void put_tls(cJSON *parent, const char *name, const ms_cluster_tls_config
   put_bool(json, "send_sni", tls->send_sni, ok);
   put_strings(json, "match_subject_alt_names", tls->match_subject_alt_names,
               tls->match_subject_alt_name_count, ok);
-  put_strings(json, "protocols", tls->protocols, tls->protocol_count, ok);
+  put_protocols(json, settings, ok);
   put_string(json, "ciphers", settings->ciphers, ok); /* null: BoringSSL's default */
   if (tls->curves)
     put_strings(json, "curves", tls->curves, tls->curve_count, ok);

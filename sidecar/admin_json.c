@@ -137,8 +137,8 @@ static cJSON *cluster_status(const ms_cluster *cluster, uint64_t now_ms, bool *o
     put_string(tls, "generation", NULL, ok);
   }
   put_string(tls, "server_name", config->tls.server_name, ok);
-  put_bool(tls, "send_sni", config->tls.send_sni,
-           ok); /* the setting; each host's "sni" is what is sent */
+  /* The setting; each host's "sni" says what is sent. */
+  put_bool(tls, "send_sni", config->tls.send_sni, ok);
   put_string(tls, "error", cluster->tls_error, ok);
 
   cJSON *hosts = put_array(json, "host_statuses", ok);
