@@ -415,8 +415,8 @@ static bool make_room(ms_admin *admin, admin_connection *newest) {
   if (count > 0)
     ms_log(MS_LOG_WARN,
            "admin: %d connections open; closed the oldest one waiting for a request to take a "
-           "new one (%llu times since the last line)",
-           MAX_CONNECTIONS, (unsigned long long)count);
+           "new one (%llu time%s since the last line)",
+           MAX_CONNECTIONS, (unsigned long long)count, ms_plural(count));
   return true;
 }
 

@@ -147,17 +147,25 @@ void ms_http_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *so
 
 /* ---- the client side ---------------------------------------------------- */
 
-void ms_http_count_status(ms_worker *worker, unsigned status) {
-  if (status < 200)
-    MS_STAT_ADD(&worker->stats, http_rq_1xx, 1);
-  else if (status < 300)
-    MS_STAT_ADD(&worker->stats, http_rq_2xx, 1);
-  else if (status < 400)
-    MS_STAT_ADD(&worker->stats, http_rq_3xx, 1);
-  else if (status < 500)
-    MS_STAT_ADD(&worker->stats, http_rq_4xx, 1);
-  else
-    MS_STAT_ADD(&worker->stats, http_rq_5xx, 1);
+void ms_http_count_status(ms_http_conn *conn, unsigned status) {
+  ms_stats *stats = &conn->worker->stats;
+  ms_listener_stats *listener = ms_worker_listener_stats(conn->worker, conn->link.listener);
+  if (status < 200) {
+    MS_STAT_ADD(stats, http_rq_1xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_1xx, 1);
+  } else if (status < 300) {
+    MS_STAT_ADD(stats, http_rq_2xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_2xx, 1);
+  } else if (status < 400) {
+    MS_STAT_ADD(stats, http_rq_3xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_3xx, 1);
+  } else if (status < 500) {
+    MS_STAT_ADD(stats, http_rq_4xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_4xx, 1);
+  } else {
+    MS_STAT_ADD(stats, http_rq_5xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_5xx, 1);
+  }
 }
 
 /* Writes what waits for the client. Returns 1 when all is out, 0 when the
@@ -274,8 +282,7 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
 /* An answer of our own. The request's remaining body, if any, is not read:
  * the connection closes after the answer. */
 void ms_http_respond(ms_http_conn *conn, unsigned status, const char *reason, const char *body) {
-  ms_worker *worker = conn->worker;
-  ms_http_count_status(worker, status);
+  ms_http_count_status(conn, status);
   conn->rs_status = status;
   if (!conn->rq_start_ns) conn->rq_start_ns = uv_hrtime();
   if (conn->rq_state != RQ_DONE) conn->close_after = true;
@@ -600,7 +607,10 @@ static void on_timer(uv_timer_t *timer) {
                conn->listener->config->name, ms_http_config(conn)->client_idle_timeout_ms);
       /* Idle between requests, or not reading; a request under way is the
        * upstream timer's. */
-      if (conn->send_timer || conn->rq_state == RQ_IDLE) ms_http_conn_close(conn);
+      if (conn->send_timer || conn->rq_state == RQ_IDLE) {
+        MS_LISTENER_STAT_ADD(conn->worker, conn->link.listener, downstream_cx_idle_timeout, 1);
+        ms_http_conn_close(conn);
+      }
       return;
     case CONN_LINGERING:
       ms_http_conn_close(conn);

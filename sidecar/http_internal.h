@@ -121,8 +121,9 @@ static inline const ms_http_listener_config *ms_http_config(const ms_http_conn *
 
 /* ---- http_conn.c ---------------------------------------------------------- */
 
-/* ms_http_count_status counts a response sent to the client by class. */
-void ms_http_count_status(ms_worker *worker, unsigned status);
+/* ms_http_count_status counts a response sent to the client by class,
+ * server-wide and for the connection's listener. */
+void ms_http_count_status(ms_http_conn *conn, unsigned status);
 
 /* ms_http_flush_client writes what waits for the client. Returns 1 when all
  * is out, 0 when the socket is full, -1 when the connection was closed. */

@@ -156,8 +156,9 @@ int main(int argc, char **argv) {
   if (validate) {
     int problems = validate_tls(config);
     if (problems == 0)
-      printf("%s: valid (%zu listeners, %zu clusters)\n", config_path, config->listener_count,
-             config->cluster_count);
+      printf("%s: valid (%zu listener%s, %zu cluster%s)\n", config_path, config->listener_count,
+             ms_plural(config->listener_count), config->cluster_count,
+             ms_plural(config->cluster_count));
     ms_config_free(config);
     return problems ? 1 : 0;
   }

@@ -68,6 +68,11 @@ int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_le
  * the configuration in force stays. Returns 0 or -1. */
 int ms_server_reload_config(ms_server *server);
 
+/* ms_server_reload_read reads and checks the configuration file at `path`
+ * for a reload. Returns it (the caller owns the reference), or NULL with
+ * every problem logged as "config reload refused: ...". */
+ms_config *ms_server_reload_read(const char *path);
+
 /* A source of configuration other than the file: the control plane
  * (sidecar/xds_source.h). It holds readiness until its first fetch is done,
  * adds its own state to /config_dump, and takes SIGHUP (the file is only
@@ -77,7 +82,9 @@ typedef struct ms_server_source {
   /* dump_json returns a JSON object's text (malloc'd; the admin frees it)
    * shown as /config_dump's "dynamic" entry, or NULL. */
   char *(*dump_json)(void *arg);
-  void (*reload)(void *arg);
+  /* reload returns 0 when the reload was put in force, -1 when it was
+   * refused (logged; counted by the server in config_reload_*). */
+  int (*reload)(void *arg);
   /* stop closes the source's handles when the server stops (so that the
    * loop can end). */
   void (*stop)(void *arg);

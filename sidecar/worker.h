@@ -85,6 +85,22 @@ struct ms_worker {
   ms_tls_io_scratch *tls_scratch; /* read-ahead and sealed bytes during one event */
 };
 
+/* ms_worker_listener_stats returns the worker's own block of the counters
+ * of the listener `sockets` (stats.h), which only this worker writes. */
+static inline ms_listener_stats *ms_worker_listener_stats(const ms_worker *worker,
+                                                          const ms_listener_sockets *sockets) {
+  return &sockets->stats[worker->index];
+}
+
+/* MS_LISTENER_STAT_ADD bumps a counter of MS_LISTENER_COUNTERS both for the
+ * listener `sockets` and server-wide (the worker's ms_stats, where the
+ * counter has the same name). Worker thread only. */
+#define MS_LISTENER_STAT_ADD(worker, sockets, field, n)                   \
+  do {                                                                    \
+    MS_STAT_ADD(&(worker)->stats, field, n);                              \
+    MS_STAT_ADD(ms_worker_listener_stats((worker), (sockets)), field, n); \
+  } while (0)
+
 /* ms_worker_init prepares a worker (on the main thread) with a reference
  * to `snapshot`. The worker accepts on its own descriptor of every listener
  * in the snapshots it takes up (ms_listener_sockets_take) and closes those

@@ -112,7 +112,8 @@ void xds_server_push_type(ms_xds_server *server, xds_type type) {
     pushed++;
   }
   if (pushed > 0)
-    ms_log(MS_LOG_DEBUG, "xds: %s checked on %zu streams", xds_type_name(type), pushed);
+    ms_log(MS_LOG_DEBUG, "xds: %s checked on %zu stream%s", xds_type_name(type), pushed,
+           ms_plural(pushed));
 }
 
 void xds_server_client_trust_changed(ms_xds_server *server) {

@@ -33,8 +33,9 @@ static void stream_free(xds_stream *stream, const char *why) {
   double seconds = (double)(xds_now_ms() - stream->connected_at_ms) / 1000.0;
   if (stream->node != NULL) {
     ms_log(MS_LOG_INFO,
-           "ads: node %s disconnected from %s (%s, after %.1fs, %" PRIu64 " responses)",
-           stream->node->log_id, stream->peer_address, why, seconds, stream->responses);
+           "ads: node %s disconnected from %s (%s, after %.1fs, %" PRIu64 " response%s)",
+           stream->node->log_id, stream->peer_address, why, seconds, stream->responses,
+           ms_plural(stream->responses));
     xds_node_release(stream->node, stream);
   } else {
     ms_log(MS_LOG_INFO, "ads: stream from %s closed before naming its node (%s)",
@@ -181,8 +182,8 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
   } else {
     xds_type_state_on_sent(state, version, nonce, digest, xds_now_ms());
     stream->responses++;
-    ms_log(MS_LOG_DEBUG, "ads: node %s: sent %s version %s (%zu resources, nonce %s)",
-           stream->node->log_id, xds_type_name(type), version, count, nonce);
+    ms_log(MS_LOG_DEBUG, "ads: node %s: sent %s version %s (%zu resource%s, nonce %s)",
+           stream->node->log_id, xds_type_name(type), version, count, ms_plural(count), nonce);
   }
   goto cleanup;
 oom:
@@ -309,8 +310,8 @@ static void on_message(ms_grpc_server_call *call, const uint8_t *bytes, size_t l
   char version[MS_LOG_ESCAPED_LEN], detail[MS_LOG_ESCAPED_LEN * 2];
   switch (kind) {
     case XDS_REQUEST_INITIAL:
-      ms_log(MS_LOG_DEBUG, "ads: node %s subscribed to %s (%zu names)", id, name,
-             req->n_resource_names);
+      ms_log(MS_LOG_DEBUG, "ads: node %s subscribed to %s (%zu name%s)", id, name,
+             req->n_resource_names, ms_plural(req->n_resource_names));
       break;
     case XDS_REQUEST_ACK:
       ms_log(MS_LOG_INFO, "ads: node %s ACK %s version %s", id, name,

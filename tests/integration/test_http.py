@@ -318,6 +318,9 @@ class HttpTest(harness.IntegrationTest):
         except ConnectionResetError:
             pass
         self.assertEqual(http_get(sidecar.listener_port(), "/big.bin")[0], 200)
+        # Counted as an idle timeout, for the listener and server-wide.
+        self.assertEqual(stat(sidecar, "listener.l.downstream_cx_idle_timeout"), 1)
+        self.assertEqual(stat(sidecar, "downstream_cx_idle_timeout"), 1)
 
     def test_routes_and_no_route(self):
         nginx = self.start_https(files={"hello.txt": HELLO})
@@ -440,6 +443,9 @@ class HttpTest(harness.IntegrationTest):
         self.assertGreaterEqual(elapsed, 0.4)
         self.assertLess(elapsed, 5)
         self.assertEqual(stat(sidecar, "http_rq_timeout"), 1)
+        self.assertEqual(stat(sidecar, "http.l.downstream_rq_timeout"), 1)
+        self.assertEqual(stat(sidecar, "cluster.c.upstream_rq_timeout"), 1)
+        self.assertEqual(stat(sidecar, "http.l.downstream_rq_5xx"), 1)
 
     # ---- 7. retries -------------------------------------------------------------------
 
@@ -469,6 +475,8 @@ class HttpTest(harness.IntegrationTest):
         self.assertEqual([(r["method"], r["path"]) for r in working.requests],
                          [("GET", "/retried-GET"), ("DELETE", "/retried-DELETE")])
         self.assertGreaterEqual(stat(sidecar, "http_rq_retry"), 2)
+        self.assertEqual(stat(sidecar, "cluster.c.upstream_rq_retry"),
+                         stat(sidecar, "http_rq_retry"))
         self.assertEqual(stat(sidecar, "http_rq_5xx"), 0)
 
     def test_post_is_not_retried(self):
@@ -709,12 +717,32 @@ class HttpTest(harness.IntegrationTest):
         self.assertTrue(second["upstream_reused"])
         latency = sidecar.admin_json("/stats")["http_rq_latency_ms"]
         self.assertEqual(latency["count"], 2)
-        self.assertGreater(latency["p99"], 0)
-        self.assertLessEqual(latency["p50"], latency["p99"])
+        # Quantiles from the histogram are stated as what they are: the upper
+        # bound of the bucket holding each (Prometheus' "le"), never an
+        # interpolated figure; the mean is exact.
+        self.assertNotIn("p50", latency)
+        bounds = [b["le"] for b in latency["buckets"]]
+        self.assertEqual(bounds[:4], [0.5, 1, 2, 5])
+        for q in ("p50_le", "p90_le", "p99_le"):
+            self.assertIn(latency[q], bounds, q)
+        self.assertLessEqual(latency["p50_le"], latency["p99_le"])
+        self.assertAlmostEqual(latency["mean"], latency["sum"] / 2)
+        entries_ms = [e["duration_ms"] for e in entries]
+        slowest = max(entries_ms)
+        self.assertGreaterEqual(latency["p99_le"], slowest * 0.9)  # the bound holds it
+        self.assertEqual(latency["buckets"][-1]["count"], 2)
+        # Per listener (Envoy's HTTP connection manager's names) and per cluster.
+        stats = sidecar.stats()
+        self.assertEqual((stats["http.l.downstream_rq_total"], stats["http.l.downstream_rq_2xx"],
+                          stats["http.l.downstream_rq_4xx"], stats["http.l.downstream_rq_5xx"]),
+                         (2, 1, 1, 0), stats)
+        self.assertEqual(stats["cluster.c.upstream_rq_total"], 2)
+        self.assertEqual(stats["listener.l.downstream_cx_total"], 1)
         prometheus = sidecar.admin_get("/stats/prometheus")[1]
         self.assertIn('mtls_sidecar_http_rq_latency_seconds_bucket{le="+Inf"} 2', prometheus)
         self.assertIn("mtls_sidecar_http_rq_latency_seconds_count 2", prometheus)
         self.assertIn('mtls_sidecar_cluster_upstream_rq_4xx{cluster="c"} 1', prometheus)
+        self.assertIn('mtls_sidecar_http_downstream_rq_4xx{listener="l"} 1', prometheus)
 
     # ---- 9. rotation under keep-alive load -------------------------------------------
 

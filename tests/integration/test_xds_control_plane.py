@@ -435,7 +435,7 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         ready_s = time.monotonic() - began
         restarted.wait_log(r"xds: the control plane is unreachable; serving the last "
                            rf"configuration it gave, from {re.escape(backup)} "
-                           r"\(1 clusters, 1 listeners\)")
+                           r"\(1 cluster, 1 listener\)")
         # Ready from the backup, not from the initial fetch timeout.
         self.assertLess(ready_s, INITIAL_FETCH_TIMEOUT_MS / 1000 - 1)
         dump = self.xds(restarted)
@@ -600,8 +600,9 @@ class XdsControlPlaneTest(harness.IntegrationTest):
                    sidecar.admin_json("/config_dump")["configs"][0]["config"]["listeners"]
                    if listener["name"] == "web")
         self.assertEqual((web["protocol"], web["cluster"], web["http"]["routes"]),
-                         ("http", "backend", [{"path_prefix": "/pay/", "cluster": "payments"},
-                                              {"cluster": "backend"}]))
+                         ("http", "backend",
+                          [{"host": None, "path_prefix": "/pay/", "cluster": "payments"},
+                           {"host": None, "path_prefix": None, "cluster": "backend"}]))
 
 
     # 6
