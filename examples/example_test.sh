@@ -22,7 +22,7 @@ export CERTS="$RUNFILES/certs/certs"
 "$EXAMPLES/make-certs.sh" >"$DIR/certs.out" 2>&1 || fail "make-certs.sh: $(cat "$DIR/certs.out")"
 "$SIDECAR" --validate --config "$EXAMPLES/sidecar.json" >"$DIR/validate.out" 2>&1 ||
   fail "sidecar --validate refused the example: $(cat "$DIR/validate.out")"
-grep -q "valid (1 listeners, 1 clusters)" "$DIR/validate.out" ||
+grep -q "valid (1 listener, 1 cluster)" "$DIR/validate.out" ||
   fail "--validate said: $(cat "$DIR/validate.out")"
 
 # The README shows this file as its configuration example.
