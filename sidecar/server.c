@@ -136,6 +136,10 @@ bool ms_server_is_ready(ms_server *server) {
   if (server->identity.is_ready && !server->identity.is_ready(server->identity.arg)) return false;
   for (size_t i = 0; i < server->config->cluster_count; i++)
     if (server->clusters[i].tls == NULL) return false;
+  /* Ready means the workers serve it: a snapshot published a moment ago
+   * (the certificate that made the clusters usable) is not yet theirs. */
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    if (!ms_worker_is_current(&server->workers[i])) return false;
   return true;
 }
 

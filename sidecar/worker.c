@@ -237,6 +237,12 @@ static void stop_accepting(ms_worker *worker) {
   uv_timer_stop(&worker->accept_timer);
 }
 
+bool ms_worker_is_current(ms_worker *worker) {
+  /* The worker swaps NULL in and adopts the snapshot in one callback, before
+   * any connection of its loop sees the new one. */
+  return atomic_load(&worker->next_snapshot) == NULL;
+}
+
 static void on_wakeup(uv_async_t *async) {
   ms_worker *worker = async->data;
   ms_snapshot *next = atomic_exchange(&worker->next_snapshot, NULL);

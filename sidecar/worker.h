@@ -127,6 +127,10 @@ int ms_worker_start(ms_worker *worker);
  * the worker takes it up soon after. */
 void ms_worker_publish(ms_worker *worker, ms_snapshot *snapshot);
 
+/* ms_worker_is_current tells whether the worker has taken up the last
+ * snapshot published to it (any thread). */
+bool ms_worker_is_current(ms_worker *worker);
+
 /* ms_worker_drain makes the worker stop accepting; open connections go on. */
 void ms_worker_drain(ms_worker *worker);
 
