@@ -18,6 +18,7 @@
   X(downstream_cx_accept_fail, "accepts failed for lack of descriptors or memory")           \
   X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left")     \
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                    \
+  X(downstream_rq_header_timeout, "clients answered 408 at request_headers_timeout_ms")      \
   X(upstream_cx_total, "upstream connections attempted")                                     \
   X(upstream_cx_connect_fail, "upstream TCP connects that failed")                           \
   X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                     \
@@ -68,15 +69,18 @@
 
 /* X(name, help): the counters of each HTTP listener, in /stats as
  * http.<listener name>.<name> (the stats of Envoy's HTTP connection
- * manager); the server-wide http_rq_* are their sums. */
-#define MS_HTTP_LISTENER_COUNTERS(X)                                      \
-  X(downstream_rq_total, "HTTP requests received, by listener")           \
-  X(downstream_rq_1xx, "HTTP responses 1xx sent to clients, by listener") \
-  X(downstream_rq_2xx, "HTTP responses 2xx sent to clients, by listener") \
-  X(downstream_rq_3xx, "HTTP responses 3xx sent to clients, by listener") \
-  X(downstream_rq_4xx, "HTTP responses 4xx sent to clients, by listener") \
-  X(downstream_rq_5xx, "HTTP responses 5xx sent to clients, by listener") \
-  X(downstream_rq_timeout, "HTTP requests answered 504 (request_timeout_ms), by listener")
+ * manager); the server-wide http_rq_* are their sums, and
+ * downstream_rq_header_timeout (request_headers_timeout_ms) has a server-wide
+ * counter of its own name. */
+#define MS_HTTP_LISTENER_COUNTERS(X)                                                       \
+  X(downstream_rq_total, "HTTP requests received, by listener")                            \
+  X(downstream_rq_1xx, "HTTP responses 1xx sent to clients, by listener")                  \
+  X(downstream_rq_2xx, "HTTP responses 2xx sent to clients, by listener")                  \
+  X(downstream_rq_3xx, "HTTP responses 3xx sent to clients, by listener")                  \
+  X(downstream_rq_4xx, "HTTP responses 4xx sent to clients, by listener")                  \
+  X(downstream_rq_5xx, "HTTP responses 5xx sent to clients, by listener")                  \
+  X(downstream_rq_timeout, "HTTP requests answered 504 (request_timeout_ms), by listener") \
+  X(downstream_rq_header_timeout, "HTTP clients answered 408 (head too slow), by listener")
 
 /* One worker's counters of one listener. A listener keeps one block per
  * worker (ms_listener_sockets.stats); each worker writes only its own, with
