@@ -322,6 +322,17 @@ class HttpTest(harness.IntegrationTest):
         self.assertEqual(stat(sidecar, "listener.l.downstream_cx_idle_timeout"), 1)
         self.assertEqual(stat(sidecar, "downstream_cx_idle_timeout"), 1)
 
+    def test_an_idle_keep_alive_client_is_closed_after_client_idle_timeout(self):
+        nginx = self.start_https()
+        sidecar = self.start_http_sidecar([nginx.port], http={"client_idle_timeout_ms": 500})
+        raw = RawClient(self, sidecar.listener_port())
+        raw.send(f"GET /hello.txt HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+        self.assertEqual(raw.response()[::2], (200, HELLO))
+        # Idle between requests: the idle timeout's, not the head deadline's.
+        self.assertTrue(raw.closed(timeout=10))
+        self.assertEqual(stat(sidecar, "listener.l.downstream_cx_idle_timeout"), 1)
+        self.assertEqual(stat(sidecar, "downstream_rq_header_timeout"), 0)
+
     def test_routes_and_no_route(self):
         nginx = self.start_https(files={"hello.txt": HELLO})
         other = self.start_https_server()
