@@ -24,6 +24,9 @@
   X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                     \
   X(upstream_cx_retry, "client connections moved to another endpoint")                       \
   X(upstream_cx_destroy_remote, "upstream connections closed or reset by the upstream")      \
+  X(upstream_cx_idle_timeout, "pooled upstream connections closed after idle_timeout_ms")    \
+  X(upstream_cx_max_requests, "upstream connections closed after http_pool.max_requests")    \
+  X(upstream_cx_max_duration_reached, "upstream connections retired: over max_lifetime_ms")  \
   X(ssl_handshake, "upstream TLS handshakes completed")                                      \
   X(ssl_session_reused, "handshakes that resumed a session")                                 \
   X(ssl_handshake_full, "handshakes that did not resume a session")                          \
@@ -41,6 +44,7 @@
   X(http_pool_reused, "HTTP requests sent on a pooled keep-alive upstream connection")       \
   X(http_pool_new, "HTTP requests that needed a new upstream connection")                    \
   X(http_pool_idle, "idle keep-alive upstream connections in the pools now (gauge)")         \
+  X(http_pool_evicted, "idle upstream connections closed to make room: over max_idle")       \
   X(tls_reload_success, "TLS contexts rebuilt after a certificate change")                   \
   X(tls_reload_failure, "certificate changes refused (old context kept)")                    \
   X(config_reload_success, "configuration reloads (SIGHUP) put in force")                    \
