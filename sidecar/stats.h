@@ -56,7 +56,10 @@
   X(xds_stream_closed, "ADS streams or connection attempts that ended")                      \
   X(identity_csr_success, "certificates obtained by the identity agent and put in force")    \
   X(identity_csr_failure, "identity agent requests that failed or whose answer was refused") \
-  X(identity_rotations, "renewals of the identity agent's certificate put in force")
+  X(identity_rotations, "renewals of the identity agent's certificate put in force")         \
+  X(admin_cx_evicted, "admin connections closed at the cap of 64 open")                      \
+  X(admin_cx_timeout, "admin connections closed: no whole request within 10 s")              \
+  X(admin_rq_refused, "admin requests refused: 400, 403, 413, 414, 421 or 431")
 
 /* X(name, help): the counters of each listener, in /stats as
  * listener.<listener name>.<name> (Envoy's per-listener stats); the
