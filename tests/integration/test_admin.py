@@ -6,7 +6,6 @@ import json
 import re
 import signal
 import socket
-import threading
 import time
 import unittest
 import urllib.parse
@@ -464,29 +463,15 @@ class AdminHostileTest(harness.IntegrationTest):
         self.sidecar.process.wait(10)
 
     def test_trickling_connections_do_not_take_every_slot(self):
-        stop = threading.Event()
         socks = []
         for _ in range(70):  # more than the 64 slots, whatever else is open
             s = socket.create_connection(("127.0.0.1", self.sidecar.admin_port), timeout=5)
             socks.append(s)
         self.addCleanup(lambda: [s.close() for s in socks])
         time.sleep(0.5)  # all accepted (or refused) before the first byte
-
-        def trickle():
-            request = b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100000
-            for i in range(len(request)):
-                for s in socks:
-                    try:
-                        s.send(request[i:i + 1])
-                    except OSError:
-                        pass
-                if stop.wait(0.2):
-                    return
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 5)
-        self.addCleanup(stop.set)
+        trickle = harness.Trickle(
+            socks, b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100000)
+        self.addCleanup(trickle.stop)
         time.sleep(1)
         for _ in range(5):
             status, body = self.sidecar.admin_get("/ready", timeout=3)

@@ -272,22 +272,9 @@ class HttpHostileTest(harness.IntegrationTest):
         sock, reader = self.raw_client(sidecar, timeout=trickle_seconds)
         # A connection that sends nothing at all: its deadline runs from the accept.
         _, silent_reader = self.raw_client(sidecar, timeout=trickle_seconds)
-        stop = threading.Event()
-
-        def trickle():
-            for i in range(len(head)):
-                try:
-                    sock.send(head[i:i + 1])
-                except OSError:
-                    return
-                if stop.wait(0.2):
-                    return
-
-        thread = threading.Thread(target=trickle, daemon=True)
         started = time.monotonic()
-        thread.start()
-        self.addCleanup(thread.join, 5)
-        self.addCleanup(stop.set)
+        trickle = harness.Trickle([sock], head, interval=0.2)
+        self.addCleanup(trickle.stop)
 
         # Another client of the same worker is served meanwhile, and its
         # keep-alive connection, idle for longer than the head deadline, is
@@ -312,7 +299,7 @@ class HttpHostileTest(harness.IntegrationTest):
         elapsed = time.monotonic() - started
         self.assertLess(elapsed, trickle_seconds,
                         f"408 after {elapsed:.1f} s; the head would be whole at {trickle_seconds} s")
-        stop.set()
+        trickle.stop()
         self.assertEqual(sidecar.stat("downstream_rq_header_timeout"), 2)
         self.assertEqual(sidecar.stat("http.l.downstream_rq_header_timeout"), 2)
         self.assertNotIn("/trickle", [path for _, _, path, _ in upstream.served])
