@@ -302,6 +302,8 @@ class HttpHostileTest(harness.IntegrationTest):
         trickle.stop()
         self.assertEqual(sidecar.stat("downstream_rq_header_timeout"), 2)
         self.assertEqual(sidecar.stat("http.l.downstream_rq_header_timeout"), 2)
+        dumped = sidecar.admin_json("/config_dump")["configs"][0]["config"]["listeners"][0]
+        self.assertEqual(dumped["http"]["request_headers_timeout_ms"], 1000)
         self.assertNotIn("/trickle", [path for _, _, path, _ in upstream.served])
         # The access log has both: the trickled head with what came of its
         # target, the silent one without the method it never sent.
