@@ -70,6 +70,7 @@ static void put_http_listener(cJSON *parent, const ms_http_listener_config *http
   put_number(json, "max_request_body_bytes", (double)http->max_request_body_bytes, ok);
   put_number(json, "request_timeout_ms", http->request_timeout_ms, ok);
   put_number(json, "client_idle_timeout_ms", http->client_idle_timeout_ms, ok);
+  put_number(json, "request_headers_timeout_ms", http->request_headers_timeout_ms, ok);
   put_bool(json, "add_x_forwarded_for", http->add_x_forwarded_for, ok);
   put_string(json, "access_log", http->access_log, ok);
   cJSON *routes = put_array(json, "routes", ok);

@@ -95,6 +95,12 @@ static const scoped_stat cluster_stats[] = {
      ENDPOINT(rq_retry)},
     {"upstream_rq_timeout", "HTTP requests the cluster did not answer within request_timeout_ms",
      ENDPOINT(rq_timeout)},
+    {"upstream_cx_idle_timeout", "pooled connections closed after idle_timeout_ms, by cluster",
+     ENDPOINT(pool_idle_timeouts)},
+    {"upstream_cx_max_requests", "connections closed after http_pool.max_requests, by cluster",
+     ENDPOINT(pool_max_requests)},
+    {"upstream_cx_max_duration_reached",
+     "connections retired past http_pool.max_lifetime_ms, by cluster", ENDPOINT(pool_max_lifetime)},
 };
 #undef ENDPOINT
 

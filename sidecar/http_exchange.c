@@ -507,6 +507,7 @@ static void response_complete(ms_http_conn *conn) {
       response_done(conn);
       return;
     case RQ_IDLE:
+    case RQ_HEAD:
     case RQ_BODY:
       conn->close_after = true;
       ms_http_end_exchange(conn, false);

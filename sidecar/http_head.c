@@ -425,6 +425,9 @@ static const struct {
     [MS_HTTP_REQUEST_BODY_TOO_LARGE] = {413, "Content Too Large",
                                         "request body over max_request_body_bytes"},
     [MS_HTTP_REQUEST_CONNECT] = {405, "Method Not Allowed", "CONNECT is not proxied"},
+    [MS_HTTP_REQUEST_HEAD_TIMEOUT] = {408, "Request Timeout",
+                                      "request head not received whole within "
+                                      "request_headers_timeout_ms"},
 };
 
 unsigned ms_http_request_verdict_answer(ms_http_request_verdict verdict, const char **out_phrase,

@@ -38,6 +38,9 @@ typedef struct ms_endpoint_state {
   atomic_llong rq_total;           /* HTTP requests sent to it */
   atomic_llong rq_retry;           /* HTTP requests that failed on it and were sent again */
   atomic_llong rq_timeout;         /* HTTP requests it did not answer within request_timeout_ms */
+  atomic_llong pool_idle_timeouts; /* pooled connections to it closed after idle_timeout_ms */
+  atomic_llong pool_max_requests;  /* ...closed after http_pool.max_requests */
+  atomic_llong pool_max_lifetime;  /* ...retired past http_pool.max_lifetime_ms */
   pthread_mutex_t last_error_lock; /* taken only on failures and by the admin */
   char *last_error;                /* the whole line, or NULL; under last_error_lock */
 } ms_endpoint_state;

@@ -18,11 +18,15 @@
   X(downstream_cx_accept_fail, "accepts failed for lack of descriptors or memory")           \
   X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left")     \
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                    \
+  X(downstream_rq_header_timeout, "clients answered 408 at request_headers_timeout_ms")      \
   X(upstream_cx_total, "upstream connections attempted")                                     \
   X(upstream_cx_connect_fail, "upstream TCP connects that failed")                           \
   X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                     \
   X(upstream_cx_retry, "client connections moved to another endpoint")                       \
   X(upstream_cx_destroy_remote, "upstream connections closed or reset by the upstream")      \
+  X(upstream_cx_idle_timeout, "pooled upstream connections closed after idle_timeout_ms")    \
+  X(upstream_cx_max_requests, "upstream connections closed after http_pool.max_requests")    \
+  X(upstream_cx_max_duration_reached, "upstream connections retired: over max_lifetime_ms")  \
   X(ssl_handshake, "upstream TLS handshakes completed")                                      \
   X(ssl_session_reused, "handshakes that resumed a session")                                 \
   X(ssl_handshake_full, "handshakes that did not resume a session")                          \
@@ -40,6 +44,7 @@
   X(http_pool_reused, "HTTP requests sent on a pooled keep-alive upstream connection")       \
   X(http_pool_new, "HTTP requests that needed a new upstream connection")                    \
   X(http_pool_idle, "idle keep-alive upstream connections in the pools now (gauge)")         \
+  X(http_pool_evicted, "idle upstream connections closed to make room: over max_idle")       \
   X(tls_reload_success, "TLS contexts rebuilt after a certificate change")                   \
   X(tls_reload_failure, "certificate changes refused (old context kept)")                    \
   X(config_reload_success, "configuration reloads (SIGHUP) put in force")                    \
@@ -51,7 +56,10 @@
   X(xds_stream_closed, "ADS streams or connection attempts that ended")                      \
   X(identity_csr_success, "certificates obtained by the identity agent and put in force")    \
   X(identity_csr_failure, "identity agent requests that failed or whose answer was refused") \
-  X(identity_rotations, "renewals of the identity agent's certificate put in force")
+  X(identity_rotations, "renewals of the identity agent's certificate put in force")         \
+  X(admin_cx_evicted, "admin connections closed at the cap of 64 open")                      \
+  X(admin_cx_timeout, "admin connections closed: no whole request within 10 s")              \
+  X(admin_rq_refused, "admin requests refused: 400, 403, 413, 414, 421 or 431")
 
 /* X(name, help): the counters of each listener, in /stats as
  * listener.<listener name>.<name> (Envoy's per-listener stats); the
@@ -68,15 +76,18 @@
 
 /* X(name, help): the counters of each HTTP listener, in /stats as
  * http.<listener name>.<name> (the stats of Envoy's HTTP connection
- * manager); the server-wide http_rq_* are their sums. */
-#define MS_HTTP_LISTENER_COUNTERS(X)                                      \
-  X(downstream_rq_total, "HTTP requests received, by listener")           \
-  X(downstream_rq_1xx, "HTTP responses 1xx sent to clients, by listener") \
-  X(downstream_rq_2xx, "HTTP responses 2xx sent to clients, by listener") \
-  X(downstream_rq_3xx, "HTTP responses 3xx sent to clients, by listener") \
-  X(downstream_rq_4xx, "HTTP responses 4xx sent to clients, by listener") \
-  X(downstream_rq_5xx, "HTTP responses 5xx sent to clients, by listener") \
-  X(downstream_rq_timeout, "HTTP requests answered 504 (request_timeout_ms), by listener")
+ * manager); the server-wide http_rq_* are their sums, and
+ * downstream_rq_header_timeout (request_headers_timeout_ms) has a server-wide
+ * counter of its own name. */
+#define MS_HTTP_LISTENER_COUNTERS(X)                                                       \
+  X(downstream_rq_total, "HTTP requests received, by listener")                            \
+  X(downstream_rq_1xx, "HTTP responses 1xx sent to clients, by listener")                  \
+  X(downstream_rq_2xx, "HTTP responses 2xx sent to clients, by listener")                  \
+  X(downstream_rq_3xx, "HTTP responses 3xx sent to clients, by listener")                  \
+  X(downstream_rq_4xx, "HTTP responses 4xx sent to clients, by listener")                  \
+  X(downstream_rq_5xx, "HTTP responses 5xx sent to clients, by listener")                  \
+  X(downstream_rq_timeout, "HTTP requests answered 504 (request_timeout_ms), by listener") \
+  X(downstream_rq_header_timeout, "HTTP clients answered 408 (head too slow), by listener")
 
 /* One worker's counters of one listener. A listener keeps one block per
  * worker (ms_listener_sockets.stats); each worker writes only its own, with

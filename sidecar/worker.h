@@ -92,9 +92,10 @@ static inline ms_listener_stats *ms_worker_listener_stats(const ms_worker *worke
   return &sockets->stats[worker->index];
 }
 
-/* MS_LISTENER_STAT_ADD bumps a counter of MS_LISTENER_COUNTERS both for the
- * listener `sockets` and server-wide (the worker's ms_stats, where the
- * counter has the same name). Worker thread only. */
+/* MS_LISTENER_STAT_ADD bumps a counter of MS_LISTENER_COUNTERS (or of
+ * MS_HTTP_LISTENER_COUNTERS) both for the listener `sockets` and server-wide
+ * (the worker's ms_stats, where the counter has the same name). Worker
+ * thread only. */
 #define MS_LISTENER_STAT_ADD(worker, sockets, field, n)                   \
   do {                                                                    \
     MS_STAT_ADD(&(worker)->stats, field, n);                              \

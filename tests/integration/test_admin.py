@@ -6,7 +6,6 @@ import json
 import re
 import signal
 import socket
-import threading
 import time
 import unittest
 import urllib.parse
@@ -464,34 +463,63 @@ class AdminHostileTest(harness.IntegrationTest):
         self.sidecar.process.wait(10)
 
     def test_trickling_connections_do_not_take_every_slot(self):
-        stop = threading.Event()
         socks = []
         for _ in range(70):  # more than the 64 slots, whatever else is open
             s = socket.create_connection(("127.0.0.1", self.sidecar.admin_port), timeout=5)
             socks.append(s)
         self.addCleanup(lambda: [s.close() for s in socks])
         time.sleep(0.5)  # all accepted (or refused) before the first byte
-
-        def trickle():
-            request = b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100000
-            for i in range(len(request)):
-                for s in socks:
-                    try:
-                        s.send(request[i:i + 1])
-                    except OSError:
-                        pass
-                if stop.wait(0.2):
-                    return
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 5)
-        self.addCleanup(stop.set)
+        trickle = harness.Trickle(
+            socks, b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100000)
+        self.addCleanup(trickle.stop)
         time.sleep(1)
         for _ in range(5):
             status, body = self.sidecar.admin_get("/ready", timeout=3)
             self.assertEqual(status, 200, body)
             time.sleep(0.3)
+        # Each connection closed to make room is counted: at least the six
+        # of the seventy over the 64 slots.
+        self.assertGreaterEqual(self.sidecar.stat("admin_cx_evicted"), 6)
+
+    def raw_request(self, data):
+        """raw_request sends `data` on a new admin connection and returns
+        the status of the answer, read before the connection ends."""
+        sock = self.connect(self.sidecar.admin_port, timeout=10)
+        sock.sendall(data)
+        reader = sock.makefile("rb")
+        self.addCleanup(reader.close)
+        return harness.read_http_response(reader)[0]
+
+    def test_refused_requests_are_counted(self):
+        port = self.sidecar.admin_port
+        local = f"Host: 127.0.0.1:{port}\r\n".encode()
+        refusals = [
+            (421, b"GET /ready HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+            (403, b"POST /quitquitquit HTTP/1.1\r\n" + local +
+             b"Origin: http://evil.example\r\nContent-Length: 0\r\n\r\n"),
+            (431, b"GET /ready HTTP/1.1\r\n" + local + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n"),
+            (414, b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\n" + local + b"\r\n"),
+            (413, b"GET /ready HTTP/1.1\r\n" + local + b"Content-Length: 100000\r\n\r\n"),
+            (400, b"NOT HTTP\r\n\r\n"),
+            (400, b"GET /stats?filter=%28cx HTTP/1.1\r\n" + local + b"\r\n"),
+        ]
+        for status, data in refusals:
+            self.assertEqual(self.raw_request(data), status, data[:60])
+        # Answers that are not refusals are not counted.
+        self.assertEqual(self.sidecar.admin_get("/no/such/path")[0], 404)
+        self.assertEqual(self.sidecar.stat("admin_rq_refused"), len(refusals))
+        prometheus = self.sidecar.admin_get("/stats/prometheus")[1]
+        self.assertIn(f"mtls_sidecar_admin_rq_refused {len(refusals)}", prometheus)
+        self.assertTrue(self.sidecar.is_running())
+
+    def test_a_request_not_whole_within_10_s_is_closed_and_counted(self):
+        sock = self.connect(self.sidecar.admin_port, timeout=30)
+        started = time.monotonic()
+        sock.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        self.assertTrue(harness.is_closed_without_data(sock, timeout=30))
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 9, "closed before the 10 s deadline")
+        self.assertEqual(self.sidecar.stat("admin_cx_timeout"), 1)
 
 
 if __name__ == "__main__":
