@@ -1,5 +1,6 @@
 /* cli.c: the `certs` command: make a CA, issue certificates, inspect PEM
- * files. Exit codes: 0 success, 1 failure, 2 bad usage. */
+ * files. Files that exist are never replaced without --force. Exit codes: 0
+ * success, 1 failure (files in the way included), 2 bad usage. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,20 +8,22 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/mem.h>
 
 #include "certs/certs.h"
+#include "common/version.h"
 
 #define EXIT_USAGE 2
 #define MAX_NAMES 64
 
 static const char usage_text[] =
     "usage:\n"
-    "  certs ca --out DIR [--cn NAME] [--ttl 87600h]\n"
+    "  certs ca --out DIR [--cn NAME] [--ttl 87600h] [--force]\n"
     "      writes DIR/ca.crt and DIR/ca.key (a self-signed ECDSA P-256 CA)\n"
     "  certs issue --ca DIR --out PREFIX [--cn NAME] [--dns NAME]... [--ip IP]...\n"
     "              [--uri URI]... [--client] [--server] [--ttl 24h]\n"
-    "              [--not-before OFFSET] [--key-password-file FILE]\n"
+    "              [--not-before OFFSET] [--key-password-file FILE] [--force]\n"
     "      writes PREFIX.crt and PREFIX.key, signed by DIR/ca.crt and DIR/ca.key.\n"
     "      Without --client or --server the certificate is good for both. The CN\n"
     "      defaults to the first DNS name, URI or IP, else \"workload\".\n"
@@ -29,6 +32,14 @@ static const char usage_text[] =
     "      with the first line of FILE.\n"
     "  certs inspect FILE\n"
     "      prints the certificate(s) in FILE as JSON (an array for several)\n"
+    "  certs version (or --version)\n"
+    "      prints the version, the same as sidecar --version\n"
+    "  certs help (or --help)\n"
+    "      prints this text\n"
+    "ca and issue never replace a file that exists: they refuse, name the files\n"
+    "and exit 1. --force replaces them (a new CA key stops every certificate the\n"
+    "old one signed from verifying). Files are written whole (a temporary file\n"
+    "renamed into place); keys with mode 0600.\n"
     "durations: 90s, 15m, 24h, 30d, or plain seconds\n";
 
 static int usage_error(const char *fmt, const char *arg) {
@@ -76,6 +87,26 @@ static int mkdir_p(const char *path) {
   return 0;
 }
 
+/* refuse_existing returns 0 when `force` is set or no file of `paths`
+ * (`count` of them) exists. Otherwise it says on stderr which exist and that
+ * --force replaces them, and returns -1: nothing has been written. */
+static int refuse_existing(const char *const *paths, size_t count, bool force) {
+  if (force) return 0;
+  const char *found[4];
+  size_t found_count = 0;
+  for (size_t i = 0; i < count && found_count < sizeof(found) / sizeof(found[0]); i++) {
+    struct stat st;
+    if (lstat(paths[i], &st) == 0) found[found_count++] = paths[i];
+  }
+  if (found_count == 0) return 0;
+  fprintf(stderr, "certs: ");
+  for (size_t i = 0; i < found_count; i++)
+    fprintf(stderr, "%s%s", i == 0 ? "" : i + 1 == found_count ? " and " : ", ", found[i]);
+  fprintf(stderr, " already exist%s; nothing was written. --force replaces %s\n",
+          found_count == 1 ? "s" : "", found_count == 1 ? "it" : "them");
+  return -1;
+}
+
 static int parse_ttl(const char *text, int64_t *out) {
   if (ms_duration_parse(text, out) != 0 || *out <= 0) {
     return usage_error("invalid --ttl \"%s\": use e.g. 90s, 15m, 24h, 30d", text);
@@ -85,10 +116,13 @@ static int parse_ttl(const char *text, int64_t *out) {
 
 static int command_ca(int argc, char **argv) {
   const char *out = NULL, *cn = "mtls-sidecar CA", *ttl_text = "87600h";
+  bool force = false;
   for (int i = 0; i < argc; i++) {
     bool missing = false;
     const char *value;
-    if ((value = option_value(argc, argv, &i, "--out", &missing)) != NULL) {
+    if (strcmp(argv[i], "--force") == 0) {
+      force = true;
+    } else if ((value = option_value(argc, argv, &i, "--out", &missing)) != NULL) {
       out = value;
     } else if ((value = option_value(argc, argv, &i, "--cn", &missing)) != NULL) {
       cn = value;
@@ -105,12 +139,14 @@ static int command_ca(int argc, char **argv) {
   if (parse_ttl(ttl_text, &ttl) != 0) return EXIT_USAGE;
 
   char err[MS_ERR_LEN], cert_path[4096], key_path[4096];
+  snprintf(cert_path, sizeof(cert_path), "%s/ca.crt", out);
+  snprintf(key_path, sizeof(key_path), "%s/ca.key", out);
+  const char *targets[] = {cert_path, key_path};
+  if (refuse_existing(targets, 2, force) != 0) return EXIT_FAILURE;
   if (mkdir_p(out) != 0) {
     snprintf(err, sizeof(err), "cannot create folder %s: %s", out, strerror(errno));
     return failure(err);
   }
-  snprintf(cert_path, sizeof(cert_path), "%s/ca.crt", out);
-  snprintf(key_path, sizeof(key_path), "%s/ca.key", out);
   X509 *cert = NULL;
   EVP_PKEY *key = NULL;
   int rc = EXIT_FAILURE;
@@ -173,7 +209,7 @@ typedef struct issue_options {
   const char *ca_dir, *out, *cn, *ttl_text, *not_before_text, *password_file;
   const char *dns[MAX_NAMES], *ips[MAX_NAMES], *uris[MAX_NAMES];
   size_t dns_count, ip_count, uri_count;
-  bool client, server;
+  bool client, server, force;
 } issue_options;
 
 static int add_name(const char **list, size_t *count, const char *value) {
@@ -209,6 +245,8 @@ static int parse_issue(int argc, char **argv, issue_options *o) {
       o->client = true;
     } else if (strcmp(argv[i], "--server") == 0) {
       o->server = true;
+    } else if (strcmp(argv[i], "--force") == 0) {
+      o->force = true;
     } else if (missing) {
       return usage_error("option %s needs a value", argv[i]);
     } else {
@@ -266,6 +304,8 @@ static int command_issue(int argc, char **argv) {
   char err[MS_ERR_LEN] = "", cert_path[4096], key_path[4096];
   snprintf(cert_path, sizeof(cert_path), "%s.crt", o.out);
   snprintf(key_path, sizeof(key_path), "%s.key", o.out);
+  const char *targets[] = {cert_path, key_path};
+  if (refuse_existing(targets, 2, o.force) != 0) return EXIT_FAILURE;
   X509 *ca_cert = NULL, *cert = NULL;
   EVP_PKEY *ca_key = NULL, *key = NULL;
   char *password = NULL;
@@ -334,12 +374,20 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   const char *command = argv[1];
+  if (strcmp(command, "help") == 0) {
+    fputs(usage_text, stdout);
+    return EXIT_SUCCESS;
+  }
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       fputs(usage_text, stdout);
       return EXIT_SUCCESS;
     }
+  }
+  if (strcmp(command, "version") == 0 || strcmp(command, "--version") == 0) {
+    if (argc > 2) return usage_error("`certs %s` takes no argument", command);
+    printf("certs %s (%s)\n", MS_VERSION, OPENSSL_VERSION_TEXT);
+    return EXIT_SUCCESS;
   }
   if (strcmp(command, "ca") == 0) return command_ca(argc - 2, argv + 2);
   if (strcmp(command, "issue") == 0) return command_issue(argc - 2, argv + 2);

@@ -1,29 +1,28 @@
 #!/bin/bash
 # cli_test.sh: the `certs` CLI end to end: ca, issue (plain, encrypted,
-# expired), inspect, and usage errors with their exit codes.
+# expired), inspect, version, usage errors with their exit codes, and files
+# that exist kept unless --force.
 set -u
-CERTS="$(dirname "$0")/certs"
-[ -x "$CERTS" ] || CERTS="$TEST_SRCDIR/$TEST_WORKSPACE/certs/certs"
-DIR="${TEST_TMPDIR:-$(mktemp -d)}/cli"
-failures=0
+NAME=cli
+# shellcheck source=tests/sh_test_lib.sh
+source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/sh_test_lib.sh"
+CERTS="$RUNFILES/certs/certs"
 
-fail() {
-  echo "FAIL: $*" >&2
-  failures=$((failures + 1))
-}
-
-# expect_exit CODE CMD...: runs CMD, checks its exit code, keeps its output.
-expect_exit() {
-  local want=$1
-  shift
-  "$@" >"$DIR/out" 2>"$DIR/err"
-  local got=$?
-  [ "$got" -eq "$want" ] || fail "exit $got, want $want: $* ($(cat "$DIR/err"))"
-}
-
-mkdir -p "$DIR"
 expect_exit 0 "$CERTS" --help
-grep -q "certs issue" "$DIR/out" || fail "--help does not describe issue"
+for command in ca issue inspect version help; do
+  grep -q "^  certs $command" "$DIR/out" || fail "--help does not describe $command"
+done
+expect_exit 0 "$CERTS" help
+grep -q "certs issue" "$DIR/out" || fail "certs help does not print the usage"
+
+# The version: the one every program prints (common/version.h).
+version=$(project_version)
+[ -n "$version" ] || fail "no MS_VERSION in common/version.h"
+for form in --version version; do
+  expect_exit 0 "$CERTS" "$form"
+  grep -q "^certs $version (" "$DIR/out" || fail "certs $form printed: $(cat "$DIR/out")"
+done
+expect_exit 2 "$CERTS" version extra
 expect_exit 2 "$CERTS"
 expect_exit 2 "$CERTS" frobnicate
 expect_exit 2 "$CERTS" ca
@@ -84,11 +83,47 @@ expect_exit 0 "$CERTS" inspect "$DIR/bundle.pem"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert len(d) == 2 and d[1]["is_ca"], d' \
   "$DIR/out" || fail "bundle is not an array of 2"
 
+# Files that exist are kept: a second `certs ca` would orphan every
+# certificate the first CA signed.
+expect_exit 0 "$CERTS" ca --out "$DIR/keep" --cn "Kept CA"
+cp "$DIR/keep/ca.key" "$DIR/kept-ca.key"
+cp "$DIR/keep/ca.crt" "$DIR/kept-ca.crt"
+expect_exit 1 "$CERTS" ca --out "$DIR/keep" --cn "Other CA"
+grep -q "keep/ca.crt and .*keep/ca.key already exist; nothing was written. --force replaces them" \
+  "$DIR/err" || fail "second certs ca: $(cat "$DIR/err")"
+cmp -s "$DIR/keep/ca.key" "$DIR/kept-ca.key" || fail "a second certs ca replaced ca.key"
+cmp -s "$DIR/keep/ca.crt" "$DIR/kept-ca.crt" || fail "a second certs ca replaced ca.crt"
+# One file of the two is enough to refuse, and it is the one named.
+rm "$DIR/keep/ca.crt"
+expect_exit 1 "$CERTS" ca --out "$DIR/keep"
+grep -q "keep/ca.key already exists; nothing was written. --force replaces it" "$DIR/err" ||
+  fail "certs ca over ca.key alone: $(cat "$DIR/err")"
+[ -e "$DIR/keep/ca.crt" ] && fail "a refused certs ca wrote ca.crt"
+cmp -s "$DIR/keep/ca.key" "$DIR/kept-ca.key" || fail "a refused certs ca replaced ca.key"
+expect_exit 0 "$CERTS" ca --out "$DIR/keep" --cn "Other CA" --force
+cmp -s "$DIR/keep/ca.key" "$DIR/kept-ca.key" && fail "certs ca --force kept the old ca.key"
+[ "$(stat -c %a "$DIR/keep/ca.key")" = 600 ] || fail "the replaced ca.key is not 0600"
+openssl x509 -in "$DIR/keep/ca.crt" -noout -subject | grep -q "Other CA" ||
+  fail "certs ca --force did not write the new ca.crt"
+[ "$(ls -A "$DIR/keep" | tr '\n' ' ')" = "ca.crt ca.key " ] ||
+  fail "files left next to the CA: $(ls -A "$DIR/keep")"
+
+# The same for issue: web.crt and web.key exist from above.
+cp "$DIR/web.key" "$DIR/kept-web.key"
+cp "$DIR/web.crt" "$DIR/kept-web.crt"
+expect_exit 1 "$CERTS" issue --ca "$CA" --out "$DIR/web" --dns other.test
+grep -q "web.crt and .*web.key already exist; nothing was written. --force replaces them" \
+  "$DIR/err" || fail "second certs issue: $(cat "$DIR/err")"
+cmp -s "$DIR/web.key" "$DIR/kept-web.key" || fail "a second certs issue replaced web.key"
+cmp -s "$DIR/web.crt" "$DIR/kept-web.crt" || fail "a second certs issue replaced web.crt"
+expect_exit 0 "$CERTS" issue --ca "$CA" --out "$DIR/web" --dns other.test --force
+cmp -s "$DIR/web.key" "$DIR/kept-web.key" && fail "certs issue --force kept the old web.key"
+[ "$(stat -c %a "$DIR/web.key")" = 600 ] || fail "the replaced web.key is not 0600"
+openssl verify -CAfile "$CA/ca.crt" "$DIR/web.crt" >/dev/null || fail "the replaced web.crt"
+openssl x509 -in "$DIR/web.crt" -noout -ext subjectAltName | grep -q "other.test" ||
+  fail "certs issue --force did not write the new web.crt"
+
 expect_exit 1 "$CERTS" inspect "$DIR/pass"
 grep -q "holds no PEM certificate" "$DIR/err" || fail "inspect of non-PEM: $(cat "$DIR/err")"
 
-if [ "$failures" -gt 0 ]; then
-  echo "cli_test: $failures failure(s)"
-  exit 1
-fi
-echo "cli_test: all checks passed"
+finish

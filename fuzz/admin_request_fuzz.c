@@ -7,7 +7,9 @@
  *
  * The properties checked: the route's path is a NUL-terminated prefix of the
  * request's path; an error body is JSON whose "path" is that path; nothing
- * is answered for a request the caps refuse.
+ * is answered for a request the caps refuse; the query lies inside the
+ * target and /stats' parameters decode within their room
+ * (ms_admin_query_get).
  *
  * Input: two bytes seeding the split points, then the bytes a client sent. */
 #include <cjson/cJSON.h>
@@ -72,6 +74,17 @@ static int on_message_complete(http_parser *p) {
   FUZZ_CHECK(refusal == 0 || refusal == 404 || refusal == 405);
   FUZZ_CHECK((refusal == 404) == (target.route == MS_ADMIN_ROUTE_NOT_FOUND));
   if (refusal != 0) check_error_body(refusal, &target);
+  /* The query, as /stats reads it: inside the target, and a value found is
+   * NUL-terminated within the room given. */
+  FUZZ_CHECK(!target.query || (target.query >= request->url &&
+                               target.query + target.query_len <= request->url + request->url_len));
+  char value[257];
+  static const char *const names[] = {"filter", "format"};
+  for (size_t i = 0; i < 2; i++) {
+    int found = ms_admin_query_get(&target, names[i], value, sizeof(value));
+    FUZZ_CHECK(found >= -1 && found <= 1);
+    if (found == 1) FUZZ_CHECK(strnlen(value, sizeof(value)) < sizeof(value));
+  }
   return 0;
 }
 

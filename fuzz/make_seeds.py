@@ -112,6 +112,8 @@ def http_seeds():
         "keep_alive": "HEAD /stats HTTP/1.1\r\n\r\nGET /clusters?format=json HTTP/1.1\r\n\r\n",
         "body": "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
         "bad": "GET stats HTTP/1.1\r\n\r\n",
+        "stats_query": "GET /stats?format=prometheus&filter=%5Ecluster%5C.+&usedonly HTTP/1.1\r\n"
+                       "\r\nGET /stats?filter=%zz&format=%00 HTTP/1.1\r\n\r\n",
     }
     for name, text in admin.items():
         write("admin_request", name, bytes([0x21, 0x43]) + text.encode())

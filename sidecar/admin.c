@@ -15,7 +15,10 @@
  * request must arrive whole within REQUEST_TIMEOUT_MS of the previous
  * response (or of the accept), whatever trickles in meanwhile; and when
  * every slot is taken, a new connection evicts the oldest one still
- * waiting for its request, so that /ready keeps answering. */
+ * waiting for its request, so that /ready keeps answering. Each of these
+ * counts in the main thread's counters (ms_server_main_stats: the admin
+ * endpoint runs on the main thread): admin_cx_evicted, admin_cx_timeout,
+ * admin_rq_refused. */
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -115,8 +118,16 @@ static void connection_close(admin_connection *conn) {
   uv_close((uv_handle_t *)&conn->request_timer, on_connection_handle_closed);
 }
 
+/* admin_stats returns the counters the endpoint counts its caps in: the
+ * main thread's, whose loop it runs on. */
+static ms_stats *admin_stats(const ms_admin *admin) {
+  return ms_server_main_stats(admin->server);
+}
+
 static void on_request_timeout(uv_timer_t *timer) {
-  connection_close(timer->data);
+  admin_connection *conn = timer->data;
+  MS_STAT_ADD(admin_stats(conn->admin), admin_cx_timeout, 1);
+  connection_close(conn);
 }
 
 /* restart_request_timer gives the next request REQUEST_TIMEOUT_MS to arrive
@@ -189,6 +200,7 @@ static void connection_send(admin_connection *conn, bool head_only, const char *
 /* connection_refuse answers a request that could not be parsed, or that was
  * too large, and closes the connection after the response. */
 static void connection_refuse(admin_connection *conn, int status) {
+  MS_STAT_ADD(admin_stats(conn->admin), admin_rq_refused, 1);
   conn->keep_alive = false;
   if (ms_admin_respond_error(status, ms_admin_status_message(status), NULL, &conn->response) != 0) {
     connection_close(conn);
@@ -265,6 +277,8 @@ static void connection_respond(admin_connection *conn) {
     connection_close(conn); /* out of memory */
     return;
   }
+  /* A route's own refusal: a /stats filter or format it cannot take. */
+  if (conn->response.status == 400) MS_STAT_ADD(admin_stats(admin), admin_rq_refused, 1);
   conn->keep_alive = http_should_keep_alive(&conn->parser) && !conn->parser.upgrade &&
                      !conn->response.shutdown && !admin->closing;
   connection_send(conn, target.head, target.method_allowed ? NULL : target.allow);
@@ -409,14 +423,15 @@ static bool make_room(ms_admin *admin, admin_connection *newest) {
     if (c->state == CONNECTION_READING) oldest_reading = c; /* the list is newest first */
   }
   if (open < MAX_CONNECTIONS) return true;
+  MS_STAT_ADD(admin_stats(admin), admin_cx_evicted, 1); /* the oldest waiting, else `newest` */
   if (oldest_reading == NULL) return false;
   connection_close(oldest_reading);
   uint64_t count = ms_log_limit_tick(&admin->evict_log, uv_now(admin->loop), 1000);
   if (count > 0)
     ms_log(MS_LOG_WARN,
            "admin: %d connections open; closed the oldest one waiting for a request to take a "
-           "new one (%llu times since the last line)",
-           MAX_CONNECTIONS, (unsigned long long)count);
+           "new one (%llu time%s since the last line)",
+           MAX_CONNECTIONS, (unsigned long long)count, ms_plural(count));
   return true;
 }
 

@@ -47,16 +47,28 @@ typedef struct ms_admin_target {
   bool head;           /* HEAD: the response without its body */
   const char *allow;   /* the methods the route takes, e.g. "GET, HEAD" */
   char path[256];      /* the path without the query, truncated, for messages */
+  const char *query;   /* the query after "?", not decoded, in the `url` matched; NULL: none */
+  size_t query_len;
 } ms_admin_target;
 
 /* ms_admin_route_match finds the route for a request line: `method` as
  * http_parser reports it and the request target `url` (`url_len` bytes, not
- * NUL-terminated; origin form "/path?query" or absolute form). The query is
- * ignored: /clusters answers JSON with or without format=json. Returns 0 and
- * fills *out (an unknown path is MS_ADMIN_ROUTE_NOT_FOUND, not a failure),
- * or -1 when `url` is not a valid request target (answer 400). */
+ * NUL-terminated; origin form "/path?query" or absolute form). The query
+ * does not choose the route (/clusters answers JSON with or without
+ * format=json); out->query points at it, inside `url`, for the route to
+ * read with ms_admin_query_get. Returns 0 and fills *out (an unknown path is
+ * MS_ADMIN_ROUTE_NOT_FOUND, not a failure), or -1 when `url` is not a valid
+ * request target (answer 400). */
 int ms_admin_route_match(enum http_method method, const char *url, size_t url_len,
                          ms_admin_target *out);
+
+/* ms_admin_query_get finds the parameter `name` in the target's query
+ * ("a=1&filter=x") and writes its value, percent-decoded ("%2B" is "+"; a
+ * "+" stays a "+", as a regex wants it), NUL-terminated, into `out`.
+ * Returns 1 when found (a parameter without "=" has the value ""), 0 when
+ * absent, or -1 when the value does not fit `out_len` or holds a bad or NUL
+ * escape. The first occurrence counts. */
+int ms_admin_query_get(const ms_admin_target *target, const char *name, char *out, size_t out_len);
 
 /* What the endpoint has read of one request, against its caps. */
 typedef struct ms_admin_request {
@@ -122,6 +134,25 @@ int ms_admin_respond_error(int status, const char *message, const ms_admin_targe
 int ms_admin_respond(ms_server *server, const ms_admin_target *target, uint64_t now_ms,
                      ms_admin_response *out);
 
+/* ms_admin_respond_stats answers /stats and /stats/prometheus (admin_stats.c)
+ * from `server`'s counters: ?format=json (the default of /stats) or
+ * ?format=prometheus (the default of /stats/prometheus), and ?filter=REGEX
+ * (POSIX extended, matched against each stat's /stats name, in both
+ * formats). A bad format or regex is a 400 naming it. Returns 0 and fills
+ * *out, or -ENOMEM with nothing to clean up. */
+int ms_admin_respond_stats(ms_server *server, const ms_admin_target *target,
+                           ms_admin_response *out);
+
+typedef struct ms_config ms_config; /* sidecar/config.h */
+
+/* ms_admin_config_json returns the configuration in force as JSON
+ * (admin_config.c): every key the file may hold, with the value in force,
+ * defaults filled in (null where none is set and none is the default),
+ * paths made absolute. Secrets are included as they are: redact before
+ * printing (ms_admin_redact). The caller owns the result (cJSON_Delete);
+ * NULL when memory ran out. */
+cJSON *ms_admin_config_json(const ms_config *config);
+
 /* ms_admin_response_cleanup frees the body. Accepts a zeroed response. */
 void ms_admin_response_cleanup(ms_admin_response *response);
 
@@ -131,9 +162,11 @@ void ms_admin_response_cleanup(ms_admin_response *response);
 int ms_admin_response_take_json(int status, cJSON *json, ms_admin_response *out);
 
 /* ms_admin_redact replaces, anywhere in `json`, the value of every
- * "private_key" and "password_file" member, and every string that holds PEM
- * private key material, with the string "[redacted]". Returns 0, or -ENOMEM
- * (then some values may still be unredacted: do not print `json`). */
+ * "private_key", "private_key_pem", "password" and "password_file" member
+ * that is set (a null stays null: there is nothing to hide, and "[redacted]"
+ * would say that there is), and every string that holds PEM private key
+ * material, with the string "[redacted]". Returns 0, or -ENOMEM (then some
+ * values may still be unredacted: do not print `json`). */
 int ms_admin_redact(cJSON *json);
 
 #endif

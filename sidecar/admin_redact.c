@@ -27,7 +27,7 @@ static bool holds_key_material(const cJSON *item) {
 int ms_admin_redact(cJSON *json) {
   if (!json) return 0;
   for (cJSON *child = json->child; child; child = child->next) {
-    if (is_secret_key(child->string) || holds_key_material(child)) {
+    if ((is_secret_key(child->string) && !cJSON_IsNull(child)) || holds_key_material(child)) {
       cJSON *replacement = cJSON_CreateString(REDACTED);
       if (!replacement) return -ENOMEM;
       /* The member's name moves to the replacement (both allocated by cJSON's

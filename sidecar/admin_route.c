@@ -33,6 +33,10 @@ int ms_admin_route_match(enum http_method method, const char *url, size_t url_le
   memcpy(out->path, path, copy);
   out->path[copy] = '\0';
   out->head = method == HTTP_HEAD;
+  if (parsed.field_set & (1 << UF_QUERY)) {
+    out->query = url + parsed.field_data[UF_QUERY].off;
+    out->query_len = parsed.field_data[UF_QUERY].len;
+  }
 
   out->route = MS_ADMIN_ROUTE_NOT_FOUND;
   for (int route = 1; route < MS_ADMIN_ROUTE_COUNT; route++) {
@@ -52,6 +56,50 @@ int ms_admin_route_match(enum http_method method, const char *url, size_t url_le
   } else {
     out->allow = "GET, HEAD";
     out->method_allowed = method == HTTP_GET || method == HTTP_HEAD;
+  }
+  return 0;
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* decode percent-decodes `len` bytes of `text` into `out`; -1 when they do
+ * not fit, or hold a bad escape or an escaped NUL. */
+static int decode(const char *text, size_t len, char *out, size_t out_len) {
+  size_t used = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = text[i];
+    if (c == '%') {
+      if (i + 2 >= len) return -1;
+      int h = hex_value(text[i + 1]), l = hex_value(text[i + 2]);
+      if (h < 0 || l < 0 || (h == 0 && l == 0)) return -1;
+      c = (char)(h * 16 + l);
+      i += 2;
+    }
+    if (used + 1 >= out_len) return -1;
+    out[used++] = c;
+  }
+  out[used] = '\0';
+  return 0;
+}
+
+int ms_admin_query_get(const ms_admin_target *target, const char *name, char *out, size_t out_len) {
+  size_t name_len = strlen(name);
+  const char *query = target->query, *end = query ? query + target->query_len : NULL;
+  for (const char *at = query; at && at < end;) {
+    const char *amp = memchr(at, '&', (size_t)(end - at));
+    const char *stop = amp ? amp : end;
+    const char *equals = memchr(at, '=', (size_t)(stop - at));
+    const char *key_end = equals ? equals : stop;
+    if ((size_t)(key_end - at) == name_len && memcmp(at, name, name_len) == 0) {
+      const char *value = equals ? equals + 1 : stop;
+      return decode(value, (size_t)(stop - value), out, out_len) == 0 ? 1 : -1;
+    }
+    at = stop + 1;
   }
   return 0;
 }

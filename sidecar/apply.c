@@ -211,8 +211,9 @@ static int apply(ms_server *server, ms_config *next, ms_secret_set *secrets, boo
   ms_server_publish(server);
   ms_resolver_follow(server);
   ms_watcher_follow(server);
-  ms_log(MS_LOG_INFO, "configuration applied: %zu listeners, %zu clusters (snapshot %llu)",
-         next->listener_count, next->cluster_count, (unsigned long long)server->snapshot_version);
+  ms_log(MS_LOG_INFO, "configuration applied: %zu listener%s, %zu cluster%s (snapshot %llu)",
+         next->listener_count, ms_plural(next->listener_count), next->cluster_count,
+         ms_plural(next->cluster_count), (unsigned long long)server->snapshot_version);
   return 0;
 }
 
@@ -225,30 +226,36 @@ int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *s
   return apply(server, next, secrets, true, err, err_len);
 }
 
-void ms_server_refuse_reload(const char *path, const ms_config_errors *problems) {
+/* refuse_reload logs a refused reload of the file at `path`: each of
+ * `problems`, then their count (the configuration in force stays). */
+static void refuse_reload(const char *path, const ms_config_errors *problems) {
   for (size_t i = 0; i < problems->count; i++)
     ms_log(MS_LOG_ERROR, "config reload refused: %s", problems->lines[i]);
   ms_log(MS_LOG_ERROR,
          "config reload refused: %s has %zu problem%s; the configuration in force stays", path,
-         problems->count, problems->count == 1 ? "" : "s");
+         problems->count, ms_plural(problems->count));
 }
 
 void ms_server_refuse_config(const ms_config *next, const char *err) {
   ms_config_errors problems = {0};
   if (ms_config_check_outside(next, false, &problems, NULL) == 0 || problems.count == 0)
     ms_config_errors_add(&problems, "%s", err);
-  ms_server_refuse_reload(next->path, &problems);
+  refuse_reload(next->path, &problems);
   ms_config_errors_cleanup(&problems);
 }
 
-int ms_server_reload_config(ms_server *server) {
+ms_config *ms_server_reload_read(const char *path) {
   ms_config *next = NULL;
   ms_config_errors errors = {0};
-  if (ms_config_load(server->config->path, &next, &errors) != 0) {
-    ms_server_refuse_reload(server->config->path, &errors);
-    ms_config_errors_cleanup(&errors);
-    return -1;
-  }
+  if (ms_config_load(path, &next, &errors) == 0) return next;
+  refuse_reload(path, &errors);
+  ms_config_errors_cleanup(&errors);
+  return NULL;
+}
+
+int ms_server_reload_config(ms_server *server) {
+  ms_config *next = ms_server_reload_read(server->config->path);
+  if (next == NULL) return -1;
   char err[MS_ERR_LEN];
   int rc = ms_server_apply(server, next, err, sizeof(err));
   if (rc != 0) ms_server_refuse_config(next, err);

@@ -124,11 +124,15 @@ typedef struct ms_http_listener_config {
                                          for this long: 504; 0: none */
   uint32_t client_idle_timeout_ms;    /* default 75000 (nginx keepalive_timeout): an idle keep-alive
                                          client connection is closed; at least 1 */
-  bool add_x_forwarded_for;           /* default true; also sets X-Forwarded-Proto: http */
-  char *access_log;                   /* NULL (default): off; an absolute path, or "-": stdout */
-  ms_http_route *routes;              /* first match wins; no match: the listener's cluster */
-  bool no_route_404;                  /* "no_route": "404": no match is answered 404 instead
-                                       * (default "cluster": the listener's cluster) */
+  uint32_t request_headers_timeout_ms; /* default 10000 (Envoy's request_headers_timeout in its edge
+                                          best practices): a head not whole this long after its
+                                          first byte (a new connection's: its accept) gets 408;
+                                          0: none */
+  bool add_x_forwarded_for;            /* default true; also sets X-Forwarded-Proto: http */
+  char *access_log;                    /* NULL (default): off; an absolute path, or "-": stdout */
+  ms_http_route *routes;               /* first match wins; no match: the listener's cluster */
+  bool no_route_404;                   /* "no_route": "404": no match is answered 404 instead
+                                        * (default "cluster": the listener's cluster) */
   size_t route_count;
 } ms_http_listener_config;
 

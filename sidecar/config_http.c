@@ -7,7 +7,7 @@
  *   "listeners": [{"name": "web", "address": "127.0.0.1:15080", "protocol": "http",
  *                  "cluster": "web",
  *                  "http": {"max_request_headers_bytes": 65536, "request_timeout_ms": 60000,
- *                           "access_log": "-",
+ *                           "request_headers_timeout_ms": 10000, "access_log": "-",
  *                           "routes": [{"host": "api.shop", "path_prefix": "/orders",
  *                                       "cluster": "orders"}]}}],
  *   "clusters": [{"name": "orders", ..., "host_header": "orders.shop.svc",
@@ -156,6 +156,7 @@ static const ms_schema_key http_listener_keys[] = {
     KEY("max_request_body_bytes", parse_uint64, HTTP_FIELD(max_request_body_bytes)),
     UINT32("request_timeout_ms", HTTP_FIELD(request_timeout_ms), 0, UINT32_MAX),
     UINT32("client_idle_timeout_ms", HTTP_FIELD(client_idle_timeout_ms), 1, UINT32_MAX),
+    UINT32("request_headers_timeout_ms", HTTP_FIELD(request_headers_timeout_ms), 0, UINT32_MAX),
     KEY("add_x_forwarded_for", ms_schema_parse_bool, HTTP_FIELD(add_x_forwarded_for)),
     KEY("access_log", parse_access_log, HTTP_FIELD(access_log)),
     KEY("routes", parse_routes, 0), /* fills routes and route_count */
@@ -167,6 +168,7 @@ void ms_config_http_listener_init(ms_http_listener_config *http) {
   http->max_request_body_bytes = 0;
   http->request_timeout_ms = 60000;
   http->client_idle_timeout_ms = 75000;
+  http->request_headers_timeout_ms = 10000;
   http->add_x_forwarded_for = true;
 }
 

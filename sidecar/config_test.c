@@ -682,6 +682,7 @@ static void check_http_listener_defaults(const ms_http_listener_config *http) {
   CHECK(http->max_request_body_bytes == 0);
   CHECK(http->request_timeout_ms == 60000);
   CHECK(http->client_idle_timeout_ms == 75000);
+  CHECK(http->request_headers_timeout_ms == 10000);
   CHECK(http->add_x_forwarded_for);
   CHECK(http->access_log == NULL);
   CHECK(http->routes == NULL && http->route_count == 0);
@@ -739,6 +740,7 @@ static void test_http_keys(void) {
       "                'cluster': 'orders', 'http': {\n"
       "   'max_request_headers_bytes': 1024, 'max_request_body_bytes': 10000000000,\n"
       "   'request_timeout_ms': 0, 'client_idle_timeout_ms': 5000,\n"
+      "   'request_headers_timeout_ms': 0,\n"
       "   'add_x_forwarded_for': false, 'access_log': 'logs/access.log',\n"
       "   'routes': [{'host': 'Pay.Shop', 'path_prefix': '/pay', 'cluster': 'payments'},\n"
       "              {'host': '[::1]', 'cluster': 'orders'},\n"
@@ -758,6 +760,8 @@ static void test_http_keys(void) {
   CHECK(http->max_request_headers_bytes == 1024);
   CHECK(http->max_request_body_bytes == 10000000000ull);
   CHECK(http->request_timeout_ms == 0 && http->client_idle_timeout_ms == 5000);
+  CHECK(http->request_headers_timeout_ms == 0);
+  CHECK(config->listeners[1].http.request_headers_timeout_ms == 10000);
   CHECK(!http->add_x_forwarded_for);
   char expected[1024];
   snprintf(expected, sizeof(expected), "%s/logs/access.log", tmpdir);
@@ -857,6 +861,9 @@ static void test_http_errors(void) {
                "got 1048577");
   expect_error(http_config("{'client_idle_timeout_ms': 0}"),
                "listeners[0].http.client_idle_timeout_ms: must be at least 1, got 0");
+  expect_error(
+      http_config("{'request_headers_timeout_ms': -1}"),
+      "listeners[0].http.request_headers_timeout_ms: expected a non-negative integer, got -1");
 
   /* Routes. */
   expect_error(http_config("{'routes': [{'path_prefix': '/a', 'cluster': 'orders'}, "

@@ -143,7 +143,7 @@ void ms_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets
 }
 
 static void give_up(ms_conn *conn, const char *why) {
-  MS_STAT_ADD(&conn->worker->stats, downstream_cx_no_endpoint, 1);
+  MS_LISTENER_STAT_ADD(conn->worker, conn->link.listener, downstream_cx_no_endpoint, 1);
   ms_log(MS_LOG_WARN, "connection closed: listener=%s cluster=%s: %s", listener_of(conn)->name,
          conn->cluster->config->name, why);
   ms_conn_close(conn);
@@ -194,7 +194,8 @@ static void attempt_next(ms_conn *conn) {
     }
     if (conn->attempts >= cluster->config->max_connect_attempts) {
       char why[96];
-      snprintf(why, sizeof(why), "no endpoint left after %u attempts", conn->attempts);
+      snprintf(why, sizeof(why), "no endpoint left after %u attempt%s", conn->attempts,
+               ms_plural(conn->attempts));
       give_up(conn, why);
       return;
     }
@@ -279,7 +280,7 @@ static void client_to_upstream(ms_conn *conn) {
     if (n > 0) {
       conn->last_activity = uv_now(&worker->loop);
       if (!conn->client_spoke) /* L4 relays bytes as they are: say it, relay it */
-        ms_tls_to_plaintext_check(worker, listener_of(conn), worker->scratch, (size_t)n,
+        ms_tls_to_plaintext_check(worker, conn->link.listener, worker->scratch, (size_t)n,
                                   "relayed as bytes");
       conn->client_spoke = true;
       MS_STAT_ADD(&worker->stats, bytes_sent_upstream, n);
@@ -397,6 +398,7 @@ static void upstream_to_client(ms_conn *conn) {
       ERR_clear_error();
       conn->upstream_eof = true;
       MS_STAT_ADD(&worker->stats, upstream_cx_destroy_remote, error != SSL_ERROR_ZERO_RETURN);
+      MS_ENDPOINT_STAT_ADD(conn->upstream, destroy_remote, error != SSL_ERROR_ZERO_RETURN);
       break;
     }
     if (!conn->upstream_spoke && error == SSL_ERROR_SSL) {
@@ -501,6 +503,6 @@ static void on_timer(uv_timer_t *timer) {
     uv_timer_start(&conn->timer, on_timer, idle_ms - idle_for, 0);
     return;
   }
-  MS_STAT_ADD(&worker->stats, downstream_cx_idle_timeout, 1);
+  MS_LISTENER_STAT_ADD(worker, conn->link.listener, downstream_cx_idle_timeout, 1);
   fail_relay(conn, "idle timeout");
 }

@@ -82,6 +82,27 @@ static void reset_exchange(ms_http_conn *conn) {
   conn->rq_parser.data = conn;
 }
 
+/* RQ_IDLE: between requests. The timer is the client's idle timeout; it
+ * also bounds how long the client takes to read the rest of the last
+ * answer (the exchange's own bound on that, send_timer, ends with it). */
+static void await_request(ms_http_conn *conn) {
+  conn->rq_state = RQ_IDLE;
+  conn->send_timer = false;
+  uv_timer_start(&conn->timer, on_timer, ms_http_config(conn)->client_idle_timeout_ms, 0);
+}
+
+/* RQ_HEAD: a request head has begun (a new connection's first, at its
+ * accept). The timer is its deadline: request_headers_timeout_ms, or none
+ * with 0. */
+static void begin_head(ms_http_conn *conn) {
+  conn->rq_state = RQ_HEAD;
+  uint32_t deadline_ms = ms_http_config(conn)->request_headers_timeout_ms;
+  if (deadline_ms)
+    uv_timer_start(&conn->timer, on_timer, deadline_ms, 0);
+  else
+    uv_timer_stop(&conn->timer);
+}
+
 static void on_client_event(ms_event_source *source, uint32_t events);
 static void on_task(ms_event_source *source, uint32_t events);
 
@@ -95,7 +116,8 @@ static void close_link(ms_client_link *link) {
 static void drain_link(ms_client_link *link) {
   ms_http_conn *conn = (ms_http_conn *)link;
   conn->close_after = true;
-  if (conn->rq_state == RQ_IDLE && conn->out.len == conn->out_sent && conn->in_len == 0)
+  bool between_exchanges = conn->rq_state == RQ_IDLE || conn->rq_state == RQ_HEAD;
+  if (between_exchanges && conn->out.len == conn->out_sent && conn->in_len == 0)
     ms_http_conn_close(conn);
 }
 
@@ -142,23 +164,41 @@ void ms_http_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *so
   uv_timer_init(&worker->loop, &conn->timer);
   conn->timer.data = conn;
   reset_exchange(conn);
-  uint32_t idle_ms = ms_http_config(conn)->client_idle_timeout_ms;
-  if (idle_ms) uv_timer_start(&conn->timer, on_timer, idle_ms, 0);
+  /* A new connection is there to send a request: the first head's deadline
+   * runs from the accept. Without one it waits as an idle keep-alive
+   * connection does. */
+  if (ms_http_config(conn)->request_headers_timeout_ms)
+    begin_head(conn);
+  else
+    await_request(conn);
 }
 
 /* ---- the client side ---------------------------------------------------- */
 
-void ms_http_count_status(ms_worker *worker, unsigned status) {
-  if (status < 200)
-    MS_STAT_ADD(&worker->stats, http_rq_1xx, 1);
-  else if (status < 300)
-    MS_STAT_ADD(&worker->stats, http_rq_2xx, 1);
-  else if (status < 400)
-    MS_STAT_ADD(&worker->stats, http_rq_3xx, 1);
-  else if (status < 500)
-    MS_STAT_ADD(&worker->stats, http_rq_4xx, 1);
-  else
-    MS_STAT_ADD(&worker->stats, http_rq_5xx, 1);
+void ms_http_count_status(ms_http_conn *conn, unsigned status) {
+  ms_stats *stats = &conn->worker->stats;
+  ms_listener_stats *listener = ms_worker_listener_stats(conn->worker, conn->link.listener);
+  if (status < 200) {
+    MS_STAT_ADD(stats, http_rq_1xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_1xx, 1);
+  } else if (status < 300) {
+    MS_STAT_ADD(stats, http_rq_2xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_2xx, 1);
+  } else if (status < 400) {
+    MS_STAT_ADD(stats, http_rq_3xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_3xx, 1);
+  } else if (status < 500) {
+    MS_STAT_ADD(stats, http_rq_4xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_4xx, 1);
+  } else {
+    MS_STAT_ADD(stats, http_rq_5xx, 1);
+    MS_STAT_ADD(listener, downstream_rq_5xx, 1);
+  }
+}
+
+/* Whether a request head is whole and its exchange under way. */
+static bool exchange_under_way(const ms_http_conn *conn) {
+  return conn->rq_state == RQ_BODY || conn->rq_state == RQ_DONE;
 }
 
 /* Writes what waits for the client. Returns 1 when all is out, 0 when the
@@ -171,8 +211,9 @@ int ms_http_flush_client(ms_http_conn *conn) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         /* The client is not reading: it gets client_idle_timeout_ms to
          * start again (nginx's send_timeout); meanwhile the upstream is
-         * not read, and its own timeout waits. */
-        if (conn->rq_state != RQ_IDLE && conn->state != CONN_LINGERING) {
+         * not read, and its own timeout waits. Between exchanges the
+         * idle timer or the head's deadline bounds it already. */
+        if (exchange_under_way(conn) && conn->state != CONN_LINGERING) {
           conn->send_timer = true;
           uv_timer_start(&conn->timer, on_timer, ms_http_config(conn)->client_idle_timeout_ms, 0);
         }
@@ -212,8 +253,10 @@ void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us) {
   ms_log_timestamp(time, sizeof(time));
   ms_access_line_string(line, "time", time, strlen(time));
   ms_access_line_string(line, "client", conn->peer, strlen(conn->peer));
-  const char *method = http_method_str(conn->rq_parser.method);
-  ms_access_line_string(line, "method", method, strlen(method));
+  /* The method is known once the target began; a head cut off before (a
+   * 408 on a silent connection, a 400 on garbage) has neither. */
+  const char *method = rq->started ? http_method_str(conn->rq_parser.method) : NULL;
+  ms_access_line_string(line, "method", method, method ? strlen(method) : 0);
   ms_access_line_number(line, "status", conn->rs_status);
   ms_access_line_string(line, "cluster", conn->cluster ? conn->cluster->config->name : NULL,
                         conn->cluster ? strlen(conn->cluster->config->name) : 0);
@@ -229,7 +272,7 @@ void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us) {
   ms_access_line_bool(line, "tls_resumed", conn->rq_resumed);
   ms_access_line_number(line, "attempts", conn->attempts);
   ms_access_line_string(line, "authority", authority, authority_len > 512 ? 512 : authority_len);
-  ms_access_line_string(line, "path", rq->buf + rq->target.offset,
+  ms_access_line_string(line, "path", rq->started ? rq->buf + rq->target.offset : NULL,
                         rq->target.len > 2048 ? 2048 : rq->target.len);
   ms_access_line_end(line);
   ms_access_logs_write(conn->worker->access_logs, path, line->buf, line->len);
@@ -262,10 +305,7 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
   if (conn->rq_state != RQ_DONE || !conn->rq_keep_alive || conn->worker->draining)
     conn->close_after = true;
   reset_exchange(conn);
-  if (!conn->close_after) {
-    uint32_t idle_ms = ms_http_config(conn)->client_idle_timeout_ms;
-    if (idle_ms) uv_timer_start(&conn->timer, on_timer, idle_ms, 0);
-  }
+  await_request(conn); /* also with close_after: the client must read the answer in time */
   /* A pipelined request waiting, or bytes not read yet: on the next turn.
    * Otherwise the client's next bytes bring an event. */
   if (conn->in_len || conn->readable || conn->close_after)
@@ -275,8 +315,7 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
 /* An answer of our own. The request's remaining body, if any, is not read:
  * the connection closes after the answer. */
 void ms_http_respond(ms_http_conn *conn, unsigned status, const char *reason, const char *body) {
-  ms_worker *worker = conn->worker;
-  ms_http_count_status(worker, status);
+  ms_http_count_status(conn, status);
   conn->rs_status = status;
   if (!conn->rq_start_ns) conn->rq_start_ns = uv_hrtime();
   if (conn->rq_state != RQ_DONE) conn->close_after = true;
@@ -376,6 +415,7 @@ static int add_piece(http_parser *parser, ms_http_piece piece, const char *at, s
 
 static int rq_on_message_begin(http_parser *parser) {
   ms_http_conn *conn = parser->data;
+  if (conn->rq_state == RQ_IDLE) begin_head(conn);
   conn->rq_start_ns = uv_hrtime();
   ms_http_head_reset(&conn->rq);
   return 0;
@@ -479,7 +519,7 @@ static int parse_in(ms_http_conn *conn) {
     case RQ_OK: {
       /* Not silence: the client's TLS library reads this answer as "wrong
        * version number", the usual sign of TLS sent to plaintext. */
-      if (ms_tls_to_plaintext_check(conn->worker, conn->listener->config, conn->in, conn->in_len,
+      if (ms_tls_to_plaintext_check(conn->worker, conn->link.listener, conn->in, conn->in_len,
                                     "answered 400")) {
         ms_http_respond(conn, 400, "Bad Request", "bad request: " MS_TLS_TO_PLAINTEXT_HINT);
         break;
@@ -495,16 +535,16 @@ static int parse_in(ms_http_conn *conn) {
 
 /* ---- driving ------------------------------------------------------------ */
 
-/* RQ_IDLE: parse what came of the next head; a whole head starts the
- * exchange. */
-static void request_idle(ms_http_conn *conn) {
+/* RQ_IDLE and RQ_HEAD: parse what came of the next head (its first byte
+ * moves RQ_IDLE to RQ_HEAD); a whole head starts the exchange. */
+static void request_head(ms_http_conn *conn) {
   if (conn->close_after) return;
   if (conn->in_len && parse_in(conn) != 0) return;
-  if (conn->rq_state != RQ_IDLE) {
+  if (exchange_under_way(conn)) {
     ms_http_start_exchange(conn);
     return;
   }
-  if (conn->eof) ms_http_conn_close(conn); /* gone between requests */
+  if (conn->eof) ms_http_conn_close(conn); /* gone between requests, or in a head */
 }
 
 /* RQ_BODY and RQ_DONE, once the upstream has the head: what was sealed for
@@ -546,7 +586,8 @@ void ms_http_client_io(ms_http_conn *conn) {
   }
   switch (conn->rq_state) {
     case RQ_IDLE:
-      request_idle(conn);
+    case RQ_HEAD:
+      request_head(conn);
       return;
     case RQ_BODY:
     case RQ_DONE:
@@ -598,22 +639,46 @@ static void on_task(ms_event_source *source, uint32_t events) {
   run(source->data, true);
 }
 
+/* RQ_HEAD past request_headers_timeout_ms (Envoy's request_headers_timeout,
+ * nginx's client_header_timeout): nothing of a response to this request has
+ * begun, so it is answered 408 with "Connection: close", and the connection
+ * closes once the client has the answer. */
+static void request_head_timed_out(ms_http_conn *conn) {
+  MS_LISTENER_STAT_ADD(conn->worker, conn->link.listener, downstream_rq_header_timeout, 1);
+  ms_log(MS_LOG_DEBUG, "http: listener=%s: no whole request head within %u ms; 408",
+         conn->listener->config->name, ms_http_config(conn)->request_headers_timeout_ms);
+  ms_http_respond_verdict(conn, MS_HTTP_REQUEST_HEAD_TIMEOUT);
+}
+
 static void on_timer(uv_timer_t *timer) {
   ms_http_conn *conn = timer->data;
   switch (conn->state) {
     case CONN_OPEN:
     case CONN_TUNNEL:
-      if (conn->send_timer)
-        ms_log(MS_LOG_WARN, "http: listener=%s: the client read nothing for %u ms; closing",
-               conn->listener->config->name, ms_http_config(conn)->client_idle_timeout_ms);
-      /* Idle between requests, or not reading; a request under way is the
-       * upstream timer's. */
-      if (conn->send_timer || conn->rq_state == RQ_IDLE) ms_http_conn_close(conn);
-      return;
+      break;
     case CONN_LINGERING:
       ms_http_conn_close(conn);
       return;
     case CONN_CLOSED:
       return;
+  }
+  if (conn->send_timer) {
+    ms_log(MS_LOG_WARN, "http: listener=%s: the client read nothing for %u ms; closing",
+           conn->listener->config->name, ms_http_config(conn)->client_idle_timeout_ms);
+    MS_LISTENER_STAT_ADD(conn->worker, conn->link.listener, downstream_cx_idle_timeout, 1);
+    ms_http_conn_close(conn);
+    return;
+  }
+  switch (conn->rq_state) {
+    case RQ_IDLE:
+      MS_LISTENER_STAT_ADD(conn->worker, conn->link.listener, downstream_cx_idle_timeout, 1);
+      ms_http_conn_close(conn);
+      return;
+    case RQ_HEAD:
+      request_head_timed_out(conn);
+      return;
+    case RQ_BODY:
+    case RQ_DONE:
+      return; /* a request under way is the upstream timer's */
   }
 }

@@ -8,7 +8,8 @@
  * buffered whole. Pipelined requests wait, unparsed, until the response
  * before them is done, so answers come in order.
  *
- * What the sidecar answers itself: 400 (malformed request), 431 (head over
+ * What the sidecar answers itself: 400 (malformed request), 408 (head not
+ * whole within request_headers_timeout_ms), 431 (head over
  * max_request_headers_bytes), 413 (body over max_request_body_bytes), 502
  * (connect or TLS handshake failed, or the upstream broke off before
  * answering: the body says why, with the TLS alert and hint), 503 (no

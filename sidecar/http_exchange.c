@@ -65,6 +65,7 @@ void ms_http_start_exchange(ms_http_conn *conn) {
     conn->listener = listener;
   }
   MS_STAT_ADD(&worker->stats, http_rq_total, 1);
+  MS_STAT_ADD(ms_worker_listener_stats(worker, conn->link.listener), downstream_rq_total, 1);
   worker->http_requests_active++;
   conn->rq_counted = true;
   ms_http_request_edits edits;
@@ -134,6 +135,8 @@ static void bad_gateway(ms_http_conn *conn) {
 /* The upstream failed before the response began. */
 void ms_http_attempt_failed(ms_http_conn *conn, const char *message, bool counts_as_retry) {
   if (message) snprintf(conn->last_error, sizeof(conn->last_error), "%s", message);
+  /* Where a retry is counted per cluster: the endpoint that failed. */
+  ms_endpoint_state *failed = conn->upstream ? ms_upstream_endpoint_state(conn->upstream) : NULL;
   ms_upstream_close(conn->upstream);
   conn->upstream = NULL;
   if (ms_http_response_started(conn)) {
@@ -151,6 +154,7 @@ void ms_http_attempt_failed(ms_http_conn *conn, const char *message, bool counts
       conn->worker->http_retries_active++;
     }
     MS_STAT_ADD(&conn->worker->stats, http_rq_retry, 1);
+    if (failed) atomic_fetch_add_explicit(&failed->rq_retry, 1, memory_order_relaxed);
   }
   conn->rs_state = RS_CONNECTING;
   ms_events_post(&conn->worker->events, &conn->task); /* after the events under way */
@@ -161,6 +165,7 @@ static void send_request(ms_http_conn *conn) {
   conn->rq_endpoint = ms_upstream_endpoint(upstream);
   conn->rq_reused = upstream->requests > 0;
   conn->rq_resumed = SSL_session_reused(upstream->ssl);
+  MS_ENDPOINT_STAT_ADD(upstream, rq_total, 1);
   SSL_write(upstream->ssl, conn->rq_out.data, (int)conn->rq_out.len);
   conn->rs_state = RS_HEAD;
   uint32_t timeout = ms_http_config(conn)->request_timeout_ms;
@@ -230,12 +235,9 @@ static int rs_on_value(http_parser *parser, const char *at, size_t len) {
 
 /* Responses by class, per endpoint (summed per cluster in /stats). */
 static void count_at_endpoint(ms_http_conn *conn, unsigned status) {
-  ms_upstream *upstream = conn->upstream;
   unsigned class = status / 100;
   if (class < 1 || class > 5) return;
-  atomic_fetch_add_explicit(
-      &upstream->cluster->endpoints[upstream->endpoint_index].state->rq_by_class[class], 1,
-      memory_order_relaxed);
+  MS_ENDPOINT_STAT_ADD(conn->upstream, rq_by_class[class], 1);
 }
 
 /* Acts on ms_http_response_decide. Returns http_parser's 0 (a body follows
@@ -264,12 +266,12 @@ static int rs_on_headers_complete(http_parser *parser) {
       conn->rs_state = RS_BODY; /* RS_DONE at once: what follows is the other protocol's */
       conn->rs_status = status;
       ms_http_write_planned_response(&conn->out, &conn->rs, &plan);
-      ms_http_count_status(conn->worker, status);
+      ms_http_count_status(conn, status);
       return 2;
     case MS_HTTP_RESPONSE_INTERIM:
       if (plan.upstream_in_doubt) conn->upstream_in_doubt = true;
       ms_http_write_planned_response(&conn->out, &conn->rs, &plan);
-      ms_http_count_status(conn->worker, status);
+      ms_http_count_status(conn, status);
       return 1;
     case MS_HTTP_RESPONSE_FINAL:
       break;
@@ -282,7 +284,7 @@ static int rs_on_headers_complete(http_parser *parser) {
   conn->rs_framing = plan.framing;
   if (plan.framing == MS_HTTP_FRAMING_UNTIL_CLOSE) conn->close_after = true;
   ms_http_write_planned_response(&conn->out, &conn->rs, &plan);
-  ms_http_count_status(conn->worker, status);
+  ms_http_count_status(conn, status);
   return plan.bodiless ? 1 : 0;
 }
 
@@ -482,6 +484,7 @@ static int read_response(ms_http_conn *conn) {
                conn->cluster->config->name, ms_upstream_endpoint(upstream),
                closed ? "closed the connection" : "reset the connection");
       MS_STAT_ADD(&worker->stats, upstream_cx_destroy_remote, 1);
+      MS_ENDPOINT_STAT_ADD(upstream, destroy_remote, 1);
     }
     /* A pooled connection the upstream closed meanwhile is no fault of the
      * endpoint's, and trying again is the usual keep-alive race. */
@@ -504,6 +507,7 @@ static void response_complete(ms_http_conn *conn) {
       response_done(conn);
       return;
     case RQ_IDLE:
+    case RQ_HEAD:
     case RQ_BODY:
       conn->close_after = true;
       ms_http_end_exchange(conn, false);
@@ -569,6 +573,9 @@ static void on_upstream_timeout(ms_upstream *upstream) {
     return;
   }
   MS_STAT_ADD(&conn->worker->stats, http_rq_timeout, 1);
+  MS_STAT_ADD(ms_worker_listener_stats(conn->worker, conn->link.listener), downstream_rq_timeout,
+              1);
+  MS_ENDPOINT_STAT_ADD(upstream, rq_timeout, 1);
   char body[400];
   snprintf(body, sizeof(body),
            "upstream timed out: cluster=%s endpoint=%s sent no response within "

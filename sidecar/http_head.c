@@ -97,7 +97,7 @@ int ms_http_head_to_origin_form(ms_http_head *head) {
     uint32_t path = url.field_data[UF_PATH].off;
     head->target = (ms_http_slice){base + path, len - path};
   } else {
-    uint32_t query = url.field_set & (1 << UF_QUERY) ? url.field_data[UF_QUERY].off - 1 : len;
+    size_t query = url.field_set & (1 << UF_QUERY) ? (size_t)url.field_data[UF_QUERY].off - 1 : len;
     ms_http_slice target;
     if (reserve(head, 1 + len - query) != 0 || append_raw(head, "/", 1, &target) != 0) return -1;
     memcpy(head->buf + head->len, head->buf + base + query, len - query);
@@ -425,6 +425,9 @@ static const struct {
     [MS_HTTP_REQUEST_BODY_TOO_LARGE] = {413, "Content Too Large",
                                         "request body over max_request_body_bytes"},
     [MS_HTTP_REQUEST_CONNECT] = {405, "Method Not Allowed", "CONNECT is not proxied"},
+    [MS_HTTP_REQUEST_HEAD_TIMEOUT] = {408, "Request Timeout",
+                                      "request head not received whole within "
+                                      "request_headers_timeout_ms"},
 };
 
 unsigned ms_http_request_verdict_answer(ms_http_request_verdict verdict, const char **out_phrase,

@@ -138,10 +138,11 @@ typedef enum ms_http_request_verdict {
   MS_HTTP_REQUEST_BAD_TARGET,      /* 400: neither a path nor an absolute URL */
   MS_HTTP_REQUEST_BODY_TOO_LARGE,  /* 413: over max_request_body_bytes */
   MS_HTTP_REQUEST_CONNECT,         /* 405: CONNECT is not proxied */
+  MS_HTTP_REQUEST_HEAD_TIMEOUT,    /* 408: not whole within request_headers_timeout_ms */
 } ms_http_request_verdict;
 
 /* ms_http_request_verdict_answer returns the status the sidecar answers
- * `verdict` with (400, 405, 413), and sets *out_phrase to its reason phrase
+ * `verdict` with (400, 405, 408, 413), and sets *out_phrase to its reason phrase
  * and *out_body to the sentence its body says (static strings); for
  * MS_HTTP_REQUEST_PROXY it returns 0 and sets both to NULL. */
 unsigned ms_http_request_verdict_answer(ms_http_request_verdict verdict, const char **out_phrase,

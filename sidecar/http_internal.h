@@ -28,9 +28,14 @@ typedef enum http_conn_state {
   CONN_CLOSED,    /* closed; freed in the timer's close callback */
 } http_conn_state;
 
-/* The request side of the exchange, in the order it goes. */
+/* The request side of the exchange, in the order it goes. The connection's
+ * timer belongs to the first two: in RQ_IDLE it is the client's idle
+ * timeout, in RQ_HEAD the head's deadline; once a head is whole, the
+ * upstream's timer bounds the exchange. */
 typedef enum http_request_state {
-  RQ_IDLE, /* no exchange: the next head is read and parsed */
+  RQ_IDLE, /* between requests: nothing of the next head yet (client_idle_timeout_ms) */
+  RQ_HEAD, /* a head is read and parsed, from its first byte or, for a connection's first
+              request, from the accept (request_headers_timeout_ms: then 408) */
   RQ_BODY, /* the head is parsed; the body flows once the upstream has the head */
   RQ_DONE, /* parsed to its end; pipelined requests wait unparsed in `in` */
 } http_request_state;
@@ -64,7 +69,7 @@ struct ms_http_conn {
   bool readable, hup, eof; /* what the client's socket said: not drained, hung up, FIN read */
   bool close_after;        /* no request after this one: close once the client has the answer */
   bool send_timer;         /* the timer bounds a client that stopped reading a response */
-  uv_timer_t timer;        /* idle between requests, or lingering; its close frees the connection */
+  uv_timer_t timer; /* idle, the head's deadline, or lingering; its close frees the connection */
   char peer[64];
 
   char *in; /* client bytes not parsed yet */
@@ -121,8 +126,9 @@ static inline const ms_http_listener_config *ms_http_config(const ms_http_conn *
 
 /* ---- http_conn.c ---------------------------------------------------------- */
 
-/* ms_http_count_status counts a response sent to the client by class. */
-void ms_http_count_status(ms_worker *worker, unsigned status);
+/* ms_http_count_status counts a response sent to the client by class,
+ * server-wide and for the connection's listener. */
+void ms_http_count_status(ms_http_conn *conn, unsigned status);
 
 /* ms_http_flush_client writes what waits for the client. Returns 1 when all
  * is out, 0 when the socket is full, -1 when the connection was closed. */

@@ -19,9 +19,9 @@
 #include <cjson/cJSON.h>
 
 #include "certs/certs.h"
+#include "common/version.h"
 #include "sidecar/identity_internal.h"
 #include "sidecar/log.h"
-#include "sidecar/version.h"
 #include "xds/ads_client.h"
 #include "xds/bearer_token.h"
 #include "xds/grpc.h"

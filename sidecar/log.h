@@ -27,6 +27,12 @@ size_t ms_log_timestamp(char *buf, size_t len);
  * forged. */
 void ms_log(ms_log_level level, const char *format, ...) __attribute__((format(printf, 2, 3)));
 
+/* ms_plural returns "s" unless `count` is 1, for "%zu cluster%s" (so that a
+ * line never says "1 clusters"). */
+static inline const char *ms_plural(unsigned long long count) {
+  return count == 1 ? "" : "s";
+}
+
 /* A limit on how often a repeated event is logged: at most one line per
  * interval, saying how many events it stands for. Zeroed is ready. */
 typedef struct ms_log_limit {

@@ -10,23 +10,43 @@
 #include <string.h>
 #include <uv.h>
 
+#include "common/version.h"
 #include "sidecar/config.h"
 #include "sidecar/config_check.h"
 #include "sidecar/identity.h"
 #include "sidecar/log.h"
 #include "sidecar/server.h"
-#include "sidecar/version.h"
 #include "sidecar/xds_source.h"
 
 static void usage(FILE *to) {
   fprintf(to,
           "usage: sidecar --config FILE [--validate] [--log-level debug|info|warn|error]\n"
-          "       sidecar --version\n"
+          "       sidecar --version | --help\n"
           "\n"
-          "  --config FILE     the JSON configuration (see README.md)\n"
-          "  --validate        check the configuration and load its certificates, then exit:\n"
-          "                    0 when valid, 1 with every problem listed\n"
-          "  --log-level L     the least important lines to print (default info)\n");
+          "  --config FILE     the JSON configuration (README.md, docs/configuration.md;\n"
+          "                    examples/sidecar.json to start from)\n"
+          "  --validate        check the configuration, its certificates and its ports, then\n"
+          "                    exit: 0 when valid, 1 with every problem listed\n"
+          "  --log-level L     the least important lines to print (default info)\n"
+          "  --version         print the version and exit\n"
+          "\n"
+          "signals:\n"
+          "  SIGHUP            reload the configuration file and every certificate, key and\n"
+          "                    CA; a file with problems is refused (each one logged) and the\n"
+          "                    configuration in force stays\n"
+          "  SIGTERM, SIGINT   drain: stop accepting, let connections finish for up to\n"
+          "                    drain_timeout_ms, exit 0; a second SIGINT stops at once\n"
+          "\n"
+          "admin endpoint (admin.address, default 127.0.0.1:15000):\n"
+          "  GET  /ready              200 LIVE when serving, else 503 (also while draining)\n"
+          "  GET  /server_info        version, state, uptime, workers, config path\n"
+          "  GET  /clusters           clusters and endpoints: TLS generation, ejections,\n"
+          "                           connections, failures, last errors\n"
+          "  GET  /certs              every TLS context in use: certificates and expiry\n"
+          "  GET  /config_dump        the configuration in force (keys redacted), xDS status\n"
+          "  GET  /stats              counters and latency quantiles (JSON)\n"
+          "  GET  /stats/prometheus   the same for Prometheus\n"
+          "  POST /quitquitquit       drain and exit, like SIGTERM\n");
 }
 
 /* print_problems writes each problem on its own line, then their count
@@ -35,8 +55,8 @@ static void print_problems(const char *config_path, const ms_config_errors *prob
                            const char *outcome) {
   for (size_t i = 0; i < problems->count; i++)
     fprintf(stderr, "%s\n", problems->lines[i]);
-  fprintf(stderr, "%s: %zu problem%s%s\n", config_path, problems->count,
-          problems->count == 1 ? "" : "s", outcome);
+  fprintf(stderr, "%s: %zu problem%s%s\n", config_path, problems->count, ms_plural(problems->count),
+          outcome);
 }
 
 /* --validate: the file was read; now what it names outside itself
@@ -49,8 +69,9 @@ static int validate(const char *config_path, const ms_config *config) {
   if (count)
     print_problems(config_path, &problems, "");
   else
-    printf("%s: valid (%zu listeners, %zu clusters)\n", config_path, config->listener_count,
-           config->cluster_count);
+    printf("%s: valid (%zu listener%s, %zu cluster%s)\n", config_path, config->listener_count,
+           ms_plural(config->listener_count), config->cluster_count,
+           ms_plural(config->cluster_count));
   ms_config_errors_cleanup(&problems);
   ms_config_errors_cleanup(&notes);
   return count ? 1 : 0;
@@ -98,7 +119,9 @@ int main(int argc, char **argv) {
         break;
       case 'l':
         if (parse_level(optarg, &level) != 0) {
-          fprintf(stderr, "sidecar: --log-level: expected debug, info, warn or error\n");
+          fprintf(stderr,
+                  "sidecar: --log-level \"%s\" is not accepted: give debug, info, warn or error\n",
+                  optarg);
           return 2;
         }
         break;
@@ -108,13 +131,18 @@ int main(int argc, char **argv) {
       case 'h':
         usage(stdout);
         return 0;
-      default:
-        usage(stderr);
+      default: /* getopt_long said what was wrong */
+        fprintf(stderr, "sidecar --help lists the options\n");
         return 2;
     }
   }
-  if (config_path == NULL || optind != argc) {
-    usage(stderr);
+  if (optind != argc) {
+    fprintf(stderr, "sidecar: unexpected argument \"%s\" (sidecar --help lists the options)\n",
+            argv[optind]);
+    return 2;
+  }
+  if (config_path == NULL) {
+    fprintf(stderr, "sidecar: --config FILE is required (sidecar --help lists the options)\n");
     return 2;
   }
   ms_log_set_level(level);

@@ -104,12 +104,38 @@ size_t ms_pool_idle_count(const ms_pool *pool) {
   return pool->idle;
 }
 
-static bool expired(const ms_upstream *upstream) {
+/* The limits that retire a connection however well it works. */
+typedef enum pool_limit {
+  LIMIT_NONE,
+  LIMIT_MAX_REQUESTS, /* it carried http_pool.max_requests */
+  LIMIT_MAX_LIFETIME, /* it is older than http_pool.max_lifetime_ms */
+} pool_limit;
+
+static pool_limit limit_reached(const ms_upstream *upstream) {
   const ms_http_pool_config *limits = &upstream->cluster->config->http_pool;
   uint64_t now = uv_now(&upstream->worker->loop);
-  if (limits->max_requests && upstream->requests >= limits->max_requests) return true;
-  if (limits->max_lifetime_ms && now - upstream->opened_ms >= limits->max_lifetime_ms) return true;
-  return false;
+  if (limits->max_requests && upstream->requests >= limits->max_requests) return LIMIT_MAX_REQUESTS;
+  if (limits->max_lifetime_ms && now - upstream->opened_ms >= limits->max_lifetime_ms)
+    return LIMIT_MAX_LIFETIME;
+  return LIMIT_NONE;
+}
+
+/* count_limit counts a connection closed for `limit`, server-wide and for
+ * its endpoint (Envoy's names). */
+static void count_limit(const ms_upstream *upstream, pool_limit limit) {
+  ms_stats *stats = &upstream->worker->stats;
+  switch (limit) {
+    case LIMIT_NONE:
+      return;
+    case LIMIT_MAX_REQUESTS:
+      MS_STAT_ADD(stats, upstream_cx_max_requests, 1);
+      MS_ENDPOINT_STAT_ADD(upstream, pool_max_requests, 1);
+      return;
+    case LIMIT_MAX_LIFETIME:
+      MS_STAT_ADD(stats, upstream_cx_max_duration_reached, 1);
+      MS_ENDPOINT_STAT_ADD(upstream, pool_max_lifetime, 1);
+      return;
+  }
 }
 
 static bool same_address(const struct sockaddr_storage *a, const struct sockaddr_storage *b) {
@@ -143,7 +169,8 @@ ms_upstream *ms_pool_take(ms_pool *pool, const ms_cluster *cluster, size_t index
   while (list) {
     ms_upstream *upstream = list->head;
     bool last = list->count == 1;
-    if (upstream->tls == cluster->tls && !expired(upstream) &&
+    pool_limit limit = limit_reached(upstream);
+    if (upstream->tls == cluster->tls && limit == LIMIT_NONE &&
         still_resolved(upstream, &cluster->endpoints[index])) {
       unlink_idle(upstream);
       upstream->callbacks = callbacks;
@@ -152,20 +179,30 @@ ms_upstream *ms_pool_take(ms_pool *pool, const ms_cluster *cluster, size_t index
     }
     /* A rotated context, a spent connection or an address the endpoint's
      * name no longer resolves to: not for new requests. */
+    count_limit(upstream, limit);
     close_idle(upstream);
     if (last) break;
   }
   return NULL;
 }
 
+/* Whether `upstream` is between exchanges with nothing left over: ready,
+ * nothing to write, nothing read ahead. */
+static bool at_rest(const ms_upstream *upstream) {
+  return upstream->state == MS_UPSTREAM_READY && !upstream->close_notify_sent &&
+         !ms_tls_io_pending_out(&upstream->io) && !ms_tls_io_buffered_in(&upstream->io) &&
+         SSL_pending(upstream->ssl) == 0;
+}
+
 void ms_pool_put(ms_pool *pool, ms_upstream *upstream) {
   const ms_http_pool_config *limits = &upstream->cluster->config->http_pool;
+  pool_limit limit = LIMIT_NONE;
   idle_list *list = NULL;
-  if (upstream->state != MS_UPSTREAM_READY || upstream->close_notify_sent ||
-      ms_tls_io_pending_out(&upstream->io) || ms_tls_io_buffered_in(&upstream->io) ||
-      SSL_pending(upstream->ssl) || expired(upstream) || limits->max_idle == 0 ||
+  if (!at_rest(upstream) || (limit = limit_reached(upstream)) != LIMIT_NONE ||
+      limits->max_idle == 0 ||
       (list = find_list(pool, endpoint_key(upstream->cluster, upstream->endpoint_index), true)) ==
           NULL) {
+    count_limit(upstream, limit); /* nothing unless a limit closed it */
     ms_upstream_close(upstream);
     return;
   }
@@ -174,6 +211,7 @@ void ms_pool_put(ms_pool *pool, ms_upstream *upstream) {
     ms_upstream *oldest = list->head;
     while (oldest->idle_next)
       oldest = oldest->idle_next;
+    MS_STAT_ADD(&upstream->worker->stats, http_pool_evicted, 1);
     close_idle(oldest);
     list = find_list(pool, endpoint_key(upstream->cluster, upstream->endpoint_index), true);
     if (list == NULL) {
@@ -215,6 +253,8 @@ static void on_idle_event(ms_upstream *upstream, uint32_t events) {
 }
 
 static void on_idle_timeout(ms_upstream *upstream) {
+  MS_STAT_ADD(&upstream->worker->stats, upstream_cx_idle_timeout, 1);
+  MS_ENDPOINT_STAT_ADD(upstream, pool_idle_timeouts, 1);
   close_idle(upstream);
 }
 

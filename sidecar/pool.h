@@ -8,6 +8,9 @@
  * and after max_lifetime_ms (so connections made under a rotated or
  * expiring certificate age out). An idle connection built on a TLS context
  * that is no longer its cluster's (a rotation) is never handed out again.
+ * Each limit counts the connections it closes: http_pool_evicted (max_idle:
+ * the least recently used idle one goes), upstream_cx_idle_timeout,
+ * upstream_cx_max_requests, upstream_cx_max_duration_reached.
  *
  * While idle, the pool owns the upstream: it reads what the upstream sends
  * (TLS 1.3 session tickets are fine; anything else, or a close, ends the

@@ -5,10 +5,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/version.h"
 #include "sidecar/log.h"
 #include "sidecar/net.h"
 #include "sidecar/server_internal.h"
-#include "sidecar/version.h"
 
 #define MS_DRAIN_POLL_MS 100
 
@@ -136,6 +136,10 @@ bool ms_server_is_ready(ms_server *server) {
   if (server->identity.is_ready && !server->identity.is_ready(server->identity.arg)) return false;
   for (size_t i = 0; i < server->config->cluster_count; i++)
     if (server->clusters[i].tls == NULL) return false;
+  /* Ready means the workers serve it: a snapshot published a moment ago
+   * (the certificate that made the clusters usable) is not yet theirs. */
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    if (!ms_worker_is_current(&server->workers[i])) return false;
   return true;
 }
 
@@ -180,7 +184,9 @@ static void on_drain_tick(uv_timer_t *timer) {
   ms_server *server = timer->data;
   int64_t open = open_connections(server);
   if (open == 0 || uv_now(server->loop) >= server->drain_deadline) {
-    if (open) ms_log(MS_LOG_WARN, "drain timeout: closing %lld connections", (long long)open);
+    if (open)
+      ms_log(MS_LOG_WARN, "drain timeout: closing %lld connection%s", (long long)open,
+             ms_plural((unsigned long long)open));
     uv_timer_stop(timer);
     stop_everything(server);
   }
@@ -191,8 +197,9 @@ void ms_server_shutdown(ms_server *server, uint32_t drain_ms) {
   server->draining = true;
   for (uint32_t i = 0; i < server->worker_count; i++)
     ms_worker_drain(&server->workers[i]);
-  ms_log(MS_LOG_INFO, "draining: stopped accepting; %lld connections open; waiting up to %u ms",
-         (long long)open_connections(server), drain_ms);
+  long long open = (long long)open_connections(server);
+  ms_log(MS_LOG_INFO, "draining: stopped accepting; %lld connection%s open; waiting up to %u ms",
+         open, ms_plural((unsigned long long)open), drain_ms);
   server->drain_deadline = uv_now(server->loop) + drain_ms;
   uv_timer_start(&server->drain_timer, on_drain_tick, 0, MS_DRAIN_POLL_MS);
 }
@@ -201,10 +208,12 @@ static void on_signal(uv_signal_t *signal, int signum) {
   ms_server *server = signal->data;
   if (signum == SIGHUP) {
     ms_log(MS_LOG_INFO, "SIGHUP: reloading %s and its certificates", server->config->path);
-    if (server->source.reload)
-      server->source.reload(server->source.arg);
+    int rc = server->source.reload ? server->source.reload(server->source.arg)
+                                   : ms_server_reload_config(server);
+    if (rc == 0)
+      MS_STAT_ADD(&server->stats, config_reload_success, 1);
     else
-      ms_server_reload_config(server);
+      MS_STAT_ADD(&server->stats, config_reload_failure, 1);
     return;
   }
   if (server->draining && signum == SIGINT) {

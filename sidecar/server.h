@@ -75,9 +75,10 @@ int ms_server_can_listen(ms_server *server, const char *name, const ms_address *
  * the configuration in force stays. Returns 0 or -1. */
 int ms_server_reload_config(ms_server *server);
 
-/* ms_server_refuse_reload logs a refused reload of the file at `path`: each
- * of `problems`, then their count (the configuration in force stays). */
-void ms_server_refuse_reload(const char *path, const ms_config_errors *problems);
+/* ms_server_reload_read reads and checks the configuration file at `path`
+ * for a reload. Returns it (the caller owns the reference), or NULL with
+ * every problem logged as "config reload refused: ...". */
+ms_config *ms_server_reload_read(const char *path);
 
 /* ms_server_refuse_config logs a refused reload whose configuration `next`
  * could not be put in force: every problem its certificates and addresses
@@ -94,7 +95,9 @@ typedef struct ms_server_source {
   /* dump_json returns a JSON object's text (malloc'd; the admin frees it)
    * shown as /config_dump's "dynamic" entry, or NULL. */
   char *(*dump_json)(void *arg);
-  void (*reload)(void *arg);
+  /* reload returns 0 when the reload was put in force, -1 when it was
+   * refused (logged; counted by the server in config_reload_*). */
+  int (*reload)(void *arg);
   /* stop closes the source's handles when the server stops (so that the
    * loop can end). */
   void (*stop)(void *arg);

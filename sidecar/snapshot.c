@@ -24,19 +24,25 @@ ms_endpoint_state *ms_endpoint_state_up_ref(ms_endpoint_state *state) {
 void ms_endpoint_state_free(ms_endpoint_state *state) {
   if (state == NULL || atomic_fetch_sub(&state->refs, 1) != 1) return;
   pthread_mutex_destroy(&state->last_error_lock);
+  free(state->last_error);
   free(state);
 }
 
 void ms_endpoint_state_set_error(ms_endpoint_state *state, const char *message) {
+  char *copy = strdup(message); /* outside the lock: the admin may be reading */
+  if (copy == NULL) return;
   pthread_mutex_lock(&state->last_error_lock);
-  snprintf(state->last_error, sizeof(state->last_error), "%s", message);
+  char *previous = state->last_error;
+  state->last_error = copy;
   pthread_mutex_unlock(&state->last_error_lock);
+  free(previous);
 }
 
-void ms_endpoint_state_get_error(ms_endpoint_state *state, char *buf, size_t len) {
+char *ms_endpoint_state_get_error(ms_endpoint_state *state) {
   pthread_mutex_lock(&state->last_error_lock);
-  snprintf(buf, len, "%s", state->last_error);
+  char *copy = state->last_error ? strdup(state->last_error) : NULL;
   pthread_mutex_unlock(&state->last_error_lock);
+  return copy;
 }
 
 ms_snapshot *ms_snapshot_up_ref(ms_snapshot *snapshot) {
@@ -65,7 +71,10 @@ int ms_listener_sockets_bind(const char *name, const ms_address *address, size_t
   sockets->name = strdup(name);
   sockets->address = strdup(address->text);
   sockets->fds = calloc(count ? count : 1, sizeof(atomic_int));
-  if (!sockets->name || !sockets->address || !sockets->fds) {
+  size_t stats_size = (count ? count : 1) * sizeof(ms_listener_stats);
+  sockets->stats = aligned_alloc(_Alignof(ms_listener_stats), stats_size);
+  if (sockets->stats) memset(sockets->stats, 0, stats_size);
+  if (!sockets->name || !sockets->address || !sockets->fds || !sockets->stats) {
     ms_listener_sockets_free(sockets);
     return -ENOMEM;
   }
@@ -96,6 +105,7 @@ void ms_listener_sockets_free(ms_listener_sockets *sockets) {
     if (fd >= 0) close(fd);
   }
   free(sockets->fds);
+  free(sockets->stats);
   free(sockets->name);
   free(sockets->address);
   free(sockets);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "sidecar/config.h"
+#include "sidecar/stats.h"
 #include "sidecar/tls_context.h"
 
 /* Live counters and health of one endpoint, shared by all workers and kept
@@ -30,19 +31,31 @@ typedef struct ms_endpoint_state {
   atomic_llong ejected_until_ms; /* uv_now-style monotonic ms; 0: not ejected */
   atomic_llong total_ejections;
   atomic_llong rq_by_class[6];     /* HTTP responses received from it: [1] 1xx .. [5] 5xx */
+  atomic_llong connect_timeouts;   /* TCP connects not done within connect_timeout_ms */
+  atomic_llong handshakes;         /* TLS handshakes completed */
+  atomic_llong sessions_reused;    /* ...of which resumed a session */
+  atomic_llong destroy_remote;     /* connections closed or reset by it */
+  atomic_llong rq_total;           /* HTTP requests sent to it */
+  atomic_llong rq_retry;           /* HTTP requests that failed on it and were sent again */
+  atomic_llong rq_timeout;         /* HTTP requests it did not answer within request_timeout_ms */
+  atomic_llong pool_idle_timeouts; /* pooled connections to it closed after idle_timeout_ms */
+  atomic_llong pool_max_requests;  /* ...closed after http_pool.max_requests */
+  atomic_llong pool_max_lifetime;  /* ...retired past http_pool.max_lifetime_ms */
   pthread_mutex_t last_error_lock; /* taken only on failures and by the admin */
-  char last_error[320];
+  char *last_error;                /* the whole line, or NULL; under last_error_lock */
 } ms_endpoint_state;
 
 ms_endpoint_state *ms_endpoint_state_new(void);
 ms_endpoint_state *ms_endpoint_state_up_ref(ms_endpoint_state *state);
 void ms_endpoint_state_free(ms_endpoint_state *state); /* drops a reference; accepts NULL */
 
-/* ms_endpoint_state_set_error records `message` as the endpoint's last error. */
+/* ms_endpoint_state_set_error records a copy of `message`, whole, as the
+ * endpoint's last error (out of memory: the previous one stays). */
 void ms_endpoint_state_set_error(ms_endpoint_state *state, const char *message);
 
-/* ms_endpoint_state_get_error copies the last error into `buf` ("" if none). */
-void ms_endpoint_state_get_error(ms_endpoint_state *state, char *buf, size_t len);
+/* ms_endpoint_state_get_error returns a copy of the last error (the caller
+ * frees it), or NULL when there is none or memory ran out. */
+char *ms_endpoint_state_get_error(ms_endpoint_state *state);
 
 typedef struct ms_endpoint {
   const ms_endpoint_config *config; /* borrowed from the snapshot's config */
@@ -78,6 +91,10 @@ typedef struct ms_listener_sockets {
    * listener's max_connections is checked against it (worker.c). It
    * follows the sockets, so it survives snapshots that keep the address. */
   atomic_uint connections;
+  /* Its counters (stats.h): one block per worker, written by that worker
+   * only. They follow the sockets too: a listener that keeps its name and
+   * address keeps its counters across reloads. */
+  ms_listener_stats *stats;
 } ms_listener_sockets;
 
 /* ms_listener_sockets_bind binds `count` sockets to `address` (see

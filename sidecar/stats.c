@@ -28,21 +28,16 @@ void ms_stats_record_latency(ms_stats *stats, uint64_t us) {
   MS_STAT_ADD(stats, latency_sum_us, (long long)us);
 }
 
-double ms_stats_latency_quantile(const ms_stats *stats, double q) {
+int ms_stats_latency_bucket(const ms_stats *stats, double q) {
   long long total = 0;
   for (int i = 0; i < MS_LATENCY_BUCKETS; i++)
     total += atomic_load_explicit(&stats->latency[i], memory_order_relaxed);
-  if (total == 0) return 0;
-  double rank = q * (double)total, seen = 0;
-  for (int i = 0; i < MS_LATENCY_BUCKETS; i++) {
-    double count = (double)atomic_load_explicit(&stats->latency[i], memory_order_relaxed);
-    double lower = i ? ms_latency_bounds_ms[i - 1] : 0;
-    if (i == MS_LATENCY_BUCKETS - 1) return lower;
-    if (count > 0 && seen + count >= rank) {
-      double upper = ms_latency_bounds_ms[i];
-      return lower + (upper - lower) * ((rank - seen) / count);
-    }
-    seen += count;
+  if (total == 0) return -1;
+  double rank = q * (double)total;
+  long long seen = 0;
+  for (int i = 0; i < MS_LATENCY_BUCKETS - 1; i++) {
+    seen += atomic_load_explicit(&stats->latency[i], memory_order_relaxed);
+    if (seen > 0 && (double)seen >= rank) return i;
   }
-  return 0;
+  return MS_LATENCY_BUCKETS - 1;
 }

@@ -19,14 +19,15 @@ const char *ms_upstream_endpoint(const ms_upstream *upstream) {
   return upstream->cluster->endpoints[upstream->endpoint_index].config->address.text;
 }
 
-static ms_endpoint_state *endpoint_state(const ms_upstream *upstream) {
+ms_endpoint_state *ms_upstream_endpoint_state(const ms_upstream *upstream) {
   return upstream->cluster->endpoints[upstream->endpoint_index].state;
 }
 
 static void release_endpoint(ms_upstream *upstream) {
   if (!upstream->endpoint_counted) return;
   upstream->endpoint_counted = false;
-  atomic_fetch_sub_explicit(&endpoint_state(upstream)->active_connections, 1, memory_order_relaxed);
+  atomic_fetch_sub_explicit(&ms_upstream_endpoint_state(upstream)->active_connections, 1,
+                            memory_order_relaxed);
 }
 
 static void release_tls(ms_upstream *upstream) {
@@ -71,9 +72,10 @@ static void record_failure_at(ms_worker *worker, const ms_cluster *cluster, size
   uint32_t ejected_ms = ms_endpoint_record_failure(cluster, index, (int64_t)uv_now(&worker->loop));
   if (ejected_ms)
     ms_log(MS_LOG_WARN,
-           "endpoint ejected: cluster=%s endpoint=%s for %u ms after %u failures in a row",
+           "endpoint ejected: cluster=%s endpoint=%s for %u ms after %u failure%s in a row",
            cluster->config->name, cluster->endpoints[index].config->address.text, ejected_ms,
-           cluster->config->outlier_detection.consecutive_failures);
+           cluster->config->outlier_detection.consecutive_failures,
+           ms_plural(cluster->config->outlier_detection.consecutive_failures));
 }
 
 static void record_failure(ms_upstream *upstream, bool handshake, const char *message) {
@@ -95,7 +97,7 @@ static void fail(ms_upstream *upstream, bool handshake, const char *message) {
 }
 
 static void connect_failed(ms_upstream *upstream, int error) {
-  char message[320];
+  char message[MS_UPSTREAM_MESSAGE_LEN];
   MS_STAT_ADD(&upstream->worker->stats, upstream_cx_connect_fail, 1);
   connect_failed_message(upstream->cluster, upstream->endpoint_index, upstream->address, error,
                          message, sizeof(message));
@@ -118,7 +120,7 @@ static void handshake_failed(ms_upstream *upstream, ms_tls_failure failure, cons
 
 static void handshake_failed_now(ms_upstream *upstream, ms_tls_failure failure,
                                  const char *description) {
-  char line[640];
+  char line[MS_UPSTREAM_MESSAGE_LEN];
   handshake_failed(upstream, failure, description, line, sizeof(line));
   upstream->callbacks->on_failed(upstream, line);
 }
@@ -215,12 +217,16 @@ static void do_handshake(ms_upstream *upstream) {
     return;
   }
   ms_worker *worker = upstream->worker;
+  ms_endpoint_state *state = ms_upstream_endpoint_state(upstream);
   MS_STAT_ADD(&worker->stats, ssl_handshake, 1);
-  if (SSL_session_reused(upstream->ssl))
+  MS_ENDPOINT_STAT_ADD(upstream, handshakes, 1);
+  if (SSL_session_reused(upstream->ssl)) {
     MS_STAT_ADD(&worker->stats, ssl_session_reused, 1);
-  else
+    MS_ENDPOINT_STAT_ADD(upstream, sessions_reused, 1);
+  } else {
     MS_STAT_ADD(&worker->stats, ssl_handshake_full, 1);
-  ms_endpoint_record_success(endpoint_state(upstream));
+  }
+  ms_endpoint_record_success(state);
   uv_timer_stop(&upstream->timer);
   upstream->state = MS_UPSTREAM_READY;
   upstream->callbacks->on_ready(upstream);
@@ -332,6 +338,7 @@ static void on_timer(uv_timer_t *timer) {
   switch (upstream->state) {
     case MS_UPSTREAM_CONNECTING:
       MS_STAT_ADD(&upstream->worker->stats, upstream_cx_connect_timeout, 1);
+      MS_ENDPOINT_STAT_ADD(upstream, connect_timeouts, 1);
       connect_failed(upstream, -ETIMEDOUT);
       return;
     case MS_UPSTREAM_HANDSHAKING: {

@@ -39,6 +39,11 @@ typedef enum ms_upstream_state {
 
 typedef struct ms_upstream ms_upstream;
 
+/* The room for a failure line (on_failed's `message`): a whole log line, so
+ * that what the log, the endpoint's last_error and a 502 say is never cut
+ * shorter than the log's own cap. */
+#define MS_UPSTREAM_MESSAGE_LEN 1024
+
 typedef struct ms_upstream_callbacks {
   /* The handshake is done: the upstream is READY. Our last handshake
    * flight (the Finished) is still in io, unsent, so that the owner's first
@@ -122,5 +127,14 @@ int ms_upstream_on_new_session(SSL *ssl, SSL_SESSION *session);
 
 /* ms_upstream_endpoint names the endpoint as configured. */
 const char *ms_upstream_endpoint(const ms_upstream *upstream);
+
+/* ms_upstream_endpoint_state returns the shared counters and health of the
+ * endpoint `upstream` dials (borrowed from its snapshot). */
+ms_endpoint_state *ms_upstream_endpoint_state(const ms_upstream *upstream);
+
+/* MS_ENDPOINT_STAT_ADD adds `n` to a counter of the endpoint `upstream`
+ * dials (an atomic shared by every worker, summed per cluster in /stats). */
+#define MS_ENDPOINT_STAT_ADD(upstream, field, n) \
+  atomic_fetch_add_explicit(&ms_upstream_endpoint_state(upstream)->field, n, memory_order_relaxed)
 
 #endif

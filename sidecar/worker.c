@@ -96,7 +96,7 @@ static void on_accept_timer(uv_timer_t *timer) {
  * while the failures go on; the log says so once a second. */
 static void pause_accepting(ms_listen_socket *listener, int error) {
   ms_worker *worker = listener->worker;
-  MS_STAT_ADD(&worker->stats, downstream_cx_accept_fail, 1);
+  MS_LISTENER_STAT_ADD(worker, listener->sockets, downstream_cx_accept_fail, 1);
   uint32_t pause = listener->pause_ms * 2;
   if (pause < ACCEPT_PAUSE_MIN_MS) pause = ACCEPT_PAUSE_MIN_MS;
   if (pause > ACCEPT_PAUSE_MAX_MS) pause = ACCEPT_PAUSE_MAX_MS;
@@ -106,19 +106,20 @@ static void pause_accepting(ms_listen_socket *listener, int error) {
   listener->resume_ms = now + pause;
   schedule_resume(worker);
   uint64_t count = ms_log_limit_tick(&worker->accept_log, now, LOG_INTERVAL_MS);
+  long long open = (long long)atomic_load(&worker->connection_count);
   if (count > 0)
     ms_log(MS_LOG_WARN,
-           "worker %u: accept failed on listener %s (%llu times since the last line): %s; "
-           "pausing accepts for %u ms (%lld connections open in this worker)",
-           worker->index, listener->sockets->name, (unsigned long long)count, strerror(error),
-           pause, (long long)atomic_load(&worker->connection_count));
+           "worker %u: accept failed on listener %s (%llu time%s since the last line): %s; "
+           "pausing accepts for %u ms (%lld connection%s open in this worker)",
+           worker->index, listener->sockets->name, (unsigned long long)count, ms_plural(count),
+           strerror(error), pause, open, ms_plural((unsigned long long)open));
 }
 
 /* refuse closes an accepted socket over its listener's max_connections. */
 static void refuse(ms_listen_socket *listener, int fd, uint32_t max_connections) {
   ms_worker *worker = listener->worker;
   close(fd);
-  MS_STAT_ADD(&worker->stats, downstream_cx_overflow, 1);
+  MS_LISTENER_STAT_ADD(worker, listener->sockets, downstream_cx_overflow, 1);
   uint64_t count = ms_log_limit_tick(&worker->overflow_log, uv_now(&worker->loop), LOG_INTERVAL_MS);
   if (count > 0)
     ms_log(MS_LOG_WARN,
@@ -144,9 +145,9 @@ static void on_accept(ms_event_source *source, uint32_t events) {
             ms_log_limit_tick(&worker->accept_log, uv_now(&worker->loop), LOG_INTERVAL_MS);
         if (count > 0)
           ms_log(MS_LOG_WARN,
-                 "worker %u: accept failed on listener %s (%llu times since the last line): %s",
+                 "worker %u: accept failed on listener %s (%llu time%s since the last line): %s",
                  worker->index, listener->sockets->name, (unsigned long long)count,
-                 strerror(errno));
+                 ms_plural(count), strerror(errno));
       }
       return;
     }
@@ -236,6 +237,12 @@ static void stop_accepting(ms_worker *worker) {
   uv_timer_stop(&worker->accept_timer);
 }
 
+bool ms_worker_is_current(ms_worker *worker) {
+  /* The worker swaps NULL in and adopts the snapshot in one callback, before
+   * any connection of its loop sees the new one. */
+  return atomic_load(&worker->next_snapshot) == NULL;
+}
+
 static void on_wakeup(uv_async_t *async) {
   ms_worker *worker = async->data;
   ms_snapshot *next = atomic_exchange(&worker->next_snapshot, NULL);
@@ -282,8 +289,8 @@ int ms_worker_client_open(ms_worker *worker, ms_client_link *link, int fd, ms_ev
   link->listener = ms_listener_sockets_up_ref((ms_listener_sockets *)sockets);
   atomic_fetch_add_explicit(&link->listener->connections, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&worker->connection_count, 1, memory_order_relaxed);
-  MS_STAT_ADD(&worker->stats, downstream_cx_total, 1);
-  MS_STAT_ADD(&worker->stats, downstream_cx_active, 1);
+  MS_LISTENER_STAT_ADD(worker, sockets, downstream_cx_total, 1);
+  MS_LISTENER_STAT_ADD(worker, sockets, downstream_cx_active, 1);
   return 0;
 }
 
@@ -294,10 +301,10 @@ void ms_worker_client_close(ms_worker *worker, ms_client_link *link) {
     worker->clients = link->next;
   if (link->next) link->next->prev = link->prev;
   atomic_fetch_sub_explicit(&link->listener->connections, 1, memory_order_relaxed);
+  MS_LISTENER_STAT_ADD(worker, link->listener, downstream_cx_active, -1);
   ms_listener_sockets_free(link->listener);
   link->listener = NULL;
   atomic_fetch_sub_explicit(&worker->connection_count, 1, memory_order_relaxed);
-  MS_STAT_ADD(&worker->stats, downstream_cx_active, -1);
 }
 
 int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {

@@ -86,6 +86,23 @@ struct ms_worker {
   ms_tls_io_scratch *tls_scratch; /* read-ahead and sealed bytes during one event */
 };
 
+/* ms_worker_listener_stats returns the worker's own block of the counters
+ * of the listener `sockets` (stats.h), which only this worker writes. */
+static inline ms_listener_stats *ms_worker_listener_stats(const ms_worker *worker,
+                                                          const ms_listener_sockets *sockets) {
+  return &sockets->stats[worker->index];
+}
+
+/* MS_LISTENER_STAT_ADD bumps a counter of MS_LISTENER_COUNTERS (or of
+ * MS_HTTP_LISTENER_COUNTERS) both for the listener `sockets` and server-wide
+ * (the worker's ms_stats, where the counter has the same name). Worker
+ * thread only. */
+#define MS_LISTENER_STAT_ADD(worker, sockets, field, n)                   \
+  do {                                                                    \
+    MS_STAT_ADD(&(worker)->stats, field, n);                              \
+    MS_STAT_ADD(ms_worker_listener_stats((worker), (sockets)), field, n); \
+  } while (0)
+
 /* ms_worker_init prepares a worker (on the main thread) with a reference
  * to `snapshot`. The worker accepts on its own descriptor of every listener
  * in the snapshots it takes up (ms_listener_sockets_take) and closes those
@@ -111,6 +128,10 @@ int ms_worker_start(ms_worker *worker);
 /* ms_worker_publish hands `snapshot` to the worker (taking a reference);
  * the worker takes it up soon after. */
 void ms_worker_publish(ms_worker *worker, ms_snapshot *snapshot);
+
+/* ms_worker_is_current tells whether the worker has taken up the last
+ * snapshot published to it (any thread). */
+bool ms_worker_is_current(ms_worker *worker);
 
 /* ms_worker_drain makes the worker stop accepting; open connections go on. */
 void ms_worker_drain(ms_worker *worker);

@@ -11,8 +11,8 @@
 #include <openssl/mem.h>
 
 #include "certs/certs.h"
+#include "common/version.h"
 #include "sidecar/log.h"
-#include "sidecar/version.h"
 #include "sidecar/xds_backup.h"
 #include "sidecar/xds_secrets.h"
 #include "sidecar/xds_state.h"
@@ -208,9 +208,9 @@ static void try_backup(ms_xds_source *source, const char *why) {
   size_t clusters, warming, listeners;
   ms_xds_state_counts(state, &clusters, &warming, &listeners);
   ms_log(MS_LOG_WARN,
-         "xds: %s; serving the last configuration it gave, from %s (%zu clusters, %zu "
-         "listeners) until it answers",
-         why, path, clusters, listeners);
+         "xds: %s; serving the last configuration it gave, from %s (%zu cluster%s, %zu "
+         "listener%s) until it answers",
+         why, path, clusters, ms_plural(clusters), listeners, ms_plural(listeners));
 }
 
 /* ---- ADS callbacks ----------------------------------------------------------- */
@@ -264,11 +264,11 @@ static char *on_response(ms_ads_client *client, const char *type_url, const char
   char escaped[MS_LOG_ESCAPED_LEN]; /* the control plane's version string */
   ms_log(MS_LOG_INFO,
          "xds update accepted: type=%s version=%s resources=%zu applied_in=%.1fms%s (dynamic: "
-         "%zu clusters, %zu warming, %zu listeners)",
+         "%zu cluster%s, %zu warming, %zu listener%s)",
          ms_xds_kind_name(kind),
          ms_log_escape(version, MS_LOG_ESCAPE_MAX, escaped, sizeof(escaped)), count,
-         (double)(uv_hrtime() - began_ns) / 1e6, rotated ? " rotation" : "", clusters, warming,
-         listeners);
+         (double)(uv_hrtime() - began_ns) / 1e6, rotated ? " rotation" : "", clusters,
+         ms_plural(clusters), warming, listeners, ms_plural(listeners));
   if (!rotated) resubscribe(source);
   save_backup_soon(source);
   return NULL;
@@ -369,15 +369,10 @@ static char *dump_json(void *arg) {
 }
 
 /* SIGHUP: the file again, with the dynamic resources in force. */
-static void reload(void *arg) {
+static int reload(void *arg) {
   ms_xds_source *source = arg;
-  ms_config *file = NULL;
-  ms_config_errors errors = {0};
-  if (ms_config_load(source->file->path, &file, &errors) != 0) {
-    ms_server_refuse_reload(source->file->path, &errors);
-    ms_config_errors_cleanup(&errors);
-    return;
-  }
+  ms_config *file = ms_server_reload_read(source->file->path);
+  if (file == NULL) return -1;
   if (!file->xds.enabled || strcmp(file->xds.address.text, source->file->xds.address.text) != 0 ||
       strcmp(file->xds.node_id, source->file->xds.node_id) != 0)
     ms_log(MS_LOG_WARN,
@@ -391,9 +386,10 @@ static void reload(void *arg) {
     ms_server_refuse_config(file, err);
     source->file = previous;
     ms_config_free(file);
-    return;
+    return -1;
   }
   ms_config_free(previous);
+  return 0;
 }
 
 static void stop(void *arg) {

@@ -690,10 +690,10 @@ static void pause_accepting(ms_grpc_server *server, int error) {
   uint64_t count = ms_log_limit_tick(&server->accept_log, uv_now(server->loop), LOG_INTERVAL_MS);
   if (count > 0)
     ms_log(MS_LOG_WARN,
-           "grpc: accepting a connection failed (%llu times since the last line): %s; pausing "
-           "accepts for %u ms (%zu connections open)",
-           (unsigned long long)count, strerror(error), server->accept_pause_ms,
-           server->stats.connections);
+           "grpc: accepting a connection failed (%llu time%s since the last line): %s; pausing "
+           "accepts for %u ms (%zu connection%s open)",
+           (unsigned long long)count, ms_plural(count), strerror(error), server->accept_pause_ms,
+           server->stats.connections, ms_plural(server->stats.connections));
 }
 
 /* refuse closes an accepted socket over a connection limit. */

@@ -1,6 +1,7 @@
 /* server.c: xds-server's lifetime (server.h): options, the TLS context, the
  * gRPC server that accepts ADS calls, pushing to streams, and the helpers
  * its parts share (server_internal.h). */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,36 @@ const xds_resource *xds_resource_set_find(const xds_resource_set *set, const cha
   return NULL;
 }
 
+void xds_digest_init(xds_digest *digest) {
+  SHA256_Init(&digest->sha);
+}
+
+void xds_digest_add(xds_digest *digest, const xds_resource *resource) {
+  SHA256_Update(&digest->sha, resource->name, strlen(resource->name) + 1);
+  SHA256_Update(&digest->sha, resource->hash, sizeof(resource->hash));
+}
+
+uint64_t xds_digest_final(xds_digest *digest) {
+  uint8_t hash[SHA256_DIGEST_LENGTH];
+  SHA256_Final(hash, &digest->sha);
+  uint64_t value = 0;
+  for (int i = 0; i < 8; i++)
+    value = value << 8 | hash[i];
+  return value;
+}
+
+bool xds_resource_set_update_version(xds_resource_set *set) {
+  xds_digest digest;
+  xds_digest_init(&digest);
+  for (size_t i = 0; i < set->count; i++)
+    xds_digest_add(&digest, &set->items[i]);
+  char version[XDS_VERSION_LEN];
+  snprintf(version, sizeof(version), "%016" PRIx64, xds_digest_final(&digest));
+  bool changed = strcmp(version, set->version) != 0;
+  memcpy(set->version, version, sizeof(version));
+  return changed;
+}
+
 /* ---- pushing --------------------------------------------------------------------- */
 
 void xds_server_push_type(ms_xds_server *server, xds_type type) {
@@ -81,7 +112,8 @@ void xds_server_push_type(ms_xds_server *server, xds_type type) {
     pushed++;
   }
   if (pushed > 0)
-    ms_log(MS_LOG_DEBUG, "xds: %s checked on %zu streams", xds_type_name(type), pushed);
+    ms_log(MS_LOG_DEBUG, "xds: %s checked on %zu stream%s", xds_type_name(type), pushed,
+           ms_plural(pushed));
 }
 
 void xds_server_client_trust_changed(ms_xds_server *server) {
@@ -248,7 +280,7 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   if (options->listen_address == NULL || options->tls_cert == NULL || options->tls_key == NULL ||
       options->ca_cert == NULL || options->ca_key == NULL) {
     snprintf(err, err_len,
-             "--listen, --tls-cert, --tls-key, --ca-cert and --ca-key are all required");
+             "a listen address, --tls-cert, --tls-key, --ca-cert and --ca-key are all required");
     return -1;
   }
   ms_xds_server *server = calloc(1, sizeof(*server));
@@ -320,6 +352,10 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
       server->has_files = false;
       goto fail;
     }
+  } else {
+    /* Nothing from files: empty sets, with the empty set's version. */
+    for (int type = 0; type < XDS_TYPE_SDS; type++)
+      xds_resource_set_update_version(&server->files.sets[type]);
   }
   if (o->jwks_file != NULL || o->jwks_url != NULL) {
     if (o->token_issuer == NULL) {

@@ -3,8 +3,9 @@
  * its certificate, server_node.c). Each request goes through the per-type
  * state machine (server_state.h); a response goes out when the machine says
  * so, or when what the subscription covers changed (xds_stream_push). A
- * response's version is a digest of what it holds, so an unchanged
- * subscription is never answered twice with the same content. */
+ * CDS, EDS or LDS response carries its file set's version; an SDS response a
+ * digest of what it holds. A response with the version and content of the
+ * last one is never sent again. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +13,6 @@
 
 #include <cjson/cJSON.h>
 #include <openssl/mem.h>
-#include <openssl/sha.h>
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
@@ -33,8 +33,9 @@ static void stream_free(xds_stream *stream, const char *why) {
   double seconds = (double)(xds_now_ms() - stream->connected_at_ms) / 1000.0;
   if (stream->node != NULL) {
     ms_log(MS_LOG_INFO,
-           "ads: node %s disconnected from %s (%s, after %.1fs, %" PRIu64 " responses)",
-           stream->node->log_id, stream->peer_address, why, seconds, stream->responses);
+           "ads: node %s disconnected from %s (%s, after %.1fs, %" PRIu64 " response%s)",
+           stream->node->log_id, stream->peer_address, why, seconds, stream->responses,
+           ms_plural(stream->responses));
     xds_node_release(stream->node, stream);
   } else {
     ms_log(MS_LOG_INFO, "ads: stream from %s closed before naming its node (%s)",
@@ -107,25 +108,20 @@ static size_t gather(xds_stream *stream, xds_type type, const xds_resource **out
   return count;
 }
 
-/* digest_of: the first 8 bytes of SHA-256 over the names and hashes. */
-static uint64_t digest_of(xds_type type, const xds_resource *const *resources, size_t count) {
-  SHA256_CTX sha;
-  SHA256_Init(&sha);
-  SHA256_Update(&sha, xds_type_url(type), strlen(xds_type_url(type)));
-  for (size_t i = 0; i < count; i++) {
-    SHA256_Update(&sha, resources[i]->name, strlen(resources[i]->name) + 1);
-    SHA256_Update(&sha, resources[i]->hash, sizeof(resources[i]->hash));
-  }
-  uint8_t hash[32];
-  SHA256_Final(hash, &sha);
-  uint64_t digest = 0;
-  for (int i = 0; i < 8; i++)
-    digest = digest << 8 | hash[i];
-  return digest;
+/* digest_of: what a response holds, to tell whether it changed. */
+static uint64_t digest_of(const xds_resource *const *resources, size_t count) {
+  xds_digest digest;
+  xds_digest_init(&digest);
+  for (size_t i = 0; i < count; i++)
+    xds_digest_add(&digest, resources[i]);
+  return xds_digest_final(&digest);
 }
 
-/* respond sends the stream's `type` response if `force` or if its content
- * changed since the last one. */
+/* respond sends the stream's `type` response if `force`, or if its version
+ * or its content changed since the last one. A CDS, EDS or LDS response's
+ * version is its file set's (every node that runs a version of the set ACKs
+ * the string the log and /status show); an SDS response's, which holds the
+ * node's own certificate, is the digest of what it holds. */
 static void respond(xds_stream *stream, xds_type type, bool force) {
   xds_type_state *state = &stream->types[type];
   if (stream->node == NULL || !state->subscribed) return;
@@ -141,8 +137,15 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
       return;
     }
   }
-  uint64_t digest = digest_of(type, resources, count);
-  if (!force && state->sent && digest == state->sent_digest) goto done;
+  uint64_t digest = digest_of(resources, count);
+  char version[XDS_VERSION_LEN], nonce[XDS_NONCE_LEN];
+  if (type == XDS_TYPE_SDS)
+    snprintf(version, sizeof(version), "%016" PRIx64, digest);
+  else
+    snprintf(version, sizeof(version), "%s", stream->server->files.sets[type].version);
+  if (!force && state->sent && digest == state->sent_digest &&
+      strcmp(version, state->sent_version) == 0)
+    goto done;
 
   Google__Protobuf__Any *anys = calloc(count + 1, sizeof(*anys));
   Google__Protobuf__Any **any_list = calloc(count + 1, sizeof(*any_list));
@@ -155,8 +158,6 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
     anys[i].value.len = resources[i]->len;
     any_list[i] = &anys[i];
   }
-  char version[XDS_VERSION_LEN], nonce[XDS_NONCE_LEN];
-  snprintf(version, sizeof(version), "%016" PRIx64, digest);
   snprintf(nonce, sizeof(nonce), "%" PRIu64, ++stream->nonce_counter);
   Envoy__Config__Core__V3__ControlPlane control_plane =
       ENVOY__CONFIG__CORE__V3__CONTROL_PLANE__INIT;
@@ -181,8 +182,8 @@ static void respond(xds_stream *stream, xds_type type, bool force) {
   } else {
     xds_type_state_on_sent(state, version, nonce, digest, xds_now_ms());
     stream->responses++;
-    ms_log(MS_LOG_DEBUG, "ads: node %s: sent %s version %s (%zu resources, nonce %s)",
-           stream->node->log_id, xds_type_name(type), version, count, nonce);
+    ms_log(MS_LOG_DEBUG, "ads: node %s: sent %s version %s (%zu resource%s, nonce %s)",
+           stream->node->log_id, xds_type_name(type), version, count, ms_plural(count), nonce);
   }
   goto cleanup;
 oom:
@@ -309,8 +310,8 @@ static void on_message(ms_grpc_server_call *call, const uint8_t *bytes, size_t l
   char version[MS_LOG_ESCAPED_LEN], detail[MS_LOG_ESCAPED_LEN * 2];
   switch (kind) {
     case XDS_REQUEST_INITIAL:
-      ms_log(MS_LOG_DEBUG, "ads: node %s subscribed to %s (%zu names)", id, name,
-             req->n_resource_names);
+      ms_log(MS_LOG_DEBUG, "ads: node %s subscribed to %s (%zu name%s)", id, name,
+             req->n_resource_names, ms_plural(req->n_resource_names));
       break;
     case XDS_REQUEST_ACK:
       ms_log(MS_LOG_INFO, "ads: node %s ACK %s version %s", id, name,

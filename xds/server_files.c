@@ -235,9 +235,11 @@ static bool load_file(xds_files *files, xds_file *file) {
       file->parsed_once = true;
       file->loaded_at_ms = xds_now_ms();
       if (file->error != NULL)
-        ms_log(MS_LOG_INFO, "files: %s is valid again (%zu resources)", file->name, count);
+        ms_log(MS_LOG_INFO, "files: %s is valid again (%zu resource%s)", file->name, count,
+               ms_plural(count));
       else
-        ms_log(MS_LOG_INFO, "files: loaded %s (%zu resources)", file->name, count);
+        ms_log(MS_LOG_INFO, "files: loaded %s (%zu resource%s)", file->name, count,
+               ms_plural(count));
       free(file->error);
       file->error = NULL;
       return true;
@@ -314,27 +316,13 @@ static bool rebuild_set(xds_files *files, xds_type type) {
     }
   }
   qsort(items, count, sizeof(*items), compare_resources);
-  /* The set's version: a digest over names and hashes. */
-  SHA256_CTX sha;
-  SHA256_Init(&sha);
-  for (size_t i = 0; i < count; i++) {
-    SHA256_Update(&sha, items[i].name, strlen(items[i].name) + 1);
-    SHA256_Update(&sha, items[i].hash, sizeof(items[i].hash));
-  }
-  uint8_t hash[32];
-  SHA256_Final(hash, &sha);
-  char version[XDS_VERSION_LEN];
-  for (int i = 0; i < 8; i++)
-    snprintf(version + 2 * i, 3, "%02x", hash[i]);
   xds_resource_set *set = &files->sets[type];
-  bool changed = strcmp(version, set->version) != 0;
   for (size_t i = 0; i < set->count; i++)
     xds_resource_cleanup(&set->items[i]);
   free(set->items);
   set->items = items;
   set->count = count;
-  snprintf(set->version, sizeof(set->version), "%s", version);
-  return changed;
+  return xds_resource_set_update_version(set);
 }
 
 void xds_files_reload(xds_files *files) {
@@ -368,8 +356,8 @@ void xds_files_reload(xds_files *files) {
       link = &file->next;
       continue;
     }
-    ms_log(MS_LOG_INFO, "files: %s was removed (%zu resources no longer served)", file->name,
-           file->count);
+    ms_log(MS_LOG_INFO, "files: %s was removed (%zu resource%s no longer served)", file->name,
+           file->count, ms_plural(file->count));
     changed |= file->count > 0;
     *link = file->next;
     file_free(file);
@@ -381,8 +369,8 @@ void xds_files_reload(xds_files *files) {
   }
   for (int type = 0; type < XDS_TYPE_SDS; type++) {
     if (!rebuild_set(files, (xds_type)type)) continue;
-    ms_log(MS_LOG_INFO, "files: %s now version %s (%zu resources)", xds_type_name((xds_type)type),
-           files->sets[type].version, files->sets[type].count);
+    ms_log(MS_LOG_INFO, "files: %s now version %s (%zu resource%s)", xds_type_name((xds_type)type),
+           files->sets[type].version, files->sets[type].count, ms_plural(files->sets[type].count));
     xds_server_push_type(files->server, (xds_type)type);
   }
 }

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <uv.h>
 
@@ -43,15 +44,33 @@ typedef struct xds_resource {
 int xds_resource_init(xds_resource *out, const char *name, const void *message);
 void xds_resource_cleanup(xds_resource *resource);
 
+/* The digest of a list of resources, in order: SHA-256 over each one's name
+ * and hash, cut to its first 8 bytes. Equal lists give equal digests. */
+typedef struct xds_digest {
+  SHA256_CTX sha;
+} xds_digest;
+
+void xds_digest_init(xds_digest *digest);
+void xds_digest_add(xds_digest *digest, const xds_resource *resource);
+uint64_t xds_digest_final(xds_digest *digest);
+
 /* Resources of one type, sorted by name. */
 typedef struct xds_resource_set {
   xds_resource *items;
   size_t count;
-  char version[XDS_VERSION_LEN]; /* digest of the whole set, for /status */
+  /* The set's version: the digest of its items as 16 hex digits. It is the
+   * version_info of every CDS, EDS or LDS response cut from the set (whatever
+   * part of it a node subscribed to), so the log, /status and each node's
+   * ACK name one version. */
+  char version[XDS_VERSION_LEN];
 } xds_resource_set;
 
 /* xds_resource_set_find returns the resource called `name` or NULL. */
 const xds_resource *xds_resource_set_find(const xds_resource_set *set, const char *name);
+
+/* xds_resource_set_update_version sets set->version from its items.
+ * Returns true when the version changed. */
+bool xds_resource_set_update_version(xds_resource_set *set);
 
 int64_t xds_now_ms(void);
 

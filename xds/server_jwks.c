@@ -83,8 +83,9 @@ static void rebuild(xds_jwks *jwks) {
   jwks->current = next;
   jwks->current_since_ms = xds_now_ms();
   ms_log(MS_LOG_INFO,
-         "jwks: tokens now verify against %zu keys (%zu from the file, %zu from the URL)",
-         ms_jwks_count(next), jwks->file.key_count, jwks->remote.key_count);
+         "jwks: tokens now verify against %zu key%s (%zu from the file, %zu from the URL)",
+         ms_jwks_count(next), ms_plural(ms_jwks_count(next)), jwks->file.key_count,
+         jwks->remote.key_count);
 }
 
 static void source_attempt(xds_jwks_source *source) {

@@ -3,15 +3,17 @@ never leak, unknown paths get a JSON 404."""
 
 import http.client
 import json
+import re
+import signal
 import socket
-import threading
 import time
 import unittest
+import urllib.parse
 
 from tests.lib import harness
 from tests.lib.control_plane import xds_bootstrap
-from tests.lib.harness import (CLIENT_URI, cluster, cluster_tls, config, http_get, listener,
-                               normalize_serial)
+from tests.lib.harness import (CLIENT_URI, SERVER_NAME, cluster, cluster_tls, config, http_get,
+                               listener, normalize_serial)
 from tests.lib.pki import find_key_material, key_material_of_file
 
 
@@ -180,6 +182,226 @@ class AdminTest(harness.IntegrationTest):
         self.assertGreaterEqual(harness.host_stat(host, "cx_total"), 4)
 
 
+def prometheus_samples(body):
+    """prometheus_samples returns {'family{labels}': value} of a text body."""
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+class EnvoyStatsTest(harness.IntegrationTest):
+    """Stats an Envoy user can use (issue 11, item 6): per listener and per
+    cluster with Envoy's prefixes and names, ?filter= and ?format=, reloads
+    counted."""
+
+    def setUp(self):
+        super().setUp()
+        self.nginx = self.start_https()
+        c = cluster("c", [f"127.0.0.1:{self.nginx.port}"], cluster_tls(self.pki))
+        self.config = config([listener("front", "c"), listener("back", "c")], [c])
+        self.sidecar = self.start_sidecar(self.config)
+
+    def get(self, listener_index):
+        port = self.sidecar.listener_port(listener_index)
+        self.assertEqual(http_get(port, "/hello.txt")[0], 200)
+
+    def reload(self, new_config, expect_log):
+        harness.write_file(self.sidecar.config_path, json.dumps(new_config, indent=2))
+        count = len(self.sidecar.log_lines(expect_log))
+        self.sidecar.send_signal(signal.SIGHUP)
+        self.sidecar.wait_log(expect_log, count=count + 1)
+
+    def test_per_listener_counters_under_envoy_prefixes(self):
+        for index in (0, 0, 1):
+            self.get(index)
+        harness.wait_until(lambda: self.sidecar.stat("downstream_cx_active") == 0,
+                           what="every connection to end")
+        stats = self.sidecar.stats()
+        self.assertEqual(stats["listener.front.downstream_cx_total"], 2, stats)
+        self.assertEqual(stats["listener.back.downstream_cx_total"], 1, stats)
+        self.assertEqual(stats["downstream_cx_total"], 3)  # the server-wide sum stays
+        for name in ("downstream_cx_active", "downstream_cx_overflow",
+                     "downstream_cx_idle_timeout", "downstream_cx_no_endpoint"):
+            self.assertEqual(stats[f"listener.front.{name}"], 0, name)
+        # TCP listeners have no HTTP connection manager stats.
+        self.assertFalse([k for k in stats if k.startswith("http.")], stats)
+        prometheus = prometheus_samples(self.sidecar.admin_get("/stats/prometheus")[1])
+        self.assertEqual(
+            prometheus['mtls_sidecar_listener_downstream_cx_total{listener="front"}'], 2)
+        self.assertEqual(
+            prometheus['mtls_sidecar_listener_downstream_cx_active{listener="back"}'], 0)
+
+        # A listener kept by a reload keeps its counters; a new one starts at 0.
+        kept = json.loads(json.dumps(self.config))
+        kept["listeners"].append(listener("extra", "c"))
+        self.reload(kept, r"configuration applied: 3 listeners")
+        stats = self.sidecar.stats()
+        self.assertEqual(stats["listener.front.downstream_cx_total"], 2, stats)
+        self.assertEqual(stats["listener.extra.downstream_cx_total"], 0, stats)
+        self.get(1)
+        harness.wait_until(
+            lambda: self.sidecar.stats()["listener.back.downstream_cx_total"] == 2,
+            what="listener.back.downstream_cx_total to reach 2")
+
+    def test_cluster_counters_use_envoys_names(self):
+        for _ in range(3):
+            self.get(0)
+        harness.wait_until(lambda: self.sidecar.stat("downstream_cx_active") == 0,
+                           what="every connection to end")
+        stats = self.sidecar.stats()
+        expect = {"upstream_cx_total": 3, "upstream_cx_active": 0, "upstream_cx_connect_fail": 0,
+                  "upstream_cx_connect_timeout": 0, "ssl.handshake": 3,
+                  "ssl.connection_error": 0, "upstream_rq_total": 0, "upstream_rq_retry": 0}
+        for name, value in expect.items():
+            self.assertEqual(stats.get(f"cluster.c.{name}"), value, f"cluster.c.{name}: {stats}")
+        # Sessions are resumed after the first handshake, and counted per cluster too.
+        self.assertEqual(stats["cluster.c.ssl.session_reused"], stats["ssl_session_reused"])
+        self.assertGreaterEqual(stats["cluster.c.ssl.session_reused"], 1)
+        prometheus = prometheus_samples(self.sidecar.admin_get("/stats/prometheus")[1])
+        self.assertEqual(prometheus['mtls_sidecar_cluster_ssl_handshake{cluster="c"}'], 3)
+
+    def test_filter_and_format(self):
+        self.get(0)
+        names = [s["name"] for s in
+                 self.sidecar.admin_json("/stats?filter=" + urllib.parse.quote(r"^listener\."))
+                 ["stats"]]
+        self.assertTrue(names)
+        self.assertTrue(all(n.startswith("listener.") for n in names), names)
+        self.assertIn("listener.front.downstream_cx_total", names)
+        only = self.sidecar.admin_json("/stats?format=json&filter=cx_total$")
+        self.assertEqual(sorted(s["name"] for s in only["stats"]),
+                         ["cluster.c.upstream_cx_total", "downstream_cx_total",
+                          "listener.back.downstream_cx_total",
+                          "listener.front.downstream_cx_total", "upstream_cx_total"])
+        self.assertNotIn("http_rq_latency_ms", only)  # the histogram is a stat like the others
+        # ?format=prometheus is /stats/prometheus; the filter picks the same stats.
+        status, content_type, body = self.sidecar.admin_request(
+            "GET", "/stats?format=prometheus&filter=" + urllib.parse.quote("^listener\\.front\\."))
+        self.assertEqual((status, content_type), (200, "text/plain; version=0.0.4"))
+        text = body.decode()
+        samples = prometheus_samples(text)
+        self.assertTrue(samples)
+        self.assertTrue(all('{listener="front"}' in k for k in samples), text)
+        # Each family still has its HELP and TYPE.
+        self.assertIn("# TYPE mtls_sidecar_listener_downstream_cx_total counter", text)
+        self.assertIn("# TYPE mtls_sidecar_listener_downstream_cx_active gauge", text)
+        status, body = self.sidecar.admin_get("/stats/prometheus?filter=^downstream_cx_total$")
+        self.assertEqual(list(prometheus_samples(body)), ["mtls_sidecar_downstream_cx_total"])
+        self.assertEqual(self.sidecar.admin_get("/stats/prometheus?format=json")[0], 200)
+        # Refusals name what is wrong.
+        status, body = self.sidecar.admin_get("/stats?filter=" + urllib.parse.quote("(cx"))
+        self.assertEqual(status, 400)
+        self.assertIn("(cx", json.loads(body)["error"])
+        status, body = self.sidecar.admin_get("/stats?filter=" + "a" * 300)
+        self.assertEqual(status, 400)
+        self.assertIn("filter", json.loads(body)["error"])
+        status, body = self.sidecar.admin_get("/stats?format=xml")
+        self.assertEqual(status, 400)
+        self.assertIn("format", json.loads(body)["error"])
+
+    def test_docs_list_every_stat(self):
+        http_config = json.loads(json.dumps(self.config))
+        http_config["listeners"].append(harness.http_listener("web", "c"))
+        http_config["admin"]["address"] = f"127.0.0.1:{harness.free_port()}"
+        for entry in http_config["listeners"]:
+            entry["address"] = f"127.0.0.1:{harness.free_port()}"
+        names = self.start_sidecar(http_config, name="web").stats()
+        docs = harness.read_text("docs/stats.md")
+        missing = []
+        for name in names:
+            generic = re.sub(r"^(listener|http|cluster)\.[^.]+\.", r"\1.<name>.", name)
+            generic = re.sub(r"^ssl\.handshake_failure\..*", "ssl.handshake_failure.<reason>",
+                             generic)
+            first_of_range = re.sub(r"_[2-5]xx$", "_1xx", generic)  # "_1xx ... _5xx"
+            if f"`{generic}`" not in docs and f"`{first_of_range}`" not in docs:
+                missing.append(generic)
+        self.assertEqual(missing, [], "docs/stats.md does not list these")
+
+    def test_reloads_are_counted(self):
+        self.assertEqual((self.sidecar.stat("config_reload_success"),
+                          self.sidecar.stat("config_reload_failure")), (0, 0))
+        broken = json.loads(json.dumps(self.config))
+        broken["clusters"][0]["lb_policy"] = "fastest"
+        self.reload(broken, r"config reload refused: .* problem")
+        self.assertEqual(self.sidecar.stat("config_reload_failure"), 1)
+        self.reload(self.config, r"configuration applied")
+        self.assertEqual((self.sidecar.stat("config_reload_success"),
+                          self.sidecar.stat("config_reload_failure")), (1, 1))
+
+
+class AdminPagesTest(harness.IntegrationTest):
+    """Admin pages that said what is not so (issue 11, item 8)."""
+
+    def setUp(self):
+        super().setUp()
+        self.nginx = self.start_https()
+
+    def test_config_dump_shows_what_is_in_force_defaults_filled_in(self):
+        tls = cluster_tls(self.pki, password_file=None)
+        tls["password_file"] = None  # written as null: nothing to redact
+        sidecar = self.simple_sidecar(self.nginx.port, tls)
+        dump = sidecar.admin_json("/config_dump")["configs"][0]["config"]
+        c = dump["clusters"][0]
+        self.assertIsNone(c["tls"]["password_file"])
+        self.assertEqual(c["tls"]["private_key"], "[redacted]")
+        # Keys the file leaves out, with the defaults in force.
+        self.assertEqual(c["lb_policy"], "round_robin")
+        self.assertEqual(c["tls"]["verify_depth"], 4)
+        self.assertEqual(c["tls"]["protocols"], ["TLSv1.2", "TLSv1.3"])
+        self.assertIs(c["tls"]["send_sni"], True)
+        self.assertEqual(c["outlier_detection"], {"consecutive_failures": 3,
+                                                  "base_ejection_ms": 5000,
+                                                  "max_ejection_ms": 300000})
+        self.assertEqual(c["http_pool"]["max_idle"], 256)
+        self.assertEqual(c["endpoints"], [{"address": f"127.0.0.1:{self.nginx.port}",
+                                           "weight": 1}])
+        l = dump["listeners"][0]
+        self.assertEqual((l["idle_timeout_ms"], l["max_connections"]), (3600000, 10000))
+        self.assertIsNone(dump["xds"])
+        self.assertTrue(dump["watch_certificates"])
+        # What is shown is itself a configuration that runs as it is shown.
+        c["tls"]["private_key"] = self.pki.client.key
+        dump["admin"]["address"] = f"127.0.0.1:{harness.free_port()}"
+        l["address"] = f"127.0.0.1:{harness.free_port()}"
+        copy = self.make_sidecar(dump, name="copy")
+        self.assertEqual(copy.validate()[0], 0, copy.validate()[1])
+
+    def test_clusters_say_which_sni_each_host_sends(self):
+        named = self.simple_sidecar(self.nginx.port)  # server_name upstream.test
+        host = named.hosts("c")[0]
+        self.assertEqual(host["sni"], SERVER_NAME)
+        bare = self.simple_sidecar(self.nginx.port, cluster_tls(self.pki, server_name=None),
+                                   name="bare")
+        host = bare.hosts("c")[0]
+        self.assertIsNone(host["sni"])
+        self.assertIn("IP address", host["sni_absent_reason"])
+        off = self.simple_sidecar(self.nginx.port, cluster_tls(self.pki, send_sni=False),
+                                  name="off")
+        host = off.hosts("c")[0]
+        self.assertIsNone(host["sni"])
+        self.assertIn("send_sni", host["sni_absent_reason"])
+        tls = off.admin_json("/clusters")["cluster_statuses"][0]["tls"]
+        self.assertIs(tls["send_sni"], False)
+        self.assertNotIn("sni", tls)  # the setting is not what is sent
+
+    def test_last_error_is_the_whole_line(self):
+        untrusted = self.start_https(server=self.pki.other_server)
+        name = "orders-" + "x" * 120  # a long name makes a long line
+        c = cluster(name, [f"127.0.0.1:{untrusted.port}"], cluster_tls(self.pki),
+                    max_connect_attempts=1)
+        sidecar = self.start_sidecar(config([listener("l", name)], [c]))
+        sock = self.connect(sidecar.listener_port())
+        self.assertTrue(harness.is_closed_without_data(sock, timeout=10))
+        line = sidecar.wait_log(r"handshake failed: cluster=orders-x+ ")[0]
+        last_error = sidecar.hosts(name)[0]["last_error"]
+        self.assertGreater(len(last_error), 320)
+        self.assertTrue(line.endswith(last_error), f"{last_error!r} is not the end of {line!r}")
+        self.assertIn("reason=unknown_ca", last_error)
+
+
 class AdminHostileTest(harness.IntegrationTest):
     """The admin endpoint against a browser page on the same machine (a
     cross-site POST, DNS rebinding) and against connections that trickle."""
@@ -241,34 +463,63 @@ class AdminHostileTest(harness.IntegrationTest):
         self.sidecar.process.wait(10)
 
     def test_trickling_connections_do_not_take_every_slot(self):
-        stop = threading.Event()
         socks = []
         for _ in range(70):  # more than the 64 slots, whatever else is open
             s = socket.create_connection(("127.0.0.1", self.sidecar.admin_port), timeout=5)
             socks.append(s)
         self.addCleanup(lambda: [s.close() for s in socks])
         time.sleep(0.5)  # all accepted (or refused) before the first byte
-
-        def trickle():
-            request = b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100000
-            for i in range(len(request)):
-                for s in socks:
-                    try:
-                        s.send(request[i:i + 1])
-                    except OSError:
-                        pass
-                if stop.wait(0.2):
-                    return
-
-        thread = threading.Thread(target=trickle, daemon=True)
-        thread.start()
-        self.addCleanup(thread.join, 5)
-        self.addCleanup(stop.set)
+        trickle = harness.Trickle(
+            socks, b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100000)
+        self.addCleanup(trickle.stop)
         time.sleep(1)
         for _ in range(5):
             status, body = self.sidecar.admin_get("/ready", timeout=3)
             self.assertEqual(status, 200, body)
             time.sleep(0.3)
+        # Each connection closed to make room is counted: at least the six
+        # of the seventy over the 64 slots.
+        self.assertGreaterEqual(self.sidecar.stat("admin_cx_evicted"), 6)
+
+    def raw_request(self, data):
+        """raw_request sends `data` on a new admin connection and returns
+        the status of the answer, read before the connection ends."""
+        sock = self.connect(self.sidecar.admin_port, timeout=10)
+        sock.sendall(data)
+        reader = sock.makefile("rb")
+        self.addCleanup(reader.close)
+        return harness.read_http_response(reader)[0]
+
+    def test_refused_requests_are_counted(self):
+        port = self.sidecar.admin_port
+        local = f"Host: 127.0.0.1:{port}\r\n".encode()
+        refusals = [
+            (421, b"GET /ready HTTP/1.1\r\nHost: evil.example\r\n\r\n"),
+            (403, b"POST /quitquitquit HTTP/1.1\r\n" + local +
+             b"Origin: http://evil.example\r\nContent-Length: 0\r\n\r\n"),
+            (431, b"GET /ready HTTP/1.1\r\n" + local + b"X-Big: " + b"a" * 9000 + b"\r\n\r\n"),
+            (414, b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\n" + local + b"\r\n"),
+            (413, b"GET /ready HTTP/1.1\r\n" + local + b"Content-Length: 100000\r\n\r\n"),
+            (400, b"NOT HTTP\r\n\r\n"),
+            (400, b"GET /stats?filter=%28cx HTTP/1.1\r\n" + local + b"\r\n"),
+        ]
+        for status, data in refusals:
+            self.assertEqual(self.raw_request(data), status, data[:60])
+        # Answers that are not refusals are not counted.
+        self.assertEqual(self.sidecar.admin_get("/no/such/path")[0], 404)
+        self.assertEqual(self.sidecar.stat("admin_rq_refused"), len(refusals))
+        prometheus = self.sidecar.admin_get("/stats/prometheus")[1]
+        self.assertIn(f"mtls_sidecar_admin_rq_refused {len(refusals)}", prometheus)
+        self.assertTrue(self.sidecar.is_running())
+
+    def test_a_request_not_whole_within_10_s_is_closed_and_counted(self):
+        sock = self.connect(self.sidecar.admin_port, timeout=30)
+        started = time.monotonic()
+        sock.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        self.assertTrue(harness.is_closed_without_data(sock, timeout=30))
+        elapsed = time.monotonic() - started
+        self.assertGreaterEqual(elapsed, 9, "closed before the 10 s deadline")
+        self.assertEqual(self.sidecar.stat("admin_cx_timeout"), 1)
 
 
 if __name__ == "__main__":

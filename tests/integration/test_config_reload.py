@@ -54,7 +54,7 @@ class ConfigReloadTest(harness.IntegrationTest):
         # Point the blue listener at green, and remove the green listener.
         third = config([listener("to_blue", "green", port=blue_port)],
                        [self.cluster_to("green", self.green)], admin_port=sidecar.admin_port)
-        sidecar.reload(third, r"configuration applied: 1 listeners, 1 clusters")
+        sidecar.reload(third, r"configuration applied: 1 listener, 1 cluster ")
         self.assertEqual(http_get(blue_port, "/who"), (200, b"green\n"))
         harness.wait_until(lambda: not harness.port_accepts(green_port),
                            what="the removed listener to stop accepting")

@@ -688,8 +688,10 @@ class FaultTest(harness.IntegrationTest):
 
     def test_slowloris_does_not_slow_normal_traffic(self):
         nginx = self.start_https()
+        # The slowloris heads are held for the whole measure: no deadline
+        # (request_headers_timeout_ms would answer them 408 after 10 s).
         sidecar, probe = self.start_probed_sidecar(config(
-            [http_listener("l", "c")],
+            [http_listener("l", "c", request_headers_timeout_ms=0)],
             [cluster("c", [f"127.0.0.1:{nginx.port}"], cluster_tls(self.pki))], workers=1))
         port, pid = sidecar.listener_port(), sidecar.process.pid
         self.time_requests(port, 50)  # warm: the pool and the session cache

@@ -67,13 +67,14 @@ class RawClient:
 
 class HttpTest(harness.IntegrationTest):
 
-    def start_http_sidecar(self, endpoints, tls=None, http=None, **cluster_extra):
+    def start_http_sidecar(self, endpoints, tls=None, http=None, workers=2, **cluster_extra):
         """start_http_sidecar starts a sidecar with one HTTP listener `l`
         (its "http" object: `http`) for one cluster `c` of `endpoints`
         (ports on 127.0.0.1, or endpoint strings or dicts as they are)."""
         endpoints = [f"127.0.0.1:{e}" if isinstance(e, int) else e for e in endpoints]
         c = cluster("c", endpoints, tls or cluster_tls(self.pki), **cluster_extra)
-        return self.start_sidecar(config([http_listener("l", "c", **(http or {}))], [c]))
+        return self.start_sidecar(config([http_listener("l", "c", **(http or {}))], [c],
+                                         workers=workers))
 
     def keep_alive_client(self, sidecar, timeout=10):
         """An http.client connection that fails instead of reconnecting."""
@@ -148,6 +149,63 @@ class HttpTest(harness.IntegrationTest):
         self.assertGreaterEqual(len(resumed), len(connections) - 2, entries[::50])
         self.assertEqual(stat(sidecar, "ssl_session_reused"), len(resumed))
         self.assertEqual(stat(sidecar, "ssl_handshake"), len(connections))
+
+    def test_max_requests_closes_a_connection_and_counts_it(self):
+        nginx = self.start_https()
+        sidecar = self.start_http_sidecar([nginx.port], http_pool={"max_requests": 2})
+        conn = self.keep_alive_client(sidecar)
+        for i in range(5):
+            self.assertEqual(self.exchange(conn, "GET", f"/hello.txt?n={i}")[::2], (200, HELLO))
+        # 2 + 2 + 1: the first two connections closed after their second request.
+        self.assertEqual(len({e["connection"] for e in nginx.wait_access_entries(5)}), 3)
+        self.assertEqual(stat(sidecar, "http_pool_new"), 3)
+        self.assertEqual(stat(sidecar, "upstream_cx_max_requests"), 2)
+        self.assertEqual(stat(sidecar, "cluster.c.upstream_cx_max_requests"), 2)
+        self.assertIn('mtls_sidecar_cluster_upstream_cx_max_requests{cluster="c"} 2',
+                      sidecar.admin_get("/stats/prometheus")[1])
+
+    def test_max_lifetime_retires_a_connection_and_counts_it(self):
+        nginx = self.start_https()
+        sidecar = self.start_http_sidecar([nginx.port], http_pool={"max_lifetime_ms": 300})
+        conn = self.keep_alive_client(sidecar)
+        self.assertEqual(self.exchange(conn, "GET", "/hello.txt")[0], 200)
+        time.sleep(0.5)  # the pooled connection grows too old while idle
+        self.assertEqual(self.exchange(conn, "GET", "/hello.txt")[0], 200)
+        self.assertEqual(stat(sidecar, "http_pool_reused"), 0)
+        self.assertEqual(stat(sidecar, "upstream_cx_max_duration_reached"), 1)
+        self.assertEqual(stat(sidecar, "cluster.c.upstream_cx_max_duration_reached"), 1)
+
+    def test_pool_idle_timeout_closes_a_connection_and_counts_it(self):
+        nginx = self.start_https()
+        sidecar = self.start_http_sidecar([nginx.port], http_pool={"idle_timeout_ms": 200})
+        self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt"), (200, HELLO))
+        harness.wait_until(lambda: stat(sidecar, "upstream_cx_idle_timeout") == 1,
+                           what="the idle upstream connection closed and counted")
+        self.assertEqual(stat(sidecar, "http_pool_idle"), 0)
+        self.assertEqual(stat(sidecar, "cluster.c.upstream_cx_idle_timeout"), 1)
+
+    def test_a_full_pool_evicts_its_least_recently_used_connection_and_counts_it(self):
+        big = os.urandom(16 * MB)
+        nginx = self.start_https(files={"big.bin": big})
+        sidecar = self.start_http_sidecar([nginx.port], workers=1, http_pool={"max_idle": 1})
+        # Two responses held back by clients that do not read yet: two
+        # upstream connections at once, for a pool that keeps one.
+        clients = []
+        for _ in range(2):
+            raw = RawClient(self, sidecar.listener_port(), timeout=30)
+            raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            raw.send(f"GET /big.bin HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+            clients.append(raw)
+        harness.wait_until(lambda: stat(sidecar, "http_pool_new") == 2,
+                           what="two upstream connections")
+        for raw in clients:
+            status, _, body = raw.response()
+            self.assertEqual((status, sha256(body)), (200, sha256(big)))
+        harness.wait_until(lambda: stat(sidecar, "http_pool_evicted") == 1,
+                           what="the least recently used connection evicted")
+        self.assertEqual(stat(sidecar, "http_pool_idle"), 1)
+        prometheus = sidecar.admin_get("/stats/prometheus")[1]
+        self.assertIn("mtls_sidecar_http_pool_evicted 1", prometheus)
 
     # ---- 2. bodies ------------------------------------------------------------------
 
@@ -318,6 +376,20 @@ class HttpTest(harness.IntegrationTest):
         except ConnectionResetError:
             pass
         self.assertEqual(http_get(sidecar.listener_port(), "/big.bin")[0], 200)
+        # Counted as an idle timeout, for the listener and server-wide.
+        self.assertEqual(stat(sidecar, "listener.l.downstream_cx_idle_timeout"), 1)
+        self.assertEqual(stat(sidecar, "downstream_cx_idle_timeout"), 1)
+
+    def test_an_idle_keep_alive_client_is_closed_after_client_idle_timeout(self):
+        nginx = self.start_https()
+        sidecar = self.start_http_sidecar([nginx.port], http={"client_idle_timeout_ms": 500})
+        raw = RawClient(self, sidecar.listener_port())
+        raw.send(f"GET /hello.txt HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+        self.assertEqual(raw.response()[::2], (200, HELLO))
+        # Idle between requests: the idle timeout's, not the head deadline's.
+        self.assertTrue(raw.closed(timeout=10))
+        self.assertEqual(stat(sidecar, "listener.l.downstream_cx_idle_timeout"), 1)
+        self.assertEqual(stat(sidecar, "downstream_rq_header_timeout"), 0)
 
     def test_routes_and_no_route(self):
         nginx = self.start_https(files={"hello.txt": HELLO})
@@ -440,6 +512,9 @@ class HttpTest(harness.IntegrationTest):
         self.assertGreaterEqual(elapsed, 0.4)
         self.assertLess(elapsed, 5)
         self.assertEqual(stat(sidecar, "http_rq_timeout"), 1)
+        self.assertEqual(stat(sidecar, "http.l.downstream_rq_timeout"), 1)
+        self.assertEqual(stat(sidecar, "cluster.c.upstream_rq_timeout"), 1)
+        self.assertEqual(stat(sidecar, "http.l.downstream_rq_5xx"), 1)
 
     # ---- 7. retries -------------------------------------------------------------------
 
@@ -469,6 +544,8 @@ class HttpTest(harness.IntegrationTest):
         self.assertEqual([(r["method"], r["path"]) for r in working.requests],
                          [("GET", "/retried-GET"), ("DELETE", "/retried-DELETE")])
         self.assertGreaterEqual(stat(sidecar, "http_rq_retry"), 2)
+        self.assertEqual(stat(sidecar, "cluster.c.upstream_rq_retry"),
+                         stat(sidecar, "http_rq_retry"))
         self.assertEqual(stat(sidecar, "http_rq_5xx"), 0)
 
     def test_post_is_not_retried(self):
@@ -709,12 +786,32 @@ class HttpTest(harness.IntegrationTest):
         self.assertTrue(second["upstream_reused"])
         latency = sidecar.admin_json("/stats")["http_rq_latency_ms"]
         self.assertEqual(latency["count"], 2)
-        self.assertGreater(latency["p99"], 0)
-        self.assertLessEqual(latency["p50"], latency["p99"])
+        # Quantiles from the histogram are stated as what they are: the upper
+        # bound of the bucket holding each (Prometheus' "le"), never an
+        # interpolated figure; the mean is exact.
+        self.assertNotIn("p50", latency)
+        bounds = [b["le"] for b in latency["buckets"]]
+        self.assertEqual(bounds[:4], [0.5, 1, 2, 5])
+        for q in ("p50_le", "p90_le", "p99_le"):
+            self.assertIn(latency[q], bounds, q)
+        self.assertLessEqual(latency["p50_le"], latency["p99_le"])
+        self.assertAlmostEqual(latency["mean"], latency["sum"] / 2)
+        entries_ms = [e["duration_ms"] for e in entries]
+        slowest = max(entries_ms)
+        self.assertGreaterEqual(latency["p99_le"], slowest * 0.9)  # the bound holds it
+        self.assertEqual(latency["buckets"][-1]["count"], 2)
+        # Per listener (Envoy's HTTP connection manager's names) and per cluster.
+        stats = sidecar.stats()
+        self.assertEqual((stats["http.l.downstream_rq_total"], stats["http.l.downstream_rq_2xx"],
+                          stats["http.l.downstream_rq_4xx"], stats["http.l.downstream_rq_5xx"]),
+                         (2, 1, 1, 0), stats)
+        self.assertEqual(stats["cluster.c.upstream_rq_total"], 2)
+        self.assertEqual(stats["listener.l.downstream_cx_total"], 1)
         prometheus = sidecar.admin_get("/stats/prometheus")[1]
         self.assertIn('mtls_sidecar_http_rq_latency_seconds_bucket{le="+Inf"} 2', prometheus)
         self.assertIn("mtls_sidecar_http_rq_latency_seconds_count 2", prometheus)
         self.assertIn('mtls_sidecar_cluster_upstream_rq_4xx{cluster="c"} 1', prometheus)
+        self.assertIn('mtls_sidecar_http_downstream_rq_4xx{listener="l"} 1', prometheus)
 
     # ---- 9. rotation under keep-alive load -------------------------------------------
 

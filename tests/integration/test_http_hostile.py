@@ -10,8 +10,12 @@ other requests by bending the protocol, and what it costs the worker.
 * A request head of 30,000 tiny headers costs the worker work in proportion
   to its size, not to its square.
 * A long host_header reaches the upstream whole, and the header after it
-  intact."""
+  intact.
+* A request head that trickles in a byte at a time is answered 408 and
+  closed at request_headers_timeout_ms, while the same worker serves others;
+  an idle keep-alive connection is not held to that deadline."""
 
+import json
 import os
 import socket
 import threading
@@ -101,9 +105,12 @@ def cpu_ticks(pid):
 
 class HttpHostileTest(harness.IntegrationTest):
 
-    def http_sidecar(self, port, workers=2, **cluster_extra):
+    def http_sidecar(self, port, workers=2, http=None, **cluster_extra):
+        """http_sidecar starts a sidecar with one HTTP listener `l` (its
+        "http" object: `http`) for one cluster `c` of 127.0.0.1:port."""
         c = cluster("c", [f"127.0.0.1:{port}"], cluster_tls(self.pki), **cluster_extra)
-        return self.start_sidecar(config([http_listener("l", "c")], [c], workers=workers))
+        return self.start_sidecar(config([http_listener("l", "c", **(http or {}))], [c],
+                                         workers=workers))
 
     def raw_client(self, sidecar, timeout=10):
         sock = self.connect(sidecar.listener_port(), timeout=timeout)
@@ -248,6 +255,63 @@ class HttpHostileTest(harness.IntegrationTest):
         self.assertEqual([v for k, v in request["headers"] if k.lower() == "x-after"], ["kept"])
         self.assertEqual([v for k, v in request["headers"] if k.lower() == "x-forwarded-for"],
                          ["127.0.0.1"])
+
+    # ---- (d) a request head that trickles in -------------------------------------------------
+
+    def test_a_trickling_request_head_gets_408_and_a_close(self):
+        upstream = ScriptedUpstream(self.pki, real_answer)
+        self.addCleanup(upstream.close)
+        log_path = os.path.join(self.tmp.mkdir("logs"), "access.jsonl")
+        sidecar = self.http_sidecar(upstream.port, workers=1,
+                                    http={"request_headers_timeout_ms": 1000,
+                                          "access_log": log_path})
+        # A byte every 200 ms: the whole head would take about 20 s.
+        head = (f"GET /trickle HTTP/1.1\r\nHost: {SERVER_NAME}\r\nX-Slow: {'a' * 40}\r\n\r\n"
+                .encode())
+        trickle_seconds = len(head) * 0.2
+        sock, reader = self.raw_client(sidecar, timeout=trickle_seconds)
+        # A connection that sends nothing at all: its deadline runs from the accept.
+        _, silent_reader = self.raw_client(sidecar, timeout=trickle_seconds)
+        started = time.monotonic()
+        trickle = harness.Trickle([sock], head, interval=0.2)
+        self.addCleanup(trickle.stop)
+
+        # Another client of the same worker is served meanwhile, and its
+        # keep-alive connection, idle for longer than the head deadline, is
+        # not held to it: the deadline starts with a head's first byte.
+        other, other_reader = self.raw_client(sidecar)
+        for i, path in enumerate(("/meanwhile", "/after-idle")):
+            if i:
+                time.sleep(1.5)
+            other.sendall(f"GET {path} HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n".encode())
+            status, _, body = read_http_response(other_reader)
+            self.assertEqual((status, body), (200, f"real GET {path}\n".encode()))
+
+        # Both get 408 and the connection's end, long before the trickled
+        # head could have been whole.
+        for name, connection in (("trickling", reader), ("silent", silent_reader)):
+            status, headers, _ = read_http_response(connection)
+            self.assertEqual((status, headers.get("connection")), (408, "close"), name)
+            try:
+                self.assertEqual(connection.read(1), b"", name)
+            except ConnectionResetError:
+                pass
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, trickle_seconds,
+                        f"408 after {elapsed:.1f} s; the head would be whole at {trickle_seconds} s")
+        trickle.stop()
+        self.assertEqual(sidecar.stat("downstream_rq_header_timeout"), 2)
+        self.assertEqual(sidecar.stat("http.l.downstream_rq_header_timeout"), 2)
+        dumped = sidecar.admin_json("/config_dump")["configs"][0]["config"]["listeners"][0]
+        self.assertEqual(dumped["http"]["request_headers_timeout_ms"], 1000)
+        self.assertNotIn("/trickle", [path for _, _, path, _ in upstream.served])
+        # The access log has both: the trickled head with what came of its
+        # target, the silent one without the method it never sent.
+        entries = [json.loads(line) for line in harness.read_text(log_path).splitlines()]
+        timed_out = {e["method"]: e["path"] for e in entries if e["status"] == 408}
+        self.assertEqual(set(timed_out), {None, "GET"}, entries)
+        self.assertIsNone(timed_out[None])
+        self.assertTrue("/trickle".startswith(timed_out["GET"]), entries)
 
 
 if __name__ == "__main__":

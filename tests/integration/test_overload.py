@@ -82,7 +82,7 @@ class OverloadTest(harness.IntegrationTest):
         # One line a second per listener and worker at most (2 x 2), with room
         # for the second boundaries.
         self.assertLessEqual(lines, 4 * 4 + 2, "the accept failures are not rate-limited")
-        counted = [l for l in sidecar.log_lines(ACCEPT_FAILED) if "times since the last line" in l]
+        counted = [l for l in sidecar.log_lines(ACCEPT_FAILED) if "since the last line" in l]
         self.assertTrue(counted, "no line says how many failures it stands for")
 
         # Descriptors come back: both listeners serve again.

@@ -109,7 +109,7 @@ class PortOwnerTest(harness.IntegrationTest):
         port = sidecar.listener_port()
         renamed = config([listener("renamed", "orders", port=port)], [self.orders()],
                          admin_port=sidecar.admin_port)
-        sidecar.reload(renamed, r"configuration applied: 1 listeners")
+        sidecar.reload(renamed, r"configuration applied: 1 listener,")
         self.assertEqual(http_get(port, "/who"), (200, b"nginx\n"))
         dump = sidecar.admin_json("/config_dump")["configs"][0]["config"]
         self.assertEqual([l["name"] for l in dump["listeners"]], ["renamed"])

@@ -42,6 +42,7 @@ class WrongProtocolTest(harness.IntegrationTest):
         self.assertIn(HINT, line)
         self.assertNotIn("invalid HTTP method", sidecar.log())
         self.assertEqual(sidecar.stat("downstream_cx_tls_to_plaintext"), 1)
+        self.assertEqual(sidecar.stat("listener.orders.downstream_cx_tls_to_plaintext"), 1)
         self.assertEqual(nginx.access_entries(all_entries=True), [])
         # Plain HTTP still works on the same listener.
         self.assertEqual(harness.http_get(sidecar.listener_port(), "/hello.txt")[0], 200)

@@ -12,6 +12,8 @@ request checked, a large answer held in flight across the changes):
 * the sidecar restarts while the control plane is down: it serves the
   configuration it saved, then goes back to live configuration;
 * an edit of a resource file reaches the sidecar within a second;
+* one version per resource set: xds-server's log, its /status, and what
+  the sidecar ACKs and shows;
 * a file with an HTTP listener (an HttpConnectionManager with inline
   routes) makes an HTTP listener whose requests reach the cluster their
   path names.
@@ -434,7 +436,7 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         ready_s = time.monotonic() - began
         restarted.wait_log(r"xds: the control plane is unreachable; serving the last "
                            rf"configuration it gave, from {re.escape(backup)} "
-                           r"\(1 clusters, 1 listeners\)")
+                           r"\(1 cluster, 1 listener\)")
         # Ready from the backup, not from the initial fetch timeout.
         self.assertLess(ready_s, INITIAL_FETCH_TIMEOUT_MS / 1000 - 1)
         dump = self.xds(restarted)
@@ -534,6 +536,42 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         report(f"resource edit: the new endpoint was in /clusters {elapsed * 1000:.0f} ms "
                f"after the file was written")
 
+    def test_one_version_per_resource_set_in_the_log_status_and_the_sidecar(self):
+        first = self.start_https()
+        second = self.start_https()
+        control_plane, sidecar = self.start_mesh([first.port])
+        self.assert_one_version_per_type(control_plane, sidecar)
+        # After an edit of the endpoints too.
+        eds_before = control_plane.status()["resources"]["EDS"]["version"]
+        self.write_backend([first.port, second.port])
+
+        def applied():
+            node = control_plane.node(NODE_ID)
+            return (versions_by_type(self.xds(sidecar))["EDS"] not in ("", eds_before) and
+                    node is not None and all(t["synced"] for t in node["types"].values()))
+
+        harness.wait_until(applied, what="the sidecar to apply and ACK the new endpoints")
+        self.assert_one_version_per_type(control_plane, sidecar)
+
+    def assert_one_version_per_type(self, control_plane, sidecar):
+        """Each file set's version in xds-server's /status is the one of its
+        last "files: ... now version" line, the one the node ACKed (its
+        /status entry and its "ACK" line) and the one the sidecar shows in
+        /config_dump."""
+        status = control_plane.status()
+        node = [n for n in status["nodes"] if n["id"] == NODE_ID][0]
+        in_sidecar = versions_by_type(self.xds(sidecar))
+        log = control_plane.log()
+        for kind in ("CDS", "EDS", "LDS"):
+            version = status["resources"][kind]["version"]
+            logged = re.findall(rf"files: {kind} now version (\S+) ", log)
+            acks = re.findall(rf"ads: node {re.escape(NODE_ID)} ACK {kind} version (\S+)", log)
+            self.assertEqual((logged[-1:], node["types"][kind]["acked_version"], acks[-1:],
+                              in_sidecar[kind]),
+                             ([version], version, [version], version),
+                             f"{kind}: /status's resources, log line, /status's node ACK, ACK "
+                             f"log line, the sidecar's /config_dump")
+
     # 5
 
     def test_an_http_listener_from_a_resource_file_routes_by_path(self):
@@ -563,8 +601,9 @@ class XdsControlPlaneTest(harness.IntegrationTest):
                    sidecar.admin_json("/config_dump")["configs"][0]["config"]["listeners"]
                    if listener["name"] == "web")
         self.assertEqual((web["protocol"], web["cluster"], web["http"]["routes"]),
-                         ("http", "backend", [{"path_prefix": "/pay/", "cluster": "payments"},
-                                              {"cluster": "backend"}]))
+                         ("http", "backend",
+                          [{"host": None, "path_prefix": "/pay/", "cluster": "payments"},
+                           {"host": None, "path_prefix": None, "cluster": "backend"}]))
 
 
     def test_a_listener_on_a_taken_port_is_refused_alone(self):

@@ -30,7 +30,7 @@ from tests.lib.pki import CertPair, Pki
 from tests.lib.sidecar import (Sidecar, cluster, cluster_tls, config, host_stat, http_listener,
                                listener, listener_port)
 from tests.lib.support import (CLIENT_URI, DEFAULT_TIMEOUT, SERVER_NAME, KeptConnections,
-                               Process, ResetBeforeEof, TempDir, closed_how, closed_port,
+                               Process, ResetBeforeEof, TempDir, Trickle, closed_how, closed_port,
                                echo_round_trip, free_port, http_get, is_closed_without_data, normalize_serial, port_accepts,
                                read_http_response, read_text, recv_exactly, recv_until_eof,
                                replace_file_atomically, sha256, wait_port, wait_until,

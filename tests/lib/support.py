@@ -325,6 +325,35 @@ class KeptConnections:
             conn.close()
 
 
+class Trickle:
+    """Trickle sends `data` a byte at a time, to each of `socks`, every
+    `interval` seconds, from a thread of its own, until the bytes run out or
+    stop() (a slow client: a slowloris). A send that fails, the peer having
+    closed, is passed over."""
+
+    def __init__(self, socks, data, interval=0.2):
+        self._socks = list(socks)
+        self._data = data
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        for i in range(len(self._data)):
+            for sock in self._socks:
+                try:
+                    sock.send(self._data[i:i + 1])
+                except OSError:
+                    pass
+            if self._stop.wait(self._interval):
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def read_text(path):
     try:
         with open(path, "r", errors="replace") as f:

@@ -304,6 +304,11 @@ async function configMode() {
   '/status: the node, its cluster, peer address, bootstrap and issued SPIFFE IDs', JSON.stringify(node));
   check(node && ['CDS', 'EDS', 'LDS', 'SDS'].every((t) => node.types[t].synced),
     '/status: every type ACKed at the version sent', JSON.stringify(node && node.types));
+  // One version per resource set: what the node ACKed is the set's version.
+  check(node && [['CDS', cds], ['EDS', eds], ['LDS', lds]].every(([t, r]) =>
+    status.resources[t].version === r.version_info && node.types[t].acked_version === r.version_info),
+  '/status: each file set\'s version is the version_info sent and ACKed',
+  JSON.stringify({ resources: status.resources, types: node && node.types }));
   check(node && cert && node.certificate.serial_number === cert.serialNumber.toLowerCase(),
     '/status: the issued certificate\'s serial', JSON.stringify(node && node.certificate));
 
