@@ -173,6 +173,21 @@ int ms_client_ctx_new(const ms_tls_settings *settings, const ms_tls_material *ma
 int ms_client_ctx_load(const ms_tls_settings *settings, SSL_CTX **out_ctx, char *err,
                        size_t err_len);
 
+/* A problem ms_tls_settings_check found: `key` names the setting it is
+ * about as the configuration spells it ("certificate", "private_key",
+ * "password_file", "trusted_ca", "crl", their "_pem" variants (and
+ * "password") when the material was given in memory, "ciphers", "curves",
+ * "alpn", "protocols"); `message` says what is wrong, naming the file. */
+typedef void (*ms_tls_problem_fn)(void *arg, const char *key, const char *message);
+
+/* ms_tls_settings_check checks what ms_tls_material_load and
+ * ms_client_ctx_new would, but goes on after a problem and reports every
+ * one through `report`: each file that cannot be read, each PEM that does
+ * not parse, a key that does not match its certificate, a certificate out
+ * of its validity, unknown ciphers or curves. Returns how many it reported
+ * (0: ms_client_ctx_load succeeds with these settings). */
+size_t ms_tls_settings_check(const ms_tls_settings *settings, ms_tls_problem_fn report, void *arg);
+
 /* ms_tls_info_callback is the info callback ms_client_ctx_new installs: it
  * records the last TLS alert sent and received on each SSL for
  * ms_tls_describe_failure. A caller that installs its own info callback on
@@ -206,6 +221,7 @@ typedef enum ms_tls_failure {
   MS_TLS_FAILURE_PROTOCOL,          /* "protocol_version": no common version or cipher */
   MS_TLS_FAILURE_CONNECTION_CLOSED, /* "connection_closed": peer closed or reset mid-handshake */
   MS_TLS_FAILURE_TIMEOUT,           /* "timeout": set by callers, never returned */
+  MS_TLS_FAILURE_NOT_TLS,           /* "not_tls": the peer answered with something else */
   MS_TLS_FAILURE_COUNT
 } ms_tls_failure;
 
@@ -222,6 +238,23 @@ const char *ms_tls_failure_name(ms_tls_failure failure);
  * calling thread's BoringSSL error queue. Returns the failure's kind. */
 ms_tls_failure ms_tls_describe_failure(SSL *ssl, int ssl_error, bool sni_sent, char *buf,
                                        size_t len);
+
+/* ms_tls_describe_failure_seen is ms_tls_describe_failure given also the
+ * first bytes the peer sent on the connection (`first`, `first_len`; NULL
+ * and 0 when unknown). When they are not a TLS record (a plaintext server's
+ * "HTTP/1.1 400 ...", an SSH banner) or are our own ClientHello sent back
+ * (an echo), the failure is MS_TLS_FAILURE_NOT_TLS and the line quotes
+ * them. */
+ms_tls_failure ms_tls_describe_failure_seen(SSL *ssl, int ssl_error, bool sni_sent,
+                                            const uint8_t *first, size_t first_len, char *buf,
+                                            size_t len);
+
+/* ms_tls_record_type returns the content type (20 change_cipher_spec, 21
+ * alert, 22 handshake, 23 application_data) when the `len` bytes at `bytes`
+ * begin a TLS record header (a type of 20..23, then version 3.0 to 3.4), or
+ * 0 when they do not (or fewer than 3 bytes are given). A TLS client's first
+ * bytes are a handshake record: 0x16 0x03 0x00..0x04. */
+int ms_tls_record_type(const uint8_t *bytes, size_t len);
 
 /* ---- issuing (CLI, demo, tests, control plane) ---------------------------- */
 

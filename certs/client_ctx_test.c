@@ -279,6 +279,87 @@ static void test_crl(test_pki *pki) {
   CHECK_CONTAINS(err, "holds no PEM CRL");
 }
 
+/* Problems as ms_tls_settings_check reports them: "key: message" lines. */
+typedef struct problem_lines {
+  char lines[8][MS_ERR_LEN + 32];
+  size_t count;
+} problem_lines;
+
+static void collect(void *arg, const char *key, const char *message) {
+  problem_lines *problems = arg;
+  if (problems->count < 8)
+    snprintf(problems->lines[problems->count++], sizeof(problems->lines[0]), "%s: %s",
+             key ? key : "(tls)", message);
+}
+
+/* check_all runs ms_tls_settings_check and returns the problems, each
+ * checked to start with one of the keys in `keys` (in order). */
+static problem_lines check_all(const ms_tls_settings *settings, const char *const *keys,
+                               size_t key_count) {
+  problem_lines problems = {.count = 0};
+  size_t count = ms_tls_settings_check(settings, collect, &problems);
+  CHECK(count == problems.count);
+  if (count != key_count) {
+    fprintf(stderr, "want %zu problems, got %zu:\n", key_count, count);
+    for (size_t i = 0; i < problems.count; i++)
+      fprintf(stderr, "  %s\n", problems.lines[i]);
+    test_failures++;
+    return problems;
+  }
+  for (size_t i = 0; i < key_count; i++) {
+    size_t n = strlen(keys[i]);
+    if (strncmp(problems.lines[i], keys[i], n) != 0 || problems.lines[i][n] != ':') {
+      fprintf(stderr, "problem %zu: want key %s, got %s\n", i, keys[i], problems.lines[i]);
+      test_failures++;
+    }
+  }
+  CHECK(ERR_peek_error() == 0);
+  return problems;
+}
+
+static void test_every_problem(void) {
+  ms_tls_settings settings = test_client_settings();
+  CHECK(ms_tls_settings_check(&settings, collect, &(problem_lines){.count = 0}) == 0);
+
+  /* Two files missing: both, each under its key. */
+  settings.certificate = test_path("missing.crt");
+  settings.trusted_ca = test_path("missing-ca.crt");
+  static const char *const missing[] = {"certificate", "trusted_ca"};
+  problem_lines got = check_all(&settings, missing, 2);
+  CHECK_CONTAINS(got.lines[0], "missing.crt: No such file or directory");
+  CHECK_CONTAINS(got.lines[1], "missing-ca.crt: No such file or directory");
+
+  /* A key that matches nothing, an expired certificate, a CA file that is
+   * no PEM, bad ciphers and curves: all of them. */
+  settings = test_client_settings();
+  settings.certificate = test_path("expired.crt");
+  settings.private_key = test_path("other.key");
+  settings.trusted_ca = test_path("other.key");
+  settings.ciphers = "NOT-A-CIPHER";
+  settings.curves = "P-999";
+  static const char *const many[] = {"ciphers", "curves", "trusted_ca", "private_key",
+                                     "certificate"};
+  got = check_all(&settings, many, 5);
+  CHECK_CONTAINS(got.lines[3], "does not match certificate");
+  CHECK_CONTAINS(got.lines[4], "expired");
+
+  /* An unreadable key file and a password file that is missing. */
+  settings = test_client_settings();
+  settings.private_key = test_path("missing.key");
+  settings.password_file = test_path("missing.pass");
+  static const char *const key_and_password[] = {"private_key", "password_file"};
+  check_all(&settings, key_and_password, 2);
+
+  /* The first problem alone, as before, for the callers that stop there. */
+  char err[MS_ERR_LEN];
+  SSL_CTX *ctx = NULL;
+  settings = test_client_settings();
+  settings.certificate = test_path("missing.crt");
+  settings.trusted_ca = test_path("missing-ca.crt");
+  CHECK(ms_client_ctx_load(&settings, &ctx, err, sizeof(err)) == -1);
+  CHECK_CONTAINS(err, "missing.crt");
+}
+
 int main(void) {
   test_pki pki, other;
   test_pki_init(&pki, "Client Test CA");
@@ -298,6 +379,7 @@ int main(void) {
   test_material_digest();
   test_material_in_memory();
   test_crl(&pki);
+  test_every_problem();
 
   test_pki_cleanup(&pki);
   test_pki_cleanup(&other);

@@ -19,6 +19,20 @@ void ms_err_set(char *err, size_t err_len, const char *fmt, ...) {
   va_end(args);
 }
 
+int ms_tls_problem(ms_tls_problems *problems, const char *key, const char *fmt, ...) {
+  char message[MS_ERR_LEN];
+  va_list args;
+  va_start(args, fmt);
+  vsnprintf(message, sizeof(message), fmt, args);
+  va_end(args);
+  if (problems->report != NULL)
+    problems->report(problems->arg, key, message);
+  else if (problems->count == 0)
+    ms_err_set(problems->err, problems->err_len, "%s", message);
+  problems->count++;
+  return -1;
+}
+
 const char *ms_err_reason(char *buf, size_t len) {
   uint32_t first = ERR_get_error();
   uint32_t code;

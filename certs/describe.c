@@ -18,6 +18,7 @@ static const char *const failure_names[MS_TLS_FAILURE_COUNT] = {
     [MS_TLS_FAILURE_PROTOCOL] = "protocol_version",
     [MS_TLS_FAILURE_CONNECTION_CLOSED] = "connection_closed",
     [MS_TLS_FAILURE_TIMEOUT] = "timeout",
+    [MS_TLS_FAILURE_NOT_TLS] = "not_tls",
 };
 
 const char *ms_tls_failure_name(ms_tls_failure failure) {
@@ -95,6 +96,64 @@ static const char *alert_name(int description) {
     default:
       return "unknown_alert";
   }
+}
+
+int ms_tls_record_type(const uint8_t *bytes, size_t len) {
+  if (len < 3 || bytes[0] < 20 || bytes[0] > 23 || bytes[1] != 3 || bytes[2] > 4) return 0;
+  return bytes[0];
+}
+
+/* quote_bytes writes what the peer's first bytes look like: "HTTP/1.1 400"
+ * (the status line up to its code), printable text up to the end of its
+ * first line, or the bytes in hex. */
+static void quote_bytes(const uint8_t *bytes, size_t len, char *out, size_t out_len) {
+  bool http = len >= 5 && memcmp(bytes, "HTTP/", 5) == 0;
+  size_t text = 0;
+  while (text < len && text < (http ? 12 : 16) && bytes[text] >= 0x20 && bytes[text] < 0x7f &&
+         bytes[text] != '"' && bytes[text] != '\\')
+    text++;
+  bool line_end = text == len || bytes[text] == '\r' || bytes[text] == '\n';
+  if (text >= 4 && (line_end || text >= (http ? 12u : 16u))) {
+    snprintf(out, out_len, "%s\"%.*s\"", http ? "it looks like HTTP: " : "it begins ", (int)text,
+             (const char *)bytes);
+    return;
+  }
+  size_t used = (size_t)snprintf(out, out_len, "it begins with the bytes");
+  for (size_t i = 0; i < len && i < 8 && used < out_len; i++)
+    used += (size_t)snprintf(out + used, out_len - used, " %02x", bytes[i]);
+}
+
+/* classify_bytes: the peer's first bytes (`len` may be 0: unknown) say it
+ * does not speak TLS. Sets the hint into `hint_buf`. */
+static bool classify_bytes(const uint8_t *bytes, size_t len, const char *reason, char *hint_buf,
+                           size_t hint_len) {
+  if (len == 0) {
+    /* Unknown bytes: BoringSSL's reason for a first record that is not
+     * one (the version's first byte is not 3), or a request for a server. */
+    if (strcmp(reason, "WRONG_VERSION_NUMBER") != 0 && strcmp(reason, "HTTP_REQUEST") != 0 &&
+        strcmp(reason, "HTTPS_PROXY_REQUEST") != 0)
+      return false;
+    snprintf(hint_buf, hint_len,
+             "the upstream answered with something that is not TLS; is the port a plaintext "
+             "one?");
+    return true;
+  }
+  if (ms_tls_record_type(bytes, len) == 22 && len >= 6 && bytes[5] == 1) {
+    snprintf(hint_buf, hint_len,
+             "the upstream sent our own ClientHello back: it echoes what it gets and is not a "
+             "TLS server; is the port a plaintext one?");
+    return true;
+  }
+  bool record = len >= 3 ? ms_tls_record_type(bytes, len) != 0
+                         : bytes[0] >= 20 && bytes[0] <= 23 && (len < 2 || bytes[1] == 3);
+  if (record) return false;
+  char quoted[96];
+  quote_bytes(bytes, len, quoted, sizeof(quoted));
+  snprintf(hint_buf, hint_len,
+           "the upstream answered with something that is not TLS (%s); is the port a plaintext "
+           "one?",
+           quoted);
+  return true;
 }
 
 /* What the describer knows about one failure. */
@@ -190,11 +249,6 @@ static ms_tls_failure classify_alert(const failure_facts *facts, const char **hi
     *hint = "no TLS version or cipher in common; check min/max version and ciphers";
     return MS_TLS_FAILURE_PROTOCOL;
   }
-  if (reason_is(facts, "WRONG_VERSION_NUMBER") || reason_is(facts, "HTTP_REQUEST") ||
-      reason_is(facts, "HTTPS_PROXY_REQUEST")) {
-    *hint = "the upstream does not speak TLS on this port";
-    return MS_TLS_FAILURE_PROTOCOL;
-  }
   if (received == 120) {
     *hint = "no ALPN protocol in common with the upstream";
     return MS_TLS_FAILURE_OTHER;
@@ -233,6 +287,12 @@ __attribute__((format(printf, 4, 5))) static void append(char *buf, size_t len, 
 
 ms_tls_failure ms_tls_describe_failure(SSL *ssl, int ssl_error, bool sni_sent, char *buf,
                                        size_t len) {
+  return ms_tls_describe_failure_seen(ssl, ssl_error, sni_sent, NULL, 0, buf, len);
+}
+
+ms_tls_failure ms_tls_describe_failure_seen(SSL *ssl, int ssl_error, bool sni_sent,
+                                            const uint8_t *first, size_t first_len, char *buf,
+                                            size_t len) {
   failure_facts facts;
   memset(&facts, 0, sizeof(facts));
   ms_err_reason(facts.reason, sizeof(facts.reason));
@@ -256,8 +316,12 @@ ms_tls_failure ms_tls_describe_failure(SSL *ssl, int ssl_error, bool sni_sent, c
   }
 
   const char *hint = NULL;
+  char bytes_hint[200];
   ms_tls_failure failure = MS_TLS_FAILURE_OTHER;
-  if (facts.verify_result != X509_V_OK || facts.name_mismatch) {
+  if (classify_bytes(first, first_len, facts.reason, bytes_hint, sizeof(bytes_hint))) {
+    hint = bytes_hint;
+    failure = MS_TLS_FAILURE_NOT_TLS;
+  } else if (facts.verify_result != X509_V_OK || facts.name_mismatch) {
     failure = classify_verify(&facts, &hint);
   } else {
     failure = classify_alert(&facts, &hint);

@@ -280,23 +280,32 @@ static void test_client_certificates(void) {
   CHECK_CONTAINS(r.line, "received alert");
 }
 
-static void test_connection_closed(void) {
-  char err[MS_ERR_LEN], line[MS_ERR_LEN];
+/* lone_client starts a client handshake whose peer is `*out_peer`, the
+ * other end of a BIO pair that the test writes to (or closes) by hand. */
+static SSL *lone_client(SSL_CTX **out_ctx, BIO **out_peer) {
+  char err[MS_ERR_LEN];
   ms_tls_settings settings = test_client_settings();
   ms_tls_material material;
-  SSL_CTX *ctx = NULL;
   CHECK(ms_tls_material_load(&settings, &material, err, sizeof(err)) == 0);
-  CHECK(ms_client_ctx_new(&settings, &material, &ctx, NULL, NULL, NULL, err, sizeof(err)) == 0);
+  CHECK(ms_client_ctx_new(&settings, &material, out_ctx, NULL, NULL, NULL, err, sizeof(err)) == 0);
   ms_tls_material_cleanup(&material);
-  SSL *client = SSL_new(ctx);
-  BIO *client_bio = NULL, *peer_bio = NULL;
-  BIO_new_bio_pair(&client_bio, 0, &peer_bio, 0);
+  SSL *client = SSL_new(*out_ctx);
+  BIO *client_bio = NULL;
+  BIO_new_bio_pair(&client_bio, 0, out_peer, 0);
   SSL_set_bio(client, client_bio, client_bio);
   SSL_set_connect_state(client);
   int rc = SSL_do_handshake(client);
   CHECK(SSL_get_error(client, rc) == SSL_ERROR_WANT_READ);
+  return client;
+}
+
+static void test_connection_closed(void) {
+  char line[MS_ERR_LEN];
+  SSL_CTX *ctx = NULL;
+  BIO *peer_bio = NULL;
+  SSL *client = lone_client(&ctx, &peer_bio);
   BIO_shutdown_wr(peer_bio); /* the peer closes without a word */
-  rc = SSL_do_handshake(client);
+  int rc = SSL_do_handshake(client);
   int error = SSL_get_error(client, rc);
   ms_tls_failure failure = ms_tls_describe_failure(client, error, false, line, sizeof(line));
   printf("%-27s %s\n", ms_tls_failure_name(failure), line);
@@ -309,6 +318,66 @@ static void test_connection_closed(void) {
 
   CHECK(strcmp(ms_tls_failure_name(MS_TLS_FAILURE_TIMEOUT), "timeout") == 0);
   CHECK(strcmp(ms_tls_failure_name(MS_TLS_FAILURE_COUNT), "handshake_failure") == 0);
+}
+
+/* not_tls_answer has the client read `answer` (or, when NULL, its own
+ * ClientHello sent back) and describes the failure, with the first bytes
+ * when `show_bytes`. */
+static ms_tls_failure not_tls_answer(const char *answer, bool show_bytes, char *line,
+                                     size_t line_len) {
+  SSL_CTX *ctx = NULL;
+  BIO *peer_bio = NULL;
+  SSL *client = lone_client(&ctx, &peer_bio);
+  uint8_t bytes[2048];
+  size_t len = 0;
+  if (answer != NULL) {
+    len = strlen(answer);
+    memcpy(bytes, answer, len);
+  } else {
+    int n = BIO_read(peer_bio, bytes, sizeof(bytes)); /* an echo */
+    CHECK(n > 0);
+    len = n > 0 ? (size_t)n : 0;
+  }
+  CHECK(BIO_write(peer_bio, bytes, (int)len) == (int)len);
+  int rc = SSL_do_handshake(client);
+  int error = SSL_get_error(client, rc);
+  ms_tls_failure failure =
+      ms_tls_describe_failure_seen(client, error, true, show_bytes ? bytes : NULL,
+                                   show_bytes ? (len < 16 ? len : 16) : 0, line, line_len);
+  printf("%-27s %s\n", ms_tls_failure_name(failure), line);
+  CHECK(ERR_peek_error() == 0);
+  SSL_free(client);
+  BIO_free(peer_bio);
+  SSL_CTX_free(ctx);
+  return failure;
+}
+
+static void test_not_tls(void) {
+  char line[MS_ERR_LEN];
+  const char *http = "HTTP/1.1 400 Bad Request\r\nServer: nginx\r\n\r\n";
+  CHECK(not_tls_answer(http, true, line, sizeof(line)) == MS_TLS_FAILURE_NOT_TLS);
+  CHECK_CONTAINS(line, "WRONG_VERSION_NUMBER");
+  CHECK_CONTAINS(line,
+                 "hint: the upstream answered with something that is not TLS (it looks like "
+                 "HTTP: \"HTTP/1.1 400\"); is the port a plaintext one?");
+  /* Without the bytes (the xDS client's transport), BoringSSL's reason. */
+  CHECK(not_tls_answer(http, false, line, sizeof(line)) == MS_TLS_FAILURE_NOT_TLS);
+  CHECK_CONTAINS(line, "is not TLS; is the port a plaintext one?");
+  CHECK(not_tls_answer("SSH-2.0-OpenSSH_9.2p1 Debian\r\n", true, line, sizeof(line)) ==
+        MS_TLS_FAILURE_NOT_TLS);
+  CHECK_CONTAINS(line, "(it begins \"SSH-2.0-OpenSSH_\")");
+  CHECK(not_tls_answer("\x01\x02\x03\x04\x05\x06", true, line, sizeof(line)) ==
+        MS_TLS_FAILURE_NOT_TLS);
+  CHECK_CONTAINS(line, "(it begins with the bytes 01 02 03 04 05 06)");
+  /* A TCP echo sends our ClientHello back: a TLS record, but not a server's. */
+  CHECK(not_tls_answer(NULL, true, line, sizeof(line)) == MS_TLS_FAILURE_NOT_TLS);
+  CHECK_CONTAINS(line, "sent our own ClientHello back");
+  CHECK(strcmp(ms_tls_failure_name(MS_TLS_FAILURE_NOT_TLS), "not_tls") == 0);
+
+  const uint8_t hello[] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01};
+  CHECK(ms_tls_record_type(hello, sizeof(hello)) == 22);
+  CHECK(ms_tls_record_type((const uint8_t *)"GET / HTTP/1.1", 14) == 0);
+  CHECK(ms_tls_record_type(hello, 2) == 0);
 }
 
 /* write_crl writes a CRL of `pki` revoking `revoked`. */
@@ -355,6 +424,7 @@ int main(void) {
   test_sni_and_protocol();
   test_client_certificates();
   test_connection_closed();
+  test_not_tls();
 
   test_pki_cleanup(&pki);
   test_pki_cleanup(&other);

@@ -41,6 +41,34 @@ int ms_verify_callback(int preverify_ok, X509_STORE_CTX *store);
 void ms_err_set(char *err, size_t err_len, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Where loading material and building a client context put their
+ * problems, each with the settings key it is about. Without `report` the
+ * first problem is written into `err` and the caller stops there (the
+ * public functions' way); with it every problem is reported and the caller
+ * goes on where it can (ms_tls_settings_check). */
+typedef struct ms_tls_problems {
+  ms_tls_problem_fn report; /* NULL: stop at the first */
+  void *arg;
+  char *err; /* the first problem when report is NULL */
+  size_t err_len;
+  size_t count;
+} ms_tls_problems;
+
+/* ms_tls_problem records one problem about `key`. Returns -1. */
+int ms_tls_problem(ms_tls_problems *problems, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ms_tls_go_on: go on after a problem. */
+static inline bool ms_tls_go_on(const ms_tls_problems *problems) {
+  return problems->report != NULL;
+}
+
+/* ms_tls_material_collect is ms_tls_material_load reporting to `problems`.
+ * When it goes on after problems, *out holds what could be read (the
+ * caller cleans it up) and the return is still -1. */
+int ms_tls_material_collect(const ms_tls_settings *settings, ms_tls_material *out,
+                            ms_tls_problems *problems);
+
 /* ms_err_reason drains the BoringSSL error queue into `buf` as the reason of
  * the first error ("" when the queue was empty) and returns `buf`. */
 const char *ms_err_reason(char *buf, size_t len);

@@ -270,46 +270,65 @@ static int load_piece(const char *pem, const char *path, char **out, size_t *out
   return ms_file_read(path, out, out_len, err, err_len);
 }
 
-int ms_tls_material_load(const ms_tls_settings *settings, ms_tls_material *out, char *err,
-                         size_t err_len) {
+/* collect_piece reads one piece (the PEM given in memory, else the file),
+ * unless an earlier problem stops the caller. */
+static void collect_piece(ms_tls_problems *problems, size_t before, const char *key,
+                          const char *pem, const char *path, char **out, size_t *out_len) {
+  if (problems->count > before && !ms_tls_go_on(problems)) return;
+  char why[MS_ERR_LEN];
+  if (load_piece(pem, path, out, out_len, why, sizeof(why)) != 0)
+    ms_tls_problem(problems, key, "%s", why);
+}
+
+int ms_tls_material_collect(const ms_tls_settings *settings, ms_tls_material *out,
+                            ms_tls_problems *problems) {
   ms_tls_material material;
   memset(&material, 0, sizeof(material));
+  size_t before = problems->count;
   bool has_certificate = settings->certificate != NULL || settings->certificate_pem != NULL;
   bool has_key = settings->private_key != NULL || settings->private_key_pem != NULL;
-  if (has_certificate && !has_key) {
-    ms_err_set(err, err_len, "certificate %s is set but private_key is not",
-               settings->certificate ? settings->certificate : "(in memory)");
-    return -1;
-  }
-  if (!has_certificate && has_key) {
-    ms_err_set(err, err_len, "private_key %s is set but certificate is not",
-               settings->private_key ? settings->private_key : "(in memory)");
-    return -1;
-  }
-  if (settings->verify && settings->trusted_ca == NULL && settings->trusted_ca_pem == NULL) {
-    ms_err_set(err, err_len, "verify is on but trusted_ca is not set");
-    return -1;
-  }
+  if (has_certificate && !has_key)
+    ms_tls_problem(problems, "private_key", "certificate %s is set but private_key is not",
+                   settings->certificate ? settings->certificate : "(in memory)");
+  if (!has_certificate && has_key)
+    ms_tls_problem(problems, "certificate", "private_key %s is set but certificate is not",
+                   settings->private_key ? settings->private_key : "(in memory)");
+  if (settings->verify && settings->trusted_ca == NULL && settings->trusted_ca_pem == NULL)
+    ms_tls_problem(problems, "trusted_ca", "verify is on but trusted_ca is not set");
+  collect_piece(problems, before, settings->certificate_pem ? "certificate_pem" : "certificate",
+                settings->certificate_pem, settings->certificate, &material.certificate_pem,
+                &material.certificate_len);
+  collect_piece(problems, before, settings->private_key_pem ? "private_key_pem" : "private_key",
+                settings->private_key_pem, settings->private_key, &material.private_key_pem,
+                &material.private_key_len);
   size_t password_len = 0;
-  if (load_piece(settings->certificate_pem, settings->certificate, &material.certificate_pem,
-                 &material.certificate_len, err, err_len) != 0 ||
-      load_piece(settings->private_key_pem, settings->private_key, &material.private_key_pem,
-                 &material.private_key_len, err, err_len) != 0 ||
-      (settings->password != NULL
-           ? load_piece(settings->password, NULL, &material.password, &password_len, err,
-                        err_len) != 0
-           : (settings->password_file != NULL &&
-              read_password(settings->password_file, &material.password, err, err_len) != 0)) ||
-      load_piece(settings->trusted_ca_pem, settings->trusted_ca, &material.trusted_ca_pem,
-                 &material.trusted_ca_len, err, err_len) != 0 ||
-      load_piece(settings->crl_pem, settings->crl, &material.crl_pem, &material.crl_len, err,
-                 err_len) != 0) {
+  if (settings->password != NULL) {
+    collect_piece(problems, before, "password", settings->password, NULL, &material.password,
+                  &password_len);
+  } else if (settings->password_file != NULL &&
+             (problems->count == before || ms_tls_go_on(problems))) {
+    char why[MS_ERR_LEN];
+    if (read_password(settings->password_file, &material.password, why, sizeof(why)) != 0)
+      ms_tls_problem(problems, "password_file", "%s", why);
+  }
+  collect_piece(problems, before, settings->trusted_ca_pem ? "trusted_ca_pem" : "trusted_ca",
+                settings->trusted_ca_pem, settings->trusted_ca, &material.trusted_ca_pem,
+                &material.trusted_ca_len);
+  collect_piece(problems, before, settings->crl_pem ? "crl_pem" : "crl", settings->crl_pem,
+                settings->crl, &material.crl_pem, &material.crl_len);
+  if (problems->count > before && !ms_tls_go_on(problems)) {
     ms_tls_material_cleanup(&material);
     return -1;
   }
   material_digest(settings, &material);
   *out = material;
-  return 0;
+  return problems->count > before ? -1 : 0;
+}
+
+int ms_tls_material_load(const ms_tls_settings *settings, ms_tls_material *out, char *err,
+                         size_t err_len) {
+  ms_tls_problems problems = {.err = err, .err_len = err_len};
+  return ms_tls_material_collect(settings, out, &problems);
 }
 
 void ms_tls_material_cleanup(ms_tls_material *material) {

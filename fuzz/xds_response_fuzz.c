@@ -42,7 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t count;
     free(ms_xds_state_wanted(clone, MS_XDS_KIND_ENDPOINTS, &count));
     free(ms_xds_state_wanted(clone, MS_XDS_KIND_SECRET, &count));
-    char *rendered = ms_xds_state_render(clone, static_json, err, sizeof(err));
+    char *rendered = ms_xds_state_render(clone, static_json, NULL, NULL, err, sizeof(err));
     if (rendered != NULL) {
       cJSON *parsed = cJSON_Parse(rendered);
       FUZZ_CHECK(parsed != NULL);

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/upstream.h"
+#include "sidecar/config_check.h"
 #include "sidecar/log.h"
 #include "sidecar/name_index.h"
+#include "sidecar/port_owner.h"
 #include "sidecar/server_internal.h"
+#include "sidecar/upstream.h"
 
 static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
                          const ms_cluster_runtime *from, const ms_cluster_config *previous) {
@@ -43,13 +45,20 @@ static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
   return 0;
 }
 
-static ms_listener_sockets *find_sockets(const ms_server *server, const ms_listener_config *l) {
+static ms_listener_sockets *find_sockets(const ms_server *server, const char *name,
+                                         const char *address) {
   for (size_t i = 0; server->config && i < server->config->listener_count; i++) {
     ms_listener_sockets *sockets = server->listener_sockets[i];
-    if (strcmp(sockets->name, l->name) == 0 && strcmp(sockets->address, l->address.text) == 0)
-      return sockets;
+    if (strcmp(sockets->name, name) == 0 && strcmp(sockets->address, address) == 0) return sockets;
   }
   return NULL;
+}
+
+int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
+                         size_t why_len) {
+  if (find_sockets(server, name, address->text)) return 0;
+  /* SO_REUSEPORT would let us share the address with another process. */
+  return ms_port_owner_check(address, NULL, why, why_len);
 }
 
 void ms_runtime_free(ms_cluster_runtime *clusters, const ms_config *config,
@@ -96,16 +105,21 @@ int ms_runtime_build(ms_server *server, const ms_config *next, ms_cluster_runtim
   ms_name_index_cleanup(&current);
   for (size_t l = 0; l < next->listener_count; l++) {
     const ms_listener_config *listener = &next->listeners[l];
-    ms_listener_sockets *kept = find_sockets(server, listener);
+    ms_listener_sockets *kept = find_sockets(server, listener->name, listener->address.text);
     if (kept) {
       sockets[l] = ms_listener_sockets_up_ref(kept);
       continue;
     }
-    int rc =
-        ms_listener_sockets_bind(listener->name, &listener->address, next->workers, &sockets[l]);
+    char why[MS_ERR_LEN];
+    int rc = ms_port_owner_check(&listener->address, NULL, why, sizeof(why));
+    if (rc == 0) {
+      rc = ms_listener_sockets_bind(listener->name, &listener->address, next->workers, &sockets[l]);
+      if (rc != 0)
+        snprintf(why, sizeof(why), "cannot listen on %s: %s", listener->address.text,
+                 strerror(-rc));
+    }
     if (rc != 0) {
-      snprintf(err, err_len, "listeners[%zu] (%s): cannot listen on %s: %s", l, listener->name,
-               listener->address.text, strerror(-rc));
+      snprintf(err, err_len, "listeners[%zu] (%s): %s", l, listener->name, why);
       ms_runtime_free(clusters, next, sockets);
       return -1;
     }
@@ -212,15 +226,29 @@ int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *s
   return apply(server, next, secrets, true, err, err_len);
 }
 
+/* refuse_reload logs a refused reload of the file at `path`: each of
+ * `problems`, then their count (the configuration in force stays). */
+static void refuse_reload(const char *path, const ms_config_errors *problems) {
+  for (size_t i = 0; i < problems->count; i++)
+    ms_log(MS_LOG_ERROR, "config reload refused: %s", problems->lines[i]);
+  ms_log(MS_LOG_ERROR,
+         "config reload refused: %s has %zu problem%s; the configuration in force stays", path,
+         problems->count, ms_plural(problems->count));
+}
+
+void ms_server_refuse_config(const ms_config *next, const char *err) {
+  ms_config_errors problems = {0};
+  if (ms_config_check_outside(next, false, &problems, NULL) == 0 || problems.count == 0)
+    ms_config_errors_add(&problems, "%s", err);
+  refuse_reload(next->path, &problems);
+  ms_config_errors_cleanup(&problems);
+}
+
 ms_config *ms_server_reload_read(const char *path) {
   ms_config *next = NULL;
   ms_config_errors errors = {0};
   if (ms_config_load(path, &next, &errors) == 0) return next;
-  for (size_t i = 0; i < errors.count; i++)
-    ms_log(MS_LOG_ERROR, "config reload refused: %s", errors.lines[i]);
-  ms_log(MS_LOG_ERROR,
-         "config reload refused: %s has %zu problem%s; the configuration in force stays", path,
-         errors.count, errors.count == 1 ? "" : "s");
+  refuse_reload(path, &errors);
   ms_config_errors_cleanup(&errors);
   return NULL;
 }
@@ -230,8 +258,7 @@ int ms_server_reload_config(ms_server *server) {
   if (next == NULL) return -1;
   char err[MS_ERR_LEN];
   int rc = ms_server_apply(server, next, err, sizeof(err));
-  if (rc != 0)
-    ms_log(MS_LOG_ERROR, "config reload refused: %s; the configuration in force stays", err);
+  if (rc != 0) ms_server_refuse_config(next, err);
   ms_config_free(next);
   return rc;
 }

@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -423,11 +424,31 @@ static size_t skip_space_back(const char *text, size_t at) {
   return at;
 }
 
+/* comma_out_of_place: `at` is a ',' that follows another ',' or opens an
+ * array or object: a value or member is missing there. */
+static bool comma_out_of_place(const char *json, size_t at, const char **out_hint) {
+  if (json[at] != ',') return false;
+  size_t before = skip_space_back(json, at);
+  if (before == 0) return false;
+  char previous = json[before - 1];
+  if (previous == ',') {
+    *out_hint = "; two commas in a row: a value is missing between them";
+    return true;
+  }
+  if (previous == '[' || previous == '{') {
+    *out_hint = "; nothing comes before it";
+    return true;
+  }
+  return false;
+}
+
 /* report_syntax_error turns cJSON's error position into "line L, column C"
- * and recognises the two usual mistakes: comments and trailing commas. */
+ * and recognises the usual mistakes: comments, trailing and doubled commas.
+ * cJSON stops on the character it could not take or just past it. */
 static void report_syntax_error(ms_schema *schema, const char *json, const char *error_at) {
   size_t length = strlen(json);
-  if (skip_space_back(json, length) == 0) {
+  size_t text_end = skip_space_back(json, length);
+  if (text_end == 0) {
     ms_schema_error(schema, "the file is empty; write a JSON object, like {\"clusters\": []}");
     return;
   }
@@ -435,7 +456,14 @@ static void report_syntax_error(ms_schema *schema, const char *json, const char 
   if (error_at != NULL && error_at >= json && error_at <= json + length) {
     offset = (size_t)(error_at - json);
   }
+  /* Stopped at the end of a line with more text after it: the character it
+   * could not take is the last one before. */
+  if (offset < text_end && isspace((unsigned char)json[offset])) {
+    offset = skip_space_back(json, offset);
+    if (offset > 0) offset--;
+  }
   const char *hint = "";
+  bool unexpected_comma = false;
   size_t closer = offset;
   if (closer >= length || (json[closer] != '}' && json[closer] != ']')) {
     closer = skip_space_back(json, closer);
@@ -446,6 +474,11 @@ static void report_syntax_error(ms_schema *schema, const char *json, const char 
   if (comma > 0 && json[comma - 1] == ',') {
     offset = comma - 1;
     hint = "; JSON allows no comma before \"}\" or \"]\"";
+  } else if (offset < length && comma_out_of_place(json, offset, &hint)) {
+    unexpected_comma = true;
+  } else if (offset > 0 && comma_out_of_place(json, offset - 1, &hint)) {
+    offset--;
+    unexpected_comma = true;
   } else if (json[offset] == '/' || (offset > 0 && json[offset - 1] == '/')) {
     hint = "; JSON allows no comments";
   }
@@ -464,7 +497,10 @@ static void report_syntax_error(ms_schema *schema, const char *json, const char 
     near[n++] = isprint((unsigned char)json[i]) ? json[i] : ' ';
   }
   near[n] = '\0';
-  if (n == 0) {
+  if (unexpected_comma) {
+    ms_schema_error(schema, "line %zu, column %zu: invalid JSON: unexpected ','%s", line, column,
+                    hint);
+  } else if (offset >= text_end) {
     ms_schema_error(schema, "line %zu, column %zu: invalid JSON: the text ends too early%s", line,
                     column, hint);
   } else {
@@ -650,6 +686,15 @@ void ms_config_free(ms_config *config) {
   if (atomic_fetch_sub_explicit(&config->refs, 1, memory_order_acq_rel) == 1) {
     config_release(config);
   }
+}
+
+int ms_config_errors_add(ms_config_errors *errors, const char *format, ...) {
+  char line[1400];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(line, sizeof(line), format, args);
+  va_end(args);
+  return ms_schema_add_line(errors, line);
 }
 
 void ms_config_errors_cleanup(ms_config_errors *errors) {

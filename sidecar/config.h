@@ -242,6 +242,12 @@ void ms_config_free(ms_config *config);
 
 void ms_config_errors_cleanup(ms_config_errors *errors);
 
+/* ms_config_errors_add appends one formatted line to `errors` (control
+ * characters written as \xNN: one problem, one line). Returns 0, or -1
+ * when memory ran out. */
+int ms_config_errors_add(ms_config_errors *errors, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* ms_lb_policy_name returns "round_robin", "least_connections" or "random". */
 const char *ms_lb_policy_name(ms_lb_policy policy);
 

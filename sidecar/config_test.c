@@ -514,6 +514,11 @@ static void test_invalid_json(void) {
   expect_error("{\n  // the workers\n  'workers': 2}", "JSON allows no comments");
   expect_error("{'workers': 2", "line 1, column 14: invalid JSON: the text ends too early");
   expect_error("  \n", "the file is empty");
+  /* cJSON stops just past a doubled comma at the end of a line. */
+  expect_error("{\n  'workers': 2,,\n  'clusters': []\n}",
+               "line 2, column 16: invalid JSON: unexpected ','; two commas in a row");
+  expect_error("{'clusters': [1,,2]}", "line 1, column 17: invalid JSON: unexpected ','");
+  expect_error("{'clusters': [,1]}", "line 1, column 15: invalid JSON: unexpected ','");
 
   ms_config *config = NULL;
   ms_config_errors errors;

@@ -11,6 +11,7 @@
 
 #include "sidecar/events.h"
 #include "sidecar/log.h"
+#include "sidecar/tls_to_plaintext.h"
 #include "sidecar/upstream.h"
 
 #define MS_READS_PER_EVENT 16
@@ -278,6 +279,9 @@ static void client_to_upstream(ms_conn *conn) {
     ssize_t n = read(conn->client_fd, worker->scratch, MS_WORKER_SCRATCH);
     if (n > 0) {
       conn->last_activity = uv_now(&worker->loop);
+      if (!conn->client_spoke) /* L4 relays bytes as they are: say it, relay it */
+        ms_tls_to_plaintext_check(worker, conn->link.listener, worker->scratch, (size_t)n,
+                                  "relayed as bytes");
       conn->client_spoke = true;
       MS_STAT_ADD(&worker->stats, bytes_sent_upstream, n);
       if (SSL_write(conn->upstream->ssl, worker->scratch, (int)n) != n) {

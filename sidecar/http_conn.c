@@ -19,6 +19,7 @@
 #include "sidecar/log.h"
 #include "sidecar/net.h"
 #include "sidecar/pool.h"
+#include "sidecar/tls_to_plaintext.h"
 #include "sidecar/upstream.h"
 
 static void on_timer(uv_timer_t *timer);
@@ -516,6 +517,13 @@ static int parse_in(ms_http_conn *conn) {
       ms_http_respond_verdict(conn, conn->rq_refused);
       break;
     case RQ_OK: {
+      /* Not silence: the client's TLS library reads this answer as "wrong
+       * version number", the usual sign of TLS sent to plaintext. */
+      if (ms_tls_to_plaintext_check(conn->worker, conn->link.listener, conn->in, conn->in_len,
+                                    "answered 400")) {
+        ms_http_respond(conn, 400, "Bad Request", "bad request: " MS_TLS_TO_PLAINTEXT_HINT);
+        break;
+      }
       char body[160];
       snprintf(body, sizeof(body), "bad request: %s", http_errno_description(error));
       ms_http_respond(conn, 400, "Bad Request", body);

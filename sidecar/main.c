@@ -12,6 +12,7 @@
 
 #include "common/version.h"
 #include "sidecar/config.h"
+#include "sidecar/config_check.h"
 #include "sidecar/identity.h"
 #include "sidecar/log.h"
 #include "sidecar/server.h"
@@ -24,8 +25,8 @@ static void usage(FILE *to) {
           "\n"
           "  --config FILE     the JSON configuration (README.md, docs/configuration.md;\n"
           "                    examples/sidecar.json to start from)\n"
-          "  --validate        check the configuration and load its certificates, then exit:\n"
-          "                    0 when valid, 1 with every problem listed\n"
+          "  --validate        check the configuration, its certificates and its ports, then\n"
+          "                    exit: 0 when valid, 1 with every problem listed\n"
           "  --log-level L     the least important lines to print (default info)\n"
           "  --version         print the version and exit\n"
           "\n"
@@ -48,40 +49,43 @@ static void usage(FILE *to) {
           "  POST /quitquitquit       drain and exit, like SIGTERM\n");
 }
 
-/* --validate: the config, then every cluster's certificates and the control
- * plane's bootstrap certificate, all reported. */
-static int validate_tls(const ms_config *config) {
-  int problems = 0;
-  for (size_t i = 0; i < config->cluster_count; i++) {
-    const ms_cluster_config *cluster = &config->clusters[i];
-    char err[MS_ERR_LEN];
-    SSL_CTX *ctx = NULL;
-    if (ms_client_ctx_load(&cluster->tls.settings, &ctx, err, sizeof(err)) == 0) {
-      SSL_CTX_free(ctx);
-    } else {
-      fprintf(stderr, "clusters[%zu].tls (%s): %s\n", i, cluster->name, err);
-      problems++;
-    }
-  }
-  char err[MS_ERR_LEN];
-  SSL_CTX *ctx = NULL;
-  if (config->xds.enabled) {
-    if (ms_client_ctx_load(&config->xds.tls.settings, &ctx, err, sizeof(err)) == 0) {
-      SSL_CTX_free(ctx);
-    } else {
-      fprintf(stderr, "xds.tls: %s\n", err);
-      problems++;
-    }
-  }
-  if (config->identity.enabled && config->identity.tls_set) {
-    if (ms_client_ctx_load(&config->identity.tls.settings, &ctx, err, sizeof(err)) == 0) {
-      SSL_CTX_free(ctx);
-    } else {
-      fprintf(stderr, "identity.tls: %s\n", err);
-      problems++;
-    }
-  }
-  return problems;
+/* print_problems writes each problem on its own line, then their count
+ * with `outcome` ("; not started"). */
+static void print_problems(const char *config_path, const ms_config_errors *problems,
+                           const char *outcome) {
+  for (size_t i = 0; i < problems->count; i++)
+    fprintf(stderr, "%s\n", problems->lines[i]);
+  fprintf(stderr, "%s: %zu problem%s%s\n", config_path, problems->count, ms_plural(problems->count),
+          outcome);
+}
+
+/* --validate: the file was read; now what it names outside itself
+ * (certificates, ports), every problem listed. Returns the exit code. */
+static int validate(const char *config_path, const ms_config *config) {
+  ms_config_errors problems = {0}, notes = {0};
+  size_t count = ms_config_check_outside(config, true, &problems, &notes);
+  for (size_t i = 0; i < notes.count; i++)
+    printf("%s\n", notes.lines[i]);
+  if (count)
+    print_problems(config_path, &problems, "");
+  else
+    printf("%s: valid (%zu listener%s, %zu cluster%s)\n", config_path, config->listener_count,
+           ms_plural(config->listener_count), config->cluster_count,
+           ms_plural(config->cluster_count));
+  ms_config_errors_cleanup(&problems);
+  ms_config_errors_cleanup(&notes);
+  return count ? 1 : 0;
+}
+
+/* not_started lists every problem of a configuration that could not be
+ * put in force (the first one found, `err`, alone when the checks find
+ * none: memory, a worker that did not start). */
+static void not_started(const char *config_path, const ms_config *config, const char *err) {
+  ms_config_errors problems = {0};
+  if (ms_config_check_outside(config, false, &problems, NULL) == 0 || problems.count == 0)
+    ms_config_errors_add(&problems, "%s", err);
+  print_problems(config_path, &problems, "; not started");
+  ms_config_errors_cleanup(&problems);
 }
 
 static int parse_level(const char *text, ms_log_level *out) {
@@ -102,7 +106,7 @@ int main(int argc, char **argv) {
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
   const char *config_path = NULL;
-  bool validate = false;
+  bool validating = false;
   ms_log_level level = MS_LOG_INFO;
   int option;
   while ((option = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
@@ -111,7 +115,7 @@ int main(int argc, char **argv) {
         config_path = optarg;
         break;
       case 'v':
-        validate = true;
+        validating = true;
         break;
       case 'l':
         if (parse_level(optarg, &level) != 0) {
@@ -146,21 +150,14 @@ int main(int argc, char **argv) {
   ms_config *config = NULL;
   ms_config_errors errors = {0};
   if (ms_config_load(config_path, &config, &errors) != 0) {
-    for (size_t i = 0; i < errors.count; i++)
-      fprintf(stderr, "%s\n", errors.lines[i]);
-    fprintf(stderr, "%s: %zu problem%s; not started\n", config_path, errors.count,
-            errors.count == 1 ? "" : "s");
+    print_problems(config_path, &errors, validating ? "" : "; not started");
     ms_config_errors_cleanup(&errors);
     return 1;
   }
-  if (validate) {
-    int problems = validate_tls(config);
-    if (problems == 0)
-      printf("%s: valid (%zu listener%s, %zu cluster%s)\n", config_path, config->listener_count,
-             ms_plural(config->listener_count), config->cluster_count,
-             ms_plural(config->cluster_count));
+  if (validating) {
+    int code = validate(config_path, config);
     ms_config_free(config);
-    return problems ? 1 : 0;
+    return code;
   }
 
   signal(SIGPIPE, SIG_IGN);
@@ -179,8 +176,8 @@ int main(int argc, char **argv) {
   if (rc == 0 && config->xds.enabled &&
       (rc = ms_xds_source_start(&loop, server, config, &xds, err, sizeof(err))) != 0)
     ms_server_shutdown(server, 0);
+  if (rc != 0) not_started(config_path, config, err);
   ms_config_free(config);
-  if (rc != 0) ms_log(MS_LOG_ERROR, "not started: %s", err);
   uv_run(&loop, UV_RUN_DEFAULT);
   ms_server_free(server);
   ms_xds_source_free(xds);

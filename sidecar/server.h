@@ -63,6 +63,13 @@ int ms_server_reload(ms_server *server);
  * load: then nothing changed. */
 int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len);
 
+/* ms_server_can_listen tells whether a listener called `name` on `address`
+ * can be put in force: the server holds it already (same name and
+ * address), or no other process listens there (sidecar/port_owner.h).
+ * Returns 0, or a negative errno with `why`. Main thread. */
+int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
+                         size_t why_len);
+
 /* ms_server_reload_config reads the config file again and applies it
  * (SIGHUP). A file with problems is refused with every problem logged, and
  * the configuration in force stays. Returns 0 or -1. */
@@ -72,6 +79,12 @@ int ms_server_reload_config(ms_server *server);
  * for a reload. Returns it (the caller owns the reference), or NULL with
  * every problem logged as "config reload refused: ...". */
 ms_config *ms_server_reload_read(const char *path);
+
+/* ms_server_refuse_config logs a refused reload whose configuration `next`
+ * could not be put in force: every problem its certificates and addresses
+ * have (sidecar/config_check.h), or `err` alone when the checks find
+ * none. */
+void ms_server_refuse_config(const ms_config *next, const char *err);
 
 /* A source of configuration other than the file: the control plane
  * (sidecar/xds_source.h). It holds readiness until its first fetch is done,

@@ -18,6 +18,7 @@
   X(downstream_cx_accept_fail, "accepts failed for lack of descriptors or memory")           \
   X(downstream_cx_no_endpoint, "client connections closed because no endpoint was left")     \
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                    \
+  X(downstream_cx_tls_to_plaintext, "client connections that began with a TLS handshake")    \
   X(downstream_rq_header_timeout, "clients answered 408 at request_headers_timeout_ms")      \
   X(upstream_cx_total, "upstream connections attempted")                                     \
   X(upstream_cx_connect_fail, "upstream TCP connects that failed")                           \
@@ -72,7 +73,9 @@
   X(downstream_cx_accept_fail, "accepts failed for lack of descriptors or memory, by listener") \
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout, by listener")          \
   X(downstream_cx_no_endpoint,                                                                  \
-    "client connections closed because no endpoint was left, by listener")
+    "client connections closed because no endpoint was left, by listener")                      \
+  X(downstream_cx_tls_to_plaintext,                                                             \
+    "client connections that began with a TLS handshake, by listener")
 
 /* X(name, help): the counters of each HTTP listener, in /stats as
  * http.<listener name>.<name> (the stats of Envoy's HTTP connection

@@ -20,6 +20,14 @@ void ms_tls_io_cleanup(ms_tls_io *io) {
   io->in_len = io->in_offset = io->out_len = io->out_capacity = 0;
 }
 
+/* keep_first copies what fits of the bytes just read into io->first. */
+static void keep_first(ms_tls_io *io, size_t n) {
+  size_t room = sizeof(io->first) - io->first_len;
+  if (n > room) n = room;
+  memcpy(io->first + io->first_len, io->scratch->in, n);
+  io->first_len += (uint8_t)n;
+}
+
 static int fill(ms_tls_io *io) {
   if (io->in_on_heap) {
     free(io->in);
@@ -32,6 +40,7 @@ static int fill(ms_tls_io *io) {
     if (n > 0) {
       io->in = io->scratch->in;
       io->in_len = (size_t)n;
+      if (io->first_len < sizeof(io->first)) keep_first(io, (size_t)n);
       /* A short read emptied the socket: another would only say EAGAIN,
        * unless the upstream hung up, whose FIN (or error) is still to be
        * read and will not be announced again. */

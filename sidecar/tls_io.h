@@ -16,6 +16,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/bio.h>
 
@@ -42,6 +43,8 @@ typedef struct ms_tls_io {
   size_t out_len;
   size_t out_capacity;
   bool out_on_heap;
+  uint8_t first[16]; /* the upstream's first bytes, for a diagnosis of a failed handshake */
+  uint8_t first_len;
 } ms_tls_io;
 
 /* ms_tls_io_init prepares `io` for socket `fd`. */

@@ -125,18 +125,23 @@ static void handshake_failed_now(ms_upstream *upstream, ms_tls_failure failure,
   upstream->callbacks->on_failed(upstream, line);
 }
 
+static ms_tls_failure describe(ms_upstream *upstream, int ssl_error, char *description,
+                               size_t description_len) {
+  return ms_tls_describe_failure_seen(upstream->ssl, ssl_error, upstream->sni_sent,
+                                      upstream->io.first, upstream->io.first_len, description,
+                                      description_len);
+}
+
 static void describe_and_fail(ms_upstream *upstream, int ssl_error) {
   char description[480];
-  ms_tls_failure failure = ms_tls_describe_failure(upstream->ssl, ssl_error, upstream->sni_sent,
-                                                   description, sizeof(description));
+  ms_tls_failure failure = describe(upstream, ssl_error, description, sizeof(description));
   handshake_failed_now(upstream, failure, description);
 }
 
 void ms_upstream_fail_late(ms_upstream *upstream, int ssl_error, char *message,
                            size_t message_len) {
   char description[480];
-  ms_tls_failure failure = ms_tls_describe_failure(upstream->ssl, ssl_error, upstream->sni_sent,
-                                                   description, sizeof(description));
+  ms_tls_failure failure = describe(upstream, ssl_error, description, sizeof(description));
   handshake_failed(upstream, failure, description, message, message_len);
 }
 

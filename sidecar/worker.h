@@ -70,6 +70,7 @@ struct ms_worker {
   uv_timer_t accept_timer;          /* resumes paused listen sockets */
   ms_log_limit accept_log;          /* accept failures: a line a second */
   ms_log_limit overflow_log;        /* connections over max_connections: a line a second */
+  ms_log_limit tls_hello_log;       /* TLS sent to a plaintext listener: a line a second */
   bool accepting;                   /* false once draining */
   bool draining;                    /* drain asked: keep-alive connections close when idle */
   ms_client_link *clients;          /* doubly linked, for drain and stop */

@@ -244,10 +244,10 @@ static cJSON *array_of(cJSON *root, const char *key) {
 }
 
 /* add_listeners renders each listener whose clusters are all in `clusters`
- * (the static ones and the live dynamic ones). Returns 0, or -1 with `err`
- * written. */
+ * (the static ones and the live dynamic ones) and that `check` lets open.
+ * Returns 0, or -1 with `err` written. */
 static int add_listeners(const ms_xds_state *state, const cJSON *clusters, cJSON *listeners,
-                         char *err, size_t err_len) {
+                         ms_xds_listener_check check, void *check_arg, char *err, size_t err_len) {
   ms_name_index live = {0};
   if (ms_name_index_init(&live, (size_t)cJSON_GetArraySize(clusters)) != 0) {
     snprintf(err, err_len, "out of memory");
@@ -268,6 +268,7 @@ static int add_listeners(const ms_xds_state *state, const cJSON *clusters, cJSON
     }
     /* A listener waits for its clusters to go live (Envoy warms it too). */
     if (!clusters_live(&live, listener)) continue;
+    if (check && !check(listener, check_arg)) continue;
     cJSON *rendered = render_listener(listener);
     if (rendered == NULL) {
       snprintf(err, err_len, "out of memory");
@@ -280,8 +281,8 @@ static int add_listeners(const ms_xds_state *state, const cJSON *clusters, cJSON
   return rc;
 }
 
-char *ms_xds_state_render(const ms_xds_state *state, const char *static_json, char *err,
-                          size_t err_len) {
+char *ms_xds_state_render(const ms_xds_state *state, const char *static_json,
+                          ms_xds_listener_check check, void *check_arg, char *err, size_t err_len) {
   cJSON *root = cJSON_Parse(static_json);
   if (!cJSON_IsObject(root)) {
     snprintf(err, err_len, "the static configuration does not parse");
@@ -303,7 +304,7 @@ char *ms_xds_state_render(const ms_xds_state *state, const char *static_json, ch
     if (rendered == NULL) goto out_of_memory;
     cJSON_AddItemToArray(clusters, rendered);
   }
-  if (add_listeners(state, clusters, listeners, err, err_len) != 0) {
+  if (add_listeners(state, clusters, listeners, check, check_arg, err, err_len) != 0) {
     cJSON_Delete(root);
     return NULL;
   }

@@ -85,12 +85,28 @@ static void join_errors(const ms_config_errors *errors, char *err, size_t err_le
     snprintf(err + used, err_len - used, "; and %zu more", errors->count - 5);
 }
 
+/* listener_can_open is the renderer's ms_xds_listener_check: a listener
+ * whose address another process holds (or that cannot be bound at all) is
+ * left out, with a line at each update while it lasts. */
+static bool listener_can_open(const ms_xds_listener *listener, void *arg) {
+  ms_xds_source *source = arg;
+  char why[MS_ERR_LEN];
+  if (ms_server_can_listen(source->server, listener->name, &listener->address, why, sizeof(why)) ==
+      0)
+    return true;
+  ms_log(MS_LOG_ERROR,
+         "xds: listener \"%s\" refused: %s; it stays out, the rest of the update applies",
+         listener->name, why);
+  return false;
+}
+
 /* apply_state puts the configuration `state` makes with the file in force,
  * or changes nothing and says why. */
 static int apply_state(ms_xds_source *source, ms_xds_state *state, char *err, size_t err_len) {
   ms_xds_state_expire_warming(state, uv_now(source->loop),
                               source->file->xds.initial_fetch_timeout_ms);
-  char *text = ms_xds_state_render(state, source->file->json, err, err_len);
+  char *text =
+      ms_xds_state_render(state, source->file->json, listener_can_open, source, err, err_len);
   if (text == NULL) return -1;
   ms_config *config = NULL;
   ms_config_errors errors = {0};
@@ -367,7 +383,7 @@ static int reload(void *arg) {
   source->file = file;
   char err[MS_ERR_LEN];
   if (apply_state(source, source->state, err, sizeof(err)) != 0) {
-    ms_log(MS_LOG_ERROR, "config reload refused: %s; the configuration in force stays", err);
+    ms_server_refuse_config(file, err);
     source->file = previous;
     ms_config_free(file);
     return -1;

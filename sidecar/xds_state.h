@@ -73,12 +73,19 @@ const char **ms_xds_state_wanted(const ms_xds_state *state, ms_xds_kind kind, si
  * they stop holding up readiness. Returns how many were marked now. */
 size_t ms_xds_state_expire_warming(ms_xds_state *state, uint64_t now_ms, uint64_t timeout_ms);
 
+/* An ms_xds_listener_check says whether a live dynamic listener can be
+ * opened; one that cannot (its address is another process's) is left out,
+ * and the rest of the update applies (Envoy too goes on without a listener
+ * it cannot bind). */
+typedef bool (*ms_xds_listener_check)(const ms_xds_listener *listener, void *arg);
+
 /* ms_xds_state_render returns the configuration as JSON text (caller frees):
  * `static_json` (the file's text) with the live dynamic clusters and
- * listeners added. Returns NULL with a message when a dynamic name collides
- * with a static one or memory ran out. */
-char *ms_xds_state_render(const ms_xds_state *state, const char *static_json, char *err,
-                          size_t err_len);
+ * listeners added, but for the listeners `check` (NULL: none) refuses.
+ * Returns NULL with a message when a dynamic name collides with a static
+ * one or memory ran out. */
+char *ms_xds_state_render(const ms_xds_state *state, const char *static_json,
+                          ms_xds_listener_check check, void *check_arg, char *err, size_t err_len);
 
 /* ms_xds_state_counts: clusters and listeners held, and clusters warming
  * (not live and not timed out). */

@@ -80,9 +80,7 @@ class RoundTripTest(harness.IntegrationTest):
         c = harness.cluster("c", [f"127.0.0.1:{harness.free_port()}"], cluster_tls(
             self.pki, certificate=pair.crt, private_key=pair.key, password_file=wrong_file))
         sidecar = self.make_sidecar(harness.config([harness.listener("l", "c")], [c]))
-        sidecar.start(wait_ready=False)
-        code = sidecar.process.wait(10)
-        self.assertNotEqual(code, 0)
+        self.assertNotEqual(sidecar.start_refused(), 0)
         self.assertIn(pair.key, sidecar.log())
         self.assertNotIn("correct horse", sidecar.log())
 

@@ -179,6 +179,26 @@ class UpstreamRejectedTest(harness.IntegrationTest):
         sidecar = self.start_refusing_sidecar(server.port)
         self.assert_refused(sidecar, server.port, "connection_closed", alert=False)
 
+    def test_plaintext_http_upstream(self):
+        # The most common first mistake: a cluster pointed at a plain HTTP
+        # port. nginx answers the ClientHello with "400 Bad Request".
+        nginx = self.start_https(plaintext=True)
+        sidecar = self.start_refusing_sidecar(nginx.port)
+        line = self.assert_refused(sidecar, nginx.port, "not_tls")
+        self.assertIn('hint: the upstream answered with something that is not TLS (it looks '
+                      'like HTTP: "HTTP/1.1 400"); is the port a plaintext one?', line)
+        self.assertNotIn("no TLS version or cipher in common", line)
+        self.assertEqual(sidecar.stat("ssl.handshake_failure.not_tls"), 1)
+        prometheus = sidecar.admin_get("/stats/prometheus")[1]
+        self.assertRegex(prometheus, r'ssl_handshake_failure\{reason="not_tls"\} 1\b')
+
+    def test_echo_upstream(self):
+        # A plain TCP service that sends back what it gets: our ClientHello.
+        echo = self.start_echo()
+        sidecar = self.start_refusing_sidecar(echo.port)
+        line = self.assert_refused(sidecar, echo.port, "not_tls")
+        self.assertIn("the upstream sent our own ClientHello back", line)
+
     def test_refused_upstream_is_counted(self):
         nginx = self.start_https(server=self.pki.other_server)
         sidecar = self.start_refusing_sidecar(nginx.port)

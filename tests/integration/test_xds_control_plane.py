@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import re
+import socket
 import sys
 import time
 import unittest
@@ -604,6 +605,35 @@ class XdsControlPlaneTest(harness.IntegrationTest):
                           [{"host": None, "path_prefix": "/pay/", "cluster": "payments"},
                            {"host": None, "path_prefix": None, "cluster": "backend"}]))
 
+
+    def test_a_listener_on_a_taken_port_is_refused_alone(self):
+        # Another program listens (with SO_REUSEPORT, as the sidecar's
+        # workers do) where a listener from the control plane wants to: that
+        # listener stays out, the rest of the update applies and is ACKed.
+        backend = self.start_https()
+        control_plane, sidecar = self.start_mesh([backend.port])
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        taken_port, free_port = taken.getsockname()[1], harness.free_port()
+        write_resources(os.path.join(os.path.dirname(self.resource_file), "more.json"), [
+            tcp_listener("taken", taken_port, "backend"),
+            tcp_listener("free", free_port, "backend"),
+        ])
+        harness.wait_port(free_port, process=sidecar.process.popen, what="the listener 'free'")
+        self.assertEqual(http_get(free_port, "/hello.txt?probe=free"), (200, HELLO))
+        line = sidecar.wait_log(r'xds: listener "taken" refused: ')[0]
+        self.assertIn(f"address 127.0.0.1:{taken_port} is in use by another process "
+                      f"(pid {os.getpid()}, ", line)
+        lds = next(t for t in self.xds(sidecar)["resource_types"] if t["type_url"].endswith(
+            "config.listener.v3.Listener"))
+        self.assertEqual(lds["nacks"], 0, lds)
+        listeners = [l["name"] for l in
+                     sidecar.admin_json("/config_dump")["configs"][0]["config"]["listeners"]]
+        self.assertEqual(sorted(listeners), ["backend-in", "free"])
+        self.assertEqual(http_get(self.listener_port, "/hello.txt?probe=kept"), (200, HELLO))
 
     # 6
 

@@ -382,16 +382,18 @@ class Nginx:
 
     @classmethod
     def https(cls, prefix, server, client_ca, port=None, verify_client="on",
-              protocols=("TLSv1.2", "TLSv1.3"), require_sni=False, keepalive_requests=1000):
+              protocols=("TLSv1.2", "TLSv1.3"), require_sni=False, keepalive_requests=1000,
+              plaintext=False):
         """https serves files from `www` over TLS, asking for a client
         certificate signed by client_ca (None: not asking). With
         require_sni, the default server rejects handshakes without the
         name upstream.test (ssl_reject_handshake on: alert 112). A
         keep-alive connection carries at most keepalive_requests requests
-        (the last answer says Connection: close)."""
+        (the last answer says Connection: close). With plaintext, the same
+        server speaks plain HTTP (the mistake of pointing TLS at it)."""
         port = port or free_port()
-        tls = cls._tls(server, client_ca, verify_client, protocols)
-        listen = f"listen 127.0.0.1:{port} ssl"
+        tls = "" if plaintext else cls._tls(server, client_ca, verify_client, protocols)
+        listen = f"listen 127.0.0.1:{port}{'' if plaintext else ' ssl'}"
         servers = ""
         if require_sni:
             servers += (f"    server {{\n        {listen} default_server;\n"

@@ -119,6 +119,15 @@ class Sidecar:
             self.wait_ready(timeout)
         return self
 
+    def start_refused(self, timeout=10):
+        """start_refused starts the sidecar on a configuration it must refuse
+        and returns its exit code (AssertionError when it keeps running)."""
+        self.start(wait_ready=False)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the sidecar started, but should not have:\n{self.log()}")
+
     def wait_ready(self, timeout=DEFAULT_TIMEOUT):
         def ready():
             code = self.process.poll()
@@ -218,6 +227,14 @@ class Sidecar:
                               what=f"{count} sidecar log line(s) matching {pattern!r}")
         except AssertionError as e:
             raise AssertionError(f"{e}\nsidecar log:\n{self.log()}") from None
+
+    def reload(self, new_config, expect_log):
+        """reload writes `new_config` (a dict) as the file, sends SIGHUP and
+        waits for one more log line matching `expect_log`, which it returns."""
+        write_file(self.config_path, json.dumps(new_config, indent=2))
+        count = len(self.log_lines(expect_log))
+        self.send_signal(signal.SIGHUP)
+        return self.wait_log(expect_log, count=count + 1)[-1]
 
     def send_signal(self, sig):
         self.process.signal(sig)
