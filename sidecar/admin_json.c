@@ -43,6 +43,7 @@ static int respond_server_info(ms_server *server, ms_admin_response *out) {
   put_string(json, "uptime_all_epochs", uptime, &ok); /* no hot restart: one epoch */
   put_number(json, "uptime_seconds", (double)info.uptime_seconds, &ok);
   put_number(json, "workers", info.workers, &ok);
+  put_bool(json, "workers_current", info.workers_current, &ok);
   cJSON *options = put_object(json, "command_line_options", &ok);
   put_string(options, "config_path", info.config_path, &ok);
   return finish_json(json, ok, out);

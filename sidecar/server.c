@@ -130,6 +130,12 @@ ms_stats *ms_server_main_stats(ms_server *server) {
   return &server->stats;
 }
 
+static bool workers_current(ms_server *server) {
+  for (uint32_t i = 0; i < server->worker_count; i++)
+    if (!ms_worker_is_current(&server->workers[i])) return false;
+  return true;
+}
+
 bool ms_server_is_ready(ms_server *server) {
   if (server->draining || !server->initial_resolution_done) return false;
   if (server->source.is_ready && !server->source.is_ready(server->source.arg)) return false;
@@ -138,9 +144,7 @@ bool ms_server_is_ready(ms_server *server) {
     if (server->clusters[i].tls == NULL) return false;
   /* Ready means the workers serve it: a snapshot published a moment ago
    * (the certificate that made the clusters usable) is not yet theirs. */
-  for (uint32_t i = 0; i < server->worker_count; i++)
-    if (!ms_worker_is_current(&server->workers[i])) return false;
-  return true;
+  return workers_current(server);
 }
 
 void ms_server_get_info(ms_server *server, ms_server_info *out) {
@@ -148,6 +152,7 @@ void ms_server_get_info(ms_server *server, ms_server_info *out) {
   out->state = server->draining ? "DRAINING" : "LIVE";
   out->uptime_seconds = (int64_t)time(NULL) - server->started_at;
   out->workers = server->worker_count;
+  out->workers_current = workers_current(server);
   out->config_path = server->config->path;
 }
 

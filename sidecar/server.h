@@ -43,6 +43,7 @@ typedef struct ms_server_info {
   const char *state; /* "LIVE", "DRAINING" */
   int64_t uptime_seconds;
   uint32_t workers;
+  bool workers_current; /* every worker has taken up the last snapshot published */
   const char *config_path;
 } ms_server_info;
 void ms_server_get_info(ms_server *server, ms_server_info *out);

@@ -47,6 +47,7 @@ class AdminTest(harness.IntegrationTest):
         info = self.sidecar.admin_json("/server_info")
         self.assertEqual(info["state"], "LIVE")
         self.assertIn(self.sidecar.config_path, json.dumps(info))
+        self.assertIs(info["workers_current"], True)  # /ready said 200: the workers serve it
 
     def test_clusters(self):
         clusters = self.sidecar.admin_json("/clusters?format=json")["cluster_statuses"]

@@ -234,7 +234,16 @@ class Sidecar:
         write_file(self.config_path, json.dumps(new_config, indent=2))
         count = len(self.log_lines(expect_log))
         self.send_signal(signal.SIGHUP)
-        return self.wait_log(expect_log, count=count + 1)[-1]
+        line = self.wait_log(expect_log, count=count + 1)[-1]
+        self.wait_workers_current()
+        return line
+
+    def wait_workers_current(self):
+        """wait_workers_current waits until every worker has taken up the
+        configuration last put in force (/server_info's workers_current): a
+        request sent before may still meet the one before it."""
+        wait_until(lambda: self.admin_json("/server_info")["workers_current"],
+                   what="the workers to take up the new configuration")
 
     def send_signal(self, sig):
         self.process.signal(sig)
