@@ -20,9 +20,9 @@ import zlib
 
 from tests.lib import harness
 from tests.lib.faults import (MB, SANITIZED, Footprint, FaultyHttpUpstream, MallocProbe,
-                              RssSampler,
-                              Slowloris, TlsPeer, pattern_chunk, private_hosts_wrapper, reset,
-                              rewrite_in_place, stream_pattern_crc, wait_back_to)
+                              RssSampler, Slowloris, TlsPeer, pattern_chunk,
+                              private_hosts_wrapper, reset, rewrite_in_place, stream_pattern_crc,
+                              tcp_end, tcp_fin, wait_back_to)
 from tests.lib.harness import (SERVER_NAME, KeptConnections, cluster, cluster_tls, config,
                                http_get, http_listener, listener)
 from tests.lib.support import sidecar_bin
@@ -394,14 +394,18 @@ class FaultTest(harness.IntegrationTest):
         after = wait_back_to(baseline, rss_tolerance_kb)
         figures(self, baseline=baseline, after=after, pings=count[0])
 
-    def test_l4_upstream_reset_mid_stream(self):
-        release, sent = threading.Event(), threading.Event()
+    def upstream_ends_mid_stream(self, end):
+        """upstream_ends_mid_stream: the upstream sends 64 KiB, the client
+        reads them, then the upstream ends its connection by end(tls) and
+        keeps the socket open until the sidecar closes it. Returns how the
+        client's connection ended ("fin" or "reset") and by how much
+        upstream_cx_destroy_remote moved."""
+        release = threading.Event()
 
         def session(_peer, tls, _record):
             tls.sendall(b"s" * 65536)
-            sent.set()
             release.wait(30)
-            reset(tls)
+            end(tls)
 
         peer = self.start_tls_peer(session)
         sidecar = self.start_l4_pair([f"127.0.0.1:{peer.port}"])
@@ -409,12 +413,66 @@ class FaultTest(harness.IntegrationTest):
             sock = self.connect(sidecar.listener_port(0))
             self.assertEqual(harness.recv_exactly(sock, 65536), b"s" * 65536)
             ping()
+            destroyed = sidecar.stat("upstream_cx_destroy_remote")
             release.set()
             rest, how = read_to_close(sock)
+            destroyed = sidecar.stat("upstream_cx_destroy_remote") - destroyed
             self.assertEqual(rest, b"")
-            self.assertIn(how, ("fin", "reset"))
+            sock.close()
             ping()
         figures(self, client_saw=how)
+        return how, destroyed
+
+    # An abort travels as an abort: the upstream's reset becomes the
+    # client's (SO_LINGER 0), never a FIN that looks like a complete stream.
+    def test_l4_upstream_reset_mid_stream_resets_the_client(self):
+        self.assertEqual(self.upstream_ends_mid_stream(reset), ("reset", 1))
+
+    # A TLS stream that breaks (here a record that does not open) is an abort too.
+    def test_l4_upstream_tls_failure_mid_stream_resets_the_client(self):
+        def bad_record(tls):
+            # Application data whose authentication tag cannot be right.
+            socket.socket.sendall(tls, b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+            socket.socket.settimeout(tls, 30)
+            socket.socket.recv(tls, 1)  # until the sidecar closes
+
+        self.assertEqual(self.upstream_ends_mid_stream(bad_record), ("reset", 1))
+
+    # A FIN without close_notify is a truncation that nginx and Envoy take
+    # as a close, and so does the sidecar: the client gets a FIN.
+    def test_l4_upstream_fin_without_close_notify_is_a_close(self):
+        def fin(tls):
+            tcp_fin(tls)
+            socket.socket.settimeout(tls, 30)
+            socket.socket.recv(tls, 1)  # until the sidecar closes
+
+        self.assertEqual(self.upstream_ends_mid_stream(fin), ("fin", 1))
+
+    def test_l4_client_reset_mid_upload_resets_the_upstream(self):
+        received = [0]
+
+        def session(_peer, tls, record):
+            while received[0] < 65536:
+                data = tls.recv(1 << 16)
+                if not data:
+                    return
+                received[0] += len(data)
+            how = tcp_end(tls, timeout=30)
+            record["end"] = "eof" if how == "fin" else how
+
+        peer = self.start_tls_peer(session)
+        sidecar = self.start_l4_pair([f"127.0.0.1:{peer.port}"])
+        with self.l4_neighbour(sidecar) as ping:
+            sock = self.connect(sidecar.listener_port(0))
+            sock.sendall(b"u" * 65536)
+            harness.wait_until(lambda: received[0] == 65536, what="the upload at the upstream")
+            ping()
+            reset(sock)
+            harness.wait_until(lambda: peer.ended(1), what="the upstream connection's end")
+            self.assertEqual(peer.ended(1), "reset")
+            self.assertEqual(sidecar.stat("downstream_cx_reset"), 1)
+            ping()
+        figures(self, upstream_saw=peer.ended(1))
 
     def test_l4_client_half_close_still_gets_the_answer(self):
         def session(_peer, tls, record):

@@ -19,7 +19,8 @@ import time
 import zlib
 
 from tests.lib.peers import TcpServer
-from tests.lib.support import DEFAULT_TIMEOUT, Process, find_binary, wait_until, write_file
+from tests.lib.support import (DEFAULT_TIMEOUT, Process, closed_how, find_binary, wait_until,
+                               write_file)
 
 MB = 1024 * 1024
 
@@ -179,6 +180,15 @@ def tcp_fin(tls):
     """tcp_fin ends the sending side of a TLS socket's TCP connection (FIN)
     without a close_notify: the TLS stream is cut, not closed."""
     socket.socket.shutdown(tls, socket.SHUT_WR)
+
+
+def tcp_end(tls, timeout=DEFAULT_TIMEOUT):
+    """tcp_end waits for the end of the TCP connection under a TLS socket
+    and returns closed_how's answer ("fin", "reset" or "data"), read from
+    the socket itself: Python's ssl reports a reset as a ragged EOF, so
+    only the socket tells a reset from a FIN."""
+    with socket.socket(fileno=os.dup(tls.fileno())) as plain:
+        return closed_how(plain, timeout)
 
 
 class TlsPeer(TcpServer):
