@@ -219,10 +219,12 @@ class FaultTest(harness.IntegrationTest):
     def test_http_upstream_stalling_after_the_head_is_closed_at_request_timeout(self):
         faulty, sidecar = self.start_http_pair(request_timeout_ms=1000)
         with self.http_neighbour(sidecar) as kept:
+            # Lower bounds on time are measured from before the request: the
+            # test's own delays can only lengthen them.
+            started = time.monotonic()
             sock = self.raw_request(sidecar.listener_port(),
                                     f"GET /fault/stall HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n"
                                     .encode())
-            started = time.monotonic()
             status, headers, body = read_head(sock)
             # The head was passed on, so a 504 can no longer be sent: the
             # documented outcome is the connection closed.
@@ -243,10 +245,10 @@ class FaultTest(harness.IntegrationTest):
     def test_http_upstream_silent_before_the_head_gets_504(self):
         faulty, sidecar = self.start_http_pair(request_timeout_ms=1000)
         with self.http_neighbour(sidecar) as kept:
+            started = time.monotonic()
             sock = self.raw_request(sidecar.listener_port(),
                                     f"GET /fault/silent HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n"
                                     .encode())
-            started = time.monotonic()
             kept.wait_more(5)
             status, headers, body = read_head(sock)
             elapsed = time.monotonic() - started
@@ -282,10 +284,11 @@ class FaultTest(harness.IntegrationTest):
                              rf"{silent.port} .*reason=timeout")
         figures(self, next_endpoint_after_s=f"{moved_after:.2f}")
 
-    def check_garbage(self, path, pause, check_closed=True):
+    def check_garbage(self, path, check_closed=True):
         """check_garbage asks `path` (an "ok" answer with a second response
-        glued after it, at once or after 300 ms) on a keep-alive client
-        connection, waits `pause`, and asks /fault/ok?next on it."""
+        glued after it, or sent once the client has the answer: /fault/
+        garbage-later) on a keep-alive client connection, and then
+        /fault/ok?next on it."""
         faulty, sidecar = self.start_http_pair()
         with self.http_neighbour(sidecar):
             conn = http.client.HTTPConnection("127.0.0.1", sidecar.listener_port(), timeout=10)
@@ -297,7 +300,14 @@ class FaultTest(harness.IntegrationTest):
             self.assertEqual((response.status, response.read()), (200, b"ok\n"))
             dirty = faulty.connections[-1]
             self.assertEqual(dirty["paths"][-1], path)
-            time.sleep(pause)
+            if path.endswith("-later"):
+                # The garbage comes now, on the connection the pool holds
+                # idle; the next request is sent once the sidecar has read it
+                # and closed that connection (check_closed would fail on a
+                # request sent before).
+                faulty.release.set()
+                harness.wait_until(lambda: dirty["end"] in ("eof", "reset"),
+                                   what="the sidecar to close the pooled connection on garbage")
             # The next request on the same client connection gets its own
             # answer, never the bytes glued after the last one.
             try:
@@ -317,15 +327,15 @@ class FaultTest(harness.IntegrationTest):
             conn.close()
 
     def test_http_garbage_glued_to_a_response_never_reaches_the_next_request(self):
-        self.check_garbage("/fault/garbage", 0, check_closed=False)
+        self.check_garbage("/fault/garbage", check_closed=False)
 
     # Bytes glued to a complete response in the same read put the connection's
     # framing in doubt: it is closed, not pooled (issue 10, 1a).
     def test_http_upstream_that_glued_garbage_to_a_response_is_closed(self):
-        self.check_garbage("/fault/garbage", 0)
+        self.check_garbage("/fault/garbage")
 
     def test_http_garbage_after_a_response_on_a_pooled_connection_is_dropped(self):
-        self.check_garbage("/fault/garbage-later", 0.6)
+        self.check_garbage("/fault/garbage-later")
 
     def test_http_client_reset_mid_upload_closes_the_upstream_side(self):
         faulty, sidecar = self.start_http_pair()
@@ -538,8 +548,8 @@ class FaultTest(harness.IntegrationTest):
              {"address": f"127.0.0.1:{echo.port}", "weight": 1}],
             handshake_timeout_ms=700, max_connect_attempts=2)
         with self.l4_neighbour(sidecar) as ping:
+            started = time.monotonic()  # the handshake begins at the accept
             sock = self.connect(sidecar.listener_port(0))
-            started = time.monotonic()
             sock.sendall(b"moved on")
             ping()  # not held up by the stalled handshake
             self.assertEqual(harness.recv_exactly(sock, 8), b"moved on")
@@ -555,8 +565,8 @@ class FaultTest(harness.IntegrationTest):
         sidecar = self.start_l4_pair([f"127.0.0.1:{silent.port}"], handshake_timeout_ms=700,
                                      max_connect_attempts=1)
         with self.l4_neighbour(sidecar) as ping:
+            started = time.monotonic()  # the handshake begins at the accept
             sock = self.connect(sidecar.listener_port(0))
-            started = time.monotonic()
             ping()
             data, how = read_to_close(sock)
             elapsed = time.monotonic() - started
@@ -764,7 +774,7 @@ class FaultTest(harness.IntegrationTest):
         harness.wait_until(slow.connected, timeout=30, what="1000 slowloris connections")
         harness.wait_until(lambda: sidecar.stat("downstream_cx_active") >= 1000,
                            what="the sidecar holding the slowloris connections")
-        time.sleep(2)  # a byte a second is trickling on each
+        harness.wait_until(lambda: slow.rounds() >= 3, what="two seconds of trickle")
         under = p99(self.time_requests(port, samples, 3))
         held = Footprint(pid)
         # The slowloris connections are still held, unanswered.
