@@ -11,6 +11,7 @@
 
 #include "sidecar/events.h"
 #include "sidecar/log.h"
+#include "sidecar/net.h"
 #include "sidecar/tls_to_plaintext.h"
 #include "sidecar/upstream.h"
 
@@ -158,7 +159,8 @@ static void attempt_failed(ms_conn *conn) {
   if (conn->client_spoke) {
     /* TLS 1.3: the upstream refused us (say, our certificate) after our side
      * of the handshake was done, and the client's bytes already went out:
-     * too late for another endpoint. */
+     * too late for another endpoint. Those bytes are lost: an abort. */
+    ms_net_reset_on_close(conn->client_fd);
     ms_conn_close(conn);
     return;
   }
@@ -215,17 +217,48 @@ static void attempt_next(ms_conn *conn) {
   }
 }
 
-static void fail_relay(ms_conn *conn, const char *what) {
+/* How a relay that cannot go on ends. An abort by one peer travels as an
+ * abort: the other side is reset at once, as Envoy's TCP proxy does
+ * (detect_and_raise_rst_tcp_connection), and what was still on its way to
+ * it is dropped: plaintext the client had not taken yet, and what the
+ * kernel had not sent. A FIN without close_notify is not an abort (it ends
+ * the upstream's direction, as nginx and Envoy take it); see
+ * docs/architecture.md, "A connection". */
+typedef enum ms_relay_end {
+  MS_RELAY_CLOSE,            /* our own end (idle timeout, no memory): FIN both ways */
+  MS_RELAY_UPSTREAM_ABORTED, /* a socket error or a TLS failure in the stream: RST the client */
+  MS_RELAY_CLIENT_ABORTED,   /* a socket error: RST the upstream, without close_notify */
+} ms_relay_end;
+
+/* `error` is the errno that ended it, or 0. */
+static void fail_relay(ms_conn *conn, ms_relay_end end, int error, const char *what) {
   ERR_clear_error();
-  ms_log(MS_LOG_DEBUG, "connection closed: cluster=%s endpoint=%s: %s", conn->cluster->config->name,
-         ms_upstream_endpoint(conn->upstream), what);
+  ms_log(MS_LOG_DEBUG, "connection %s: cluster=%s endpoint=%s: %s%s%s",
+         end == MS_RELAY_CLOSE ? "closed" : "reset", conn->cluster->config->name,
+         ms_upstream_endpoint(conn->upstream), what, error ? ": " : "",
+         error ? strerror(error) : "");
+  switch (end) {
+    case MS_RELAY_CLOSE:
+      break;
+    case MS_RELAY_UPSTREAM_ABORTED:
+      MS_STAT_ADD(&conn->worker->stats, upstream_cx_destroy_remote, 1);
+      MS_ENDPOINT_STAT_ADD(conn->upstream, destroy_remote, 1);
+      ms_net_reset_on_close(conn->client_fd); /* closed after the batch of events */
+      break;
+    case MS_RELAY_CLIENT_ABORTED:
+      MS_LISTENER_STAT_ADD(conn->worker, conn->link.listener, downstream_cx_reset, 1);
+      ms_upstream_abort(conn->upstream);
+      conn->upstream = NULL;
+      break;
+  }
   ms_conn_close(conn);
 }
 
 /* Every event ends here: what is left in the worker's scratch buffers moves
  * to the heap. */
 static void finish_event(ms_conn *conn) {
-  if (ms_tls_io_park(&conn->upstream->io) != 0) fail_relay(conn, "out of memory");
+  if (ms_tls_io_park(&conn->upstream->io) != 0)
+    fail_relay(conn, MS_RELAY_CLOSE, 0, "out of memory");
 }
 
 /* ---- relaying ----------------------------------------------------------- */
@@ -255,7 +288,9 @@ static void end_event(ms_conn *conn) {
  * -1 when the connection was closed. */
 static int flush_to_upstream(ms_conn *conn) {
   int rc = ms_upstream_flush(conn->upstream);
-  if (rc < 0) fail_relay(conn, "writing to the upstream failed");
+  if (rc < 0)
+    fail_relay(conn, MS_RELAY_UPSTREAM_ABORTED, conn->upstream->io.error,
+               "writing to the upstream failed");
   return rc;
 }
 
@@ -285,7 +320,7 @@ static void client_to_upstream(ms_conn *conn) {
       conn->client_spoke = true;
       MS_STAT_ADD(&worker->stats, bytes_sent_upstream, n);
       if (SSL_write(conn->upstream->ssl, worker->scratch, (int)n) != n) {
-        fail_relay(conn, "sealing for the upstream failed");
+        fail_relay(conn, MS_RELAY_CLOSE, 0, "sealing for the upstream failed");
         return;
       }
       owed = false;
@@ -302,7 +337,7 @@ static void client_to_upstream(ms_conn *conn) {
     } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
       conn->client_readable = false;
     } else {
-      fail_relay(conn, "reading from the client failed");
+      fail_relay(conn, MS_RELAY_CLIENT_ABORTED, errno, "reading from the client failed");
       return;
     }
   }
@@ -323,7 +358,7 @@ static int flush_to_client(ms_conn *conn) {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      fail_relay(conn, "writing to the client failed");
+      fail_relay(conn, MS_RELAY_CLIENT_ABORTED, errno, "writing to the client failed");
       return -1;
     }
     p->offset += (size_t)n;
@@ -341,13 +376,13 @@ static bool send_to_client(ms_conn *conn, const char *data, size_t len) {
   while (n < 0 && errno == EINTR);
   if (n < 0) {
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      fail_relay(conn, "writing to the client failed");
+      fail_relay(conn, MS_RELAY_CLIENT_ABORTED, errno, "writing to the client failed");
       return false;
     }
     n = 0;
   }
   if ((size_t)n < len && pending_store(&conn->to_client, data + n, len - (size_t)n) != 0) {
-    fail_relay(conn, "out of memory");
+    fail_relay(conn, MS_RELAY_CLOSE, 0, "out of memory");
     return false;
   }
   return true;
@@ -409,7 +444,10 @@ static void upstream_to_client(ms_conn *conn) {
       attempt_failed(conn);
       return;
     }
-    fail_relay(conn, "reading from the upstream failed");
+    /* A reset or another socket error, or a TLS failure inside the stream
+     * (an alert, a record that does not open): the stream is broken. */
+    fail_relay(conn, MS_RELAY_UPSTREAM_ABORTED, conn->upstream->io.error,
+               "reading from the upstream failed");
     return;
   }
   if (conn->upstream_eof && conn->to_client.len == 0 && !conn->client_shut) {
@@ -504,5 +542,5 @@ static void on_timer(uv_timer_t *timer) {
     return;
   }
   MS_LISTENER_STAT_ADD(worker, conn->link.listener, downstream_cx_idle_timeout, 1);
-  fail_relay(conn, "idle timeout");
+  fail_relay(conn, MS_RELAY_CLOSE, 0, "idle timeout");
 }

@@ -2,7 +2,9 @@
  *
  *   CONNECTING -> an upstream (upstream.h) to an endpoint the balancer chose
  *                 connects and shakes hands
- *   PROXYING   -> relaying both ways with back-pressure and half-close
+ *   PROXYING   -> relaying both ways with back-pressure and half-close; a
+ *                 peer's abort (a reset, a socket error, a broken TLS
+ *                 stream) resets the other side (docs/architecture.md)
  *   CLOSING    -> freed in its timer's close callback
  *
  * A failed connect or handshake moves on to another endpoint (nothing from

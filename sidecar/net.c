@@ -46,6 +46,13 @@ int ms_net_socket_error(int fd) {
   return -error;
 }
 
+int ms_net_reset_on_close(int fd) {
+  struct linger abort_on_close = {.l_onoff = 1, .l_linger = 0};
+  if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort_on_close, sizeof(abort_on_close)) != 0)
+    return -errno;
+  return 0;
+}
+
 void ms_net_format(const struct sockaddr *address, char *buf, size_t len) {
   char host[INET6_ADDRSTRLEN] = "?";
   if (address->sa_family == AF_INET6) {

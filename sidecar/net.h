@@ -20,6 +20,13 @@ int ms_net_connect(const struct sockaddr *address);
  * negative errno, or 0. */
 int ms_net_socket_error(int fd);
 
+/* ms_net_reset_on_close makes the coming close() of `fd` an abort: with
+ * SO_LINGER {1, 0} the kernel sends RST instead of FIN and drops what it has
+ * not sent yet. (libuv's uv_tcp_close_reset, 1.32 and later, does the same
+ * for a uv_tcp_t; the proxied sockets are not libuv handles.) Returns 0, or
+ * a negative errno. */
+int ms_net_reset_on_close(int fd);
+
 /* ms_net_format writes "1.2.3.4:80" or "[::1]:80" into buf. */
 void ms_net_format(const struct sockaddr *address, char *buf, size_t len);
 

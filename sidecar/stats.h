@@ -20,6 +20,7 @@
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout")                    \
   X(downstream_cx_tls_to_plaintext, "client connections that began with a TLS handshake")    \
   X(downstream_rq_header_timeout, "clients answered 408 at request_headers_timeout_ms")      \
+  X(downstream_cx_reset, "TCP relays the client reset; the upstream was reset too")          \
   X(upstream_cx_total, "upstream connections attempted")                                     \
   X(upstream_cx_connect_fail, "upstream TCP connects that failed")                           \
   X(upstream_cx_connect_timeout, "upstream TCP connects that timed out")                     \
@@ -72,6 +73,7 @@
   X(downstream_cx_overflow, "connections closed at once: over the listener's max_connections")  \
   X(downstream_cx_accept_fail, "accepts failed for lack of descriptors or memory, by listener") \
   X(downstream_cx_idle_timeout, "connections closed by the idle timeout, by listener")          \
+  X(downstream_cx_reset, "TCP relays the client reset, by listener")                            \
   X(downstream_cx_no_endpoint,                                                                  \
     "client connections closed because no endpoint was left, by listener")                      \
   X(downstream_cx_tls_to_plaintext,                                                             \

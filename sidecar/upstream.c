@@ -61,6 +61,12 @@ void ms_upstream_close(ms_upstream *upstream) {
   uv_close((uv_handle_t *)&upstream->timer, on_timer_closed);
 }
 
+void ms_upstream_abort(ms_upstream *upstream) {
+  if (upstream == NULL || upstream->state == MS_UPSTREAM_CLOSED) return;
+  ms_net_reset_on_close(upstream->fd);
+  ms_upstream_close(upstream);
+}
+
 /* Counts a failed connect or handshake against the endpoint, which may
  * eject it. */
 static void record_failure_at(ms_worker *worker, const ms_cluster *cluster, size_t index,

@@ -106,6 +106,11 @@ void ms_upstream_set_timeout(ms_upstream *upstream, uint64_t ms);
 /* ms_upstream_close closes the socket and stops the callbacks; accepts NULL. */
 void ms_upstream_close(ms_upstream *upstream);
 
+/* ms_upstream_abort closes like ms_upstream_close, but as an abort: RST
+ * instead of FIN (and, as always on close, no close_notify), so that the
+ * upstream cannot take the end for a complete stream. Accepts NULL. */
+void ms_upstream_abort(ms_upstream *upstream);
+
 /* ms_upstream_flush writes the sealed bytes; once everything is out after
  * ms_upstream_shutdown, it sends FIN. Returns 1 when everything is out, 0
  * when the socket is full (a writable event follows), -1 on a socket error. */

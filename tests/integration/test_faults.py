@@ -20,9 +20,9 @@ import zlib
 
 from tests.lib import harness
 from tests.lib.faults import (MB, SANITIZED, Footprint, FaultyHttpUpstream, MallocProbe,
-                              RssSampler,
-                              Slowloris, TlsPeer, pattern_chunk, private_hosts_wrapper, reset,
-                              rewrite_in_place, stream_pattern_crc, wait_back_to)
+                              RssSampler, Slowloris, TlsPeer, pattern_chunk,
+                              private_hosts_wrapper, reset, rewrite_in_place, stream_pattern_crc,
+                              tcp_end, tcp_fin, wait_back_to)
 from tests.lib.harness import (SERVER_NAME, KeptConnections, cluster, cluster_tls, config,
                                http_get, http_listener, listener)
 from tests.lib.support import sidecar_bin
@@ -219,10 +219,12 @@ class FaultTest(harness.IntegrationTest):
     def test_http_upstream_stalling_after_the_head_is_closed_at_request_timeout(self):
         faulty, sidecar = self.start_http_pair(request_timeout_ms=1000)
         with self.http_neighbour(sidecar) as kept:
+            # Lower bounds on time are measured from before the request: the
+            # test's own delays can only lengthen them.
+            started = time.monotonic()
             sock = self.raw_request(sidecar.listener_port(),
                                     f"GET /fault/stall HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n"
                                     .encode())
-            started = time.monotonic()
             status, headers, body = read_head(sock)
             # The head was passed on, so a 504 can no longer be sent: the
             # documented outcome is the connection closed.
@@ -243,10 +245,10 @@ class FaultTest(harness.IntegrationTest):
     def test_http_upstream_silent_before_the_head_gets_504(self):
         faulty, sidecar = self.start_http_pair(request_timeout_ms=1000)
         with self.http_neighbour(sidecar) as kept:
+            started = time.monotonic()
             sock = self.raw_request(sidecar.listener_port(),
                                     f"GET /fault/silent HTTP/1.1\r\nHost: {SERVER_NAME}\r\n\r\n"
                                     .encode())
-            started = time.monotonic()
             kept.wait_more(5)
             status, headers, body = read_head(sock)
             elapsed = time.monotonic() - started
@@ -282,10 +284,11 @@ class FaultTest(harness.IntegrationTest):
                              rf"{silent.port} .*reason=timeout")
         figures(self, next_endpoint_after_s=f"{moved_after:.2f}")
 
-    def check_garbage(self, path, pause, check_closed=True):
+    def check_garbage(self, path, check_closed=True):
         """check_garbage asks `path` (an "ok" answer with a second response
-        glued after it, at once or after 300 ms) on a keep-alive client
-        connection, waits `pause`, and asks /fault/ok?next on it."""
+        glued after it, or sent once the client has the answer: /fault/
+        garbage-later) on a keep-alive client connection, and then
+        /fault/ok?next on it."""
         faulty, sidecar = self.start_http_pair()
         with self.http_neighbour(sidecar):
             conn = http.client.HTTPConnection("127.0.0.1", sidecar.listener_port(), timeout=10)
@@ -297,7 +300,14 @@ class FaultTest(harness.IntegrationTest):
             self.assertEqual((response.status, response.read()), (200, b"ok\n"))
             dirty = faulty.connections[-1]
             self.assertEqual(dirty["paths"][-1], path)
-            time.sleep(pause)
+            if path.endswith("-later"):
+                # The garbage comes now, on the connection the pool holds
+                # idle; the next request is sent once the sidecar has read it
+                # and closed that connection (check_closed would fail on a
+                # request sent before).
+                faulty.release.set()
+                harness.wait_until(lambda: dirty["end"] in ("eof", "reset"),
+                                   what="the sidecar to close the pooled connection on garbage")
             # The next request on the same client connection gets its own
             # answer, never the bytes glued after the last one.
             try:
@@ -317,15 +327,15 @@ class FaultTest(harness.IntegrationTest):
             conn.close()
 
     def test_http_garbage_glued_to_a_response_never_reaches_the_next_request(self):
-        self.check_garbage("/fault/garbage", 0, check_closed=False)
+        self.check_garbage("/fault/garbage", check_closed=False)
 
     # Bytes glued to a complete response in the same read put the connection's
     # framing in doubt: it is closed, not pooled (issue 10, 1a).
     def test_http_upstream_that_glued_garbage_to_a_response_is_closed(self):
-        self.check_garbage("/fault/garbage", 0)
+        self.check_garbage("/fault/garbage")
 
     def test_http_garbage_after_a_response_on_a_pooled_connection_is_dropped(self):
-        self.check_garbage("/fault/garbage-later", 0.6)
+        self.check_garbage("/fault/garbage-later")
 
     def test_http_client_reset_mid_upload_closes_the_upstream_side(self):
         faulty, sidecar = self.start_http_pair()
@@ -394,14 +404,18 @@ class FaultTest(harness.IntegrationTest):
         after = wait_back_to(baseline, rss_tolerance_kb)
         figures(self, baseline=baseline, after=after, pings=count[0])
 
-    def test_l4_upstream_reset_mid_stream(self):
-        release, sent = threading.Event(), threading.Event()
+    def upstream_ends_mid_stream(self, end):
+        """upstream_ends_mid_stream: the upstream sends 64 KiB, the client
+        reads them, then the upstream ends its connection by end(tls) and
+        keeps the socket open until the sidecar closes it. Returns how the
+        client's connection ended ("fin" or "reset") and by how much
+        upstream_cx_destroy_remote moved."""
+        release = threading.Event()
 
         def session(_peer, tls, _record):
             tls.sendall(b"s" * 65536)
-            sent.set()
             release.wait(30)
-            reset(tls)
+            end(tls)
 
         peer = self.start_tls_peer(session)
         sidecar = self.start_l4_pair([f"127.0.0.1:{peer.port}"])
@@ -409,12 +423,66 @@ class FaultTest(harness.IntegrationTest):
             sock = self.connect(sidecar.listener_port(0))
             self.assertEqual(harness.recv_exactly(sock, 65536), b"s" * 65536)
             ping()
+            destroyed = sidecar.stat("upstream_cx_destroy_remote")
             release.set()
             rest, how = read_to_close(sock)
+            destroyed = sidecar.stat("upstream_cx_destroy_remote") - destroyed
             self.assertEqual(rest, b"")
-            self.assertIn(how, ("fin", "reset"))
+            sock.close()
             ping()
         figures(self, client_saw=how)
+        return how, destroyed
+
+    # An abort travels as an abort: the upstream's reset becomes the
+    # client's (SO_LINGER 0), never a FIN that looks like a complete stream.
+    def test_l4_upstream_reset_mid_stream_resets_the_client(self):
+        self.assertEqual(self.upstream_ends_mid_stream(reset), ("reset", 1))
+
+    # A TLS stream that breaks (here a record that does not open) is an abort too.
+    def test_l4_upstream_tls_failure_mid_stream_resets_the_client(self):
+        def bad_record(tls):
+            # Application data whose authentication tag cannot be right.
+            socket.socket.sendall(tls, b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+            socket.socket.settimeout(tls, 30)
+            socket.socket.recv(tls, 1)  # until the sidecar closes
+
+        self.assertEqual(self.upstream_ends_mid_stream(bad_record), ("reset", 1))
+
+    # A FIN without close_notify is a truncation that nginx and Envoy take
+    # as a close, and so does the sidecar: the client gets a FIN.
+    def test_l4_upstream_fin_without_close_notify_is_a_close(self):
+        def fin(tls):
+            tcp_fin(tls)
+            socket.socket.settimeout(tls, 30)
+            socket.socket.recv(tls, 1)  # until the sidecar closes
+
+        self.assertEqual(self.upstream_ends_mid_stream(fin), ("fin", 1))
+
+    def test_l4_client_reset_mid_upload_resets_the_upstream(self):
+        received = [0]
+
+        def session(_peer, tls, record):
+            while received[0] < 65536:
+                data = tls.recv(1 << 16)
+                if not data:
+                    return
+                received[0] += len(data)
+            how = tcp_end(tls, timeout=30)
+            record["end"] = "eof" if how == "fin" else how
+
+        peer = self.start_tls_peer(session)
+        sidecar = self.start_l4_pair([f"127.0.0.1:{peer.port}"])
+        with self.l4_neighbour(sidecar) as ping:
+            sock = self.connect(sidecar.listener_port(0))
+            sock.sendall(b"u" * 65536)
+            harness.wait_until(lambda: received[0] == 65536, what="the upload at the upstream")
+            ping()
+            reset(sock)
+            harness.wait_until(lambda: peer.ended(1), what="the upstream connection's end")
+            self.assertEqual(peer.ended(1), "reset")
+            self.assertEqual(sidecar.stat("downstream_cx_reset"), 1)
+            ping()
+        figures(self, upstream_saw=peer.ended(1))
 
     def test_l4_client_half_close_still_gets_the_answer(self):
         def session(_peer, tls, record):
@@ -480,8 +548,8 @@ class FaultTest(harness.IntegrationTest):
              {"address": f"127.0.0.1:{echo.port}", "weight": 1}],
             handshake_timeout_ms=700, max_connect_attempts=2)
         with self.l4_neighbour(sidecar) as ping:
+            started = time.monotonic()  # the handshake begins at the accept
             sock = self.connect(sidecar.listener_port(0))
-            started = time.monotonic()
             sock.sendall(b"moved on")
             ping()  # not held up by the stalled handshake
             self.assertEqual(harness.recv_exactly(sock, 8), b"moved on")
@@ -497,8 +565,8 @@ class FaultTest(harness.IntegrationTest):
         sidecar = self.start_l4_pair([f"127.0.0.1:{silent.port}"], handshake_timeout_ms=700,
                                      max_connect_attempts=1)
         with self.l4_neighbour(sidecar) as ping:
+            started = time.monotonic()  # the handshake begins at the accept
             sock = self.connect(sidecar.listener_port(0))
-            started = time.monotonic()
             ping()
             data, how = read_to_close(sock)
             elapsed = time.monotonic() - started
@@ -706,7 +774,7 @@ class FaultTest(harness.IntegrationTest):
         harness.wait_until(slow.connected, timeout=30, what="1000 slowloris connections")
         harness.wait_until(lambda: sidecar.stat("downstream_cx_active") >= 1000,
                            what="the sidecar holding the slowloris connections")
-        time.sleep(2)  # a byte a second is trickling on each
+        harness.wait_until(lambda: slow.rounds() >= 3, what="two seconds of trickle")
         under = p99(self.time_requests(port, samples, 3))
         held = Footprint(pid)
         # The slowloris connections are still held, unanswered.

@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -24,6 +25,8 @@ from tests.lib.harness import (SERVER_NAME, KeptConnections, cluster, cluster_tl
 
 HELLO = b"hello from nginx\n"
 MB = 1024 * 1024
+# KeptConnections' requests as nginx logs them: connection K's Nth request.
+KEPT_REQUEST = re.compile(r"GET /hello\.txt\?kept=(\d+)-(\d+) ")
 
 
 def stat(sidecar, name):
@@ -831,13 +834,28 @@ class HttpTest(harness.IntegrationTest):
         load = KeptConnections(sidecar.listener_port(), count=4, interval=0)
         self.addCleanup(load.close)
         load.wait_more(100)
-        time.sleep(0.5)
         with open(new_pair.key, "rb") as f:
             harness.replace_file_atomically(os.path.join(tls_dir, "tls.key"), f.read())
         with open(new_pair.crt, "rb") as f:
             harness.replace_file_atomically(os.path.join(tls_dir, "tls.crt"), f.read())
         sidecar.wait_log(r"tls reloaded: cluster=c generation=\d+")
-        time.sleep(0.5)
+
+        def serials_by_connection():
+            """{kept connection: the client serials nginx saw for its
+            requests, in the order it made them}."""
+            requests = {}
+            for e in nginx.access_entries():
+                match = KEPT_REQUEST.match(e["request"])
+                if match:
+                    requests.setdefault(int(match[1]), []).append(
+                        (int(match[2]), normalize_serial(e["client_serial"])))
+            return {k: [serial for _, serial in sorted(v)] for k, v in requests.items()}
+
+        # Every kept connection comes to the new certificate, and 200 more
+        # requests are made after that.
+        harness.wait_until(lambda: all(new_serial in serials_by_connection().get(k, ())
+                                       for k in range(4)) or load.failures,
+                           what="every kept connection to present the new certificate")
         load.wait_more(200)
         load.stop()
         self.assertEqual(load.failures, [])
@@ -857,12 +875,16 @@ class HttpTest(harness.IntegrationTest):
         fresh = [normalize_serial(e["client_serial"]) for e in entries
                  if e["request"].startswith("GET /after.txt?kept=")]
         self.assertEqual((len(kept), len(fresh)), (load.requests, after.requests))
-        # The kept connections went from the old certificate to the new one:
-        # the pool hands out no upstream connection built on the old one, so
-        # their last requests (made 0.5 s and 200 requests after the reload)
-        # carried the new certificate, as did every later connection.
+        # The kept connections went from the old certificate to the new one
+        # once and for all: once a worker has the new context, its pool hands
+        # out no upstream connection built on the old one. So each kept
+        # connection's requests are old ones, then new ones only, to the
+        # last; and every later connection presents the new certificate.
         self.assertEqual(kept[0], old_serial)
-        self.assertEqual(set(kept[-50:]), {new_serial})
+        for k, serials in serials_by_connection().items():
+            switch = serials.index(new_serial)
+            self.assertEqual((set(serials[:switch]) - {old_serial}, set(serials[switch:])),
+                             (set(), {new_serial}), f"kept connection {k}: {serials}")
         self.assertEqual(set(fresh), {new_serial})
 
 if __name__ == "__main__":

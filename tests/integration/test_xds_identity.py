@@ -98,7 +98,8 @@ class IdentityCase(harness.IntegrationTest):
 
     def hold(self, pair, node_id, seconds=30, **claims):
         """hold connects a node that stays connected; returns its first answer."""
-        log = os.path.join(self.tmp.path, f"hold-{node_id}.log")
+        self._holds = getattr(self, "_holds", 0) + 1
+        log = os.path.join(self.tmp.path, f"hold-{node_id}-{self._holds}.log")
         process = Process(self.caller_argv(pair, node_id, **claims) + ["--hold", str(seconds)],
                           log)
         self.addCleanup(process.kill)
@@ -108,6 +109,15 @@ class IdentityCase(harness.IntegrationTest):
             return json.loads(text.splitlines()[0]) if text.startswith("{") else None
 
         return wait_until(answered, 20, what=f"node {node_id} to be answered")
+
+    def assert_answered(self, pair, node_id):
+        """assert_answered: a stream of `pair` as `node_id` is accepted, told
+        by the server's first answer (the trust bundle, ROOTCA, is served
+        to every caller it accepts), not by a stream still open after a
+        while."""
+        result = self.hold(pair, node_id, seconds=1)
+        self.assertIsNone(result["status"], result)
+        self.assertIn("ROOTCA", [s["name"] for s in result["secrets"]], result)
 
     def assert_refused(self, result, code, *words):
         self.assertEqual(result["status"], code, result)
@@ -227,7 +237,7 @@ class IdentityTest(IdentityCase):
                                  "--debounce-ms", "50"])
         self.addCleanup(server.finish)
         self.server = server.start()
-        self.assertIsNone(self.call(self.workload, "alice.a", wait=1)["status"])
+        self.assert_answered(self.workload, "alice.a")
         new_ca = self.pki.make_ca("workload-ca-2", "workload-ca-2")
         for name in ("ca.key", "ca.crt"):  # the key first: a half-done update is refused
             harness.replace_file_atomically(os.path.join(ca_dir, name),
@@ -235,11 +245,12 @@ class IdentityTest(IdentityCase):
         wait_until(lambda: server.status()["ca"]["rotations"] == 1, 10, what="the CA rotation")
         rotated_at = time.monotonic()
         # In the overlap the old CA still authenticates.
-        self.assertIsNone(self.call(self.workload, "alice.a", wait=1)["status"])
+        self.assert_answered(self.workload, "alice.a")
         wait_until(lambda: not server.status()["ca"]["retiring"], 15,
                    what="the old CA to leave the bundle")
         self.assertGreaterEqual(time.monotonic() - rotated_at, 3)
-        result = self.call(self.workload, "alice.a", wait=1)
+        # A refusal ends the call at once; the long wait only bounds it.
+        result = self.call(self.workload, "alice.a", wait=10)
         self.assertEqual(result["status"], UNAVAILABLE, result)
         self.assertIn("unknown ca", result["details"].lower())
 

@@ -19,7 +19,8 @@ import time
 import zlib
 
 from tests.lib.peers import TcpServer
-from tests.lib.support import DEFAULT_TIMEOUT, Process, find_binary, wait_until, write_file
+from tests.lib.support import (DEFAULT_TIMEOUT, Process, closed_how, find_binary, wait_until,
+                               write_file)
 
 MB = 1024 * 1024
 
@@ -181,6 +182,15 @@ def tcp_fin(tls):
     socket.socket.shutdown(tls, socket.SHUT_WR)
 
 
+def tcp_end(tls, timeout=DEFAULT_TIMEOUT):
+    """tcp_end waits for the end of the TCP connection under a TLS socket
+    and returns closed_how's answer ("fin", "reset" or "data"), read from
+    the socket itself: Python's ssl reports a reset as a ragged EOF, so
+    only the socket tells a reset from a FIN."""
+    with socket.socket(fileno=os.dup(tls.fileno())) as plain:
+        return closed_how(plain, timeout)
+
+
 class TlsPeer(TcpServer):
     """TlsPeer is an OpenSSL server (client certificate from `client_ca`
     required) on host:port (any 127.x address; port 0: any). Each
@@ -298,7 +308,8 @@ class FaultyHttpUpstream(TlsPeer):
       .../silent      no answer at all; waits for the sidecar to close
       .../garbage     "ok" with a complete second response glued after it in
                       the same write ("HTTP/1.1 200 ... injected")
-      .../garbage-later  "ok", and 300 ms later the same second response
+      .../garbage-later  "ok", then the same second response once `release`
+                      is set (the test sets it when the client has the "ok")
       .../upload      reads the body (Content-Length), answers its length
                       and CRC-32; a body cut short ends the connection and is
                       counted in `uploads_cut`
@@ -360,7 +371,7 @@ class FaultyHttpUpstream(TlsPeer):
                     tls.sendall(ok + injected)
                 else:
                     tls.sendall(ok)
-                    time.sleep(0.3)
+                    self.release.wait(30)
                     tls.sendall(injected)
             elif what == "upload":
                 expected = int(headers["content-length"])
@@ -418,6 +429,7 @@ while time.monotonic() < end:
     for s in socks:
         s.sendall(b"a")
         sent += 1
+    print("round", flush=True)
     time.sleep(max(0.0, 1.0 - (time.monotonic() - started)))
 print("sent", sent, flush=True)
 for s in socks:
@@ -437,6 +449,10 @@ class Slowloris:
 
     def connected(self):
         return "connected" in self.process.log()
+
+    def rounds(self):
+        """rounds returns how many rounds of a byte on each connection went out."""
+        return self.process.log().count("round\n")
 
     def wait(self, timeout):
         return self.process.wait(timeout)

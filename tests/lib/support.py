@@ -329,9 +329,10 @@ class Trickle:
     """Trickle sends `data` a byte at a time, to each of `socks`, every
     `interval` seconds, from a thread of its own, until the bytes run out or
     stop() (a slow client: a slowloris). A send that fails, the peer having
-    closed, is passed over."""
+    closed, is passed over. `rounds` counts the bytes each socket was sent."""
 
     def __init__(self, socks, data, interval=0.2):
+        self.rounds = 0
         self._socks = list(socks)
         self._data = data
         self._interval = interval
@@ -346,8 +347,14 @@ class Trickle:
                     sock.send(self._data[i:i + 1])
                 except OSError:
                     pass
+            self.rounds += 1
             if self._stop.wait(self._interval):
                 return
+
+    def wait_rounds(self, count, timeout=DEFAULT_TIMEOUT):
+        """wait_rounds waits until `count` more rounds went out."""
+        target = self.rounds + count
+        wait_until(lambda: self.rounds >= target, timeout, what=f"{count} more rounds of trickle")
 
     def stop(self):
         self._stop.set()
