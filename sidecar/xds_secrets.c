@@ -15,8 +15,7 @@ bool ms_xds_secret_by_name(const ms_xds_secret *secret) {
     return inline_or_none(&secret->certificate.certificate_chain) &&
            inline_or_none(&secret->certificate.private_key) &&
            inline_or_none(&secret->certificate.password);
-  return inline_or_none(&secret->validation.trusted_ca) &&
-         inline_or_none(&secret->validation.crl);
+  return inline_or_none(&secret->validation.trusted_ca) && inline_or_none(&secret->validation.crl);
 }
 
 static const char *bytes_of(const ms_xds_data_source *data) {
@@ -81,8 +80,8 @@ int ms_xds_secrets_rotation(const ms_xds_secret *current, size_t current_count,
   int rc = 1;
   for (; n < count && rc == 1; n++) {
     ms_xds_resource resource;
-    if (ms_xds_resource_decode_any(resources[n], MS_XDS_TYPE_URL_SECRET, &resource, err,
-                                   err_len) != 0) {
+    if (ms_xds_resource_decode_any(resources[n], MS_XDS_TYPE_URL_SECRET, &resource, err, err_len) !=
+        0) {
       rc = -1;
       break;
     }
@@ -110,7 +109,8 @@ int ms_xds_secrets_rotation(const ms_xds_secret *current, size_t current_count,
   } else if (rc == 1) {
     rc = 0; /* nothing to rotate: let the full path handle an empty response */
   }
-  for (size_t i = 0; i < n; i++) ms_xds_secret_cleanup(&decoded[i]);
+  for (size_t i = 0; i < n; i++)
+    ms_xds_secret_cleanup(&decoded[i]);
   free(decoded);
   if (rc == 1) *out_set = set;
   return rc;
