@@ -21,18 +21,12 @@
 
 /* ---- one certificate -------------------------------------------------------- */
 
+#define COUNT(array) (sizeof(array) / sizeof((array)[0]))
+
+static const char *const state_names[] = {"valid", "expiring", "expired", "not_yet_valid"};
+
 const char *ms_cert_state_name(ms_cert_state state) {
-  switch (state) {
-    case MS_CERT_VALID:
-      return "valid";
-    case MS_CERT_EXPIRING:
-      return "expiring";
-    case MS_CERT_EXPIRED:
-      return "expired";
-    case MS_CERT_NOT_YET_VALID:
-      return "not_yet_valid";
-  }
-  return "unknown";
+  return (size_t)state < COUNT(state_names) ? state_names[state] : "unknown";
 }
 
 /* warn_at returns the first second at which `info` has passed
@@ -54,7 +48,7 @@ ms_cert_state ms_cert_state_at(const ms_cert_info *info, int64_t now, uint32_t w
  * `info` changes, or INT64_MAX once it has expired. */
 static int64_t next_change(const ms_cert_info *info, int64_t now, uint32_t warn_percent) {
   const int64_t instants[] = {info->not_before, warn_at(info, warn_percent), info->not_after + 1};
-  for (size_t i = 0; i < sizeof(instants) / sizeof(instants[0]); i++)
+  for (size_t i = 0; i < COUNT(instants); i++)
     if (instants[i] > now) return instants[i];
   return INT64_MAX;
 }
@@ -72,20 +66,10 @@ int ms_cert_expiry_add_json(cJSON *object, const char *state_member, const ms_ce
 
 /* ---- the certificates in use ------------------------------------------------ */
 
+static const char *const source_names[] = {"file", "inline", "sds", "identity", "xds_client"};
+
 const char *ms_cert_source_name(ms_cert_source source) {
-  switch (source) {
-    case MS_CERT_SOURCE_FILE:
-      return "file";
-    case MS_CERT_SOURCE_INLINE:
-      return "inline";
-    case MS_CERT_SOURCE_SDS:
-      return "sds";
-    case MS_CERT_SOURCE_IDENTITY:
-      return "identity";
-    case MS_CERT_SOURCE_XDS_CLIENT:
-      return "xds_client";
-  }
-  return "unknown";
+  return (size_t)source < COUNT(source_names) ? source_names[source] : "unknown";
 }
 
 /* What one visit collects before sorting: every use, as often as clusters

@@ -6,14 +6,7 @@
 #include <string.h>
 
 #include "sidecar/cert_expiry.h"
-
-#define CHECK(condition)                                                            \
-  do {                                                                              \
-    if (!(condition)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #condition); \
-      exit(1);                                                                      \
-    }                                                                               \
-  } while (0)
+#include "xds/test_check.h"
 
 /* A certificate valid from 1000 to 2000 (a lifetime of 1000 s). */
 static ms_cert_info certificate(int64_t not_before, int64_t not_after) {
@@ -47,20 +40,20 @@ static void test_states(void) {
   CHECK(ms_cert_state_at(&long_lived, 252288000 - 1, 80) == MS_CERT_VALID);
   CHECK(ms_cert_state_at(&long_lived, 252288000, 80) == MS_CERT_EXPIRING);
 
-  CHECK(strcmp(ms_cert_state_name(MS_CERT_VALID), "valid") == 0);
-  CHECK(strcmp(ms_cert_state_name(MS_CERT_EXPIRING), "expiring") == 0);
-  CHECK(strcmp(ms_cert_state_name(MS_CERT_EXPIRED), "expired") == 0);
-  CHECK(strcmp(ms_cert_state_name(MS_CERT_NOT_YET_VALID), "not_yet_valid") == 0);
+  CHECK_STR(ms_cert_state_name(MS_CERT_VALID), "valid");
+  CHECK_STR(ms_cert_state_name(MS_CERT_EXPIRING), "expiring");
+  CHECK_STR(ms_cert_state_name(MS_CERT_EXPIRED), "expired");
+  CHECK_STR(ms_cert_state_name(MS_CERT_NOT_YET_VALID), "not_yet_valid");
 }
 
 static void test_days(void) {
   ms_cert_info info = certificate(0, 10 * 86400);
-  CHECK(ms_cert_days_until_expiration(&info, 0) == 10);
-  CHECK(ms_cert_days_until_expiration(&info, 9 * 86400 + 1) == 0); /* its last day */
-  CHECK(ms_cert_days_until_expiration(&info, 10 * 86400) == 0);
-  CHECK(ms_cert_days_until_expiration(&info, 10 * 86400 + 1) == -1); /* expired a second ago */
-  CHECK(ms_cert_days_until_expiration(&info, 11 * 86400) == -1);
-  CHECK(ms_cert_days_until_expiration(&info, 11 * 86400 + 1) == -2);
+  CHECK_INT(ms_cert_days_until_expiration(&info, 0), 10);
+  CHECK_INT(ms_cert_days_until_expiration(&info, 9 * 86400 + 1), 0); /* its last day */
+  CHECK_INT(ms_cert_days_until_expiration(&info, 10 * 86400), 0);
+  CHECK_INT(ms_cert_days_until_expiration(&info, 10 * 86400 + 1), -1); /* expired a second ago */
+  CHECK_INT(ms_cert_days_until_expiration(&info, 11 * 86400), -1);
+  CHECK_INT(ms_cert_days_until_expiration(&info, 11 * 86400 + 1), -2);
 }
 
 static void test_json(void) {
@@ -68,9 +61,9 @@ static void test_json(void) {
   cJSON *json = cJSON_CreateObject();
   CHECK(ms_cert_expiry_add_json(json, "state", &info, 2003, 80) == 0);
   char *text = cJSON_PrintUnformatted(json);
-  CHECK(strcmp(text,
-               "{\"days_until_expiration\":-1,\"seconds_until_expiration\":-3,\"state\":"
-               "\"expired\"}") == 0);
+  CHECK_STR(text,
+            "{\"days_until_expiration\":-1,\"seconds_until_expiration\":-3,\"state\":"
+            "\"expired\"}");
   free(text);
   cJSON_Delete(json);
 
@@ -82,10 +75,10 @@ static void test_json(void) {
   free(text);
   cJSON_Delete(json);
 
-  CHECK(strcmp(ms_cert_source_name(MS_CERT_SOURCE_FILE), "file") == 0);
-  CHECK(strcmp(ms_cert_source_name(MS_CERT_SOURCE_SDS), "sds") == 0);
-  CHECK(strcmp(ms_cert_source_name(MS_CERT_SOURCE_IDENTITY), "identity") == 0);
-  CHECK(strcmp(ms_cert_source_name(MS_CERT_SOURCE_XDS_CLIENT), "xds_client") == 0);
+  CHECK_STR(ms_cert_source_name(MS_CERT_SOURCE_FILE), "file");
+  CHECK_STR(ms_cert_source_name(MS_CERT_SOURCE_SDS), "sds");
+  CHECK_STR(ms_cert_source_name(MS_CERT_SOURCE_IDENTITY), "identity");
+  CHECK_STR(ms_cert_source_name(MS_CERT_SOURCE_XDS_CLIENT), "xds_client");
 }
 
 int main(void) {
