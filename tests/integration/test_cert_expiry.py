@@ -18,10 +18,9 @@ import re
 import signal
 
 from tests.lib import harness
-from tests.lib.control_plane import (XdsServer, eds_cluster, load_assignment, tcp_listener,
-                                     wait_serving, write_resources, xds_bootstrap,
-                                     xds_server_certificates)
-from tests.lib.harness import (CLIENT_URI, SERVER_NAME, cluster_tls, http_get, normalize_serial,
+from tests.lib.control_plane import (XdsServer, backend_resources, wait_serving, write_resources,
+                                     xds_bootstrap, xds_server_certificates)
+from tests.lib.harness import (CLIENT_URI, cluster_tls, http_get, normalize_serial,
                                replace_file_atomically)
 
 HELLO = b"hello from nginx\n"
@@ -270,11 +269,8 @@ class ControlPlaneCertExpiryTest(harness.IntegrationTest):
         nginx = self.start_https()
         config_dir = self.tmp.mkdir("resources")
         port = harness.free_port()
-        write_resources(os.path.join(config_dir, "backend.json"), [
-            eds_cluster("backend", SERVER_NAME),
-            load_assignment("backend", [nginx.port]),
-            tcp_listener("backend-in", port, "backend"),
-        ])
+        write_resources(os.path.join(config_dir, "backend.json"),
+                        backend_resources([nginx.port], port))
         control_plane = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
                                   config_dir, cert_ttl=cert_ttl,
                                   client_ca=os.path.join(self.bootstrap_ca_dir, "ca.crt"),
