@@ -141,6 +141,12 @@ class CertExpiryTest(harness.IntegrationTest):
         self.assertLess(gauges[("file", presented.crt, "leaf", serial)], 0, gauges)
         ca_serial = self.pki.serial(self.pki.ca_crt)
         self.assertGreater(gauges[("file", self.pki.ca_crt, "ca", ca_serial)], 0, gauges)
+        # /stats' filter picks them by the names docs/stats.md gives them.
+        status, text = sidecar.admin_get("/stats/prometheus?filter=certificate%5C.expiry_seconds")
+        self.assertEqual(status, 200, text)
+        self.assertIn("mtls_sidecar_certificate_expiry_seconds{", text)
+        self.assertNotIn("mtls_sidecar_certificate_expiration_timestamp_seconds{", text)
+        self.assertNotIn("days_until_first_cert_expiring", text)
         ends = certificate_gauges(sidecar, "certificate_expiration_timestamp_seconds")
         inspected = self.pki.inspect(short.crt)
         self.assertIn(("file", presented.crt, "leaf", serial), ends)
