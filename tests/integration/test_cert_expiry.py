@@ -196,8 +196,9 @@ class CertExpiryTest(harness.IntegrationTest):
         self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt"), (200, HELLO))
         # Said once, not at every check: a reload publishes and checks again.
         sidecar.send_signal(signal.SIGHUP)
-        sidecar.wait_log(r"SIGHUP: reloading")
-        self.assertEqual(sidecar.admin_get("/ready")[0], 200)
+        sidecar.wait_log(r"configuration applied: .* \(snapshot \d+\)")
+        harness.wait_until(lambda: sidecar.admin_get("/ready")[0] == 200,
+                           what="the workers to take up the reloaded configuration")
         self.assertEqual(len(sidecar.log_lines(pattern)), 1)
         self.assertEqual(sidecar.log_lines(" error certificate "), [])
 
