@@ -15,7 +15,6 @@ generous deadline."""
 
 import os
 import re
-import signal
 
 from tests.lib import harness
 from tests.lib.control_plane import (XdsServer, backend_resources, wait_serving, write_resources,
@@ -195,10 +194,7 @@ class CertExpiryTest(harness.IntegrationTest):
         self.assertEqual(sidecar.stats()[DAYS_STAT], 0)  # less than a day left
         self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt"), (200, HELLO))
         # Said once, not at every check: a reload publishes and checks again.
-        sidecar.send_signal(signal.SIGHUP)
-        sidecar.wait_log(r"configuration applied: .* \(snapshot \d+\)")
-        harness.wait_until(lambda: sidecar.admin_get("/ready")[0] == 200,
-                           what="the workers to take up the reloaded configuration")
+        sidecar.reload(sidecar.config, r"configuration applied: .* \(snapshot \d+\)")
         self.assertEqual(len(sidecar.log_lines(pattern)), 1)
         self.assertEqual(sidecar.log_lines(" error certificate "), [])
 
