@@ -105,8 +105,8 @@ class CertExpiryTest(harness.IntegrationTest):
 
     def rotate(self, sidecar, presented, cluster_name="c"):
         """rotate puts a fresh client certificate (2.5 days) in place of
-        `presented` and waits until the cluster uses it; returns its
-        serial."""
+        `presented` and waits until the cluster uses it and the workers have
+        taken it up; returns its serial."""
         fresh = self.pki.issue(f"fresh-{self._testMethodName}", cn="client", uris=[CLIENT_URI],
                                client=True, ttl="60h")
         copy_pair(fresh, os.path.dirname(presented.crt))
@@ -115,6 +115,7 @@ class CertExpiryTest(harness.IntegrationTest):
             lambda: normalize_serial(
                 current_context(sidecar, cluster_name)["cert_chain"][0]["serial_number"]) == serial,
             what="the cluster to present the fresh certificate")
+        sidecar.wait_workers_current()
         return serial
 
     def test_a_client_certificate_that_expires_while_running_is_loud(self):
