@@ -59,6 +59,11 @@ void ms_cert_info_array_free(ms_cert_info *infos, size_t count);
  * subject_alt_names, is_ca), or NULL when memory ran out. Caller frees. */
 char *ms_cert_info_to_json(const ms_cert_info *info);
 
+/* ms_cert_days_until_expiration returns the whole days from `now` (unix
+ * seconds) to the certificate's not_after, rounded towards minus infinity:
+ * 0 in its last day, -1 in the first day after it expired. */
+int64_t ms_cert_days_until_expiration(const ms_cert_info *info, int64_t now);
+
 /* ms_time_rfc3339 writes `unix_seconds` as "2026-11-23T10:00:00Z" into `buf`
  * (at least 21 bytes). */
 void ms_time_rfc3339(int64_t unix_seconds, char *buf, size_t len);

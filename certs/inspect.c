@@ -212,11 +212,15 @@ static int64_t floor_div(int64_t a, int64_t b) {
   return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
+int64_t ms_cert_days_until_expiration(const ms_cert_info *info, int64_t now) {
+  return floor_div(info->not_after - now, 86400);
+}
+
 char *ms_cert_info_to_json(const ms_cert_info *info) {
   char valid_from[32], expiration[32];
   ms_time_rfc3339(info->not_before, valid_from, sizeof(valid_from));
   ms_time_rfc3339(info->not_after, expiration, sizeof(expiration));
-  int64_t days_left = floor_div(info->not_after - (int64_t)time(NULL), 86400);
+  int64_t days_left = ms_cert_days_until_expiration(info, (int64_t)time(NULL));
 
   cJSON *root = cJSON_CreateObject();
   cJSON *sans = cJSON_CreateArray();

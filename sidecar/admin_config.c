@@ -182,6 +182,13 @@ cJSON *ms_admin_config_json(const ms_config *config) {
     put_cluster(clusters, &config->clusters[i], &ok);
   put_xds(json, &config->xds, &ok);
   put_identity(json, config, &ok);
+  cJSON *certificates = put_object(json, "certificates", &ok);
+  put_number(certificates, "warn_lifetime_percent", config->certificates.warn_lifetime_percent,
+             &ok);
+  put_number(certificates, "expired_log_interval_ms", config->certificates.expired_log_interval_ms,
+             &ok);
+  put_bool(certificates, "ready_fails_on_expired", config->certificates.ready_fails_on_expired,
+           &ok);
   if (!ok) {
     cJSON_Delete(json);
     return NULL;

@@ -198,6 +198,9 @@ static void test_config_dump_is_the_configuration_in_force(void) {
   cJSON *identity = cJSON_GetObjectItem(json, "identity");
   CHECK(strcmp(cJSON_GetObjectItem(identity, "ca_address")->valuestring, "xds.mesh:18000") == 0);
   CHECK(strcmp(cJSON_GetObjectItem(identity, "trust_domain")->valuestring, "cluster.local") == 0);
+  cJSON *certificates = cJSON_GetObjectItem(json, "certificates");
+  CHECK(cJSON_GetObjectItem(certificates, "warn_lifetime_percent")->valueint == 80);
+  CHECK(cJSON_IsFalse(cJSON_GetObjectItem(certificates, "ready_fails_on_expired")));
   cJSON_Delete(json);
   char *second = dump(first);
   if (strcmp(first, second) != 0) fprintf(stderr, "%s\n%s\n", first, second);

@@ -15,6 +15,7 @@
 
 #include "sidecar/admin_build.h"
 #include "sidecar/admin_json.h"
+#include "sidecar/cert_expiry.h"
 #include "sidecar/server.h"
 #include "sidecar/snapshot.h"
 #include "sidecar/stats.h"
@@ -120,7 +121,8 @@ static void put_sni(cJSON *host, const ms_cluster *cluster, size_t index, bool *
              ok);
 }
 
-static cJSON *cluster_status(const ms_cluster *cluster, uint64_t now_ms, bool *ok) {
+static cJSON *cluster_status(const ms_cluster *cluster, uint64_t now_ms, uint32_t warn_percent,
+                             bool *ok) {
   cJSON *json = cJSON_CreateObject();
   if (!json) {
     *ok = false;
@@ -141,6 +143,19 @@ static cJSON *cluster_status(const ms_cluster *cluster, uint64_t now_ms, bool *o
   /* The setting; each host's "sni" says what is sent. */
   put_bool(tls, "send_sni", config->tls.send_sni, ok);
   put_string(tls, "error", cluster->tls_error, ok);
+  /* The client certificate presented, and how near its end is. */
+  if (cluster->tls && cluster->tls->leaf.serial_hex[0]) {
+    const ms_cert_info *leaf = &cluster->tls->leaf;
+    char expiration[32];
+    ms_time_rfc3339(leaf->not_after, expiration, sizeof(expiration));
+    cJSON *certificate = put_object(tls, "certificate", ok);
+    put_string(certificate, "serial_number", leaf->serial_hex, ok);
+    put_string(certificate, "expiration_time", expiration, ok);
+    if (ms_cert_expiry_add_json(certificate, "state", leaf, time(NULL), warn_percent) != 0)
+      *ok = false;
+  } else {
+    put_string(tls, "certificate", NULL, ok);
+  }
 
   cJSON *hosts = put_array(json, "host_statuses", ok);
   for (size_t i = 0; i < cluster->endpoint_count; i++) {
@@ -155,7 +170,10 @@ static int respond_clusters(ms_server *server, uint64_t now_ms, ms_admin_respons
   cJSON *json = cJSON_CreateObject();
   cJSON *statuses = put_array(json, "cluster_statuses", &ok);
   for (size_t i = 0; snapshot && i < snapshot->cluster_count; i++) {
-    append(statuses, cluster_status(&snapshot->clusters[i], now_ms, &ok), &ok);
+    append(statuses,
+           cluster_status(&snapshot->clusters[i], now_ms,
+                          snapshot->config->certificates.warn_lifetime_percent, &ok),
+           &ok);
   }
   ms_snapshot_free(snapshot);
   return finish_json(json, ok, out);
@@ -183,7 +201,8 @@ static void add_subject_alt_names(cJSON *detail, const ms_cert_info *info, bool 
   }
 }
 
-static cJSON *cert_detail(const char *path, const ms_cert_info *info, int64_t now, bool *ok) {
+static cJSON *cert_detail(const char *path, const ms_cert_info *info, int64_t now,
+                          uint32_t warn_percent, bool *ok) {
   cJSON *detail = cJSON_CreateObject();
   if (!detail) {
     *ok = false;
@@ -192,9 +211,6 @@ static cJSON *cert_detail(const char *path, const ms_cert_info *info, int64_t no
   char valid_from[32], expiration[32];
   ms_time_rfc3339(info->not_before, valid_from, sizeof(valid_from));
   ms_time_rfc3339(info->not_after, expiration, sizeof(expiration));
-  int64_t seconds_left = info->not_after - now;
-  /* Whole days, rounded down (towards minus infinity once expired). */
-  int64_t days = seconds_left >= 0 ? seconds_left / 86400 : -((-seconds_left + 86399) / 86400);
 
   put_string(detail, "path", path, ok);
   put_string(detail, "subject", info->subject, ok);
@@ -202,7 +218,7 @@ static cJSON *cert_detail(const char *path, const ms_cert_info *info, int64_t no
   put_string(detail, "serial_number", info->serial_hex, ok);
   put_string(detail, "sha256_fingerprint", info->sha256_hex, ok);
   add_subject_alt_names(detail, info, ok);
-  put_number(detail, "days_until_expiration", (double)days, ok);
+  if (ms_cert_expiry_add_json(detail, "state", info, now, warn_percent) != 0) *ok = false;
   put_string(detail, "valid_from", valid_from, ok);
   put_string(detail, "expiration_time", expiration, ok);
   put_bool(detail, "is_ca", info->is_ca, ok);
@@ -213,6 +229,7 @@ typedef struct certs_visit {
   const ms_snapshot *snapshot; /* the clusters using a context are looked up here */
   cJSON *certificates;
   int64_t now;
+  uint32_t warn_percent;
   bool ok;
 } certs_visit;
 
@@ -241,19 +258,39 @@ static void visit_context(ms_tls_context *context, void *arg) {
 
   cJSON *cas = put_array(entry, "ca_cert", ok);
   for (size_t i = 0; i < context->ca_count; i++) {
-    append(cas, cert_detail(context->trusted_ca_path, &context->cas[i], visit->now, ok), ok);
+    append(cas,
+           cert_detail(context->trusted_ca_path, &context->cas[i], visit->now, visit->warn_percent,
+                       ok),
+           ok);
   }
   cJSON *chain = put_array(entry, "cert_chain", ok);
   if (context->certificate_path || context->leaf.serial_hex[0]) { /* a file, or SDS bytes */
-    append(chain, cert_detail(context->certificate_path, &context->leaf, visit->now, ok), ok);
+    append(
+        chain,
+        cert_detail(context->certificate_path, &context->leaf, visit->now, visit->warn_percent, ok),
+        ok);
   }
+}
+
+static void visit_xds_client(const ms_cert_use *use, void *arg) {
+  certs_visit *visit = arg;
+  if (use->source != MS_CERT_SOURCE_XDS_CLIENT) return;
+  append(visit->certificates,
+         cert_detail(use->name, use->info, visit->now, visit->warn_percent, &visit->ok),
+         &visit->ok);
 }
 
 static int respond_certs(ms_server *server, ms_admin_response *out) {
   certs_visit visit = {.snapshot = ms_server_snapshot(server), .now = time(NULL), .ok = true};
+  if (visit.snapshot)
+    visit.warn_percent = visit.snapshot->config->certificates.warn_lifetime_percent;
   cJSON *json = cJSON_CreateObject();
   visit.certificates = put_array(json, "certificates", &visit.ok);
   if (visit.certificates) ms_tls_context_registry_visit(visit_context, &visit);
+  /* The control plane's and the CA's client credentials. */
+  visit.certificates = put_array(json, "xds_client", &visit.ok);
+  if (visit.certificates && ms_cert_uses_visit(server, visit_xds_client, &visit) != 0)
+    visit.ok = false;
   ms_snapshot_free((ms_snapshot *)visit.snapshot);
   char *identity = ms_server_identity_json(server); /* the identity agent's, never its key */
   if (identity) {

@@ -11,14 +11,17 @@
 #include <regex.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "sidecar/admin_build.h"
+#include "sidecar/cert_expiry.h"
 #include "sidecar/server.h"
 #include "sidecar/snapshot.h"
 #include "sidecar/stats.h"
 
 #define MAX_FILTER_BYTES 256              /* a longer regex is refused (400) */
 #define LATENCY_NAME "http_rq_latency_ms" /* the histogram's name, for the filter */
+#define DAYS_NAME "server.days_until_first_cert_expiring"
 
 typedef struct stat_sample {
   const char *json_name; /* "cluster.backend.upstream_cx_total" */
@@ -189,6 +192,15 @@ static void stats_walk(ms_server *server, const ms_stats *sum, const stat_walk *
   MS_STATS_COUNTERS(MS_ADMIN_EMIT_COUNTER)
 #undef MS_ADMIN_EMIT_COUNTER
 
+  if (wanted(walk, DAYS_NAME)) /* Envoy's; it walks every certificate in use */
+    walk->emit(&(stat_sample){.json_name = DAYS_NAME,
+                              .family = "server_days_until_first_cert_expiring",
+                              .help = "whole days left of the certificate in use that ends "
+                                      "first, 0 once one has expired",
+                              .gauge = true,
+                              .value = ms_cert_days_until_first_expiring(server, time(NULL))},
+               walk->arg);
+
   char json_name[512];
   for (int reason = 0; reason < MS_TLS_FAILURE_COUNT; reason++) {
     const char *label = ms_tls_failure_name((ms_tls_failure)reason);
@@ -341,6 +353,52 @@ static void write_latency_histogram(const ms_stats *sum, FILE *stream) {
           family, cumulative);
 }
 
+/* Per certificate in use (cert_expiry.h): seconds left and its end as a
+ * timestamp, in Prometheus only (each labelled with its source, name, kind
+ * and serial: more than a /stats name holds); the filter matches them as
+ * "certificate.expiry_seconds" and "certificate.expiration_timestamp_seconds". */
+typedef struct certificate_gauges {
+  FILE *stream;
+  int64_t now;
+  bool timestamps; /* the second family */
+} certificate_gauges;
+
+static void write_certificate_gauge(const ms_cert_use *use, void *arg) {
+  const certificate_gauges *gauges = arg;
+  FILE *stream = gauges->stream;
+  fprintf(stream, "mtls_sidecar_certificate_%s{source=\"%s\",name=\"",
+          gauges->timestamps ? "expiration_timestamp_seconds" : "expiry_seconds",
+          ms_cert_source_name(use->source));
+  write_escaped(stream, use->name, true);
+  fprintf(
+      stream, "\",kind=\"%s\",serial=\"%s\"} %lld\n", use->is_ca ? "ca" : "leaf",
+      use->info->serial_hex,
+      (long long)(gauges->timestamps ? use->info->not_after : use->info->not_after - gauges->now));
+}
+
+static int write_certificate_gauges(ms_server *server, const stat_walk *walk, FILE *stream) {
+  static const struct {
+    const char *name; /* for the filter */
+    const char *help;
+  } families[] = {
+      {"certificate.expiry_seconds",
+       "seconds until the certificate in use expires, negative once expired"},
+      {"certificate.expiration_timestamp_seconds",
+       "when the certificate in use expires (its not_after), in unix seconds"},
+  };
+  certificate_gauges gauges = {.stream = stream, .now = time(NULL)};
+  for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++) {
+    if (!wanted(walk, families[i].name)) continue;
+    gauges.timestamps = i == 1;
+    fprintf(stream,
+            "# HELP mtls_sidecar_certificate_%s %s\n# TYPE mtls_sidecar_certificate_%s gauge\n",
+            families[i].name + strlen("certificate."), families[i].help,
+            families[i].name + strlen("certificate."));
+    if (ms_cert_uses_visit(server, write_certificate_gauge, &gauges) != 0) return -ENOMEM;
+  }
+  return 0;
+}
+
 static int respond_prometheus(ms_server *server, const ms_stats *sum, const stat_walk *filter_only,
                               ms_admin_response *out) {
   char *body = NULL;
@@ -350,7 +408,8 @@ static int respond_prometheus(ms_server *server, const ms_stats *sum, const stat
   stat_walk walk = {.filter = filter_only->filter, .emit = emit_prometheus, .arg = &text};
   stats_walk(server, sum, &walk);
   if (wanted(&walk, LATENCY_NAME)) write_latency_histogram(sum, text.stream);
-  bool failed = ferror(text.stream) != 0;
+  bool failed =
+      write_certificate_gauges(server, &walk, text.stream) != 0 || ferror(text.stream) != 0;
   if (fclose(text.stream) != 0 || failed) {
     free(body);
     return -ENOMEM;

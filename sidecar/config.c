@@ -279,6 +279,20 @@ static void parse_listeners(ms_schema *schema, const cJSON *value, const ms_sche
   config->listener_count = count;
 }
 
+#define CERTIFICATES_FIELD(member) offsetof(ms_certificates_config, member)
+
+static const ms_schema_key certificates_keys[] = {
+    UINT32("warn_lifetime_percent", CERTIFICATES_FIELD(warn_lifetime_percent), 1, 100),
+    UINT32("expired_log_interval_ms", CERTIFICATES_FIELD(expired_log_interval_ms), 1000,
+           UINT32_MAX),
+    KEY("ready_fails_on_expired", ms_schema_parse_bool, CERTIFICATES_FIELD(ready_fails_on_expired)),
+};
+
+static void parse_certificates(ms_schema *schema, const cJSON *value, const ms_schema_key *key,
+                               void *field) {
+  ms_schema_object(schema, value, certificates_keys, COUNT(certificates_keys), field);
+}
+
 static const ms_schema_key config_keys[] = {
     KEY("admin", parse_admin, offsetof(ms_config, admin_address)),
     UINT32("workers", offsetof(ms_config, workers), 0, 1024),
@@ -288,6 +302,7 @@ static const ms_schema_key config_keys[] = {
     KEY("clusters", parse_clusters, 0),
     KEY("xds", ms_config_parse_xds, offsetof(ms_config, xds)),
     KEY("identity", ms_config_parse_identity, offsetof(ms_config, identity)),
+    KEY("certificates", parse_certificates, offsetof(ms_config, certificates)),
 };
 
 /* ---- checks across keys --------------------------------------------------- */
@@ -550,6 +565,8 @@ static ms_config *config_new(ms_schema *schema, const char *json, const char *pa
   config->workers = 0;
   config->drain_timeout_ms = 20000;
   config->watch_certificates = true;
+  config->certificates.warn_lifetime_percent = 80;
+  config->certificates.expired_log_interval_ms = 3600000;
   ms_config_xds_init(&config->xds);
   ms_config_identity_init(&config->identity);
   char err[MS_ERR_LEN];

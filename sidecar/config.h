@@ -188,6 +188,18 @@ typedef struct ms_identity_config {
   char *trust_bundle_secret;      /* default "ROOTCA" */
 } ms_identity_config;
 
+/* "certificates": how the certificates in use are watched for their end
+ * (sidecar/cert_expiry.h). */
+typedef struct ms_certificates_config {
+  uint32_t warn_lifetime_percent;   /* default 80, 1..100: a certificate still in use past this
+                                       share of its lifetime is logged (a warning) and shown as
+                                       "expiring" */
+  uint32_t expired_log_interval_ms; /* default 3600000: an expired certificate still in use is
+                                       logged (an error) when it expires, then this often */
+  bool ready_fails_on_expired;      /* default false: /ready answers 503 while a certificate the
+                                       sidecar presents is expired */
+} ms_certificates_config;
+
 typedef struct ms_config {
   atomic_int refs;           /* shared by snapshots: see ms_config_up_ref */
   char *path;                /* absolute path of the file */
@@ -202,6 +214,7 @@ typedef struct ms_config {
   size_t cluster_count;
   ms_xds_bootstrap xds;
   ms_identity_config identity;
+  ms_certificates_config certificates;
   char *json; /* the file's text, for /config_dump (keys redacted there) */
 } ms_config;
 

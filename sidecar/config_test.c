@@ -892,6 +892,33 @@ static void test_http_keys_optional_for_rendered_clusters(void) {
   ms_config_free(config);
 }
 
+/* "certificates": the expiry watch's defaults, values and bounds. */
+static void test_certificates(void) {
+  ms_config *config = load_ok("{}");
+  CHECK(config->certificates.warn_lifetime_percent == 80);
+  CHECK(config->certificates.expired_log_interval_ms == 3600000);
+  CHECK(!config->certificates.ready_fails_on_expired);
+  ms_config_free(config);
+  config = load_ok(
+      "{'certificates': {'warn_lifetime_percent': 90, 'expired_log_interval_ms': 60000, "
+      "'ready_fails_on_expired': true}}");
+  CHECK(config->certificates.warn_lifetime_percent == 90);
+  CHECK(config->certificates.expired_log_interval_ms == 60000);
+  CHECK(config->certificates.ready_fails_on_expired);
+  ms_config_free(config);
+  expect_error("{'certificates': {'warn_lifetime_percent': 0}}",
+               "certificates.warn_lifetime_percent: must be between 1 and 100, got 0");
+  expect_error("{'certificates': {'warn_lifetime_percent': 101}}",
+               "certificates.warn_lifetime_percent: must be between 1 and 100, got 101");
+  expect_error("{'certificates': {'warn_lifetime_percent': 0.8}}",
+               "certificates.warn_lifetime_percent: expected a non-negative integer, got 0.8");
+  expect_error("{'certificates': {'expired_log_interval_ms': 10}}",
+               "certificates.expired_log_interval_ms: must be at least 1000, got 10");
+  expect_error("{'certificates': {'warn_percent': 80}}", "certificates.warn_percent: unknown key;");
+  expect_error("{'certificates': {'ready_fails_on_expired': 1}}",
+               "certificates.ready_fails_on_expired: expected true or false");
+}
+
 int main(void) {
   const char *test_tmpdir = getenv("TEST_TMPDIR");
   /* Physical, so that it compares equal to what getcwd reports. */
@@ -918,6 +945,7 @@ int main(void) {
   test_http_keys();
   test_http_errors();
   test_http_keys_optional_for_rendered_clusters();
+  test_certificates();
   printf("config_test: all passed\n");
   return 0;
 }

@@ -20,6 +20,7 @@
 
 #include "certs/certs.h"
 #include "common/version.h"
+#include "sidecar/cert_expiry.h"
 #include "sidecar/identity_internal.h"
 #include "sidecar/log.h"
 #include "xds/ads_client.h"
@@ -47,8 +48,8 @@ struct ms_identity {
   char *spiffe_id;
   const char *spiffe_source; /* "configuration", "certificate", "token" */
   const char *proof;         /* "certificate", "token", "certificate+token" */
-  SSL_CTX *ca_ctx;
-  uv_timer_t timer; /* WAITING: the next request; REQUESTING: its deadline */
+  ms_cert_credential ca;     /* identity.tls (or xds.tls): how we reach the CA */
+  uv_timer_t timer;          /* WAITING: the next request; REQUESTING: its deadline */
 
   /* The request under way. */
   ms_grpc_channel *channel;
@@ -250,7 +251,7 @@ static int start_call(ms_identity *identity, const uint8_t *bytes, size_t len, c
   const ms_cluster_tls_config *tls = ms_identity_tls(identity->config);
   ms_grpc_channel_options options = {
       .address = ms_identity_ca_address(identity->config)->text,
-      .ssl_ctx = identity->ca_ctx,
+      .ssl_ctx = identity->ca.ssl_ctx,
       .server_name = tls->server_name,
       .max_message_bytes = MS_IDENTITY_MAX_ANSWER_BYTES,
       .connect_timeout_ms = MS_IDENTITY_REQUEST_TIMEOUT_MS,
@@ -334,6 +335,12 @@ static char *certs_json(void *arg) {
     cJSON_AddNullToObject(json, "serial");
   put_time(json, "not_before", identity->leaf.not_before, have);
   put_time(json, "not_after", identity->leaf.not_after, have);
+  if (have) {
+    ms_snapshot *snapshot = ms_server_snapshot(identity->server);
+    ms_cert_expiry_add_json(json, "certificate_state", &identity->leaf, (int64_t)time(NULL),
+                            snapshot->config->certificates.warn_lifetime_percent);
+    ms_snapshot_free(snapshot);
+  }
   put_time(json, "next_renewal", identity->next_renewal,
            identity->state == IDENTITY_WAITING && identity->next_renewal);
   if (identity->last_error[0])
@@ -346,6 +353,16 @@ static char *certs_json(void *arg) {
   char *text = cJSON_PrintUnformatted(json);
   cJSON_Delete(json);
   return text;
+}
+
+static void certificates(void *arg, ms_cert_use_visit visit, void *visit_arg) {
+  const ms_identity *identity = arg;
+  ms_cert_credential_visit(&identity->ca, visit, visit_arg);
+  if (!identity->have_certificate) return;
+  ms_cert_use use = {.info = &identity->leaf,
+                     .source = MS_CERT_SOURCE_IDENTITY,
+                     .name = identity->config->identity.certificate_secret};
+  visit(&use, visit_arg);
 }
 
 static void stop(void *arg) {
@@ -384,24 +401,27 @@ int ms_identity_start(uv_loop_t *loop, ms_server *server, ms_config *config, ms_
   identity->server = server;
   identity->config = ms_config_up_ref(config);
   identity->proof = proof_of(config);
-  char why[MS_ERR_LEN];
   if (identity->proof == NULL) {
     snprintf(err, err_len,
              "identity: nothing proves who we are to the CA: give identity.tls (or xds.tls) a "
              "client certificate, or set identity.token_file");
   } else if (ms_identity_find_spiffe_id(config, &identity->spiffe_id, &identity->spiffe_source, err,
-                                        err_len) == 0 &&
-             ms_client_ctx_load(&ms_identity_tls(config)->settings, &identity->ca_ctx, why,
-                                sizeof(why)) != 0) {
-    snprintf(err, err_len, "identity.tls: %s", why);
+                                        err_len) == 0) {
+    ms_cert_credential_load(&ms_identity_tls(config)->settings,
+                            config->identity.tls_set ? "identity.tls" : "xds.tls", &identity->ca,
+                            err, err_len);
   }
-  if (identity->proof == NULL || identity->spiffe_id == NULL || identity->ca_ctx == NULL) {
+  if (identity->proof == NULL || identity->spiffe_id == NULL || identity->ca.ssl_ctx == NULL) {
     ms_identity_free(identity);
     return -1;
   }
   uv_timer_init(loop, &identity->timer);
   identity->timer.data = identity;
-  ms_server_identity hooks = {is_ready, certs_json, stop, identity};
+  ms_server_identity hooks = {.is_ready = is_ready,
+                              .certs_json = certs_json,
+                              .stop = stop,
+                              .certificates = certificates,
+                              .arg = identity};
   ms_server_set_identity(server, &hooks);
   ms_log(MS_LOG_INFO,
          "identity: asking %s for %s (from the %s), proved by the %s; the key stays in this "
@@ -417,7 +437,7 @@ void ms_identity_free(ms_identity *identity) {
   if (identity == NULL) return;
   forget_request(identity);
   ms_cert_info_cleanup(&identity->leaf);
-  SSL_CTX_free(identity->ca_ctx);
+  ms_cert_credential_cleanup(&identity->ca);
   free(identity->spiffe_id);
   ms_config_free(identity->config);
   free(identity);

@@ -90,6 +90,7 @@ int ms_server_publish(ms_server *server) {
   for (uint32_t i = 0; i < server->worker_count; i++)
     ms_worker_publish(&server->workers[i], snapshot);
   ms_snapshot_free(old);
+  ms_cert_expiry_recheck(server->expiry);
   return 0;
 }
 
@@ -144,7 +145,11 @@ bool ms_server_is_ready(ms_server *server) {
     if (server->clusters[i].tls == NULL) return false;
   /* Ready means the workers serve it: a snapshot published a moment ago
    * (the certificate that made the clusters usable) is not yet theirs. */
-  return workers_current(server);
+  if (!workers_current(server)) return false;
+  if (server->config->certificates.ready_fails_on_expired &&
+      ms_cert_expiry_presents_expired(server, (int64_t)time(NULL)))
+    return false;
+  return true;
 }
 
 void ms_server_get_info(ms_server *server, ms_server_info *out) {
@@ -178,6 +183,8 @@ static void stop_everything(ms_server *server) {
   ms_watcher_stop(server);
   if (server->source.stop) server->source.stop(server->source.arg);
   if (server->identity.stop) server->identity.stop(server->identity.arg);
+  ms_cert_expiry_stop(server->expiry);
+  server->expiry = NULL;
   uv_close((uv_handle_t *)&server->drain_timer, NULL);
   uv_close((uv_handle_t *)&server->sigterm, NULL);
   uv_close((uv_handle_t *)&server->sigint, NULL);
@@ -286,6 +293,8 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
   uv_signal_start(&server->sighup, on_signal, SIGHUP);
   ms_resolver_start(server);
   ms_watcher_init(server);
+  if (ms_cert_expiry_start(loop, server, &server->expiry) != 0)
+    ms_log(MS_LOG_WARN, "out of memory: certificate expiry is not watched");
   for (size_t l = 0; l < config->listener_count; l++)
     ms_log(MS_LOG_INFO, "listening: listener=%s address=%s cluster=%s workers=%u",
            config->listeners[l].name, config->listeners[l].address.text,

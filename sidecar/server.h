@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "sidecar/cert_expiry.h"
 #include "sidecar/config.h"
 #include "sidecar/secrets.h"
 #include "sidecar/snapshot.h"
@@ -34,7 +35,9 @@ ms_snapshot *ms_server_snapshot(ms_server *server);
  * and the main thread's. */
 void ms_server_stats_sum(ms_server *server, ms_stats *out);
 
-/* ms_server_is_ready: listeners bound and every cluster has a TLS context. */
+/* ms_server_is_ready: listeners bound and every cluster has a TLS context
+ * (and, with certificates.ready_fails_on_expired, no certificate the
+ * sidecar presents has expired). */
 bool ms_server_is_ready(ms_server *server);
 
 /* ms_server_info: fields of /server_info. */
@@ -102,6 +105,9 @@ typedef struct ms_server_source {
   /* stop closes the source's handles when the server stops (so that the
    * loop can end). */
   void (*stop)(void *arg);
+  /* certificates visits the certificates the source uses itself (its
+   * client credential, sidecar/cert_expiry.h). May be NULL. */
+  void (*certificates)(void *arg, ms_cert_use_visit visit, void *visit_arg);
   void *arg;
 } ms_server_source;
 
@@ -137,6 +143,9 @@ typedef struct ms_server_identity {
   char *(*certs_json)(void *arg);
   /* stop closes the identity's handles when the server stops. */
   void (*stop)(void *arg);
+  /* certificates visits the identity's certificate and the credential it
+   * reaches the CA with (sidecar/cert_expiry.h). May be NULL. */
+  void (*certificates)(void *arg, ms_cert_use_visit visit, void *visit_arg);
   void *arg;
 } ms_server_identity;
 

@@ -63,6 +63,7 @@ struct ms_server {
    * `secrets` for the names the identity owns; NULL: none yet. */
   ms_secret_set *local_secrets;
   ms_server_identity identity; /* all NULL: no identity agent */
+  ms_cert_expiry *expiry;      /* the certificates' expiry monitor; NULL until started */
   int64_t started_at;
 };
 

@@ -12,6 +12,7 @@
 
 #include "certs/certs.h"
 #include "common/version.h"
+#include "sidecar/cert_expiry.h"
 #include "sidecar/log.h"
 #include "sidecar/xds_backup.h"
 #include "sidecar/xds_secrets.h"
@@ -31,9 +32,9 @@ struct ms_xds_source {
   ms_config *file;     /* the file's configuration: its text and the bootstrap */
   ms_xds_state *state; /* what is in force */
   ms_ads_client *client;
-  SSL_CTX *bootstrap;
-  uv_timer_t tick;   /* warming and initial fetch timeouts */
-  uv_timer_t backup; /* a pending write of the backup file */
+  ms_cert_credential bootstrap; /* xds.tls: our certificate for the control plane, its CA */
+  uv_timer_t tick;              /* warming and initial fetch timeouts */
+  uv_timer_t backup;            /* a pending write of the backup file */
   uint64_t started_ms;
   bool accepted[4];     /* by ms_xds_kind: a response was accepted on some stream */
   bool fetch_timed_out; /* initial_fetch_timeout_ms passed */
@@ -405,12 +406,9 @@ static void stop(void *arg) {
 
 /* ---- life ---------------------------------------------------------------------- */
 
-static int bootstrap_context(const ms_xds_bootstrap *xds, SSL_CTX **out, char *err,
-                             size_t err_len) {
-  char why[MS_ERR_LEN];
-  int rc = ms_client_ctx_load(&xds->tls.settings, out, why, sizeof(why));
-  if (rc != 0) snprintf(err, err_len, "xds.tls: %s", why);
-  return rc;
+static void certificates(void *arg, ms_cert_use_visit visit, void *visit_arg) {
+  const ms_xds_source *source = arg;
+  ms_cert_credential_visit(&source->bootstrap, visit, visit_arg);
 }
 
 int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_xds_source **out,
@@ -431,7 +429,8 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
     ms_xds_source_free(source);
     return -1;
   }
-  if (bootstrap_context(xds, &source->bootstrap, err, err_len) != 0) {
+  if (ms_cert_credential_load(&xds->tls.settings, "xds.tls", &source->bootstrap, err, err_len) !=
+      0) {
     ms_xds_source_free(source);
     return -1;
   }
@@ -447,7 +446,7 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
   ms_ads_client_options options = {
       .address = xds->address.text,
       .server_name = xds->tls.server_name,
-      .ssl_ctx = source->bootstrap,
+      .ssl_ctx = source->bootstrap.ssl_ctx,
       .node = {xds->node_id, xds->node_cluster, metadata, xds->metadata_count},
       .user_agent = "mtls-sidecar",
       .user_agent_version = MS_VERSION,
@@ -471,7 +470,12 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
   uv_timer_init(loop, &source->backup);
   source->tick.data = source->backup.data = source;
   uv_timer_start(&source->tick, on_tick, MS_XDS_TICK_MS, MS_XDS_TICK_MS);
-  ms_server_source hooks = {is_ready, dump_json, reload, stop, source};
+  ms_server_source hooks = {.is_ready = is_ready,
+                            .dump_json = dump_json,
+                            .reload = reload,
+                            .stop = stop,
+                            .certificates = certificates,
+                            .arg = source};
   ms_server_set_source(server, &hooks);
   ms_log(MS_LOG_INFO, "xds: node %s subscribing to %s", xds->node_id, xds->address.text);
   *out = source;
@@ -481,7 +485,7 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
 void ms_xds_source_free(ms_xds_source *source) {
   if (source == NULL) return;
   ms_xds_state_free(source->state);
-  SSL_CTX_free(source->bootstrap);
+  ms_cert_credential_cleanup(&source->bootstrap);
   ms_config_free(source->file);
   free(source);
 }

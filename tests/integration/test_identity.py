@@ -30,9 +30,9 @@ import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.control_plane import (SECRET_TYPE, XdsServer, eds_cluster, load_assignment,
-                                     tcp_listener, wait_serving, write_resources, xds_bootstrap,
-                                     xds_server_certificates, xds_status)
+from tests.lib.control_plane import (SECRET_TYPE, XdsServer, backend_resources, wait_serving,
+                                     write_resources, xds_bootstrap, xds_server_certificates,
+                                     xds_status)
 from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial, wait_until
 from tests.lib.load import RequestLoad
 from tests.lib.node import node_script
@@ -320,11 +320,8 @@ class XdsServerIdentityTest(harness.IntegrationTest):
         No --serve-workload-keys: xds-server makes no key, the sidecar asks."""
         config_dir = self.tmp.mkdir("resources")
         listener_port = harness.free_port()
-        write_resources(os.path.join(config_dir, "backend.json"), [
-            eds_cluster("backend", SERVER_NAME),
-            load_assignment("backend", [nginx.port]),
-            tcp_listener("backend-in", listener_port, "backend"),
-        ])
+        write_resources(os.path.join(config_dir, "backend.json"),
+                        backend_resources([nginx.port], listener_port))
         control_plane = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
                                   config_dir, cert_ttl="6s",
                                   client_ca=os.path.join(self.bootstrap_ca_dir, "ca.crt"),

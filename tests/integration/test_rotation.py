@@ -284,6 +284,7 @@ class RotationTest(harness.IntegrationTest):
             harness.replace_file_atomically(os.path.join(tls_dir, "ca.crt"), bundle)
             reloads += 1
             sidecar.wait_log(r"tls reloaded: cluster=c ", count=reloads)
+            sidecar.wait_workers_current()
             harness.wait_until(lambda: self.trusted_serials(sidecar) == sorted(serials),
                                what=f"/certs to show the trust bundle {serials}: "
                                     f"{sidecar.admin_json('/certs')}")
@@ -355,6 +356,7 @@ class RotationTest(harness.IntegrationTest):
         with open(new_pair.key, "rb") as f:
             harness.replace_file_atomically(os.path.join(tls_dir, "tls.key"), f.read())
         sidecar.wait_log(r"tls reloaded: cluster=c generation=\d+")
+        sidecar.wait_workers_current()
         self.assertEqual(http_get(sidecar.listener_port(), "/hello.txt?fixed=1")[0], 200)
         self.assertEqual(self.nginx_serial_for(nginx, "fixed=1")[0],
                          self.pki.serial(new_pair.crt))

@@ -31,10 +31,10 @@ import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.control_plane import (XdsServer, eds_cluster, http_listener, load_assignment,
-                                     tcp_listener, versions_by_type, wait_serving,
-                                     write_resources, xds_bootstrap, xds_server_certificates,
-                                     xds_status)
+from tests.lib.control_plane import (XdsServer, backend_resources, eds_cluster, http_listener,
+                                     load_assignment, tcp_listener, versions_by_type,
+                                     wait_serving, write_resources, xds_bootstrap,
+                                     xds_server_certificates, xds_status)
 from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial
 from tests.lib.load import LARGE_BODY, LARGE_BODY_RATE, HeldRequest, RequestLoad
 from tests.lib.pki import find_key_material, key_material, key_material_of_file, key_pems_in
@@ -163,11 +163,7 @@ class XdsControlPlaneTest(harness.IntegrationTest):
     def write_backend(self, upstream_ports):
         """write_backend (re)writes the resource file: cluster `backend`
         over EDS and SDS, its endpoints, listener `backend-in`."""
-        write_resources(self.resource_file, [
-            eds_cluster("backend", SERVER_NAME),
-            load_assignment("backend", upstream_ports),
-            tcp_listener("backend-in", self.listener_port, "backend"),
-        ])
+        write_resources(self.resource_file, backend_resources(upstream_ports, self.listener_port))
 
     def start_control_plane(self, upstream_ports, cert_ttl="1h"):
         """start_control_plane starts xds-server serving the backend

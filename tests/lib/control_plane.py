@@ -14,8 +14,8 @@ import signal
 import subprocess
 
 from tests.lib.sidecar import SANITIZER_REPORT
-from tests.lib.support import (DEFAULT_TIMEOUT, Process, find_binary, free_port, read_text,
-                               replace_file_atomically, wait_until)
+from tests.lib.support import (DEFAULT_TIMEOUT, SERVER_NAME, Process, find_binary, free_port,
+                               read_text, replace_file_atomically, wait_until)
 
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINTS_TYPE = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
@@ -96,6 +96,18 @@ def http_listener(name, port, virtual_hosts, host="127.0.0.1"):
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3."
                              "Router"}}]}}]}],
     }
+
+
+def backend_resources(upstream_ports, listener_port):
+    """backend_resources are what the xds-server tests serve: cluster
+    `backend` over EDS, its client certificate and trust over SDS ("default",
+    "ROOTCA"), SNI SERVER_NAME, its endpoints 127.0.0.1:upstream_ports, and
+    TCP listener `backend-in` on 127.0.0.1:listener_port."""
+    return [
+        eds_cluster("backend", SERVER_NAME),
+        load_assignment("backend", upstream_ports),
+        tcp_listener("backend-in", listener_port, "backend"),
+    ]
 
 
 def write_resources(path, resources):
