@@ -262,10 +262,12 @@ class RotationTest(harness.IntegrationTest):
         tls_dir = self.tmp.join("tls")
         self.copy_initial(tls_dir)
         # nginx reads ssl_certificate with a variable at each handshake: the
-        # certificate moves when the files are replaced.
+        # certificate moves when the file is replaced. Certificate and key
+        # share one file, replaced at once: two files replaced one after the
+        # other let a handshake in between find a key that does not match.
         server_dir = self.tmp.mkdir("nginx-certificate")
-        served = CertPair(os.path.join(server_dir, "$ssl_server_name.crt"),
-                          os.path.join(server_dir, "$ssl_server_name.key"))
+        served = CertPair(os.path.join(server_dir, "$ssl_server_name.pem"),
+                          os.path.join(server_dir, "$ssl_server_name.pem"))
         self.move_upstream_certificate(server_dir, self.pki.server)
         # No session reuse: every connection verifies the upstream's
         # certificate against the bundle in force (a resumed session would not).
@@ -306,10 +308,10 @@ class RotationTest(harness.IntegrationTest):
         self.assertEqual(sidecar.stat("ssl_session_reused"), 0)
 
     def move_upstream_certificate(self, server_dir, pair):
-        for source, suffix in ((pair.key, ".key"), (pair.crt, ".crt")):
-            with open(source, "rb") as f:
-                harness.replace_file_atomically(os.path.join(server_dir, SERVER_NAME + suffix),
-                                                f.read())
+        """The certificate and key nginx serves for upstream.test, in one
+        file replaced at once."""
+        pem = b"".join(open(path, "rb").read() for path in (pair.crt, pair.key))
+        harness.replace_file_atomically(os.path.join(server_dir, SERVER_NAME + ".pem"), pem)
 
     def trusted_serials(self, sidecar):
         """The serials of the CAs the current context of cluster c trusts."""
