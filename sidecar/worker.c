@@ -118,8 +118,9 @@ static void pause_accepting(ms_listen_socket *listener, int error) {
 /* refuse closes an accepted socket over its listener's max_connections. */
 static void refuse(ms_listen_socket *listener, int fd, uint32_t max_connections) {
   ms_worker *worker = listener->worker;
-  close(fd);
+  /* Counted first: whoever sees the close may look at /stats at once. */
   MS_LISTENER_STAT_ADD(worker, listener->sockets, downstream_cx_overflow, 1);
+  close(fd);
   uint64_t count = ms_log_limit_tick(&worker->overflow_log, uv_now(&worker->loop), LOG_INTERVAL_MS);
   if (count > 0)
     ms_log(MS_LOG_WARN,

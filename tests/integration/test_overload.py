@@ -89,8 +89,13 @@ class OverloadTest(harness.IntegrationTest):
         counted = [l for l in sidecar.log_lines(ACCEPT_FAILED) if "since the last line" in l]
         self.assertTrue(counted, "no line says how many failures it stands for")
 
-        # Descriptors come back: both listeners serve again.
+        # Descriptors come back: both listeners serve again, once the sidecar
+        # has seen every one of the 75 connections end (those still in the
+        # backlogs are accepted after the pause and end at once).
         self.close_all(socks)
+        wait_until(lambda: sidecar.stat("downstream_cx_total") >= 75 and
+                   sidecar.stat("downstream_cx_active") == 0,
+                   what="the sidecar to accept and close the 75 connections")
         self.assertEqual(http_get(sidecar.listener_port(0), "/hello.txt"),
                          (200, b"hello from nginx\n"))
         self.assertEqual(http_get(sidecar.listener_port(1), "/hello.txt"),
