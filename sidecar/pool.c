@@ -100,10 +100,6 @@ void ms_pool_free(ms_pool *pool) {
   free(pool);
 }
 
-size_t ms_pool_idle_count(const ms_pool *pool) {
-  return pool->idle;
-}
-
 /* The limits that retire a connection however well it works. */
 typedef enum pool_limit {
   LIMIT_NONE,

@@ -41,7 +41,4 @@ ms_upstream *ms_pool_take(ms_pool *pool, const ms_cluster *cluster, size_t index
  * it idle, or closes it when a limit says so. */
 void ms_pool_put(ms_pool *pool, ms_upstream *upstream);
 
-/* ms_pool_idle_count: idle upstreams in the pool (for /stats). */
-size_t ms_pool_idle_count(const ms_pool *pool);
-
 #endif

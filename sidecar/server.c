@@ -123,10 +123,6 @@ char *ms_server_identity_json(ms_server *server) {
   return server->identity.certs_json ? server->identity.certs_json(server->identity.arg) : NULL;
 }
 
-const ms_secret_set *ms_server_secrets(ms_server *server) {
-  return server->secrets;
-}
-
 ms_stats *ms_server_main_stats(ms_server *server) {
   return &server->stats;
 }

@@ -166,9 +166,6 @@ char *ms_server_identity_json(ms_server *server);
 int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
                                 size_t err_len);
 
-/* ms_server_secrets returns the secret set in force (borrowed), or NULL. */
-const ms_secret_set *ms_server_secrets(ms_server *server);
-
 /* ms_server_main_stats returns the main thread's counters (main thread
  * only writes them). */
 ms_stats *ms_server_main_stats(ms_server *server);

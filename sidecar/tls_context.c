@@ -13,15 +13,13 @@ static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static ms_tls_context *registry_head;
 static uint64_t last_generation;
 
-static int ssl_ctx_index = -1;
-static pthread_once_t ssl_ctx_index_once = PTHREAD_ONCE_INIT;
+static pthread_once_t certificate_pool_once = PTHREAD_ONCE_INIT;
 
 /* Peer certificates are the same bytes on every connection to an upstream:
  * the pool keeps one copy of each instead of one per connection. */
 static CRYPTO_BUFFER_POOL *certificate_pool;
 
-static void make_ssl_ctx_index(void) {
-  ssl_ctx_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+static void make_certificate_pool(void) {
   certificate_pool = CRYPTO_BUFFER_POOL_new();
 }
 
@@ -31,7 +29,7 @@ static char *copy_or_null(const char *text) {
 
 int ms_tls_context_new(const ms_tls_settings *settings, const ms_tls_material *material,
                        ms_tls_context **out, char *err, size_t err_len) {
-  pthread_once(&ssl_ctx_index_once, make_ssl_ctx_index);
+  pthread_once(&certificate_pool_once, make_certificate_pool);
   ms_tls_context *context = calloc(1, sizeof(*context));
   if (context == NULL) {
     snprintf(err, err_len, "out of memory");
@@ -45,7 +43,6 @@ int ms_tls_context_new(const ms_tls_settings *settings, const ms_tls_material *m
   /* Retrying SSL_write from a pending copy of the data moves the buffer. */
   SSL_CTX_set_mode(context->ssl_ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   if (certificate_pool) SSL_CTX_set0_buffer_pool(context->ssl_ctx, certificate_pool);
-  SSL_CTX_set_ex_data(context->ssl_ctx, ssl_ctx_index, context);
   atomic_init(&context->refs, 1);
   atomic_init(&context->active_connections, 0);
   memcpy(context->digest, material->digest, sizeof(context->digest));
@@ -85,10 +82,6 @@ void ms_tls_context_free(ms_tls_context *context) {
   free(context->certificate_path);
   free(context->trusted_ca_path);
   free(context);
-}
-
-ms_tls_context *ms_tls_context_from_ssl_ctx(const SSL_CTX *ssl_ctx) {
-  return SSL_CTX_get_ex_data(ssl_ctx, ssl_ctx_index);
 }
 
 void ms_tls_context_registry_visit(void (*visit)(ms_tls_context *context, void *arg), void *arg) {

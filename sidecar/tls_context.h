@@ -41,10 +41,6 @@ ms_tls_context *ms_tls_context_up_ref(ms_tls_context *context);
  * last. Safe from any thread. Accepts NULL. */
 void ms_tls_context_free(ms_tls_context *context);
 
-/* ms_tls_context_from_ssl_ctx returns the ms_tls_context an SSL_CTX belongs
- * to (for BoringSSL callbacks). */
-ms_tls_context *ms_tls_context_from_ssl_ctx(const SSL_CTX *ssl_ctx);
-
 /* Live contexts, for /certs: every context not yet freed, newest first.
  * ms_tls_context_registry_visit calls `visit` for each under the registry's
  * lock; `visit` must not take or drop references. */

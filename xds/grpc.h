@@ -79,9 +79,6 @@ typedef enum ms_grpc_channel_state {
   MS_GRPC_CHANNEL_CLOSED,     /* terminal; see the reason */
 } ms_grpc_channel_state;
 
-/* ms_grpc_channel_state_name returns "CONNECTING", "READY" or "CLOSED". */
-const char *ms_grpc_channel_state_name(ms_grpc_channel_state state);
-
 typedef struct ms_grpc_channel_options {
   /* "host:port", "1.2.3.4:port" or "[v6]:port". A host name is resolved
    * with uv_getaddrinfo and each address is tried in turn. Required. */
@@ -194,14 +191,9 @@ int ms_grpc_call_start_with_metadata(ms_grpc_channel *channel, const char *metho
 
 /* ms_grpc_call_send frames `bytes` (copied) as one gRPC message and queues
  * it. Messages go out in order as HTTP/2 flow control allows; the queue is
- * unbounded, so a caller that produces faster than the server reads should
- * watch ms_grpc_call_queued_bytes. Returns 0, UV_EPIPE (after close_send),
- * UV_ENOTCONN (the call is over), UV_E2BIG (len over 4 GiB), UV_ENOMEM. */
+ * unbounded (the ADS client sends a request per response it reads). Returns 0, UV_EPIPE (after
+ * close_send), UV_ENOTCONN (the call is over), UV_E2BIG (len over 4 GiB), UV_ENOMEM. */
 int ms_grpc_call_send(ms_grpc_call *call, const uint8_t *bytes, size_t len);
-
-/* ms_grpc_call_queued_bytes returns how many bytes (framing included) wait
- * in the call's send queue. */
-size_t ms_grpc_call_queued_bytes(const ms_grpc_call *call);
 
 /* ms_grpc_call_close_send half-closes the call: END_STREAM follows the
  * queued messages. The server's messages still arrive. Idempotent. */
@@ -360,10 +352,6 @@ void ms_grpc_server_close(ms_grpc_server *server);
 void ms_grpc_server_call_set_handler(ms_grpc_server_call *call,
                                      const ms_grpc_server_call_callbacks *callbacks,
                                      void *user_data);
-
-/* ms_grpc_server_call_user_data returns the pointer set with
- * ms_grpc_server_call_set_handler. */
-void *ms_grpc_server_call_user_data(const ms_grpc_server_call *call);
 
 /* ms_grpc_server_call_peer returns the calling connection's peer. */
 const ms_grpc_peer *ms_grpc_server_call_peer(const ms_grpc_server_call *call);

@@ -213,10 +213,6 @@ int ms_grpc_call_send(ms_grpc_call *call, const uint8_t *bytes, size_t len) {
   return 0;
 }
 
-size_t ms_grpc_call_queued_bytes(const ms_grpc_call *call) {
-  return call->queue.bytes;
-}
-
 void ms_grpc_call_close_send(ms_grpc_call *call) {
   if (call->closed || call->send_closed) return;
   call->send_closed = true;

@@ -282,10 +282,6 @@ void ms_grpc_server_call_set_handler(ms_grpc_server_call *call,
   call->user_data = user_data;
 }
 
-void *ms_grpc_server_call_user_data(const ms_grpc_server_call *call) {
-  return call->user_data;
-}
-
 const char *ms_grpc_server_call_metadata(const ms_grpc_server_call *call, const char *name) {
   if (strcmp(name, "authorization") == 0) return call->authorization;
   return NULL;

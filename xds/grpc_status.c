@@ -32,18 +32,6 @@ const char *ms_grpc_status_name(int status) {
   return status_names[status];
 }
 
-const char *ms_grpc_channel_state_name(ms_grpc_channel_state state) {
-  switch (state) {
-    case MS_GRPC_CHANNEL_CONNECTING:
-      return "CONNECTING";
-    case MS_GRPC_CHANNEL_READY:
-      return "READY";
-    case MS_GRPC_CHANNEL_CLOSED:
-      return "CLOSED";
-  }
-  return "UNKNOWN";
-}
-
 /* gRPC's PROTOCOL-HTTP2.md: grpc-message is percent-encoded UTF-8; every byte
  * outside 0x20..0x7E, and '%', is written as %XX. */
 static bool needs_escape(unsigned char c) {

@@ -38,20 +38,6 @@ bool xds_type_allows_wildcard(xds_type type) {
   return type == XDS_TYPE_CDS || type == XDS_TYPE_LDS;
 }
 
-const char *xds_request_kind_name(xds_request_kind kind) {
-  switch (kind) {
-    case XDS_REQUEST_INITIAL:
-      return "initial";
-    case XDS_REQUEST_ACK:
-      return "ACK";
-    case XDS_REQUEST_NACK:
-      return "NACK";
-    case XDS_REQUEST_STALE:
-      return "stale";
-  }
-  return "?";
-}
-
 static int compare_names(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }

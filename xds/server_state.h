@@ -80,9 +80,6 @@ typedef enum xds_request_kind {
   XDS_REQUEST_STALE,
 } xds_request_kind;
 
-/* xds_request_kind_name returns "initial", "ACK", "NACK" or "stale". */
-const char *xds_request_kind_name(xds_request_kind kind);
-
 /* One DiscoveryRequest's fields that matter here; all borrowed. */
 typedef struct xds_request {
   const char *version_info;
