@@ -2,8 +2,8 @@
  * accepts on its own SO_REUSEPORT sockets, and runs the connections it
  * accepted from start to end. It learns of a new snapshot through
  * uv_async_send and takes it up between events; connections keep the
- * snapshot they started with. Private to the sidecar (server.c and
- * connection.c). */
+ * snapshot they started with. Private to the sidecar's data plane: the
+ * server, the L4 relay, the HTTP proxy and the upstream code include it. */
 #ifndef MS_WORKER_H
 #define MS_WORKER_H
 
