@@ -23,13 +23,16 @@ static const char usage_text[] =
     "      writes DIR/ca.crt and DIR/ca.key (a self-signed ECDSA P-256 CA)\n"
     "  certs issue --ca DIR --out PREFIX [--cn NAME] [--dns NAME]... [--ip IP]...\n"
     "              [--uri URI]... [--client] [--server] [--ttl 24h]\n"
-    "              [--not-before OFFSET] [--key-password-file FILE] [--force]\n"
+    "              [--not-before OFFSET] [--key-password-file FILE] [--key FILE]\n"
+    "              [--force]\n"
     "      writes PREFIX.crt and PREFIX.key, signed by DIR/ca.crt and DIR/ca.key.\n"
     "      Without --client or --server the certificate is good for both. The CN\n"
     "      defaults to the first DNS name, URI or IP, else \"workload\".\n"
     "      --not-before is an offset from now, e.g. -48h (with --ttl 24h: an\n"
     "      expired certificate, for tests). --key-password-file encrypts the key\n"
-    "      with the first line of FILE.\n"
+    "      with the first line of FILE. --key certifies the key in FILE instead of\n"
+    "      making one (a renewal that keeps the key) and writes PREFIX.crt only;\n"
+    "      --key-password-file then decrypts FILE.\n"
     "  certs inspect FILE\n"
     "      prints the certificate(s) in FILE as JSON (an array for several)\n"
     "  certs version (or --version)\n"
@@ -191,6 +194,19 @@ static int load_ca(const char *dir, X509 **out_cert, EVP_PKEY **out_key, char *e
   return rc;
 }
 
+/* load_key reads the private key in `path`, decrypted with `password` when
+ * it is not NULL. */
+static int load_key(const char *path, const char *password, EVP_PKEY **out_key, char *err,
+                    size_t err_len) {
+  char *pem = NULL;
+  size_t len = 0;
+  if (ms_file_read(path, &pem, &len, err, err_len) != 0) return -1;
+  int rc = ms_pem_parse_key(pem, len, password, path, out_key, err, err_len);
+  OPENSSL_cleanse(pem, len);
+  free(pem);
+  return rc;
+}
+
 /* read_password_file returns the first line of `path` (caller frees). */
 static char *read_password_file(const char *path, char *err, size_t err_len) {
   char *data = NULL;
@@ -206,7 +222,7 @@ static char *read_password_file(const char *path, char *err, size_t err_len) {
 }
 
 typedef struct issue_options {
-  const char *ca_dir, *out, *cn, *ttl_text, *not_before_text, *password_file;
+  const char *ca_dir, *out, *cn, *ttl_text, *not_before_text, *password_file, *key_file;
   const char *dns[MAX_NAMES], *ips[MAX_NAMES], *uris[MAX_NAMES];
   size_t dns_count, ip_count, uri_count;
   bool client, server, force;
@@ -241,6 +257,8 @@ static int parse_issue(int argc, char **argv, issue_options *o) {
       o->not_before_text = v;
     } else if ((v = option_value(argc, argv, &i, "--key-password-file", &missing)) != NULL) {
       o->password_file = v;
+    } else if ((v = option_value(argc, argv, &i, "--key", &missing)) != NULL) {
+      o->key_file = v;
     } else if (strcmp(argv[i], "--client") == 0) {
       o->client = true;
     } else if (strcmp(argv[i], "--server") == 0) {
@@ -305,22 +323,30 @@ static int command_issue(int argc, char **argv) {
   snprintf(cert_path, sizeof(cert_path), "%s.crt", o.out);
   snprintf(key_path, sizeof(key_path), "%s.key", o.out);
   const char *targets[] = {cert_path, key_path};
-  if (refuse_existing(targets, 2, o.force) != 0) return EXIT_FAILURE;
+  if (refuse_existing(targets, o.key_file != NULL ? 1 : 2, o.force) != 0) return EXIT_FAILURE;
   X509 *ca_cert = NULL, *cert = NULL;
   EVP_PKEY *ca_key = NULL, *key = NULL;
   char *password = NULL;
   int rc = EXIT_FAILURE;
   if ((o.password_file == NULL ||
        (password = read_password_file(o.password_file, err, sizeof(err))) != NULL) &&
-      load_ca(o.ca_dir, &ca_cert, &ca_key, err, sizeof(err)) == 0 &&
-      ms_cert_issue(&request, ca_cert, ca_key, &cert, &key, err, sizeof(err)) == 0 &&
-      ms_pem_write_key_encrypted(key_path, key, password, err, sizeof(err)) == 0 &&
-      ms_pem_write_cert(cert_path, cert, NULL, err, sizeof(err)) == 0) {
-    printf("wrote %s and %s\n", cert_path, key_path);
-    rc = EXIT_SUCCESS;
-  } else {
-    failure(err);
+      load_ca(o.ca_dir, &ca_cert, &ca_key, err, sizeof(err)) == 0) {
+    if (o.key_file != NULL) {
+      /* A renewal: the certificate is for the key in the file; no key is written. */
+      if (load_key(o.key_file, password, &key, err, sizeof(err)) == 0 &&
+          ms_cert_issue_for_key(&request, key, ca_cert, ca_key, &cert, err, sizeof(err)) == 0 &&
+          ms_pem_write_cert(cert_path, cert, NULL, err, sizeof(err)) == 0) {
+        printf("wrote %s for the key in %s\n", cert_path, o.key_file);
+        rc = EXIT_SUCCESS;
+      }
+    } else if (ms_cert_issue(&request, ca_cert, ca_key, &cert, &key, err, sizeof(err)) == 0 &&
+               ms_pem_write_key_encrypted(key_path, key, password, err, sizeof(err)) == 0 &&
+               ms_pem_write_cert(cert_path, cert, NULL, err, sizeof(err)) == 0) {
+      printf("wrote %s and %s\n", cert_path, key_path);
+      rc = EXIT_SUCCESS;
+    }
   }
+  if (rc != EXIT_SUCCESS) failure(err);
   if (password != NULL) {
     OPENSSL_cleanse(password, strlen(password));
     free(password);

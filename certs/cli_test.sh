@@ -77,6 +77,19 @@ openssl pkey -in "$DIR/locked.key" -passin pass:hunter2 -noout || fail "openssl 
 expect_exit 0 "$CERTS" inspect "$DIR/locked.crt"
 grep -q '"CN=workload"' "$DIR/out" || fail "default CN is not workload"
 
+# A renewal that keeps the key: --key certifies an existing (here encrypted)
+# key and writes the certificate only.
+expect_exit 0 "$CERTS" issue --ca "$CA" --out "$DIR/renewed" --dns renewed.test \
+  --key "$DIR/locked.key" --key-password-file "$DIR/pass"
+[ -e "$DIR/renewed.key" ] && fail "certs issue --key wrote a key"
+[ "$(openssl x509 -in "$DIR/renewed.crt" -noout -pubkey)" = \
+  "$(openssl pkey -in "$DIR/locked.key" -passin pass:hunter2 -pubout)" ] ||
+  fail "renewed.crt is not for the key in locked.key"
+openssl verify -CAfile "$CA/ca.crt" "$DIR/renewed.crt" >/dev/null || fail "openssl verify renewed.crt"
+expect_exit 1 "$CERTS" issue --ca "$CA" --out "$DIR/renewed2" --key "$DIR/locked.key"
+grep -q "encrypted" "$DIR/err" || fail "an encrypted --key without a password: $(cat "$DIR/err")"
+[ -e "$DIR/renewed2.crt" ] && fail "a refused certs issue --key wrote a certificate"
+
 # Several certificates in one file: a JSON array.
 cat "$DIR/web.crt" "$CA/ca.crt" >"$DIR/bundle.pem"
 expect_exit 0 "$CERTS" inspect "$DIR/bundle.pem"

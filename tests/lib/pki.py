@@ -66,9 +66,10 @@ class Pki:
         return out
 
     def issue(self, name, ca_dir=None, cn=None, dns=(), ips=(), uris=(), client=False,
-              server=False, ttl=None, not_before=None, key_password_file=None):
+              server=False, ttl=None, not_before=None, key_password_file=None, key=None):
         """issue makes PREFIX.crt and PREFIX.key under the Pki folder and
-        returns a CertPair."""
+        returns a CertPair. With `key` (a key file) the certificate is for
+        that key, and the pair names it."""
         prefix = os.path.join(self.dir, name)
         args = ["issue", "--ca", ca_dir or self.ca_dir, "--out", prefix]
         if cn:
@@ -89,8 +90,10 @@ class Pki:
             args += ["--not-before", not_before]
         if key_password_file:
             args += ["--key-password-file", key_password_file]
+        if key:
+            args += ["--key", key]
         self.run(*args)
-        pair = CertPair(prefix + ".crt", prefix + ".key")
+        pair = CertPair(prefix + ".crt", key or prefix + ".key")
         for f in (pair.crt, pair.key):
             if not os.path.isfile(f):
                 raise AssertionError(f"certs issue did not write {f}")
