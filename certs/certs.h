@@ -64,22 +64,7 @@ char *ms_cert_info_to_json(const ms_cert_info *info);
  * 0 in its last day, -1 in the first day after it expired. */
 int64_t ms_cert_days_until_expiration(const ms_cert_info *info, int64_t now);
 
-/* ms_time_rfc3339 writes `unix_seconds` as "2026-11-23T10:00:00Z" into `buf`
- * (at least 21 bytes). */
-void ms_time_rfc3339(int64_t unix_seconds, char *buf, size_t len);
-
 /* ---- loading ------------------------------------------------------------- */
-
-/* ms_file_read reads a whole file. On success *out_data (NUL-terminated,
- * caller frees) and *out_len are set and 0 is returned. */
-int ms_file_read(const char *path, char **out_data, size_t *out_len, char *err, size_t err_len);
-
-/* ms_file_write_atomic writes `len` bytes to `path` with `mode` through a
- * temporary file in the same folder (fsync, then rename), so that a reader
- * sees the old file or the new one, never half of one. Returns 0, or -1 with
- * a message in `err`. */
-int ms_file_write_atomic(const char *path, const void *bytes, size_t len, mode_t mode, char *err,
-                         size_t err_len);
 
 /* ms_pem_parse_chain parses every certificate in `pem`. On success the caller
  * owns *out_chain (leaf first, at least one certificate). `what` names the

@@ -5,6 +5,8 @@
 #include <openssl/sha.h>
 
 #include "certs/test_util.h"
+#include "common/file.h"
+#include "common/time.h"
 
 static void test_duration_parse(void) {
   int64_t s = -1;

@@ -12,6 +12,7 @@
 #include <openssl/mem.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
 #include "common/version.h"
 
 #define EXIT_USAGE 2

@@ -10,6 +10,7 @@
 
 #include "certs/certs.h"
 #include "certs/internal.h"
+#include "common/time.h"
 
 void ms_tls_info_callback(const SSL *ssl, int type, int value) {
   if ((type & SSL_CB_ALERT) == 0) return;

@@ -3,6 +3,7 @@
 #include <openssl/x509v3.h>
 
 #include "certs/test_util.h"
+#include "common/file.h"
 
 /* build loads the material of `settings` and builds a context; returns what
  * ms_client_ctx_new returned (or the load's failure) with the message in err. */

@@ -15,6 +15,7 @@
 
 #include "certs/certs.h"
 #include "certs/internal.h"
+#include "common/time.h"
 
 int ms_asn1_time_to_unix(const ASN1_TIME *time, int64_t *out_seconds) {
   ASN1_TIME *epoch = ASN1_TIME_set(NULL, 0);
@@ -24,15 +25,6 @@ int ms_asn1_time_to_unix(const ASN1_TIME *time, int64_t *out_seconds) {
   if (!ok) return -1;
   *out_seconds = (int64_t)days * 86400 + seconds;
   return 0;
-}
-
-void ms_time_rfc3339(int64_t unix_seconds, char *buf, size_t len) {
-  time_t t = (time_t)unix_seconds;
-  struct tm tm;
-  if (len == 0) return;
-  if (gmtime_r(&t, &tm) == NULL || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-    snprintf(buf, len, "%lld", (long long)unix_seconds);
-  }
 }
 
 int ms_name_oneline(const X509_NAME *name, char *buf, size_t len) {

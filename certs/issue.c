@@ -22,6 +22,7 @@
 
 #include "certs/certs.h"
 #include "certs/internal.h"
+#include "common/file.h"
 
 /* Certificates start five minutes in the past so that a peer whose clock is
  * a little behind accepts them. */

@@ -15,6 +15,7 @@
 
 #include "certs/certs.h"
 #include "certs/internal.h"
+#include "common/time.h"
 
 /* A service-account token is about a kilobyte. */
 #define MS_JWT_MAX (16 * 1024)

@@ -11,6 +11,7 @@
 
 #include "certs/certs.h"
 #include "certs/internal.h"
+#include "common/time.h"
 
 /* dns_matches compares a wanted DNS name with one from the certificate; the
  * certificate's name may be a wildcard "*.a.b", which stands for exactly one

@@ -7,6 +7,7 @@
  * is one line. */
 #include <string.h>
 
+#include "common/file.h"
 #include "fuzz/fuzz_util.h"
 #include "sidecar/config.h"
 

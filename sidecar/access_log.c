@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sidecar/log.h"
+#include "common/log.h"
 
 typedef struct log_file {
   char *path;

@@ -26,7 +26,7 @@
 
 #include "sidecar/admin.h"
 #include "sidecar/admin_json.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 
 #define MAX_CONNECTIONS 64       /* more evict the oldest connection still reading */
 #define REQUEST_TIMEOUT_MS 10000 /* for a whole request, from the end of the last response */

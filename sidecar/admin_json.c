@@ -13,6 +13,7 @@
 
 #include <uv.h>
 
+#include "common/time.h"
 #include "sidecar/admin_build.h"
 #include "sidecar/admin_json.h"
 #include "sidecar/cert_expiry.h"

@@ -9,8 +9,8 @@
 #include <string.h>
 
 #include "sidecar/config_check.h"
-#include "sidecar/log.h"
-#include "sidecar/name_index.h"
+#include "common/log.h"
+#include "common/name_index.h"
 #include "sidecar/port_owner.h"
 #include "sidecar/server_internal.h"
 #include "sidecar/upstream.h"

@@ -12,7 +12,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "sidecar/log.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "sidecar/server_internal.h"
 
 /* The monitor looks at least this often: a new snapshot asks for a check

@@ -22,7 +22,7 @@
 #include "sidecar/config_identity.h"
 #include "sidecar/config_tls.h"
 #include "sidecar/config_xds.h"
-#include "sidecar/name_index.h"
+#include "common/name_index.h"
 
 #define COUNT(array) (sizeof(array) / sizeof((array)[0]))
 

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 
 #include "certs/certs.h"
+#include "common/net.h"
 
 typedef enum ms_lb_policy {
   MS_LB_ROUND_ROBIN = 0,   /* smooth weighted round robin, like nginx */
@@ -27,16 +28,6 @@ typedef enum ms_listener_protocol {
   MS_PROTOCOL_TCP = 0,
   MS_PROTOCOL_HTTP, /* HTTP/1.1, proxied over pooled keep-alive mTLS connections */
 } ms_listener_protocol;
-
-/* A parsed "host:port" or "[v6]:port". */
-typedef struct ms_address {
-  char *text; /* as written */
-  char *host; /* without brackets */
-  uint16_t port;
-  bool host_is_ip;                  /* host is an IPv4 or IPv6 literal */
-  struct sockaddr_storage sockaddr; /* valid when host_is_ip */
-  socklen_t sockaddr_len;
-} ms_address;
 
 typedef struct ms_endpoint_config {
   ms_address address;
@@ -263,11 +254,5 @@ int ms_config_errors_add(ms_config_errors *errors, const char *format, ...)
 
 /* ms_lb_policy_name returns "round_robin", "least_connections" or "random". */
 const char *ms_lb_policy_name(ms_lb_policy policy);
-
-/* ms_address_parse parses "host:port" / "[v6]:port" into `out` (caller
- * cleans up with ms_address_cleanup). Returns 0, or -1 with a reason in
- * `err`. */
-int ms_address_parse(const char *text, ms_address *out, char *err, size_t err_len);
-void ms_address_cleanup(ms_address *address);
 
 #endif

@@ -10,8 +10,8 @@
 #include <openssl/err.h>
 
 #include "sidecar/events.h"
-#include "sidecar/log.h"
-#include "sidecar/net.h"
+#include "common/log.h"
+#include "common/net.h"
 #include "sidecar/tls_to_plaintext.h"
 #include "sidecar/upstream.h"
 

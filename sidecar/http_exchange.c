@@ -8,7 +8,7 @@
 #include <openssl/err.h>
 
 #include "sidecar/http_internal.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "sidecar/pool.h"
 #include "sidecar/upstream.h"
 

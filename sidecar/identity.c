@@ -19,10 +19,12 @@
 #include <cjson/cJSON.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "common/version.h"
 #include "sidecar/cert_expiry.h"
 #include "sidecar/identity_internal.h"
-#include "sidecar/log.h"
 #include "xds/ads_client.h"
 #include "xds/bearer_token.h"
 #include "xds/grpc.h"

@@ -10,6 +10,8 @@
 #include <openssl/mem.h>
 #include <openssl/x509.h>
 
+#include "common/file.h"
+#include "common/time.h"
 #include "istio/v1/auth/ca.pb-c.h"
 #include "xds/bearer_token.h"
 

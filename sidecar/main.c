@@ -14,7 +14,7 @@
 #include "sidecar/config.h"
 #include "sidecar/config_check.h"
 #include "sidecar/identity.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "sidecar/server.h"
 #include "sidecar/xds_source.h"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "sidecar/server_internal.h"
 
 typedef struct resolve_request {

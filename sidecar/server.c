@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include "common/version.h"
-#include "sidecar/log.h"
-#include "sidecar/net.h"
+#include "common/log.h"
+#include "common/net.h"
 #include "sidecar/server_internal.h"
 
 #define MS_DRAIN_POLL_MS 100

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sidecar/net.h"
+#include "common/net.h"
 
 ms_endpoint_state *ms_endpoint_state_new(void) {
   ms_endpoint_state *state = calloc(1, sizeof(*state));

@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/upstream.h"
-#include "sidecar/log.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "sidecar/server_internal.h"
+#include "sidecar/upstream.h"
 
 /* Clusters whose context changed are logged one by one up to this many per
  * context; the rest in one line. */

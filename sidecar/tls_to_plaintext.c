@@ -1,7 +1,7 @@
 #include "sidecar/tls_to_plaintext.h"
 
 #include "certs/certs.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 
 #define LOG_INTERVAL_MS 1000
 

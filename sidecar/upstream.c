@@ -9,8 +9,8 @@
 
 #include <openssl/err.h>
 
-#include "sidecar/log.h"
-#include "sidecar/net.h"
+#include "common/log.h"
+#include "common/net.h"
 
 static void on_event(ms_event_source *source, uint32_t events);
 static void on_timer(uv_timer_t *timer);

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "sidecar/server_internal.h"
 
 #define MS_RELOAD_SETTLE_MS 200

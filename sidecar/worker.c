@@ -10,7 +10,7 @@
 #include "sidecar/connection.h"
 #include "sidecar/http_conn.h"
 #include "sidecar/pool.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 
 #define MS_ACCEPTS_PER_WAKEUP 64
 #define ACCEPT_PAUSE_MIN_MS 100

@@ -15,7 +15,7 @@
 #include "sidecar/access_log.h"
 #include "sidecar/balancer.h"
 #include "sidecar/events.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "sidecar/session_cache.h"
 #include "sidecar/snapshot.h"
 #include "sidecar/stats.h"

@@ -15,6 +15,7 @@
 #include <openssl/mem.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
 
 #define MS_XDS_BACKUP_FORMAT "mtls-sidecar/xds-backup/1"
 

@@ -6,7 +6,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "sidecar/name_index.h"
+#include "common/name_index.h"
 #include "sidecar/xds_secrets.h"
 #include "sidecar/xds_state_internal.h"
 

@@ -13,7 +13,7 @@
 #include "certs/certs.h"
 #include "common/version.h"
 #include "sidecar/cert_expiry.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "sidecar/xds_backup.h"
 #include "sidecar/xds_secrets.h"
 #include "sidecar/xds_state.h"

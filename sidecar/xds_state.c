@@ -7,7 +7,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/mem.h>
 
-#include "sidecar/name_index.h"
+#include "common/name_index.h"
 #include "sidecar/xds_secrets.h"
 #include "sidecar/xds_state_internal.h"
 

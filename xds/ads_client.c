@@ -21,7 +21,7 @@
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "certs/certs.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "xds/ads_client_state.h"
 #include "xds/bearer_token.h"
 #include "xds/grpc.h"

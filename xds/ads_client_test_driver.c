@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "xds/ads_client.h"
 #include "xds/type_urls.h"

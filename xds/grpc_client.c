@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/config.h"
+#include "common/net.h"
 #include "xds/grpc_internal.h"
 
 #define MAX_ADDRESSES 16

@@ -198,9 +198,6 @@ void ms_grpc_io_close(ms_grpc_io *io);
 int ms_grpc_io_on_nghttp2_error(nghttp2_session *session, int lib_error_code, const char *msg,
                                 size_t len, void *user_data);
 
-/* ms_grpc_sockaddr_format writes "1.2.3.4:80" or "[::1]:80" into buf. */
-void ms_grpc_sockaddr_format(const struct sockaddr *address, char *buf, size_t len);
-
 /* ms_grpc_h2_settings submits our SETTINGS (a 1 MiB stream window; for a
  * server, `max_concurrent_streams`; for a client, no push) and widens the
  * connection's receive window to 16 MiB. Returns 0 or an nghttp2 error. */

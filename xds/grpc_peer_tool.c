@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
 #include "xds/grpc_test_util.h"
 
 #define BIDI "/test.Echo/Bidi"

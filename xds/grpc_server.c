@@ -27,7 +27,8 @@
 #include <openssl/err.h>
 #include <openssl/mem.h>
 
-#include "sidecar/log.h"
+#include "common/log.h"
+#include "common/net.h"
 #include "xds/grpc_internal.h"
 
 #define ACCEPTS_PER_EVENT 64
@@ -604,8 +605,7 @@ static void conn_start(ms_grpc_server *server, int fd, peer_count *peer) {
   struct sockaddr_storage address;
   socklen_t length = sizeof(address);
   if (getpeername(fd, (struct sockaddr *)&address, &length) == 0)
-    ms_grpc_sockaddr_format((struct sockaddr *)&address, conn->peer.address,
-                            sizeof(conn->peer.address));
+    ms_net_format((struct sockaddr *)&address, conn->peer.address, sizeof(conn->peer.address));
   uv_timer_start(&conn->io.timer, on_handshake_timeout, server->handshake_timeout_ms, 0);
   ms_grpc_io_accept(&conn->io, fd);
 }
@@ -703,7 +703,7 @@ static void refuse(ms_grpc_server *server, int fd, const struct sockaddr_storage
   uint64_t count = ms_log_limit_tick(&server->refuse_log, uv_now(server->loop), LOG_INTERVAL_MS);
   if (count > 0) {
     char text[64];
-    ms_grpc_sockaddr_format((const struct sockaddr *)address, text, sizeof(text));
+    ms_net_format((const struct sockaddr *)address, text, sizeof(text));
     ms_log(MS_LOG_WARN,
            "grpc: refused a connection from %s (%llu refused since the last line): over the "
            "limit of %u %s",

@@ -21,6 +21,7 @@
 
 #include <openssl/err.h>
 
+#include "common/net.h"
 #include "xds/grpc_internal.h"
 
 #define READ_CHUNK 16384
@@ -31,19 +32,6 @@ static void on_poll(uv_poll_t *poll, int status, int events);
 static void io_flush(ms_grpc_io *io);
 
 /* ---- helpers -------------------------------------------------------------- */
-
-void ms_grpc_sockaddr_format(const struct sockaddr *address, char *buf, size_t len) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (address->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)address;
-    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-    snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
-  } else {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)address;
-    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-    snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
-  }
-}
 
 static void set_events(ms_grpc_io *io, int wanted) {
   if (!io->poll_open || uv_is_closing((uv_handle_t *)&io->poll) || wanted == io->events) return;
@@ -194,7 +182,7 @@ static void connect_next(ms_grpc_io *io) {
     const struct sockaddr *address = (const struct sockaddr *)&io->addresses[io->address_next++];
     socklen_t length =
         address->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-    ms_grpc_sockaddr_format(address, io->peer_address, sizeof(io->peer_address));
+    ms_net_format(address, io->peer_address, sizeof(io->peer_address));
     int fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       io->connect_error = -errno;
@@ -266,8 +254,7 @@ void ms_grpc_io_accept(ms_grpc_io *io, int fd) {
   struct sockaddr_storage address;
   socklen_t length = sizeof(address);
   if (getpeername(fd, (struct sockaddr *)&address, &length) == 0)
-    ms_grpc_sockaddr_format((struct sockaddr *)&address, io->peer_address,
-                            sizeof(io->peer_address));
+    ms_net_format((struct sockaddr *)&address, io->peer_address, sizeof(io->peer_address));
   set_nodelay(fd);
   int rc = watch(io, fd);
   if (rc != 0) {

@@ -9,7 +9,7 @@
 
 #include <openssl/mem.h>
 
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "xds/pb_depth.h"
 #include "xds/resources_internal.h"
 #include "xds/type_urls.h"

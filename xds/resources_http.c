@@ -18,7 +18,7 @@
 #include "envoy/config/route/v3/route.pb-c.h"
 #include "envoy/config/route/v3/route_components.pb-c.h"
 #include "envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.pb-c.h"
-#include "sidecar/name_index.h"
+#include "common/name_index.h"
 #include "xds/resources_internal.h"
 #include "xds/type_urls.h"
 

@@ -13,7 +13,8 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "certs/certs.h"
-#include "sidecar/log.h"
+#include "common/file.h"
+#include "common/log.h"
 #include "xds/server_internal.h"
 #include "xds/type_urls.h"
 

@@ -14,9 +14,10 @@
 #include <cjson/cJSON.h>
 #include <openssl/mem.h>
 
+#include "common/log.h"
+#include "common/time.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "google/protobuf/struct.pb-c.h"
-#include "sidecar/log.h"
 #include "xds/pb_depth.h"
 #include "xds/server_internal.h"
 

@@ -18,8 +18,10 @@
 #include <openssl/x509v3.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
-#include "sidecar/log.h"
 #include "xds/server_internal.h"
 
 static void entry_cleanup(xds_ca_entry *entry) {

@@ -13,8 +13,9 @@
 #include <cjson/cJSON.h>
 
 #include "certs/certs.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "istio/v1/auth/ca.pb-c.h"
-#include "sidecar/log.h"
 #include "xds/pb_depth.h"
 #include "xds/server_internal.h"
 

@@ -17,10 +17,12 @@
 #include <openssl/sha.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
 #include "envoy/config/listener/v3/listener.pb-c.h"
-#include "sidecar/log.h"
 #include "xds/json_pb.h"
 #include "xds/server_internal.h"
 

@@ -20,7 +20,9 @@
 #include <openssl/rand.h>
 
 #include "certs/certs.h"
-#include "sidecar/log.h"
+#include "common/file.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "xds/https_get.h"
 #include "xds/server_internal.h"
 

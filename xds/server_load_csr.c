@@ -19,6 +19,7 @@
 #include <openssl/sha.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
 #include "istio/v1/auth/ca.pb-c.h"
 #include "xds/grpc.h"
 #include "xds/server_load.h"

@@ -13,7 +13,7 @@
 
 #include "certs/certs.h"
 #include "common/version.h"
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "xds/server.h"
 
 #define EXIT_USAGE 2

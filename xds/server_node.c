@@ -14,8 +14,9 @@
 #include <openssl/rand.h>
 
 #include "certs/certs.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
-#include "sidecar/log.h"
 #include "xds/server_internal.h"
 
 #define RETRY_AFTER_FAILURE_MS 10000

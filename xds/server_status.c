@@ -12,7 +12,8 @@
 #include <http_parser.h>
 
 #include "certs/certs.h"
-#include "sidecar/log.h"
+#include "common/log.h"
+#include "common/time.h"
 #include "xds/server_internal.h"
 
 #define MAX_REQUEST_BYTES 16384

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "certs/certs.h"
+#include "common/file.h"
 #include "xds/grpc_test_util.h"
 
 static char dir[512];

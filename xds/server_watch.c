@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/log.h"
+#include "common/log.h"
 #include "xds/server_internal.h"
 
 static void on_settled(uv_timer_t *timer) {

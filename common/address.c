@@ -1,5 +1,5 @@
-/* config_address.c: "host:port" and "[v6]:port" (config.h's ms_address). */
-#include "sidecar/config.h"
+/* address.c: "host:port" and "[v6]:port" (net.h's ms_address). */
+#include "common/net.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>

@@ -1,4 +1,4 @@
-#include "sidecar/name_index.h"
+#include "common/name_index.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "sidecar/net.h"
+#include "common/net.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

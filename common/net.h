@@ -1,9 +1,28 @@
-/* net.h: the few socket calls libuv 1.44 does not cover for us. */
+/* net.h: addresses ("host:port" parsed, a sockaddr formatted) and the few
+ * socket calls libuv 1.44 does not cover for us. */
 #ifndef MS_NET_H
 #define MS_NET_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
+
+/* A parsed "host:port" or "[v6]:port". */
+typedef struct ms_address {
+  char *text; /* as written */
+  char *host; /* without brackets */
+  uint16_t port;
+  bool host_is_ip;                  /* host is an IPv4 or IPv6 literal */
+  struct sockaddr_storage sockaddr; /* valid when host_is_ip */
+  socklen_t sockaddr_len;
+} ms_address;
+
+/* ms_address_parse parses "host:port" / "[v6]:port" into `out` (caller
+ * cleans up with ms_address_cleanup). Returns 0, or -1 with a reason in
+ * `err`. */
+int ms_address_parse(const char *text, ms_address *out, char *err, size_t err_len);
+void ms_address_cleanup(ms_address *address);
 
 /* ms_net_listen opens a non-blocking TCP socket with SO_REUSEPORT (so that
  * every worker binds its own socket to the same address and the kernel
