@@ -1,4 +1,4 @@
-/* admin_request_fuzz.c: requests to the admin endpoint, as sidecar/admin.c
+/* admin_request_fuzz.c: requests to the admin endpoint, as sidecar/admin/admin.c
  * reads them: http_parser with the endpoint's caps (ms_admin_request_*: a
  * 2048-byte target, 8 KiB of head, 64 KiB of body), fed at fuzzer-chosen
  * split points, then ms_admin_route_match on the target and the error
@@ -17,10 +17,10 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "sidecar/admin_json.h"
+#include "sidecar/admin/admin_json.h"
 
 typedef struct admin_state {
-  ms_admin_request request; /* the endpoint's caps, as sidecar/admin.c counts them */
+  ms_admin_request request; /* the endpoint's caps, as sidecar/admin/admin.c counts them */
   int requests;
 } admin_state;
 

@@ -1,5 +1,5 @@
 /* config_fuzz.c: the whole configuration load from bytes (ms_config_parse in
- * sidecar/config.c): JSON syntax errors and their excerpt, every key table,
+ * sidecar/config/config.c): JSON syntax errors and their excerpt, every key table,
  * addresses, TLS, HTTP routes, xDS and identity sections, cross-checks. The
  * text may contain a NUL (a C string ends there, as a file read with
  * ms_file_read would be passed). On success the config is checked for the
@@ -9,7 +9,7 @@
 
 #include "common/file.h"
 #include "fuzz/fuzz_util.h"
-#include "sidecar/config.h"
+#include "sidecar/config/config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char *json = fuzz_strndup(data, size);

@@ -1,6 +1,6 @@
 /* http_chunked_fuzz.c: message bodies re-framed by the proxy, both ways. A
- * request body from the client (sidecar/http_conn.c, rq_on_body) and a
- * response body from the upstream (sidecar/http_exchange.c, rs_on_body)
+ * request body from the client (sidecar/http/http_conn.c, rq_on_body) and a
+ * response body from the upstream (sidecar/http/http_exchange.c, rs_on_body)
  * arrive chunked, with a Content-Length, or (a response) until close, split
  * anywhere; http_parser decodes them and the proxy writes them on re-chunked
  * (ms_http_out_add_chunk per piece, MS_HTTP_LAST_CHUNK at the end) or as
@@ -30,7 +30,7 @@ typedef struct reframe_state {
   ms_http_out body; /* the body as decoded */
 } reframe_state;
 
-/* The proxy's own rules (sidecar/http_head.h): a request as
+/* The proxy's own rules (sidecar/http/http_head.h): a request as
  * rq_on_headers_complete and ms_http_start_exchange take it (a tunnel is
  * not a body: refused here), a response as rs_on_headers_complete. */
 static int on_headers_complete(http_parser *p) {

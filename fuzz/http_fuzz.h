@@ -1,5 +1,5 @@
 /* http_fuzz.h: what the HTTP fuzz targets share: http_parser callbacks that
- * glue the head's pieces with ms_http_head_append, as sidecar/http_conn.c
+ * glue the head's pieces with ms_http_head_append, as sidecar/http/http_conn.c
  * and http_exchange.c do (the parser's data points at a struct whose first
  * member is the ms_http_head), and feeding bytes at fuzzer-chosen split
  * points. */
@@ -12,7 +12,7 @@
 #include <http_parser.h>
 
 #include "fuzz/fuzz_util.h"
-#include "sidecar/http_head.h"
+#include "sidecar/http/http_head.h"
 
 static inline int fuzz_http_on_message_begin(http_parser *p) {
   ms_http_head_reset(p->data);

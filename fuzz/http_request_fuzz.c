@@ -1,6 +1,6 @@
 /* http_request_fuzz.c: a client's request head, as the sidecar's HTTP
- * listener reads it (sidecar/http_conn.c) and rewrites it for the upstream
- * (sidecar/http_exchange.c): http_parser fed at fuzzer-chosen split points,
+ * listener reads it (sidecar/http/http_conn.c) and rewrites it for the upstream
+ * (sidecar/http/http_exchange.c): http_parser fed at fuzzer-chosen split points,
  * the pieces glued by ms_http_head_append, the proxy's decisions
  * (ms_http_request_check: the refusals of RFC 9112 and the origin form;
  * ms_http_request_plan: CONNECT, the framing, the edits), and

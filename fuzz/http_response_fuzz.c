@@ -1,5 +1,5 @@
 /* http_response_fuzz.c: an upstream's response head, as the sidecar reads it
- * and rewrites it for the client (sidecar/http_exchange.c): http_parser fed
+ * and rewrites it for the client (sidecar/http/http_exchange.c): http_parser fed
  * at fuzzer-chosen split points, the pieces glued by ms_http_head_append,
  * and the proxy's decision (ms_http_response_decide: the header names
  * checked, interim (1xx) answers passed on, a 101 only when asked for, the

@@ -1,5 +1,5 @@
 /* xds_response_fuzz.c: a whole DiscoveryResponse, as the sidecar's ADS
- * client takes it (xds/ads_client.c on_message, then sidecar/xds_source.c):
+ * client takes it (xds/ads_client.c on_message, then sidecar/xds/xds_source.c):
  * unpacked behind the nesting guard, its type_url mapped to a kind, every
  * resource (an Any) decoded and put in force in the xDS state
  * (ms_xds_state_update: unique names, EDS and SDS names wanted by clusters),
@@ -13,8 +13,8 @@
 
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "fuzz/fuzz_util.h"
-#include "sidecar/config.h"
-#include "sidecar/xds_state.h"
+#include "sidecar/config/config.h"
+#include "sidecar/xds/xds_state.h"
 #include "xds/pb_depth.h"
 
 static const char static_json[] =

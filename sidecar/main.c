@@ -11,12 +11,12 @@
 #include <uv.h>
 
 #include "common/version.h"
-#include "sidecar/config.h"
-#include "sidecar/config_check.h"
-#include "sidecar/identity.h"
+#include "sidecar/config/config.h"
+#include "sidecar/control/config_check.h"
+#include "sidecar/identity/identity.h"
 #include "common/log.h"
-#include "sidecar/server.h"
-#include "sidecar/xds_source.h"
+#include "sidecar/control/server.h"
+#include "sidecar/xds/xds_source.h"
 
 static void usage(FILE *to) {
   fprintf(to,

@@ -18,7 +18,7 @@ for signal in SIGHUP SIGTERM SIGINT; do
 done
 grep -q "SIGHUP  *reload" "$DIR/help" || fail "--help does not say that SIGHUP reloads"
 grep -q "SIGTERM, SIGINT  *drain" "$DIR/help" || fail "--help does not say that SIGTERM drains"
-paths=$(grep -o '= "/[a-z_/]*"' "$RUNFILES/sidecar/admin_route.c" | tr -d '="')
+paths=$(grep -o '= "/[a-z_/]*"' "$RUNFILES/sidecar/admin/admin_route.c" | tr -d '="')
 [ "$(echo "$paths" | wc -w)" -ge 8 ] || fail "found only these admin paths: $paths"
 for path in $paths; do
   method=GET

@@ -192,7 +192,7 @@ int ms_ads_client_type_status(const ms_ads_client *client, const char *type_url,
  * (0 after a stream that got a response): base = min(initial_ms << failures,
  * max_ms), then +-50% by `random`, then capped at max_ms. The result lies in
  * [base / 2, min(base * 3 / 2, max_ms)]. Also the identity agent's retry
- * delay (sidecar/identity.c). */
+ * delay (sidecar/identity/identity.c). */
 uint64_t ms_ads_backoff_ms(uint32_t failures, uint64_t initial_ms, uint64_t max_ms,
                            uint32_t random);
 

@@ -1,5 +1,5 @@
 /* grpc_tls_io.c: one TLS connection carrying an HTTP/2 session, on a
- * non-blocking socket watched by uv_poll (like sidecar/connection.c).
+ * non-blocking socket watched by uv_poll (like sidecar/l4/relay.c).
  *
  * States: IDLE -> CONNECTING (client) -> HANDSHAKING -> OPEN -> CLOSED.
  * In OPEN, readable bytes go SSL_read -> nghttp2_session_mem_recv; pending

@@ -6,7 +6,7 @@
  * The ADS client receives a DiscoveryResponse, hands each resource (a
  * google.protobuf.Any) to ms_xds_resource_decode_any, and NACKs the response
  * with the error text when one fails, keeping its last good configuration.
- * Turning these structs into an ms_config (sidecar/config.h), fetching the
+ * Turning these structs into an ms_config (sidecar/config/config.h), fetching the
  * secrets an SDS reference names and reading the files a filename names are
  * the ADS client's business, not this module's.
  *
@@ -39,7 +39,7 @@
 #include <stdint.h>
 
 #include "google/protobuf/any.pb-c.h"
-#include "sidecar/config.h"
+#include "sidecar/config/config.h"
 
 /* ---- shared pieces --------------------------------------------------------- */
 

@@ -10,7 +10,7 @@
 typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment ClusterLoadAssignment;
 typedef Envoy__Config__Endpoint__V3__LbEndpoint LbEndpoint;
 
-/* The sidecar's balancer takes weights 1..1000 (sidecar/config.h). */
+/* The sidecar's balancer takes weights 1..1000 (sidecar/config/config.h). */
 #define MAX_WEIGHT 1000
 
 /* Envoy sends no new connections to these. DEGRADED hosts are kept: Envoy

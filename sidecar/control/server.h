@@ -1,0 +1,177 @@
+/* server.h: the main thread's object. It owns the configuration, the TLS
+ * contexts, the resolver and the file watchers, builds snapshots and
+ * publishes them to the workers, and answers the admin endpoint's questions.
+ * Every function here runs on the main thread unless it says otherwise. */
+#ifndef MS_SERVER_H
+#define MS_SERVER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "sidecar/control/cert_expiry.h"
+#include "sidecar/config/config.h"
+#include "sidecar/tls/secrets.h"
+#include "sidecar/event/snapshot.h"
+#include "sidecar/event/stats.h"
+
+typedef struct ms_server ms_server;
+
+/* ms_server_new loads TLS contexts for `config`, binds every listener in
+ * every worker and starts the workers and the admin endpoint. Takes a
+ * reference to `config`. Returns 0 and sets *out, or a negative errno /
+ * -1 with a message in `err`. */
+int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len);
+
+/* ms_server_free stops workers and frees everything (after the loop ran the
+ * close callbacks). Accepts NULL. */
+void ms_server_free(ms_server *server);
+
+/* ms_server_snapshot returns the current snapshot with a new reference;
+ * the caller drops it with ms_snapshot_free. */
+ms_snapshot *ms_server_snapshot(ms_server *server);
+
+/* ms_server_stats_sum fills `out` with the sum of every worker's counters
+ * and the main thread's. */
+void ms_server_stats_sum(ms_server *server, ms_stats *out);
+
+/* ms_server_is_ready: listeners bound and every cluster has a TLS context
+ * (and, with certificates.ready_fails_on_expired, no certificate the
+ * sidecar presents has expired). */
+bool ms_server_is_ready(ms_server *server);
+
+/* ms_server_info: fields of /server_info. */
+typedef struct ms_server_info {
+  const char *version;
+  const char *state; /* "LIVE", "DRAINING" */
+  int64_t uptime_seconds;
+  uint32_t workers;
+  bool workers_current; /* every worker has taken up the last snapshot published */
+  const char *config_path;
+} ms_server_info;
+void ms_server_get_info(ms_server *server, ms_server_info *out);
+
+/* ms_server_reload re-reads every certificate, key and CA file and
+ * publishes new contexts for what changed. A context that fails its checks
+ * is refused and the old one kept (the error shows in /clusters and
+ * /certs). Returns the number of contexts rebuilt, or -1 if any failed. */
+int ms_server_reload(ms_server *server);
+
+/* ms_server_apply puts `next` in force (taking a reference): listeners
+ * that keep their name and address keep their sockets, new ones are bound,
+ * removed ones stop accepting; clusters keep their endpoints' counters and
+ * health and their TLS contexts by name; connections under way go on with
+ * the configuration they started with. `workers` and `admin.address` need
+ * a restart (a change is logged and ignored). Returns 0, or -1 with `err`
+ * when a listener cannot be bound or a new cluster's certificates do not
+ * load: then nothing changed. */
+int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len);
+
+/* ms_server_can_listen tells whether a listener called `name` on `address`
+ * can be put in force: the server holds it already (same name and
+ * address), or no other process listens there (sidecar/event/port_owner.h).
+ * Returns 0, or a negative errno with `why`. Main thread. */
+int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
+                         size_t why_len);
+
+/* ms_server_reload_config reads the config file again and applies it
+ * (SIGHUP). A file with problems is refused with every problem logged, and
+ * the configuration in force stays. Returns 0 or -1. */
+int ms_server_reload_config(ms_server *server);
+
+/* ms_server_reload_read reads and checks the configuration file at `path`
+ * for a reload. Returns it (the caller owns the reference), or NULL with
+ * every problem logged as "config reload refused: ...". */
+ms_config *ms_server_reload_read(const char *path);
+
+/* ms_server_refuse_config logs a refused reload whose configuration `next`
+ * could not be put in force: every problem its certificates and addresses
+ * have (sidecar/control/config_check.h), or `err` alone when the checks find
+ * none. */
+void ms_server_refuse_config(const ms_config *next, const char *err);
+
+/* A source of configuration other than the file: the control plane
+ * (sidecar/xds/xds_source.h). It holds readiness until its first fetch is done,
+ * adds its own state to /config_dump, and takes SIGHUP (the file is only
+ * part of what it applies). */
+typedef struct ms_server_source {
+  bool (*is_ready)(void *arg);
+  /* dump_json returns a JSON object's text (malloc'd; the admin frees it)
+   * shown as /config_dump's "dynamic" entry, or NULL. */
+  char *(*dump_json)(void *arg);
+  /* reload returns 0 when the reload was put in force, -1 when it was
+   * refused (logged; counted by the server in config_reload_*). */
+  int (*reload)(void *arg);
+  /* stop closes the source's handles when the server stops (so that the
+   * loop can end). */
+  void (*stop)(void *arg);
+  /* certificates visits the certificates the source uses itself (its
+   * client credential, sidecar/control/cert_expiry.h). May be NULL. */
+  void (*certificates)(void *arg, ms_cert_use_visit visit, void *visit_arg);
+  void *arg;
+} ms_server_source;
+
+/* ms_server_set_source installs `source` (copied); NULL removes it. */
+void ms_server_set_source(ms_server *server, const ms_server_source *source);
+
+/* ms_server_source_dump returns the source's dump_json text, or NULL. */
+char *ms_server_source_dump(ms_server *server);
+
+/* ms_server_apply_checked is ms_server_apply for the control plane: the
+ * clusters' secrets are looked up in `secrets`, and `next` is refused when
+ * any cluster's TLS material fails to build (a rotated certificate whose key
+ * does not match, say) instead of keeping that cluster's old context, so
+ * that a bad update is NACKed whole. On success the server owns `secrets`
+ * (which may be the set already in force); on failure the caller keeps it. */
+int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *secrets, char *err,
+                            size_t err_len);
+
+/* ms_server_rotate_secrets puts new material for the secrets in force: one
+ * context is built per distinct use, all checked before any is swapped in;
+ * connections under way keep their context. On success the server owns
+ * `secrets` and the return is the number of clusters whose context changed;
+ * on failure -1, `err`, nothing changed and the caller keeps `secrets`. */
+int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err, size_t err_len);
+
+/* The identity agent (sidecar/identity/identity.h), seen from the server: it holds
+ * readiness until its first certificate and adds "local_identity" to
+ * /certs. */
+typedef struct ms_server_identity {
+  bool (*is_ready)(void *arg);
+  /* certs_json returns a JSON object's text (malloc'd; the admin frees it)
+   * shown as /certs' "local_identity", or NULL. Never key material. */
+  char *(*certs_json)(void *arg);
+  /* stop closes the identity's handles when the server stops. */
+  void (*stop)(void *arg);
+  /* certificates visits the identity's certificate and the credential it
+   * reaches the CA with (sidecar/control/cert_expiry.h). May be NULL. */
+  void (*certificates)(void *arg, ms_cert_use_visit visit, void *visit_arg);
+  void *arg;
+} ms_server_identity;
+
+/* ms_server_set_identity installs `identity` (copied); NULL removes it. */
+void ms_server_set_identity(ms_server *server, const ms_server_identity *identity);
+
+/* ms_server_identity_json returns the identity's certs_json text, or NULL. */
+char *ms_server_identity_json(ms_server *server);
+
+/* ms_server_set_local_secrets puts the identity agent's secrets in force
+ * (the names the configuration's "identity" owns): every cluster that names
+ * them, static or from the control plane, gets a context built from them,
+ * all built and checked before any is swapped in (the cheap path of
+ * ms_server_rotate_secrets); connections under way keep their context. On
+ * success the server owns `secrets` and the return is the number of
+ * clusters whose context changed; on failure -1, `err`, nothing changed and
+ * the caller keeps `secrets`. */
+int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
+                                size_t err_len);
+
+/* ms_server_main_stats returns the main thread's counters (main thread
+ * only writes them). */
+ms_stats *ms_server_main_stats(ms_server *server);
+
+/* ms_server_shutdown stops accepting, lets connections drain for up to
+ * `drain_ms`, then stops the loop. Safe to call twice. */
+void ms_server_shutdown(ms_server *server, uint32_t drain_ms);
+
+#endif
