@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "xds/grpc_internal.h"
+#include "xds/grpc/grpc_internal.h"
 
 typedef struct expectation {
   const uint8_t *stream;

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "xds/server_internal.h"
+#include "xds-server/server_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ms_csr_info info;

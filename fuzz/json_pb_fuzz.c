@@ -18,8 +18,8 @@
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "fuzz/fuzz_util.h"
-#include "xds/json_pb.h"
-#include "xds/pb_depth.h"
+#include "xds/proto/json_pb.h"
+#include "xds/proto/pb_depth.h"
 
 static const ProtobufCMessageDescriptor *const descriptors[] = {
     NULL, /* ms_json_pb_parse_any */

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "xds/resources.h"
+#include "xds/resources/resources.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_input in = {data, size};

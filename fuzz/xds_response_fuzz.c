@@ -15,7 +15,7 @@
 #include "fuzz/fuzz_util.h"
 #include "sidecar/config/config.h"
 #include "sidecar/xds/xds_state.h"
-#include "xds/pb_depth.h"
+#include "xds/proto/pb_depth.h"
 
 static const char static_json[] =
     "{\"listeners\": [], \"clusters\": [], "

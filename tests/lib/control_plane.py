@@ -27,7 +27,7 @@ XDS_SERVER_NAME = "xds.local"
 
 
 def xds_server_bin():
-    return find_binary("XDS_SERVER_BIN", "xds/xds-server")
+    return find_binary("XDS_SERVER_BIN", "xds-server/xds-server")
 
 
 # ---- Envoy resources, as the proto3 JSON the resource files hold ---------------
