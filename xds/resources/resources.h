@@ -6,9 +6,10 @@
  * The ADS client receives a DiscoveryResponse, hands each resource (a
  * google.protobuf.Any) to ms_xds_resource_decode_any, and NACKs the response
  * with the error text when one fails, keeping its last good configuration.
- * Turning these structs into an ms_config (sidecar/config/config.h), fetching the
- * secrets an SDS reference names and reading the files a filename names are
- * the ADS client's business, not this module's.
+ * The structs are this module's own: turning them into a configuration,
+ * fetching the secrets an SDS reference names and reading the files a
+ * filename names are the business of the module that uses them (the
+ * sidecar's xDS side), not this one's.
  *
  * Rules:
  * - Fields outside our subset (xds/proto) are ignored, never an error, except
@@ -38,8 +39,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/net.h"
 #include "google/protobuf/any.pb-c.h"
-#include "sidecar/config/config.h"
 
 /* ---- shared pieces --------------------------------------------------------- */
 
@@ -71,8 +72,8 @@ typedef struct ms_xds_validation_context {
   ms_xds_data_source trusted_ca;  /* CA bundle PEM; NONE inside a combined validation context's
                                    * default_validation_context (the SDS secret brings it) */
   ms_xds_data_source crl;         /* NONE: no revocation list */
-  char **match_subject_alt_names; /* "DNS:x", "URI:x", "IP:x", "EMAIL:x" (the form
-                                   * ms_cluster_tls_config uses); any one matching is enough.
+  char **match_subject_alt_names; /* "DNS:x", "URI:x", "IP:x", "EMAIL:x" (the form the
+                                   * sidecar's configuration uses); any one matching is enough.
                                    * From match_typed_subject_alt_names (exact matchers) and
                                    * match_subject_alt_names (exact; tried as DNS, URI, IP and
                                    * EMAIL names, as Envoy does) */
@@ -80,6 +81,12 @@ typedef struct ms_xds_validation_context {
   uint32_t max_verify_depth; /* default 100 (Envoy's and BoringSSL's) */
   bool verify;               /* false when trust_chain_verification is ACCEPT_UNTRUSTED */
 } ms_xds_validation_context;
+
+/* One endpoint of a cluster: an lb_endpoint's socket address and weight. */
+typedef struct ms_xds_endpoint {
+  ms_address address; /* "host:port" parsed (common/net.h); a host name only in a DNS cluster */
+  uint32_t weight;    /* load_balancing_weight: default 1, 1..1000 */
+} ms_xds_endpoint;
 
 /* ---- Cluster (CDS) --------------------------------------------------------- */
 
@@ -98,6 +105,21 @@ typedef enum ms_xds_tls_source {
   MS_XDS_TLS_SOURCE_COMBINED, /* validation only: combined_validation_context, the inline
                                * default_validation_context merged with an SDS secret */
 } ms_xds_tls_source;
+
+/* A cluster's lb_policy: the three this sidecar balances with. */
+typedef enum ms_xds_lb_policy {
+  MS_XDS_LB_ROUND_ROBIN = 0, /* ROUND_ROBIN (Envoy's default) */
+  MS_XDS_LB_LEAST_REQUEST,   /* LEAST_REQUEST: the sidecar's least connections */
+  MS_XDS_LB_RANDOM,          /* RANDOM */
+} ms_xds_lb_policy;
+
+/* A cluster's outlier_detection, as consecutive failures to connect. */
+typedef struct ms_xds_outlier_detection {
+  uint32_t consecutive_failures; /* consecutive_local_origin_failure, else consecutive_5xx, else
+                                  * consecutive_gateway_failure, else Envoy's 5; 0: off */
+  uint32_t base_ejection_ms;     /* base_ejection_time, default 30000 (Envoy's); > 0 */
+  uint32_t max_ejection_ms;      /* max_ejection_time, default 300000 (Envoy's); >= base */
+} ms_xds_outlier_detection;
 
 /* A cluster's transport_socket: envoy.transport_sockets.tls with an
  * UpstreamTlsContext. */
@@ -135,15 +157,16 @@ typedef struct ms_xds_upstream_tls {
 typedef struct ms_xds_cluster {
   char *name; /* not empty */
   ms_xds_discovery_type type;
-  char *eds_service_name;        /* EDS: the ClusterLoadAssignment's name; the cluster's
-                                  * name when eds_cluster_config.service_name is empty */
-  ms_endpoint_config *endpoints; /* STATIC, DNS: from load_assignment, priority 0 and
-                                  * healthy only; EDS: none (they come by EDS) */
+  char *eds_service_name;     /* EDS: the ClusterLoadAssignment's name; the cluster's
+                               * name when eds_cluster_config.service_name is empty */
+  ms_xds_endpoint *endpoints; /* STATIC, DNS: from load_assignment, priority 0 and
+                               * healthy only; EDS: none (they come by EDS) */
   size_t endpoint_count;
-  ms_lb_policy lb_policy;              /* ROUND_ROBIN, LEAST_REQUEST -> least connections, RANDOM */
-  uint32_t connect_timeout_ms;         /* default 5000; > 0 */
-  uint32_t dns_refresh_ms;             /* default 5000 (Envoy's) */
-  ms_outlier_config outlier_detection; /* no outlier_detection: consecutive_failures 0 (off) */
+  ms_xds_lb_policy lb_policy;
+  uint32_t connect_timeout_ms;                /* default 5000; > 0 */
+  uint32_t dns_refresh_ms;                    /* default 5000 (Envoy's) */
+  ms_xds_outlier_detection outlier_detection; /* no outlier_detection: consecutive_failures 0
+                                               * (off) */
   ms_xds_upstream_tls tls;
 } ms_xds_cluster;
 
@@ -155,9 +178,9 @@ void ms_xds_cluster_cleanup(ms_xds_cluster *cluster);
 /* ---- ClusterLoadAssignment (EDS) ------------------------------------------ */
 
 typedef struct ms_xds_endpoints {
-  char *cluster_name;            /* not empty: a cluster's eds_service_name */
-  ms_endpoint_config *endpoints; /* priority 0, not UNHEALTHY/DRAINING/TIMEOUT; weight from
-                                  * load_balancing_weight (default 1, 1..1000) */
+  char *cluster_name;         /* not empty: a cluster's eds_service_name */
+  ms_xds_endpoint *endpoints; /* priority 0, not UNHEALTHY/DRAINING/TIMEOUT; weight from
+                               * load_balancing_weight (default 1, 1..1000) */
   size_t endpoint_count;
 } ms_xds_endpoints;
 
@@ -200,14 +223,28 @@ void ms_xds_secret_cleanup(ms_xds_secret *secret);
  * one. */
 #define MS_XDS_MAX_HTTP_ROUTES 10000
 
+/* What a listener's one network filter is. */
+typedef enum ms_xds_listener_protocol {
+  MS_XDS_LISTENER_TCP = 0, /* a TcpProxy */
+  MS_XDS_LISTENER_HTTP,    /* an HttpConnectionManager */
+} ms_xds_listener_protocol;
+
+/* One route of an HTTP listener: a request whose Host and path match goes to
+ * `cluster`. */
+typedef struct ms_xds_http_route {
+  char *host;        /* NULL: any (domain "*"); else an exact host name */
+  char *path_prefix; /* NULL: any (prefix "" or "/"); else starts with "/" */
+  char *cluster;     /* not empty */
+} ms_xds_http_route;
+
 typedef struct ms_xds_listener {
-  char *name;                    /* not empty */
-  ms_address address;            /* socket_address with an IP literal */
-  ms_listener_protocol protocol; /* MS_PROTOCOL_TCP: a TcpProxy; MS_PROTOCOL_HTTP: an
-                                  * HttpConnectionManager */
-  char *cluster;                 /* TCP: the TcpProxy's cluster. HTTP: where a request that no
-                                  * route matches goes: the cluster of the first route that
-                                  * matches any host and any path, else of routes[0] */
+  char *name;                        /* not empty */
+  ms_address address;                /* socket_address with an IP literal */
+  ms_xds_listener_protocol protocol; /* MS_XDS_LISTENER_TCP: a TcpProxy; MS_XDS_LISTENER_HTTP:
+                                      * an HttpConnectionManager */
+  char *cluster;                     /* TCP: the TcpProxy's cluster. HTTP: where a request that
+                                      * no route matches goes: the cluster of the first route
+                                      * that matches any host and any path, else of routes[0] */
 
   /* TCP only. */
   uint32_t idle_timeout_ms;            /* default 3600000 (Envoy's 1 h); 0: none */
@@ -217,10 +254,8 @@ typedef struct ms_xds_listener {
   /* HTTP only. */
   bool no_route_404;           /* no route matches any host and path: a request that none
                                 * matches is answered 404, as Envoy does */
-  ms_http_route *routes;       /* at least one, first match wins: the routes of the virtual
-                                * hosts with exact domains, then those of the "*" one; host
-                                * NULL: any (domain "*"); path_prefix NULL: any (prefix "" or
-                                * "/"); cluster not empty; cluster_index unused (0) */
+  ms_xds_http_route *routes;   /* at least one, first match wins: the routes of the virtual
+                                * hosts with exact domains, then those of the "*" one */
   size_t route_count;          /* 1..MS_XDS_MAX_HTTP_ROUTES */
   uint32_t request_timeout_ms; /* stream_idle_timeout; default 300000 (Envoy's 5 min); 0: none */
 } ms_xds_listener;

@@ -58,7 +58,7 @@ static int discovery_type(ms_xds_decoder *decoder, const Cluster *cluster,
   }
 }
 
-static int lb_policy(ms_xds_decoder *decoder, const Cluster *cluster, ms_lb_policy *out) {
+static int lb_policy(ms_xds_decoder *decoder, const Cluster *cluster, ms_xds_lb_policy *out) {
   static const char *const names[] = {
       [ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RING_HASH] = "RING_HASH",
       [ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__MAGLEV] = "MAGLEV",
@@ -68,13 +68,13 @@ static int lb_policy(ms_xds_decoder *decoder, const Cluster *cluster, ms_lb_poli
   };
   switch (cluster->lb_policy) {
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__ROUND_ROBIN:
-      *out = MS_LB_ROUND_ROBIN;
+      *out = MS_XDS_LB_ROUND_ROBIN;
       return 0;
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__LEAST_REQUEST:
-      *out = MS_LB_LEAST_CONNECTIONS;
+      *out = MS_XDS_LB_LEAST_REQUEST;
       return 0;
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RANDOM:
-      *out = MS_LB_RANDOM;
+      *out = MS_XDS_LB_RANDOM;
       return 0;
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RING_HASH:
     case ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__MAGLEV:
@@ -96,7 +96,7 @@ static int lb_policy(ms_xds_decoder *decoder, const Cluster *cluster, ms_lb_poli
  * threshold is consecutive_local_origin_failure when set, else
  * consecutive_5xx, else consecutive_gateway_failure, else Envoy's 5. */
 static int outlier_detection(ms_xds_decoder *decoder, const OutlierDetection *outlier,
-                             ms_outlier_config *out) {
+                             ms_xds_outlier_detection *out) {
   out->consecutive_failures = 0; /* no outlier_detection: Envoy ejects nothing */
   out->base_ejection_ms = DEFAULT_BASE_EJECTION_MS;
   out->max_ejection_ms = DEFAULT_MAX_EJECTION_MS;

@@ -20,7 +20,7 @@ static void test_cluster_defaults(void) {
   CHECK_STR(cluster.name, "orders");
   CHECK_INT(cluster.type, MS_XDS_DISCOVERY_STATIC);
   CHECK(cluster.eds_service_name == NULL);
-  CHECK_INT(cluster.lb_policy, MS_LB_ROUND_ROBIN);
+  CHECK_INT(cluster.lb_policy, MS_XDS_LB_ROUND_ROBIN);
   CHECK_INT(cluster.connect_timeout_ms, 5000);
   CHECK_INT(cluster.dns_refresh_ms, 5000);
   CHECK_INT(cluster.outlier_detection.consecutive_failures, 0);
@@ -98,7 +98,7 @@ static void test_cluster_fields(void) {
   ms_xds_cluster cluster;
   decode_cluster(&f, &cluster);
   CHECK_INT(cluster.type, MS_XDS_DISCOVERY_DNS);
-  CHECK_INT(cluster.lb_policy, MS_LB_LEAST_CONNECTIONS);
+  CHECK_INT(cluster.lb_policy, MS_XDS_LB_LEAST_REQUEST);
   CHECK_INT(cluster.connect_timeout_ms, 2001);
   CHECK_INT(cluster.dns_refresh_ms, 30000);
   CHECK_INT(cluster.outlier_detection.consecutive_failures, 7);
@@ -136,7 +136,7 @@ static void test_cluster_fields(void) {
   /* Random. */
   f.cluster.lb_policy = ENVOY__CONFIG__CLUSTER__V3__CLUSTER__LB_POLICY__RANDOM;
   decode_cluster(&f, &cluster);
-  CHECK_INT(cluster.lb_policy, MS_LB_RANDOM);
+  CHECK_INT(cluster.lb_policy, MS_XDS_LB_RANDOM);
   ms_xds_cluster_cleanup(&cluster);
 
   /* A huge timeout saturates rather than wraps. */

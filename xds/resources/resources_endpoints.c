@@ -10,7 +10,7 @@
 typedef Envoy__Config__Endpoint__V3__ClusterLoadAssignment ClusterLoadAssignment;
 typedef Envoy__Config__Endpoint__V3__LbEndpoint LbEndpoint;
 
-/* The sidecar's balancer takes weights 1..1000 (sidecar/config/config.h). */
+/* The weights the sidecar's balancer takes: 1..1000. */
 #define MAX_WEIGHT 1000
 
 /* Envoy sends no new connections to these. DEGRADED hosts are kept: Envoy
@@ -21,7 +21,7 @@ static bool is_serving(Envoy__Config__Core__V3__HealthStatus status) {
          status != ENVOY__CONFIG__CORE__V3__HEALTH_STATUS__TIMEOUT;
 }
 
-void ms_xds_endpoint_array_free(ms_endpoint_config *endpoints, size_t count) {
+void ms_xds_endpoint_array_free(ms_xds_endpoint *endpoints, size_t count) {
   if (endpoints == NULL) return;
   for (size_t i = 0; i < count; i++)
     ms_address_cleanup(&endpoints[i].address);
@@ -30,7 +30,7 @@ void ms_xds_endpoint_array_free(ms_endpoint_config *endpoints, size_t count) {
 
 /* lb_endpoint reads one LbEndpoint at the current path into `out`. */
 static int lb_endpoint(ms_xds_decoder *decoder, const LbEndpoint *lb, bool need_ip,
-                       ms_endpoint_config *out) {
+                       ms_xds_endpoint *out) {
   memset(out, 0, sizeof(*out));
   if (lb->host_identifier_case !=
       ENVOY__CONFIG__ENDPOINT__V3__LB_ENDPOINT__HOST_IDENTIFIER_ENDPOINT) {
@@ -63,14 +63,14 @@ static int lb_endpoint(ms_xds_decoder *decoder, const LbEndpoint *lb, bool need_
 }
 
 int ms_xds_lb_endpoints(ms_xds_decoder *decoder, LocalityLbEndpoints *const *localities,
-                        size_t locality_count, bool need_ip, ms_endpoint_config **endpoints,
+                        size_t locality_count, bool need_ip, ms_xds_endpoint **endpoints,
                         size_t *count) {
   size_t total = *count;
   for (size_t i = 0; i < locality_count; i++) {
     if (localities[i]->priority == 0) total += localities[i]->n_lb_endpoints;
   }
   if (total == *count) return 0;
-  ms_endpoint_config *grown = realloc(*endpoints, total * sizeof(*grown));
+  ms_xds_endpoint *grown = realloc(*endpoints, total * sizeof(*grown));
   if (grown == NULL) return ms_xds_out_of_memory(decoder);
   *endpoints = grown;
   for (size_t i = 0; i < locality_count; i++) {

@@ -46,7 +46,7 @@ static void test_envoy_clusters(void) {
   CHECK_STR(cluster->name, "orders");
   CHECK_INT(cluster->type, MS_XDS_DISCOVERY_STATIC);
   CHECK_INT(cluster->connect_timeout_ms, 1250);
-  CHECK_INT(cluster->lb_policy, MS_LB_RANDOM);
+  CHECK_INT(cluster->lb_policy, MS_XDS_LB_RANDOM);
   CHECK_INT(cluster->dns_refresh_ms, 5000);
   CHECK_INT(cluster->outlier_detection.consecutive_failures, 4);
   CHECK_INT(cluster->outlier_detection.base_ejection_ms, 10000);
@@ -86,7 +86,7 @@ static void test_envoy_clusters(void) {
   CHECK_INT(cluster->type, MS_XDS_DISCOVERY_EDS);
   CHECK_STR(cluster->eds_service_name, "payments"); /* service_name empty: the cluster's name */
   CHECK_INT(cluster->endpoint_count, 0);
-  CHECK_INT(cluster->lb_policy, MS_LB_LEAST_CONNECTIONS);
+  CHECK_INT(cluster->lb_policy, MS_XDS_LB_LEAST_REQUEST);
   CHECK_INT(cluster->connect_timeout_ms, 5000);
   CHECK_INT(cluster->outlier_detection.consecutive_failures, 2);
   CHECK_INT(cluster->outlier_detection.base_ejection_ms, 30000);
@@ -187,7 +187,7 @@ static void test_envoy_endpoints_secrets_listeners(void) {
   decode_fixture("listener_http.pb", MS_XDS_KIND_LISTENER, &resource);
   listener = &resource.as.listener;
   CHECK_STR(listener->name, "web");
-  CHECK_INT(listener->protocol, MS_PROTOCOL_HTTP);
+  CHECK_INT(listener->protocol, MS_XDS_LISTENER_HTTP);
   CHECK_INT(listener->route_count, 4);
   check_route(&listener->routes[0], "payments.shop", NULL, "payments");
   check_route(&listener->routes[1], "Pay.Shop", NULL, "payments");

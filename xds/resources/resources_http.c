@@ -288,7 +288,7 @@ static int append_routes(ms_xds_decoder *decoder, const VirtualHost *host, const
     const Route *route = host->routes[k];
     const char *prefix = route->match->prefix;
     bool any_path = prefix[0] == '\0' || strcmp(prefix, "/") == 0;
-    ms_http_route *item = &out->routes[out->route_count++];
+    ms_xds_http_route *item = &out->routes[out->route_count++];
     if (ms_xds_strdup(decoder, domain, false, &item->host) != 0 ||
         ms_xds_strdup(decoder, any_path ? NULL : prefix, false, &item->path_prefix) != 0 ||
         ms_xds_strdup(decoder, route->route->cluster, false, &item->cluster) != 0) {
@@ -331,7 +331,7 @@ static int route_configuration(ms_xds_decoder *decoder, const RouteConfiguration
                              "no route: at least one virtual host with a domain and a route is "
                              "required");
   }
-  out->routes = calloc(total, sizeof(ms_http_route));
+  out->routes = calloc(total, sizeof(ms_xds_http_route));
   if (out->routes == NULL) return ms_xds_out_of_memory(decoder);
   for (int any_host = 0; rc == 0 && any_host < 2; any_host++) {
     for (size_t i = 0; rc == 0 && i < config->n_virtual_hosts; i++) {
@@ -352,7 +352,7 @@ static int route_configuration(ms_xds_decoder *decoder, const RouteConfiguration
  * does), and the listener's cluster (required by the configuration) is the
  * first route's. */
 static int default_cluster(ms_xds_decoder *decoder, ms_xds_listener *out) {
-  const ms_http_route *chosen = NULL;
+  const ms_xds_http_route *chosen = NULL;
   for (size_t i = 0; i < out->route_count; i++) {
     if (out->routes[i].host == NULL && out->routes[i].path_prefix == NULL) {
       chosen = &out->routes[i];
@@ -395,7 +395,7 @@ static int manager(ms_xds_decoder *decoder, const HttpConnectionManager *hcm,
   rc = route_configuration(decoder, hcm->route_config, out);
   ms_xds_pop(decoder, saved);
   if (rc != 0) return -1;
-  out->protocol = MS_PROTOCOL_HTTP;
+  out->protocol = MS_XDS_LISTENER_HTTP;
   return default_cluster(decoder, out);
 }
 

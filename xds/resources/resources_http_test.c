@@ -162,7 +162,7 @@ static void test_http_listener_accepted(void) {
   decode_http(&f, &listener);
   CHECK_STR(listener.name, "web");
   CHECK_STR(listener.address.text, "127.0.0.1:15080");
-  CHECK_INT(listener.protocol, MS_PROTOCOL_HTTP);
+  CHECK_INT(listener.protocol, MS_XDS_LISTENER_HTTP);
   /* The exact domains first, though their virtual host comes second. */
   CHECK_INT(listener.route_count, 4);
   check_route(&listener.routes[0], "payments.shop", NULL, "payments"); /* prefix "" */

@@ -130,11 +130,11 @@ int ms_xds_socket_address(ms_xds_decoder *decoder, const Address *address, ms_ad
  * "endpoints[i].lb_endpoints[j]"). `need_ip` refuses host names. On failure
  * the endpoints already appended stay in *endpoints for the caller to free. */
 int ms_xds_lb_endpoints(ms_xds_decoder *decoder, LocalityLbEndpoints *const *localities,
-                        size_t locality_count, bool need_ip, ms_endpoint_config **endpoints,
+                        size_t locality_count, bool need_ip, ms_xds_endpoint **endpoints,
                         size_t *count);
 
 /* ms_xds_endpoint_array_free cleans up and frees `count` endpoints. */
-void ms_xds_endpoint_array_free(ms_endpoint_config *endpoints, size_t count);
+void ms_xds_endpoint_array_free(ms_xds_endpoint *endpoints, size_t count);
 
 /* ms_xds_data_source_decode reads the DataSource at the current path into
  * `out` (NONE for NULL). Refuses environment_variable and an empty filename. */

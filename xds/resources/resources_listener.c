@@ -59,7 +59,7 @@ static int tcp_proxy_decode(ms_xds_decoder *decoder, const Google__Protobuf__Any
       decoder, &envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__descriptor,
       any->value.data, any->value.len);
   if (proxy == NULL) return -1;
-  out->protocol = MS_PROTOCOL_TCP;
+  out->protocol = MS_XDS_LISTENER_TCP;
   int rc = tcp_proxy(decoder, proxy, out);
   envoy__extensions__filters__network__tcp_proxy__v3__tcp_proxy__free_unpacked(proxy, NULL);
   return rc;

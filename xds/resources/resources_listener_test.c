@@ -18,7 +18,7 @@ static void test_listeners(void) {
   CHECK_STR(listener.name, "out");
   CHECK_STR(listener.address.text, "127.0.0.1:15001");
   CHECK(listener.address.host_is_ip);
-  CHECK_INT(listener.protocol, MS_PROTOCOL_TCP);
+  CHECK_INT(listener.protocol, MS_XDS_LISTENER_TCP);
   CHECK_STR(listener.cluster, "orders");
   CHECK_INT(listener.idle_timeout_ms, 3600000);
   CHECK_INT(listener.max_connect_attempts, 0);

@@ -23,7 +23,7 @@ void check_none(const ms_xds_data_source *source) {
   CHECK(source->bytes == NULL && source->filename == NULL);
 }
 
-void check_endpoint(const ms_endpoint_config *endpoint, const char *text, uint32_t weight) {
+void check_endpoint(const ms_xds_endpoint *endpoint, const char *text, uint32_t weight) {
   CHECK_STR(endpoint->address.text, text);
   CHECK_INT(endpoint->weight, weight);
 }
@@ -37,7 +37,7 @@ void check_names(const ms_xds_validation_context *validation, const char *const 
     CHECK_STR(validation->match_subject_alt_names[i], expected[i]);
 }
 
-void check_route(const ms_http_route *route, const char *host, const char *path_prefix,
+void check_route(const ms_xds_http_route *route, const char *host, const char *path_prefix,
                  const char *cluster) {
   CHECK_STR(route->host, host);
   CHECK_STR(route->path_prefix, path_prefix);

@@ -15,6 +15,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "certs/certs.h" /* MS_ERR_LEN */
 #include "envoy/config/cluster/v3/cluster.pb-c.h"
 #include "envoy/config/cluster/v3/outlier_detection.pb-c.h"
 #include "envoy/config/endpoint/v3/endpoint.pb-c.h"
@@ -98,14 +99,14 @@ void check_file(const ms_xds_data_source *source, const char *path);
 void check_none(const ms_xds_data_source *source);
 
 /* check_endpoint: `endpoint` is address `text` ("host:port") with `weight`. */
-void check_endpoint(const ms_endpoint_config *endpoint, const char *text, uint32_t weight);
+void check_endpoint(const ms_xds_endpoint *endpoint, const char *text, uint32_t weight);
 
 /* check_names: the validation context's names are exactly `expected`
  * (NULL-terminated), in order. */
 void check_names(const ms_xds_validation_context *validation, const char *const *expected);
 
 /* check_route: `route` is {host, path_prefix, cluster} (NULL: any). */
-void check_route(const ms_http_route *route, const char *host, const char *path_prefix,
+void check_route(const ms_xds_http_route *route, const char *host, const char *path_prefix,
                  const char *cluster);
 
 /* ---- packing and decoding ------------------------------------------------------- */
