@@ -1,4 +1,4 @@
-/* json_pb_fuzz.c: protobuf messages from proto3 JSON (xds/json_pb.h), how
+/* json_pb_fuzz.c: protobuf messages from proto3 JSON (xds/proto/json_pb.h), how
  * xds-server reads the operator's resource files: cJSON's parse, then
  * ms_json_pb_parse_any (a resource with "@type", as server_files.c reads
  * one) or ms_json_pb_parse into a chosen message type.

@@ -1,5 +1,5 @@
 /* xds_resource_fuzz.c: one xDS resource from the control plane's bytes
- * (ms_xds_resource_decode, xds/resources.h): the nesting guard, protobuf-c's
+ * (ms_xds_resource_decode, xds/resources/resources.h): the nesting guard, protobuf-c's
  * unpack, and the checks of a Cluster (with its UpstreamTlsContext), a
  * ClusterLoadAssignment, a Secret or a Listener (TcpProxy or
  * HttpConnectionManager with its routes) into the sidecar's structs.

@@ -1,4 +1,4 @@
-/* server_load.c: see server_load.h. */
+/* ads_load.c: see ads_load.h. */
 #include "tools/ads_load.h"
 
 #include <stdio.h>

@@ -1,11 +1,11 @@
-/* server_load.h: simulated ADS clients for load tests of xds-server, over
- * //xds:grpc. N streams spread over M channels (HTTP/2 connections); each
+/* ads_load.h: simulated ADS clients for load tests of xds-server, over
+ * //xds/grpc. N streams spread over M channels (HTTP/2 connections); each
  * stream is its own node ("PREFIX-I.load": service account PREFIX-I in
  * namespace "load"), subscribes to CDS (wildcard), EDS (one name) and SDS
  * ("default", "ROOTCA"), and ACKs every response. After ms_ads_load_mark the
  * load counts, per type, the streams that received a new version, and when
  * the last one did: the time for a change to reach every stream.
- * Used by //xds:ads_load (the benchmark) and //xds:server_test. Everything
+ * Used by //tools:ads_load (the benchmark) and //xds-server:server_test. Everything
  * runs on the loop's thread. */
 #ifndef MS_XDS_SERVER_LOAD_H
 #define MS_XDS_SERVER_LOAD_H
@@ -70,7 +70,7 @@ int ms_ads_load_updated(const ms_ads_load *load, ms_ads_load_type type, int64_t 
  * free them) and frees the load. Accepts NULL. */
 void ms_ads_load_close(ms_ads_load *load);
 
-/* ---- CreateCertificate load (Istio's CA API; server_load_csr.c) ---------------- */
+/* ---- CreateCertificate load (Istio's CA API; ads_load_csr.c) ---------------- */
 
 typedef struct ms_csr_bench_options {
   const char *address;     /* Required. */

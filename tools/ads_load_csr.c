@@ -1,4 +1,4 @@
-/* server_load_csr.c: the CreateCertificate benchmark (server_load.h): N
+/* ads_load_csr.c: the CreateCertificate benchmark (ads_load.h): N
  * simulated sidecars, each with its own key and CSR made before the timed
  * phase, over M channels; with a token file, each also with its own
  * Kubernetes-style service-account token (ES256) so that each is its own

@@ -1,4 +1,4 @@
-/* server_load_main.c: ads_load, the xds-server benchmark (docs/xds-server.md).
+/* ads_load_main.c: ads_load, the xds-server benchmark (docs/xds-server.md).
  *
  *   ads_load --address 127.0.0.1:18000 --ca CA.crt --cert CLIENT.crt --key CLIENT.key
  *            [--streams 10000] [--channels 100] [--server-pid PID]
@@ -12,7 +12,7 @@
  * channels; one round trip, signings per second, the time for all N, the
  * server's CPU per signing.
  *
- * Opens N ADS streams over M channels (server_load.h), waits until every one
+ * Opens N ADS streams over M channels (ads_load.h), waits until every one
  * has its first CDS, EDS and SDS responses, then for each round: with
  * --rotate-ca writes a new CA over the server's watched --ca-cert/--ca-key
  * and measures the time until every stream received the new bundle (SDS);

@@ -1,10 +1,10 @@
 /* server.h: xds-server, the reference control plane, as a library on a libuv
- * loop (xds/server_main.c is the command; docs/xds-server.md the manual).
+ * loop (xds-server/server_main.c is the command; docs/xds-server.md the manual).
  *
  * It serves Envoy's Aggregated Discovery Service (xDS v3, state of the world)
- * over gRPC over mutual TLS (xds/grpc.h) to many sidecars:
+ * over gRPC over mutual TLS (xds/grpc/grpc.h) to many sidecars:
  *   - clusters (CDS), endpoints (EDS) and listeners (LDS) from a directory of
- *     JSON files it watches (Envoy's resource JSON, xds/json_pb.h);
+ *     JSON files it watches (Envoy's resource JSON, xds/proto/json_pb.h);
  *   - secrets (SDS): it is the workload CA. Each node gets its own ECDSA P-256
  *     client certificate with a SPIFFE ID, as the Secret "default", rotated
  *     at 50-70% of its lifetime; the trust bundle is the Secret "ROOTCA". The

@@ -2,7 +2,7 @@
  * (istio/v1/auth/ca.proto). The sidecar makes its key and sends a CSR; we
  * sign it with the workload CA when it asks for exactly the SPIFFE ID its
  * caller proved (server_auth.c): one URI SAN, no other SAN, not a CA. The
- * call is unary over the bidirectional call of xds/grpc.h: one message, then
+ * call is unary over the bidirectional call of xds/grpc/grpc.h: one message, then
  * the client's half-close; the answer goes out at the half-close. Signings
  * are limited per SPIFFE ID (server_rate.c). See docs/xds-server.md, "Istio's
  * CA API". */

@@ -1,5 +1,5 @@
 /* server_test.c: xds-server in-process against 200 simulated ADS clients
- * (server_load.h) over our gRPC client, on loopback: every stream gets CDS,
+ * (ads_load.h) over our gRPC client, on loopback: every stream gets CDS,
  * EDS and SDS and ACKs; an edited file reaches all of them (and only CDS
  * changes); a CA rotation through the watched CA files reaches all of them;
  * /status counts them; everything closes cleanly. */

@@ -1,6 +1,6 @@
 /* server_test_util.h: fixtures for the xds-server tests in C (server_test,
  * server_csr_test, server_jwks_test): a scratch folder and the files in it,
- * CAs and certificates made at test time. Test-only (//xds:server_test_util);
+ * CAs and certificates made at test time. Test-only (//xds-server:server_test_util);
  * every fixture that cannot be made ends the process with status 1 through
  * grpc_test_die, saying what failed. */
 #ifndef MS_XDS_SERVER_TEST_UTIL_H

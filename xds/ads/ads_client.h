@@ -1,6 +1,6 @@
 /* ads_client.h: the sidecar's side of xDS's Aggregated Discovery Service,
  * state of the world: one StreamAggregatedResources call to the control
- * plane over gRPC (xds/grpc.h) and mutual TLS, carrying a DiscoveryRequest
+ * plane over gRPC (xds/grpc/grpc.h) and mutual TLS, carrying a DiscoveryRequest
  * per resource type and per response, and the per-type state that the
  * protocol keeps: the accepted version, the last nonce, the last NACK.
  *
@@ -94,7 +94,7 @@ typedef struct ms_ads_client_options {
   uint32_t keepalive_timeout_ms;
   /* From the start of an attempt to a READY channel; 0: 20000. */
   uint32_t connect_timeout_ms;
-  /* A projected service-account token (xds/bearer_token.h), read again for
+  /* A projected service-account token (xds/grpc/bearer_token.h), read again for
    * each new stream and sent as "authorization: Bearer <token>"; a file that
    * cannot be read ends the attempt with the reason (the token is never in
    * it). NULL: no authorization header. */

@@ -1,5 +1,5 @@
 #!/bin/bash
-# ads_client_node_test.sh: the ADS client (xds/ads_client.h) against a real
+# ads_client_node_test.sh: the ADS client (xds/ads/ads_client.h) against a real
 # ADS server written elsewhere: tests/node/ads_test_server.js, @grpc/grpc-js
 # with Envoy's own .proto files, over mutual TLS on loopback. The server plays
 # the plan below and records every DiscoveryRequest; the C driver

@@ -1,7 +1,7 @@
 /* ads_client_state.h: the pure parts of the ADS client (ads_client.h),
- * without sockets or a loop, so that xds/ads_client_test.c can drive them:
+ * without sockets or a loop, so that xds/ads/ads_client_test.c can drive them:
  * the reconnect backoff, the per-type protocol state and its transitions,
- * and the encoding of DiscoveryRequests. Private to //xds:ads_client.
+ * and the encoding of DiscoveryRequests. Private to //xds/ads:ads_client.
  *
  * Functions return 0 or UV_ENOMEM; on failure their object is unchanged. */
 #ifndef MS_ADS_CLIENT_STATE_H

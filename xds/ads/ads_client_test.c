@@ -3,7 +3,7 @@
  * names, NACK), the per-type state through subscribe, ACK, NACK and a new
  * stream; and the client's life without a server: bad options, closing at
  * once, failing attempts with growing delays, closing from a callback. The
- * exchange with a real server is //xds:ads_client_node_test. */
+ * exchange with a real server is //xds/ads:ads_client_node_test. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* ads_client_test_loopback.c: the ADS client's callbacks calling back into
  * it, against a minimal ADS responder on our own gRPC server (the real
- * server is //xds:ads_client_node_test's): a subscription changed inside
+ * server is //xds/ads:ads_client_node_test's): a subscription changed inside
  * on_response for the same type rides on its ACK; closing the client inside
  * on_response (with a NACK message returned) sends nothing more, fires no
  * further callback and leaks nothing (ASan). */

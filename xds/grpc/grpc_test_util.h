@@ -1,4 +1,4 @@
-/* grpc_test_util.h: fixtures for the //xds:grpc tests: a CA made at test
+/* grpc_test_util.h: fixtures for the //xds/grpc tests: a CA made at test
  * time, server and client contexts, a bounded loop runner, a tiny check
  * macro. Test-only. */
 #ifndef MS_GRPC_TEST_UTIL_H

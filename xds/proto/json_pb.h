@@ -40,7 +40,7 @@
  * Returns NULL for a type it does not know. */
 typedef const ProtobufCMessageDescriptor *(*ms_json_pb_resolver)(const char *type_url);
 
-/* ms_json_pb_envoy_resolver knows every message of //xds:envoy_proto (Envoy's
+/* ms_json_pb_envoy_resolver knows every message of //xds/proto:envoy_proto (Envoy's
  * subset and the well-known types): the resolver xds-server uses. */
 const ProtobufCMessageDescriptor *ms_json_pb_envoy_resolver(const char *type_url);
 

@@ -2,7 +2,7 @@
  * as Envoy spells them. A DiscoveryRequest or DiscoveryResponse names its
  * resource type by type URL, and every google.protobuf.Any inside a resource
  * (a transport socket's or a filter's typed_config) names its payload the same
- * way. The protobuf-c types for these messages come from //xds:envoy_proto
+ * way. The protobuf-c types for these messages come from //xds/proto:envoy_proto
  * (xds/proto/README.md).
  *
  * All are string literals, so they can be compared with strcmp() and joined

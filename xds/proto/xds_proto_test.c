@@ -1,4 +1,4 @@
-/* xds_proto_test.c: our protobuf-c types for xDS v3 (//xds:envoy_proto) speak
+/* xds_proto_test.c: our protobuf-c types for xDS v3 (//xds/proto:envoy_proto) speak
  * Envoy's wire format.
  *
  *   xds_proto_test                    type URLs and the ADS method path agree
@@ -13,7 +13,7 @@
  *                                     for tests/node/decode.js to read with
  *                                     Envoy's .proto files
  *
- * //xds:proto_compat_test runs the last two against Node (tests/node). The
+ * //xds/proto:proto_compat_test runs the last two against Node (tests/node). The
  * first failed check ends the process with status 1. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -300,7 +300,7 @@ typedef struct ms_xds_resource {
  * exactly `type_url` and returns 0, or returns -1 for any other string. */
 int ms_xds_kind_from_type_url(const char *type_url, ms_xds_kind *out_kind);
 
-/* ms_xds_kind_type_url returns the kind's type URL (xds/type_urls.h). */
+/* ms_xds_kind_type_url returns the kind's type URL (xds/proto/type_urls.h). */
 const char *ms_xds_kind_type_url(ms_xds_kind kind);
 
 /* ms_xds_kind_name returns "cluster", "endpoints", "secret" or "listener",

@@ -1,5 +1,5 @@
 /* resources_cluster_test.c: Clusters built in C with our protobuf-c types
- * into ms_xds_cluster (xds/resources.h): every default, every field of our
+ * into ms_xds_cluster (xds/resources/resources.h): every default, every field of our
  * subset outside the TLS context (discovery type, EDS, load balancing,
  * timeouts, outlier detection, endpoints, the transport socket), every
  * refusal and its exact message; a cluster with every part set survives

@@ -1,5 +1,5 @@
 /* resources_common_test.c: any resource from a google.protobuf.Any
- * (ms_xds_resource_decode_any, xds/resources.h): kinds and type URLs, the
+ * (ms_xds_resource_decode_any, xds/resources/resources.h): kinds and type URLs, the
  * expected type against the Any's, a type this sidecar does not decode.
  *
  * The first failed check ends the process with status 1. */

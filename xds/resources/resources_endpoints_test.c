@@ -1,5 +1,5 @@
 /* resources_endpoints_test.c: a ClusterLoadAssignment built in C into
- * ms_xds_endpoints (xds/resources.h): health statuses, weights, host names,
+ * ms_xds_endpoints (xds/resources/resources.h): health statuses, weights, host names,
  * an empty assignment, refusals with their exact message; truncated and
  * bit-flipped bytes decode or fail cleanly.
  *

@@ -1,9 +1,9 @@
 /* resources_envoy_decode.c: resources_envoy_decode --envoy DIR checks the resources
  * tests/node/make_resource_fixtures.js encoded into DIR with Envoy's own
  * .proto files (with fields outside our subset): the structs they decode to
- * (xds/resources.h), the exact messages of the ones we refuse, every HTTP
+ * (xds/resources/resources.h), the exact messages of the ones we refuse, every HTTP
  * route field refused by name, and the same robustness loop as the other
- * tests. Run by //xds:resources_envoy_test (resources_envoy_test.sh). The
+ * tests. Run by //xds/resources:resources_envoy_test (resources_envoy_test.sh). The
  * resources built in C are checked by resources_*_test.c.
  *
  * The first failed check ends the process with status 1. */

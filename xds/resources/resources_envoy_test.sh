@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# resources_envoy_test.sh RESOURCES_TEST: xds/resources.h on resources encoded
+# resources_envoy_test.sh RESOURCES_TEST: xds/resources/resources.h on resources encoded
 # with Envoy's own .proto files (tests/node/envoy_protos.js), with fields
-# outside our subset. Run by `bazel test //xds:resources_envoy_test`.
+# outside our subset. Run by `bazel test //xds/resources:resources_envoy_test`.
 #   1. tests/node/make_resource_fixtures.js writes the resources;
 #   2. RESOURCES_TEST --envoy checks the structs they decode to and the exact
 #      messages of the ones we refuse.

@@ -1,5 +1,5 @@
 /* resources_http_test.c: Listeners with an HttpConnectionManager, built in
- * C, into an HTTP ms_xds_listener (xds/resources.h): the inline routes in
+ * C, into an HTTP ms_xds_listener (xds/resources/resources.h): the inline routes in
  * order, HTTP filters, domains, route matches and actions, fields outside
  * our subset refused by name, every refusal and its exact message;
  * truncated and bit-flipped bytes decode or fail cleanly.

@@ -77,7 +77,7 @@ int ms_xds_fail_field(ms_xds_decoder *decoder, const char *field, const char *fo
 int ms_xds_out_of_memory(ms_xds_decoder *decoder);
 
 /* ms_xds_unpack unpacks `len` bytes as a message of `descriptor` behind the
- * nesting guard (xds/pb_depth.h). Returns the message (the caller frees it
+ * nesting guard (xds/proto/pb_depth.h). Returns the message (the caller frees it
  * with the type's __free_unpacked), or NULL with the error written: "N bytes
  * that are not a valid <message> message" or "<message>: message nests deeper
  * than 64 levels". */

@@ -1,5 +1,5 @@
 /* resources_listener_test.c: Listeners with a TcpProxy, built in C, into
- * ms_xds_listener (xds/resources.h): defaults, timeouts, connect attempts,
+ * ms_xds_listener (xds/resources/resources.h): defaults, timeouts, connect attempts,
  * addresses, every refusal and its exact message; truncated and bit-flipped
  * bytes decode or fail cleanly (resources_http_test.c: listeners with an
  * HttpConnectionManager).

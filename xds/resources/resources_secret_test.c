@@ -1,5 +1,5 @@
 /* resources_secret_test.c: Secrets built in C into ms_xds_secret
- * (xds/resources.h): a TLS certificate and a validation context, refusals
+ * (xds/resources/resources.h): a TLS certificate and a validation context, refusals
  * with their exact message (never quoting the key, never forged by a hostile
  * name), a truncated error buffer; truncated and bit-flipped bytes decode
  * or fail cleanly.

@@ -1,4 +1,4 @@
-/* resources_test_util.h: what the //xds:resources tests share: the
+/* resources_test_util.h: what the //xds/resources tests share: the
  * protobuf-c types under short names, check macros that end the process at
  * the first failure, checks of decoded data sources and endpoints, packing
  * and decoding, the robustness loop (shake), and a cluster and a TcpProxy
@@ -77,7 +77,7 @@ typedef Google__Protobuf__UInt32Value UInt32Value;
 
 /* ---- checks -------------------------------------------------------------------- */
 
-/* CHECK, CHECK_STR, CHECK_INT: xds/test_check.h. */
+/* CHECK, CHECK_STR, CHECK_INT: tests/lib/test_check.h. */
 
 /* The PEM texts the fixtures carry (also in make_resource_fixtures.js). */
 #define CERT_PEM \

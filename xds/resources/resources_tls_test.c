@@ -1,5 +1,5 @@
 /* resources_tls_test.c: a Cluster's UpstreamTlsContext, built in C, into
- * ms_xds_upstream_tls (xds/resources.h): inline certificates and validation
+ * ms_xds_upstream_tls (xds/resources/resources.h): inline certificates and validation
  * (every DataSource kind, SAN matchers, CRL, depth, TLS parameters, ALPN),
  * SDS and combined validation contexts, every refusal and its exact
  * message.
