@@ -7,8 +7,8 @@
  * the last one did: the time for a change to reach every stream.
  * Used by //tools:ads_load (the benchmark) and //xds-server:server_test. Everything
  * runs on the loop's thread. */
-#ifndef MS_XDS_SERVER_LOAD_H
-#define MS_XDS_SERVER_LOAD_H
+#ifndef MS_TOOLS_ADS_LOAD_H
+#define MS_TOOLS_ADS_LOAD_H
 
 #include <stdbool.h>
 #include <stddef.h>
