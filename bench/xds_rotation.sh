@@ -16,9 +16,9 @@ REPO=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${SIDECAR_BIN:-}" ]; then
   OB=${BAZEL_OUTPUT_BASE:-/tmp/bzl-bench}
   (cd "$REPO" && bazel --output_base="$OB" build -c opt --symlink_prefix=/ \
-     //sidecar:sidecar //xds:xds-server //certs:certs >&2)
+     //sidecar:sidecar //xds-server:xds-server //certs:certs >&2)
   BIN=$(cd "$REPO" && bazel --output_base="$OB" info -c opt bazel-bin 2>/dev/null)
-  SIDECAR_BIN=$BIN/sidecar/sidecar XDS_SERVER_BIN=$BIN/xds/xds-server CERTS_BIN=$BIN/certs/certs
+  SIDECAR_BIN=$BIN/sidecar/sidecar XDS_SERVER_BIN=$BIN/xds-server/xds-server CERTS_BIN=$BIN/certs/certs
 fi
 T=$(mktemp -d /tmp/xds-rotation.XXXXXX)
 PIDS=()

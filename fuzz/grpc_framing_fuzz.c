@@ -1,5 +1,5 @@
 /* grpc_framing_fuzz.c: gRPC's length-prefixed messages reassembled from
- * DATA frames split anywhere (ms_grpc_deframer_feed, xds/grpc_framing.c),
+ * DATA frames split anywhere (ms_grpc_deframer_feed, xds/grpc/grpc_framing.c),
  * with a per-message limit, a deframer's bytes counted in a shared counter
  * as a server connection counts them, and the grpc-message percent-decoding
  * of a trailer (ms_grpc_message_decode) and encoding.
@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "xds/grpc_internal.h"
+#include "xds/grpc/grpc_internal.h"
 
 typedef struct expectation {
   const uint8_t *stream;

@@ -1,5 +1,5 @@
 /* istio_ca_request_fuzz.c: a CreateCertificate message as xds-server reads
- * it before any policy (xds_csr_request_decode, xds/server_csr.c): the
+ * it before any policy (xds_csr_request_decode, xds-server/server_csr.c): the
  * IstioCertificateRequest unpacked (its metadata is a google.protobuf.Struct,
  * which nests), then its CSR parsed and its signature checked. The caller's
  * identity, the rate limit and the signing are not reached: they need a
@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "xds/server_internal.h"
+#include "xds-server/server_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ms_csr_info info;

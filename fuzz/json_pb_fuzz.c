@@ -1,4 +1,4 @@
-/* json_pb_fuzz.c: protobuf messages from proto3 JSON (xds/json_pb.h), how
+/* json_pb_fuzz.c: protobuf messages from proto3 JSON (xds/proto/json_pb.h), how
  * xds-server reads the operator's resource files: cJSON's parse, then
  * ms_json_pb_parse_any (a resource with "@type", as server_files.c reads
  * one) or ms_json_pb_parse into a chosen message type.
@@ -18,8 +18,8 @@
 #include "envoy/extensions/transport_sockets/tls/v3/secret.pb-c.h"
 #include "envoy/service/discovery/v3/discovery.pb-c.h"
 #include "fuzz/fuzz_util.h"
-#include "xds/json_pb.h"
-#include "xds/pb_depth.h"
+#include "xds/proto/json_pb.h"
+#include "xds/proto/pb_depth.h"
 
 static const ProtobufCMessageDescriptor *const descriptors[] = {
     NULL, /* ms_json_pb_parse_any */

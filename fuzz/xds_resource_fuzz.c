@@ -1,5 +1,5 @@
 /* xds_resource_fuzz.c: one xDS resource from the control plane's bytes
- * (ms_xds_resource_decode, xds/resources.h): the nesting guard, protobuf-c's
+ * (ms_xds_resource_decode, xds/resources/resources.h): the nesting guard, protobuf-c's
  * unpack, and the checks of a Cluster (with its UpstreamTlsContext), a
  * ClusterLoadAssignment, a Secret or a Listener (TcpProxy or
  * HttpConnectionManager with its routes) into the sidecar's structs.
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "fuzz/fuzz_util.h"
-#include "xds/resources.h"
+#include "xds/resources/resources.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_input in = {data, size};

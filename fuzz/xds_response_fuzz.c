@@ -1,5 +1,5 @@
 /* xds_response_fuzz.c: a whole DiscoveryResponse, as the sidecar's ADS
- * client takes it (xds/ads_client.c on_message, then sidecar/xds/xds_source.c):
+ * client takes it (xds/ads/ads_client.c on_message, then sidecar/xds/xds_source.c):
  * unpacked behind the nesting guard, its type_url mapped to a kind, every
  * resource (an Any) decoded and put in force in the xDS state
  * (ms_xds_state_update: unique names, EDS and SDS names wanted by clusters),
@@ -15,7 +15,7 @@
 #include "fuzz/fuzz_util.h"
 #include "sidecar/config/config.h"
 #include "sidecar/xds/xds_state.h"
-#include "xds/pb_depth.h"
+#include "xds/proto/pb_depth.h"
 
 static const char static_json[] =
     "{\"listeners\": [], \"clusters\": [], "

@@ -34,7 +34,7 @@ expect_exit 0 "$SIDECAR" --version
 grep -q "^sidecar $version (" "$DIR/out" || fail "sidecar --version printed: $(cat "$DIR/out")"
 expect_exit 0 "$RUNFILES/certs/certs" --version
 grep -q "^certs $version (" "$DIR/out" || fail "certs --version printed: $(cat "$DIR/out")"
-expect_exit 0 "$RUNFILES/xds/xds-server" --version
+expect_exit 0 "$RUNFILES/xds-server/xds-server" --version
 grep -q "^xds-server $version (" "$DIR/out" || fail "xds-server --version printed: $(cat "$DIR/out")"
 
 # Usage errors: exit 2, naming what is wrong.

@@ -30,9 +30,9 @@ section "dependencies (tools/install-deps.sh)"
 tools/install-deps.sh
 echo "ok"
 
-section "building //sidecar:sidecar //certs:certs //xds:xds-server"
+section "building //sidecar:sidecar //certs:certs //xds-server:xds-server"
 build_log=$(mktemp)
-if ! bazel build //sidecar:sidecar //certs:certs //xds:xds-server >"$build_log" 2>&1; then
+if ! bazel build //sidecar:sidecar //certs:certs //xds-server:xds-server >"$build_log" 2>&1; then
   grep -v -E "^(INFO|Loading|Analyzing|\[)" "$build_log" >&2
   rm -f "$build_log"
   echo "demo: the build failed" >&2
@@ -45,7 +45,7 @@ rm -f "$build_log"
 bin=$(bazel info bazel-bin 2>/dev/null)
 sidecar=$bin/sidecar/sidecar
 certs=$bin/certs/certs
-xds_server=$bin/xds/xds-server
+xds_server=$bin/xds-server/xds-server
 for binary in "$sidecar" "$certs" "$xds_server"; do
   [ -x "$binary" ] || { echo "demo: $binary was not built" >&2; exit 1; }
 done

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "sidecar/control/cert_expiry.h"
-#include "xds/test_check.h"
+#include "tests/lib/test_check.h"
 
 /* A certificate valid from 1000 to 2000 (a lifetime of 1000 s). */
 static ms_cert_info certificate(int64_t not_before, int64_t not_after) {

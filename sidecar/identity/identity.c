@@ -25,10 +25,10 @@
 #include "common/version.h"
 #include "sidecar/control/cert_expiry.h"
 #include "sidecar/identity/identity_internal.h"
-#include "xds/ads_client.h"
-#include "xds/bearer_token.h"
-#include "xds/grpc.h"
-#include "xds/type_urls.h"
+#include "xds/ads/ads_client.h"
+#include "xds/grpc/bearer_token.h"
+#include "xds/grpc/grpc.h"
+#include "xds/proto/type_urls.h"
 
 #define MS_IDENTITY_REQUEST_TIMEOUT_MS 30000
 #define MS_IDENTITY_INITIAL_BACKOFF_MS 1000

@@ -13,7 +13,7 @@
 #include "common/file.h"
 #include "common/time.h"
 #include "istio/v1/auth/ca.pb-c.h"
-#include "xds/bearer_token.h"
+#include "xds/grpc/bearer_token.h"
 
 /* Allowed clock difference between us and the CA for not_before. */
 #define MS_IDENTITY_SKEW_SECONDS 60

@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "xds/test_check.h"
+#include "tests/lib/test_check.h"
 
 #define MAX_ENDPOINTS 4
 

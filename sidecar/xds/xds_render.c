@@ -5,8 +5,10 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/ssl.h>
 
 #include "common/name_index.h"
+#include "sidecar/config/config.h"
 #include "sidecar/xds/xds_secrets.h"
 #include "sidecar/xds/xds_state_internal.h"
 
@@ -137,11 +139,25 @@ static cJSON *render_tls(const ms_xds_state *state, const ms_xds_upstream_tls *t
   return out;
 }
 
+/* The sidecar's balancing for an Envoy lb_policy (LEAST_REQUEST: the fewest
+ * connections). */
+static ms_lb_policy sidecar_lb_policy(ms_xds_lb_policy policy) {
+  switch (policy) {
+    case MS_XDS_LB_LEAST_REQUEST:
+      return MS_LB_LEAST_CONNECTIONS;
+    case MS_XDS_LB_RANDOM:
+      return MS_LB_RANDOM;
+    case MS_XDS_LB_ROUND_ROBIN:
+    default:
+      return MS_LB_ROUND_ROBIN;
+  }
+}
+
 static cJSON *render_cluster(const ms_xds_state *state, const ms_xds_cluster *cluster) {
   cJSON *out = cJSON_CreateObject();
   if (out == NULL) return NULL;
   cJSON_AddStringToObject(out, "name", cluster->name);
-  const ms_endpoint_config *endpoints = cluster->endpoints;
+  const ms_xds_endpoint *endpoints = cluster->endpoints;
   size_t count = cluster->endpoint_count;
   if (cluster->type == MS_XDS_DISCOVERY_EDS) {
     const ms_xds_endpoints *eds = ms_xds_state_find_endpoints(state, cluster->eds_service_name);
@@ -155,12 +171,13 @@ static cJSON *render_cluster(const ms_xds_state *state, const ms_xds_cluster *cl
     cJSON_AddNumberToObject(endpoint, "weight", endpoints[i].weight);
     cJSON_AddItemToArray(list, endpoint);
   }
-  cJSON_AddStringToObject(out, "lb_policy", ms_lb_policy_name(cluster->lb_policy));
+  cJSON_AddStringToObject(out, "lb_policy",
+                          ms_lb_policy_name(sidecar_lb_policy(cluster->lb_policy)));
   cJSON_AddNumberToObject(out, "connect_timeout_ms", cluster->connect_timeout_ms);
   cJSON_AddNumberToObject(out, "dns_refresh_ms", cluster->dns_refresh_ms);
   cJSON *outlier = cJSON_AddObjectToObject(out, "outlier_detection");
   if (outlier) {
-    const ms_outlier_config *o = &cluster->outlier_detection;
+    const ms_xds_outlier_detection *o = &cluster->outlier_detection;
     cJSON_AddNumberToObject(outlier, "consecutive_failures", o->consecutive_failures);
     if (o->base_ejection_ms)
       cJSON_AddNumberToObject(outlier, "base_ejection_ms", o->base_ejection_ms);
@@ -179,7 +196,7 @@ static cJSON *render_http(const ms_xds_listener *listener) {
   if (listener->no_route_404) cJSON_AddStringToObject(http, "no_route", "404");
   cJSON *routes = cJSON_AddArrayToObject(http, "routes");
   for (size_t i = 0; routes && i < listener->route_count; i++) {
-    const ms_http_route *route = &listener->routes[i];
+    const ms_xds_http_route *route = &listener->routes[i];
     cJSON *item = cJSON_CreateObject();
     if (item == NULL || !cJSON_AddItemToArray(routes, item)) {
       cJSON_Delete(item);
@@ -203,7 +220,7 @@ static cJSON *render_listener(const ms_xds_listener *listener) {
   cJSON_AddStringToObject(out, "name", listener->name);
   cJSON_AddStringToObject(out, "address", listener->address.text);
   cJSON_AddStringToObject(out, "cluster", listener->cluster);
-  if (listener->protocol == MS_PROTOCOL_HTTP) {
+  if (listener->protocol == MS_XDS_LISTENER_HTTP) {
     cJSON_AddStringToObject(out, "protocol", "http");
     cJSON *http = render_http(listener);
     if (http == NULL) {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "xds/type_urls.h"
+#include "xds/proto/type_urls.h"
 
 static bool inline_or_none(const ms_xds_data_source *data) {
   return data->kind == MS_XDS_DATA_INLINE || data->kind == MS_XDS_DATA_NONE;

@@ -18,7 +18,7 @@
 
 #include "google/protobuf/any.pb-c.h"
 #include "sidecar/tls/secrets.h"
-#include "xds/resources.h"
+#include "xds/resources/resources.h"
 
 /* ms_xds_secret_by_name: every piece of `secret` is inline (or absent). */
 bool ms_xds_secret_by_name(const ms_xds_secret *secret);

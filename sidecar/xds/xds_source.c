@@ -11,15 +11,15 @@
 #include <openssl/mem.h>
 
 #include "certs/certs.h"
+#include "common/log.h"
 #include "common/version.h"
 #include "sidecar/control/cert_expiry.h"
-#include "common/log.h"
 #include "sidecar/xds/xds_backup.h"
 #include "sidecar/xds/xds_secrets.h"
 #include "sidecar/xds/xds_state.h"
-#include "xds/ads_client.h"
-#include "xds/resources.h"
-#include "xds/type_urls.h"
+#include "xds/ads/ads_client.h"
+#include "xds/proto/type_urls.h"
+#include "xds/resources/resources.h"
 
 #define MS_XDS_TICK_MS 1000
 /* The backup is written this long after the last accepted update, so that a

@@ -1,10 +1,10 @@
 /* xds_source.h: the control plane as a source of configuration.
  *
  * With an "xds" section in the file, the sidecar keeps one ADS stream open
- * (xds/ads_client.h) and subscribes to every cluster and listener (CDS, LDS
+ * (xds/ads/ads_client.h) and subscribes to every cluster and listener (CDS, LDS
  * wildcard) and to the endpoints and secrets those clusters name (EDS, SDS).
  * Each response is checked whole before anything changes: the resources are
- * decoded (xds/resources.h) into a copy of the state (xds_state.h), the copy
+ * decoded (xds/resources/resources.h) into a copy of the state (xds_state.h), the copy
  * is rendered with the file into one configuration, parsed like a file, and
  * applied with every TLS context built first (ms_server_apply_checked). Any
  * failure is a NACK naming the problem, and the configuration in force stays.

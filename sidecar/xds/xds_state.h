@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "xds/resources.h"
+#include "xds/resources/resources.h"
 
 typedef struct ms_xds_state ms_xds_state;
 

@@ -8,7 +8,7 @@
 #include <stdint.h>
 
 #include "sidecar/xds/xds_state.h"
-#include "xds/resources.h"
+#include "xds/resources/resources.h"
 
 typedef struct held_cluster {
   ms_xds_cluster cluster;

@@ -1,5 +1,5 @@
 """The sidecar under the reference control plane, end to end: xds-server
-(//xds:xds-server) gives it a cluster, its endpoints, a listener and, as the
+(//xds-server:xds-server) gives it a cluster, its endpoints, a listener and, as the
 workload CA, a short-lived client certificate over ADS; nginx upstream
 requires a client certificate from that CA. Under continuous load (every
 request checked, a large answer held in flight across the changes):

@@ -786,7 +786,7 @@ class XdsEnvoyTest(harness.IntegrationTest):
         google.protobuf.Value 30,000 levels deep (~120 KB): protobuf-c would
         recurse once per level in a field it knew. Our subset has no field
         that nests without end, so the bytes stay opaque (an unknown field)
-        and the nesting guard (xds/pb_depth.h) walks past them: the update is
+        and the nesting guard (xds/proto/pb_depth.h) walks past them: the update is
         taken, the sidecar runs and serves, its ADS stream stays up. A
         nesting past 64 levels in a field we decode is refused with a NACK
         naming it (pb_depth_test)."""

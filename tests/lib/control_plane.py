@@ -1,4 +1,4 @@
-"""control_plane.py: the reference control plane (`//xds:xds-server`) as a
+"""control_plane.py: the reference control plane (`//xds-server:xds-server`) as a
 test peer: the process, its GET /status, the Envoy JSON resource files it
 serves from --config-dir, and the sidecar's `xds` section that points at it
 (docs/xds-server.md).
@@ -27,7 +27,7 @@ XDS_SERVER_NAME = "xds.local"
 
 
 def xds_server_bin():
-    return find_binary("XDS_SERVER_BIN", "xds/xds-server")
+    return find_binary("XDS_SERVER_BIN", "xds-server/xds-server")
 
 
 # ---- Envoy resources, as the proto3 JSON the resource files hold ---------------

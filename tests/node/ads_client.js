@@ -1,5 +1,5 @@
 // ads_client.js: a @grpc/grpc-js ADS client, with Envoy's own .proto files
-// (envoy_protos.js), against xds-server (//xds:xds-server) over mutual TLS.
+// (envoy_protos.js), against xds-server (//xds-server:xds-server) over mutual TLS.
 // It checks what a sidecar would notice. Prints one line per check; exits 1
 // if any failed.
 //

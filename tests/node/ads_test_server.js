@@ -1,7 +1,7 @@
 // ads_test_server.js: a real Aggregated Discovery Service server for the C
-// ADS client (xds/ads_client.h) to talk to: @grpc/grpc-js with Envoy's own
+// ADS client (xds/ads/ads_client.h) to talk to: @grpc/grpc-js with Envoy's own
 // .proto files (envoy_protos.js), over mutual TLS (the client must present a
-// certificate signed by --ca). Used by //xds:ads_client_node_test.
+// certificate signed by --ca). Used by //xds/ads:ads_client_node_test.
 //
 //   node ads_test_server.js --ca CA --cert CRT --key KEY --plan PLAN.json \
 //       --log LOG.jsonl --port-file FILE

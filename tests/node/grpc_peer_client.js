@@ -1,5 +1,5 @@
 // grpc_peer_client.js: a @grpc/grpc-js client calling the C server
-// (//xds:grpc_peer_tool server) over mutual TLS, checking what a user of the
+// (//tools:grpc_peer_tool server) over mutual TLS, checking what a user of the
 // server would notice: echoed payloads (up to 1 MiB), the half-close status,
 // a status and message set by the server, the server seeing our certificate,
 // UNIMPLEMENTED for an unknown method, RESOURCE_EXHAUSTED over 4 MiB, 50

@@ -1,7 +1,7 @@
 'use strict';
 // make_fixtures.js DIR: writes xDS resources encoded with Envoy's own .proto
 // files into DIR, one binary protobuf per file, for our C decoder to read
-// (xds/xds_proto_test.c checks the values written here). Each resource also
+// (xds/proto/xds_proto_test.c checks the values written here). Each resource also
 // sets fields that our subset (xds/proto) leaves out, marked "outside" below:
 // a decoder that follows protobuf's rules skips them and still reads the rest.
 //

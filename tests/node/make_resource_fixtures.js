@@ -1,15 +1,16 @@
 'use strict';
 // make_resource_fixtures.js DIR: writes xDS resources encoded with Envoy's own
 // .proto files into DIR, one binary protobuf per file, for
-// `xds/resources_envoy_decode --envoy DIR` (//xds:resources_envoy_test), which decodes
-// them with xds/resources.h and checks the result: the plain C structs for the
+// `xds/resources/resources_envoy_decode --envoy DIR`
+// (//xds/resources:resources_envoy_test), which decodes them with
+// xds/resources/resources.h and checks the result: the plain C structs for the
 // resources we accept, the exact error for the ones we refuse. Fields marked
 // "outside" are not in our subset (xds/proto): the decoder must skip them.
 //
 //   node tests/node/make_resource_fixtures.js /tmp/resource_fixtures
 //
-// The expected values live in xds/resources_envoy_decode.c (test_envoy_*); keep the
-// two in step.
+// The expected values live in xds/resources/resources_envoy_decode.c
+// (test_envoy_*); keep the two in step.
 
 const fs = require('fs');
 const path = require('path');

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # proto_compat_test.sh XDS_PROTO_TEST PROTO_DIR: our xDS .proto subset and
 # protobuf-c code against Envoy's own .proto files, loaded by Node
-# (tests/node/envoy_protos.js). Run by `bazel test //xds:proto_compat_test`.
+# (tests/node/envoy_protos.js). Run by `bazel test //xds/proto:proto_compat_test`.
 #   1. check_subset.js: every message, field number, type, oneof and enum
 #      value in PROTO_DIR is Envoy's.
 #   2. make_fixtures.js encodes resources with Envoy's files (with fields

@@ -6,7 +6,7 @@
 # once without node, @grpc/grpc-js or @grpc/grpc-js-xds.
 # shellcheck source=tests/node/node_test_lib.sh
 source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/node/node_test_lib.sh"
-SERVER="$RUNFILES/xds/xds-server"
+SERVER="$RUNFILES/xds-server/xds-server"
 require_node_module @grpc/grpc-js-xds/deps/envoy-api
 
 # start_server LOG ARGS...: starts xds-server on free ports with the
