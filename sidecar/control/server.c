@@ -9,8 +9,28 @@
 #include "common/log.h"
 #include "common/net.h"
 #include "sidecar/control/server_internal.h"
+#include "sidecar/http/http_conn.h"
+#include "sidecar/l4/relay.h"
+#include "sidecar/upstream/upstream.h"
 
 #define MS_DRAIN_POLL_MS 100
+
+/* ---- what the workers run ------------------------------------------------ */
+
+static void stop_worker_protocols(ms_worker *worker) {
+  ms_http_worker_stop(worker);
+  ms_upstream_worker_stop(worker);
+}
+
+/* Handed to every worker (worker.h), so that the event layer includes
+ * none of the protocols: the L4 relay, the HTTP proxy, and what the
+ * upstream layer keeps per worker. */
+static const ms_worker_protocols worker_protocols = {
+    .accept_l4 = ms_conn_start,
+    .accept_http = ms_http_conn_start,
+    .take_snapshot = ms_upstream_worker_take_snapshot,
+    .stop = stop_worker_protocols,
+};
 
 /* ---- snapshots ---------------------------------------------------------- */
 
@@ -267,7 +287,7 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
     goto fail;
   }
   for (uint32_t w = 0; w < config->workers; w++) {
-    rc = ms_worker_init(&server->workers[w], w, server->snapshot);
+    rc = ms_worker_init(&server->workers[w], w, server->snapshot, &worker_protocols);
     if (rc == 0) rc = ms_worker_start(&server->workers[w]);
     if (rc != 0) {
       /* Some workers may already run: a half-started data plane is not worth

@@ -7,9 +7,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sidecar/l4/relay.h"
-#include "sidecar/http/http_conn.h"
-#include "sidecar/upstream/pool.h"
 #include "common/log.h"
 
 #define MS_ACCEPTS_PER_WAKEUP 64
@@ -19,37 +16,10 @@
 
 static void follow_listeners(ms_worker *worker);
 
-static void free_balancers(ms_worker *worker) {
-  for (size_t i = 0; i < worker->balancer_count; i++)
-    ms_balancer_cleanup(&worker->balancers[i]);
-  free(worker->balancers);
-  worker->balancers = NULL;
-  worker->balancer_count = 0;
-}
-
-/* Balancers keep their round-robin state across snapshots whose cluster
- * shapes are unchanged (a certificate rotation, a DNS refresh). */
+/* The layers above follow the snapshot first (take_snapshot); when they
+ * cannot, the worker keeps the one it has. */
 static int adopt_snapshot(ms_worker *worker, ms_snapshot *snapshot) {
-  bool same_shape = worker->balancers && worker->balancer_count == snapshot->cluster_count;
-  for (size_t i = 0; same_shape && i < snapshot->cluster_count; i++)
-    same_shape = worker->balancers[i].endpoint_count == snapshot->clusters[i].endpoint_count;
-  if (!same_shape) {
-    ms_balancer *balancers =
-        calloc(snapshot->cluster_count ? snapshot->cluster_count : 1, sizeof(*balancers));
-    if (balancers == NULL) return -1;
-    for (size_t i = 0; i < snapshot->cluster_count; i++) {
-      if (ms_balancer_init(&balancers[i], &snapshot->clusters[i],
-                           (uint64_t)worker->index * 7919 + i + 1) != 0) {
-        for (size_t j = 0; j < i; j++)
-          ms_balancer_cleanup(&balancers[j]);
-        free(balancers);
-        return -1;
-      }
-    }
-    free_balancers(worker);
-    worker->balancers = balancers;
-    worker->balancer_count = snapshot->cluster_count;
-  }
+  if (worker->protocols->take_snapshot(worker, snapshot) != 0) return -1;
   ms_snapshot_free(worker->snapshot);
   worker->snapshot = snapshot;
   follow_listeners(worker);
@@ -161,9 +131,9 @@ static void on_accept(ms_event_source *source, uint32_t events) {
       continue;
     }
     if (in_snapshot && in_snapshot->config->protocol == MS_PROTOCOL_HTTP)
-      ms_http_conn_start(worker, fd, listener->sockets);
+      worker->protocols->accept_http(worker, fd, listener->sockets);
     else
-      ms_conn_start(worker, fd, listener->sockets);
+      worker->protocols->accept_l4(worker, fd, listener->sockets);
   }
   ms_events_post(&worker->events, &listener->source);
 }
@@ -266,8 +236,7 @@ static void on_wakeup(uv_async_t *async) {
     stop_accepting(worker);
     while (worker->clients)
       worker->clients->close(worker->clients);
-    ms_pool_free(worker->pool);
-    worker->pool = NULL;
+    worker->protocols->stop(worker);
     uv_close((uv_handle_t *)&worker->accept_timer, NULL);
     uv_close((uv_handle_t *)&worker->wakeup, NULL);
   }
@@ -308,9 +277,11 @@ void ms_worker_client_close(ms_worker *worker, ms_client_link *link) {
   atomic_fetch_sub_explicit(&worker->connection_count, 1, memory_order_relaxed);
 }
 
-int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
+int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot,
+                   const ms_worker_protocols *protocols) {
   memset(worker, 0, sizeof(*worker));
   worker->index = index;
+  worker->protocols = protocols;
   worker->accepting = true;
   atomic_init(&worker->next_snapshot, NULL);
   worker->events.epfd = -1;
@@ -326,10 +297,8 @@ int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot) {
   worker->scratch = malloc(MS_WORKER_SCRATCH);
   worker->tls_scratch = malloc(sizeof(ms_tls_io_scratch));
   worker->sessions = ms_session_cache_new(1024);
-  worker->pool = ms_pool_new();
-  worker->access_logs = ms_access_logs_new();
-  if (!worker->scratch || !worker->tls_scratch || !worker->sessions || !worker->pool ||
-      !worker->access_logs || adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
+  if (!worker->scratch || !worker->tls_scratch || !worker->sessions ||
+      adopt_snapshot(worker, ms_snapshot_up_ref(snapshot)) != 0)
     return UV_ENOMEM;
   return 0;
 }
@@ -366,9 +335,7 @@ void ms_worker_join(ms_worker *worker) {
   ms_snapshot_free(atomic_exchange(&worker->next_snapshot, NULL));
   ms_snapshot_free(worker->snapshot);
   worker->snapshot = NULL;
-  free_balancers(worker);
   ms_session_cache_free(worker->sessions);
-  ms_access_logs_free(worker->access_logs);
   free(worker->scratch);
   free(worker->tls_scratch);
 }

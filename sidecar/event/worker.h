@@ -2,8 +2,14 @@
  * accepts on its own SO_REUSEPORT sockets, and runs the connections it
  * accepted from start to end. It learns of a new snapshot through
  * uv_async_send and takes it up between events; connections keep the
- * snapshot they started with. Private to the sidecar's data plane: the
- * server, the L4 relay, the HTTP proxy and the upstream code include it. */
+ * snapshot they started with.
+ *
+ * The worker knows no protocol: what it does with an accepted client, and
+ * what the layers above keep per worker, come from the table of functions
+ * the server hands it (ms_worker_protocols), so that the event layer
+ * includes neither the L4 relay, nor the HTTP proxy, nor the upstream code.
+ * Private to the sidecar's data plane: the server, the L4 relay, the HTTP
+ * proxy and the upstream code include it. */
 #ifndef MS_WORKER_H
 #define MS_WORKER_H
 
@@ -12,19 +18,43 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "sidecar/http/access_log.h"
-#include "sidecar/upstream/balancer.h"
-#include "sidecar/event/events.h"
 #include "common/log.h"
-#include "sidecar/tls/session_cache.h"
+#include "sidecar/event/events.h"
 #include "sidecar/event/snapshot.h"
 #include "sidecar/event/stats.h"
+#include "sidecar/tls/session_cache.h"
 #include "sidecar/tls/tls_io.h"
 
 #define MS_WORKER_SCRATCH (256 * 1024)
 
-typedef struct ms_pool ms_pool;
 typedef struct ms_worker ms_worker;
+
+/* What the layers above keep per worker; the worker holds the pointers for
+ * them and never looks inside (their types are theirs). */
+struct ms_balancer;    /* upstream/balancer.h */
+struct ms_http_worker; /* http/http_internal.h */
+
+/* What a worker runs above its events, handed to ms_worker_init by the
+ * server (as ms_server_source hands the server what the control plane
+ * does). The table outlives the worker. Each function runs on the worker's
+ * thread, except take_snapshot during ms_worker_init. */
+typedef struct ms_worker_protocols {
+  /* accept_l4 takes over the accepted client socket `fd` (non-blocking) of
+   * the L4 listener using `sockets` (relay.h: ms_conn_start); accept_http
+   * the same for an HTTP listener (http_conn.h: ms_http_conn_start). On
+   * failure they close `fd`. */
+  void (*accept_l4)(ms_worker *worker, int fd, const ms_listener_sockets *sockets);
+  void (*accept_http)(ms_worker *worker, int fd, const ms_listener_sockets *sockets);
+  /* take_snapshot: the worker is taking up `snapshot` (not yet
+   * worker->snapshot): what the layers above keep per cluster follows it
+   * (the balancers, upstream.h). Returns 0, or -1 when memory ran out:
+   * the worker then keeps the snapshot it has, and so must the hook. */
+  int (*take_snapshot)(ms_worker *worker, const ms_snapshot *snapshot);
+  /* stop: the worker stops, every client connection closed; the layers
+   * above close and free what they keep per worker (the idle upstreams,
+   * the access log files, the balancers). Called once. */
+  void (*stop)(ms_worker *worker);
+} ms_worker_protocols;
 
 /* What every client connection (L4 or HTTP) has first: its place in the
  * worker's list of clients, and how to close it when the worker stops. */
@@ -54,6 +84,7 @@ typedef struct ms_listen_socket {
 
 struct ms_worker {
   uint32_t index;
+  const ms_worker_protocols *protocols;
   uv_loop_t loop;
   ms_events events; /* the proxied sockets, nested in `loop` */
   uv_thread_t thread;
@@ -63,9 +94,7 @@ struct ms_worker {
   atomic_bool stop_requested;           /* close everything and return */
   atomic_llong connection_count;        /* read by the main thread while draining */
 
-  ms_snapshot *snapshot;  /* the one new connections use */
-  ms_balancer *balancers; /* one per cluster of `snapshot` */
-  size_t balancer_count;
+  ms_snapshot *snapshot;            /* the one new connections use */
   ms_listen_socket *listen_sockets; /* follows the snapshot's listeners */
   uv_timer_t accept_timer;          /* resumes paused listen sockets */
   ms_log_limit accept_log;          /* accept failures: a line a second */
@@ -74,13 +103,16 @@ struct ms_worker {
   bool accepting;                   /* false once draining */
   bool draining;                    /* drain asked: keep-alive connections close when idle */
   ms_client_link *clients;          /* doubly linked, for drain and stop */
-  ms_pool *pool;                    /* idle keep-alive upstreams of the HTTP listeners */
-  ms_access_logs *access_logs;      /* the HTTP listeners' access log files */
-  ms_access_line access_line;       /* the line being written */
-  uint64_t http_requests_active;    /* HTTP requests under way, for the retry budget */
-  uint64_t http_retries_active;     /* ...and those among them being retried */
   ms_session_cache *sessions;
-  uint32_t address_cursor; /* spreads connections over an endpoint's addresses */
+  /* The upstream layer's (upstream.h): one balancer per cluster of
+   * `snapshot`, made by the take_snapshot hook; and a cursor that spreads
+   * connections over an endpoint's addresses. */
+  struct ms_balancer *balancers;
+  size_t balancer_count;
+  uint32_t address_cursor;
+  /* The HTTP proxy's (http_conn.h): its idle keep-alive upstreams, access
+   * log files and requests under way; NULL until the first HTTP client. */
+  struct ms_http_worker *http;
   ms_stats stats;
   char *scratch;                  /* MS_WORKER_SCRATCH bytes for relaying */
   ms_tls_io_scratch *tls_scratch; /* read-ahead and sealed bytes during one event */
@@ -104,10 +136,12 @@ static inline ms_listener_stats *ms_worker_listener_stats(const ms_worker *worke
   } while (0)
 
 /* ms_worker_init prepares a worker (on the main thread) with a reference
- * to `snapshot`. The worker accepts on its own descriptor of every listener
- * in the snapshots it takes up (ms_listener_sockets_take) and closes those
- * of listeners that leave. Returns 0 or a negative libuv error. */
-int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot);
+ * to `snapshot`, running `protocols` (borrowed: it must outlive the
+ * worker). The worker accepts on its own descriptor of every listener in
+ * the snapshots it takes up (ms_listener_sockets_take) and closes those of
+ * listeners that leave. Returns 0 or a negative libuv error. */
+int ms_worker_init(ms_worker *worker, uint32_t index, ms_snapshot *snapshot,
+                   const ms_worker_protocols *protocols);
 
 /* ms_worker_client_open takes an accepted client socket `fd` of the listener
  * `sockets` for the connection whose link is `link`: the worker watches the

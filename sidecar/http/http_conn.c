@@ -12,14 +12,14 @@
 
 #include <openssl/err.h>
 
-#include "sidecar/http/access_log.h"
-#include "sidecar/event/events.h"
-#include "sidecar/http/http_head.h"
-#include "sidecar/http/http_internal.h"
 #include "common/log.h"
 #include "common/net.h"
-#include "sidecar/upstream/pool.h"
+#include "sidecar/event/events.h"
 #include "sidecar/event/tls_to_plaintext.h"
+#include "sidecar/http/access_log.h"
+#include "sidecar/http/http_head.h"
+#include "sidecar/http/http_internal.h"
+#include "sidecar/upstream/pool.h"
 #include "sidecar/upstream/upstream.h"
 
 static void on_timer(uv_timer_t *timer);
@@ -128,10 +128,37 @@ static void raise_parser_limit(void) {
   http_parser_set_max_header_size(2 * 1024 * 1024);
 }
 
+/* The worker's HTTP state, made with its first HTTP client. Returns NULL
+ * when memory ran out. */
+static ms_http_worker *http_worker(ms_worker *worker) {
+  if (worker->http) return worker->http;
+  ms_http_worker *http = calloc(1, sizeof(*http));
+  if (http == NULL) return NULL;
+  http->pool = ms_pool_new();
+  http->access_logs = ms_access_logs_new();
+  if (http->pool == NULL || http->access_logs == NULL) {
+    ms_pool_free(http->pool);
+    ms_access_logs_free(http->access_logs);
+    free(http);
+    return NULL;
+  }
+  worker->http = http;
+  return http;
+}
+
+void ms_http_worker_stop(ms_worker *worker) {
+  ms_http_worker *http = worker->http;
+  if (http == NULL) return;
+  ms_pool_free(http->pool);
+  ms_access_logs_free(http->access_logs);
+  free(http);
+  worker->http = NULL;
+}
+
 void ms_http_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *sockets) {
   static pthread_once_t once = PTHREAD_ONCE_INIT;
   pthread_once(&once, raise_parser_limit);
-  ms_http_conn *conn = calloc(1, sizeof(*conn));
+  ms_http_conn *conn = http_worker(worker) ? calloc(1, sizeof(*conn)) : NULL;
   if (conn == NULL) {
     ms_log(MS_LOG_ERROR, "out of memory taking a connection; closing it");
     close(fd);
@@ -244,7 +271,7 @@ int ms_http_flush_client(ms_http_conn *conn) {
 void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us) {
   const char *path = ms_http_config(conn)->access_log;
   if (path == NULL) return;
-  ms_access_line *line = &conn->worker->access_line;
+  ms_access_line *line = &conn->worker->http->access_line;
   const ms_http_head *rq = &conn->rq;
   size_t authority_len = 0;
   const char *authority = ms_http_head_get(rq, "host", &authority_len);
@@ -275,14 +302,14 @@ void ms_http_log_request(ms_http_conn *conn, uint64_t duration_us) {
   ms_access_line_string(line, "path", rq->started ? rq->buf + rq->target.offset : NULL,
                         rq->target.len > 2048 ? 2048 : rq->target.len);
   ms_access_line_end(line);
-  ms_access_logs_write(conn->worker->access_logs, path, line->buf, line->len);
+  ms_access_logs_write(conn->worker->http->access_logs, path, line->buf, line->len);
 }
 
 /* The worker's counts of requests and retries under way, for the retry
  * budget. */
 static void uncount_request(ms_http_conn *conn) {
-  if (conn->rq_counted) conn->worker->http_requests_active--;
-  if (conn->rq_retrying) conn->worker->http_retries_active--;
+  if (conn->rq_counted) conn->worker->http->requests_active--;
+  if (conn->rq_retrying) conn->worker->http->retries_active--;
   conn->rq_counted = conn->rq_retrying = false;
 }
 
@@ -296,7 +323,7 @@ void ms_http_end_exchange(ms_http_conn *conn, bool upstream_reusable) {
   if (conn->upstream) {
     if (upstream_reusable) {
       conn->upstream->requests++;
-      ms_pool_put(conn->worker->pool, conn->upstream);
+      ms_pool_put(conn->worker->http->pool, conn->upstream);
     } else {
       ms_upstream_close(conn->upstream);
     }

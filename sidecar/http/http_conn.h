@@ -31,4 +31,9 @@ void ms_http_conn_start(ms_worker *worker, int fd, const ms_listener_sockets *so
 /* ms_http_conn_close closes `conn` at once (worker stop). */
 void ms_http_conn_close(ms_http_conn *conn);
 
+/* ms_http_worker_stop closes the worker's idle upstreams and its access log
+ * files and frees what the HTTP proxy kept for the worker, when it stops
+ * (part of its stop hook, worker.h; every client is closed by then). */
+void ms_http_worker_stop(ms_worker *worker);
+
 #endif

@@ -66,7 +66,7 @@ void ms_http_start_exchange(ms_http_conn *conn) {
   }
   MS_STAT_ADD(&worker->stats, http_rq_total, 1);
   MS_STAT_ADD(ms_worker_listener_stats(worker, conn->link.listener), downstream_rq_total, 1);
-  worker->http_requests_active++;
+  worker->http->requests_active++;
   conn->rq_counted = true;
   ms_http_request_edits edits;
   ms_http_request_verdict verdict = ms_http_request_plan(
@@ -120,9 +120,9 @@ static bool may_retry(const ms_http_conn *conn, bool counts_as_retry) {
   /* Envoy's retry budget, per worker: retries under way stay below a share
    * of the requests under way, with a floor, so that a failing endpoint
    * cannot double the load on the others. */
-  uint64_t budget = conn->worker->http_requests_active * retries->budget_percent / 100;
+  uint64_t budget = conn->worker->http->requests_active * retries->budget_percent / 100;
   if (budget < retries->min_retry_concurrency) budget = retries->min_retry_concurrency;
-  return conn->worker->http_retries_active < budget;
+  return conn->worker->http->retries_active < budget;
 }
 
 static void bad_gateway(ms_http_conn *conn) {
@@ -151,7 +151,7 @@ void ms_http_attempt_failed(ms_http_conn *conn, const char *message, bool counts
     conn->retries++;
     if (!conn->rq_retrying) {
       conn->rq_retrying = true;
-      conn->worker->http_retries_active++;
+      conn->worker->http->retries_active++;
     }
     MS_STAT_ADD(&conn->worker->stats, http_rq_retry, 1);
     if (failed) atomic_fetch_add_explicit(&failed->rq_retry, 1, memory_order_relaxed);
@@ -184,8 +184,7 @@ void ms_http_pick_upstream(ms_http_conn *conn) {
     }
     size_t index = MS_NO_ENDPOINT;
     if (conn->attempts < cluster->config->max_connect_attempts)
-      index = ms_balancer_pick(&worker->balancers[cluster->index], cluster, conn->tried,
-                               (int64_t)uv_now(&worker->loop));
+      index = ms_upstream_pick(worker, cluster, conn->tried);
     if (index == MS_NO_ENDPOINT) {
       if (conn->last_error[0])
         bad_gateway(conn);
@@ -195,7 +194,7 @@ void ms_http_pick_upstream(ms_http_conn *conn) {
     }
     conn->attempts++;
     if (index < 64) conn->tried |= 1ULL << index;
-    conn->upstream = ms_pool_take(worker->pool, cluster, index, &upstream_callbacks, conn);
+    conn->upstream = ms_pool_take(worker->http->pool, cluster, index, &upstream_callbacks, conn);
     if (conn->upstream) {
       MS_STAT_ADD(&worker->stats, http_pool_reused, 1);
       send_request(conn);

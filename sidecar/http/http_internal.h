@@ -12,13 +12,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sidecar/http/access_log.h"
 #include "sidecar/http/http_conn.h"
 #include "sidecar/http/http_head.h"
+#include "sidecar/upstream/pool.h"
 #include "sidecar/upstream/upstream.h"
 
 #define IN_CHUNK (64 * 1024)  /* client bytes read ahead, beyond a request head */
 #define OUT_HIGH (256 * 1024) /* the upstream is not read while this much waits for the client */
 #define LINGER_MS 5000        /* after our FIN, how long the client may take to close */
+
+/* What the HTTP proxy keeps per worker (worker->http): made with the
+ * worker's first HTTP client, freed by ms_http_worker_stop. */
+typedef struct ms_http_worker {
+  ms_pool *pool;               /* idle keep-alive upstreams */
+  ms_access_logs *access_logs; /* the HTTP listeners' access log files */
+  ms_access_line access_line;  /* the line being written */
+  uint64_t requests_active;    /* HTTP requests under way, for the retry budget */
+  uint64_t retries_active;     /* ...and those among them being retried */
+} ms_http_worker;
 
 /* The connection's life (docs/architecture.md has the diagram). */
 typedef enum http_conn_state {
@@ -82,8 +94,8 @@ struct ms_http_conn {
   size_t rq_head_bytes;
   http_request_error rq_error;
   ms_http_request_verdict rq_refused; /* RQ_REFUSED: why (ms_http_request_check) */
-  bool rq_counted;                    /* counted in the worker's http_requests_active */
-  bool rq_retrying;                   /* counted in the worker's http_retries_active */
+  bool rq_counted;                    /* counted in the worker's requests_active */
+  bool rq_retrying;                   /* counted in the worker's retries_active */
   bool rq_body_started;               /* body bytes went upstream: no retry */
   bool rq_keep_alive;
   ms_http_framing rq_framing;

@@ -201,8 +201,7 @@ static void attempt_next(ms_conn *conn) {
       give_up(conn, why);
       return;
     }
-    size_t index = ms_balancer_pick(&worker->balancers[cluster->index], cluster, conn->tried,
-                                    (int64_t)uv_now(&worker->loop));
+    size_t index = ms_upstream_pick(worker, cluster, conn->tried);
     if (index == MS_NO_ENDPOINT) {
       give_up(conn, conn->attempts ? "no endpoint left to try" : "no endpoint available");
       return;

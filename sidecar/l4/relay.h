@@ -1,4 +1,4 @@
-/* connection.h: one proxied connection, from accept to close.
+/* relay.h: the L4 relay, one proxied connection from accept to close.
  *
  *   CONNECTING -> an upstream (upstream.h) to an endpoint the balancer chose
  *                 connects and shakes hands

@@ -369,3 +369,45 @@ void ms_upstream_set_timeout(ms_upstream *upstream, uint64_t ms) {
   else
     uv_timer_stop(&upstream->timer);
 }
+
+/* ---- per worker ------------------------------------------------------------ */
+
+static void free_balancers(ms_worker *worker) {
+  for (size_t i = 0; i < worker->balancer_count; i++)
+    ms_balancer_cleanup(&worker->balancers[i]);
+  free(worker->balancers);
+  worker->balancers = NULL;
+  worker->balancer_count = 0;
+}
+
+int ms_upstream_worker_take_snapshot(ms_worker *worker, const ms_snapshot *snapshot) {
+  bool same_shape = worker->balancers && worker->balancer_count == snapshot->cluster_count;
+  for (size_t i = 0; same_shape && i < snapshot->cluster_count; i++)
+    same_shape = worker->balancers[i].endpoint_count == snapshot->clusters[i].endpoint_count;
+  if (same_shape) return 0;
+  ms_balancer *balancers =
+      calloc(snapshot->cluster_count ? snapshot->cluster_count : 1, sizeof(*balancers));
+  if (balancers == NULL) return -1;
+  for (size_t i = 0; i < snapshot->cluster_count; i++) {
+    if (ms_balancer_init(&balancers[i], &snapshot->clusters[i],
+                         (uint64_t)worker->index * 7919 + i + 1) != 0) {
+      for (size_t j = 0; j < i; j++)
+        ms_balancer_cleanup(&balancers[j]);
+      free(balancers);
+      return -1;
+    }
+  }
+  free_balancers(worker);
+  worker->balancers = balancers;
+  worker->balancer_count = snapshot->cluster_count;
+  return 0;
+}
+
+void ms_upstream_worker_stop(ms_worker *worker) {
+  free_balancers(worker);
+}
+
+size_t ms_upstream_pick(ms_worker *worker, const ms_cluster *cluster, uint64_t tried) {
+  return ms_balancer_pick(&worker->balancers[cluster->index], cluster, tried,
+                          (int64_t)uv_now(&worker->loop));
+}

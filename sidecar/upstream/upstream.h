@@ -27,8 +27,9 @@
 
 #include "sidecar/event/events.h"
 #include "sidecar/event/snapshot.h"
-#include "sidecar/tls/tls_io.h"
 #include "sidecar/event/worker.h"
+#include "sidecar/tls/tls_io.h"
+#include "sidecar/upstream/balancer.h"
 
 typedef enum ms_upstream_state {
   MS_UPSTREAM_CONNECTING,
@@ -136,6 +137,25 @@ const char *ms_upstream_endpoint(const ms_upstream *upstream);
 /* ms_upstream_endpoint_state returns the shared counters and health of the
  * endpoint `upstream` dials (borrowed from its snapshot). */
 ms_endpoint_state *ms_upstream_endpoint_state(const ms_upstream *upstream);
+
+/* ---- per worker ------------------------------------------------------------ */
+
+/* ms_upstream_worker_take_snapshot is the worker's take_snapshot hook
+ * (worker.h): the worker's balancers (one per cluster) follow `snapshot`,
+ * keeping their round-robin state while the clusters keep their shape (a
+ * certificate rotation, a DNS refresh). Returns 0, or -1 when memory ran
+ * out (the balancers stay as they were). */
+int ms_upstream_worker_take_snapshot(ms_worker *worker, const ms_snapshot *snapshot);
+
+/* ms_upstream_worker_stop frees the worker's balancers, when it stops (part
+ * of its stop hook). */
+void ms_upstream_worker_stop(ms_worker *worker);
+
+/* ms_upstream_pick returns the endpoint of `cluster` (in the worker's
+ * snapshot) to try next under the cluster's policy, skipping the endpoints
+ * whose bit is set in `tried` (balancer.h: ms_balancer_pick), or
+ * MS_NO_ENDPOINT when none is left. */
+size_t ms_upstream_pick(ms_worker *worker, const ms_cluster *cluster, uint64_t tried);
 
 /* MS_ENDPOINT_STAT_ADD adds `n` to a counter of the endpoint `upstream`
  * dials (an atomic shared by every worker, summed per cluster in /stats). */
