@@ -166,6 +166,13 @@ static int64_t open_connections(ms_server *server) {
   return total;
 }
 
+/* detach closes the attachment (the admin endpoint) if it was started. */
+static void detach(ms_server *server) {
+  if (!server->attached) return;
+  server->attached = false;
+  server->attachment.close(server->attachment.arg);
+}
+
 static void stop_everything(ms_server *server) {
   if (server->closing) return;
   server->closing = true;
@@ -173,8 +180,7 @@ static void stop_everything(ms_server *server) {
     ms_worker_stop(&server->workers[i]);
   for (uint32_t i = 0; i < server->worker_count; i++)
     ms_worker_join(&server->workers[i]);
-  ms_admin_close(server->admin);
-  server->admin = NULL;
+  detach(server);
   ms_resolver_stop(server);
   ms_watcher_stop(server);
   if (server->source.stop) server->source.stop(server->source.arg);
@@ -233,13 +239,15 @@ static void on_signal(uv_signal_t *signal, int signum) {
 
 /* ---- starting ----------------------------------------------------------- */
 
-int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len) {
+int ms_server_new(uv_loop_t *loop, ms_config *config, const ms_server_attachment *attachment,
+                  ms_server **out, char *err, size_t err_len) {
   ms_server *server = calloc(1, sizeof(*server));
   if (server == NULL) {
     snprintf(err, err_len, "out of memory");
     return -1;
   }
   server->loop = loop;
+  if (attachment) server->attachment = *attachment;
   server->started_at = (int64_t)time(NULL);
   /* worker_count counts started workers: publishing and stats see only them. */
   server->workers = calloc(config->workers, sizeof(ms_worker));
@@ -260,14 +268,12 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
     snprintf(err, err_len, "out of memory");
     goto fail;
   }
-  int rc = ms_admin_start(loop, &config->admin_address, server, &server->admin);
-  if (rc != 0) {
-    snprintf(err, err_len, "admin.address: cannot listen on %s: %s", config->admin_address.text,
-             uv_strerror(rc));
-    goto fail;
+  if (server->attachment.start) {
+    if (server->attachment.start(server->attachment.arg, server, err, err_len) != 0) goto fail;
+    server->attached = true;
   }
   for (uint32_t w = 0; w < config->workers; w++) {
-    rc = ms_worker_init(&server->workers[w], w, server->snapshot);
+    int rc = ms_worker_init(&server->workers[w], w, server->snapshot);
     if (rc == 0) rc = ms_worker_start(&server->workers[w]);
     if (rc != 0) {
       /* Some workers may already run: a half-started data plane is not worth
@@ -295,13 +301,12 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
     ms_log(MS_LOG_INFO, "listening: listener=%s address=%s cluster=%s workers=%u",
            config->listeners[l].name, config->listeners[l].address.text,
            config->listeners[l].cluster, server->worker_count);
-  ms_log(MS_LOG_INFO, "admin: listening on %s", config->admin_address.text);
+  if (server->attached) ms_log(MS_LOG_INFO, "admin: listening on %s", config->admin_address.text);
   *out = server;
   return 0;
 
 fail:
-  ms_admin_close(server->admin);
-  server->admin = NULL;
+  detach(server);
   server->closing = true;
   if (server->config == NULL) server->config = ms_config_up_ref(config);
   *out = server; /* the caller runs the loop once for close callbacks, then frees */

@@ -17,11 +17,29 @@
 
 typedef struct ms_server ms_server;
 
+/* Something the server starts with its workers and closes when it stops,
+ * but that reads the server and so is not the server's to call: the admin
+ * endpoint (sidecar/admin/admin.h; main.c fills the table). As with
+ * ms_server_source, the table keeps the dependency one way. */
+typedef struct ms_server_attachment {
+  /* start begins serving `server` once its first snapshot is published and
+   * before the workers start. Returns 0, or -1 with a sentence in `err`:
+   * then the server does not start. */
+  int (*start)(void *arg, ms_server *server, char *err, size_t err_len);
+  /* close closes what start opened when the server stops: once the workers
+   * are joined, before the resolver, the watchers and the sources stop.
+   * Called only after start returned 0. */
+  void (*close)(void *arg);
+  void *arg;
+} ms_server_attachment;
+
 /* ms_server_new loads TLS contexts for `config`, binds every listener in
- * every worker and starts the workers and the admin endpoint. Takes a
- * reference to `config`. Returns 0 and sets *out, or a negative errno /
- * -1 with a message in `err`. */
-int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len);
+ * every worker, starts `attachment` (copied; NULL: none) and then the
+ * workers. Takes a reference to `config`. Returns 0, or -1 with a sentence
+ * in `err`. *out is set either way: after a failure the caller runs the
+ * loop once (close callbacks), then frees it. */
+int ms_server_new(uv_loop_t *loop, ms_config *config, const ms_server_attachment *attachment,
+                  ms_server **out, char *err, size_t err_len);
 
 /* ms_server_free stops workers and frees everything (after the loop ran the
  * close callbacks). Accepts NULL. */

@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "sidecar/admin/admin.h"
 #include "sidecar/tls/secrets.h"
 #include "sidecar/control/server.h"
 #include "sidecar/event/worker.h"
@@ -44,8 +43,9 @@ struct ms_server {
   uint64_t snapshot_version;
   ms_worker *workers;
   uint32_t worker_count;
-  ms_admin *admin;
-  ms_stats stats; /* the main thread's own counters */
+  ms_server_attachment attachment; /* the admin endpoint (main.c); all NULL: none */
+  bool attached;                   /* attachment.start succeeded; close not yet called */
+  ms_stats stats;                  /* the main thread's own counters */
 
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t dns_timer;
