@@ -88,7 +88,7 @@ int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_le
 /* ms_server_can_listen tells whether a listener called `name` on `address`
  * can be put in force: the server holds it already (same name and
  * address), or no other process listens there (sidecar/event/port_owner.h).
- * Returns 0, or a negative errno with `why`. Main thread. */
+ * Returns 0, or -1 with `why`. */
 int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
                          size_t why_len);
 
