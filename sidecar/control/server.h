@@ -184,6 +184,36 @@ char *ms_server_identity_json(ms_server *server);
 int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
                                 size_t err_len);
 
+/* ---- certificates in use (cert_monitor.c) -------------------------------
+ *
+ * In use means what the sidecar relies on now:
+ * - for each cluster of the current snapshot, the client certificate its TLS
+ *   context presents and the CAs it trusts, from files, from PEM in the
+ *   configuration, from the control plane's SDS secrets (the xDS backup file
+ *   included) or from the identity agent;
+ * - the identity agent's own certificate (sidecar/identity/identity.h);
+ * - the client credentials of the control plane and of the CA: xds.tls and
+ *   identity.tls, their certificate and their CAs (the sources'
+ *   `certificates`).
+ * Older context generations that open connections still hold are left out:
+ * an expiry does not undo a handshake already done. While the server runs,
+ * a monitor logs a warning once when a certificate in use turns expiring or
+ * is not yet valid (sidecar/control/cert_expiry.h), an error when it expires
+ * and again every certificates.expired_log_interval_ms while it stays in
+ * use, and one line when such a certificate leaves use (replaced). */
+
+/* ms_cert_uses_visit calls `visit` once for every certificate in use,
+ * ordered by source, name, leaf before CA, serial: a certificate several
+ * clusters share is visited once. Returns 0, or -1 when memory ran out
+ * (nothing visited). */
+int ms_cert_uses_visit(ms_server *server, ms_cert_use_visit visit, void *arg);
+
+/* ms_cert_days_until_first_expiring returns Envoy's
+ * server.days_until_first_cert_expiring: the fewest whole days left of any
+ * certificate in use, 0 once one has expired (Envoy does not go below 0),
+ * UINT32_MAX with none in use (as Envoy). */
+int64_t ms_cert_days_until_first_expiring(ms_server *server, int64_t now);
+
 /* ms_server_main_stats returns the main thread's counters (main thread
  * only writes them). */
 ms_stats *ms_server_main_stats(ms_server *server);

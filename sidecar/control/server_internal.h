@@ -1,8 +1,8 @@
 /* server_internal.h: the parts of the server shared by server.c (every
  * ms_server_* function: life cycle, publishing, applying, reloading,
  * draining), apply.c (the runtime of a configuration and its TLS contexts),
- * resolver.c (DNS), watcher.c (certificate files) and cert_expiry.c.
- * Private to sidecar/control. */
+ * resolver.c (DNS), watcher.c (certificate files) and cert_monitor.c (the
+ * certificates in use). Private to sidecar/control. */
 #ifndef MS_SERVER_INTERNAL_H
 #define MS_SERVER_INTERNAL_H
 
@@ -14,6 +14,8 @@
 #include "sidecar/event/worker.h"
 #include "sidecar/tls/secrets.h"
 #include "sidecar/tls/tls_loader.h"
+
+typedef struct ms_cert_expiry ms_cert_expiry; /* cert_monitor.c */
 
 /* What the main thread knows of one cluster between snapshots. */
 typedef struct ms_cluster_runtime {
@@ -73,6 +75,25 @@ struct ms_server {
 /* server.c: builds a snapshot from the current state and hands it to every
  * worker. Returns 0 or -1 when memory ran out (the old one stays). */
 int ms_server_publish(ms_server *server);
+
+/* cert_monitor.c: the certificates' expiry monitor (server.h says what it
+ * logs). ms_cert_expiry_start starts it on `loop`: a first check on the
+ * next turn of the loop, then one at the next instant a certificate in use
+ * changes state (or an expired one is due to be logged again), at least
+ * once a minute; returns 0 with *out, or -1 when memory ran out.
+ * ms_cert_expiry_recheck asks for a check on the next turn (a new snapshot
+ * was published); ms_cert_expiry_stop closes the timer (the memory goes in
+ * its close callback). Both accept NULL. */
+int ms_cert_expiry_start(uv_loop_t *loop, ms_server *server, ms_cert_expiry **out);
+void ms_cert_expiry_recheck(ms_cert_expiry *expiry);
+void ms_cert_expiry_stop(ms_cert_expiry *expiry);
+
+/* ms_cert_expiry_presents_expired tells whether a certificate the sidecar
+ * presents (a leaf: a cluster's client certificate, the identity's, the
+ * control plane credential's) is expired at `now`; CAs are left out (a
+ * bundle often keeps an old root until it ends). For /ready with
+ * certificates.ready_fails_on_expired. */
+bool ms_cert_expiry_presents_expired(ms_server *server, int64_t now);
 
 /* resolver.c: resolve every endpoint host name now, and again every
  * dns_refresh_ms; publishes a snapshot when addresses change.
