@@ -10,12 +10,13 @@
 #include <string.h>
 #include <uv.h>
 
+#include "common/log.h"
 #include "common/version.h"
+#include "sidecar/admin/admin.h"
 #include "sidecar/config/config.h"
 #include "sidecar/control/config_check.h"
-#include "sidecar/identity/identity.h"
-#include "common/log.h"
 #include "sidecar/control/server.h"
+#include "sidecar/identity/identity.h"
 #include "sidecar/xds/xds_source.h"
 
 static void usage(FILE *to) {
@@ -86,6 +87,32 @@ static void not_started(const char *config_path, const ms_config *config, const 
     ms_config_errors_add(&problems, "%s", err);
   print_problems(config_path, &problems, "; not started");
   ms_config_errors_cleanup(&problems);
+}
+
+/* The admin endpoint reads the server, so the server does not call it: it
+ * gets this attachment (ms_server_attachment), which it starts before its
+ * workers and closes when it stops. */
+typedef struct admin_attachment {
+  uv_loop_t *loop;
+  const ms_address *address; /* the configuration's admin.address, read at start */
+  ms_admin *admin;           /* NULL: not listening */
+} admin_attachment;
+
+static int admin_start(void *arg, ms_server *server, char *err, size_t err_len) {
+  admin_attachment *attachment = arg;
+  int rc = ms_admin_start(attachment->loop, attachment->address, server, &attachment->admin);
+  if (rc != 0) {
+    snprintf(err, err_len, "admin.address: cannot listen on %s: %s", attachment->address->text,
+             uv_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
+static void admin_close(void *arg) {
+  admin_attachment *attachment = arg;
+  ms_admin_close(attachment->admin);
+  attachment->admin = NULL;
 }
 
 static int parse_level(const char *text, ms_log_level *out) {
@@ -167,7 +194,9 @@ int main(int argc, char **argv) {
   char err[MS_ERR_LEN];
   ms_xds_source *xds = NULL;
   ms_identity *identity = NULL;
-  int rc = ms_server_new(&loop, config, &server, err, sizeof(err));
+  admin_attachment admin = {.loop = &loop, .address = &config->admin_address};
+  ms_server_attachment attachment = {.start = admin_start, .close = admin_close, .arg = &admin};
+  int rc = ms_server_new(&loop, config, &attachment, &server, err, sizeof(err));
   /* The identity first: its secrets are named by the control plane's
    * clusters, and the ADS stream carries its token. */
   if (rc == 0 && config->identity.enabled &&

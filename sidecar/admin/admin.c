@@ -19,6 +19,7 @@
  * counts in the main thread's counters (ms_server_main_stats: the admin
  * endpoint runs on the main thread): admin_cx_evicted, admin_cx_timeout,
  * admin_rq_refused. */
+#include <errno.h>
 #include <stdio.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -341,7 +342,7 @@ static int on_header_value(http_parser *parser, const char *at, size_t len) {
   } else if (field_is(conn, "origin")) {
     keep_value(conn->origin, &conn->origin_len, first, at, len);
   }
-  if (conn->request.refusal_status) return -1;
+  if (conn->request.refusal_status) return -EINVAL;
   return ms_admin_request_count_head(&conn->request, len);
 }
 

@@ -57,8 +57,8 @@ typedef struct ms_admin_target {
  * does not choose the route (/clusters answers JSON with or without
  * format=json); out->query points at it, inside `url`, for the route to
  * read with ms_admin_query_get. Returns 0 and fills *out (an unknown path is
- * MS_ADMIN_ROUTE_NOT_FOUND, not a failure), or -1 when `url` is not a valid
- * request target (answer 400). */
+ * MS_ADMIN_ROUTE_NOT_FOUND, not a failure), or -EINVAL when `url` is not a
+ * valid request target (answer 400). */
 int ms_admin_route_match(enum http_method method, const char *url, size_t url_len,
                          ms_admin_target *out);
 
@@ -66,8 +66,8 @@ int ms_admin_route_match(enum http_method method, const char *url, size_t url_le
  * ("a=1&filter=x") and writes its value, percent-decoded ("%2B" is "+"; a
  * "+" stays a "+", as a regex wants it), NUL-terminated, into `out`.
  * Returns 1 when found (a parameter without "=" has the value ""), 0 when
- * absent, or -1 when the value does not fit `out_len` or holds a bad or NUL
- * escape. The first occurrence counts. */
+ * absent, or -EINVAL when the value does not fit `out_len` or holds a bad
+ * or NUL escape. The first occurrence counts. */
 int ms_admin_query_get(const ms_admin_target *target, const char *name, char *out, size_t out_len);
 
 /* What the endpoint has read of one request, against its caps. */
@@ -84,19 +84,22 @@ typedef struct ms_admin_request {
 void ms_admin_request_reset(ms_admin_request *request);
 
 /* ms_admin_request_add_url appends a piece of the request target; returns
- * 0, or -1 with refusal_status 414 (too long) or 431 (head too large). */
+ * 0, or -EMSGSIZE with refusal_status 414 (too long) or 431 (head too
+ * large). Like the three below, it is what http_parser's callback returns
+ * (anything but 0 stops the parser). */
 int ms_admin_request_add_url(ms_admin_request *request, const char *at, size_t len);
 
 /* ms_admin_request_count_head counts `len` bytes of a header name or value;
- * returns 0, or -1 with refusal_status 431. */
+ * returns 0, or -EMSGSIZE with refusal_status 431. */
 int ms_admin_request_count_head(ms_admin_request *request, size_t len);
 
 /* ms_admin_request_check_length checks the Content-Length `parser` has just
- * read (on_headers_complete); returns 0, or -1 with refusal_status 413. */
+ * read (on_headers_complete); returns 0, or -EMSGSIZE with refusal_status
+ * 413. */
 int ms_admin_request_check_length(ms_admin_request *request, const http_parser *parser);
 
-/* ms_admin_request_count_body counts `len` body bytes; returns 0, or -1
- * with refusal_status 413. */
+/* ms_admin_request_count_body counts `len` body bytes; returns 0, or
+ * -EMSGSIZE with refusal_status 413. */
 int ms_admin_request_count_body(ms_admin_request *request, size_t len);
 
 /* ms_admin_status_message returns the sentence of the JSON error body the

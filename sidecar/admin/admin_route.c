@@ -23,8 +23,8 @@ int ms_admin_route_match(enum http_method method, const char *url, size_t url_le
   struct http_parser_url parsed;
   http_parser_url_init(&parsed);
   if (url_len == 0 || http_parser_parse_url(url, url_len, method == HTTP_CONNECT, &parsed) != 0)
-    return -1;
-  if (!(parsed.field_set & (1 << UF_PATH))) return -1;
+    return -EINVAL;
+  if (!(parsed.field_set & (1 << UF_PATH))) return -EINVAL;
   const char *path = url + parsed.field_data[UF_PATH].off;
   size_t path_len = parsed.field_data[UF_PATH].len;
 
@@ -67,20 +67,20 @@ static int hex_value(char c) {
   return -1;
 }
 
-/* decode percent-decodes `len` bytes of `text` into `out`; -1 when they do
- * not fit, or hold a bad escape or an escaped NUL. */
+/* decode percent-decodes `len` bytes of `text` into `out`; -EINVAL when
+ * they do not fit, or hold a bad escape or an escaped NUL. */
 static int decode(const char *text, size_t len, char *out, size_t out_len) {
   size_t used = 0;
   for (size_t i = 0; i < len; i++) {
     char c = text[i];
     if (c == '%') {
-      if (i + 2 >= len) return -1;
+      if (i + 2 >= len) return -EINVAL;
       int h = hex_value(text[i + 1]), l = hex_value(text[i + 2]);
-      if (h < 0 || l < 0 || (h == 0 && l == 0)) return -1;
+      if (h < 0 || l < 0 || (h == 0 && l == 0)) return -EINVAL;
       c = (char)(h * 16 + l);
       i += 2;
     }
-    if (used + 1 >= out_len) return -1;
+    if (used + 1 >= out_len) return -EINVAL;
     out[used++] = c;
   }
   out[used] = '\0';
@@ -97,7 +97,8 @@ int ms_admin_query_get(const ms_admin_target *target, const char *name, char *ou
     const char *key_end = equals ? equals : stop;
     if ((size_t)(key_end - at) == name_len && memcmp(at, name, name_len) == 0) {
       const char *value = equals ? equals + 1 : stop;
-      return decode(value, (size_t)(stop - value), out, out_len) == 0 ? 1 : -1;
+      int rc = decode(value, (size_t)(stop - value), out, out_len);
+      return rc == 0 ? 1 : rc;
     }
     at = stop + 1;
   }
@@ -116,13 +117,13 @@ int ms_admin_request_count_head(ms_admin_request *request, size_t len) {
   request->header_bytes += len;
   if (request->header_bytes <= MAX_HEADER_BYTES) return 0;
   request->refusal_status = 431;
-  return -1;
+  return -EMSGSIZE;
 }
 
 int ms_admin_request_add_url(ms_admin_request *request, const char *at, size_t len) {
   if (request->url_len + len > sizeof(request->url)) {
     request->refusal_status = 414;
-    return -1;
+    return -EMSGSIZE;
   }
   memcpy(request->url + request->url_len, at, len);
   request->url_len += len;
@@ -132,14 +133,14 @@ int ms_admin_request_add_url(ms_admin_request *request, const char *at, size_t l
 int ms_admin_request_check_length(ms_admin_request *request, const http_parser *parser) {
   if (!(parser->flags & F_CONTENTLENGTH) || parser->content_length <= MAX_BODY_BYTES) return 0;
   request->refusal_status = 413;
-  return -1;
+  return -EMSGSIZE;
 }
 
 int ms_admin_request_count_body(ms_admin_request *request, size_t len) {
   request->body_bytes += len;
   if (request->body_bytes <= MAX_BODY_BYTES) return 0;
   request->refusal_status = 413;
-  return -1;
+  return -EMSGSIZE;
 }
 
 const char *ms_admin_status_message(int status) {

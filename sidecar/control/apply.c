@@ -1,18 +1,21 @@
-/* Applying a configuration: at start, and again on SIGHUP (or, later, from
- * the control plane). What the new configuration shares with the one in
- * force is carried over by name: a listener's sockets (same name and
- * address), a cluster's TLS context, and its endpoints' counters, health and
- * resolved addresses (same address). Connections under way keep the
- * snapshot they started with, so nothing they use changes under them. */
+/* The runtime of a configuration (server_internal.h): what the main thread
+ * keeps per cluster and per listener beside the immutable configuration, at
+ * start and again whenever a configuration is applied (SIGHUP, the control
+ * plane). What the new configuration shares with the one in force is
+ * carried over by name: a listener's sockets (same name and address), a
+ * cluster's TLS context, and its endpoints' counters, health and resolved
+ * addresses (same address). The clusters' contexts come from the TLS loader
+ * (sidecar/tls/tls_loader.h); here they are put in the runtime. Connections
+ * under way keep the snapshot they started with, so nothing they use
+ * changes under them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "sidecar/control/config_check.h"
 #include "common/log.h"
 #include "common/name_index.h"
-#include "sidecar/event/port_owner.h"
 #include "sidecar/control/server_internal.h"
+#include "sidecar/event/port_owner.h"
 #include "sidecar/upstream/upstream.h"
 
 static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
@@ -45,20 +48,13 @@ static int carry_cluster(ms_cluster_runtime *to, const ms_cluster_config *next,
   return 0;
 }
 
-static ms_listener_sockets *find_sockets(const ms_server *server, const char *name,
-                                         const char *address) {
+ms_listener_sockets *ms_runtime_find_sockets(const ms_server *server, const char *name,
+                                             const char *address) {
   for (size_t i = 0; server->config && i < server->config->listener_count; i++) {
     ms_listener_sockets *sockets = server->listener_sockets[i];
     if (strcmp(sockets->name, name) == 0 && strcmp(sockets->address, address) == 0) return sockets;
   }
   return NULL;
-}
-
-int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
-                         size_t why_len) {
-  if (find_sockets(server, name, address->text)) return 0;
-  /* SO_REUSEPORT would let us share the address with another process. */
-  return ms_port_owner_check(address, NULL, why, why_len);
 }
 
 void ms_runtime_free(ms_cluster_runtime *clusters, const ms_config *config,
@@ -105,7 +101,8 @@ int ms_runtime_build(ms_server *server, const ms_config *next, ms_cluster_runtim
   ms_name_index_cleanup(&current);
   for (size_t l = 0; l < next->listener_count; l++) {
     const ms_listener_config *listener = &next->listeners[l];
-    ms_listener_sockets *kept = find_sockets(server, listener->name, listener->address.text);
+    ms_listener_sockets *kept =
+        ms_runtime_find_sockets(server, listener->name, listener->address.text);
     if (kept) {
       sockets[l] = ms_listener_sockets_up_ref(kept);
       continue;
@@ -134,10 +131,66 @@ out_of_memory:
   return -1;
 }
 
-/* A cluster new to the server must have working certificates before the
- * configuration is accepted; existing ones rotate as usual (tls_loader.c). */
-static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters, char *err,
-                             size_t err_len) {
+int ms_runtime_load_tls(ms_server *server, const ms_config *config, ms_cluster_runtime *clusters,
+                        const bool *only, const ms_secret_set *local, const ms_secret_set *secrets,
+                        ms_tls_load_mode mode, char *err, size_t err_len) {
+  size_t count = config->cluster_count;
+  /* A runtime about to be applied shares contexts with the one in force. */
+  size_t in_use_count =
+      server->config && clusters != server->clusters ? server->config->cluster_count : 0;
+  ms_tls_context **current = calloc(count + in_use_count + 1, sizeof(ms_tls_context *));
+  if (current == NULL) {
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  for (size_t i = 0; i < count; i++)
+    current[i] = clusters[i].tls;
+  for (size_t i = 0; i < in_use_count; i++)
+    current[count + i] = server->clusters[i].tls;
+  ms_tls_load_input input = {
+      .config = config,
+      .current = current,
+      .in_use = in_use_count ? current + count : NULL,
+      .in_use_count = in_use_count,
+      .only = only,
+      .local = local,
+      .secrets = secrets,
+      .mode = mode,
+      .new_session = ms_upstream_on_new_session,
+  };
+  ms_tls_load_result result;
+  int rc = ms_tls_load(&input, &result, err, err_len);
+  free(current);
+  if (rc != 0) return -1;
+
+  MS_STAT_ADD(&server->stats, tls_reload_failure, result.failed);
+  for (size_t i = 0; i < count; i++) {
+    ms_cluster_runtime *runtime = &clusters[i];
+    if (result.errors[i]) { /* KEEP_OLD: the cluster keeps its context */
+      free(runtime->tls_error);
+      runtime->tls_error = result.errors[i];
+      result.errors[i] = NULL;
+    } else if (result.contexts[i]) {
+      if (runtime->tls) MS_STAT_ADD(&server->stats, tls_reload_success, 1);
+      ms_tls_context_free(runtime->tls);
+      runtime->tls = result.contexts[i];
+      result.contexts[i] = NULL;
+      free(runtime->tls_error);
+      runtime->tls_error = NULL;
+    }
+  }
+  int replaced = result.failed ? -1 : (int)result.replaced;
+  ms_tls_load_result_cleanup(&result);
+  return replaced;
+}
+
+int ms_runtime_load_new_tls(ms_server *server, const ms_config *next, ms_cluster_runtime *clusters,
+                            char *err, size_t err_len) {
+  bool *only = calloc(next->cluster_count + 1, sizeof(bool));
+  if (only == NULL) {
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
   for (size_t c = 0; c < next->cluster_count; c++) {
     if (clusters[c].tls) continue;
     const ms_cluster_config *cluster = &next->clusters[c];
@@ -149,116 +202,14 @@ static int load_new_contexts(const ms_config *next, ms_cluster_runtime *clusters
                "(identity.certificate_secret, identity.trust_bundle_secret); others come from "
                "the control plane",
                c, cluster->name);
+      free(only);
       return -1;
     }
-    if (tls->certificate_secret || tls->validation_secret) continue; /* the pass below */
-    char why[MS_ERR_LEN];
-    ms_tls_material material;
-    if (ms_tls_material_load(&cluster->tls.settings, &material, why, sizeof(why)) != 0) {
-      snprintf(err, err_len, "clusters[%zu] (%s): %s", c, cluster->name, why);
-      return -1;
-    }
-    int rc =
-        ms_tls_context_new(&cluster->tls.settings, &material, &clusters[c].tls, why, sizeof(why));
-    ms_tls_material_cleanup(&material);
-    if (rc != 0) {
-      snprintf(err, err_len, "clusters[%zu] (%s): %s", c, cluster->name, why);
-      return -1;
-    }
-    SSL_CTX_sess_set_new_cb(clusters[c].tls->ssl_ctx, ms_upstream_on_new_session);
+    /* The identity's secrets wait for it: the KEEP_OLD pass after the apply. */
+    only[c] = !tls->certificate_secret && !tls->validation_secret;
   }
-  return 0;
-}
-
-static int apply(ms_server *server, ms_config *next, ms_secret_set *secrets, bool checked,
-                 char *err, size_t err_len) {
-  ms_config *current = server->config;
-  if (next->workers != current->workers)
-    ms_log(MS_LOG_WARN, "workers: changing %u to %u needs a restart; keeping %u", current->workers,
-           next->workers, current->workers);
-  next->workers = current->workers; /* listener sockets are made per running worker */
-  if (strcmp(next->admin_address.text, current->admin_address.text) != 0)
-    ms_log(MS_LOG_WARN, "admin.address: changing %s to %s needs a restart; keeping %s",
-           current->admin_address.text, next->admin_address.text, current->admin_address.text);
-
-  ms_cluster_runtime *clusters;
-  ms_listener_sockets **sockets;
-  if (ms_runtime_build(server, next, &clusters, &sockets, err, err_len) != 0) return -1;
-  int loaded = checked ? ms_tls_load(server, next, clusters, server->local_secrets, secrets,
-                                     MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len)
-                       : load_new_contexts(next, clusters, err, err_len);
-  if (loaded < 0) {
-    ms_runtime_free(clusters, next, sockets);
-    return -1;
-  }
-
-  ms_runtime_free(server->clusters, current, server->listener_sockets);
-  server->clusters = clusters;
-  server->listener_sockets = sockets;
-  server->config = ms_config_up_ref(next);
-  server->config_generation++;
-  ms_config_free(current);
-  if (checked && secrets != server->secrets) {
-    ms_secret_set_free(server->secrets);
-    server->secrets = secrets;
-  }
-
-  if (!checked) { /* files changed meanwhile */
-    char ignored[MS_ERR_LEN];
-    ms_tls_load(server, server->config, server->clusters, server->local_secrets, server->secrets,
-                MS_TLS_LOAD_KEEP_OLD, ignored, sizeof(ignored));
-  }
-  ms_server_publish(server);
-  ms_resolver_follow(server);
-  ms_watcher_follow(server);
-  ms_log(MS_LOG_INFO, "configuration applied: %zu listener%s, %zu cluster%s (snapshot %llu)",
-         next->listener_count, ms_plural(next->listener_count), next->cluster_count,
-         ms_plural(next->cluster_count), (unsigned long long)server->snapshot_version);
-  return 0;
-}
-
-int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len) {
-  return apply(server, next, NULL, false, err, err_len);
-}
-
-int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *secrets, char *err,
-                            size_t err_len) {
-  return apply(server, next, secrets, true, err, err_len);
-}
-
-/* refuse_reload logs a refused reload of the file at `path`: each of
- * `problems`, then their count (the configuration in force stays). */
-static void refuse_reload(const char *path, const ms_config_errors *problems) {
-  for (size_t i = 0; i < problems->count; i++)
-    ms_log(MS_LOG_ERROR, "config reload refused: %s", problems->lines[i]);
-  ms_log(MS_LOG_ERROR,
-         "config reload refused: %s has %zu problem%s; the configuration in force stays", path,
-         problems->count, ms_plural(problems->count));
-}
-
-void ms_server_refuse_config(const ms_config *next, const char *err) {
-  ms_config_errors problems = {0};
-  if (ms_config_check_outside(next, false, &problems, NULL) == 0 || problems.count == 0)
-    ms_config_errors_add(&problems, "%s", err);
-  refuse_reload(next->path, &problems);
-  ms_config_errors_cleanup(&problems);
-}
-
-ms_config *ms_server_reload_read(const char *path) {
-  ms_config *next = NULL;
-  ms_config_errors errors = {0};
-  if (ms_config_load(path, &next, &errors) == 0) return next;
-  refuse_reload(path, &errors);
-  ms_config_errors_cleanup(&errors);
-  return NULL;
-}
-
-int ms_server_reload_config(ms_server *server) {
-  ms_config *next = ms_server_reload_read(server->config->path);
-  if (next == NULL) return -1;
-  char err[MS_ERR_LEN];
-  int rc = ms_server_apply(server, next, err, sizeof(err));
-  if (rc != 0) ms_server_refuse_config(next, err);
-  ms_config_free(next);
-  return rc;
+  int loaded = ms_runtime_load_tls(server, next, clusters, only, server->local_secrets,
+                                   server->secrets, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
+  free(only);
+  return loaded;
 }

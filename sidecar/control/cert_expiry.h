@@ -1,39 +1,25 @@
-/* cert_expiry.h: the certificates in use, how near each is to its end, and
- * saying so: in the log, on the admin endpoint's pages and, when the operator
- * asks for it, in /ready.
- *
- * In use means what the sidecar relies on now:
- * - for each cluster of the current snapshot, the client certificate its TLS
- *   context presents and the CAs it trusts, from files, from PEM in the
- *   configuration, from the control plane's SDS secrets (the xDS backup file
- *   included) or from the identity agent;
- * - the identity agent's own certificate (sidecar/identity/identity.h);
- * - the client credentials of the control plane and of the CA: xds.tls and
- *   identity.tls, their certificate and their CAs.
- * Older context generations that open connections still hold are left out:
- * an expiry does not undo a handshake already done.
+/* cert_expiry.h: how near a certificate is to its end, and the client
+ * credentials whose certificates the sidecar watches besides the clusters'.
  *
  * A certificate's state at an instant: "not_yet_valid" before its
  * not_before, "expired" after its not_after, "expiring" once
  * certificates.warn_lifetime_percent of its lifetime has passed, else
- * "valid". The monitor (ms_cert_expiry_start) logs a warning once when a
- * certificate in use turns expiring or is not yet valid, an error when it
- * expires and again every certificates.expired_log_interval_ms while it stays
- * in use, and one line when such a certificate leaves use (replaced). Main
- * thread only, like the server it reads. */
+ * "valid". The certificates in use (each cluster's, the identity agent's,
+ * these credentials') and the monitor that logs their changes are the
+ * server's (sidecar/control/server.h: ms_cert_uses_visit); the admin
+ * endpoint, the control plane's source and the identity agent use what is
+ * here to say the same about the certificates they show. Pure functions:
+ * no server, no loop. */
 #ifndef MS_CERT_EXPIRY_H
 #define MS_CERT_EXPIRY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include <cjson/cJSON.h>
-#include <uv.h>
 
 #include "certs/certs.h"
-
-typedef struct ms_server ms_server; /* sidecar/control/server.h */
 
 /* ---- one certificate -------------------------------------------------------- */
 
@@ -53,10 +39,15 @@ const char *ms_cert_state_name(ms_cert_state state);
  * valid through the second of its not_after, as X.509 has it. */
 ms_cert_state ms_cert_state_at(const ms_cert_info *info, int64_t now, uint32_t warn_percent);
 
+/* ms_cert_state_next_change returns the next second after `now` at which
+ * the state of `info` changes, or INT64_MAX once it has expired. */
+int64_t ms_cert_state_next_change(const ms_cert_info *info, int64_t now, uint32_t warn_percent);
+
 /* ms_cert_expiry_add_json adds to `object` what the admin endpoint shows of
  * a certificate's end: "days_until_expiration", "seconds_until_expiration"
  * (negative once expired) and the state's name as `state_member` ("state"
- * in /certs). Returns 0, or -ENOMEM (then some members may be missing). */
+ * in /certs). Returns 0, or -1 when memory ran out (then some members may
+ * be missing). */
 int ms_cert_expiry_add_json(cJSON *object, const char *state_member, const ms_cert_info *info,
                             int64_t now, uint32_t warn_percent);
 
@@ -85,13 +76,9 @@ typedef struct ms_cert_use {
   size_t cluster_count; /* clusters using it */
 } ms_cert_use;
 
+/* ms_cert_use_visit is called once per certificate in use
+ * (ms_cert_uses_visit in server.h, and the sources' `certificates`). */
 typedef void (*ms_cert_use_visit)(const ms_cert_use *use, void *arg);
-
-/* ms_cert_uses_visit calls `visit` once for every certificate in use (see
- * above), ordered by source, name, leaf before CA, serial: a certificate
- * several clusters share is visited once. Returns 0, or -ENOMEM (nothing
- * visited). */
-int ms_cert_uses_visit(ms_server *server, ms_cert_use_visit visit, void *arg);
 
 /* A client credential outside the clusters (the control plane's xds.tls,
  * the CA's identity.tls): its SSL_CTX and what it holds. */
@@ -120,45 +107,5 @@ void ms_cert_credential_visit(const ms_cert_credential *credential, ms_cert_use_
 /* ms_cert_credential_cleanup frees what the credential holds. Accepts a
  * zeroed one. */
 void ms_cert_credential_cleanup(ms_cert_credential *credential);
-
-/* ---- figures ------------------------------------------------------------------ */
-
-/* ms_cert_days_until_first_expiring returns Envoy's
- * server.days_until_first_cert_expiring: the fewest whole days left of any
- * certificate in use, 0 once one has expired (Envoy does not go below 0),
- * UINT32_MAX with none in use (as Envoy). */
-int64_t ms_cert_days_until_first_expiring(ms_server *server, int64_t now);
-
-/* ms_cert_expiry_write_prometheus writes, for every certificate in use, the
- * gauges mtls_sidecar_certificate_expiry_seconds (seconds left, negative
- * once expired) and mtls_sidecar_certificate_expiration_timestamp_seconds
- * (its not_after), labelled with source, name, kind ("leaf" or "ca") and
- * serial. Returns 0, or -ENOMEM. */
-int ms_cert_expiry_write_prometheus(ms_server *server, FILE *stream, int64_t now);
-
-/* ms_cert_expiry_presents_expired tells whether a certificate the sidecar
- * presents (a leaf: a cluster's client certificate, the identity's, the
- * control plane credential's) is expired at `now`; CAs are left out (a
- * bundle often keeps an old root until it ends). For /ready with
- * certificates.ready_fails_on_expired. */
-bool ms_cert_expiry_presents_expired(ms_server *server, int64_t now);
-
-/* ---- the monitor ---------------------------------------------------------------- */
-
-typedef struct ms_cert_expiry ms_cert_expiry;
-
-/* ms_cert_expiry_start starts the monitor on `loop`: a first check on the
- * next turn of the loop, then one at the next instant a certificate in use
- * changes state (or an expired one is due to be logged again), at least
- * once a minute. Returns 0 with *out, or -ENOMEM. */
-int ms_cert_expiry_start(uv_loop_t *loop, ms_server *server, ms_cert_expiry **out);
-
-/* ms_cert_expiry_recheck asks for a check on the next turn of the loop (a
- * new snapshot was published). Accepts NULL. */
-void ms_cert_expiry_recheck(ms_cert_expiry *expiry);
-
-/* ms_cert_expiry_stop closes the monitor's timer; its memory is freed in the
- * close callback. Accepts NULL. */
-void ms_cert_expiry_stop(ms_cert_expiry *expiry);
 
 #endif

@@ -1,14 +1,20 @@
-/* The main thread's life cycle: start, publish snapshots, drain, stop. */
+/* The main thread's server (server.h): every ms_server_* function. Its life
+ * cycle (start, drain, stop), publishing snapshots, putting a configuration
+ * in force, reloading certificates and secrets. What a configuration's
+ * runtime is made of is in apply.c, DNS in resolver.c, certificate files in
+ * watcher.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "common/version.h"
 #include "common/log.h"
 #include "common/net.h"
+#include "common/version.h"
+#include "sidecar/control/config_check.h"
 #include "sidecar/control/server_internal.h"
+#include "sidecar/event/port_owner.h"
 #include "sidecar/http/http_conn.h"
 #include "sidecar/l4/relay.h"
 #include "sidecar/upstream/upstream.h"
@@ -177,6 +183,144 @@ void ms_server_get_info(ms_server *server, ms_server_info *out) {
   out->config_path = server->config->path;
 }
 
+int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
+                         size_t why_len) {
+  if (ms_runtime_find_sockets(server, name, address->text)) return 0;
+  /* SO_REUSEPORT would let us share the address with another process. */
+  return ms_port_owner_check(address, NULL, why, why_len) == 0 ? 0 : -1;
+}
+
+/* ---- applying a configuration ------------------------------------------- */
+
+/* put_in_force is ms_server_apply (`checked` false: new clusters must load,
+ * the others keep their context on failure) and ms_server_apply_checked
+ * (every context built from `secrets` first, all or nothing). */
+static int put_in_force(ms_server *server, ms_config *next, ms_secret_set *secrets, bool checked,
+                        char *err, size_t err_len) {
+  ms_config *current = server->config;
+  if (next->workers != current->workers)
+    ms_log(MS_LOG_WARN, "workers: changing %u to %u needs a restart; keeping %u", current->workers,
+           next->workers, current->workers);
+  next->workers = current->workers; /* listener sockets are made per running worker */
+  if (strcmp(next->admin_address.text, current->admin_address.text) != 0)
+    ms_log(MS_LOG_WARN, "admin.address: changing %s to %s needs a restart; keeping %s",
+           current->admin_address.text, next->admin_address.text, current->admin_address.text);
+
+  ms_cluster_runtime *clusters;
+  ms_listener_sockets **sockets;
+  if (ms_runtime_build(server, next, &clusters, &sockets, err, err_len) != 0) return -1;
+  int loaded = checked ? ms_runtime_load_tls(server, next, clusters, NULL, server->local_secrets,
+                                             secrets, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len)
+                       : ms_runtime_load_new_tls(server, next, clusters, err, err_len);
+  if (loaded < 0) {
+    ms_runtime_free(clusters, next, sockets);
+    return -1;
+  }
+
+  ms_runtime_free(server->clusters, current, server->listener_sockets);
+  server->clusters = clusters;
+  server->listener_sockets = sockets;
+  server->config = ms_config_up_ref(next);
+  server->config_generation++;
+  ms_config_free(current);
+  if (checked && secrets != server->secrets) {
+    ms_secret_set_free(server->secrets);
+    server->secrets = secrets;
+  }
+
+  if (!checked) { /* files changed meanwhile */
+    char ignored[MS_ERR_LEN];
+    ms_runtime_load_tls(server, server->config, server->clusters, NULL, server->local_secrets,
+                        server->secrets, MS_TLS_LOAD_KEEP_OLD, ignored, sizeof(ignored));
+  }
+  ms_server_publish(server);
+  ms_resolver_follow(server);
+  ms_watcher_follow(server);
+  ms_log(MS_LOG_INFO, "configuration applied: %zu listener%s, %zu cluster%s (snapshot %llu)",
+         next->listener_count, ms_plural(next->listener_count), next->cluster_count,
+         ms_plural(next->cluster_count), (unsigned long long)server->snapshot_version);
+  return 0;
+}
+
+int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_len) {
+  return put_in_force(server, next, NULL, false, err, err_len);
+}
+
+int ms_server_apply_checked(ms_server *server, ms_config *next, ms_secret_set *secrets, char *err,
+                            size_t err_len) {
+  return put_in_force(server, next, secrets, true, err, err_len);
+}
+
+/* refuse_reload logs a refused reload of the file at `path`: each of
+ * `problems`, then their count (the configuration in force stays). */
+static void refuse_reload(const char *path, const ms_config_errors *problems) {
+  for (size_t i = 0; i < problems->count; i++)
+    ms_log(MS_LOG_ERROR, "config reload refused: %s", problems->lines[i]);
+  ms_log(MS_LOG_ERROR,
+         "config reload refused: %s has %zu problem%s; the configuration in force stays", path,
+         problems->count, ms_plural(problems->count));
+}
+
+void ms_server_refuse_config(const ms_config *next, const char *err) {
+  ms_config_errors problems = {0};
+  if (ms_config_check_outside(next, false, &problems, NULL) == 0 || problems.count == 0)
+    ms_config_errors_add(&problems, "%s", err);
+  refuse_reload(next->path, &problems);
+  ms_config_errors_cleanup(&problems);
+}
+
+ms_config *ms_server_reload_read(const char *path) {
+  ms_config *next = NULL;
+  ms_config_errors errors = {0};
+  if (ms_config_load(path, &next, &errors) == 0) return next;
+  refuse_reload(path, &errors);
+  ms_config_errors_cleanup(&errors);
+  return NULL;
+}
+
+int ms_server_reload_config(ms_server *server) {
+  ms_config *next = ms_server_reload_read(server->config->path);
+  if (next == NULL) return -1;
+  char err[MS_ERR_LEN];
+  int rc = ms_server_apply(server, next, err, sizeof(err));
+  if (rc != 0) ms_server_refuse_config(next, err);
+  ms_config_free(next);
+  return rc;
+}
+
+/* ---- certificates and secrets ------------------------------------------- */
+
+int ms_server_reload(ms_server *server) {
+  char err[MS_ERR_LEN];
+  int replaced =
+      ms_runtime_load_tls(server, server->config, server->clusters, NULL, server->local_secrets,
+                          server->secrets, MS_TLS_LOAD_KEEP_OLD, err, sizeof(err));
+  if (replaced > 0 || replaced < 0) ms_server_publish(server);
+  return replaced;
+}
+
+int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err, size_t err_len) {
+  int replaced =
+      ms_runtime_load_tls(server, server->config, server->clusters, NULL, server->local_secrets,
+                          secrets, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
+  if (replaced < 0) return -1;
+  ms_secret_set_free(server->secrets);
+  server->secrets = secrets;
+  if (replaced > 0) ms_server_publish(server);
+  return replaced;
+}
+
+int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
+                                size_t err_len) {
+  int replaced = ms_runtime_load_tls(server, server->config, server->clusters, NULL, secrets,
+                                     server->secrets, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
+  if (replaced < 0) return -1;
+  ms_secret_set_free(server->local_secrets);
+  server->local_secrets = secrets;
+  if (replaced > 0) ms_server_publish(server);
+  return replaced;
+}
+
 /* ---- stopping ----------------------------------------------------------- */
 
 static int64_t open_connections(ms_server *server) {
@@ -186,6 +330,13 @@ static int64_t open_connections(ms_server *server) {
   return total;
 }
 
+/* detach closes the attachment (the admin endpoint) if it was started. */
+static void detach(ms_server *server) {
+  if (!server->attached) return;
+  server->attached = false;
+  server->attachment.close(server->attachment.arg);
+}
+
 static void stop_everything(ms_server *server) {
   if (server->closing) return;
   server->closing = true;
@@ -193,8 +344,7 @@ static void stop_everything(ms_server *server) {
     ms_worker_stop(&server->workers[i]);
   for (uint32_t i = 0; i < server->worker_count; i++)
     ms_worker_join(&server->workers[i]);
-  ms_admin_close(server->admin);
-  server->admin = NULL;
+  detach(server);
   ms_resolver_stop(server);
   ms_watcher_stop(server);
   if (server->source.stop) server->source.stop(server->source.arg);
@@ -253,13 +403,15 @@ static void on_signal(uv_signal_t *signal, int signum) {
 
 /* ---- starting ----------------------------------------------------------- */
 
-int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len) {
+int ms_server_new(uv_loop_t *loop, ms_config *config, const ms_server_attachment *attachment,
+                  ms_server **out, char *err, size_t err_len) {
   ms_server *server = calloc(1, sizeof(*server));
   if (server == NULL) {
     snprintf(err, err_len, "out of memory");
     return -1;
   }
   server->loop = loop;
+  if (attachment) server->attachment = *attachment;
   server->started_at = (int64_t)time(NULL);
   /* worker_count counts started workers: publishing and stats see only them. */
   server->workers = calloc(config->workers, sizeof(ms_worker));
@@ -273,21 +425,19 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
                        err_len) != 0)
     goto fail;
   server->config = ms_config_up_ref(config);
-  if (ms_tls_load(server, server->config, server->clusters, NULL, NULL, MS_TLS_LOAD_ALL_OR_NOTHING,
-                  err, err_len) < 0)
+  if (ms_runtime_load_tls(server, server->config, server->clusters, NULL, NULL, NULL,
+                          MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len) < 0)
     goto fail;
   if (ms_server_publish(server) != 0) {
     snprintf(err, err_len, "out of memory");
     goto fail;
   }
-  int rc = ms_admin_start(loop, &config->admin_address, server, &server->admin);
-  if (rc != 0) {
-    snprintf(err, err_len, "admin.address: cannot listen on %s: %s", config->admin_address.text,
-             uv_strerror(rc));
-    goto fail;
+  if (server->attachment.start) {
+    if (server->attachment.start(server->attachment.arg, server, err, err_len) != 0) goto fail;
+    server->attached = true;
   }
   for (uint32_t w = 0; w < config->workers; w++) {
-    rc = ms_worker_init(&server->workers[w], w, server->snapshot, &worker_protocols);
+    int rc = ms_worker_init(&server->workers[w], w, server->snapshot, &worker_protocols);
     if (rc == 0) rc = ms_worker_start(&server->workers[w]);
     if (rc != 0) {
       /* Some workers may already run: a half-started data plane is not worth
@@ -315,13 +465,12 @@ int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err
     ms_log(MS_LOG_INFO, "listening: listener=%s address=%s cluster=%s workers=%u",
            config->listeners[l].name, config->listeners[l].address.text,
            config->listeners[l].cluster, server->worker_count);
-  ms_log(MS_LOG_INFO, "admin: listening on %s", config->admin_address.text);
+  if (server->attached) ms_log(MS_LOG_INFO, "admin: listening on %s", config->admin_address.text);
   *out = server;
   return 0;
 
 fail:
-  ms_admin_close(server->admin);
-  server->admin = NULL;
+  detach(server);
   server->closing = true;
   if (server->config == NULL) server->config = ms_config_up_ref(config);
   *out = server; /* the caller runs the loop once for close callbacks, then frees */

@@ -17,11 +17,29 @@
 
 typedef struct ms_server ms_server;
 
+/* Something the server starts with its workers and closes when it stops,
+ * but that reads the server and so is not the server's to call: the admin
+ * endpoint (sidecar/admin/admin.h; main.c fills the table). As with
+ * ms_server_source, the table keeps the dependency one way. */
+typedef struct ms_server_attachment {
+  /* start begins serving `server` once its first snapshot is published and
+   * before the workers start. Returns 0, or -1 with a sentence in `err`:
+   * then the server does not start. */
+  int (*start)(void *arg, ms_server *server, char *err, size_t err_len);
+  /* close closes what start opened when the server stops: once the workers
+   * are joined, before the resolver, the watchers and the sources stop.
+   * Called only after start returned 0. */
+  void (*close)(void *arg);
+  void *arg;
+} ms_server_attachment;
+
 /* ms_server_new loads TLS contexts for `config`, binds every listener in
- * every worker and starts the workers and the admin endpoint. Takes a
- * reference to `config`. Returns 0 and sets *out, or a negative errno /
- * -1 with a message in `err`. */
-int ms_server_new(uv_loop_t *loop, ms_config *config, ms_server **out, char *err, size_t err_len);
+ * every worker, starts `attachment` (copied; NULL: none) and then the
+ * workers. Takes a reference to `config`. Returns 0, or -1 with a sentence
+ * in `err`. *out is set either way: after a failure the caller runs the
+ * loop once (close callbacks), then frees it. */
+int ms_server_new(uv_loop_t *loop, ms_config *config, const ms_server_attachment *attachment,
+                  ms_server **out, char *err, size_t err_len);
 
 /* ms_server_free stops workers and frees everything (after the loop ran the
  * close callbacks). Accepts NULL. */
@@ -70,7 +88,7 @@ int ms_server_apply(ms_server *server, ms_config *next, char *err, size_t err_le
 /* ms_server_can_listen tells whether a listener called `name` on `address`
  * can be put in force: the server holds it already (same name and
  * address), or no other process listens there (sidecar/event/port_owner.h).
- * Returns 0, or a negative errno with `why`. Main thread. */
+ * Returns 0, or -1 with `why`. */
 int ms_server_can_listen(ms_server *server, const char *name, const ms_address *address, char *why,
                          size_t why_len);
 
@@ -165,6 +183,36 @@ char *ms_server_identity_json(ms_server *server);
  * the caller keeps `secrets`. */
 int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
                                 size_t err_len);
+
+/* ---- certificates in use (cert_monitor.c) -------------------------------
+ *
+ * In use means what the sidecar relies on now:
+ * - for each cluster of the current snapshot, the client certificate its TLS
+ *   context presents and the CAs it trusts, from files, from PEM in the
+ *   configuration, from the control plane's SDS secrets (the xDS backup file
+ *   included) or from the identity agent;
+ * - the identity agent's own certificate (sidecar/identity/identity.h);
+ * - the client credentials of the control plane and of the CA: xds.tls and
+ *   identity.tls, their certificate and their CAs (the sources'
+ *   `certificates`).
+ * Older context generations that open connections still hold are left out:
+ * an expiry does not undo a handshake already done. While the server runs,
+ * a monitor logs a warning once when a certificate in use turns expiring or
+ * is not yet valid (sidecar/control/cert_expiry.h), an error when it expires
+ * and again every certificates.expired_log_interval_ms while it stays in
+ * use, and one line when such a certificate leaves use (replaced). */
+
+/* ms_cert_uses_visit calls `visit` once for every certificate in use,
+ * ordered by source, name, leaf before CA, serial: a certificate several
+ * clusters share is visited once. Returns 0, or -1 when memory ran out
+ * (nothing visited). */
+int ms_cert_uses_visit(ms_server *server, ms_cert_use_visit visit, void *arg);
+
+/* ms_cert_days_until_first_expiring returns Envoy's
+ * server.days_until_first_cert_expiring: the fewest whole days left of any
+ * certificate in use, 0 once one has expired (Envoy does not go below 0),
+ * UINT32_MAX with none in use (as Envoy). */
+int64_t ms_cert_days_until_first_expiring(ms_server *server, int64_t now);
 
 /* ms_server_main_stats returns the main thread's counters (main thread
  * only writes them). */

@@ -1,4 +1,4 @@
-/* Building and reloading the clusters' TLS contexts (main thread).
+/* Building the clusters' TLS contexts (tls_loader.h), main thread.
  *
  * One pass looks at every cluster, but builds one context per distinct use:
  * clusters whose effective settings are the same (the same secret, the same
@@ -6,14 +6,14 @@
  * are shared by the digest of their material, also with the contexts
  * already in use. A rotation of one secret that 10,000 clusters share reads
  * the secret once and builds one SSL_CTX. */
+#include "sidecar/tls/tls_loader.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
 #include "common/time.h"
-#include "sidecar/control/server_internal.h"
-#include "sidecar/upstream/upstream.h"
 
 /* Clusters whose context changed are logged one by one up to this many per
  * context; the rest in one line. */
@@ -151,18 +151,18 @@ typedef struct tls_use {
 } tls_use;
 
 typedef struct tls_pass {
-  ms_server *server;
   tls_use *uses;
   size_t use_count, use_capacity;
   size_t *table; /* open addressing: index + 1 into uses; 0 empty */
   size_t table_size;
   ms_tls_context **held; /* distinct contexts in use before this pass */
   size_t held_count;
+  int (*new_session)(SSL *ssl, SSL_SESSION *session); /* for each context built */
 } tls_pass;
 
-static void collect_held(tls_pass *pass, const ms_cluster_runtime *clusters, size_t count) {
+static void collect_held(tls_pass *pass, ms_tls_context *const *contexts, size_t count) {
   for (size_t i = 0; i < count; i++) {
-    ms_tls_context *context = clusters[i].tls;
+    ms_tls_context *context = contexts[i];
     if (context == NULL || (pass->held_count && pass->held[pass->held_count - 1] == context))
       continue;
     bool seen = false;
@@ -181,7 +181,9 @@ static ms_tls_context *find_by_digest(const tls_pass *pass, const uint8_t digest
   return NULL;
 }
 
-/* resolve builds (or finds) what `settings` make; the use records it. */
+/* resolve builds (or finds) what `settings` make; the use records it. A
+ * context built here gets the session callback: the one place it is
+ * installed. */
 static void resolve(tls_pass *pass, tls_use *use) {
   ms_tls_material material;
   if (ms_tls_material_load(&use->settings, &material, use->why, sizeof(use->why)) != 0) {
@@ -194,7 +196,7 @@ static void resolve(tls_pass *pass, tls_use *use) {
     use->built = ms_tls_context_up_ref(context);
   } else if (ms_tls_context_new(&use->settings, &material, &use->built, use->why,
                                 sizeof(use->why)) == 0) {
-    SSL_CTX_sess_set_new_cb(use->built->ssl_ctx, ms_upstream_on_new_session);
+    if (pass->new_session) SSL_CTX_sess_set_new_cb(use->built->ssl_ctx, pass->new_session);
   } else {
     use->built = NULL;
     use->failed = true;
@@ -220,15 +222,11 @@ static tls_use *use_for(tls_pass *pass, const ms_tls_settings *settings) {
   return use;
 }
 
-static void refuse(ms_server *server, const ms_config *config, ms_cluster_runtime *runtime,
-                   size_t index, const char *why) {
-  const char *name = config->clusters[index].name;
-  free(runtime->tls_error);
-  runtime->tls_error = strdup(why);
-  MS_STAT_ADD(&server->stats, tls_reload_failure, 1);
-  if (runtime->tls)
+/* log_refused says that cluster `name` keeps `current` (or has none). */
+static void log_refused(const char *name, const ms_tls_context *current, const char *why) {
+  if (current)
     ms_log(MS_LOG_ERROR, "tls reload refused: cluster=%s: %s; keeping generation %llu", name, why,
-           (unsigned long long)runtime->tls->generation);
+           (unsigned long long)current->generation);
   else
     ms_log(MS_LOG_ERROR, "tls load failed: cluster=%s: %s", name, why);
 }
@@ -256,32 +254,62 @@ static void pass_free(tls_pass *pass) {
   free(pass->held);
 }
 
-int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *clusters,
-                const ms_secret_set *local, const ms_secret_set *secrets, ms_tls_load_mode mode,
-                char *err, size_t err_len) {
+void ms_tls_load_result_cleanup(ms_tls_load_result *result) {
+  for (size_t i = 0; i < result->cluster_count; i++) {
+    if (result->contexts) ms_tls_context_free(result->contexts[i]);
+    if (result->errors) free(result->errors[i]);
+  }
+  free(result->contexts);
+  free(result->errors);
+  memset(result, 0, sizeof(*result));
+}
+
+/* describe_failure writes the pass's error for cluster `index`:
+ * `clusters[0] (backend) with secrets "a" and "b": WHY`. */
+static void describe_failure(const ms_config *config, size_t index, const char *why, char *err,
+                             size_t err_len) {
+  const ms_cluster_tls_config *tls = &config->clusters[index].tls;
+  char secrets[300] = "";
+  if (tls->certificate_secret || tls->validation_secret)
+    snprintf(
+        secrets, sizeof(secrets), " with secrets %s%s%s%s%s", tls->certificate_secret ? "\"" : "",
+        tls->certificate_secret ? tls->certificate_secret : "",
+        tls->certificate_secret && tls->validation_secret ? "\" and \""
+        : tls->certificate_secret                         ? "\""
+                                                          : "\"",
+        tls->validation_secret ? tls->validation_secret : "", tls->validation_secret ? "\"" : "");
+  snprintf(err, err_len, "clusters[%zu] (%s)%s: %s", index, config->clusters[index].name, secrets,
+           why);
+}
+
+int ms_tls_load(const ms_tls_load_input *in, ms_tls_load_result *out, char *err, size_t err_len) {
+  const ms_config *config = in->config;
   size_t count = config->cluster_count;
-  size_t held_cap = count + (server->config ? server->config->cluster_count : 0) + 1;
-  secret_layers layers = {config, local, secrets};
-  tls_pass pass = {.server = server};
+  secret_layers layers = {config, in->local, in->secrets};
+  tls_pass pass = {.new_session = in->new_session};
   pass.table_size = 16;
   while (pass.table_size < 2 * count + 2)
     pass.table_size *= 2;
   pass.uses = calloc(count + 1, sizeof(tls_use));
   pass.table = calloc(pass.table_size, sizeof(size_t));
-  pass.held = calloc(held_cap, sizeof(ms_tls_context *));
+  pass.held = calloc(count + in->in_use_count + 1, sizeof(ms_tls_context *));
   tls_use **taken = calloc(count + 1, sizeof(tls_use *)); /* per cluster: its use, or NULL */
-  if (!pass.uses || !pass.table || !pass.held || !taken) {
+  ms_tls_load_result result = {.cluster_count = count};
+  result.contexts = calloc(count + 1, sizeof(ms_tls_context *));
+  result.errors = calloc(count + 1, sizeof(char *));
+  if (!pass.uses || !pass.table || !pass.held || !taken || !result.contexts || !result.errors) {
     pass_free(&pass);
     free(taken);
+    ms_tls_load_result_cleanup(&result);
     snprintf(err, err_len, "out of memory");
     return -1;
   }
-  collect_held(&pass, clusters, count);
-  if (server->config && clusters != server->clusters)
-    collect_held(&pass, server->clusters, server->config->cluster_count);
+  collect_held(&pass, in->current, count);
+  if (in->in_use) collect_held(&pass, in->in_use, in->in_use_count);
 
-  int failed = 0;
+  bool failed = false;
   for (size_t i = 0; i < count; i++) {
+    if (in->only && !in->only[i]) continue;
     ms_tls_settings settings;
     char why[MS_ERR_LEN];
     tls_use *use = NULL;
@@ -292,47 +320,32 @@ int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *
       if (use->failed) snprintf(why, sizeof(why), "%s", use->why);
     }
     if (use == NULL || use->failed) {
-      if (!failed++) {
-        const ms_cluster_tls_config *tls = &config->clusters[i].tls;
-        char secrets[300] = "";
-        if (tls->certificate_secret || tls->validation_secret)
-          snprintf(secrets, sizeof(secrets), " with secrets %s%s%s%s%s",
-                   tls->certificate_secret ? "\"" : "",
-                   tls->certificate_secret ? tls->certificate_secret : "",
-                   tls->certificate_secret && tls->validation_secret ? "\" and \""
-                   : tls->certificate_secret                         ? "\""
-                                                                     : "\"",
-                   tls->validation_secret ? tls->validation_secret : "",
-                   tls->validation_secret ? "\"" : "");
-        snprintf(err, err_len, "clusters[%zu] (%s)%s: %s", i, config->clusters[i].name, secrets,
-                 why);
+      if (in->mode == MS_TLS_LOAD_ALL_OR_NOTHING) {
+        describe_failure(config, i, why, err, err_len);
+        failed = true;
+        break;
       }
-      if (mode == MS_TLS_LOAD_ALL_OR_NOTHING) break;
-      refuse(server, config, &clusters[i], i, why);
+      log_refused(config->clusters[i].name, in->current[i], why);
+      result.errors[i] = strdup(why);
+      result.failed++;
       continue;
     }
-    const ms_tls_context *current = clusters[i].tls;
+    const ms_tls_context *current = in->current[i];
     if (current == NULL || memcmp(current->digest, use->digest, 32) != 0) taken[i] = use;
   }
-  if (failed && mode == MS_TLS_LOAD_ALL_OR_NOTHING) {
+  if (failed) {
     pass_free(&pass);
     free(taken);
+    ms_tls_load_result_cleanup(&result);
     return -1;
   }
 
-  int replaced = 0;
   for (size_t i = 0; i < count; i++) {
     tls_use *use = taken[i];
     if (use == NULL) continue;
-    ms_cluster_runtime *runtime = &clusters[i];
-    bool rotated = runtime->tls != NULL;
-    if (rotated) MS_STAT_ADD(&server->stats, tls_reload_success, 1);
-    log_taken(use, config->clusters[i].name, rotated);
-    ms_tls_context_free(runtime->tls);
-    runtime->tls = ms_tls_context_up_ref(use->built);
-    free(runtime->tls_error);
-    runtime->tls_error = NULL;
-    replaced++;
+    log_taken(use, config->clusters[i].name, in->current[i] != NULL);
+    result.contexts[i] = ms_tls_context_up_ref(use->built);
+    result.replaced++;
   }
   for (size_t i = 0; i < pass.use_count; i++) {
     tls_use *use = &pass.uses[i];
@@ -342,34 +355,6 @@ int ms_tls_load(ms_server *server, const ms_config *config, ms_cluster_runtime *
   }
   pass_free(&pass);
   free(taken);
-  return failed ? -1 : replaced;
-}
-
-int ms_server_reload(ms_server *server) {
-  char err[MS_ERR_LEN];
-  int replaced = ms_tls_load(server, server->config, server->clusters, server->local_secrets,
-                             server->secrets, MS_TLS_LOAD_KEEP_OLD, err, sizeof(err));
-  if (replaced > 0 || replaced < 0) ms_server_publish(server);
-  return replaced;
-}
-
-int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *err, size_t err_len) {
-  int replaced = ms_tls_load(server, server->config, server->clusters, server->local_secrets,
-                             secrets, MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
-  if (replaced < 0) return -1;
-  ms_secret_set_free(server->secrets);
-  server->secrets = secrets;
-  if (replaced > 0) ms_server_publish(server);
-  return replaced;
-}
-
-int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
-                                size_t err_len) {
-  int replaced = ms_tls_load(server, server->config, server->clusters, secrets, server->secrets,
-                             MS_TLS_LOAD_ALL_OR_NOTHING, err, err_len);
-  if (replaced < 0) return -1;
-  ms_secret_set_free(server->local_secrets);
-  server->local_secrets = secrets;
-  if (replaced > 0) ms_server_publish(server);
-  return replaced;
+  *out = result;
+  return 0;
 }
