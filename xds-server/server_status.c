@@ -2,47 +2,35 @@
  * GET /status answers the JSON document of ms_xds_server_status_json (like
  * `istioctl proxy-status`: every connected node, its types' ACKed and sent
  * versions, its last NACK, its certificate; the CA; the files and their
- * errors). One request per connection (Connection: close), parsed with
- * http_parser; connections are closed when the server closes. */
+ * errors). Served by common/http_server.h (the server the sidecar's admin
+ * endpoint uses too, with its caps against slow clients: 10 s per request,
+ * 32 connections, the oldest waiting one evicted for a new one); this file
+ * is its handler. Connections are closed when the server closes. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <http_parser.h>
 
 #include "certs/certs.h"
+#include "common/http_server.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "xds-server/server_internal.h"
 
-#define MAX_REQUEST_BYTES 16384
-#define MAX_CONNECTIONS 32
-#define IDLE_TIMEOUT_MS 10000
-
-typedef struct status_connection status_connection;
-
-struct xds_status_server {
-  uv_tcp_t listener;
-  ms_xds_server *server; /* NULL once closing */
-  int open_handles;      /* the listener and each connection */
-  status_connection *connections;
-  size_t connection_count;
+/* The status page's caps (common/http_server.h): a person or a probe reads
+ * it, rarely more than a few at once. */
+static const ms_http_server_limits status_limits = {
+    .max_connections = 32,
+    .request_timeout_ms = 10000,
+    .max_head_bytes = 16384,
+    .max_body_bytes = 16384,
 };
 
-struct status_connection {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  int open_handles;
-  xds_status_server *status;
-  status_connection *next, *prev;
-  http_parser parser;
-  char url[1024];
-  size_t url_len;
-  size_t bytes;
-  bool complete, responding, closing;
-  uv_write_t write_req;
-  char *response;
+struct xds_status_server {
+  ms_xds_server *server;
+  ms_http_server *http;
 };
 
 /* ---- the document ------------------------------------------------------------ */
@@ -118,161 +106,47 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
   return text;
 }
 
-/* ---- connections ---------------------------------------------------------------- */
+/* ---- answering ------------------------------------------------------------------ */
 
-static void status_maybe_free(xds_status_server *status) {
-  if (status->server == NULL && status->open_handles == 0) free(status);
-}
-
-static void on_connection_handle_closed(uv_handle_t *handle) {
-  status_connection *conn = handle->data;
-  if (--conn->open_handles > 0) return;
-  xds_status_server *status = conn->status;
-  free(conn->response);
-  free(conn);
-  status->open_handles--;
-  status_maybe_free(status);
-}
-
-static void connection_close(status_connection *conn) {
-  if (conn->closing) return;
-  conn->closing = true;
-  xds_status_server *status = conn->status;
-  if (conn->prev != NULL)
-    conn->prev->next = conn->next;
-  else
-    status->connections = conn->next;
-  if (conn->next != NULL) conn->next->prev = conn->prev;
-  status->connection_count--;
-  uv_close((uv_handle_t *)&conn->tcp, on_connection_handle_closed);
-  uv_close((uv_handle_t *)&conn->timer, on_connection_handle_closed);
-}
-
-static void on_written(uv_write_t *req, int status) {
-  connection_close(req->data);
-}
-
-static void respond(status_connection *conn, int code, const char *reason, const char *type,
-                    const char *body) {
-  size_t body_len = strlen(body);
-  size_t len = body_len + 256;
-  conn->response = malloc(len);
-  if (conn->response == NULL) {
-    connection_close(conn);
-    return;
-  }
-  int head = snprintf(conn->response, len,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n",
-                      code, reason, type, body_len);
-  memcpy(conn->response + head, body, body_len);
-  uv_buf_t buf = uv_buf_init(conn->response, (unsigned)(head + body_len));
-  conn->responding = true;
-  conn->write_req.data = conn;
-  uv_read_stop((uv_stream_t *)&conn->tcp);
-  if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, &buf, 1, on_written) != 0)
-    connection_close(conn);
-}
-
-static void answer(status_connection *conn) {
-  ms_xds_server *server = conn->status->server;
-  char path[1024];
-  snprintf(path, sizeof(path), "%.*s", (int)strcspn(conn->url, "?"), conn->url);
-  if (conn->parser.method != HTTP_GET) {
-    respond(conn, 405, "Method Not Allowed", "application/json",
-            "{\"error\": \"only GET is served\"}\n");
-  } else if (strcmp(path, "/status") == 0 && server != NULL) {
-    char *json = ms_xds_server_status_json(server);
-    if (json == NULL) {
-      respond(conn, 500, "Internal Server Error", "application/json",
-              "{\"error\": \"out of memory\"}\n");
-      return;
-    }
-    respond(conn, 200, "OK", "application/json", json);
-    free(json);
-  } else {
-    respond(conn, 404, "Not Found", "application/json",
-            "{\"error\": \"not found; try GET /status\"}\n");
-  }
-}
-
-static int on_url(http_parser *parser, const char *at, size_t len) {
-  status_connection *conn = parser->data;
-  if (conn->url_len + len >= sizeof(conn->url)) return -1;
-  memcpy(conn->url + conn->url_len, at, len);
-  conn->url_len += len;
-  conn->url[conn->url_len] = '\0';
+/* answer_text fills `out` with a copy of `body`. */
+static int answer_text(int status, const char *body, ms_http_response *out) {
+  out->status = status;
+  out->content_type = "application/json";
+  out->body_len = strlen(body);
+  out->body = malloc(out->body_len + 1);
+  if (out->body == NULL) return -ENOMEM;
+  memcpy(out->body, body, out->body_len + 1);
   return 0;
 }
 
-static int on_message_complete(http_parser *parser) {
-  status_connection *conn = parser->data;
-  conn->complete = true;
-  http_parser_pause(parser, 1);
+static int refuse(void *arg, int status, ms_http_response *out) {
+  (void)arg;
+  (void)status;
+  out->close = true;
+  return answer_text(400, "{\"error\": \"bad request\"}\n", out);
+}
+
+static int respond(void *arg, const ms_http_request *request, uint64_t now_ms,
+                   ms_http_response *out) {
+  xds_status_server *status = arg;
+  (void)now_ms;
+  size_t path_len = 0;
+  while (path_len < request->url_len && request->url[path_len] != '?')
+    path_len++;
+  bool is_status = path_len == strlen("/status") && memcmp(request->url, "/status", path_len) == 0;
+  if (request->method != HTTP_GET && request->method != HTTP_HEAD) {
+    out->allow = "GET, HEAD";
+    return answer_text(405, "{\"error\": \"only GET is served\"}\n", out);
+  }
+  out->head_only = request->method == HTTP_HEAD;
+  if (!is_status) return answer_text(404, "{\"error\": \"not found; try GET /status\"}\n", out);
+  char *json = ms_xds_server_status_json(status->server);
+  if (json == NULL) return answer_text(500, "{\"error\": \"out of memory\"}\n", out);
+  out->status = 200;
+  out->content_type = "application/json";
+  out->body = json;
+  out->body_len = strlen(json);
   return 0;
-}
-
-static const http_parser_settings parser_settings = {
-    .on_url = on_url,
-    .on_message_complete = on_message_complete,
-};
-
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
-  static char buffer[4096]; /* one loop thread; consumed before the next read */
-  *buf = uv_buf_init(buffer, sizeof(buffer));
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
-  status_connection *conn = stream->data;
-  if (nread == 0 || conn->responding || conn->closing) return;
-  if (nread < 0) {
-    connection_close(conn);
-    return;
-  }
-  conn->bytes += (size_t)nread;
-  size_t parsed = http_parser_execute(&conn->parser, &parser_settings, buf->base, (size_t)nread);
-  if (conn->complete) {
-    answer(conn);
-  } else if (parsed != (size_t)nread || conn->bytes > MAX_REQUEST_BYTES ||
-             HTTP_PARSER_ERRNO(&conn->parser) != HPE_OK) {
-    respond(conn, 400, "Bad Request", "application/json", "{\"error\": \"bad request\"}\n");
-  }
-}
-
-static void on_timeout(uv_timer_t *timer) {
-  connection_close(timer->data);
-}
-
-static void on_connection(uv_stream_t *listener, int rc) {
-  xds_status_server *status = listener->data;
-  if (rc < 0 || status->server == NULL) return;
-  status_connection *conn = calloc(1, sizeof(*conn));
-  if (conn == NULL) return;
-  conn->status = status;
-  uv_tcp_init(listener->loop, &conn->tcp);
-  uv_timer_init(listener->loop, &conn->timer);
-  conn->tcp.data = conn->timer.data = conn;
-  conn->open_handles = 2;
-  status->open_handles++;
-  conn->next = status->connections;
-  if (status->connections != NULL) status->connections->prev = conn;
-  status->connections = conn;
-  status->connection_count++;
-  http_parser_init(&conn->parser, HTTP_REQUEST);
-  conn->parser.data = conn;
-  if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 ||
-      status->connection_count > MAX_CONNECTIONS ||
-      uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) != 0) {
-    connection_close(conn);
-    return;
-  }
-  uv_timer_start(&conn->timer, on_timeout, IDLE_TIMEOUT_MS, 0);
-}
-
-static void on_listener_closed(uv_handle_t *handle) {
-  xds_status_server *status = handle->data;
-  status->open_handles--;
-  status_maybe_free(status);
 }
 
 /* parse_ip_port reads "1.2.3.4:port" or "[v6]:port" (port 0: any free one). */
@@ -305,30 +179,26 @@ int xds_status_start(ms_xds_server *server, const char *address, xds_status_serv
     return -1;
   }
   status->server = server;
-  uv_tcp_init(server->loop, &status->listener);
-  status->listener.data = status;
-  status->open_handles = 1;
-  int rc = uv_tcp_bind(&status->listener, (const struct sockaddr *)&addr, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&status->listener, 64, on_connection);
+  ms_http_server_handler handler = {
+      .respond = respond,
+      .refuse = refuse,
+      .arg = status,
+      .name = "status",
+  };
+  int rc = ms_http_server_start(server->loop, (const struct sockaddr *)&addr, &status_limits,
+                                &handler, &status->http);
   if (rc != 0) {
     snprintf(err, err_len, "cannot listen on %s (--status-address): %s", address, uv_strerror(rc));
-    status->server = NULL;
-    uv_close((uv_handle_t *)&status->listener, on_listener_closed);
+    free(status);
     return -1;
   }
-  struct sockaddr_storage bound;
-  int len = sizeof(bound);
-  uv_tcp_getsockname(&status->listener, (struct sockaddr *)&bound, &len);
-  *out_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
+  *out_port = ms_http_server_port(status->http);
   *out = status;
   return 0;
 }
 
 void xds_status_close(xds_status_server *status) {
   if (status == NULL) return;
-  status->server = NULL;
-  while (status->connections != NULL)
-    connection_close(status->connections);
-  uv_close((uv_handle_t *)&status->listener, on_listener_closed);
+  ms_http_server_close(status->http); /* no handler call after this */
+  free(status);
 }

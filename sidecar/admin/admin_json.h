@@ -1,10 +1,9 @@
 /* admin_json.h (private to the admin endpoint): what the admin endpoint
  * answers, apart from how the bytes travel.
  *
- * admin.c owns the sockets and the HTTP framing (http_parser); it counts a
- * request against the endpoint's caps with ms_admin_request_*, asks
- * ms_admin_route_match which route a request names and ms_admin_respond for
- * the response, and writes what it gets. fuzz/admin_request_fuzz.c calls the
+ * admin.c is the handler of a common/http_server.h server (the sockets, the
+ * HTTP framing and the caps); it asks ms_admin_route_match which route a
+ * request names and ms_admin_respond for the response. fuzz/admin_request_fuzz.c calls the
  * same functions. Routing and redaction need nothing
  * but http_parser and cJSON (admin_route.c, admin_redact.c), so they are
  * tested without a server; the bodies that read the server are in
@@ -69,38 +68,6 @@ int ms_admin_route_match(enum http_method method, const char *url, size_t url_le
  * absent, or -EINVAL when the value does not fit `out_len` or holds a bad
  * or NUL escape. The first occurrence counts. */
 int ms_admin_query_get(const ms_admin_target *target, const char *name, char *out, size_t out_len);
-
-/* What the endpoint has read of one request, against its caps. */
-typedef struct ms_admin_request {
-  char url[2048]; /* the request target; a longer one is refused (414) */
-  size_t url_len;
-  size_t header_bytes; /* request line and headers: over 8 KiB is refused (431) */
-  size_t body_bytes;   /* a body is read and ignored: over 64 KiB is refused (413) */
-  int refusal_status;  /* the status refusing the request, or 0 */
-} ms_admin_request;
-
-/* ms_admin_request_reset starts a new request (http_parser's
- * on_message_begin). */
-void ms_admin_request_reset(ms_admin_request *request);
-
-/* ms_admin_request_add_url appends a piece of the request target; returns
- * 0, or -EMSGSIZE with refusal_status 414 (too long) or 431 (head too
- * large). Like the three below, it is what http_parser's callback returns
- * (anything but 0 stops the parser). */
-int ms_admin_request_add_url(ms_admin_request *request, const char *at, size_t len);
-
-/* ms_admin_request_count_head counts `len` bytes of a header name or value;
- * returns 0, or -EMSGSIZE with refusal_status 431. */
-int ms_admin_request_count_head(ms_admin_request *request, size_t len);
-
-/* ms_admin_request_check_length checks the Content-Length `parser` has just
- * read (on_headers_complete); returns 0, or -EMSGSIZE with refusal_status
- * 413. */
-int ms_admin_request_check_length(ms_admin_request *request, const http_parser *parser);
-
-/* ms_admin_request_count_body counts `len` body bytes; returns 0, or
- * -EMSGSIZE with refusal_status 413. */
-int ms_admin_request_count_body(ms_admin_request *request, size_t len);
 
 /* ms_admin_status_message returns the sentence of the JSON error body the
  * endpoint answers `status` with (400, 403, 404, 405, 413, 414, 421, 431;

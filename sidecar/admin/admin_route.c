@@ -105,44 +105,6 @@ int ms_admin_query_get(const ms_admin_target *target, const char *name, char *ou
   return 0;
 }
 
-#define MAX_HEADER_BYTES 8192 /* request line and headers */
-#define MAX_BODY_BYTES 65536  /* a body is read and ignored */
-
-void ms_admin_request_reset(ms_admin_request *request) {
-  request->url_len = request->header_bytes = request->body_bytes = 0;
-  request->refusal_status = 0;
-}
-
-int ms_admin_request_count_head(ms_admin_request *request, size_t len) {
-  request->header_bytes += len;
-  if (request->header_bytes <= MAX_HEADER_BYTES) return 0;
-  request->refusal_status = 431;
-  return -EMSGSIZE;
-}
-
-int ms_admin_request_add_url(ms_admin_request *request, const char *at, size_t len) {
-  if (request->url_len + len > sizeof(request->url)) {
-    request->refusal_status = 414;
-    return -EMSGSIZE;
-  }
-  memcpy(request->url + request->url_len, at, len);
-  request->url_len += len;
-  return ms_admin_request_count_head(request, len);
-}
-
-int ms_admin_request_check_length(ms_admin_request *request, const http_parser *parser) {
-  if (!(parser->flags & F_CONTENTLENGTH) || parser->content_length <= MAX_BODY_BYTES) return 0;
-  request->refusal_status = 413;
-  return -EMSGSIZE;
-}
-
-int ms_admin_request_count_body(ms_admin_request *request, size_t len) {
-  request->body_bytes += len;
-  if (request->body_bytes <= MAX_BODY_BYTES) return 0;
-  request->refusal_status = 413;
-  return -EMSGSIZE;
-}
-
 const char *ms_admin_status_message(int status) {
   switch (status) {
     case 403:
