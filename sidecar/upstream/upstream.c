@@ -408,6 +408,17 @@ void ms_upstream_worker_stop(ms_worker *worker) {
 }
 
 size_t ms_upstream_pick(ms_worker *worker, const ms_cluster *cluster, uint64_t tried) {
-  return ms_balancer_pick(&worker->balancers[cluster->index], cluster, tried,
-                          (int64_t)uv_now(&worker->loop));
+  int64_t now_ms = (int64_t)uv_now(&worker->loop);
+  if (cluster->index < worker->balancer_count &&
+      worker->balancers[cluster->index].endpoint_count == cluster->endpoint_count)
+    return ms_balancer_pick(&worker->balancers[cluster->index], cluster, tried, now_ms);
+  /* The cluster is from an older snapshot than the worker's balancers (an
+   * HTTP request retried after the worker took up a new one, with other
+   * clusters or endpoints): a balancer of its own for this one pick. */
+  ms_balancer once;
+  if (ms_balancer_init(&once, cluster, (uint64_t)worker->index * 7919 + tried + 1) != 0)
+    return MS_NO_ENDPOINT;
+  size_t index = ms_balancer_pick(&once, cluster, tried, now_ms);
+  ms_balancer_cleanup(&once);
+  return index;
 }

@@ -151,10 +151,12 @@ int ms_upstream_worker_take_snapshot(ms_worker *worker, const ms_snapshot *snaps
  * of its stop hook). */
 void ms_upstream_worker_stop(ms_worker *worker);
 
-/* ms_upstream_pick returns the endpoint of `cluster` (in the worker's
- * snapshot) to try next under the cluster's policy, skipping the endpoints
- * whose bit is set in `tried` (balancer.h: ms_balancer_pick), or
- * MS_NO_ENDPOINT when none is left. */
+/* ms_upstream_pick returns the endpoint of `cluster` to try next under the
+ * cluster's policy, skipping the endpoints whose bit is set in `tried`
+ * (balancer.h: ms_balancer_pick), or MS_NO_ENDPOINT when none is left (or
+ * memory ran out). `cluster` may be from an older snapshot than the
+ * worker's: when the worker's balancer for its index does not fit it, the
+ * pick uses a balancer of its own (without the round-robin cursor). */
 size_t ms_upstream_pick(ms_worker *worker, const ms_cluster *cluster, uint64_t tried);
 
 /* MS_ENDPOINT_STAT_ADD adds `n` to a counter of the endpoint `upstream`
