@@ -163,6 +163,15 @@ int ms_client_ctx_new(const ms_tls_settings *settings, const ms_tls_material *ma
 int ms_client_ctx_load(const ms_tls_settings *settings, SSL_CTX **out_ctx, char *err,
                        size_t err_len);
 
+/* ms_client_ctx_load_files is ms_client_ctx_load with what a tool's or a
+ * test driver's client takes from three files: the certificate and key it
+ * presents, the CA it verifies the server with (a chain of up to 4), TLS 1.2
+ * to 1.3. Returns 0 and sets *out_ctx (the caller frees it), or -1 with a
+ * message in `err`. */
+int ms_client_ctx_load_files(const char *trusted_ca, const char *certificate,
+                             const char *private_key, SSL_CTX **out_ctx, char *err,
+                             size_t err_len);
+
 /* A problem ms_tls_settings_check found: `key` names the setting it is
  * about as the configuration spells it ("certificate", "private_key",
  * "password_file", "trusted_ca", "crl", their "_pem" variants (and

@@ -350,3 +350,18 @@ int ms_client_ctx_load(const ms_tls_settings *settings, SSL_CTX **out_ctx, char 
   ms_tls_material_cleanup(&material);
   return rc;
 }
+
+int ms_client_ctx_load_files(const char *trusted_ca, const char *certificate,
+                             const char *private_key, SSL_CTX **out_ctx, char *err,
+                             size_t err_len) {
+  ms_tls_settings settings = {
+      .certificate = certificate,
+      .private_key = private_key,
+      .trusted_ca = trusted_ca,
+      .verify = true,
+      .verify_depth = 4,
+      .min_version = TLS1_2_VERSION,
+      .max_version = TLS1_3_VERSION,
+  };
+  return ms_client_ctx_load(&settings, out_ctx, err, err_len);
+}

@@ -88,18 +88,9 @@ static bool settle(void *arg) {
 }
 
 static SSL_CTX *client_ctx(const char *ca, const char *crt, const char *key) {
-  ms_tls_settings settings = {
-      .certificate = crt,
-      .private_key = key,
-      .trusted_ca = ca,
-      .verify = true,
-      .verify_depth = 4,
-      .min_version = TLS1_2_VERSION,
-      .max_version = TLS1_3_VERSION,
-  };
   SSL_CTX *ctx = NULL;
   char err[MS_ERR_LEN];
-  if (ms_client_ctx_load(&settings, &ctx, err, sizeof(err)) != 0) {
+  if (ms_client_ctx_load_files(ca, crt, key, &ctx, err, sizeof(err)) != 0) {
     fprintf(stderr, "ads_load: %s\n", err);
     exit(1);
   }
