@@ -252,7 +252,9 @@ function main(argv) {
     if (done.has(abs)) continue;
     done.add(abs);
     const partial = patches.has(abs);
-    const parsed = YAML.parseAllDocuments(read(file), { uniqueKeys: true });
+    // YAML 1.1, as Kubernetes reads it (sigs.k8s.io/yaml): `on` is a boolean,
+    // 0444 an octal number.
+    const parsed = YAML.parseAllDocuments(read(file), { version: "1.1", uniqueKeys: true });
     parsed.forEach((yamlDoc, i) => {
       const where = `${file}[${i}]`;
       if (yamlDoc.errors.length) {
