@@ -76,7 +76,7 @@ fi
 schema_status=0
 (cd "$rendered_dir" && "$here/schema/check_schema.sh" ./*.yaml) || schema_status=1
 (cd "$work" && "$here/schema/check_schema.sh" kubernetes) || schema_status=1
-[ "$schema_status" -eq 0 ] || { echo "deploy/check.sh: FAIL: schema errors (above)" >&2; exit 1; }
+[ "$schema_status" -eq 0 ] || { echo "deploy/check.sh: FAIL: the schema check (above)" >&2; exit 1; }
 
 "$python" - "$k8s" "$rendered_dir" <<'PY'
 import json
