@@ -71,6 +71,13 @@ else
   exit 1
 fi
 
+# Kubernetes' API schema, unknown fields as errors: every render and every
+# plain YAML file (deploy/schema/validate.js; deploy/README.md, "Schema check").
+schema_status=0
+(cd "$rendered_dir" && "$here/schema/check_schema.sh" ./*.yaml) || schema_status=1
+(cd "$work" && "$here/schema/check_schema.sh" kubernetes) || schema_status=1
+[ "$schema_status" -eq 0 ] || { echo "deploy/check.sh: FAIL: the schema check (above)" >&2; exit 1; }
+
 "$python" - "$k8s" "$rendered_dir" <<'PY'
 import json
 import os

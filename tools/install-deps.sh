@@ -48,3 +48,15 @@ if [ -f tests/node/package.json ]; then
     touch tests/node/node_modules
   fi
 fi
+
+# deploy/check.sh's strict schema check (deploy/schema/validate.js): Kubernetes'
+# API schema from npm (kubernetes-models), with its own lockfile.
+if [ -f deploy/schema/package.json ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  if [ ! -d deploy/schema/node_modules ] || [ deploy/schema/package-lock.json -nt deploy/schema/node_modules ]; then
+    npm ci --prefix deploy/schema --no-audit --no-fund --loglevel=error
+    touch deploy/schema/node_modules
+  fi
+fi
