@@ -68,6 +68,12 @@ grep -q "mtls-sidecar/status" "$DIR/out" && fail "opt-out: injected"
 expect_exit 0 "$inject" "$data/kube-system.yaml"
 expect_in "$DIR/err" "namespace skipped" "kube-system"
 
+# A List (what kubectl get -o yaml writes): its items, one by one.
+printf 'apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Pod\n  metadata:\n    name: listed\n    annotations: {mtls-sidecar/inject: "true"}\n  spec:\n    containers: [{name: app, image: app}]\n- apiVersion: v1\n  kind: Service\n  metadata: {name: svc}\n' >"$DIR/list.yaml"
+expect_exit 0 "$inject" "$DIR/list.yaml"
+expect_in "$DIR/err" "Pod listed: injected" "a List's item"
+expect_in "$DIR/out" "name: mtls-sidecar" "a List's item injected"
+
 # --- refusals: a sentence naming the object, exit 1, nothing written
 refused() { # FILE TEXT...
   local file=$1
