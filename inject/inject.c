@@ -210,7 +210,8 @@ static int refuse_collisions(const cJSON *spec, const char *what, char *err, siz
   for (size_t i = 0; i < 3; i++) {
     if (named_in(object_item(spec, lists[i]), MS_INJECT_CONTAINER)) {
       set_err(err, err_len,
-              "%s: spec.%s already has a container named %s (added by hand or by the kustomize "
+              "%s: refused: spec.%s already has a container named %s (added by hand or by the "
+              "kustomize "
               "Component?): remove it, or remove the %s annotation",
               what, lists[i], MS_INJECT_CONTAINER, MS_INJECT_ANNOTATION);
       return -1;
@@ -221,7 +222,8 @@ static int refuse_collisions(const cJSON *spec, const char *what, char *err, siz
   for (size_t i = 0; i < 3; i++) {
     if (named_in(object_item(spec, "volumes"), volumes[i])) {
       set_err(err, err_len,
-              "%s: spec.volumes already has a volume named %s, a name the sidecar's volume takes: "
+              "%s: refused: spec.volumes already has a volume named %s, a name the sidecar's "
+              "volume takes: "
               "rename yours",
               what, volumes[i]);
       return -1;
@@ -239,7 +241,8 @@ static int refuse_collisions(const cJSON *spec, const char *what, char *err, siz
         if (value == MS_INJECT_HEALTH_PORT || value == MS_INJECT_ADMIN_PORT) {
           const cJSON *name = object_item(container, "name");
           set_err(err, err_len,
-                  "%s: container %s listens on port %d, which the sidecar takes (%s): the pod's "
+                  "%s: refused: container %s listens on port %d, which the sidecar takes (%s): the "
+                  "pod's "
                   "containers share one network",
                   what, cJSON_IsString(name) ? name->valuestring : "(unnamed)", (int)value,
                   value == MS_INJECT_HEALTH_PORT ? "its health listener" : "its admin endpoint");

@@ -179,10 +179,13 @@ static void test_patch_shapes(void) {
       "{\"metadata\": {\"annotations\": {\"a/b~c\": \"x\"}}, \"spec\": {\"initContainers\": "
       "[{\"name\": \"migrate\"}], \"containers\": [{\"name\": \"app\"}], \"volumes\": [{\"name\": "
       "\"data\"}]}}",
+      /* null members, as an empty YAML key gives: Kubernetes reads them as absent */
+      "{\"metadata\": {\"annotations\": null}, \"spec\": {\"initContainers\": null, \"volumes\": "
+      "null, \"containers\": [{\"name\": \"app\"}]}}",
   };
   cJSON *labels = json("{\"mtls-sidecar/inject\": \"true\"}");
   cJSON *expected_container = ms_inject_sidecar_container(&settings);
-  for (size_t i = 0; i < 3; i++) {
+  for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++) {
     cJSON *pod = json(pods[i]);
     ms_inject_pod request = {pod, "shop", labels, NULL, NULL};
     cJSON *patch = NULL, *patched = NULL;
