@@ -108,10 +108,14 @@ int ms_inject_parse_bool(const char *text, bool *out_value);
  * among the init containers, its volumes and the status annotation, with
  * paths from the pod's root ("/spec/initContainers/0"); otherwise `[]`.
  *
+ * A member that is null (an empty YAML key) counts as absent, as the API
+ * server reads it.
+ *
  * Returns -1, with a sentence naming the pod and the cause in `err`, when
  * injection is asked for and refused (no native sidecars in the cluster,
  * hostNetwork, a container, volume or port named like the sidecar's, no
- * spec.containers), when an annotation or label value is not a boolean or
+ * spec.containers, a spec.initContainers or spec.volumes that is not a
+ * list), when an annotation or label value is not a boolean or
  * not a string, or when memory runs out. *out_patch is then NULL. */
 int ms_inject_patch(const ms_inject_settings *settings, const ms_inject_pod *pod, cJSON **out_patch,
                     ms_inject_decision *out_decision, char *err, size_t err_len);
