@@ -22,6 +22,7 @@
 static void usage(FILE *to) {
   fprintf(to,
           "usage: sidecar --config FILE [--validate] [--log-level debug|info|warn|error]\n"
+          "               [--node-id ID] [--health-address HOST:PORT]\n"
           "       sidecar --version | --help\n"
           "\n"
           "  --config FILE     the JSON configuration (README.md, docs/configuration.md;\n"
@@ -29,6 +30,11 @@ static void usage(FILE *to) {
           "  --validate        check the configuration, its certificates and its ports, then\n"
           "                    exit: 0 when valid, 1 with every problem listed\n"
           "  --log-level L     the least important lines to print (default info)\n"
+          "  --node-id ID      the xDS node id, over the file's xds.node.id (Envoy's\n"
+          "                    --service-node): an injected pod passes its name\n"
+          "  --health-address HOST:PORT\n"
+          "                    also answer GET /ready there, and nothing else, for the\n"
+          "                    kubelet's probes (the admin endpoint stays on loopback)\n"
           "  --version         print the version and exit\n"
           "\n"
           "signals:\n"
@@ -94,8 +100,10 @@ static void not_started(const char *config_path, const ms_config *config, const 
  * workers and closes when it stops. */
 typedef struct admin_attachment {
   uv_loop_t *loop;
-  const ms_address *address; /* the configuration's admin.address, read at start */
-  ms_admin *admin;           /* NULL: not listening */
+  const ms_address *address;        /* the configuration's admin.address, read at start */
+  ms_admin *admin;                  /* NULL: not listening */
+  const ms_address *health_address; /* --health-address; NULL: none */
+  ms_admin *health;                 /* NULL: not listening */
 } admin_attachment;
 
 static int admin_start(void *arg, ms_server *server, char *err, size_t err_len) {
@@ -106,6 +114,15 @@ static int admin_start(void *arg, ms_server *server, char *err, size_t err_len) 
              uv_strerror(rc));
     return -1;
   }
+  if (attachment->health_address != NULL &&
+      (rc = ms_admin_health_start(attachment->loop, attachment->health_address, server,
+                                  &attachment->health)) != 0) {
+    snprintf(err, err_len, "--health-address: cannot listen on %s: %s",
+             attachment->health_address->text, uv_strerror(rc));
+    ms_admin_close(attachment->admin);
+    attachment->admin = NULL;
+    return -1;
+  }
   return 0;
 }
 
@@ -113,6 +130,8 @@ static void admin_close(void *arg) {
   admin_attachment *attachment = arg;
   ms_admin_close(attachment->admin);
   attachment->admin = NULL;
+  ms_admin_close(attachment->health);
+  attachment->health = NULL;
 }
 
 static int parse_level(const char *text, ms_log_level *out) {
@@ -129,12 +148,16 @@ int main(int argc, char **argv) {
   static const struct option options[] = {{"config", required_argument, NULL, 'c'},
                                           {"validate", no_argument, NULL, 'v'},
                                           {"log-level", required_argument, NULL, 'l'},
+                                          {"node-id", required_argument, NULL, 'n'},
+                                          {"health-address", required_argument, NULL, 'a'},
                                           {"version", no_argument, NULL, 'V'},
                                           {"help", no_argument, NULL, 'h'},
                                           {NULL, 0, NULL, 0}};
   const char *config_path = NULL;
   bool validating = false;
   ms_log_level level = MS_LOG_INFO;
+  static ms_address health_address; /* static: the early returns below leave it reachable */
+  char err[MS_ERR_LEN];
   int option;
   while ((option = getopt_long(argc, argv, "c:h", options, NULL)) != -1) {
     switch (option) {
@@ -149,6 +172,20 @@ int main(int argc, char **argv) {
           fprintf(stderr,
                   "sidecar: --log-level \"%s\" is not accepted: give debug, info, warn or error\n",
                   optarg);
+          return 2;
+        }
+        break;
+      case 'n':
+        if (optarg[0] == '\0') {
+          fprintf(stderr, "sidecar: --node-id needs a non-empty ID\n");
+          return 2;
+        }
+        ms_config_set_node_id(optarg);
+        break;
+      case 'a':
+        ms_address_cleanup(&health_address);
+        if (ms_address_parse(optarg, &health_address, err, sizeof(err)) != 0) {
+          fprintf(stderr, "sidecar: --health-address \"%s\": %s\n", optarg, err);
           return 2;
         }
         break;
@@ -191,10 +228,11 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   ms_server *server = NULL;
-  char err[MS_ERR_LEN];
   ms_xds_source *xds = NULL;
   ms_identity *identity = NULL;
-  admin_attachment admin = {.loop = &loop, .address = &config->admin_address};
+  admin_attachment admin = {.loop = &loop,
+                            .address = &config->admin_address,
+                            .health_address = health_address.text ? &health_address : NULL};
   ms_server_attachment attachment = {.start = admin_start, .close = admin_close, .arg = &admin};
   int rc = ms_server_new(&loop, config, &attachment, &server, err, sizeof(err));
   /* The identity first: its secrets are named by the control plane's
@@ -212,5 +250,7 @@ int main(int argc, char **argv) {
   ms_xds_source_free(xds);
   ms_identity_free(identity);
   uv_loop_close(&loop);
+  ms_address_cleanup(&health_address);
+  ms_config_set_node_id(NULL);
   return rc == 0 ? 0 : 1;
 }

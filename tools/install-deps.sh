@@ -9,8 +9,10 @@ packages=(
   bazel-bootstrap bazel-rules-java bazel-platforms    # Bazel 4.2.3 and the rules it needs offline
   xz-utils                                           # BoringSSL's source (tools/fetch-boringssl.sh)
   libuv1-dev libcjson-dev libhttp-parser-dev          # event loop, JSON, HTTP/1 parser
+  libyaml-dev                                         # mtls-inject's YAML (inject/manifest.c)
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev  # xDS (gRPC, protobuf; libprotobuf-dev has the well-known .proto files)
   gcc g++ libc6-dev python3 python3-yaml              # toolchain, the test harness, deploy/check.sh
+  python3-jsonpatch                                   # inject_cli_test: the patch applied by another RFC 6902 implementation
   nginx libnginx-mod-stream curl openssl wrk          # real peers for tests, demo and benchmarks
 )
 

@@ -31,6 +31,7 @@
 struct ms_admin {
   ms_server *server;
   ms_http_server *http;
+  bool health_only;  /* --health-address: /ready and nothing else */
   char own_host[80]; /* the admin address's host, IPv6 in brackets */
 };
 
@@ -128,9 +129,31 @@ static int refuse_request(void *arg, int status, ms_http_response *out) {
   return 0;
 }
 
+/* respond_health answers a probe: /ready as the admin endpoint does, else
+ * 404 without the list of paths. */
+static int respond_health(ms_admin *admin, const ms_http_request *request, uint64_t now_ms,
+                          ms_http_response *out) {
+  ms_admin_target target;
+  if (ms_admin_route_match(request->method, request->url, request->url_len, &target) != 0 ||
+      target.route != MS_ADMIN_ROUTE_READY || !target.method_allowed) {
+    static const char body[] = "{\"error\":\"not found: this port answers GET /ready only\"}";
+    out->status = 404;
+    out->content_type = "application/json";
+    out->body = strdup(body);
+    out->body_len = sizeof(body) - 1;
+    return out->body != NULL ? 0 : -ENOMEM;
+  }
+  ms_admin_response response;
+  if (ms_admin_respond(admin->server, &target, now_ms, &response) != 0) return -ENOMEM;
+  take_response(&response, out);
+  out->head_only = target.head;
+  return 0;
+}
+
 static int respond(void *arg, const ms_http_request *request, uint64_t now_ms,
                    ms_http_response *out) {
   ms_admin *admin = arg;
+  if (admin->health_only) return respond_health(admin, request, now_ms, out);
   int refusal = request_refusal(admin, request);
   if (refusal != 0) {
     MS_STAT_ADD(admin_stats(admin), admin_rq_refused, 1);
@@ -202,7 +225,8 @@ static int resolve_address(uv_loop_t *loop, const ms_address *address,
   return 0;
 }
 
-int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server, ms_admin **out) {
+static int admin_listen(uv_loop_t *loop, const ms_address *address, ms_server *server,
+                        bool health_only, ms_admin **out) {
   struct sockaddr_storage sockaddr;
   memset(&sockaddr, 0, sizeof(sockaddr));
   int rc = resolve_address(loop, address, &sockaddr);
@@ -211,6 +235,7 @@ int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server
   ms_admin *admin = calloc(1, sizeof(*admin));
   if (!admin) return UV_ENOMEM;
   admin->server = server;
+  admin->health_only = health_only;
   bool ipv6 = strchr(address->host, ':') != NULL;
   snprintf(admin->own_host, sizeof(admin->own_host), ipv6 ? "[%s]" : "%s", address->host);
   ms_http_server_handler handler = {
@@ -218,7 +243,7 @@ int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server
       .refuse = refuse_request,
       .count = count,
       .arg = admin,
-      .name = "admin",
+      .name = health_only ? "health" : "admin",
   };
   rc = ms_http_server_start(loop, (const struct sockaddr *)&sockaddr, NULL, &handler, &admin->http);
   if (rc != 0) {
@@ -227,6 +252,15 @@ int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server
   }
   *out = admin;
   return 0;
+}
+
+int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server, ms_admin **out) {
+  return admin_listen(loop, address, server, false, out);
+}
+
+int ms_admin_health_start(uv_loop_t *loop, const ms_address *address, ms_server *server,
+                          ms_admin **out) {
+  return admin_listen(loop, address, server, true, out);
 }
 
 void ms_admin_close(ms_admin *admin) {

@@ -25,6 +25,16 @@ typedef struct ms_admin ms_admin;
  * sets *out, or a negative libuv error (e.g. UV_EADDRINUSE). */
 int ms_admin_start(uv_loop_t *loop, const ms_address *address, ms_server *server, ms_admin **out);
 
+/* ms_admin_health_start listens on `address` for the kubelet's probes (the
+ * sidecar's --health-address): GET or HEAD /ready answered as the admin
+ * endpoint answers it, anything else 404 naming no other path. The admin
+ * endpoint stays on loopback; this listener may face the pod's network
+ * because it tells nothing but readiness and changes nothing (no Host
+ * check: the kubelet names the pod's IP). Returns 0 and sets *out (closed
+ * with ms_admin_close), or a negative libuv error. */
+int ms_admin_health_start(uv_loop_t *loop, const ms_address *address, ms_server *server,
+                          ms_admin **out);
+
 /* ms_admin_close closes the listener and every admin connection; the memory
  * is freed in the close callbacks. Accepts NULL. */
 void ms_admin_close(ms_admin *admin);

@@ -226,6 +226,14 @@ typedef struct ms_config_errors {
   size_t count;
 } ms_config_errors;
 
+/* ms_config_set_node_id makes every configuration loaded afterwards take
+ * `node_id` as its xds.node.id, whatever the file says (and without one in
+ * the file): the sidecar's --node-id, Envoy's --service-node, by which an
+ * injected pod names itself (its template cannot). The copy is kept for the
+ * process's life; NULL goes back to the file's. Main thread, before the
+ * first load. */
+void ms_config_set_node_id(const char *node_id);
+
 /* ms_config_load reads and validates the JSON file at `path`. On success
  * returns 0 and the caller owns *out_config (free with ms_config_free). On
  * failure returns -1, leaves *out_config untouched and fills `errors` with

@@ -564,6 +564,22 @@ static void test_xds_bootstrap(void) {
       "{\"xds\": {\"address\": \"a:1\", \"tls\": {\"trusted_ca\": \"ca\"},"
       " \"node\": {}}}",
       "xds.node.id: required");
+  expect_error("{\"xds\": {\"address\": \"a:1\", \"tls\": {\"trusted_ca\": \"ca\"}}}",
+               "xds.node.id: required");
+  /* --node-id: over the file's node.id, and in place of a missing one; the
+   * cluster defaults to it. */
+  ms_config_set_node_id("orders-7d9c.shop");
+  config = load_ok("{\"xds\": {\"address\": \"a:1\", \"tls\": {\"trusted_ca\": \"ca\"}}}");
+  CHECK(strcmp(config->xds.node_id, "orders-7d9c.shop") == 0);
+  CHECK(strcmp(config->xds.node_cluster, "orders-7d9c.shop") == 0);
+  ms_config_free(config);
+  config = load_ok(
+      "{\"xds\": {\"address\": \"a:1\", \"tls\": {\"trusted_ca\": \"ca\"},"
+      " \"node\": {\"id\": \"file\", \"cluster\": \"orders\"}}}");
+  CHECK(strcmp(config->xds.node_id, "orders-7d9c.shop") == 0);
+  CHECK(strcmp(config->xds.node_cluster, "orders") == 0);
+  ms_config_free(config);
+  ms_config_set_node_id(NULL);
   expect_error("{\"xds\": {\"tls\": {\"trusted_ca\": \"ca\"}, \"node\": {\"id\": \"n\"}}}",
                "xds.address: required");
   expect_error(

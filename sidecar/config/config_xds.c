@@ -56,8 +56,7 @@ static void parse_metadata(ms_schema *schema, const cJSON *value, const ms_schem
 }
 
 static const ms_schema_key node_keys[] = {
-    {"id", ms_schema_parse_string, offsetof(ms_xds_bootstrap, node_id), 0, 0,
-     "the node's identity for the control plane, e.g. the pod's name"},
+    {"id", ms_schema_parse_string, offsetof(ms_xds_bootstrap, node_id), 0, 0, NULL},
     {"cluster", ms_schema_parse_string, offsetof(ms_xds_bootstrap, node_cluster), 0, 0, NULL},
     {"metadata", parse_metadata, 0, 0, 0, NULL},
 };
@@ -72,11 +71,19 @@ static const ms_schema_key xds_keys[] = {
      "the control plane's \"host:port\""},
     {"tls", ms_config_parse_tls, offsetof(ms_xds_bootstrap, tls), 0, 0,
      "the certificate the sidecar presents to the control plane and the CA it trusts"},
-    {"node", parse_node, 0, 0, 0, "at least {\"id\": \"...\"}"},
+    {"node", parse_node, 0, 0, 0, NULL},
     {"initial_fetch_timeout_ms", ms_schema_parse_uint32,
      offsetof(ms_xds_bootstrap, initial_fetch_timeout_ms), 1, UINT32_MAX, NULL},
     {"backup_path", ms_schema_parse_path, offsetof(ms_xds_bootstrap, backup_path), 0, 0, NULL},
 };
+
+/* The sidecar's --node-id, put in force over every file's node.id. */
+static char *node_id_override;
+
+void ms_config_set_node_id(const char *node_id) {
+  free(node_id_override);
+  node_id_override = node_id != NULL ? strdup(node_id) : NULL;
+}
 
 void ms_config_xds_init(ms_xds_bootstrap *xds) {
   ms_config_tls_init(&xds->tls);
@@ -88,6 +95,17 @@ void ms_config_parse_xds(ms_schema *schema, const cJSON *value, const ms_schema_
   ms_xds_bootstrap *xds = field;
   ms_schema_object(schema, value, xds_keys, COUNT(xds_keys), xds);
   xds->enabled = true;
+  if (node_id_override != NULL) {
+    free(xds->node_id);
+    xds->node_id = strdup(node_id_override);
+    if (xds->node_id == NULL) schema->out_of_memory = true;
+  } else if (xds->node_id == NULL) {
+    size_t saved = ms_schema_push_key(schema, "node");
+    ms_schema_error_at(schema, "id",
+                       "required; the node's identity for the control plane, e.g. the pod's "
+                       "name (or give it with sidecar --node-id)");
+    ms_schema_pop(schema, saved);
+  }
   if (xds->node_cluster == NULL && xds->node_id != NULL) {
     xds->node_cluster = strdup(xds->node_id);
     if (xds->node_cluster == NULL) schema->out_of_memory = true;

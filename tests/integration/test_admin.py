@@ -43,6 +43,54 @@ class AdminTest(harness.IntegrationTest):
         self.assertEqual(waiting.admin_get("/ready"), (503, "NOT READY\n"))
         self.assertTrue(waiting.is_running(), waiting.log())
 
+    def test_health_address_answers_ready_and_nothing_else(self):
+        # An injected pod's probes: the kubelet reaches --health-address on
+        # the pod's IP (here loopback), naming that IP as Host; it gets
+        # /ready and nothing else, while the admin endpoint stays where it
+        # is. --node-id names the node over the file's xds.node.id (the
+        # bootstrap names one too).
+        closed, xds_port = harness.closed_port()
+        self.addCleanup(closed.close)
+        xds = xds_bootstrap(xds_port, self.pki.client, self.pki.ca_crt, "from-the-file",
+                            initial_fetch_timeout_ms=60000)
+        health_port = harness.free_port()
+        waiting = self.make_sidecar(config([], [], xds=xds), name="injected",
+                                    args=["--health-address", f"127.0.0.1:{health_port}",
+                                          "--node-id", "checkout-7d9c.shop"])
+        waiting.start(wait_ready=False)
+        harness.wait_until(lambda: waiting.admin_json("/server_info"),
+                           what="the injected sidecar's admin endpoint")
+
+        def probe(method, path, host="10.1.2.3:15021"):
+            conn = http.client.HTTPConnection("127.0.0.1", health_port, timeout=5)
+            self.addCleanup(conn.close)
+            conn.request(method, path, headers={"Host": host})
+            response = conn.getresponse()
+            return response.status, response.read()
+
+        self.assertEqual(probe("GET", "/ready"), (503, b"NOT READY\n"))
+        self.assertEqual(probe("HEAD", "/ready")[0], 503)
+        for method, path in (("GET", "/config_dump"), ("GET", "/stats"), ("GET", "/certs"),
+                             ("POST", "/quitquitquit"), ("POST", "/ready")):
+            status, body = probe(method, path)
+            self.assertEqual(status, 404, (method, path))
+            self.assertNotIn(b"paths", body)  # no list of what the admin endpoint serves
+        self.assertTrue(waiting.is_running(), waiting.log())
+        configs = waiting.admin_json("/config_dump")["configs"]
+        self.assertEqual(configs[0]["config"]["xds"]["node"]["id"], "checkout-7d9c.shop")
+        self.assertEqual(configs[1]["control_plane"]["node_id"], "checkout-7d9c.shop")
+        self.assertIn("xds: node checkout-7d9c.shop subscribing", waiting.log())
+        # A ready sidecar's probe answers 200 there.
+        ready_port = harness.free_port()
+        c = cluster("c", [f"127.0.0.1:{self.nginx.port}"], cluster_tls(self.pki))
+        self.start_sidecar(config([listener("l", "c")], [c]), name="ready-injected",
+                           args=["--health-address", f"127.0.0.1:{ready_port}"])
+        conn = http.client.HTTPConnection("127.0.0.1", ready_port, timeout=5)
+        self.addCleanup(conn.close)
+        conn.request("GET", "/ready", headers={"Host": "10.1.2.3:15021"})
+        response = conn.getresponse()
+        self.assertEqual((response.status, response.read()), (200, b"LIVE\n"))
+
     def test_server_info(self):
         info = self.sidecar.admin_json("/server_info")
         self.assertEqual(info["state"], "LIVE")
