@@ -165,9 +165,11 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         over EDS and SDS, its endpoints, listener `backend-in`."""
         write_resources(self.resource_file, backend_resources(upstream_ports, self.listener_port))
 
-    def start_control_plane(self, upstream_ports, cert_ttl="1h"):
+    def start_control_plane(self, upstream_ports, cert_ttl="1h", start=True):
         """start_control_plane starts xds-server serving the backend
-        resources; returns it and the sidecar's `xds` section for it."""
+        resources (with start=False, only chooses its ports: nothing listens
+        there until control_plane.start()); returns it and the sidecar's
+        `xds` section for it."""
         config_dir = self.tmp.mkdir("resources")
         self.resource_file = os.path.join(config_dir, "backend.json")
         self.listener_port = harness.free_port()
@@ -178,7 +180,8 @@ class XdsControlPlaneTest(harness.IntegrationTest):
                                   args=["--serve-workload-keys"])
         self.addCleanup(control_plane.finish)
         self._control_planes.append(control_plane)
-        control_plane.start()
+        if start:
+            control_plane.start()
         return control_plane, xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt,
                                             NODE_ID, "orders",
                                             initial_fetch_timeout_ms=INITIAL_FETCH_TIMEOUT_MS)
@@ -514,6 +517,36 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         self.assertEqual(sidecar.admin_get("/ready")[0], 503)
         self.assertFalse(harness.port_accepts(self.listener_port))
         self.assertEqual(nginx.access_entries(), [])
+
+    # 3c
+
+    def test_not_ready_with_nothing_to_serve_until_the_control_plane_gives_a_listener(self):
+        # First start with the control plane down (nothing listens at its
+        # address) and no backup: once the initial fetch timeout has passed
+        # the sidecar has no listener at all. /ready must not pass then (the
+        # pod would go Ready and the application find nothing on its port);
+        # it says why, and passes once a control plane appears and delivers
+        # the listener.
+        nginx = self.start_https()
+        control_plane, xds = self.start_control_plane([nginx.port], start=False)
+        xds["initial_fetch_timeout_ms"] = 1000
+        sidecar = self.make_sidecar(harness.config([], [], xds=xds)).start(wait_ready=False)
+        sidecar.wait_log(r"xds: initial fetch timed out after 1000 ms")
+        no_listener = (503, "NOT READY: no listener to serve: none in the configuration file, "
+                            "and none yet from the control plane or its backup\n")
+        self.assertEqual(sidecar.admin_get("/ready"), no_listener)
+        self.assertEqual(sidecar.admin_json("/server_info")["state"], "LIVE")
+        # And it stays so while the control plane is away.
+        harness.wait_until(lambda: (sidecar.stat("xds_stream_closed") or 0) >= 2, timeout=15,
+                           what="two failed attempts to reach the control plane")
+        self.assertEqual(sidecar.admin_get("/ready"), no_listener)
+        self.assertFalse(harness.port_accepts(self.listener_port))
+
+        control_plane.start()
+        sidecar.wait_ready(timeout=45)
+        self.assertEqual(sidecar.admin_get("/ready"), (200, "LIVE\n"))
+        wait_serving(control_plane, NODE_ID)
+        self.assertEqual(http_get(self.listener_port, "/hello.txt?probe=after"), (200, HELLO))
 
     # 4
 
