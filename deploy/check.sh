@@ -10,8 +10,11 @@
 #     Deployment and of the component patch are the same (kept in step);
 #   - the control plane (kubernetes/control-plane): its Envoy JSON resources
 #     parse and refer to each other, xds-server's flags point into its
-#     mounts (whole folders, watched), its pod is locked down with probes
-#     that work with /status on loopback, the Service, serving certificate
+#     mounts (whole folders, watched), its pod is locked down with httpGet
+#     probes on the health address (/healthz, /readyz; /status stays on
+#     loopback; no exec, no shell), a --drain-delay within the grace period,
+#     a spread over zones and nodes, and a NetworkPolicy with ingress on the
+#     ADS port only and no egress (it fetches nothing), the Service, serving certificate
 #     and the sidecars' "xds" section agree on one name and port, and the
 #     workload example's bootstrap Certificate and backup folder fit;
 #   - `kubectl kustomize` (required: kustomize >= 4) renders deploy/kubernetes,
@@ -307,16 +310,83 @@ if status != "off" and not status.startswith("127.0.0.1:"):
 ports = {p["name"]: p["containerPort"] for p in server.get("ports", [])}
 if str(ports.get("grpc-ads")) != listen_port:
     fail(f"xds-server: port grpc-ads {ports.get('grpc-ads')} is not the --listen port {listen_port}")
-for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+# Probes: httpGet on the health address, which serves /healthz and /readyz
+# only (constant size; /status stays on loopback); no exec, so no shell in
+# the image.
+health = opts.get("--health-address")
+health_host, _, health_port = (health or ":").rpartition(":")
+if health is None:
+    fail("xds-server: no --health-address (kubelet's httpGet probes reach the pod IP only)")
+elif health_host not in ("0.0.0.0", "[::]"):
+    fail(f"xds-server: --health-address {health} is not reachable on the pod IP")
+elif str(ports.get("health")) != health_port:
+    fail(f"xds-server: port health {ports.get('health')} is not the --health-address port {health_port}")
+PROBE_PATHS = {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
+for probe, path in PROBE_PATHS.items():
     spec = server.get(probe)
     if spec is None:
         fail(f"xds-server: no {probe}")
-    elif "httpGet" in spec:
-        fail(f"xds-server: {probe} is httpGet; /status is on loopback, kubelet probes the pod IP")
-    elif "tcpSocket" in spec and spec["tcpSocket"].get("port") not in ("grpc-ads", int(listen_port or 0)):
-        fail(f"xds-server: {probe} tcpSocket is not the ADS port")
-    elif "exec" in spec and status.rpartition(":")[2] not in " ".join(spec["exec"]["command"]):
-        fail(f"xds-server: {probe} exec does not ask the --status-address port")
+    elif "httpGet" not in spec:
+        fail(f"xds-server: {probe} is not httpGet (an exec probe needs a shell in the image)")
+    elif spec["httpGet"].get("port") not in ("health", int(health_port or 0)):
+        fail(f"xds-server: {probe} does not probe the --health-address port")
+    elif spec["httpGet"].get("path") != path:
+        fail(f"xds-server: {probe} asks {spec['httpGet'].get('path')}, not {path}")
+
+
+def seconds(duration):
+    units = {"s": 1, "m": 60, "h": 3600}
+    text = str(duration)
+    return int(text[:-1]) * units[text[-1]] if text[-1:] in units else int(text)
+
+
+# After SIGTERM, xds-server stays up for --drain-delay while the endpoint
+# removal reaches every node; the grace period must cover it.
+drain = seconds(opts.get("--drain-delay", "0"))
+if drain <= 0:
+    fail("xds-server: no --drain-delay (sidecars would reconnect into the endpoint removal)")
+if server_pod.get("terminationGracePeriodSeconds", 30) <= drain:
+    fail(f"xds-server: terminationGracePeriodSeconds is not above --drain-delay {drain}s")
+if "lifecycle" in server and "exec" in str(server["lifecycle"]):
+    fail("xds-server: an exec lifecycle hook needs a shell or sleep in the image")
+
+# Spread over zones and nodes.
+spread = {c.get("topologyKey"): c for c in server_pod.get("topologySpreadConstraints", [])}
+for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname"):
+    selector = spread.get(key, {}).get("labelSelector", {}).get("matchLabels", {})
+    if key not in spread:
+        fail(f"xds-server: no topologySpreadConstraint on {key}")
+    elif not selector or any(server_doc["spec"]["template"]["metadata"]["labels"].get(k) != v
+                             for k, v in selector.items()):
+        fail(f"xds-server: the {key} spread does not select the xds-server pods")
+
+# The NetworkPolicy: ingress on the ADS port (and the webhook's) only;
+# egress only when xds-server fetches the API server's key set.
+if CP + "networkpolicy.yaml" in files:
+    policy = only(files[CP + "networkpolicy.yaml"], "NetworkPolicy", "xds-server")["spec"]
+else:
+    fail(f"{CP}networkpolicy.yaml: missing (the pod holds the CA's key)")
+    policy = {}
+pod_labels = server_doc["spec"]["template"]["metadata"]["labels"]
+if any(pod_labels.get(k) != v for k, v in policy.get("podSelector", {}).get("matchLabels", {}).items()) \
+        or not policy.get("podSelector", {}).get("matchLabels"):
+    fail(f"{CP}networkpolicy.yaml: podSelector does not select the xds-server pods")
+if sorted(policy.get("policyTypes", [])) != ["Egress", "Ingress"]:
+    fail(f"{CP}networkpolicy.yaml: policyTypes must be Ingress and Egress")
+ingress_ports = {(p.get("protocol", "TCP"), p.get("port")) for rule in policy.get("ingress", [])
+                 for p in rule.get("ports", [])}
+if any("ports" not in rule for rule in policy.get("ingress", [])):
+    fail(f"{CP}networkpolicy.yaml: an ingress rule without ports opens every port")
+allowed = {("TCP", int(listen_port or 0)), ("TCP", "grpc-ads"), ("TCP", "webhook")}
+if not ingress_ports & {("TCP", int(listen_port or 0)), ("TCP", "grpc-ads")}:
+    fail(f"{CP}networkpolicy.yaml: no ingress on the ADS port {listen_port}")
+if ingress_ports - allowed:
+    fail(f"{CP}networkpolicy.yaml: ingress on ports other than ADS and the webhook: "
+         f"{sorted(map(str, ingress_ports - allowed))}")
+if "--jwks-url" in opts and not policy.get("egress"):
+    fail(f"{CP}networkpolicy.yaml: --jwks-url needs egress to the API server")
+if "--jwks-url" not in opts and policy.get("egress"):
+    fail(f"{CP}networkpolicy.yaml: egress allowed, but xds-server makes no connection")
 
 # Every file flag points into a mounted folder; watched folders are whole.
 volumes = {v["name"]: v for v in server_pod.get("volumes", [])}
@@ -431,8 +501,8 @@ control_plane_render = os.path.join(rendered_dir, "control-plane.yaml")
 if os.path.exists(control_plane_render):
     docs = load_all(control_plane_render)
     kinds = sorted(d["kind"] for d in docs)
-    if kinds != ["Certificate", "ConfigMap", "Deployment", "Namespace", "PodDisruptionBudget",
-                 "Service", "ServiceAccount"]:
+    if kinds != ["Certificate", "ConfigMap", "Deployment", "Namespace", "NetworkPolicy",
+                 "PodDisruptionBudget", "Service", "ServiceAccount"]:
         fail(f"control-plane renders an unexpected set of objects: {kinds}")
     for d in docs:
         if d["kind"] != "Namespace" and d["metadata"].get("namespace") != namespace:

@@ -7,13 +7,12 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include <openssl/err.h>
 #include <openssl/mem.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include "certs/certs.h"
-#include "common/file.h"
 #include "common/log.h"
 #include "xds-server/server_internal.h"
 #include "xds/proto/type_urls.h"
@@ -117,27 +116,6 @@ void xds_server_push_type(ms_xds_server *server, xds_type type) {
            ms_plural(pushed));
 }
 
-void xds_server_client_trust_changed(ms_xds_server *server) {
-  if (server->ssl_ctx == NULL) return;
-  X509_STORE *store = X509_STORE_new();
-  if (store == NULL) {
-    ms_log(MS_LOG_ERROR, "xds: out of memory rebuilding the client CA store");
-    return;
-  }
-  /* Adding a certificate twice is harmless: BoringSSL ignores the duplicate. */
-  for (size_t i = 0; server->client_cas != NULL && i < sk_X509_num(server->client_cas); i++)
-    X509_STORE_add_cert(store, sk_X509_value(server->client_cas, i));
-  if (server->options.accept_workload_certificates) {
-    X509_STORE_add_cert(store, server->ca.current.cert);
-    for (size_t i = 0; i < server->ca.retiring_count; i++)
-      X509_STORE_add_cert(store, server->ca.retiring[i].cert);
-  }
-  if (!SSL_CTX_set1_verify_cert_store(server->ssl_ctx, store))
-    ms_log(MS_LOG_ERROR, "xds: out of memory installing the client CA store");
-  X509_STORE_free(store);
-  ERR_clear_error();
-}
-
 /* ---- the gRPC side --------------------------------------------------------------- */
 
 static int on_call(ms_grpc_server_call *call, const char *method_path, const ms_grpc_peer *peer,
@@ -176,66 +154,6 @@ static const ms_grpc_server_callbacks grpc_callbacks = {
     .on_connection_closed = on_connection_closed,
 };
 
-/* tls_error drains BoringSSL's error queue into one line. */
-static void tls_error(char *err, size_t err_len, const char *what, const char *path) {
-  char reason[256] = "unknown error";
-  uint32_t code = ERR_get_error();
-  if (code != 0) ERR_error_string_n(code, reason, sizeof(reason));
-  ERR_clear_error();
-  snprintf(err, err_len, "%s %s: %s", what, path, reason);
-}
-
-/* new_ssl_ctx: the server's certificate and key, and client verification
- * against --client-ca or the workload CA. */
-static SSL_CTX *new_ssl_ctx(ms_xds_server *server, char *err, size_t err_len) {
-  const ms_xds_server_options *o = &server->options;
-  SSL_CTX *ctx = SSL_CTX_new(TLS_method());
-  if (ctx == NULL) {
-    snprintf(err, err_len, "out of memory");
-    return NULL;
-  }
-  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-  if (!SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert)) {
-    tls_error(err, err_len, "cannot use the server certificate (--tls-cert)", o->tls_cert);
-    goto fail;
-  }
-  if (!SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM)) {
-    tls_error(err, err_len, "cannot use the server key (--tls-key)", o->tls_key);
-    goto fail;
-  }
-  if (!SSL_CTX_check_private_key(ctx)) {
-    ERR_clear_error();
-    snprintf(err, err_len, "the server key %s does not match the certificate %s", o->tls_key,
-             o->tls_cert);
-    goto fail;
-  }
-  if (o->client_ca != NULL) {
-    char *pem = NULL;
-    size_t len = 0;
-    char why[MS_ERR_LEN];
-    int rc = ms_file_read(o->client_ca, &pem, &len, why, sizeof(why));
-    if (rc == 0)
-      rc = ms_pem_parse_chain(pem, len, o->client_ca, &server->client_cas, why, sizeof(why));
-    free(pem);
-    if (rc != 0) {
-      snprintf(err, err_len, "cannot load the client CA (--client-ca): %s", why);
-      goto fail;
-    }
-  }
-  /* A caller may prove itself with a token instead of a certificate: then
-   * the handshake lets a client without one through, and each call is
-   * refused unless it brings a token (server_auth.c). */
-  SSL_CTX_set_verify(
-      ctx,
-      SSL_VERIFY_PEER | (xds_server_accepts_tokens(server) ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
-      NULL);
-  SSL_CTX_set_info_callback(ctx, ms_tls_info_callback);
-  return ctx;
-fail:
-  SSL_CTX_free(ctx);
-  return NULL;
-}
-
 static char *copy_option(const char *text) {
   return text != NULL ? strdup(text) : NULL;
 }
@@ -250,6 +168,7 @@ static void free_options(ms_xds_server_options *o) {
   free((char *)o->config_dir);
   free((char *)o->trust_domain);
   free((char *)o->status_address);
+  free((char *)o->health_address);
   free((char *)o->jwks_file);
   free((char *)o->jwks_url);
   free((char *)o->jwks_ca);
@@ -265,8 +184,7 @@ static void server_maybe_free(ms_xds_server *server) {
   if (server->has_jwks) xds_jwks_cleanup(&server->jwks);
   xds_rate_cleanup(&server->csr_rate);
   free(server->node_table);
-  sk_X509_pop_free(server->client_cas, X509_free);
-  SSL_CTX_free(server->ssl_ctx);
+  xds_serving_cleanup(&server->serving);
   free_options(&server->options);
   free(server);
 }
@@ -303,6 +221,7 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   o->trust_domain =
       copy_option(options->trust_domain != NULL ? options->trust_domain : "cluster.local");
   o->status_address = copy_option(options->status_address);
+  o->health_address = copy_option(options->health_address);
   o->jwks_file = copy_option(options->jwks_file);
   o->jwks_url = copy_option(options->jwks_url);
   o->jwks_ca = copy_option(options->jwks_ca);
@@ -371,11 +290,10 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
       goto fail;
     }
   }
-  if ((server->ssl_ctx = new_ssl_ctx(server, err, err_len)) == NULL) goto fail;
-  xds_server_client_trust_changed(server);
+  if (xds_serving_init(&server->serving, server, err, err_len) != 0) goto fail;
   ms_grpc_server_options grpc_options = {
       .address = o->listen_address,
-      .ssl_ctx = server->ssl_ctx,
+      .ssl_ctx = server->serving.ctx,
       .max_message_bytes =
           o->max_request_bytes ? o->max_request_bytes : MS_XDS_DEFAULT_MAX_REQUEST_BYTES,
       .max_concurrent_streams = o->max_streams_per_connection,
@@ -391,9 +309,15 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
     goto fail;
   }
   server->port = ms_grpc_server_port(server->grpc);
-  if (o->status_address != NULL && xds_status_start(server, o->status_address, &server->status,
-                                                    &server->status_port, err, err_len) != 0)
+  if (o->status_address != NULL &&
+      xds_status_start(server, o->status_address, true, &server->status, &server->status_port, err,
+                       err_len) != 0)
     goto fail;
+  if (o->health_address != NULL &&
+      xds_status_start(server, o->health_address, false, &server->health, &server->health_port, err,
+                       err_len) != 0)
+    goto fail;
+  xds_serving_watch(&server->serving, loop, o->debounce_ms);
   *out_server = server;
   return 0;
 fail:
@@ -409,6 +333,45 @@ uint16_t ms_xds_server_status_port(const ms_xds_server *server) {
   return server->status_port;
 }
 
+uint16_t ms_xds_server_health_port(const ms_xds_server *server) {
+  return server->health_port;
+}
+
+void ms_xds_server_drain(ms_xds_server *server) {
+  if (server == NULL || server->draining) return;
+  server->draining = true;
+}
+
+int ms_xds_server_ready_reason(ms_xds_server *server, char *why, size_t why_len) {
+  if (why_len > 0) why[0] = '\0';
+  if (server->closing || server->draining) {
+    snprintf(why, why_len, "draining: shutting down");
+    return -1;
+  }
+  X509 *ca = server->ca.current.cert;
+  if (X509_cmp_current_time(X509_get0_notAfter(ca)) < 0) {
+    snprintf(why, why_len, "the workload CA's certificate (--ca-cert) has expired");
+    return -1;
+  }
+  if (X509_cmp_current_time(X509_get0_notBefore(ca)) > 0) {
+    snprintf(why, why_len, "the workload CA's certificate (--ca-cert) is not valid yet");
+    return -1;
+  }
+  const char *unloaded = server->has_files ? xds_files_first_unloaded(&server->files) : NULL;
+  if (unloaded != NULL) {
+    snprintf(why, why_len,
+             "resource file %s has never loaded (its resources are not served; see /status "
+             "file_errors)",
+             unloaded);
+    return -1;
+  }
+  if (server->has_jwks && xds_jwks_current(&server->jwks) == NULL) {
+    xds_jwks_why_none(&server->jwks, why, why_len);
+    return -1;
+  }
+  return 0;
+}
+
 size_t ms_xds_server_stream_count(const ms_xds_server *server) {
   return server->stream_count;
 }
@@ -421,6 +384,9 @@ void ms_xds_server_close(ms_xds_server *server) {
   server->grpc = NULL;
   xds_status_close(server->status);
   server->status = NULL;
+  xds_status_close(server->health);
+  server->health = NULL;
+  xds_serving_close(&server->serving);
   if (server->has_files) xds_files_close(&server->files);
   xds_ca_close(&server->ca);
   if (server->has_jwks) xds_jwks_close(&server->jwks);

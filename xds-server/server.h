@@ -12,7 +12,10 @@
  *     stays in the bundle for an overlap period.
  * It also serves Istio's CA API (CreateCertificate): a sidecar that made its
  * own key sends a CSR for the SPIFFE ID it proves, and gets it signed.
- * A plain HTTP listener (loopback by default) answers GET /status with JSON.
+ * A plain HTTP listener (loopback by default) answers GET /status with JSON,
+ * and GET /healthz and /readyz for probes (also on a listener of their own,
+ * health_address, which serves nothing else). The serving certificate and
+ * client CA are watched and reloaded for new connections.
  * Events are logged one line each on stderr; key material never is.
  *
  * Everything runs on the loop's thread. */
@@ -52,7 +55,10 @@ typedef struct ms_xds_server_options {
   const char *trust_domain;   /* SPIFFE trust domain; NULL: "cluster.local" */
   int64_t cert_ttl_seconds;   /* issued certificates' lifetime; 0: 3600 */
   int64_t ca_overlap_seconds; /* an old CA stays in the bundle this long; 0: 2x TTL */
-  const char *status_address; /* "IP:port" for GET /status; NULL: no status endpoint */
+  const char *status_address; /* "IP:port" for GET /status (and /healthz, /readyz); NULL: no
+                                 status endpoint */
+  const char *health_address; /* "IP:port" for GET /healthz and /readyz only (probes from
+                                 outside the pod); NULL: none */
   uint32_t debounce_ms;       /* quiet time after a file event before reloading; 0: 100 */
   /* Kubernetes service-account tokens as a caller's proof (docs/xds-server.md):
    * they verify against the union of the two key sets. */
@@ -98,6 +104,24 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
  * for a status endpoint not configured). */
 uint16_t ms_xds_server_port(const ms_xds_server *server);
 uint16_t ms_xds_server_status_port(const ms_xds_server *server);
+
+/* ms_xds_server_health_port returns the bound port of health_address (0 for
+ * none). */
+uint16_t ms_xds_server_health_port(const ms_xds_server *server);
+
+/* ms_xds_server_ready_reason says whether the server is ready to serve
+ * (GET /readyz): not draining, the workload CA's certificate within its
+ * validity, every resource file loaded at least once (a file that never
+ * parsed serves nothing), and, with a token key set configured, a key set
+ * loaded. Returns 0 when ready (`why` then holds ""), or -1 with the first
+ * reason in `why`. */
+int ms_xds_server_ready_reason(ms_xds_server *server, char *why, size_t why_len);
+
+/* ms_xds_server_drain marks the server as draining: /readyz answers 503,
+ * and everything else goes on (streams, new connections, signing) until
+ * ms_xds_server_close. For a delay between SIGTERM and the close, while
+ * the endpoints that still route to this replica are updated. */
+void ms_xds_server_drain(ms_xds_server *server);
 
 /* ms_xds_server_status_json returns the /status document (newly allocated;
  * the caller frees it), or NULL when memory ran out. */

@@ -424,6 +424,12 @@ void xds_files_cleanup(xds_files *files) {
   memset(files, 0, sizeof(*files));
 }
 
+const char *xds_files_first_unloaded(const xds_files *files) {
+  for (const xds_file *file = files->files; file != NULL; file = file->next)
+    if (!file->parsed_once) return file->name;
+  return NULL;
+}
+
 void xds_files_status(const xds_files *files, void *cjson_object) {
   cJSON *out = cjson_object;
   cJSON *resources = cJSON_AddObjectToObject(out, "resources");

@@ -4,8 +4,10 @@
  *   server_node.c    nodes: identity (SPIFFE ID), their certificate, rotation
  *   server_ca.c      the workload CA: loading, watching, the trust bundle
  *   server_files.c   the configuration directory: loading, watching
- *   server_watch.c   watching directories with a quiet period (CA, files, key set)
- *   server_status.c  GET /status over plain HTTP
+ *   server_watch.c   watching directories with a quiet period (CA, files, key set,
+ *                    the serving certificate)
+ *   server_tls.c     the serving certificate and client CA: loading, watching, reloading
+ *   server_status.c  GET /status, /healthz, /readyz over plain HTTP
  *   server_state.c   the xDS state machine per stream and type (pure)
  *   server_auth.c    who is calling: the identity a caller proves
  *   server_jwks.c    the key set that verifies service-account tokens
@@ -135,6 +137,9 @@ void xds_files_cleanup(xds_files *files);
 /* xds_files_reload rescans the directory now; types whose resources changed
  * are pushed to the streams. */
 void xds_files_reload(xds_files *files);
+/* xds_files_first_unloaded returns the name of a file whose content has never
+ * parsed (nothing of it is served), or NULL when every file has loaded once. */
+const char *xds_files_first_unloaded(const xds_files *files);
 /* xds_files_status adds "files" and "file_errors" to a cJSON object. */
 void xds_files_status(const xds_files *files, void *cjson_object);
 
@@ -195,6 +200,43 @@ int xds_ca_issue_for_key(xds_ca *ca, const char *spiffe_id, EVP_PKEY *public_key
                          int64_t ttl_seconds, xds_issued *out, char *err, size_t err_len);
 /* xds_issued_cleanup frees what `issued` holds; accepts a zeroed one. */
 void xds_issued_cleanup(xds_issued *issued);
+
+/* ---- the serving certificate (server_tls.c) ------------------------------------- */
+
+/* The server's own certificate and key and the client CAs, as the SSL_CTX
+ * new connections get. */
+typedef struct xds_serving {
+  ms_xds_server *server;
+  xds_watch watch;            /* the directories of --tls-cert, --tls-key, --client-ca */
+  SSL_CTX *ctx;               /* for new connections; open ones hold their own */
+  STACK_OF(X509) *client_cas; /* --client-ca's certificates; NULL for none */
+  uint8_t digest[32];         /* of the files' bytes in ctx */
+  uint8_t failed_digest[32];  /* of the files last refused: not tried again */
+  int64_t loaded_at_ms;
+  uint64_t reloads, reload_failures;
+  char last_error[512]; /* of the last reload refused, "" once one succeeds */
+} xds_serving;
+
+/* xds_serving_init reads the three files and builds the context (the chain
+ * and key, which must match; client verification against --client-ca and,
+ * with accept_workload_certificates, the workload CA: so the CA first).
+ * Returns 0, or -1 with `err`. */
+int xds_serving_init(xds_serving *serving, ms_xds_server *server, char *err, size_t err_len);
+/* xds_serving_watch starts watching the files' directories once the gRPC
+ * server is up; each settled change calls xds_serving_reload. */
+void xds_serving_watch(xds_serving *serving, uv_loop_t *loop, uint32_t debounce_ms);
+/* xds_serving_reload reads the files again: new bytes that build and check
+ * become the context of new connections (ms_grpc_server_set_ssl_ctx);
+ * bytes that fail are refused with a log line, counted, and the context in
+ * use stays. The same bytes do nothing. */
+void xds_serving_reload(xds_serving *serving);
+/* xds_serving_close closes the watch; xds_serving_cleanup frees the rest
+ * (accepts a zeroed one). */
+void xds_serving_close(xds_serving *serving);
+void xds_serving_cleanup(xds_serving *serving);
+/* xds_serving_status fills a cJSON object: the files, the certificate in
+ * use, loaded_at, reloads, reload_failures, last_error. */
+void xds_serving_status(const xds_serving *serving, void *cjson_object);
 
 /* ---- who is calling (server_auth.c) -------------------------------------------- */
 
@@ -489,8 +531,7 @@ struct ms_xds_server {
   char *trust_domain;
   int64_t cert_ttl_seconds;
   int64_t started_at_ms;
-  SSL_CTX *ssl_ctx;
-  STACK_OF(X509) *client_cas; /* --client-ca's certificates; NULL for none */
+  xds_serving serving; /* the serving certificate, the client CAs, their SSL_CTX */
   ms_grpc_server *grpc;
   uint16_t port;
   xds_files files;
@@ -498,8 +539,10 @@ struct ms_xds_server {
   xds_ca ca;
   xds_jwks jwks;
   bool has_jwks;
-  xds_status_server *status;
+  xds_status_server *status; /* --status-address: /status, /healthz, /readyz */
   uint16_t status_port;
+  xds_status_server *health; /* --health-address: /healthz, /readyz only */
+  uint16_t health_port;
   xds_stream *streams;
   uint64_t requests_refused; /* messages that are not DiscoveryRequests we accept (pb_depth.h) */
   size_t stream_count;
@@ -509,6 +552,7 @@ struct ms_xds_server {
   xds_rate_table csr_rate; /* CreateCertificate calls per SPIFFE ID */
   xds_csr_stats csr_stats;
   bool closing;
+  bool draining;    /* ms_xds_server_drain: /readyz fails, everything else goes on */
   int open_handles; /* of files, ca and status: freed when 0 */
 };
 
@@ -526,7 +570,10 @@ void xds_server_handle_closed(ms_xds_server *server);
 
 /* ---- status (server_status.c) ---------------------------------------------------- */
 
-int xds_status_start(ms_xds_server *server, const char *address, xds_status_server **out,
+/* xds_status_start serves GET /healthz and /readyz on `address`, and with
+ * `full` GET /status too. Returns 0 with *out and *out_port, or -1 with
+ * `err`. */
+int xds_status_start(ms_xds_server *server, const char *address, bool full, xds_status_server **out,
                      uint16_t *out_port, char *err, size_t err_len);
 void xds_status_close(xds_status_server *status);
 

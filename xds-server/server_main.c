@@ -1,6 +1,7 @@
 /* server_main.c: the xds-server command (docs/xds-server.md). Flags are a
- * table of {name, parser}; SIGTERM and SIGINT close the server and the loop
- * drains before exit. Exit codes: 0 after a clean shutdown, 1 when the server
+ * table of {name, parser}; SIGTERM and SIGINT close the server (after
+ * --drain-delay, while /readyz fails and everything else is served) and the
+ * loop drains before exit. Exit codes: 0 after a clean shutdown, 1 when the server
  * cannot start, 2 for bad usage. */
 #include <errno.h>
 #include <signal.h>
@@ -38,7 +39,12 @@ static const char usage_text[] =
     "                            bootstrap credentials (off: they prove nothing here)\n"
     "options (default in brackets):\n"
     "  --listen IP:PORT          ADS over gRPC over mTLS; port 0 picks one [127.0.0.1:18000]\n"
-    "  --status-address IP:PORT  GET /status, or \"off\" for none [127.0.0.1:18001]\n"
+    "  --status-address IP:PORT  GET /status (and /healthz, /readyz), or \"off\" for none\n"
+    "                            [127.0.0.1:18001]\n"
+    "  --health-address IP:PORT  GET /healthz and /readyz only, for probes from outside\n"
+    "                            the pod [none]\n"
+    "  --drain-delay DURATION    after SIGTERM, fail /readyz and keep serving this long\n"
+    "                            before shutting down; 0s: at once [0s]\n"
     "  --config-dir DIR          JSON files of clusters, endpoints, listeners (watched)\n"
     "                            [none: nothing but secrets is served]\n"
     "  --serve-workload-keys     serve the SDS Secret \"default\" with a key made here,\n"
@@ -68,7 +74,8 @@ static const char usage_text[] =
     "  --log-level LEVEL         debug, info, warn or error [info]\n"
     "  --version                 print the version and exit\n"
     "durations: 90s, 15m, 24h, 30d, or plain seconds. Flags take their value as\n"
-    "--flag VALUE or --flag=VALUE. SIGTERM or SIGINT ends every stream and exits 0.\n"
+    "--flag VALUE or --flag=VALUE. SIGTERM or SIGINT ends every stream (after\n"
+    "--drain-delay) and exits 0; a second one ends them at once.\n"
     "See docs/xds-server.md.\n";
 
 /* How durations are written, for the error messages. */
@@ -77,6 +84,7 @@ static const char usage_text[] =
 typedef struct flags {
   ms_xds_server_options options;
   const char *log_level;
+  int64_t drain_delay_seconds;
 } flags;
 
 /* A flag's parser stores `value` and returns 0, or -1 when the value is not
@@ -106,6 +114,18 @@ SET_TEXT(set_token_audience, token_audience)
 
 static int set_status_address(flags *f, const char *v) {
   f->options.status_address = strcmp(v, "off") == 0 ? NULL : v;
+  return 0;
+}
+
+static int set_health_address(flags *f, const char *v) {
+  f->options.health_address = v;
+  return 0;
+}
+
+static int set_drain_delay(flags *f, const char *v) {
+  int64_t seconds;
+  if (ms_duration_parse(v, &seconds) != 0 || seconds < 0 || seconds > 3600) return -1;
+  f->drain_delay_seconds = seconds;
   return 0;
 }
 
@@ -188,6 +208,8 @@ static const struct {
     {"--cert-ttl", set_cert_ttl, "a duration of at least 2s" DURATION_FORMS},
     {"--ca-overlap", set_ca_overlap, "a duration of at least 1s" DURATION_FORMS},
     {"--status-address", set_status_address, NULL},
+    {"--health-address", set_health_address, NULL},
+    {"--drain-delay", set_drain_delay, "a duration from 0s to 1h" DURATION_FORMS},
     {"--debounce-ms", set_debounce, "a whole number of milliseconds from 1 to 60000"},
     {"--jwks-file", set_jwks_file, NULL},
     {"--jwks-url", set_jwks_url, NULL},
@@ -285,14 +307,42 @@ static int check_required(const ms_xds_server_options *o) {
 }
 
 static ms_xds_server *server;
+static int64_t drain_delay_seconds;
+static uv_signal_t sigterm, sigint;
+static uv_timer_t drain_timer;
 
-static void on_signal(uv_signal_t *handle, int signum) {
-  ms_log(MS_LOG_INFO, "xds-server: %s received, shutting down",
-         signum == SIGTERM ? "SIGTERM" : "SIGINT");
+static void shut_down(void) {
   ms_xds_server_close(server);
   server = NULL;
-  uv_close((uv_handle_t *)handle->data, NULL);
-  uv_close((uv_handle_t *)handle, NULL);
+  uv_close((uv_handle_t *)&sigterm, NULL);
+  uv_close((uv_handle_t *)&sigint, NULL);
+  uv_close((uv_handle_t *)&drain_timer, NULL);
+}
+
+static void on_drained(uv_timer_t *timer) {
+  (void)timer;
+  ms_log(MS_LOG_INFO, "xds-server: the drain delay is over, shutting down");
+  shut_down();
+}
+
+/* on_signal: the first SIGTERM or SIGINT starts the drain delay (when there
+ * is one): /readyz fails while streams, new connections and signing go on,
+ * so that the endpoints still routing to this replica are updated before it
+ * goes. The end of the delay, or a second signal, shuts down. */
+static void on_signal(uv_signal_t *handle, int signum) {
+  (void)handle;
+  const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+  if (drain_delay_seconds > 0 && !uv_is_active((uv_handle_t *)&drain_timer)) {
+    ms_log(MS_LOG_INFO,
+           "xds-server: %s received; draining: /readyz fails, and streams and new connections "
+           "are served for %lld s more (--drain-delay); a second signal shuts down at once",
+           name, (long long)drain_delay_seconds);
+    ms_xds_server_drain(server);
+    uv_timer_start(&drain_timer, on_drained, (uint64_t)drain_delay_seconds * 1000, 0);
+    return;
+  }
+  ms_log(MS_LOG_INFO, "xds-server: %s received, shutting down", name);
+  shut_down();
 }
 
 int main(int argc, char **argv) {
@@ -314,11 +364,13 @@ int main(int argc, char **argv) {
          f.options.listen_address, ms_xds_server_port(server),
          f.options.status_address != NULL ? f.options.status_address : "off",
          ms_xds_server_status_port(server));
-  uv_signal_t sigterm, sigint;
+  if (f.options.health_address != NULL)
+    ms_log(MS_LOG_INFO, "xds-server: health checks (/healthz, /readyz) on %s (port %u)",
+           f.options.health_address, ms_xds_server_health_port(server));
+  drain_delay_seconds = f.drain_delay_seconds;
+  uv_timer_init(&loop, &drain_timer);
   uv_signal_init(&loop, &sigterm);
   uv_signal_init(&loop, &sigint);
-  sigterm.data = &sigint;
-  sigint.data = &sigterm;
   uv_signal_start(&sigterm, on_signal, SIGTERM);
   uv_signal_start(&sigint, on_signal, SIGINT);
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -2,10 +2,14 @@
  * GET /status answers the JSON document of ms_xds_server_status_json (like
  * `istioctl proxy-status`: every connected node, its types' ACKed and sent
  * versions, its last NACK, its certificate; the CA; the files and their
- * errors). Served by common/http_server.h (the server the sidecar's admin
- * endpoint uses too, with its caps against slow clients: 10 s per request,
- * 32 connections, the oldest waiting one evicted for a new one); this file
- * is its handler. Connections are closed when the server closes. */
+ * errors). For probes, GET /healthz (200 "ok": the loop answers; constant
+ * size, whatever the number of sidecars) and GET /readyz (200 "ready", or
+ * 503 "not ready: " and why: ms_xds_server_ready_reason), on the status
+ * address and, alone, on --health-address (which serves nothing else, so it
+ * may listen where kubelet reaches it). Served by common/http_server.h (the server the sidecar's
+ * admin endpoint uses too, with its caps against slow clients: 10 s per request, 32 connections,
+ * the oldest waiting one evicted for a new one); this file is its handler. Connections are closed
+ * when the server closes. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,7 @@ static const ms_http_server_limits status_limits = {
 struct xds_status_server {
   ms_xds_server *server;
   ms_http_server *http;
+  bool full; /* serves /status too (the status address; not the health address) */
 };
 
 /* ---- the document ------------------------------------------------------------ */
@@ -81,6 +86,10 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
   cJSON_AddNumberToObject(about, "ca_overlap_seconds", (double)server->options.ca_overlap_seconds);
   cJSON_AddNumberToObject(about, "streams", (double)server->stream_count);
   cJSON_AddNumberToObject(about, "nodes", (double)server->node_count);
+  char why[MS_ERR_LEN];
+  cJSON_AddBoolToObject(about, "ready", ms_xds_server_ready_reason(server, why, sizeof(why)) == 0);
+  if (why[0] != '\0') cJSON_AddStringToObject(about, "not_ready_reason", why);
+  xds_serving_status(&server->serving, cJSON_AddObjectToObject(root, "serving_certificate"));
   add_limits(server, cJSON_AddObjectToObject(root, "limits"));
   xds_ca_status(&server->ca, cJSON_AddObjectToObject(root, "ca"));
   cJSON *token_keys = cJSON_AddObjectToObject(root, "token_keys");
@@ -108,15 +117,19 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
 
 /* ---- answering ------------------------------------------------------------------ */
 
-/* answer_text fills `out` with a copy of `body`. */
-static int answer_text(int status, const char *body, ms_http_response *out) {
+/* answer fills `out` with a copy of `body`. */
+static int answer(int status, const char *content_type, const char *body, ms_http_response *out) {
   out->status = status;
-  out->content_type = "application/json";
+  out->content_type = content_type;
   out->body_len = strlen(body);
   out->body = malloc(out->body_len + 1);
   if (out->body == NULL) return -ENOMEM;
   memcpy(out->body, body, out->body_len + 1);
   return 0;
+}
+
+static int answer_text(int status, const char *body, ms_http_response *out) {
+  return answer(status, "application/json", body, out);
 }
 
 static int refuse(void *arg, int status, ms_http_response *out) {
@@ -126,20 +139,39 @@ static int refuse(void *arg, int status, ms_http_response *out) {
   return answer_text(400, "{\"error\": \"bad request\"}\n", out);
 }
 
+/* path_is: the request target, up to any query, is `path`. */
+static bool path_is(const ms_http_request *request, const char *path) {
+  size_t path_len = 0;
+  while (path_len < request->url_len && request->url[path_len] != '?')
+    path_len++;
+  return path_len == strlen(path) && memcmp(request->url, path, path_len) == 0;
+}
+
 static int respond(void *arg, const ms_http_request *request, uint64_t now_ms,
                    ms_http_response *out) {
   xds_status_server *status = arg;
   (void)now_ms;
-  size_t path_len = 0;
-  while (path_len < request->url_len && request->url[path_len] != '?')
-    path_len++;
-  bool is_status = path_len == strlen("/status") && memcmp(request->url, "/status", path_len) == 0;
   if (request->method != HTTP_GET && request->method != HTTP_HEAD) {
     out->allow = "GET, HEAD";
     return answer_text(405, "{\"error\": \"only GET is served\"}\n", out);
   }
   out->head_only = request->method == HTTP_HEAD;
-  if (!is_status) return answer_text(404, "{\"error\": \"not found; try GET /status\"}\n", out);
+  /* The loop answered: that is all liveness asks. */
+  if (path_is(request, "/healthz")) return answer(200, "text/plain", "ok\n", out);
+  if (path_is(request, "/readyz")) {
+    char why[MS_ERR_LEN], body[MS_ERR_LEN + 32];
+    if (ms_xds_server_ready_reason(status->server, why, sizeof(why)) == 0)
+      return answer(200, "text/plain", "ready\n", out);
+    snprintf(body, sizeof(body), "not ready: %s\n", why);
+    return answer(503, "text/plain", body, out);
+  }
+  if (!status->full || !path_is(request, "/status"))
+    return answer_text(404,
+                       status->full ? "{\"error\": \"not found; try GET /status, /healthz or "
+                                      "/readyz\"}\n"
+                                    : "{\"error\": \"not found; this address serves GET "
+                                      "/healthz and /readyz only\"}\n",
+                       out);
   char *json = ms_xds_server_status_json(status->server);
   if (json == NULL) return answer_text(500, "{\"error\": \"out of memory\"}\n", out);
   out->status = 200;
@@ -166,11 +198,13 @@ static int parse_ip_port(const char *text, struct sockaddr_storage *out) {
   return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out) == 0 ? 0 : -1;
 }
 
-int xds_status_start(ms_xds_server *server, const char *address, xds_status_server **out,
+int xds_status_start(ms_xds_server *server, const char *address, bool full, xds_status_server **out,
                      uint16_t *out_port, char *err, size_t err_len) {
+  const char *flag = full ? "--status-address" : "--health-address";
   struct sockaddr_storage addr;
   if (parse_ip_port(address, &addr) != 0) {
-    snprintf(err, err_len, "--status-address %s: expected IP:port, like 127.0.0.1:18001", address);
+    snprintf(err, err_len, "%s %s: expected IP:port, like %s", flag, address,
+             full ? "127.0.0.1:18001" : "0.0.0.0:18002");
     return -1;
   }
   xds_status_server *status = calloc(1, sizeof(*status));
@@ -179,16 +213,17 @@ int xds_status_start(ms_xds_server *server, const char *address, xds_status_serv
     return -1;
   }
   status->server = server;
+  status->full = full;
   ms_http_server_handler handler = {
       .respond = respond,
       .refuse = refuse,
       .arg = status,
-      .name = "status",
+      .name = full ? "status" : "health",
   };
   int rc = ms_http_server_start(server->loop, (const struct sockaddr *)&addr, &status_limits,
                                 &handler, &status->http);
   if (rc != 0) {
-    snprintf(err, err_len, "cannot listen on %s (--status-address): %s", address, uv_strerror(rc));
+    snprintf(err, err_len, "cannot listen on %s (%s): %s", address, flag, uv_strerror(rc));
     free(status);
     return -1;
   }

@@ -1,6 +1,6 @@
 /* admin.h: the local JSON admin endpoint (Envoy's paths and field names).
  *
- *   GET  /ready                 200 "LIVE" once ready, else 503
+ *   GET  /ready                 200 "LIVE" once ready, else 503 "NOT READY: " and why
  *   GET  /server_info           version, state, uptime, workers, config path
  *   GET  /clusters?format=json  clusters, endpoints, health and counters
  *   GET  /certs                 certificates in use, with expiry

@@ -24,9 +24,13 @@
 
 /* ---- /ready, /server_info, /quitquitquit ---------------------------------- */
 
+/* /ready: 200 "LIVE", or 503 "NOT READY: " and the first reason. */
 static int respond_ready(ms_server *server, ms_admin_response *out) {
-  if (ms_server_is_ready(server)) return respond_text(200, "text/plain", "LIVE\n", out);
-  return respond_text(503, "text/plain", "NOT READY\n", out);
+  char why[256], body[288];
+  if (ms_server_ready_reason(server, why, sizeof(why)) == 0)
+    return respond_text(200, "text/plain", "LIVE\n", out);
+  snprintf(body, sizeof(body), "NOT READY: %s\n", why);
+  return respond_text(503, "text/plain", body, out);
 }
 
 static int respond_server_info(ms_server *server, ms_admin_response *out) {

@@ -160,18 +160,61 @@ static bool workers_current(ms_server *server) {
 }
 
 bool ms_server_is_ready(ms_server *server) {
-  if (server->draining || !server->initial_resolution_done) return false;
-  if (server->source.is_ready && !server->source.is_ready(server->source.arg)) return false;
-  if (server->identity.is_ready && !server->identity.is_ready(server->identity.arg)) return false;
-  for (size_t i = 0; i < server->config->cluster_count; i++)
-    if (server->clusters[i].tls == NULL) return false;
+  char why[8];
+  return ms_server_ready_reason(server, why, sizeof(why)) == 0;
+}
+
+int ms_server_ready_reason(ms_server *server, char *why, size_t why_len) {
+  const char *waiting = NULL;
+  if (why_len > 0) why[0] = '\0';
+  if (server->draining) {
+    snprintf(why, why_len, "draining: the sidecar is shutting down");
+    return -1;
+  }
+  if (!server->initial_resolution_done) {
+    snprintf(why, why_len, "resolving the endpoints' host names for the first time");
+    return -1;
+  }
+  if (server->source.not_ready && (waiting = server->source.not_ready(server->source.arg))) {
+    snprintf(why, why_len, "%s", waiting);
+    return -1;
+  }
+  if (server->identity.not_ready && (waiting = server->identity.not_ready(server->identity.arg))) {
+    snprintf(why, why_len, "%s", waiting);
+    return -1;
+  }
+  /* Nothing to serve: the application would find nothing on its port. */
+  if (server->config->listener_count == 0) {
+    snprintf(why, why_len, "%s",
+             server->source.not_ready
+                 ? "no listener to serve: none in the configuration file, and none yet from "
+                   "the control plane or its backup"
+                 : "no listener to serve: the configuration has none");
+    return -1;
+  }
+  for (size_t i = 0; i < server->config->cluster_count; i++) {
+    if (server->clusters[i].tls == NULL) {
+      snprintf(why, why_len,
+               "cluster \"%s\" has no TLS context (its certificate, key or CA "
+               "is missing or does not load; see /clusters)",
+               server->config->clusters[i].name);
+      return -1;
+    }
+  }
   /* Ready means the workers serve it: a snapshot published a moment ago
    * (the certificate that made the clusters usable) is not yet theirs. */
-  if (!workers_current(server)) return false;
+  if (!workers_current(server)) {
+    snprintf(why, why_len, "the workers have not yet taken up the configuration last put in force");
+    return -1;
+  }
   if (server->config->certificates.ready_fails_on_expired &&
-      ms_cert_expiry_presents_expired(server, (int64_t)time(NULL)))
-    return false;
-  return true;
+      ms_cert_expiry_presents_expired(server, (int64_t)time(NULL))) {
+    snprintf(why, why_len,
+             "a certificate the sidecar presents has expired "
+             "(certificates.ready_fails_on_expired; see /certs)");
+    return -1;
+  }
+  return 0;
 }
 
 void ms_server_get_info(ms_server *server, ms_server_info *out) {

@@ -53,10 +53,19 @@ ms_snapshot *ms_server_snapshot(ms_server *server);
  * and the main thread's. */
 void ms_server_stats_sum(ms_server *server, ms_stats *out);
 
-/* ms_server_is_ready: listeners bound and every cluster has a TLS context
- * (and, with certificates.ready_fails_on_expired, no certificate the
- * sidecar presents has expired). */
+/* ms_server_is_ready: something to serve (at least one listener, from the
+ * file, the control plane or its backup), listeners bound, endpoints
+ * resolved once, the source and the identity agent done waiting, every
+ * cluster has a TLS context, the workers took the last snapshot up (and,
+ * with certificates.ready_fails_on_expired, no certificate the sidecar
+ * presents has expired). The same as ms_server_ready_reason returning 0. */
 bool ms_server_is_ready(ms_server *server);
+
+/* ms_server_ready_reason checks what ms_server_is_ready checks, in that
+ * order, and writes the first reason the server is not ready into `why` (a
+ * sentence for /ready's 503 body, like "no listener to serve: ..."; cut to
+ * why_len). Returns 0 when ready (`why` then holds ""), -1 when not. */
+int ms_server_ready_reason(ms_server *server, char *why, size_t why_len);
 
 /* ms_server_info: fields of /server_info. */
 typedef struct ms_server_info {
@@ -113,7 +122,9 @@ void ms_server_refuse_config(const ms_config *next, const char *err);
  * adds its own state to /config_dump, and takes SIGHUP (the file is only
  * part of what it applies). */
 typedef struct ms_server_source {
-  bool (*is_ready)(void *arg);
+  /* not_ready returns NULL once the source no longer holds readiness, else
+   * a static sentence saying what it waits for (/ready's reason). */
+  const char *(*not_ready)(void *arg);
   /* dump_json returns a JSON object's text (malloc'd; the admin frees it)
    * shown as /config_dump's "dynamic" entry, or NULL. */
   char *(*dump_json)(void *arg);
@@ -155,7 +166,9 @@ int ms_server_rotate_secrets(ms_server *server, ms_secret_set *secrets, char *er
  * readiness until its first certificate and adds "local_identity" to
  * /certs. */
 typedef struct ms_server_identity {
-  bool (*is_ready)(void *arg);
+  /* not_ready returns NULL once the identity has its first certificate,
+   * else a static sentence saying what it waits for. */
+  const char *(*not_ready)(void *arg);
   /* certs_json returns a JSON object's text (malloc'd; the admin frees it)
    * shown as /certs' "local_identity", or NULL. Never key material. */
   char *(*certs_json)(void *arg);

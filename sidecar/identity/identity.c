@@ -305,9 +305,11 @@ static void start_request(ms_identity *identity) {
 
 /* ---- the server's hooks ---------------------------------------------------------- */
 
-static bool is_ready(void *arg) {
+static const char *not_ready(void *arg) {
   const ms_identity *identity = arg;
-  return identity->have_certificate;
+  return identity->have_certificate ? NULL
+                                    : "waiting for the identity agent's first certificate "
+                                      "from the CA";
 }
 
 static void put_time(cJSON *json, const char *name, int64_t when, bool known) {
@@ -419,7 +421,7 @@ int ms_identity_start(uv_loop_t *loop, ms_server *server, ms_config *config, ms_
   }
   uv_timer_init(loop, &identity->timer);
   identity->timer.data = identity;
-  ms_server_identity hooks = {.is_ready = is_ready,
+  ms_server_identity hooks = {.not_ready = not_ready,
                               .certs_json = certs_json,
                               .stop = stop,
                               .certificates = certificates,

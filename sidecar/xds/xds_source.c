@@ -308,14 +308,17 @@ static void on_tick(uv_timer_t *timer) {
 
 /* ---- the server's hooks --------------------------------------------------------- */
 
-static bool is_ready(void *arg) {
+static const char *not_ready(void *arg) {
   ms_xds_source *source = arg;
-  if (source->fetch_timed_out || source->from_backup) return true;
+  if (source->fetch_timed_out || source->from_backup) return NULL;
   if (!source->accepted[MS_XDS_KIND_CLUSTER] || !source->accepted[MS_XDS_KIND_LISTENER])
-    return false;
+    return "waiting for the control plane's first clusters and listeners (at most "
+           "xds.initial_fetch_timeout_ms)";
   size_t clusters, warming, listeners;
   ms_xds_state_counts(source->state, &clusters, &warming, &listeners);
-  return warming == 0;
+  return warming == 0 ? NULL
+                      : "waiting for the control plane's clusters to get their endpoints and "
+                        "secrets (at most xds.initial_fetch_timeout_ms)";
 }
 
 static bool add_type(cJSON *array, const ms_ads_client *client, ms_xds_kind kind) {
@@ -470,7 +473,7 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
   uv_timer_init(loop, &source->backup);
   source->tick.data = source->backup.data = source;
   uv_timer_start(&source->tick, on_tick, MS_XDS_TICK_MS, MS_XDS_TICK_MS);
-  ms_server_source hooks = {.is_ready = is_ready,
+  ms_server_source hooks = {.not_ready = not_ready,
                             .dump_json = dump_json,
                             .reload = reload,
                             .stop = stop,

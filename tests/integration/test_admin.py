@@ -40,7 +40,9 @@ class AdminTest(harness.IntegrationTest):
         info = harness.wait_until(lambda: waiting.admin_json("/server_info"),
                                   what="the waiting sidecar's admin endpoint")
         self.assertEqual(info["state"], "LIVE")
-        self.assertEqual(waiting.admin_get("/ready"), (503, "NOT READY\n"))
+        self.assertEqual(waiting.admin_get("/ready"),
+                         (503, "NOT READY: waiting for the control plane's first clusters and "
+                               "listeners (at most xds.initial_fetch_timeout_ms)\n"))
         self.assertTrue(waiting.is_running(), waiting.log())
 
     def test_health_address_answers_ready_and_nothing_else(self):

@@ -211,7 +211,9 @@ class CertExpiryTest(harness.IntegrationTest):
         nginx, sidecar, presented = self.start_with_client(
             short, certificates={"ready_fails_on_expired": True})
         self.assertEqual(sidecar.admin_get("/ready")[0], 200)
-        harness.wait_until(lambda: sidecar.admin_get("/ready") == (503, "NOT READY\n"),
+        harness.wait_until(lambda: sidecar.admin_get("/ready") ==
+                           (503, "NOT READY: a certificate the sidecar presents has expired "
+                                 "(certificates.ready_fails_on_expired; see /certs)\n"),
                            timeout=EXPIRY_WAIT_S, what="/ready to fail on the expired certificate")
         wait_expired_line(sidecar, "client certificate", f"file {presented.crt}",
                                self.pki.serial(short.crt))

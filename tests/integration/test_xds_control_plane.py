@@ -25,19 +25,22 @@ import datetime
 import json
 import os
 import re
+import shutil
 import socket
+import ssl
 import sys
 import time
 import unittest
 
 from tests.lib import harness
-from tests.lib.control_plane import (XdsServer, backend_resources, eds_cluster, http_listener,
-                                     load_assignment, tcp_listener, versions_by_type,
-                                     wait_serving, write_resources, xds_bootstrap,
-                                     xds_server_certificates, xds_status)
+from tests.lib.control_plane import (XDS_SERVER_NAME, XdsServer, backend_resources, eds_cluster,
+                                     http_listener, load_assignment, tcp_listener,
+                                     versions_by_type, wait_serving, write_resources,
+                                     xds_bootstrap, xds_server_certificates, xds_status)
 from tests.lib.harness import KeptConnections, SERVER_NAME, http_get, normalize_serial
 from tests.lib.load import LARGE_BODY, LARGE_BODY_RATE, HeldRequest, RequestLoad
-from tests.lib.pki import find_key_material, key_material, key_material_of_file, key_pems_in
+from tests.lib.pki import (CertPair, find_key_material, key_material, key_material_of_file,
+                           key_pems_in)
 
 NODE_ID = "orders.shop"
 NODE_SPIFFE_ID = "spiffe://cluster.local/ns/shop/sa/orders"
@@ -115,6 +118,63 @@ def backup_key_pems(path):
     return found
 
 
+def first_certificate_der(path):
+    """first_certificate_der returns the DER of the first certificate in a
+    PEM file."""
+    with open(path) as f:
+        match = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", f.read(),
+                          re.DOTALL)
+    return ssl.PEM_cert_to_DER_cert(match.group(0))
+
+
+def served_certificate_der(port, bootstrap, trusted_ca):
+    """served_certificate_der opens a new TLS connection to xds-server's ADS
+    port, as a sidecar does (its bootstrap certificate, h2), and returns the
+    DER of the certificate the server presented."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(trusted_ca)
+    context.load_cert_chain(bootstrap.crt, bootstrap.key)
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=XDS_SERVER_NAME) as tls:
+            return tls.getpeercert(binary_form=True)
+
+
+class SecretVolume:
+    """SecretVolume is a folder laid out as kubelet lays out a Secret
+    volume: tls.crt and tls.key are symlinks through `..data`, a symlink to
+    the folder of the current version, and an update swaps `..data` in one
+    rename (what cert-manager's renewal looks like to the pod)."""
+
+    def __init__(self, folder):
+        self.folder = folder
+        self.version = 0
+        os.makedirs(folder, exist_ok=True)
+
+    def put(self, files):
+        """put makes a new version holding `files` ({name: source path or
+        bytes}) and swaps it in."""
+        self.version += 1
+        version_dir = f"..v{self.version}"
+        os.mkdir(os.path.join(self.folder, version_dir))
+        for name, source in files.items():
+            target = os.path.join(self.folder, version_dir, name)
+            if isinstance(source, bytes):
+                with open(target, "wb") as f:
+                    f.write(source)
+            else:
+                shutil.copyfile(source, target)
+            link = os.path.join(self.folder, name)
+            if not os.path.islink(link):
+                os.symlink(os.path.join("..data", name), link)
+        tmp = os.path.join(self.folder, "..data_tmp")
+        os.symlink(version_dir, tmp)
+        os.replace(tmp, os.path.join(self.folder, "..data"))
+
+    def pair(self):
+        return CertPair(os.path.join(self.folder, "tls.crt"), os.path.join(self.folder, "tls.key"))
+
+
 def report(what):
     """report prints a measured number to the test log."""
     print(f"[measured] {what}", file=sys.stderr, flush=True)
@@ -165,20 +225,23 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         over EDS and SDS, its endpoints, listener `backend-in`."""
         write_resources(self.resource_file, backend_resources(upstream_ports, self.listener_port))
 
-    def start_control_plane(self, upstream_ports, cert_ttl="1h"):
+    def start_control_plane(self, upstream_ports, cert_ttl="1h", start=True, tls=None):
         """start_control_plane starts xds-server serving the backend
-        resources; returns it and the sidecar's `xds` section for it."""
+        resources (with start=False, only chooses its ports: nothing listens
+        there until control_plane.start()); returns it and the sidecar's
+        `xds` section for it."""
         config_dir = self.tmp.mkdir("resources")
         self.resource_file = os.path.join(config_dir, "backend.json")
         self.listener_port = harness.free_port()
         self.write_backend(upstream_ports)
-        control_plane = XdsServer(self.tmp.mkdir("xds-server"), self.xds_tls, self.pki.ca_dir,
-                                  config_dir, cert_ttl=cert_ttl,
+        control_plane = XdsServer(self.tmp.mkdir("xds-server"), tls or self.xds_tls,
+                                  self.pki.ca_dir, config_dir, cert_ttl=cert_ttl,
                                   client_ca=os.path.join(self.bootstrap_ca_dir, "ca.crt"),
                                   args=["--serve-workload-keys"])
         self.addCleanup(control_plane.finish)
         self._control_planes.append(control_plane)
-        control_plane.start()
+        if start:
+            control_plane.start()
         return control_plane, xds_bootstrap(control_plane.port, self.bootstrap, self.pki.ca_crt,
                                             NODE_ID, "orders",
                                             initial_fetch_timeout_ms=INITIAL_FETCH_TIMEOUT_MS)
@@ -515,6 +578,36 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         self.assertFalse(harness.port_accepts(self.listener_port))
         self.assertEqual(nginx.access_entries(), [])
 
+    # 3c
+
+    def test_not_ready_with_nothing_to_serve_until_the_control_plane_gives_a_listener(self):
+        # First start with the control plane down (nothing listens at its
+        # address) and no backup: once the initial fetch timeout has passed
+        # the sidecar has no listener at all. /ready must not pass then (the
+        # pod would go Ready and the application find nothing on its port);
+        # it says why, and passes once a control plane appears and delivers
+        # the listener.
+        nginx = self.start_https()
+        control_plane, xds = self.start_control_plane([nginx.port], start=False)
+        xds["initial_fetch_timeout_ms"] = 1000
+        sidecar = self.make_sidecar(harness.config([], [], xds=xds)).start(wait_ready=False)
+        sidecar.wait_log(r"xds: initial fetch timed out after 1000 ms")
+        no_listener = (503, "NOT READY: no listener to serve: none in the configuration file, "
+                            "and none yet from the control plane or its backup\n")
+        self.assertEqual(sidecar.admin_get("/ready"), no_listener)
+        self.assertEqual(sidecar.admin_json("/server_info")["state"], "LIVE")
+        # And it stays so while the control plane is away.
+        harness.wait_until(lambda: (sidecar.stat("xds_stream_closed") or 0) >= 2, timeout=15,
+                           what="two failed attempts to reach the control plane")
+        self.assertEqual(sidecar.admin_get("/ready"), no_listener)
+        self.assertFalse(harness.port_accepts(self.listener_port))
+
+        control_plane.start()
+        sidecar.wait_ready(timeout=45)
+        self.assertEqual(sidecar.admin_get("/ready"), (200, "LIVE\n"))
+        wait_serving(control_plane, NODE_ID)
+        self.assertEqual(http_get(self.listener_port, "/hello.txt?probe=after"), (200, HELLO))
+
     # 4
 
     def test_a_resource_file_edit_reaches_the_sidecar(self):
@@ -549,6 +642,59 @@ class XdsControlPlaneTest(harness.IntegrationTest):
         self.assertTrue(second.access_entries(), "no connection reached the new endpoint")
         report(f"resource edit: the new endpoint was in /clusters {elapsed * 1000:.0f} ms "
                f"after the file was written")
+
+    def test_the_serving_certificate_rotates_under_an_open_stream(self):
+        # xds-server's own certificate lives in a Secret volume that
+        # cert-manager renews: a new connection gets the new certificate
+        # while the sidecar's ADS stream, opened on the old one, stays up
+        # and keeps taking updates; a broken update is refused with a log
+        # line and the certificate in use keeps serving.
+        first = self.start_https()
+        second = self.start_https()
+        volume = SecretVolume(self.tmp.mkdir("xds-server-tls"))
+        volume.put({"tls.crt": self.xds_tls.crt, "tls.key": self.xds_tls.key})
+        control_plane, xds = self.start_control_plane([first.port], tls=volume.pair())
+        sidecar = self.start_sidecar(harness.config([], [], xds=xds))
+        wait_serving(control_plane, NODE_ID)
+        established = sidecar.stat("xds_stream_established")
+        served = lambda: served_certificate_der(control_plane.port, self.bootstrap,
+                                                self.pki.ca_crt)
+        self.assertEqual(served(), first_certificate_der(self.xds_tls.crt))
+
+        renewed = self.pki.issue("xds-server-renewed", cn=XDS_SERVER_NAME, dns=[XDS_SERVER_NAME],
+                                 ips=["127.0.0.1"], server=True)
+        volume.put({"tls.crt": renewed.crt, "tls.key": renewed.key})
+        control_plane.wait_log(r"tls: serving certificate reloaded \(serial [0-9a-f]+, expires ")
+        self.assertEqual(served(), first_certificate_der(renewed.crt))
+        serving = control_plane.status()["serving_certificate"]
+        self.assertEqual((serving["reloads"], serving["reload_failures"]), (1, 0), serving)
+        self.assertEqual(normalize_serial(serving["current"]["serial_number"]),
+                         self.pki.serial(renewed.crt))
+        # The stream opened on the old certificate is the one that brings
+        # the next update.
+        self.write_backend([first.port, second.port])
+        harness.wait_until(lambda: len(sidecar.hosts("backend")) == 2,
+                           what="the second endpoint over the open stream")
+        self.assertEqual(sidecar.stat("xds_stream_established"), established)
+        self.assertEqual(self.xds(sidecar)["control_plane"]["state"], "CONNECTED")
+
+        # Broken updates: not a certificate; then a key of another
+        # certificate. Each is refused, said once, counted; the renewed
+        # certificate keeps serving new connections.
+        refused = "tls: the new serving certificate is refused, the one in use keeps serving: "
+        volume.put({"tls.crt": b"not a certificate\n", "tls.key": renewed.key})
+        control_plane.wait_log(re.escape(refused) + r"cannot use the server certificate")
+        self.assertEqual(served(), first_certificate_der(renewed.crt))
+        volume.put({"tls.crt": renewed.crt, "tls.key": self.xds_tls.key})
+        control_plane.wait_log(re.escape(refused) + r"the server key .* does not match")
+        self.assertEqual(served(), first_certificate_der(renewed.crt))
+        serving = control_plane.status()["serving_certificate"]
+        self.assertEqual((serving["reloads"], serving["reload_failures"]), (1, 2), serving)
+        self.assertIn("does not match", serving["last_error"])
+        self.assertEqual(len([l for l in control_plane.log().splitlines() if refused in l]), 2)
+        self.assertEqual(sidecar.stat("xds_stream_established"), established)
+        self.assertEqual(http_get(self.listener_port, "/hello.txt?probe=after-rotation"),
+                         (200, HELLO))
 
     def test_one_version_per_resource_set_in_the_log_status_and_the_sidecar(self):
         first = self.start_https()

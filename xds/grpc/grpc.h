@@ -309,6 +309,13 @@ int ms_grpc_server_new(uv_loop_t *loop, const ms_grpc_server_options *options,
                        const ms_grpc_server_callbacks *callbacks, void *arg,
                        ms_grpc_server **out_server);
 
+/* ms_grpc_server_set_ssl_ctx makes `ssl_ctx` the context of the connections
+ * accepted from now on (a rotated server certificate or client CA): the
+ * server takes a reference and installs its ALPN select callback on it, as
+ * ms_grpc_server_new does, and drops its reference to the previous one.
+ * Connections already accepted keep the context they started with. */
+void ms_grpc_server_set_ssl_ctx(ms_grpc_server *server, SSL_CTX *ssl_ctx);
+
 /* ms_grpc_server_port returns the port the server listens on. */
 uint16_t ms_grpc_server_port(const ms_grpc_server *server);
 

@@ -867,6 +867,13 @@ int ms_grpc_server_new(uv_loop_t *loop, const ms_grpc_server_options *options,
   return 0;
 }
 
+void ms_grpc_server_set_ssl_ctx(ms_grpc_server *server, SSL_CTX *ssl_ctx) {
+  SSL_CTX_up_ref(ssl_ctx);
+  SSL_CTX_set_alpn_select_cb(ssl_ctx, select_alpn, NULL);
+  SSL_CTX_free(server->ssl_ctx); /* each SSL of an open connection holds its own */
+  server->ssl_ctx = ssl_ctx;
+}
+
 uint16_t ms_grpc_server_port(const ms_grpc_server *server) {
   return server->port;
 }
