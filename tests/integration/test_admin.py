@@ -70,7 +70,10 @@ class AdminTest(harness.IntegrationTest):
             response = conn.getresponse()
             return response.status, response.read()
 
-        self.assertEqual(probe("GET", "/ready"), (503, b"NOT READY\n"))
+        # The same answer as the admin endpoint's /ready, the reason included.
+        self.assertEqual(probe("GET", "/ready"),
+                         (503, b"NOT READY: waiting for the control plane's first clusters and "
+                               b"listeners (at most xds.initial_fetch_timeout_ms)\n"))
         self.assertEqual(probe("HEAD", "/ready")[0], 503)
         for method, path in (("GET", "/config_dump"), ("GET", "/stats"), ("GET", "/certs"),
                              ("POST", "/quitquitquit"), ("POST", "/ready")):
