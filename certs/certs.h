@@ -169,8 +169,7 @@ int ms_client_ctx_load(const ms_tls_settings *settings, SSL_CTX **out_ctx, char 
  * to 1.3. Returns 0 and sets *out_ctx (the caller frees it), or -1 with a
  * message in `err`. */
 int ms_client_ctx_load_files(const char *trusted_ca, const char *certificate,
-                             const char *private_key, SSL_CTX **out_ctx, char *err,
-                             size_t err_len);
+                             const char *private_key, SSL_CTX **out_ctx, char *err, size_t err_len);
 
 /* A problem ms_tls_settings_check found: `key` names the setting it is
  * about as the configuration spells it ("certificate", "private_key",

@@ -11,14 +11,6 @@
 
 #include "certs/internal.h"
 
-void ms_err_set(char *err, size_t err_len, const char *fmt, ...) {
-  if (err == NULL || err_len == 0) return;
-  va_list args;
-  va_start(args, fmt);
-  vsnprintf(err, err_len, fmt, args);
-  va_end(args);
-}
-
 int ms_tls_problem(ms_tls_problems *problems, const char *key, const char *fmt, ...) {
   char message[MS_ERR_LEN];
   va_list args;

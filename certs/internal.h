@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 
 #include "certs/certs.h"
+#include "common/err.h"
 
 /* What the library remembers about one SSL object, for the peer check and
  * for ms_tls_describe_failure. Lives in the SSL's ex_data and is freed with
@@ -37,9 +38,7 @@ ms_ssl_state *ms_ssl_state_get(const SSL *ssl, bool create);
  * SSL's match_sans. */
 int ms_verify_callback(int preverify_ok, X509_STORE_CTX *store);
 
-/* ms_err_set formats a message into err (err may be NULL). */
-void ms_err_set(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* ms_err_set: common/err.h. */
 
 /* Where loading material and building a client context put their
  * problems, each with the settings key it is about. Without `report` the

@@ -3,11 +3,11 @@
  * written once, in sidecar_json and volumes_json below. */
 #include "inject/inject.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "common/log.h"
 #include "common/version.h"
 
@@ -132,16 +132,6 @@ int ms_inject_parse_bool(const char *text, bool *out_value) {
   return -1;
 }
 
-static void set_err(char *err, size_t err_len, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *format, ...) {
-  if (err == NULL || err_len == 0) return;
-  va_list args;
-  va_start(args, format);
-  vsnprintf(err, err_len, format, args);
-  va_end(args);
-}
-
 /* object_item returns parent[key] when parent is an object and the member
  * is there and not null (Kubernetes reads a null member as an absent one);
  * NULL otherwise. */
@@ -166,20 +156,20 @@ static int read_flag(const flag_source *source, const char *key, const char *wha
   const cJSON *value = object_item(source->map, key);
   if (value == NULL) return 0;
   if (!cJSON_IsString(value)) {
-    set_err(err, err_len,
-            "%s: %s %s %s is not a string (Kubernetes takes only strings there: quote it, "
-            "\"true\" or \"false\")",
-            what, source->kind, key, source->owner);
+    ms_err_set(err, err_len,
+               "%s: %s %s %s is not a string (Kubernetes takes only strings there: quote it, "
+               "\"true\" or \"false\")",
+               what, source->kind, key, source->owner);
     return -1;
   }
   bool flag;
   if (ms_inject_parse_bool(value->valuestring, &flag) != 0) {
     char escaped[MS_LOG_ESCAPED_LEN];
-    set_err(err, err_len,
-            "%s: %s %s \"%s\" %s is not a boolean: give true or false (also 1, t, T, TRUE, "
-            "True, or 0, f, F, FALSE, False, as Kubernetes reads booleans)",
-            what, source->kind, key,
-            ms_log_escape(value->valuestring, 64, escaped, sizeof(escaped)), source->owner);
+    ms_err_set(err, err_len,
+               "%s: %s %s \"%s\" %s is not a boolean: give true or false (also 1, t, T, TRUE, "
+               "True, or 0, f, F, FALSE, False, as Kubernetes reads booleans)",
+               what, source->kind, key,
+               ms_log_escape(value->valuestring, 64, escaped, sizeof(escaped)), source->owner);
     return -1;
   }
   *out = flag ? 1 : 0;
@@ -209,11 +199,11 @@ static int refuse_collisions(const cJSON *spec, const char *what, char *err, siz
   static const char *const lists[] = {"containers", "initContainers", "ephemeralContainers"};
   for (size_t i = 0; i < 3; i++) {
     if (named_in(object_item(spec, lists[i]), MS_INJECT_CONTAINER)) {
-      set_err(err, err_len,
-              "%s: refused: spec.%s already has a container named %s (added by hand or by the "
-              "kustomize "
-              "Component?): remove it, or remove the %s annotation",
-              what, lists[i], MS_INJECT_CONTAINER, MS_INJECT_ANNOTATION);
+      ms_err_set(err, err_len,
+                 "%s: refused: spec.%s already has a container named %s (added by hand or by the "
+                 "kustomize "
+                 "Component?): remove it, or remove the %s annotation",
+                 what, lists[i], MS_INJECT_CONTAINER, MS_INJECT_ANNOTATION);
       return -1;
     }
   }
@@ -221,11 +211,11 @@ static int refuse_collisions(const cJSON *spec, const char *what, char *err, siz
                                         MS_INJECT_STATE_VOLUME};
   for (size_t i = 0; i < 3; i++) {
     if (named_in(object_item(spec, "volumes"), volumes[i])) {
-      set_err(err, err_len,
-              "%s: refused: spec.volumes already has a volume named %s, a name the sidecar's "
-              "volume takes: "
-              "rename yours",
-              what, volumes[i]);
+      ms_err_set(err, err_len,
+                 "%s: refused: spec.volumes already has a volume named %s, a name the sidecar's "
+                 "volume takes: "
+                 "rename yours",
+                 what, volumes[i]);
       return -1;
     }
   }
@@ -240,12 +230,13 @@ static int refuse_collisions(const cJSON *spec, const char *what, char *err, siz
                                               : 0;
         if (value == MS_INJECT_HEALTH_PORT || value == MS_INJECT_ADMIN_PORT) {
           const cJSON *name = object_item(container, "name");
-          set_err(err, err_len,
-                  "%s: refused: container %s listens on port %d, which the sidecar takes (%s): the "
-                  "pod's "
-                  "containers share one network",
-                  what, cJSON_IsString(name) ? name->valuestring : "(unnamed)", (int)value,
-                  value == MS_INJECT_HEALTH_PORT ? "its health listener" : "its admin endpoint");
+          ms_err_set(
+              err, err_len,
+              "%s: refused: container %s listens on port %d, which the sidecar takes (%s): the "
+              "pod's "
+              "containers share one network",
+              what, cJSON_IsString(name) ? name->valuestring : "(unnamed)", (int)value,
+              value == MS_INJECT_HEALTH_PORT ? "its health listener" : "its admin endpoint");
           return -1;
         }
       }
@@ -387,17 +378,17 @@ int ms_inject_patch(const ms_inject_settings *settings, const ms_inject_pod *pod
   *out_patch = NULL;
   const char *what = pod->what ? pod->what : "pod";
   if (!cJSON_IsObject(pod->pod)) {
-    set_err(err, err_len, "%s: the pod is not a JSON object", what);
+    ms_err_set(err, err_len, "%s: the pod is not a JSON object", what);
     return -1;
   }
   const cJSON *metadata = object_item(pod->pod, "metadata");
   if (metadata != NULL && !cJSON_IsObject(metadata)) {
-    set_err(err, err_len, "%s: metadata is not an object", what);
+    ms_err_set(err, err_len, "%s: metadata is not an object", what);
     return -1;
   }
   const cJSON *annotations = object_item(metadata, "annotations");
   if (annotations != NULL && !cJSON_IsObject(annotations)) {
-    set_err(err, err_len, "%s: metadata.annotations is not an object", what);
+    ms_err_set(err, err_len, "%s: metadata.annotations is not an object", what);
     return -1;
   }
   char escaped[MS_LOG_ESCAPED_LEN], namespace_owner[MS_LOG_ESCAPED_LEN + 16];
@@ -431,29 +422,30 @@ int ms_inject_patch(const ms_inject_settings *settings, const ms_inject_pod *pod
     const cJSON *containers = object_item(spec, "containers");
     const cJSON *host_network = object_item(spec, "hostNetwork");
     if (!settings->native_sidecars) {
-      set_err(err, err_len,
-              "%s: refused: the cluster has no native sidecars (Kubernetes 1.29 or later, or 1.28 "
-              "with the SidecarContainers feature gate): the sidecar would be an init container "
-              "that never ends, and the pod would wait in Init forever",
-              what);
+      ms_err_set(
+          err, err_len,
+          "%s: refused: the cluster has no native sidecars (Kubernetes 1.29 or later, or 1.28 "
+          "with the SidecarContainers feature gate): the sidecar would be an init container "
+          "that never ends, and the pod would wait in Init forever",
+          what);
       return -1;
     }
     if (!cJSON_IsArray(containers) || cJSON_GetArraySize(containers) == 0) {
-      set_err(err, err_len, "%s: refused: spec.containers is missing or empty", what);
+      ms_err_set(err, err_len, "%s: refused: spec.containers is missing or empty", what);
       return -1;
     }
     if (host_network != NULL && !cJSON_IsFalse(host_network)) {
-      set_err(err, err_len,
-              "%s: refused: hostNetwork pods share the node's network, where the sidecar's "
-              "loopback listeners and ports would be every pod's on that node: remove the %s "
-              "annotation or hostNetwork",
-              what, MS_INJECT_ANNOTATION);
+      ms_err_set(err, err_len,
+                 "%s: refused: hostNetwork pods share the node's network, where the sidecar's "
+                 "loopback listeners and ports would be every pod's on that node: remove the %s "
+                 "annotation or hostNetwork",
+                 what, MS_INJECT_ANNOTATION);
       return -1;
     }
     static const char *const lists[] = {"initContainers", "volumes", "ephemeralContainers"};
     for (size_t i = 0; i < 3; i++) {
       if (object_item(spec, lists[i]) != NULL && !cJSON_IsArray(object_item(spec, lists[i]))) {
-        set_err(err, err_len, "%s: refused: spec.%s is not a list", what, lists[i]);
+        ms_err_set(err, err_len, "%s: refused: spec.%s is not a list", what, lists[i]);
         return -1;
       }
     }
@@ -463,7 +455,7 @@ int ms_inject_patch(const ms_inject_settings *settings, const ms_inject_pod *pod
     *out_patch = cJSON_CreateArray();
   }
   if (*out_patch == NULL) {
-    set_err(err, err_len, "%s: out of memory", what);
+    ms_err_set(err, err_len, "%s: out of memory", what);
     return -1;
   }
   *out_decision = decision;
@@ -536,11 +528,11 @@ int ms_inject_object(const ms_inject_settings *settings, cJSON *object,
     const cJSON *template = object_item(object_item(object, "spec"), "template");
     if (asks_injection(template, what, &template_asked, err, err_len) != 0) return -1;
     if (asked || template_asked) {
-      set_err(err, err_len,
-              "%s: annotated %s, but %s: only Pod (v1), Deployment, StatefulSet, DaemonSet, "
-              "ReplicaSet (apps/v1), Job and CronJob (batch/v1) are injected",
-              what, MS_INJECT_ANNOTATION,
-              workload == NULL ? "of a kind that cannot be injected" : "it has no pod template");
+      ms_err_set(err, err_len,
+                 "%s: annotated %s, but %s: only Pod (v1), Deployment, StatefulSet, DaemonSet, "
+                 "ReplicaSet (apps/v1), Job and CronJob (batch/v1) are injected",
+                 what, MS_INJECT_ANNOTATION,
+                 workload == NULL ? "of a kind that cannot be injected" : "it has no pod template");
       return -1;
     }
     *out_decision = MS_INJECT_NOT_REQUESTED;

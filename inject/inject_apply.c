@@ -2,22 +2,12 @@
  * over RFC 6901 JSON Pointers, applied to a copy (ms_inject_apply,
  * inject.h). The command applies the patches ms_inject_patch makes with it;
  * the webhook's caller (the API server) applies them with its own. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "inject/inject.h"
-
-static void set_err(char *err, size_t err_len, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *format, ...) {
-  if (err == NULL || err_len == 0) return;
-  va_list args;
-  va_start(args, format);
-  vsnprintf(err, err_len, format, args);
-  va_end(args);
-}
 
 /* next_token copies the pointer's token that starts at *cursor (after its
  * '/') into a new string, unescaping ~1 and ~0, and moves *cursor past it.
@@ -76,7 +66,7 @@ static int resolve(cJSON *root, const char *path, cJSON **out_parent, char **out
   *out_token = NULL;
   if (path[0] == '\0') return 0;
   if (path[0] != '/') {
-    set_err(err, err_len, "path \"%.128s\" does not start with '/'", path);
+    ms_err_set(err, err_len, "path \"%.128s\" does not start with '/'", path);
     return -1;
   }
   cJSON *node = root;
@@ -84,7 +74,7 @@ static int resolve(cJSON *root, const char *path, cJSON **out_parent, char **out
   for (;;) {
     char *token = next_token(&cursor);
     if (token == NULL) {
-      set_err(err, err_len, "path \"%.128s\" has a '~' that is not ~0 or ~1", path);
+      ms_err_set(err, err_len, "path \"%.128s\" has a '~' that is not ~0 or ~1", path);
       return -1;
     }
     if (*cursor == '\0') {
@@ -96,7 +86,7 @@ static int resolve(cJSON *root, const char *path, cJSON **out_parent, char **out
     node = child_of(node, token);
     free(token);
     if (node == NULL) {
-      set_err(err, err_len, "path \"%.128s\": a parent does not exist", path);
+      ms_err_set(err, err_len, "path \"%.128s\": a parent does not exist", path);
       return -1;
     }
   }
@@ -108,19 +98,19 @@ static int apply_one(cJSON **document, const cJSON *op, char *err, size_t err_le
   const cJSON *path = cJSON_GetObjectItemCaseSensitive(op, "path");
   const cJSON *value = cJSON_GetObjectItemCaseSensitive(op, "value");
   if (!cJSON_IsString(name) || !cJSON_IsString(path)) {
-    set_err(err, err_len, "an operation needs \"op\" and \"path\" strings");
+    ms_err_set(err, err_len, "an operation needs \"op\" and \"path\" strings");
     return -1;
   }
   const char *kind = name->valuestring;
   bool adds = strcmp(kind, "add") == 0, replaces = strcmp(kind, "replace") == 0,
        removes = strcmp(kind, "remove") == 0, tests = strcmp(kind, "test") == 0;
   if (!adds && !replaces && !removes && !tests) {
-    set_err(err, err_len, "op \"%.32s\" is not one this applies (add, remove, replace, test)",
-            kind);
+    ms_err_set(err, err_len, "op \"%.32s\" is not one this applies (add, remove, replace, test)",
+               kind);
     return -1;
   }
   if (!removes && value == NULL) {
-    set_err(err, err_len, "op \"%s\" needs a \"value\"", kind);
+    ms_err_set(err, err_len, "op \"%s\" needs a \"value\"", kind);
     return -1;
   }
   cJSON *parent;
@@ -130,9 +120,9 @@ static int apply_one(cJSON **document, const cJSON *op, char *err, size_t err_le
   cJSON *target = parent == NULL ? *document : child_of(parent, token);
   if (tests) {
     if (target == NULL)
-      set_err(err, err_len, "test: \"%.128s\" does not exist", path->valuestring);
+      ms_err_set(err, err_len, "test: \"%.128s\" does not exist", path->valuestring);
     else if (!cJSON_Compare(target, value, true))
-      set_err(err, err_len, "test: \"%.128s\" is not the value given", path->valuestring);
+      ms_err_set(err, err_len, "test: \"%.128s\" is not the value given", path->valuestring);
     else
       rc = 0;
     free(token);
@@ -140,13 +130,13 @@ static int apply_one(cJSON **document, const cJSON *op, char *err, size_t err_le
   }
   if (target == NULL &&
       (removes || replaces || (adds && !cJSON_IsObject(parent) && !cJSON_IsArray(parent)))) {
-    set_err(err, err_len, "%s: \"%.128s\" does not exist", kind, path->valuestring);
+    ms_err_set(err, err_len, "%s: \"%.128s\" does not exist", kind, path->valuestring);
     free(token);
     return -1;
   }
   cJSON *copy = removes ? NULL : cJSON_Duplicate(value, true);
   if (!removes && copy == NULL) {
-    set_err(err, err_len, "out of memory");
+    ms_err_set(err, err_len, "out of memory");
     free(token);
     return -1;
   }
@@ -157,7 +147,7 @@ static int apply_one(cJSON **document, const cJSON *op, char *err, size_t err_le
   }
   if (parent == NULL) { /* the whole document */
     if (removes) {
-      set_err(err, err_len, "remove: the whole document cannot be removed");
+      ms_err_set(err, err_len, "remove: the whole document cannot be removed");
       free(token);
       return -1;
     }
@@ -179,7 +169,7 @@ static int apply_one(cJSON **document, const cJSON *op, char *err, size_t err_le
     int size = cJSON_GetArraySize(parent);
     long index = strcmp(token, "-") == 0 ? size : array_index(token);
     if (index < 0 || index > size) {
-      set_err(err, err_len, "add: index \"%.32s\" is outside the array of %d", token, size);
+      ms_err_set(err, err_len, "add: index \"%.32s\" is outside the array of %d", token, size);
       cJSON_Delete(copy);
       free(token);
       return -1;
@@ -190,7 +180,7 @@ static int apply_one(cJSON **document, const cJSON *op, char *err, size_t err_le
              : -1;
   }
   if (rc != 0) {
-    set_err(err, err_len, "out of memory");
+    ms_err_set(err, err_len, "out of memory");
     cJSON_Delete(copy);
   }
   free(token);
@@ -201,12 +191,12 @@ int ms_inject_apply(const cJSON *document, const cJSON *patch, cJSON **out_docum
                     size_t err_len) {
   *out_document = NULL;
   if (!cJSON_IsArray(patch)) {
-    set_err(err, err_len, "a JSON Patch is an array of operations");
+    ms_err_set(err, err_len, "a JSON Patch is an array of operations");
     return -1;
   }
   cJSON *copy = cJSON_Duplicate(document, true);
   if (copy == NULL) {
-    set_err(err, err_len, "out of memory");
+    ms_err_set(err, err_len, "out of memory");
     return -1;
   }
   int index = 0;
@@ -214,7 +204,7 @@ int ms_inject_apply(const cJSON *document, const cJSON *patch, cJSON **out_docum
   cJSON_ArrayForEach(op, patch) {
     char reason[400] = "";
     if (apply_one(&copy, op, reason, sizeof(reason)) != 0) {
-      set_err(err, err_len, "JSON Patch operation %d: %s", index, reason);
+      ms_err_set(err, err_len, "JSON Patch operation %d: %s", index, reason);
       cJSON_Delete(copy);
       return -1;
     }

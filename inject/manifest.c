@@ -6,7 +6,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,17 +13,8 @@
 
 #include <yaml.h>
 
+#include "common/err.h"
 #include "common/log.h"
-
-static void set_err(char *err, size_t err_len, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *format, ...) {
-  if (err == NULL || err_len == 0) return;
-  va_list args;
-  va_start(args, format);
-  vsnprintf(err, err_len, format, args);
-  va_end(args);
-}
 
 /* ---- Scalars ---- */
 
@@ -243,13 +233,14 @@ static int parse_json(const char *text, size_t len, ms_manifest *out, char *err,
     if (document == NULL) {
       size_t at = end != NULL && end >= text && end <= text + len ? (size_t)(end - text) : offset;
       size_t error_line = line_of(text, at, &column);
-      set_err(err, err_len, "JSON document %zu: line %zu, column %zu: not valid JSON",
-              out->count + 1, error_line, column);
+      ms_err_set(err, err_len, "JSON document %zu: line %zu, column %zu: not valid JSON",
+                 out->count + 1, error_line, column);
       return -1;
     }
     offset = (size_t)(end - text);
     if (!cJSON_IsObject(document)) {
-      set_err(err, err_len, "JSON document %zu (line %zu) is not an object", out->count + 1, line);
+      ms_err_set(err, err_len, "JSON document %zu (line %zu) is not an object", out->count + 1,
+                 line);
       cJSON_Delete(document);
       return -1;
     }
@@ -258,16 +249,16 @@ static int parse_json(const char *text, size_t len, ms_manifest *out, char *err,
     const char *duplicate = json_duplicates(document, &failed);
     if (duplicate != NULL || failed) {
       if (failed)
-        set_err(err, err_len, "out of memory");
+        ms_err_set(err, err_len, "out of memory");
       else
-        set_err(err, err_len,
-                "JSON document %zu (line %zu): key \"%s\" appears twice in one object",
-                out->count + 1, line, ms_log_escape(duplicate, 128, escaped, sizeof(escaped)));
+        ms_err_set(err, err_len,
+                   "JSON document %zu (line %zu): key \"%s\" appears twice in one object",
+                   out->count + 1, line, ms_log_escape(duplicate, 128, escaped, sizeof(escaped)));
       cJSON_Delete(document);
       return -1;
     }
     if (manifest_push(out, document, line) != 0) {
-      set_err(err, err_len, "out of memory");
+      ms_err_set(err, err_len, "out of memory");
       cJSON_Delete(document);
       return -1;
     }
@@ -332,9 +323,9 @@ static int add_anchor(yaml_reader *reader, const char *name, const cJSON *node, 
 /* count_node counts `nodes` more, refusing past the cap. */
 static int count_nodes(yaml_reader *reader, size_t nodes, size_t line) {
   if (nodes > MS_MANIFEST_MAX_NODES - reader->nodes) {
-    set_err(reader->err, reader->err_len,
-            "line %zu: the document has more than %d nodes (aliases counted as what they copy)",
-            line, MS_MANIFEST_MAX_NODES);
+    ms_err_set(reader->err, reader->err_len,
+               "line %zu: the document has more than %d nodes (aliases counted as what they copy)",
+               line, MS_MANIFEST_MAX_NODES);
     return -1;
   }
   reader->nodes += nodes;
@@ -354,8 +345,8 @@ static int attach(yaml_reader *reader, cJSON *node, size_t line) {
     return 0;
   }
   if (top->key == NULL) {
-    set_err(reader->err, reader->err_len,
-            "line %zu: a key that is a mapping or a list (a JSON key is a string)", line);
+    ms_err_set(reader->err, reader->err_len,
+               "line %zu: a key that is a mapping or a list (a JSON key is a string)", line);
     cJSON_Delete(node);
     return -1;
   }
@@ -364,7 +355,7 @@ static int attach(yaml_reader *reader, cJSON *node, size_t line) {
   top->key = NULL;
   if (!ok) {
     cJSON_Delete(node);
-    set_err(reader->err, reader->err_len, "out of memory");
+    ms_err_set(reader->err, reader->err_len, "out of memory");
     return -1;
   }
   return 0;
@@ -379,7 +370,7 @@ static int on_scalar(yaml_reader *reader, const yaml_event_t *event) {
   size_t line = event->start_mark.line + 1;
   const char *text = (const char *)event->data.scalar.value;
   if (strlen(text) != event->data.scalar.length) {
-    set_err(reader->err, reader->err_len, "line %zu: a scalar holds a NUL character", line);
+    ms_err_set(reader->err, reader->err_len, "line %zu: a scalar holds a NUL character", line);
     return -1;
   }
   bool plain = event->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
@@ -388,14 +379,14 @@ static int on_scalar(yaml_reader *reader, const yaml_event_t *event) {
   if (count_nodes(reader, 1, line) != 0) return -1;
   if (expects_key(reader)) {
     if (plain && strcmp(text, "<<") == 0) {
-      set_err(reader->err, reader->err_len,
-              "line %zu: merge keys (<<) are not supported: write the keys out", line);
+      ms_err_set(reader->err, reader->err_len,
+                 "line %zu: merge keys (<<) are not supported: write the keys out", line);
       return -1;
     }
     frame *top = &reader->stack[reader->depth - 1];
     top->key = strdup(text);
     if (top->key == NULL) {
-      set_err(reader->err, reader->err_len, "out of memory");
+      ms_err_set(reader->err, reader->err_len, "out of memory");
       return -1;
     }
     return 0;
@@ -421,18 +412,18 @@ static int on_scalar(yaml_reader *reader, const yaml_event_t *event) {
       node = cJSON_CreateRaw(number);
       break;
     case RESOLVED_NOT_JSON:
-      set_err(reader->err, reader->err_len,
-              "line %zu: \"%.32s\" has no JSON form (quote it if it is a string)", line, text);
+      ms_err_set(reader->err, reader->err_len,
+                 "line %zu: \"%.32s\" has no JSON form (quote it if it is a string)", line, text);
       return -1;
   }
   if (node == NULL) {
-    set_err(reader->err, reader->err_len, "out of memory");
+    ms_err_set(reader->err, reader->err_len, "out of memory");
     return -1;
   }
   if (attach(reader, node, line) != 0) return -1;
   if (event->data.scalar.anchor != NULL &&
       add_anchor(reader, (const char *)event->data.scalar.anchor, node, 1) != 0) {
-    set_err(reader->err, reader->err_len, "out of memory");
+    ms_err_set(reader->err, reader->err_len, "out of memory");
     return -1;
   }
   return 0;
@@ -446,20 +437,21 @@ static int on_alias(yaml_reader *reader, const yaml_event_t *event) {
     if (strcmp(reader->anchors[i - 1].name, name) == 0) found = &reader->anchors[i - 1];
   if (found == NULL) {
     char escaped[MS_LOG_ESCAPED_LEN];
-    set_err(reader->err, reader->err_len, "line %zu: alias *%s names no anchor before it", line,
-            ms_log_escape(name, 64, escaped, sizeof(escaped)));
+    ms_err_set(reader->err, reader->err_len, "line %zu: alias *%s names no anchor before it", line,
+               ms_log_escape(name, 64, escaped, sizeof(escaped)));
     return -1;
   }
   if (expects_key(reader)) {
     if (!cJSON_IsString(found->node)) {
-      set_err(reader->err, reader->err_len, "line %zu: an alias as a key must name a string", line);
+      ms_err_set(reader->err, reader->err_len, "line %zu: an alias as a key must name a string",
+                 line);
       return -1;
     }
     if (count_nodes(reader, 1, line) != 0) return -1;
     frame *top = &reader->stack[reader->depth - 1];
     top->key = strdup(found->node->valuestring);
     if (top->key == NULL) {
-      set_err(reader->err, reader->err_len, "out of memory");
+      ms_err_set(reader->err, reader->err_len, "out of memory");
       return -1;
     }
     return 0;
@@ -467,7 +459,7 @@ static int on_alias(yaml_reader *reader, const yaml_event_t *event) {
   if (count_nodes(reader, found->nodes, line) != 0) return -1;
   cJSON *copy = cJSON_Duplicate(found->node, true);
   if (copy == NULL) {
-    set_err(reader->err, reader->err_len, "out of memory");
+    ms_err_set(reader->err, reader->err_len, "out of memory");
     return -1;
   }
   return attach(reader, copy, line);
@@ -476,14 +468,14 @@ static int on_alias(yaml_reader *reader, const yaml_event_t *event) {
 static int on_collection_start(yaml_reader *reader, const yaml_event_t *event, bool mapping) {
   size_t line = event->start_mark.line + 1;
   if (reader->depth == MS_MANIFEST_MAX_DEPTH) {
-    set_err(reader->err, reader->err_len, "line %zu: nested deeper than %d levels", line,
-            MS_MANIFEST_MAX_DEPTH);
+    ms_err_set(reader->err, reader->err_len, "line %zu: nested deeper than %d levels", line,
+               MS_MANIFEST_MAX_DEPTH);
     return -1;
   }
   if (count_nodes(reader, 1, line) != 0) return -1;
   if (expects_key(reader)) {
-    set_err(reader->err, reader->err_len,
-            "line %zu: a key that is a mapping or a list (a JSON key is a string)", line);
+    ms_err_set(reader->err, reader->err_len,
+               "line %zu: a key that is a mapping or a list (a JSON key is a string)", line);
     return -1;
   }
   cJSON *node = mapping ? cJSON_CreateObject() : cJSON_CreateArray();
@@ -493,7 +485,7 @@ static int on_collection_start(yaml_reader *reader, const yaml_event_t *event, b
   if (node == NULL || (anchor_name != NULL && anchor_copy == NULL)) {
     cJSON_Delete(node);
     free(anchor_copy);
-    set_err(reader->err, reader->err_len, "out of memory");
+    ms_err_set(reader->err, reader->err_len, "out of memory");
     return -1;
   }
   if (attach(reader, node, line) != 0) {
@@ -513,17 +505,18 @@ static int on_collection_end(yaml_reader *reader) {
     const char *duplicate = duplicate_key(top->node, &failed);
     if (duplicate != NULL || failed) {
       if (failed)
-        set_err(reader->err, reader->err_len, "out of memory");
+        ms_err_set(reader->err, reader->err_len, "out of memory");
       else
-        set_err(reader->err, reader->err_len, "line %zu: key \"%s\" appears twice in one mapping",
-                top->line, ms_log_escape(duplicate, 128, escaped, sizeof(escaped)));
+        ms_err_set(reader->err, reader->err_len,
+                   "line %zu: key \"%s\" appears twice in one mapping", top->line,
+                   ms_log_escape(duplicate, 128, escaped, sizeof(escaped)));
       return -1;
     }
   }
   int rc = 0;
   if (top->anchor != NULL &&
       add_anchor(reader, top->anchor, top->node, reader->nodes - top->first_node + 1) != 0) {
-    set_err(reader->err, reader->err_len, "out of memory");
+    ms_err_set(reader->err, reader->err_len, "out of memory");
     rc = -1;
   }
   free(top->anchor);
@@ -535,14 +528,14 @@ static int on_collection_end(yaml_reader *reader) {
 static int parse_yaml(const char *text, size_t len, ms_manifest *out, char *err, size_t err_len) {
   yaml_parser_t parser;
   if (!yaml_parser_initialize(&parser)) {
-    set_err(err, err_len, "out of memory");
+    ms_err_set(err, err_len, "out of memory");
     return -1;
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
   yaml_reader *reader = calloc(1, sizeof(*reader));
   if (reader == NULL) {
     yaml_parser_delete(&parser);
-    set_err(err, err_len, "out of memory");
+    ms_err_set(err, err_len, "out of memory");
     return -1;
   }
   reader->err = err;
@@ -554,15 +547,15 @@ static int parse_yaml(const char *text, size_t len, ms_manifest *out, char *err,
     yaml_event_t event;
     if (!yaml_parser_parse(&parser, &event)) {
       if (parser.error == YAML_MEMORY_ERROR) {
-        set_err(err, err_len, "out of memory");
+        ms_err_set(err, err_len, "out of memory");
       } else if (parser.error == YAML_READER_ERROR) { /* no mark: an offset */
         size_t column, line = line_of(text, parser.problem_offset, &column);
-        set_err(err, err_len, "line %zu, column %zu: %s", line, column,
-                parser.problem ? parser.problem : "not UTF-8 text");
+        ms_err_set(err, err_len, "line %zu, column %zu: %s", line, column,
+                   parser.problem ? parser.problem : "not UTF-8 text");
       } else
-        set_err(err, err_len, "line %zu, column %zu: %s%s%s", parser.problem_mark.line + 1,
-                parser.problem_mark.column + 1, parser.problem ? parser.problem : "not YAML",
-                parser.context ? " " : "", parser.context ? parser.context : "");
+        ms_err_set(err, err_len, "line %zu, column %zu: %s%s%s", parser.problem_mark.line + 1,
+                   parser.problem_mark.column + 1, parser.problem ? parser.problem : "not YAML",
+                   parser.context ? " " : "", parser.context ? parser.context : "");
       rc = -1;
       break;
     }
@@ -576,11 +569,12 @@ static int parse_yaml(const char *text, size_t len, ms_manifest *out, char *err,
       case YAML_DOCUMENT_END_EVENT:
         if (reader->root != NULL && !cJSON_IsNull(reader->root)) {
           if (!cJSON_IsObject(reader->root)) {
-            set_err(err, err_len, "the document at line %zu is not a Kubernetes object (a mapping)",
-                    document_line);
+            ms_err_set(err, err_len,
+                       "the document at line %zu is not a Kubernetes object (a mapping)",
+                       document_line);
             rc = -1;
           } else if (manifest_push(out, reader->root, document_line) != 0) {
-            set_err(err, err_len, "out of memory");
+            ms_err_set(err, err_len, "out of memory");
             rc = -1;
           } else {
             reader->root = NULL;
@@ -725,7 +719,7 @@ static int emit_node(yaml_emitter_t *emitter, const cJSON *node) {
 static int write_yaml(const ms_manifest *manifest, text_buffer *buffer, char *err, size_t err_len) {
   yaml_emitter_t emitter;
   if (!yaml_emitter_initialize(&emitter)) {
-    set_err(err, err_len, "out of memory");
+    ms_err_set(err, err_len, "out of memory");
     return -1;
   }
   yaml_emitter_set_output(&emitter, yaml_write_handler, buffer);
@@ -754,10 +748,10 @@ static int write_yaml(const ms_manifest *manifest, text_buffer *buffer, char *er
              ? 0
              : -1;
   if (rc != 0)
-    set_err(err, err_len, "cannot write YAML: %s",
-            buffer->failed    ? "out of memory"
-            : emitter.problem ? emitter.problem
-                              : "emitter error");
+    ms_err_set(err, err_len, "cannot write YAML: %s",
+               buffer->failed    ? "out of memory"
+               : emitter.problem ? emitter.problem
+                                 : "emitter error");
   yaml_emitter_delete(&emitter);
   return rc;
 }
@@ -779,7 +773,7 @@ char *ms_manifest_write(const ms_manifest *manifest, size_t *out_len, char *err,
       buffer_append(&buffer, "\n", 1);
       free(text);
     }
-    if (rc != 0 || buffer.failed) set_err(err, err_len, "out of memory");
+    if (rc != 0 || buffer.failed) ms_err_set(err, err_len, "out of memory");
   }
   if (rc != 0 || buffer.failed) {
     free(buffer.data);
