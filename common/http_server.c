@@ -134,13 +134,21 @@ static size_t or_default(size_t value, size_t fallback) {
   return value != 0 ? value : fallback;
 }
 
+/* with_defaults returns `limits` (NULL: none given) with each zero field
+ * at its default. */
+static ms_http_server_limits with_defaults(const ms_http_server_limits *limits) {
+  ms_http_server_limits given = limits != NULL ? *limits : (ms_http_server_limits){0};
+  return (ms_http_server_limits){
+      .max_connections = or_default(given.max_connections, 64),
+      .request_timeout_ms = or_default(given.request_timeout_ms, 10000),
+      .max_head_bytes = or_default(given.max_head_bytes, 8192),
+      .max_body_bytes = or_default(given.max_body_bytes, 65536),
+  };
+}
+
 void ms_http_reader_init(ms_http_reader *reader, const ms_http_server_limits *limits) {
   memset(reader, 0, sizeof(*reader));
-  ms_http_server_limits given = limits != NULL ? *limits : (ms_http_server_limits){0};
-  reader->limits.max_connections = or_default(given.max_connections, 64);
-  reader->limits.request_timeout_ms = or_default(given.request_timeout_ms, 10000);
-  reader->limits.max_head_bytes = or_default(given.max_head_bytes, 8192);
-  reader->limits.max_body_bytes = or_default(given.max_body_bytes, 65536);
+  reader->limits = with_defaults(limits);
   http_parser_init(&reader->parser, HTTP_REQUEST);
   reader->parser.data = reader;
   reader->request.host_len = reader->request.origin_len = SIZE_MAX;
@@ -450,9 +458,7 @@ int ms_http_server_start(uv_loop_t *loop, const struct sockaddr *address,
   server->loop = loop;
   server->handler = *handler;
   if (server->handler.name == NULL) server->handler.name = "http";
-  ms_http_reader probe; /* the limits with their defaults */
-  ms_http_reader_init(&probe, limits);
-  server->limits = probe.limits;
+  server->limits = with_defaults(limits);
   int rc = uv_tcp_init(loop, &server->listener);
   if (rc != 0) {
     free(server);
