@@ -18,6 +18,7 @@ exits 1 naming every disagreement. Offline: never contacts a cluster.
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -696,6 +697,13 @@ for where, pod in injected_pods:
     if pod["metadata"].get("annotations", {}).get(STATUS_ANNOTATION) != opts.get("--inject-tag"):
         fail(f"{where}: no status annotation {STATUS_ANNOTATION}: {opts.get('--inject-tag')}")
     check_locked_down(f"{where}: mtls-sidecar", side)
+    # kubelet expands $(NAME) in args only for the container's env; an
+    # unknown name stays as written, and the sidecar would get it literally.
+    names = {e["name"] for e in side.get("env", [])}
+    for arg in side.get("args", []):
+        for ref in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg):
+            if ref not in names:
+                fail(f"{where}: the sidecar's args name $({ref}), which its env does not set")
     side_ports = {p["name"]: p["containerPort"] for p in side.get("ports", [])}
     for probe in ("startupProbe", "readinessProbe"):
         get = side.get(probe, {}).get("httpGet")
