@@ -11,17 +11,20 @@
 #include "common/log.h"
 #include "common/version.h"
 
-/* The native sidecar, as the kustomize Component adds it
- * (deploy/kubernetes/components/mtls-sidecar/patch.yaml) except for what the
- * Component cannot do: a per-pod node id, the projected token and the health
- * listener. "image" is set from the settings; the volume names are the
- * MS_INJECT_*_VOLUME names.
+/* The native sidecar. "image" is set from the settings; the volume names are
+ * the MS_INJECT_*_VOLUME names. deploy/check.sh checks that the manifests
+ * (the control plane's flags, the Bundles' targets, the sample sidecar.json)
+ * agree with what is written here.
  *
- * - args: kubelet expands $(POD_NAME) and $(POD_NAMESPACE) from the env
- *   below, so every pod is its own node for the control plane;
- *   --health-address is the listener that answers GET /ready only, on the
- *   pod IP, for kubelet's httpGet probes: the admin endpoint stays on
- *   127.0.0.1:15000 (no exec probe, no shell in the image).
+ * - args: kubelet expands $(POD_IP), $(POD_NAME) and $(POD_NAMESPACE) from
+ *   the env below. The node id has Istio's form,
+ *   sidecar~IP~POD.NAMESPACE~DOMAIN: one node per pod, and the only claim it
+ *   makes is the namespace, which xds-server checks against the token
+ *   (docs/xds-server.md, "Node identity"). "POD.NAMESPACE" alone would read
+ *   as SERVICE_ACCOUNT.NAMESPACE there, claim the pod's name as the service
+ *   account, and be refused. --health-address is the listener that answers
+ *   GET /ready only, on the pod IP, for kubelet's httpGet probes: the admin
+ *   endpoint stays on 127.0.0.1:15000 (no exec probe, no shell in the image).
  * - resources: about 4.5 MiB at rest plus 4.8 KiB per idle connection
  *   (bench/, docs/architecture.md), so 64Mi holds the default cap of 10,000
  *   connections per listener (docs/limits.md); HTTP heads (up to 128 KiB
@@ -37,10 +40,13 @@ static const char sidecar_json[] =
     "\"imagePullPolicy\": \"IfNotPresent\","
     "\"restartPolicy\": \"Always\","
     "\"args\": [\"--config\", \"/etc/mtls-sidecar/sidecar.json\","
-    "          \"--node-id\", \"$(POD_NAME).$(POD_NAMESPACE)\","
+    "          \"--node-id\","
+    "          "
+    "\"sidecar~$(POD_IP)~$(POD_NAME).$(POD_NAMESPACE)~$(POD_NAMESPACE).svc.cluster.local\","
     "          \"--health-address\", \"0.0.0.0:15021\"],"
     "\"env\": ["
     "  {\"name\": \"POD_NAME\", \"valueFrom\": {\"fieldRef\": {\"fieldPath\": \"metadata.name\"}}},"
+    "  {\"name\": \"POD_IP\", \"valueFrom\": {\"fieldRef\": {\"fieldPath\": \"status.podIP\"}}},"
     "  {\"name\": \"POD_NAMESPACE\","
     "   \"valueFrom\": {\"fieldRef\": {\"fieldPath\": \"metadata.namespace\"}}},"
     "  {\"name\": \"SERVICE_ACCOUNT\","
@@ -62,8 +68,8 @@ static const char sidecar_json[] =
     "                    \"capabilities\": {\"drop\": [\"ALL\"]},"
     "                    \"seccompProfile\": {\"type\": \"RuntimeDefault\"}},"
     "\"volumeMounts\": ["
-    "  {\"name\": \"" MS_INJECT_CONFIG_VOLUME
-    "\", \"mountPath\": \"/etc/mtls-sidecar\","
+    "  {\"name\": \"" MS_INJECT_CONFIG_VOLUME "\", \"mountPath\": \"" MS_INJECT_CONFIG_DIR
+    "\","
     "   \"readOnly\": true},"
     "  {\"name\": \"" MS_INJECT_TOKEN_VOLUME
     "\", \"mountPath\": \"/var/run/secrets/mtls-sidecar\","
@@ -72,15 +78,32 @@ static const char sidecar_json[] =
     "\", \"mountPath\": \"/var/lib/mtls-sidecar\"}]"
     "}";
 
-/* The bootstrap ConfigMap (sidecar.json and the control plane's CA, as a
- * whole folder so that a new CA reaches the sidecar), the service-account
- * token the control plane verifies (kubelet renews it at 80% of its hour),
- * and a writable folder for the xDS backup (the root is read-only). The
- * ConfigMap's name and the audience are set from the settings. */
+/* The configuration folder /etc/mtls-sidecar, one projected volume of three
+ * ConfigMaps, each key named (a missing key stops the pod in
+ * ContainerCreating, saying which, rather than starting a sidecar without
+ * it): sidecar.json from the settings' ConfigMap (per namespace, the
+ * operator's); bootstrap-ca.pem, the control plane's CA (xds.tls.trusted_ca),
+ * and trust.pem, the workload CAs (identity.trust_bundle_file), from the
+ * ConfigMaps trust-manager's Bundles write into the namespace. Mounted whole,
+ * never with subPath, so that a CA rotation reaches the files (kubelet swaps
+ * the folder's ..data link). Then the service-account token the control
+ * plane verifies (kubelet renews it at 80% of its hour), and a writable
+ * folder for the xDS backup (the root is read-only). The first ConfigMap's
+ * name and the audience are set from the settings. */
 static const char volumes_json[] =
     "["
     "{\"name\": \"" MS_INJECT_CONFIG_VOLUME
-    "\", \"configMap\": {\"name\": \"\"}},"
+    "\", \"projected\": {\"sources\": ["
+    "  {\"configMap\": {\"name\": \"\", \"items\": [{\"key\": \"" MS_INJECT_CONFIG_KEY
+    "\", \"path\": \"" MS_INJECT_CONFIG_KEY
+    "\"}]}},"
+    "  {\"configMap\": {\"name\": \"" MS_INJECT_BOOTSTRAP_TRUST_CONFIG_MAP
+    "\", \"items\": [{\"key\": \"" MS_INJECT_BOOTSTRAP_TRUST_KEY
+    "\", \"path\": \"" MS_INJECT_BOOTSTRAP_TRUST_KEY
+    "\"}]}},"
+    "  {\"configMap\": {\"name\": \"" MS_INJECT_TRUST_CONFIG_MAP
+    "\", \"items\": [{\"key\": \"" MS_INJECT_TRUST_KEY "\", \"path\": \"" MS_INJECT_TRUST_KEY
+    "\"}]}}]}},"
     "{\"name\": \"" MS_INJECT_TOKEN_VOLUME
     "\", \"projected\": {\"sources\": ["
     "  {\"serviceAccountToken\": {\"audience\": \"\", \"expirationSeconds\": 3600,"
@@ -200,9 +223,8 @@ static int refuse_collisions(const cJSON *spec, const char *what, char *err, siz
   for (size_t i = 0; i < 3; i++) {
     if (named_in(object_item(spec, lists[i]), MS_INJECT_CONTAINER)) {
       ms_err_set(err, err_len,
-                 "%s: refused: spec.%s already has a container named %s (added by hand or by the "
-                 "kustomize "
-                 "Component?): remove it, or remove the %s annotation",
+                 "%s: refused: spec.%s already has a container named %s (added by hand?): "
+                 "remove it, or remove the %s annotation",
                  what, lists[i], MS_INJECT_CONTAINER, MS_INJECT_ANNOTATION);
       return -1;
     }
@@ -270,7 +292,10 @@ cJSON *ms_inject_sidecar_container(const ms_inject_settings *settings) {
 cJSON *ms_inject_volumes(const ms_inject_settings *settings) {
   cJSON *volumes = cJSON_Parse(volumes_json);
   if (volumes == NULL) return NULL;
-  cJSON *config = object_item(cJSON_GetArrayItem(volumes, 0), "configMap");
+  cJSON *config = object_item(
+      cJSON_GetArrayItem(
+          object_item(object_item(cJSON_GetArrayItem(volumes, 0), "projected"), "sources"), 0),
+      "configMap");
   cJSON *token = object_item(
       cJSON_GetArrayItem(
           object_item(object_item(cJSON_GetArrayItem(volumes, 1), "projected"), "sources"), 0),

@@ -39,6 +39,23 @@
 #define MS_INJECT_STATE_VOLUME "mtls-sidecar-state"
 /* The sidecar's health listener on the pod IP, which answers GET /ready only
  * (kubelet's httpGet probes). The admin endpoint stays on 127.0.0.1:15000. */
+/* The folder MS_INJECT_CONFIG_VOLUME is mounted at: a projected volume of
+ * three ConfigMaps, one key each. The settings' config_map (per namespace,
+ * made by the operator) gives sidecar.json; trust-manager's Bundles write the
+ * other two into every namespace that runs sidecars (deploy/README.md):
+ * bootstrap-ca.pem, the control plane's CA (the sidecar's
+ * xds.tls.trusted_ca), and trust.pem, the workload CAs
+ * (identity.trust_bundle_file, which verifies upstreams). Kept apart: the
+ * CA a sidecar trusts to reach the control plane is not the one that signs
+ * workload certificates. */
+#define MS_INJECT_CONFIG_DIR "/etc/mtls-sidecar"
+#define MS_INJECT_CONFIG_KEY "sidecar.json"
+#define MS_INJECT_BOOTSTRAP_TRUST_CONFIG_MAP "mtls-sidecar-bootstrap-trust"
+#define MS_INJECT_BOOTSTRAP_TRUST_KEY "bootstrap-ca.pem"
+#define MS_INJECT_TRUST_CONFIG_MAP "mtls-sidecar-trust"
+#define MS_INJECT_TRUST_KEY "trust.pem"
+/* The projected service-account token (identity.token_file), its folder. */
+#define MS_INJECT_TOKEN_PATH "/var/run/secrets/mtls-sidecar/token"
 #define MS_INJECT_HEALTH_PORT 15021
 #define MS_INJECT_HEALTH_PORT_NAME "mtls-health"
 #define MS_INJECT_ADMIN_PORT 15000
@@ -47,12 +64,12 @@
  * and then changed field by field. The strings are borrowed: they must
  * outlive every call that uses the settings. */
 typedef struct ms_inject_settings {
-  const char *image;          /* the image's repository; default "mtls-sidecar" */
-  const char *version;        /* its tag, and the status annotation; default MS_VERSION */
-  const char *config_map;     /* the bootstrap ConfigMap (sidecar.json and the control plane's
-                                 CA); default "mtls-sidecar-config" */
-  const char *token_audience; /* the projected token's audience, xds-server's
-                                 --token-audience; default "mtls-sidecar" */
+  const char *image;                   /* the image's repository; default "mtls-sidecar" */
+  const char *version;                 /* its tag, and the status annotation; default MS_VERSION */
+  const char *config_map;              /* the ConfigMap holding sidecar.json; default
+                                          "mtls-sidecar-config" */
+  const char *token_audience;          /* the projected token's audience, xds-server's
+                                          --token-audience; default "mtls-sidecar" */
   const char *control_plane_namespace; /* never injected; default "mtls-system" */
   bool native_sidecars; /* the cluster runs init containers with restartPolicy: Always
                            (Kubernetes >= 1.29, or 1.28 with the SidecarContainers gate);
@@ -145,9 +162,9 @@ int ms_inject_object(const ms_inject_settings *settings, cJSON *object,
                      ms_inject_decision *out_decision, char *err, size_t err_len);
 
 /* ms_inject_sidecar_container returns the container injection adds (a new
- * object the caller frees), and ms_inject_volumes the array of its volumes:
- * for tests, and for comparing with the kustomize Component. NULL when
- * memory runs out. */
+ * object the caller frees), and ms_inject_volumes the array of its volumes
+ * (the projected configuration folder, the token, the state folder): for
+ * tests. NULL when memory runs out. */
 cJSON *ms_inject_sidecar_container(const ms_inject_settings *settings);
 cJSON *ms_inject_volumes(const ms_inject_settings *settings);
 

@@ -245,6 +245,86 @@ static void apply_expect(const char *document, const char *patch, const char *ex
   cJSON_Delete(doc);
 }
 
+/* What the sidecar reads, where it reads it: the configuration folder is one
+ * projected volume of the three ConfigMaps (sidecar.json from the settings'
+ * ConfigMap, the two trust bundles from trust-manager's), each key named,
+ * mounted whole (never subPath: a CA rotation must reach the files); the
+ * token where identity.token_file names it, with the settings' audience; a
+ * node id that claims the namespace only (xds-server reads "A.B" as
+ * SERVICE_ACCOUNT.NAMESPACE). */
+static void test_volumes(void) {
+  ms_inject_settings custom = settings;
+  custom.config_map = "shop-sidecar";
+  custom.token_audience = "mesh";
+  cJSON *volumes = ms_inject_volumes(&custom);
+  CHECK(volumes != NULL && cJSON_GetArraySize(volumes) == 3);
+  const cJSON *config = cJSON_GetArrayItem(volumes, 0);
+  CHECK_STR(cJSON_GetObjectItem(config, "name")->valuestring, MS_INJECT_CONFIG_VOLUME);
+  CHECK(cJSON_GetObjectItem(config, "configMap") == NULL);
+  const cJSON *sources = cJSON_GetObjectItem(cJSON_GetObjectItem(config, "projected"), "sources");
+  CHECK(cJSON_GetArraySize(sources) == 3);
+  const char *names[] = {"shop-sidecar", "mtls-sidecar-bootstrap-trust", "mtls-sidecar-trust"};
+  const char *keys[] = {"sidecar.json", "bootstrap-ca.pem", "trust.pem"};
+  for (int i = 0; i < 3; i++) {
+    const cJSON *map = cJSON_GetObjectItem(cJSON_GetArrayItem(sources, i), "configMap");
+    CHECK_STR(cJSON_GetObjectItem(map, "name")->valuestring, names[i]);
+    const cJSON *items = cJSON_GetObjectItem(map, "items");
+    CHECK(cJSON_GetArraySize(items) == 1);
+    CHECK_STR(cJSON_GetObjectItem(cJSON_GetArrayItem(items, 0), "key")->valuestring, keys[i]);
+    CHECK_STR(cJSON_GetObjectItem(cJSON_GetArrayItem(items, 0), "path")->valuestring, keys[i]);
+    CHECK(cJSON_GetObjectItem(map, "optional") == NULL);
+  }
+  const cJSON *token = cJSON_GetObjectItem(
+      cJSON_GetArrayItem(
+          cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetArrayItem(volumes, 1), "projected"),
+                              "sources"),
+          0),
+      "serviceAccountToken");
+  CHECK_STR(cJSON_GetObjectItem(token, "audience")->valuestring, "mesh");
+  CHECK_STR(cJSON_GetObjectItem(token, "path")->valuestring, "token");
+  cJSON_Delete(volumes);
+
+  cJSON *container = ms_inject_sidecar_container(&custom);
+  CHECK(container != NULL);
+  const cJSON *mount;
+  int found = 0;
+  cJSON_ArrayForEach(mount, cJSON_GetObjectItem(container, "volumeMounts")) {
+    const char *name = cJSON_GetObjectItem(mount, "name")->valuestring;
+    const char *path = cJSON_GetObjectItem(mount, "mountPath")->valuestring;
+    CHECK(cJSON_GetObjectItem(mount, "subPath") == NULL);
+    if (strcmp(name, MS_INJECT_CONFIG_VOLUME) == 0) {
+      CHECK_STR(path, "/etc/mtls-sidecar");
+      found++;
+    }
+    if (strcmp(name, MS_INJECT_TOKEN_VOLUME) == 0) {
+      CHECK(strncmp(MS_INJECT_TOKEN_PATH, path, strlen(path)) == 0);
+      CHECK_STR(MS_INJECT_TOKEN_PATH + strlen(path), "/token");
+      found++;
+    }
+  }
+  CHECK(found == 2);
+  const cJSON *args = cJSON_GetObjectItem(container, "args");
+  const char *node_id = NULL;
+  for (int i = 0; i + 1 < cJSON_GetArraySize(args); i++)
+    if (strcmp(cJSON_GetArrayItem(args, i)->valuestring, "--node-id") == 0)
+      node_id = cJSON_GetArrayItem(args, i + 1)->valuestring;
+  CHECK(node_id != NULL);
+  CHECK(strncmp(node_id, "sidecar~$(POD_IP)~$(POD_NAME).$(POD_NAMESPACE)~", 46) == 0);
+  bool has_pod_ip = false;
+  const cJSON *env;
+  cJSON_ArrayForEach(env, cJSON_GetObjectItem(container, "env")) {
+    if (strcmp(cJSON_GetObjectItem(env, "name")->valuestring, "POD_IP") == 0)
+      has_pod_ip =
+          strcmp(cJSON_GetObjectItem(
+                     cJSON_GetObjectItem(cJSON_GetObjectItem(env, "valueFrom"), "fieldRef"),
+                     "fieldPath")
+                     ->valuestring,
+                 "status.podIP") == 0;
+  }
+  CHECK(has_pod_ip);
+  cJSON_Delete(container);
+}
+
 static void test_apply(void) {
   apply_expect("{\"a\": [1, 2]}", "[{\"op\": \"add\", \"path\": \"/a/0\", \"value\": 0}]",
                "{\"a\": [0, 1, 2]}", NULL);
@@ -559,6 +639,7 @@ int main(void) {
   test_decisions();
   test_refusals();
   test_patch_shapes();
+  test_volumes();
   test_apply();
   test_kinds();
   test_yaml();

@@ -21,32 +21,35 @@
 #define MAX_INPUT (256u * 1024 * 1024)
 
 static void usage(FILE *out) {
-  fprintf(
-      out,
-      "usage: mtls-inject [options] [FILE | -]\n"
-      "\n"
-      "Reads Kubernetes objects (YAML or JSON, several documents) from FILE or standard\n"
-      "input and writes them to standard output, in the same format, with the mtls-sidecar\n"
-      "native sidecar injected into the pods of every Pod, Deployment, StatefulSet,\n"
-      "DaemonSet, ReplicaSet, Job and CronJob annotated %s: \"true\" (on the\n"
-      "object or its pod template). Other objects pass unchanged; one of another kind that\n"
-      "is annotated is an error. A line per decision goes to standard error.\n"
-      "\n"
-      "  --image REPOSITORY              the sidecar's image (default mtls-sidecar)\n"
-      "  --tag TAG                       its tag, and the status annotation (default %s)\n"
-      "  --config-map NAME               the bootstrap ConfigMap (default mtls-sidecar-config)\n"
-      "  --token-audience AUDIENCE       the projected token's audience, xds-server's\n"
-      "                                  --token-audience (default mtls-sidecar)\n"
-      "  --control-plane-namespace NS    never injected, nor kube-system (default "
-      "mtls-system)\n"
-      "  --no-native-sidecars            the cluster has no native sidecars (before 1.29, or\n"
-      "                                  1.28 without the SidecarContainers gate): every\n"
-      "                                  injection is refused\n"
-      "  --version, --help\n"
-      "\n"
-      "Exit status: 0 when every object was handled; 1 when one was refused or the input\n"
-      "could not be read (nothing is written); 2 for a wrong command line.\n",
-      MS_INJECT_ANNOTATION, MS_VERSION);
+  fprintf(out,
+          "usage: mtls-inject [options] [FILE | -]\n"
+          "\n"
+          "Reads Kubernetes objects (YAML or JSON, several documents) from FILE or standard\n"
+          "input and writes them to standard output, in the same format, with the mtls-sidecar\n"
+          "native sidecar injected into the pods of every Pod, Deployment, StatefulSet,\n"
+          "DaemonSet, ReplicaSet, Job and CronJob annotated %s: \"true\" (on the\n"
+          "object or its pod template). Other objects pass unchanged; one of another kind that\n"
+          "is annotated is an error. A line per decision goes to standard error.\n"
+          "\n"
+          "  --image REPOSITORY              the sidecar's image (default mtls-sidecar)\n"
+          "  --tag TAG                       its tag, and the status annotation (default %s)\n"
+          "  --config-map NAME               the ConfigMap holding sidecar.json (default\n"
+          "                                  mtls-sidecar-config); with the ConfigMaps\n"
+          "                                  mtls-sidecar-bootstrap-trust (bootstrap-ca.pem) and\n"
+          "                                  mtls-sidecar-trust (trust.pem), which trust-manager\n"
+          "                                  writes, it is mounted at /etc/mtls-sidecar\n"
+          "  --token-audience AUDIENCE       the projected token's audience, xds-server's\n"
+          "                                  --token-audience (default mtls-sidecar)\n"
+          "  --control-plane-namespace NS    never injected, nor kube-system (default "
+          "mtls-system)\n"
+          "  --no-native-sidecars            the cluster has no native sidecars (before 1.29, or\n"
+          "                                  1.28 without the SidecarContainers gate): every\n"
+          "                                  injection is refused\n"
+          "  --version, --help\n"
+          "\n"
+          "Exit status: 0 when every object was handled; 1 when one was refused or the input\n"
+          "could not be read (nothing is written); 2 for a wrong command line.\n",
+          MS_INJECT_ANNOTATION, MS_VERSION);
 }
 
 /* read_all reads a whole stream; NULL with a sentence in `err`. */

@@ -1,7 +1,12 @@
 /* patch_tool: prints the JSON Patch ms_inject_patch makes for the pod (JSON)
- * on standard input, with the default settings; the namespace is argv[1]
- * if given. For inject_cli_test.sh, which applies it with a JSON Patch
- * implementation written elsewhere. Exit 1 with the sentence on a refusal. */
+ * on standard input: the webhook's code path, for the tests to apply with a
+ * JSON Patch implementation written elsewhere (inject_cli_test.sh,
+ * deploy/check.sh). The settings are the defaults, changed by the options
+ * mtls-inject takes (--image, --tag, --config-map, --token-audience,
+ * --control-plane-namespace); the pod's namespace is the argument, if
+ * given. Exit 1 with the sentence on a refusal, 2 for a wrong command
+ * line. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -10,6 +15,36 @@
 #include "inject/inject.h"
 
 int main(int argc, char **argv) {
+  static const struct option options[] = {{"image", required_argument, NULL, 'i'},
+                                          {"tag", required_argument, NULL, 't'},
+                                          {"config-map", required_argument, NULL, 'c'},
+                                          {"token-audience", required_argument, NULL, 'a'},
+                                          {"control-plane-namespace", required_argument, NULL, 'n'},
+                                          {NULL, 0, NULL, 0}};
+  ms_inject_settings settings;
+  ms_inject_settings_init(&settings);
+  int option;
+  while ((option = getopt_long(argc, argv, "", options, NULL)) != -1) {
+    switch (option) {
+      case 'i':
+        settings.image = optarg;
+        break;
+      case 't':
+        settings.version = optarg;
+        break;
+      case 'c':
+        settings.config_map = optarg;
+        break;
+      case 'a':
+        settings.token_audience = optarg;
+        break;
+      case 'n':
+        settings.control_plane_namespace = optarg;
+        break;
+      default:
+        return 2;
+    }
+  }
   static char text[1 << 20];
   size_t len = fread(text, 1, sizeof(text) - 1, stdin);
   text[len] = '\0';
@@ -18,9 +53,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "patch_tool: standard input is not JSON\n");
     return 1;
   }
-  ms_inject_settings settings;
-  ms_inject_settings_init(&settings);
-  ms_inject_pod request = {pod, argc > 1 ? argv[1] : NULL, NULL, NULL, "pod"};
+  ms_inject_pod request = {pod, optind < argc ? argv[optind] : NULL, NULL, NULL, "pod"};
   cJSON *patch = NULL;
   ms_inject_decision decision;
   char err[1024];

@@ -12,7 +12,7 @@ packages=(
   libyaml-dev                                         # mtls-inject's YAML (inject/manifest.c)
   libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev  # xDS (gRPC, protobuf; libprotobuf-dev has the well-known .proto files)
   gcc g++ libc6-dev python3 python3-yaml              # toolchain, the test harness, deploy/check.sh
-  python3-jsonpatch                                   # inject_cli_test: the patch applied by another RFC 6902 implementation
+  python3-jsonpatch                                   # inject_cli_test, deploy/check.sh: the patch applied by another RFC 6902 implementation
   nginx libnginx-mod-stream curl openssl wrk          # real peers for tests, demo and benchmarks
 )
 

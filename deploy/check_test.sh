@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# check_test.sh: deploy/check.sh can fail. It passes on the manifests and
+# fixtures as they are, and fails, naming the cause, on copies with one
+# thing broken: a misspelled field in a workload fixture (as written, and
+# as it comes out of injection), in a manifest, a trust ConfigMap key that
+# no longer matches what the injected volume reads, a fixture that injection
+# no longer refuses, the webhook calling a path xds-server does not serve.
+set -uo pipefail
+
+runfiles="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
+check="$runfiles/deploy/check.sh"
+tmp="${TEST_TMPDIR:-$(mktemp -d)}"
+passed=0 failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1" >&2; failed=$((failed + 1)); }
+
+# fresh: copies of deploy/kubernetes and the fixtures to break.
+fresh() {
+  rm -rf "$tmp/k8s" "$tmp/workloads"
+  cp -rL "$runfiles/deploy/kubernetes" "$tmp/k8s"
+  cp -rL "$runfiles/deploy/testdata/workloads" "$tmp/workloads"
+}
+
+# breaks NAME FILE SED EXPECTED...: FILE (under $tmp) edited by SED must
+# change it, and check.sh must then fail printing every EXPECTED line part.
+breaks() {
+  local name=$1 file=$2 script=$3
+  shift 3
+  fresh
+  cp "$tmp/$file" "$tmp/before"
+  sed -i "$script" "$tmp/$file"
+  if cmp -s "$tmp/before" "$tmp/$file"; then
+    fail "$name: the edit changed nothing in $file"
+    return
+  fi
+  "$check" "$tmp/k8s" "$tmp/workloads" >"$tmp/out" 2>&1
+  local status=$? text ok=1
+  for text in "$@"; do
+    grep -qF -- "$text" "$tmp/out" || ok=0
+  done
+  if [ "$status" -ne 0 ] && [ "$ok" -eq 1 ]; then
+    pass "$name"
+  else
+    cat "$tmp/out" >&2
+    fail "$name: expected a failure naming: $* (exit $status)"
+  fi
+}
+
+fresh
+if "$check" "$tmp/k8s" "$tmp/workloads" >"$tmp/out" 2>&1 && grep -q '^deploy/check.sh: ok$' "$tmp/out"; then
+  pass "the manifests and fixtures as they are"
+else
+  cat "$tmp/out" >&2
+  fail "check.sh fails on the manifests as they are"
+fi
+
+# A misspelled field in a fixture: caught as written, and in what both
+# ways of injection made of it (the field is in the pod template).
+breaks "a misspelled field in a fixture" workloads/statefulset.yaml \
+  's/^          volumeMounts:/          volumeMount:/' \
+  "workloads/statefulset.yaml[0] StatefulSet ledger: FAIL" \
+  "injected/statefulset.yaml[0] StatefulSet ledger: FAIL" \
+  "webhook/statefulset.yaml[0] StatefulSet ledger: FAIL" \
+  "spec.template.spec.containers[0].volumeMount: unknown field"
+breaks "a misspelled field outside the pod template" workloads/cronjob.yaml \
+  's/concurrencyPolicy:/concurrencyPolicyy:/' \
+  "spec.concurrencyPolicyy: unknown field"
+# A misspelled field in a manifest.
+breaks "a misspelled field in the webhooks" k8s/control-plane/webhooks.yaml \
+  '0,/reinvocationPolicy:/s/reinvocationPolicy:/reinvocationPolicyy:/' \
+  "webhooks[0].reinvocationPolicyy: unknown field"
+breaks "a misspelled field in a Bundle" k8s/control-plane/trust-bundles.yaml \
+  's/namespaceSelector:/namespaceSelecter:/' \
+  "spec.target.namespaceSelecter: unknown field"
+# The manifests no longer agree with injection.
+breaks "a Bundle writes a key the injected volume does not read" k8s/control-plane/trust-bundles.yaml \
+  's/key: trust.pem/key: ca-bundle.pem/' \
+  "Bundle mtls-sidecar-trust writes key ca-bundle.pem, injected pods read ['trust.pem']"
+breaks "bootstrap trust from the workload CA" k8s/control-plane/trust-bundles.yaml \
+  's/name: xds-control-plane-ca/name: xds-workload-ca/' \
+  "is not the control plane's CA"
+breaks "sidecar.json's trust bundle is not mounted" k8s/workload/sidecar.json \
+  's#/etc/mtls-sidecar/trust.pem#/etc/mtls-sidecar/certs/ca.crt#' \
+  "identity.trust_bundle_file /etc/mtls-sidecar/certs/ca.crt is not a trust bundle file"
+breaks "the webhook calls a path nobody serves" k8s/control-plane/webhooks.yaml \
+  's#path: /inject-namespace#path: /mutate#' \
+  "webhooks: paths"
+breaks "the webhook fails open for a labelled namespace" k8s/control-plane/webhooks.yaml \
+  '0,/failurePolicy: Fail/s/failurePolicy: Fail/failurePolicy: Ignore/' \
+  "/inject-namespace does not fail closed"
+breaks "egress beyond the API server" k8s/control-plane/networkpolicy.yaml \
+  's/port: 6443}/port: 53}/' \
+  "egress beyond the API server's ports"
+breaks "a workload key back in a Secret" k8s/control-plane/deployment.yaml \
+  's/            - --jwks-url$/            - --client-ca\n            - \/etc\/xds-server\/tls\/ca.crt\n            - --jwks-url/' \
+  "xds-server: --client-ca: the recommended setup proves identities by token only"
+# A fixture whose expectation no longer holds.
+breaks "a refusal that no longer happens" workloads/hostnetwork.yaml \
+  '/hostNetwork: true/d' \
+  "workloads/hostnetwork.yaml: mtls-inject did not refuse it"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
