@@ -44,7 +44,9 @@ CONF
 
 mtls_base_image() {
   local includes=$2 hash
-  hash=$(printf '%s' "$includes" | sha256sum | cut -c1-12)
+  # The hash covers the list and how the image is made (bump "2" when that
+  # changes).
+  hash=$(printf '2 %s' "$includes" | sha256sum | cut -c1-12)
   mtls_image="$1:bookworm-$hash"
   local name=$mtls_image
   if podman image exists "$name"; then return 0; fi
@@ -69,7 +71,9 @@ mtls_base_image() {
       tar -C "$rootfs" -czf "$tarball.tmp" . && mv "$tarball.tmp" "$tarball"
       rm -rf "$rootfs" "$rootfs.log"
     fi
-    podman import "$tarball" "$name" >/dev/null
+    # An imported rootfs has no configuration: give it Debian's PATH.
+    podman import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+      "$tarball" "$name" >/dev/null 2>"$MTLS_IMAGE_STATE/import.log" || { cat "$MTLS_IMAGE_STATE/import.log" >&2; exit 1; }
     echo "podman_env: imported $name from $tarball" >&2
   ) 9>"$MTLS_IMAGE_STATE/base.lock"
 }
