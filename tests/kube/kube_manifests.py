@@ -4,7 +4,8 @@
 (tests/kube/kube_play_test.sh):
 
   python3 kube_manifests.py IN.yaml OUT.yaml PORTS.json \\
-      --image OLD=NEW ... --volume NAME=HOSTDIR ... [--arg CONTAINER=ARG ...]
+      --image OLD=NEW ... --volume NAME=HOSTDIR ... [--taken PORT ...]
+      [--set-arg CONTAINER=FLAG=VALUE ...] [--drop-arg CONTAINER=FLAG ...]
       [--mount CONTAINER=NAME:HOSTDIR:MOUNTPATH ...]
 
 - Pods and Deployments pass (a Deployment with replicas 1: one pod here);
@@ -35,10 +36,13 @@
   metadata.namespace and spec.serviceAccountName: they are resolved here from
   the container's env and the pod's metadata and spec (kubelet's rules: an unknown $(VAR) stays as is).
 - Images are renamed by --image (the rendered name to the image built here).
-- --arg CONTAINER=ARG appends ARG to that container's args (the test's own
-  flags, e.g. xds-server's --jwks-file, which the rendered manifest leaves to
-  the cluster operator); --mount adds a read-only hostPath volume to the
-  pod holding CONTAINER, mounted there (the files those flags name).
+- --set-arg CONTAINER=FLAG=VALUE sets "FLAG VALUE" in that container's args
+  (replacing FLAG's value, or appending both); --drop-arg CONTAINER=FLAG
+  removes FLAG and its value where present: what needs a cluster (e.g.
+  xds-server's --jwks-url kubernetes: there is no API server here) gives way
+  to the test's own files (--jwks-file). --mount adds a read-only hostPath
+  volume to the pod holding CONTAINER, mounted there (the files those flags
+  name). A --volume, --set-arg or --drop-arg naming nothing is not an error.
 """
 import argparse
 import json
@@ -82,7 +86,8 @@ def pod_spec(doc):
 
 # Downward API fields podman 4.3's kube play refuses ("fieldPath ... is
 # either not valid or not supported"); metadata.name it has.
-UNSUPPORTED_FIELDS = ("metadata.namespace", "spec.serviceAccountName")
+# status.podIP is 127.0.0.1: the test plays on the host network.
+UNSUPPORTED_FIELDS = ("metadata.namespace", "spec.serviceAccountName", "status.podIP")
 FIELD_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -92,7 +97,8 @@ def field_values(doc, spec):
         meta = dict(meta, **doc["spec"]["template"].get("metadata", {}))
     return {"metadata.name": meta.get("name", ""),
             "metadata.namespace": meta.get("namespace", "default"),
-            "spec.serviceAccountName": spec.get("serviceAccountName", "default")}
+            "spec.serviceAccountName": spec.get("serviceAccountName", "default"),
+            "status.podIP": "127.0.0.1"}
 
 
 def resolve_env(container, fields):
@@ -114,7 +120,8 @@ def resolve_env(container, fields):
                               for a in container[key]]
 
 
-def translate_pod(spec, owner, images, volumes, extra_args, mounts, ports, probes, fields):
+def translate_pod(spec, owner, images, volumes, extra_args, dropped_args, mounts, ports, probes,
+                  fields):
     sidecars = [c for c in spec.get("initContainers", []) if c.get("restartPolicy") == "Always"]
     if sidecars:
         spec["initContainers"] = [c for c in spec["initContainers"] if c not in sidecars]
@@ -147,7 +154,15 @@ def translate_pod(spec, owner, images, volumes, extra_args, mounts, ports, probe
                 old = int(match.group(2))
                 moved.setdefault(old, free_port())
                 args[i] = f"127.0.0.1:{moved[old]}"
-        args.extend(extra_args.get(cname, []))
+        for flag in dropped_args.get(cname, []):
+            while flag in args:
+                i = args.index(flag)
+                del args[i:i + 2]
+        for flag, value in extra_args.get(cname, []):
+            if flag in args and args.index(flag) + 1 < len(args):
+                args[args.index(flag) + 1] = value
+            else:
+                args.extend([flag, value])
         for name, host, path in mounts.get(cname, []):
             spec.setdefault("volumes", []).append(
                 {"name": name, "hostPath": {"path": host, "type": "Directory"}})
@@ -188,7 +203,8 @@ def main():
     parser.add_argument("ports")
     parser.add_argument("--image", action="append", default=[])
     parser.add_argument("--volume", action="append", default=[])
-    parser.add_argument("--arg", action="append", default=[])
+    parser.add_argument("--set-arg", action="append", default=[])
+    parser.add_argument("--drop-arg", action="append", default=[])
     parser.add_argument("--mount", action="append", default=[])
     parser.add_argument("--taken", action="append", default=[], type=int,
                         help="a port the test already uses (never handed out)")
@@ -196,10 +212,16 @@ def main():
     _taken.update(args.taken)
     images = pairs(args.image, "image")
     volumes = pairs(args.volume, "volume")
-    extra_args = {}
-    for value in args.arg:
-        container, _, arg = value.partition("=")
-        extra_args.setdefault(container, []).append(arg)
+    extra_args, dropped_args = {}, {}
+    for value in args.set_arg:
+        container, _, setting = value.partition("=")
+        flag, sep, arg = setting.partition("=")
+        if not sep:
+            sys.exit(f"kube_manifests: --set-arg {value}: expected CONTAINER=FLAG=VALUE")
+        extra_args.setdefault(container, []).append((flag, arg))
+    for value in args.drop_arg:
+        container, _, flag = value.partition("=")
+        dropped_args.setdefault(container, []).append(flag)
     mounts = {}
     for value in args.mount:
         container, _, spec = value.partition("=")
@@ -220,8 +242,8 @@ def main():
         if kind == "Deployment":
             doc["spec"]["replicas"] = 1
         spec = pod_spec(doc)
-        translate_pod(spec, f"{kind}/{name}", images, volumes, extra_args, mounts, ports,
-                      probes, field_values(doc, spec))
+        translate_pod(spec, f"{kind}/{name}", images, volumes, extra_args, dropped_args, mounts,
+                      ports, probes, field_values(doc, spec))
         played.append(doc)
     if not played:
         sys.exit(f"kube_manifests: {args.input} holds no Pod or Deployment")

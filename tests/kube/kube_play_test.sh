@@ -82,6 +82,7 @@ cp_yaml="$work/control-plane.yaml"
 wl_yaml="$work/workload.yaml"
 cleanup() {
   local status=$?
+  trap '' PIPE # a reader gone: the writes below fail, the cleanup goes on
   if [ "$failures" -gt 0 ] || [ "$status" -ne 0 ]; then
     for c in $(podman ps -a --format '{{.Names}}' | grep -- '^xds-server-pod.*-xds-server$') \
       "$POD-mtls-sidecar" "$POD-nginx"; do
@@ -98,6 +99,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE # so that cleanup runs on these too
 # A run killed before its cleanup leaves its pods: remove them first.
 podman pod rm -f -t 0 "$POD" "$CP_POD" >/dev/null 2>&1
 
@@ -136,14 +138,14 @@ node tests/node/sa_token.js keygen --out "$work/sa-keys" --kid e2e-key --alg ES2
 
 # The folders the pods mount (Secrets, ConfigMaps and projected volumes in a
 # cluster), owned by the pods' user, 65532 (fsGroup's job in a cluster).
-mkdir -p "$work"/{xds-tls,xds-ca,xds-resources,xds-jwks,sidecar-config,sidecar-token,sidecar-state,nginx-conf,nginx-state}
+mkdir -p "$work"/{xds-tls,xds-ca,xds-resources,xds-jwks,xds-kube-api,sidecar-config,sidecar-token,sidecar-state,nginx-conf,nginx-state}
 cp "$pki/xds-server.crt" "$work/xds-tls/tls.crt"
 cp "$pki/xds-server.key" "$work/xds-tls/tls.key"
 cp "$pki/control-plane-ca/ca.crt" "$work/xds-tls/ca.crt"
 cp "$pki/workload-ca/ca.crt" "$work/xds-ca/tls.crt"
 cp "$pki/workload-ca/ca.key" "$work/xds-ca/tls.key"
 cp "$work/sa-keys/jwks.json" "$work/xds-jwks/jwks.json"
-cp "$pki/control-plane-ca/ca.crt" "$work/sidecar-config/xds-ca.crt"
+cp "$pki/control-plane-ca/ca.crt" "$work/sidecar-config/bootstrap-ca.pem"
 node tests/node/sa_token.js mint --key "$work/sa-keys/e2e-key.key.pem" --kid e2e-key \
   --iss "$ISSUER" --aud mtls-sidecar --ns "$NS" --sa "$SA" --pod "$POD" \
   >"$work/sidecar-token/token" || die "sa_token.js mint failed"
@@ -170,8 +172,11 @@ python3 tests/kube/kube_manifests.py "$work/control-plane.rendered.yaml" "$cp_ya
   --volume "tls=$work/xds-tls" --volume "workload-ca=$work/xds-ca" \
   --volume "resources=$work/xds-resources" \
   --mount "xds-server=e2e-jwks:$work/xds-jwks:/etc/xds-server/jwks" \
-  --arg "xds-server=--jwks-file" --arg "xds-server=/etc/xds-server/jwks/jwks.json" \
-  --arg "xds-server=--token-issuer" --arg "xds-server=$ISSUER" ||
+  --volume "kube-api=$work/xds-kube-api" \
+  --drop-arg "xds-server=--jwks-url" --drop-arg "xds-server=--jwks-ca" \
+  --drop-arg "xds-server=--jwks-token" \
+  --set-arg "xds-server=--jwks-file=/etc/xds-server/jwks/jwks.json" \
+  --set-arg "xds-server=--token-issuer=$ISSUER" ||
   die "translating the control plane failed"
 port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ports"][sys.argv[2]])' "$@"; }
 XDS_PORT=$(port_of "$work/cp-ports.json" xds-server/18000) || die "no ADS port in the rendered Deployment"
@@ -214,7 +219,7 @@ cat >"$work/sidecar-config/sidecar.json" <<EOF
   "drain_timeout_ms": 1000,
   "xds": {
     "address": "127.0.0.1:$XDS_PORT",
-    "tls": {"trusted_ca": "/etc/mtls-sidecar/xds-ca.crt", "server_name": "xds-server.mtls-system.svc"},
+    "tls": {"trusted_ca": "/etc/mtls-sidecar/bootstrap-ca.pem", "server_name": "xds-server.mtls-system.svc"},
     "node": {"id": "set-by-node-id", "cluster": "$POD",
              "metadata": {"NAMESPACE": "$NS", "SERVICE_ACCOUNT": "$SA"}},
     "initial_fetch_timeout_ms": 15000,
