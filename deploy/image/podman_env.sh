@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # podman_env.sh: podman on these machines, for deploy/image/build.sh and
 # tests/kube/kube_play_test.sh (sourced, not run).
 #

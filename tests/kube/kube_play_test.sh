@@ -33,8 +33,7 @@
 # SKIP (exit 77) only when podman cannot run at all here (not root, podman
 # not installable, or no container starts), with the reason.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-repo=$(pwd)
+cd "$(dirname "$0")/../.." || exit 1
 
 NS=shop
 SA=checkout
@@ -292,8 +291,12 @@ podman run --rm -i --network none --entrypoint /usr/local/bin/mtls-inject "$IMAG
   die "the image's mtls-inject refused the pod"
 }
 grep -q "injected" "$work/inject.log" || die "mtls-inject did not inject: $(cat "$work/inject.log")"
+# The control plane's ports are taken too.
+read -r -a cp_taken < <(python3 -c 'import json, sys
+print(" ".join(f"--taken {p}" for p in json.load(open(sys.argv[1]))["ports"].values()))' \
+  "$work/cp-ports.json")
 python3 tests/kube/kube_manifests.py "$work/workload.injected.yaml" "$wl_yaml" \
-  "$work/wl-ports.json" "${taken[@]}" $(python3 -c 'import json,sys; [print("--taken", p) for p in json.load(open(sys.argv[1]))["ports"].values()]' "$work/cp-ports.json") \
+  "$work/wl-ports.json" "${taken[@]}" "${cp_taken[@]}" \
   --volume "mtls-sidecar-config=$work/sidecar-config" \
   --volume "mtls-sidecar-token=$work/sidecar-token" \
   --volume "mtls-sidecar-state=$work/sidecar-state" ||
