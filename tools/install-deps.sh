@@ -14,6 +14,7 @@ packages=(
   gcc g++ libc6-dev python3 python3-yaml              # toolchain, the test harness, deploy/check.sh
   python3-jsonpatch                                   # inject_cli_test, deploy/check.sh: the patch applied by another RFC 6902 implementation
   nginx libnginx-mod-stream curl openssl wrk          # real peers for tests, demo and benchmarks
+  podman runc catatonit debootstrap                   # the image and tests/kube (runc: crun fails here)
 )
 
 # tools/fuzz.sh: clang and libFuzzer's runtime (install-deps.sh --fuzz).
