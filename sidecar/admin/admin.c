@@ -197,6 +197,8 @@ static void count(void *arg, ms_http_server_event event) {
     case MS_HTTP_EVENT_REFUSED:
       MS_STAT_ADD(stats, admin_rq_refused, 1);
       break;
+    case MS_HTTP_EVENT_TLS_FAILED: /* the admin endpoint is plaintext */
+      break;
   }
 }
 
