@@ -14,15 +14,7 @@ source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/sh_tes
 CERTS="$RUNFILES/certs/certs"
 SERVER="$RUNFILES/xds-server/xds-server"
 command -v openssl >/dev/null || { echo "FAIL: openssl is not installed" >&2; exit 1; }
-python=""
-for candidate in python3 /usr/bin/python3; do
-  if command -v "$candidate" >/dev/null 2>&1 &&
-    "$candidate" -c 'import yaml, jsonpatch' 2>/dev/null; then
-    python="$candidate"
-    break
-  fi
-done
-[ -n "$python" ] || { echo "FAIL: no python3 with PyYAML and jsonpatch (apt-get install python3-jsonpatch python3-yaml)" >&2; exit 1; }
+find_python yaml jsonpatch || { echo "FAIL: no python3 with PyYAML and jsonpatch (apt-get install python3-jsonpatch python3-yaml)" >&2; exit 1; }
 
 "$CERTS" ca --out "$DIR/ca" >/dev/null &&
   "$CERTS" ca --out "$DIR/bootstrap-ca" --cn "bootstrap CA" >/dev/null &&
