@@ -168,6 +168,8 @@ static ms_http_server_limits with_defaults(const ms_http_server_limits *limits) 
   return (ms_http_server_limits){
       .max_connections = or_default(given.max_connections, 64),
       .request_timeout_ms = or_default(given.request_timeout_ms, 10000),
+      .idle_timeout_ms =
+          or_default(given.idle_timeout_ms, or_default(given.request_timeout_ms, 10000)),
       .max_head_bytes = or_default(given.max_head_bytes, 8192),
       .max_body_bytes = or_default(given.max_body_bytes, MS_HTTP_DEFAULT_MAX_BODY_BYTES),
   };
@@ -256,6 +258,7 @@ struct connection {
   char head[512];
   ms_http_response response;
   bool keep_alive; /* read the next request once the response is written */
+  bool idle;       /* between two requests: the timer runs idle_timeout_ms */
 };
 
 static void connection_parse(connection *conn);
@@ -303,16 +306,30 @@ static void connection_close(connection *conn) {
 
 static void on_request_timeout(uv_timer_t *timer) {
   connection *conn = timer->data;
-  count(conn->server, MS_HTTP_EVENT_TIMEOUT);
+  count(conn->server, conn->idle ? MS_HTTP_EVENT_IDLE : MS_HTTP_EVENT_TIMEOUT);
   connection_close(conn);
 }
 
 /* restart_request_timer gives the next request request_timeout_ms to arrive
- * whole: it runs from the accept or the end of a response, not from the last
- * byte, so that a byte now and then does not keep a slot. */
+ * whole: it runs from the accept or the request's first byte, not from the
+ * last byte, so that a byte now and then does not keep a slot. */
 static void restart_request_timer(connection *conn) {
+  conn->idle = false;
   uv_timer_start(&conn->request_timer, on_request_timeout, conn->server->limits.request_timeout_ms,
                  0);
+}
+
+/* start_idle_timer lets a keep-alive connection wait idle_timeout_ms for
+ * its next request. */
+static void start_idle_timer(connection *conn) {
+  conn->idle = true;
+  uv_timer_start(&conn->request_timer, on_request_timeout, conn->server->limits.idle_timeout_ms, 0);
+}
+
+/* request_started: bytes of a request came; an idle connection's request
+ * now has request_timeout_ms. */
+static void request_started(connection *conn) {
+  if (conn->idle) restart_request_timer(conn);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -328,7 +345,10 @@ static void on_write(uv_write_t *req, int status) {
     connection_close(conn);
   } else {
     conn->state = CONNECTION_READING;
-    restart_request_timer(conn);
+    if (conn->len > 0) /* the next request came with the last one */
+      restart_request_timer(conn);
+    else
+      start_idle_timer(conn);
     ms_http_reader_next(&conn->reader);
     connection_pump(conn); /* requests that arrived with the last one */
     if (conn->state == CONNECTION_READING &&
@@ -510,6 +530,7 @@ static void connection_pump(connection *conn) {
       return;
     }
     if (n == 0) break;
+    request_started(conn);
     conn->len += (size_t)n;
     connection_parse(conn);
   }
@@ -553,6 +574,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     connection_pump(conn);
     return;
   }
+  request_started(conn);
   conn->len += (size_t)nread;
   connection_parse(conn);
 }

@@ -14,8 +14,10 @@
  * connections take the new one, open ones keep theirs.
  *
  * Against slow or greedy clients, with a cap each (ms_http_server_limits):
- * each request must arrive whole within request_timeout_ms of the accept or
- * of the previous response, whatever trickles in meanwhile; the request
+ * the first request must arrive whole within request_timeout_ms of the
+ * accept (the handshake included), whatever trickles in meanwhile; after a
+ * response a keep-alive connection may stay idle idle_timeout_ms, and the
+ * next request has request_timeout_ms from its first byte; the request
  * target, the head and the body are capped (414, 431, 413); when every slot
  * is taken a new connection evicts the oldest one still waiting for its
  * request, so that a probe keeps being answered. Each of these is reported
@@ -44,6 +46,7 @@
 typedef struct ms_http_server_limits {
   size_t max_connections;      /* [64] more evict the oldest one waiting for a request */
   uint64_t request_timeout_ms; /* [10000] for a whole request */
+  uint64_t idle_timeout_ms;    /* [request_timeout_ms] a keep-alive connection between requests */
   size_t max_head_bytes;       /* [8192] request line and headers, else 431 */
   size_t max_body_bytes;       /* [65536] a body is read (dropped or kept); more is 413 */
 } ms_http_server_limits;
@@ -138,6 +141,7 @@ typedef struct ms_http_response {
 typedef enum ms_http_server_event {
   MS_HTTP_EVENT_EVICTED,    /* a connection closed to make room (or the new one, none waiting) */
   MS_HTTP_EVENT_TIMEOUT,    /* a request did not arrive whole in time */
+  MS_HTTP_EVENT_IDLE,       /* a keep-alive connection closed after idle_timeout_ms */
   MS_HTTP_EVENT_REFUSED,    /* a request refused by the reader (400, 413, 414, 431, 503) */
   MS_HTTP_EVENT_TLS_FAILED, /* a TLS handshake or record failed: that socket closed */
 } ms_http_server_event;

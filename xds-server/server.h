@@ -103,12 +103,14 @@ typedef struct ms_xds_server_options {
   size_t webhook_max_body_bytes;       /* one AdmissionReview; 0: 1 MiB */
   uint32_t webhook_max_connections;    /* 0: 256 */
   uint64_t webhook_request_timeout_ms; /* a whole request (and the handshake); 0: 10 s */
+  uint64_t webhook_idle_timeout_ms;    /* a keep-alive connection between reviews; 0: 120 s */
 } ms_xds_server_options;
 
 /* The webhook's defaults. */
 #define MS_XDS_WEBHOOK_DEFAULT_MAX_BODY_BYTES ((size_t)1 << 20)
 #define MS_XDS_WEBHOOK_DEFAULT_MAX_CONNECTIONS 256
 #define MS_XDS_WEBHOOK_DEFAULT_REQUEST_TIMEOUT_MS 10000
+#define MS_XDS_WEBHOOK_DEFAULT_IDLE_TIMEOUT_MS 120000
 
 /* The default of max_request_bytes: DiscoveryRequests are small (a node, a
  * type URL, names, a version and a nonce). */

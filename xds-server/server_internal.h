@@ -310,7 +310,7 @@ typedef struct xds_webhook {
   uint64_t reviews;     /* AdmissionReviews answered (bad requests included) */
   uint64_t outcomes[XDS_REVIEW_OUTCOME_COUNT];
   uint64_t body_too_large, requests_refused, wrong_method, wrong_type, not_found;
-  uint64_t timeouts, evicted, tls_failures;
+  uint64_t timeouts, idle_closed, evicted, tls_failures;
 } xds_webhook;
 
 /* xds_webhook_start serves the webhook on options.webhook_address with its

@@ -80,6 +80,7 @@ static const char usage_text[] =
     "  --webhook-max-connections N  open webhook connections; the oldest idle one is\n"
     "                            closed for a new one [256]\n"
     "  --webhook-request-timeout DURATION  for the handshake and each whole request [10s]\n"
+    "  --webhook-idle-timeout DURATION  a keep-alive connection between reviews [120s]\n"
     "  --inject-image REPO       the sidecar image's repository [mtls-sidecar]\n"
     "  --inject-tag TAG          its tag, and the status annotation [this version]\n"
     "  --inject-config-map NAME  the sidecar's bootstrap ConfigMap [mtls-sidecar-config]\n"
@@ -202,6 +203,13 @@ static int set_webhook_timeout(flags *f, const char *v) {
   return 0;
 }
 
+static int set_webhook_idle_timeout(flags *f, const char *v) {
+  int64_t seconds;
+  if (ms_duration_parse(v, &seconds) != 0 || seconds < 1 || seconds > 3600) return -1;
+  f->options.webhook_idle_timeout_ms = (uint64_t)seconds * 1000;
+  return 0;
+}
+
 static int set_csr_rate_limit(flags *f, const char *v) {
   unsigned long long n;
   if (parse_number(v, 0, 1000000, &n) != 0) return -1;
@@ -269,6 +277,7 @@ static const struct {
      "a whole number of bytes from 1024 to 1073741824 (1 GiB)"},
     {"--webhook-max-connections", set_webhook_max_connections, "a whole number from 1 to 1000000"},
     {"--webhook-request-timeout", set_webhook_timeout, "a duration from 1s to 10m" DURATION_FORMS},
+    {"--webhook-idle-timeout", set_webhook_idle_timeout, "a duration from 1s to 1h" DURATION_FORMS},
     {"--inject-image", set_inject_image, NULL},
     {"--inject-tag", set_inject_tag, NULL},
     {"--inject-config-map", set_inject_config_map, NULL},

@@ -17,7 +17,11 @@
  * (--webhook-max-connections, 256: the oldest idle one is closed for a new
  * one), the request timeout including the handshake
  * (--webhook-request-timeout, 10 s, the API server's own default timeout
- * for a webhook call). */
+ * for a webhook call), a keep-alive connection's idle time between reviews
+ * (--webhook-idle-timeout, 120 s: longer than the 90 s after which Go's
+ * HTTP clients, the API server's, drop an idle connection, so that the
+ * client closes first and never sends a review into a connection the
+ * server is closing; idle connections are the first evicted). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +148,9 @@ static void count(void *arg, ms_http_server_event event) {
     case MS_HTTP_EVENT_TIMEOUT:
       webhook->timeouts++;
       break;
+    case MS_HTTP_EVENT_IDLE:
+      webhook->idle_closed++;
+      break;
     case MS_HTTP_EVENT_REFUSED: /* counted in refuse, by status */
       break;
     case MS_HTTP_EVENT_TLS_FAILED:
@@ -181,6 +188,8 @@ int xds_webhook_start(xds_webhook *webhook, ms_xds_server *server, char *err, si
       .request_timeout_ms = o->webhook_request_timeout_ms
                                 ? o->webhook_request_timeout_ms
                                 : MS_XDS_WEBHOOK_DEFAULT_REQUEST_TIMEOUT_MS,
+      .idle_timeout_ms = o->webhook_idle_timeout_ms ? o->webhook_idle_timeout_ms
+                                                    : MS_XDS_WEBHOOK_DEFAULT_IDLE_TIMEOUT_MS,
       .max_head_bytes = 16384,
       .max_body_bytes = o->webhook_max_body_bytes ? o->webhook_max_body_bytes
                                                   : MS_XDS_WEBHOOK_DEFAULT_MAX_BODY_BYTES,
@@ -250,12 +259,14 @@ void xds_webhook_status(const xds_webhook *webhook, void *cjson_object) {
   cJSON_AddNumberToObject(http, "wrong_content_type", (double)webhook->wrong_type);
   cJSON_AddNumberToObject(http, "not_found", (double)webhook->not_found);
   cJSON_AddNumberToObject(http, "timeouts", (double)webhook->timeouts);
+  cJSON_AddNumberToObject(http, "idle_closed", (double)webhook->idle_closed);
   cJSON_AddNumberToObject(http, "evicted", (double)webhook->evicted);
   cJSON_AddNumberToObject(http, "tls_failures", (double)webhook->tls_failures);
   cJSON *limits = cJSON_AddObjectToObject(out, "limits");
   cJSON_AddNumberToObject(limits, "max_body_bytes", (double)webhook->limits.max_body_bytes);
   cJSON_AddNumberToObject(limits, "max_connections", (double)webhook->limits.max_connections);
   cJSON_AddNumberToObject(limits, "request_timeout_ms", (double)webhook->limits.request_timeout_ms);
+  cJSON_AddNumberToObject(limits, "idle_timeout_ms", (double)webhook->limits.idle_timeout_ms);
   cJSON *inject = cJSON_AddObjectToObject(out, "inject");
   cJSON_AddStringToObject(inject, "image", webhook->settings.image);
   cJSON_AddStringToObject(inject, "tag", webhook->settings.version);

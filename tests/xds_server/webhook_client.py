@@ -337,6 +337,55 @@ silent_tls.close()
 after = status()
 check(after["http"]["timeouts"] >= before["http"]["timeouts"] + 2, "timeouts counted: %r" % after["http"])
 
+# A keep-alive connection idle longer than the request timeout (2 s) but
+# within the idle timeout (4 s) is still served; past the idle timeout it
+# is closed, and counted.
+before = status()
+conn = connect()
+code, _ = post(conn, "/inject", review(base))
+time.sleep(3)
+try:
+    code, _ = post(conn, "/inject", review(base))
+    check(code == 200, "served after 3 s idle (%d)" % code)
+except (ConnectionError, http.client.HTTPException, ssl.SSLError) as e:
+    check(False, "a connection idle 3 s (idle timeout 4 s) is still served: %r" % e)
+sock = conn.sock
+sock.settimeout(8)
+t0 = time.monotonic()
+try:
+    closed = sock.recv(10) == b""
+except (ConnectionError, ssl.SSLError):
+    closed = True
+except socket.timeout:
+    closed = False
+check(closed and 3 < time.monotonic() - t0 < 6, "an idle connection closed after the 4 s idle timeout (%.1f s)" % (time.monotonic() - t0))
+conn.close()
+after = status()
+check(after["http"]["idle_closed"] >= before["http"]["idle_closed"] + 1, "idle_closed counted: %r" % after["http"])
+check(after["limits"]["idle_timeout_ms"] == 4000, "the idle timeout in /status")
+
+# A request begun on an idle keep-alive connection has the request timeout
+# (2 s) from its first byte, not what is left of the idle timeout (4 s).
+before = status()
+conn = connect()
+code, _ = post(conn, "/inject", review(base))
+time.sleep(0.5)
+conn.sock.sendall(b"POST /inject HTTP/1.1\r\nHost: localhost\r\n")
+t0 = time.monotonic()
+conn.sock.settimeout(8)
+try:
+    closed = conn.sock.recv(10) == b""
+except (ConnectionError, ssl.SSLError):
+    closed = True
+except socket.timeout:
+    closed = False
+elapsed = time.monotonic() - t0
+check(closed and 1.5 < elapsed < 3.0, "a request begun after idling is closed by the 2 s request timeout (%.1f s)" % elapsed)
+conn.close()
+after = status()
+check(after["http"]["timeouts"] == before["http"]["timeouts"] + 1 and
+      after["http"]["idle_closed"] == before["http"]["idle_closed"], "counted as a timeout, not idle: %r" % after["http"])
+
 # ---- 1000 reviews on one keep-alive connection ------------------------------------
 conn = connect()
 post(conn, "/inject", review(base))

@@ -32,6 +32,7 @@ log="$DIR/server.log"
   --client-ca "$DIR/bootstrap-ca/ca.crt" --debounce-ms 50 \
   --webhook-address 127.0.0.1:0 --webhook-cert "$DIR/webhook/tls.crt" \
   --webhook-key "$DIR/webhook/tls.key" --webhook-request-timeout 2s \
+  --webhook-idle-timeout 4s \
   --inject-image registry.test/mtls-sidecar --inject-tag 9.9.9 \
   --inject-config-map test-sidecar-config --namespace mtls-test-system \
   --token-audience xds.test 2>"$log" &
