@@ -70,10 +70,13 @@ rc=$?
 pids=()
 
 # Without --webhook-cert the webhook serves the ADS pair (--tls-cert).
-"$SERVER" --listen 127.0.0.1:0 --status-address off \
+# With --webhook-max-connections 2, a third connection closes the oldest
+# idle one (counted: evicted), and is served.
+"$SERVER" --listen 127.0.0.1:0 --status-address 127.0.0.1:0 \
   --tls-cert "$DIR/server.crt" --tls-key "$DIR/server.key" \
   --ca-cert "$DIR/ca/ca.crt" --ca-key "$DIR/ca/ca.key" \
-  --client-ca "$DIR/bootstrap-ca/ca.crt" --webhook-address 127.0.0.1:0 2>"$DIR/default.log" &
+  --client-ca "$DIR/bootstrap-ca/ca.crt" --webhook-address 127.0.0.1:0 \
+  --webhook-max-connections 2 2>"$DIR/default.log" &
 server_pid=$!
 pids+=("$server_pid")
 port=""
@@ -87,6 +90,34 @@ served=$(echo | timeout 10 openssl s_client -connect "127.0.0.1:$port" -serverna
 want=$(openssl x509 -noout -serial -in "$DIR/server.crt")
 [ -n "$want" ] && [ "$served" = "$want" ] ||
   fail "without --webhook-cert the webhook serves --tls-cert ($want), not \"$served\""
+status_port=$(grep -m1 'serving ADS on' "$DIR/default.log" | sed -E 's/.*status on .* \(port ([0-9]+)\)$/\1/')
+"$python" - "$port" "$status_port" "$DIR/ca/ca.crt" <<'PY' || fail "the connection cap (above)"
+import http.client, json, ssl, sys
+port, status_port, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+def review(conn):
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                       "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                                   "namespace": "shop", "operation": "CREATE",
+                                   "object": {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}}})
+    conn.request("POST", "/inject", body=body, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    response.read()
+    return response.status
+conns = [http.client.HTTPSConnection("localhost", port, context=ctx, timeout=5) for _ in range(3)]
+assert review(conns[0]) == 200 and review(conns[1]) == 200
+assert review(conns[2]) == 200, "the third connection is served"
+try:
+    conns[0].sock.settimeout(3)
+    assert conns[0].sock.recv(10) == b"", "the oldest idle connection is closed"
+except (ConnectionError, ssl.SSLError):
+    pass
+assert review(conns[1]) == 200, "the second one is kept"
+s = http.client.HTTPConnection("127.0.0.1", status_port, timeout=5)
+s.request("GET", "/status")
+evicted = json.loads(s.getresponse().read())["webhook"]["http"]["evicted"]
+assert evicted == 1, "evicted counted: %r" % evicted
+PY
 kill -TERM "$server_pid"
 wait "$server_pid"
 pids=()
