@@ -4,7 +4,8 @@
  * embeds its socket and its request timer and is freed when both have
  * closed. A connection reads and parses until a request is whole, then
  * writes the response with reading stopped, then parses what arrived
- * meanwhile or reads again. */
+ * meanwhile or reads again. Over HTTPS (http_server_tls.c) the bytes read
+ * go through TLS first (connection_pump) and every write is TLS's output. */
 #include "common/http_server.h"
 
 #include <arpa/inet.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/http_server_tls.h"
 #include "common/log.h"
 
 #define READ_BUFFER_BYTES 16384
@@ -37,6 +39,9 @@ static int on_message_begin(http_parser *parser) {
   ms_http_reader *reader = parser_reader(parser);
   reader->request.url_len = 0;
   reader->request.host_len = reader->request.origin_len = SIZE_MAX;
+  reader->request.content_type_len = SIZE_MAX;
+  reader->request.body = NULL;
+  reader->request.body_len = 0;
   reader->request.keep_alive = false;
   reader->head_bytes = reader->body_bytes = 0;
   reader->field_len = 0;
@@ -93,6 +98,8 @@ static int on_header_value(http_parser *parser, const char *at, size_t len) {
     keep_value(request->host, &request->host_len, first, at, len);
   } else if (field_is(reader, "origin")) {
     keep_value(request->origin, &request->origin_len, first, at, len);
+  } else if (field_is(reader, "content-type")) {
+    keep_value(request->content_type, &request->content_type_len, first, at, len);
   }
   return count_head(reader, len);
 }
@@ -104,11 +111,31 @@ static int on_headers_complete(http_parser *parser) {
   return 0;
 }
 
+/* keep_body appends to the kept body, growing it (by doubling, up to the
+ * cap, which the caller checked). */
+static int keep_body(ms_http_reader *reader, const char *at, size_t len) {
+  size_t used = reader->request.body_len;
+  if (used + len > reader->body_capacity) {
+    size_t capacity = reader->body_capacity > 0 ? reader->body_capacity : 4096;
+    while (capacity < used + len)
+      capacity *= 2;
+    if (capacity > reader->limits.max_body_bytes) capacity = reader->limits.max_body_bytes;
+    char *grown = realloc(reader->body, capacity);
+    if (grown == NULL) return refuse(reader, 503);
+    reader->body = grown;
+    reader->body_capacity = capacity;
+  }
+  memcpy(reader->body + used, at, len);
+  reader->request.body_len = used + len;
+  reader->request.body = reader->body;
+  return 0;
+}
+
 static int on_body(http_parser *parser, const char *at, size_t len) {
   ms_http_reader *reader = parser_reader(parser);
-  (void)at;
   reader->body_bytes += len;
-  return reader->body_bytes <= reader->limits.max_body_bytes ? 0 : refuse(reader, 413);
+  if (reader->body_bytes > reader->limits.max_body_bytes) return refuse(reader, 413);
+  return reader->keep_body ? keep_body(reader, at, len) : 0;
 }
 
 static int on_message_complete(http_parser *parser) {
@@ -141,8 +168,10 @@ static ms_http_server_limits with_defaults(const ms_http_server_limits *limits) 
   return (ms_http_server_limits){
       .max_connections = or_default(given.max_connections, 64),
       .request_timeout_ms = or_default(given.request_timeout_ms, 10000),
+      .idle_timeout_ms =
+          or_default(given.idle_timeout_ms, or_default(given.request_timeout_ms, 10000)),
       .max_head_bytes = or_default(given.max_head_bytes, 8192),
-      .max_body_bytes = or_default(given.max_body_bytes, 65536),
+      .max_body_bytes = or_default(given.max_body_bytes, MS_HTTP_DEFAULT_MAX_BODY_BYTES),
   };
 }
 
@@ -152,6 +181,15 @@ void ms_http_reader_init(ms_http_reader *reader, const ms_http_server_limits *li
   http_parser_init(&reader->parser, HTTP_REQUEST);
   reader->parser.data = reader;
   reader->request.host_len = reader->request.origin_len = SIZE_MAX;
+  reader->request.content_type_len = SIZE_MAX;
+}
+
+void ms_http_reader_cleanup(ms_http_reader *reader) {
+  free(reader->body);
+  reader->body = NULL;
+  reader->body_capacity = 0;
+  reader->request.body = NULL;
+  reader->request.body_len = 0;
 }
 
 ms_http_read_state ms_http_reader_feed(ms_http_reader *reader, const char *data, size_t len,
@@ -171,6 +209,8 @@ ms_http_read_state ms_http_reader_feed(ms_http_reader *reader, const char *data,
 }
 
 void ms_http_reader_next(ms_http_reader *reader) {
+  /* A big body's memory is not kept for an idle connection. */
+  if (reader->body_capacity > MS_HTTP_DEFAULT_MAX_BODY_BYTES) ms_http_reader_cleanup(reader);
   reader->complete = false;
   http_parser_pause(&reader->parser, 0);
 }
@@ -184,7 +224,9 @@ struct ms_http_server {
   uv_loop_t *loop;
   ms_http_server_limits limits;
   ms_http_server_handler handler;
+  SSL_CTX *ssl_ctx;        /* new connections speak TLS with it; NULL: plaintext */
   ms_log_limit evict_log;  /* connections closed to make room: a line a second */
+  ms_log_limit tls_log;    /* failed handshakes: a line a second */
   bool closing;            /* ms_http_server_close was called */
   bool listener_closed;    /* the listener's close callback ran */
   size_t connection_count; /* connections whose memory is not freed yet */
@@ -207,15 +249,20 @@ struct connection {
   connection *next, *prev;
   connection_state state;
   ms_http_reader reader;
-  char buffer[READ_BUFFER_BYTES]; /* bytes read; [start, start+len) not parsed yet */
+  http_tls *tls;                  /* NULL: plaintext */
+  char *tls_out;                  /* the response's ciphertext being written */
+  char buffer[READ_BUFFER_BYTES]; /* bytes read (over TLS: decrypted); [start, start+len) not
+                                     parsed yet */
   size_t start, len;
   uv_write_t write_req; /* the response being written */
   char head[512];
   ms_http_response response;
   bool keep_alive; /* read the next request once the response is written */
+  bool idle;       /* between two requests: the timer runs idle_timeout_ms */
 };
 
 static void connection_parse(connection *conn);
+static void connection_pump(connection *conn);
 static void on_alloc(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
@@ -224,7 +271,9 @@ static void count(ms_http_server *server, ms_http_server_event event) {
 }
 
 static void server_maybe_free(ms_http_server *server) {
-  if (server->closing && server->listener_closed && server->connection_count == 0) free(server);
+  if (!server->closing || !server->listener_closed || server->connection_count > 0) return;
+  SSL_CTX_free(server->ssl_ctx);
+  free(server);
 }
 
 static void on_connection_handle_closed(uv_handle_t *handle) {
@@ -238,6 +287,9 @@ static void on_connection_handle_closed(uv_handle_t *handle) {
   if (conn->next) conn->next->prev = conn->prev;
   server->connection_count--;
   free(conn->response.body);
+  free(conn->tls_out);
+  http_tls_free(conn->tls);
+  ms_http_reader_cleanup(&conn->reader);
   free(conn);
   server_maybe_free(server);
 }
@@ -254,16 +306,30 @@ static void connection_close(connection *conn) {
 
 static void on_request_timeout(uv_timer_t *timer) {
   connection *conn = timer->data;
-  count(conn->server, MS_HTTP_EVENT_TIMEOUT);
+  count(conn->server, conn->idle ? MS_HTTP_EVENT_IDLE : MS_HTTP_EVENT_TIMEOUT);
   connection_close(conn);
 }
 
 /* restart_request_timer gives the next request request_timeout_ms to arrive
- * whole: it runs from the accept or the end of a response, not from the last
- * byte, so that a byte now and then does not keep a slot. */
+ * whole: it runs from the accept or the request's first byte, not from the
+ * last byte, so that a byte now and then does not keep a slot. */
 static void restart_request_timer(connection *conn) {
+  conn->idle = false;
   uv_timer_start(&conn->request_timer, on_request_timeout, conn->server->limits.request_timeout_ms,
                  0);
+}
+
+/* start_idle_timer lets a keep-alive connection wait idle_timeout_ms for
+ * its next request. */
+static void start_idle_timer(connection *conn) {
+  conn->idle = true;
+  uv_timer_start(&conn->request_timer, on_request_timeout, conn->server->limits.idle_timeout_ms, 0);
+}
+
+/* request_started: bytes of a request came; an idle connection's request
+ * now has request_timeout_ms. */
+static void request_started(connection *conn) {
+  if (conn->idle) restart_request_timer(conn);
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -272,14 +338,19 @@ static void on_write(uv_write_t *req, int status) {
   void *after_arg = conn->response.after_arg;
   free(conn->response.body);
   memset(&conn->response, 0, sizeof(conn->response));
+  free(conn->tls_out);
+  conn->tls_out = NULL;
 
   if (status < 0 || !conn->keep_alive || conn->state == CONNECTION_CLOSING) {
     connection_close(conn);
   } else {
     conn->state = CONNECTION_READING;
-    restart_request_timer(conn);
+    if (conn->len > 0) /* the next request came with the last one */
+      restart_request_timer(conn);
+    else
+      start_idle_timer(conn);
     ms_http_reader_next(&conn->reader);
-    connection_parse(conn); /* requests that arrived with the last one */
+    connection_pump(conn); /* requests that arrived with the last one */
     if (conn->state == CONNECTION_READING &&
         uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) != 0)
       connection_close(conn);
@@ -314,7 +385,17 @@ static void connection_send(connection *conn) {
   uv_read_stop((uv_stream_t *)&conn->tcp);
   conn->state = CONNECTION_RESPONDING;
   conn->write_req.data = conn;
-  if (uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, bufs, nbufs, on_write) != 0) {
+  int rc = 0;
+  if (conn->tls != NULL) { /* one write of the records of the head and body */
+    size_t cipher_len = 0;
+    for (unsigned int i = 0; i < nbufs && rc == 0; i++)
+      rc = http_tls_write(conn->tls, bufs[i].base, bufs[i].len);
+    if (rc == 0) rc = http_tls_take_output(conn->tls, &conn->tls_out, &cipher_len) == 0 ? 0 : -1;
+    bufs[0] = uv_buf_init(conn->tls_out, (unsigned int)cipher_len);
+    nbufs = 1;
+  }
+  if (rc != 0 ||
+      uv_write(&conn->write_req, (uv_stream_t *)&conn->tcp, bufs, nbufs, on_write) != 0) {
     void (*after)(void *) = conn->response.after;
     conn->response.after = NULL;
     connection_close(conn);
@@ -371,21 +452,129 @@ static void connection_parse(connection *conn) {
   if (conn->len == 0) conn->start = 0;
 }
 
+/* ---- TLS (http_server_tls.c) -------------------------------------------------- */
+
+/* A write of what TLS produced outside a response (handshake messages);
+ * freed when written. */
+typedef struct tls_write {
+  uv_write_t req;
+  connection *conn;
+  char *data;
+} tls_write;
+
+static void on_tls_written(uv_write_t *req, int status) {
+  tls_write *write = (tls_write *)req;
+  if (status < 0) connection_close(write->conn); /* runs before the close callbacks */
+  free(write->data);
+  free(write);
+}
+
+/* tls_send_output writes what TLS has to send, if anything. */
+static void tls_send_output(connection *conn) {
+  char *data = NULL;
+  size_t len = 0;
+  tls_write *write = NULL;
+  if (http_tls_take_output(conn->tls, &data, &len) != 0 ||
+      (data != NULL && (write = malloc(sizeof(*write))) == NULL)) {
+    free(data);
+    connection_close(conn);
+    return;
+  }
+  if (data == NULL) return;
+  write->conn = conn;
+  write->data = data;
+  uv_buf_t buf = uv_buf_init(data, (unsigned int)len);
+  if (uv_write(&write->req, (uv_stream_t *)&conn->tcp, &buf, 1, on_tls_written) != 0) {
+    free(data);
+    free(write);
+    connection_close(conn);
+  }
+}
+
+/* tls_failed closes a connection whose TLS failed, with a line a second. */
+static void tls_failed(connection *conn, const char *why) {
+  ms_http_server *server = conn->server;
+  bool established = http_tls_established(conn->tls);
+  count(server, MS_HTTP_EVENT_TLS_FAILED);
+  uint64_t times = ms_log_limit_tick(&server->tls_log, uv_now(server->loop), 1000);
+  if (times > 0)
+    ms_log(MS_LOG_WARN,
+           "%s: a TLS %s failed (%s); that connection is closed (%llu time%s since "
+           "the last line)",
+           server->handler.name, established ? "connection" : "handshake", why,
+           (unsigned long long)times, ms_plural(times));
+  connection_close(conn);
+}
+
+/* connection_pump parses what is buffered; over TLS, it first decrypts
+ * what TLS holds, as much as the buffer takes, until a request is whole
+ * or TLS needs more from the socket, and sends what TLS has to send. */
+static void connection_pump(connection *conn) {
+  if (conn->tls == NULL) {
+    connection_parse(conn);
+    return;
+  }
+  while (conn->state == CONNECTION_READING) {
+    if (conn->len == 0) conn->start = 0;
+    size_t used = conn->start + conn->len;
+    char why[128];
+    ssize_t n = http_tls_read(conn->tls, conn->buffer + used, sizeof(conn->buffer) - used, why,
+                              sizeof(why));
+    if (n == HTTP_TLS_FAILED) {
+      tls_send_output(conn); /* the alert, if any */
+      tls_failed(conn, why);
+      return;
+    }
+    if (n == HTTP_TLS_CLOSED) {
+      connection_close(conn);
+      return;
+    }
+    if (n == 0) break;
+    request_started(conn);
+    conn->len += (size_t)n;
+    connection_parse(conn);
+  }
+  if (conn->state == CONNECTION_READING) tls_send_output(conn);
+}
+
+void ms_http_server_set_ssl_ctx(ms_http_server *server, SSL_CTX *ctx) {
+  SSL_CTX_up_ref(ctx);
+  http_tls_install_alpn(ctx);
+  SSL_CTX_free(server->ssl_ctx); /* each open connection's SSL holds its own */
+  server->ssl_ctx = ctx;
+}
+
+/* ---- reading ------------------------------------------------------------------- */
+
 static void on_alloc(uv_handle_t *handle, size_t suggested_size, uv_buf_t *buf) {
   connection *conn = handle->data;
   (void)suggested_size;
+  if (conn->tls != NULL) {
+    size_t len = 0;
+    char *cipher = http_tls_read_buffer(conn->tls, &len);
+    *buf = uv_buf_init(cipher, (unsigned int)len);
+    return;
+  }
   size_t used = conn->start + conn->len;
   *buf = uv_buf_init(conn->buffer + used, (unsigned int)(sizeof(conn->buffer) - used));
 }
 
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   connection *conn = stream->data;
-  (void)buf;
   if (nread == 0) return;
   if (nread < 0) { /* UV_EOF, a reset, or UV_ENOBUFS */
     connection_close(conn);
     return;
   }
+  if (conn->tls != NULL) {
+    if (http_tls_receive(conn->tls, buf->base, (size_t)nread) != 0) {
+      connection_close(conn); /* out of memory */
+      return;
+    }
+    connection_pump(conn);
+    return;
+  }
+  request_started(conn);
   conn->len += (size_t)nread;
   connection_parse(conn);
 }
@@ -435,8 +624,11 @@ static void on_connection(uv_stream_t *listener, int status) {
   server->connections = conn;
   server->connection_count++;
   ms_http_reader_init(&conn->reader, &server->limits);
+  conn->reader.keep_body = server->handler.keep_body;
+  if (server->ssl_ctx != NULL) conn->tls = http_tls_new(server->ssl_ctx);
 
-  if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 || !make_room(server, conn) ||
+  if ((server->ssl_ctx != NULL && conn->tls == NULL) ||
+      uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 || !make_room(server, conn) ||
       uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read) != 0) {
     connection_close(conn);
     return;

@@ -2,7 +2,9 @@
  * both the admin endpoint and xds-server's status page rely on: a request
  * whole in one piece or a byte at a time, pipelined requests one at a time,
  * the caps (414, 431, 413), a second Host (400), Host and Origin kept or
- * marked too long, keep-alive as the client asked. */
+ * marked too long, keep-alive as the client asked; with keep_body the body
+ * (chunked or not, trickled, pipelined) and Content-Type kept, and the body
+ * cap still refusing. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,7 +150,48 @@ static void test_hosts(void) {
   CHECK(!reader.request.keep_alive);
 }
 
+static void test_kept_body(void) {
+  const char *text =
+      "POST /inject?timeout=10s HTTP/1.1\r\nContent-Type: application/json; charset=utf-8\r\n"
+      "Content-Length: 11\r\n\r\n{\"a\": true}"
+      "POST /validate HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n";
+  for (size_t step = 0; step <= 2; step++) {
+    ms_http_reader reader;
+    ms_http_reader_init(&reader, NULL);
+    reader.keep_body = true;
+    size_t used = 0;
+    CHECK(feed(&reader, text, step, &used) == MS_HTTP_READ_COMPLETE);
+    CHECK(reader.request.body_len == 11 && memcmp(reader.request.body, "{\"a\": true}", 11) == 0);
+    CHECK(reader.request.content_type_len == strlen("application/json; charset=utf-8") &&
+          memcmp(reader.request.content_type, "application/json; charset=utf-8",
+                 reader.request.content_type_len) == 0);
+    ms_http_reader_next(&reader);
+    size_t more = 0;
+    CHECK(feed(&reader, text + used, step, &more) == MS_HTTP_READ_COMPLETE);
+    CHECK(reader.request.body_len == 5 && memcmp(reader.request.body, "[1,2]", 5) == 0);
+    CHECK(reader.request.content_type_len == SIZE_MAX); /* none on the second request */
+    ms_http_reader_cleanup(&reader);
+  }
+  /* Without keep_body nothing is kept. */
+  ms_http_reader reader;
+  ms_http_reader_init(&reader, NULL);
+  size_t used = 0;
+  CHECK(feed(&reader, text, 0, &used) == MS_HTTP_READ_COMPLETE);
+  CHECK(reader.request.body == NULL && reader.request.body_len == 0 && reader.body == NULL);
+  /* The cap holds for a kept body, announced or chunked. */
+  ms_http_server_limits small = {.max_body_bytes = 4};
+  const char *chunked =
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
+  ms_http_reader_init(&reader, &small);
+  reader.keep_body = true;
+  CHECK(feed(&reader, chunked, 1, &used) == MS_HTTP_READ_REFUSED && reader.refusal_status == 413);
+  CHECK(reader.body_capacity <= 4);
+  ms_http_reader_cleanup(&reader);
+}
+
 int main(void) {
+  test_kept_body();
   test_whole_and_trickled();
   test_pipelined_one_at_a_time();
   test_caps();

@@ -259,6 +259,45 @@ def cert_seeds(tmp):
     write("jwt", "signed_crit", b"\x01" + json.dumps({"alg": "ES256", "crit": ["x"]}).encode() + b"\n{}")
 
 
+def admission_review_seeds():
+    """AdmissionReviews as the API server sends them to xds-server's webhook:
+    a first byte choosing the path (0 /inject, 1 /inject-namespace, 2
+    /validate), then the body."""
+    pod = {"metadata": {"generateName": "checkout-5d8f9c7b6d-", "labels": {"app": "checkout"},
+                        "annotations": {"mtls-sidecar/inject": "true"}},
+           "spec": {"serviceAccountName": "checkout",
+                    "containers": [{"name": "app", "image": "curlimages/curl:8.10.1",
+                                    "ports": [{"containerPort": 8080}]}],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}]}}
+
+    def review(obj, version="admission.k8s.io/v1", uid="0d6b1b3c", operation="CREATE",
+               namespace="shop"):
+        request = {"uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                   "resource": {"group": "", "version": "v1", "resource": "pods"},
+                   "namespace": namespace, "operation": operation, "object": obj}
+        if uid is None:
+            del request["uid"]
+        return json.dumps({"apiVersion": version, "kind": "AdmissionReview", "request": request})
+
+    plain = json.loads(json.dumps(pod))
+    del plain["metadata"]["annotations"]
+    hostnet = json.loads(json.dumps(pod))
+    hostnet["spec"]["hostNetwork"] = True
+    injected = json.loads(json.dumps(pod))
+    injected["metadata"]["annotations"]["mtls-sidecar/status"] = "1.0.0"
+    injected["spec"]["initContainers"] = [{"name": "mtls-sidecar", "image": "mtls-sidecar:1"}]
+    write("admission_review", "inject", b"\x00" + review(pod).encode())
+    write("admission_review", "inject_namespace", b"\x01" + review(plain).encode())
+    write("admission_review", "validate_stripped", b"\x02" + review(injected).encode())
+    write("admission_review", "validate_not_injected", b"\x02" + review(pod).encode())
+    write("admission_review", "host_network", b"\x00" + review(hostnet).encode())
+    write("admission_review", "kube_system", b"\x01" + review(plain, namespace="kube-system").encode())
+    write("admission_review", "v1beta1", b"\x00" + review(pod, version="admission.k8s.io/v1beta1").encode())
+    write("admission_review", "no_uid", b"\x00" + review(pod, uid=None).encode())
+    write("admission_review", "update", b"\x00" + review(pod, operation="UPDATE").encode())
+    write("admission_review", "not_json", b"\x00{\"apiVersion\": ")
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         for folder in glob.glob(os.path.join(CORPUS, "*")):
@@ -268,6 +307,7 @@ def main():
         config_seeds()
         xds_seeds(tmp)
         cert_seeds(tmp)
+        admission_review_seeds()
     for folder in sorted(glob.glob(os.path.join(CORPUS, "*"))):
         print("%-20s %d inputs" % (os.path.basename(folder), len(os.listdir(folder))))
 

@@ -12,16 +12,8 @@ patch_tool="$RUNFILES/inject/patch_tool"
 data="$RUNFILES/inject/testdata"
 version="$(project_version)"
 
-# A python3 with PyYAML and jsonpatch: the one on PATH (pyenv) or Debian's.
-python=""
-for candidate in python3 /usr/bin/python3; do
-  if command -v "$candidate" >/dev/null 2>&1 &&
-    "$candidate" -c 'import yaml, jsonpatch' 2>/dev/null; then
-    python="$candidate"
-    break
-  fi
-done
-[ -n "$python" ] || fail "no python3 with PyYAML and jsonpatch (pip install jsonpatch): the patch is not checked"
+# A python3 with PyYAML and jsonpatch.
+find_python yaml jsonpatch || fail "no python3 with PyYAML and jsonpatch (pip install jsonpatch): the patch is not checked"
 
 # --- the command line
 expect_exit 0 "$inject" --version

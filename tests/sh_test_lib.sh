@@ -6,7 +6,8 @@
 # Sets RUNFILES (where the programs are: $RUNFILES/certs/certs), DIR (an
 # empty folder for the test's files), failures=0 and pids=() (the processes
 # the test started, killed on exit), and gives fail, expect_exit, expect_in
-# and finish. The test lists //tests:sh_test_lib.sh in its data.
+# and finish (and find_python). The test lists //tests:sh_test_lib.sh in its
+# data.
 : "${NAME:?set NAME before sourcing sh_test_lib.sh}"
 RUNFILES="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
 DIR="${TEST_TMPDIR:-$(mktemp -d)}/$NAME"
@@ -44,6 +45,22 @@ expect_exit() {
 # the check in the failure.
 expect_in() {
   grep -qF -- "$2" "$1" || fail "$3: no \"$2\" in: $(cat "$1")"
+}
+
+# find_python MODULE...: sets `python` to a python3 that imports every
+# MODULE: the one on PATH (pyenv, say), else Debian's. Returns 1, with
+# `python` empty, when neither does.
+find_python() {
+  local candidate imports
+  imports="import $(IFS=,; echo "$*")"
+  python=""
+  for candidate in python3 /usr/bin/python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c "$imports" 2>/dev/null; then
+      python=$candidate
+      return 0
+    fi
+  done
+  return 1
 }
 
 # project_version prints the version every program prints (MS_VERSION of

@@ -175,6 +175,13 @@ static void free_options(ms_xds_server_options *o) {
   free((char *)o->jwks_token);
   free((char *)o->token_issuer);
   free((char *)o->token_audience);
+  free((char *)o->webhook_address);
+  free((char *)o->webhook_cert);
+  free((char *)o->webhook_key);
+  free((char *)o->inject_image);
+  free((char *)o->inject_tag);
+  free((char *)o->inject_config_map);
+  free((char *)o->control_plane_namespace);
 }
 
 static void server_maybe_free(ms_xds_server *server) {
@@ -185,6 +192,7 @@ static void server_maybe_free(ms_xds_server *server) {
   xds_rate_cleanup(&server->csr_rate);
   free(server->node_table);
   xds_serving_cleanup(&server->serving);
+  if (server->has_webhook) xds_webhook_cleanup(&server->webhook);
   free_options(&server->options);
   free(server);
 }
@@ -229,6 +237,13 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
   o->token_issuer = copy_option(options->token_issuer);
   o->token_audience =
       copy_option(options->token_audience != NULL ? options->token_audience : "mtls-sidecar");
+  o->webhook_address = copy_option(options->webhook_address);
+  o->webhook_cert = copy_option(options->webhook_cert);
+  o->webhook_key = copy_option(options->webhook_key);
+  o->inject_image = copy_option(options->inject_image);
+  o->inject_tag = copy_option(options->inject_tag);
+  o->inject_config_map = copy_option(options->inject_config_map);
+  o->control_plane_namespace = copy_option(options->control_plane_namespace);
   if (o->token_skew_seconds <= 0) o->token_skew_seconds = 60;
   server->trust_domain = (char *)o->trust_domain;
   server->cert_ttl_seconds = options->cert_ttl_seconds > 0 ? options->cert_ttl_seconds : 3600;
@@ -290,7 +305,7 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
       goto fail;
     }
   }
-  if (xds_serving_init(&server->serving, server, err, err_len) != 0) goto fail;
+  if (xds_serving_init(&server->serving, server, XDS_SERVING_ADS, err, err_len) != 0) goto fail;
   ms_grpc_server_options grpc_options = {
       .address = o->listen_address,
       .ssl_ctx = server->serving.ctx,
@@ -317,6 +332,10 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
       xds_status_start(server, o->health_address, false, &server->health, &server->health_port, err,
                        err_len) != 0)
     goto fail;
+  if (o->webhook_address != NULL) {
+    if (xds_webhook_start(&server->webhook, server, err, err_len) != 0) goto fail;
+    server->has_webhook = true;
+  }
   xds_serving_watch(&server->serving, loop, o->debounce_ms);
   *out_server = server;
   return 0;
@@ -331,6 +350,10 @@ uint16_t ms_xds_server_port(const ms_xds_server *server) {
 
 uint16_t ms_xds_server_status_port(const ms_xds_server *server) {
   return server->status_port;
+}
+
+uint16_t ms_xds_server_webhook_port(const ms_xds_server *server) {
+  return server->has_webhook ? server->webhook.port : 0;
 }
 
 uint16_t ms_xds_server_health_port(const ms_xds_server *server) {
@@ -387,6 +410,7 @@ void ms_xds_server_close(ms_xds_server *server) {
   xds_status_close(server->health);
   server->health = NULL;
   xds_serving_close(&server->serving);
+  if (server->has_webhook) xds_webhook_close(&server->webhook);
   if (server->has_files) xds_files_close(&server->files);
   xds_ca_close(&server->ca);
   if (server->has_jwks) xds_jwks_close(&server->jwks);

@@ -16,6 +16,10 @@
  * and GET /healthz and /readyz for probes (also on a listener of their own,
  * health_address, which serves nothing else). The serving certificate and
  * client CA are watched and reloaded for new connections.
+ * With webhook_address it is also the Kubernetes admission webhook (HTTPS
+ * POST /inject, /inject-namespace, /validate; server_webhook.c) that
+ * injects the sidecar with inject/'s code, its own serving certificate
+ * reloaded the same way.
  * Events are logged one line each on stderr; key material never is.
  *
  * Everything runs on the loop's thread. */
@@ -84,7 +88,29 @@ typedef struct ms_xds_server_options {
   size_t max_request_bytes;            /* one DiscoveryRequest; 0: 1 MiB */
   size_t max_buffered_bytes;           /* unfinished requests per connection; 0: 16 MiB */
   size_t max_queued_bytes;             /* unsent responses per connection; 0: 16 MiB */
+
+  /* The admission webhook (server_webhook.c; docs/xds-server.md, "The
+   * admission webhook"): HTTPS POST /inject, /inject-namespace, /validate
+   * with an admission.k8s.io/v1 AdmissionReview. */
+  const char *webhook_address;         /* "IP:port"; NULL: no webhook */
+  const char *webhook_cert;            /* its certificate chain (PEM, watched); NULL: tls_cert */
+  const char *webhook_key;             /* its key; NULL: tls_key (both or neither) */
+  const char *inject_image;            /* the sidecar image's repository; NULL: "mtls-sidecar" */
+  const char *inject_tag;              /* its tag; NULL: this server's version (MS_VERSION) */
+  const char *inject_config_map;       /* the sidecar's bootstrap ConfigMap; NULL:
+                                          "mtls-sidecar-config" */
+  const char *control_plane_namespace; /* never injected; NULL: "mtls-system" */
+  size_t webhook_max_body_bytes;       /* one AdmissionReview; 0: 1 MiB */
+  uint32_t webhook_max_connections;    /* 0: 256 */
+  uint64_t webhook_request_timeout_ms; /* a whole request (and the handshake); 0: 10 s */
+  uint64_t webhook_idle_timeout_ms;    /* a keep-alive connection between reviews; 0: 120 s */
 } ms_xds_server_options;
+
+/* The webhook's defaults. */
+#define MS_XDS_WEBHOOK_DEFAULT_MAX_BODY_BYTES ((size_t)1 << 20)
+#define MS_XDS_WEBHOOK_DEFAULT_MAX_CONNECTIONS 256
+#define MS_XDS_WEBHOOK_DEFAULT_REQUEST_TIMEOUT_MS 10000
+#define MS_XDS_WEBHOOK_DEFAULT_IDLE_TIMEOUT_MS 120000
 
 /* The default of max_request_bytes: DiscoveryRequests are small (a node, a
  * type URL, names, a version and a nonce). */
@@ -104,6 +130,10 @@ int ms_xds_server_new(uv_loop_t *loop, const ms_xds_server_options *options,
  * for a status endpoint not configured). */
 uint16_t ms_xds_server_port(const ms_xds_server *server);
 uint16_t ms_xds_server_status_port(const ms_xds_server *server);
+
+/* ms_xds_server_webhook_port returns the bound port of webhook_address (0
+ * for none). */
+uint16_t ms_xds_server_webhook_port(const ms_xds_server *server);
 
 /* ms_xds_server_health_port returns the bound port of health_address (0 for
  * none). */

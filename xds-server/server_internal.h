@@ -26,6 +26,9 @@
 #include <uv.h>
 
 #include "certs/certs.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "inject/inject.h"
 #include "xds-server/server.h"
 #include "xds-server/server_state.h"
 #include "xds/grpc/grpc.h"
@@ -203,11 +206,21 @@ void xds_issued_cleanup(xds_issued *issued);
 
 /* ---- the serving certificate (server_tls.c) ------------------------------------- */
 
+/* Whose serving certificate. */
+typedef enum xds_serving_kind {
+  XDS_SERVING_ADS,     /* --tls-cert, --tls-key, --client-ca: the gRPC server's */
+  XDS_SERVING_WEBHOOK, /* --webhook-cert, --webhook-key (default: the ADS pair): no client CA */
+} xds_serving_kind;
+
 /* The server's own certificate and key and the client CAs, as the SSL_CTX
  * new connections get. */
 typedef struct xds_serving {
   ms_xds_server *server;
-  xds_watch watch;            /* the directories of --tls-cert, --tls-key, --client-ca */
+  xds_serving_kind kind;
+  const char *what; /* the prefix of its log lines: "tls", "webhook tls" */
+  const char *cert_file, *key_file, *client_ca_file; /* borrowed from the options */
+  const char *cert_flag, *key_flag;                  /* how sentences name them */
+  xds_watch watch;                                   /* the directories of the files */
   SSL_CTX *ctx;               /* for new connections; open ones hold their own */
   STACK_OF(X509) *client_cas; /* --client-ca's certificates; NULL for none */
   uint8_t digest[32];         /* of the files' bytes in ctx */
@@ -217,16 +230,18 @@ typedef struct xds_serving {
   char last_error[512]; /* of the last reload refused, "" once one succeeds */
 } xds_serving;
 
-/* xds_serving_init reads the three files and builds the context (the chain
- * and key, which must match; client verification against --client-ca and,
- * with accept_workload_certificates, the workload CA: so the CA first).
- * Returns 0, or -1 with `err`. */
-int xds_serving_init(xds_serving *serving, ms_xds_server *server, char *err, size_t err_len);
+/* xds_serving_init reads the `kind`'s files and builds the context (the
+ * chain and key, which must match; for ADS client verification against
+ * --client-ca and, with accept_workload_certificates, the workload CA: so
+ * the CA first). Returns 0, or -1 with `err`. */
+int xds_serving_init(xds_serving *serving, ms_xds_server *server, xds_serving_kind kind, char *err,
+                     size_t err_len);
 /* xds_serving_watch starts watching the files' directories once the gRPC
  * server is up; each settled change calls xds_serving_reload. */
 void xds_serving_watch(xds_serving *serving, uv_loop_t *loop, uint32_t debounce_ms);
 /* xds_serving_reload reads the files again: new bytes that build and check
- * become the context of new connections (ms_grpc_server_set_ssl_ctx);
+ * become the context of new connections (ms_grpc_server_set_ssl_ctx, or
+ * the webhook's xds_webhook_set_ssl_ctx);
  * bytes that fail are refused with a log line, counted, and the context in
  * use stays. The same bytes do nothing. */
 void xds_serving_reload(xds_serving *serving);
@@ -237,6 +252,84 @@ void xds_serving_cleanup(xds_serving *serving);
 /* xds_serving_status fills a cJSON object: the files, the certificate in
  * use, loaded_at, reloads, reload_failures, last_error. */
 void xds_serving_status(const xds_serving *serving, void *cjson_object);
+
+/* ---- the admission webhook (server_webhook.c, server_review.c) --------------------- */
+
+/* The paths it serves. */
+typedef enum xds_webhook_path {
+  XDS_WEBHOOK_INJECT,           /* /inject: the pod's annotation decides */
+  XDS_WEBHOOK_INJECT_NAMESPACE, /* /inject-namespace: the namespace is labelled for it */
+  XDS_WEBHOOK_VALIDATE,         /* /validate: after every mutation */
+} xds_webhook_path;
+
+/* What one review came to: one counter each in /status. */
+typedef enum xds_review_outcome {
+  XDS_REVIEW_BAD_REQUEST,       /* HTTP 400: not a v1 AdmissionReview we can answer */
+  XDS_REVIEW_INJECTED,          /* allowed, with the patch */
+  XDS_REVIEW_NOT_REQUESTED,     /* allowed, no patch: nothing asks for the sidecar */
+  XDS_REVIEW_OPTED_OUT,         /* allowed, no patch: the pod's annotation says false */
+  XDS_REVIEW_NAMESPACE_SKIPPED, /* allowed, no patch: kube-system or the control plane's */
+  XDS_REVIEW_ALREADY_INJECTED,  /* allowed, no patch: the pod carries the status annotation */
+  XDS_REVIEW_REFUSED,           /* allowed: false, ms_inject_patch's sentence */
+  XDS_REVIEW_VALID,             /* /validate: allowed */
+  XDS_REVIEW_DENIED,            /* /validate: allowed: false */
+  XDS_REVIEW_IGNORED,           /* allowed, no patch: not a Pod, or not CREATE */
+  XDS_REVIEW_OUTCOME_COUNT,
+} xds_review_outcome;
+
+/* xds_review_outcome_text returns a few words for `outcome`. */
+const char *xds_review_outcome_text(xds_review_outcome outcome);
+
+/* One review's answer. */
+typedef struct xds_review {
+  xds_review_outcome outcome;
+  int http_status;          /* 200, or 400 for a bad request */
+  const char *content_type; /* static */
+  char *body;               /* the response body (malloc'd, NUL-terminated) */
+  size_t body_len;
+  char pod[256];    /* "namespace/name" as sent (not escaped), "-" when not known */
+  char reason[640]; /* the sentence of a refusal, a denial or a bad request; "" otherwise */
+} xds_review;
+
+/* xds_webhook_review answers the AdmissionReview `body` (not
+ * NUL-terminated) sent to `path` with `settings`: no sockets, no state, no
+ * log. Returns 0 with *out filled (released with xds_review_cleanup), or
+ * -1 when memory ran out (*out then holds nothing to free). */
+int xds_webhook_review(const ms_inject_settings *settings, xds_webhook_path path, const char *body,
+                       size_t body_len, xds_review *out);
+void xds_review_cleanup(xds_review *review);
+
+typedef struct xds_webhook {
+  ms_xds_server *server;
+  ms_http_server *http; /* NULL once closed */
+  uint16_t port;
+  xds_serving serving; /* its certificate, reloaded */
+  ms_inject_settings settings;
+  ms_http_server_limits limits;
+  ms_log_limit bad_log; /* bad requests: a line a second */
+  uint64_t reviews;     /* AdmissionReviews answered (bad requests included) */
+  uint64_t outcomes[XDS_REVIEW_OUTCOME_COUNT];
+  uint64_t body_too_large, requests_refused, wrong_method, wrong_type, not_found;
+  uint64_t timeouts, idle_closed, evicted, tls_failures;
+} xds_webhook;
+
+/* xds_webhook_start serves the webhook on options.webhook_address with its
+ * own serving certificate. Returns 0, or -1 with `err`. */
+int xds_webhook_start(xds_webhook *webhook, ms_xds_server *server, char *err, size_t err_len);
+/* xds_webhook_set_ssl_ctx gives new webhook connections `ctx` (reloads). */
+void xds_webhook_set_ssl_ctx(ms_xds_server *server, SSL_CTX *ctx);
+/* xds_webhook_close stops listening and watching; xds_webhook_cleanup
+ * frees the rest once the handles closed. */
+void xds_webhook_close(xds_webhook *webhook);
+void xds_webhook_cleanup(xds_webhook *webhook);
+/* xds_webhook_status fills /status's "webhook" object. */
+void xds_webhook_status(const xds_webhook *webhook, void *cjson_object);
+
+/* xds_path_is: the request target, up to any query, is `path`. */
+bool xds_path_is(const ms_http_request *request, const char *path);
+/* xds_parse_ip_port reads "1.2.3.4:port" or "[v6]:port" (port 0: any free
+ * one). Returns 0 or -1. */
+int xds_parse_ip_port(const char *text, struct sockaddr_storage *out);
 
 /* ---- who is calling (server_auth.c) -------------------------------------------- */
 
@@ -543,6 +636,8 @@ struct ms_xds_server {
   uint16_t status_port;
   xds_status_server *health; /* --health-address: /healthz, /readyz only */
   uint16_t health_port;
+  xds_webhook webhook; /* --webhook-address */
+  bool has_webhook;
   xds_stream *streams;
   uint64_t requests_refused; /* messages that are not DiscoveryRequests we accept (pb_depth.h) */
   size_t stream_count;

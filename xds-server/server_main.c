@@ -71,6 +71,22 @@ static const char usage_text[] =
     "  --max-request-bytes N     the largest DiscoveryRequest [1048576]\n"
     "  --max-buffered-bytes N    unfinished requests one connection may hold [16777216]\n"
     "  --max-queued-bytes N      unsent responses one connection may hold [16777216]\n"
+    "admission webhook (off unless --webhook-address is given; docs/xds-server.md):\n"
+    "  --webhook-address IP:PORT  HTTPS POST /inject, /inject-namespace, /validate\n"
+    "                            (AdmissionReview v1) [none; deploy: 0.0.0.0:15017]\n"
+    "  --webhook-cert FILE       its certificate chain (PEM; watched) [--tls-cert]\n"
+    "  --webhook-key FILE        its private key (watched) [--tls-key]\n"
+    "  --webhook-max-body-bytes N  the largest AdmissionReview; more is 413 [1048576]\n"
+    "  --webhook-max-connections N  open webhook connections; the oldest idle one is\n"
+    "                            closed for a new one [256]\n"
+    "  --webhook-request-timeout DURATION  for the handshake and each whole request [10s]\n"
+    "  --webhook-idle-timeout DURATION  a keep-alive connection between reviews [120s]\n"
+    "  --inject-image REPO       the sidecar image's repository [mtls-sidecar]\n"
+    "  --inject-tag TAG          its tag, and the status annotation [this version]\n"
+    "  --inject-config-map NAME  the sidecar's bootstrap ConfigMap [mtls-sidecar-config]\n"
+    "  --namespace NS            the control plane's namespace, never injected\n"
+    "                            [mtls-system]\n"
+    "  (--token-audience is the audience of the token projected into injected pods)\n"
     "  --log-level LEVEL         debug, info, warn or error [info]\n"
     "  --version                 print the version and exit\n"
     "durations: 90s, 15m, 24h, 30d, or plain seconds. Flags take their value as\n"
@@ -110,6 +126,13 @@ SET_TEXT(set_jwks_ca, jwks_ca)
 SET_TEXT(set_jwks_token, jwks_token)
 SET_TEXT(set_token_issuer, token_issuer)
 SET_TEXT(set_token_audience, token_audience)
+SET_TEXT(set_webhook_address, webhook_address)
+SET_TEXT(set_webhook_cert, webhook_cert)
+SET_TEXT(set_webhook_key, webhook_key)
+SET_TEXT(set_inject_image, inject_image)
+SET_TEXT(set_inject_tag, inject_tag)
+SET_TEXT(set_inject_config_map, inject_config_map)
+SET_TEXT(set_namespace, control_plane_namespace)
 #undef SET_TEXT
 
 static int set_status_address(flags *f, const char *v) {
@@ -169,7 +192,23 @@ SET_COUNT(set_max_streams, max_streams_per_connection, 1, 1000000)
 SET_COUNT(set_max_request_bytes, max_request_bytes, 1, (unsigned long long)1 << 32)
 SET_COUNT(set_max_buffered_bytes, max_buffered_bytes, 1, (unsigned long long)1 << 40)
 SET_COUNT(set_max_queued_bytes, max_queued_bytes, 1, (unsigned long long)1 << 40)
+SET_COUNT(set_webhook_max_body, webhook_max_body_bytes, 1024, (unsigned long long)1 << 30)
+SET_COUNT(set_webhook_max_connections, webhook_max_connections, 1, 1000000)
 #undef SET_COUNT
+
+static int set_webhook_timeout(flags *f, const char *v) {
+  int64_t seconds;
+  if (ms_duration_parse(v, &seconds) != 0 || seconds < 1 || seconds > 600) return -1;
+  f->options.webhook_request_timeout_ms = (uint64_t)seconds * 1000;
+  return 0;
+}
+
+static int set_webhook_idle_timeout(flags *f, const char *v) {
+  int64_t seconds;
+  if (ms_duration_parse(v, &seconds) != 0 || seconds < 1 || seconds > 3600) return -1;
+  f->options.webhook_idle_timeout_ms = (uint64_t)seconds * 1000;
+  return 0;
+}
 
 static int set_csr_rate_limit(flags *f, const char *v) {
   unsigned long long n;
@@ -231,6 +270,18 @@ static const struct {
      "a whole number of bytes from 1 to 1099511627776 (1 TiB)"},
     {"--max-queued-bytes", set_max_queued_bytes,
      "a whole number of bytes from 1 to 1099511627776 (1 TiB)"},
+    {"--webhook-address", set_webhook_address, NULL},
+    {"--webhook-cert", set_webhook_cert, NULL},
+    {"--webhook-key", set_webhook_key, NULL},
+    {"--webhook-max-body-bytes", set_webhook_max_body,
+     "a whole number of bytes from 1024 to 1073741824 (1 GiB)"},
+    {"--webhook-max-connections", set_webhook_max_connections, "a whole number from 1 to 1000000"},
+    {"--webhook-request-timeout", set_webhook_timeout, "a duration from 1s to 10m" DURATION_FORMS},
+    {"--webhook-idle-timeout", set_webhook_idle_timeout, "a duration from 1s to 1h" DURATION_FORMS},
+    {"--inject-image", set_inject_image, NULL},
+    {"--inject-tag", set_inject_tag, NULL},
+    {"--inject-config-map", set_inject_config_map, NULL},
+    {"--namespace", set_namespace, NULL},
     {"--log-level", set_log_level, "debug, info, warn or error"},
 };
 
@@ -364,6 +415,9 @@ int main(int argc, char **argv) {
          f.options.listen_address, ms_xds_server_port(server),
          f.options.status_address != NULL ? f.options.status_address : "off",
          ms_xds_server_status_port(server));
+  if (f.options.webhook_address != NULL)
+    ms_log(MS_LOG_INFO, "xds-server: admission webhook (HTTPS) on %s (port %u)",
+           f.options.webhook_address, ms_xds_server_webhook_port(server));
   if (f.options.health_address != NULL)
     ms_log(MS_LOG_INFO, "xds-server: health checks (/healthz, /readyz) on %s (port %u)",
            f.options.health_address, ms_xds_server_health_port(server));

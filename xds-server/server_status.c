@@ -98,6 +98,8 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
   else
     cJSON_AddBoolToObject(token_keys, "loaded", false);
   xds_csr_status(server, cJSON_AddObjectToObject(root, "ca_api"));
+  if (server->has_webhook)
+    xds_webhook_status(&server->webhook, cJSON_AddObjectToObject(root, "webhook"));
   if (server->has_files) {
     xds_files_status(&server->files, root);
   } else {
@@ -139,8 +141,7 @@ static int refuse(void *arg, int status, ms_http_response *out) {
   return answer_text(400, "{\"error\": \"bad request\"}\n", out);
 }
 
-/* path_is: the request target, up to any query, is `path`. */
-static bool path_is(const ms_http_request *request, const char *path) {
+bool xds_path_is(const ms_http_request *request, const char *path) {
   size_t path_len = 0;
   while (path_len < request->url_len && request->url[path_len] != '?')
     path_len++;
@@ -157,15 +158,15 @@ static int respond(void *arg, const ms_http_request *request, uint64_t now_ms,
   }
   out->head_only = request->method == HTTP_HEAD;
   /* The loop answered: that is all liveness asks. */
-  if (path_is(request, "/healthz")) return answer(200, "text/plain", "ok\n", out);
-  if (path_is(request, "/readyz")) {
+  if (xds_path_is(request, "/healthz")) return answer(200, "text/plain", "ok\n", out);
+  if (xds_path_is(request, "/readyz")) {
     char why[MS_ERR_LEN], body[MS_ERR_LEN + 32];
     if (ms_xds_server_ready_reason(status->server, why, sizeof(why)) == 0)
       return answer(200, "text/plain", "ready\n", out);
     snprintf(body, sizeof(body), "not ready: %s\n", why);
     return answer(503, "text/plain", body, out);
   }
-  if (!status->full || !path_is(request, "/status"))
+  if (!status->full || !xds_path_is(request, "/status"))
     return answer_text(404,
                        status->full ? "{\"error\": \"not found; try GET /status, /healthz or "
                                       "/readyz\"}\n"
@@ -181,8 +182,7 @@ static int respond(void *arg, const ms_http_request *request, uint64_t now_ms,
   return 0;
 }
 
-/* parse_ip_port reads "1.2.3.4:port" or "[v6]:port" (port 0: any free one). */
-static int parse_ip_port(const char *text, struct sockaddr_storage *out) {
+int xds_parse_ip_port(const char *text, struct sockaddr_storage *out) {
   const char *colon = strrchr(text, ':');
   if (colon == NULL || colon == text) return -1;
   char *end = NULL;
@@ -202,7 +202,7 @@ int xds_status_start(ms_xds_server *server, const char *address, bool full, xds_
                      uint16_t *out_port, char *err, size_t err_len) {
   const char *flag = full ? "--status-address" : "--health-address";
   struct sockaddr_storage addr;
-  if (parse_ip_port(address, &addr) != 0) {
+  if (xds_parse_ip_port(address, &addr) != 0) {
     snprintf(err, err_len, "%s %s: expected IP:port, like %s", flag, address,
              full ? "127.0.0.1:18001" : "0.0.0.0:18002");
     return -1;

@@ -1,7 +1,10 @@
 /* server_tls.c: xds-server's serving credentials: its certificate chain and
  * key (--tls-cert, --tls-key) and the CAs of the sidecars' bootstrap
  * certificates (--client-ca), made into the SSL_CTX that new ADS
- * connections handshake with.
+ * connections handshake with; and, the same way, the admission webhook's
+ * (--webhook-cert, --webhook-key, by default the same pair; no client
+ * certificate asked for: the API server calls without one), made into the
+ * SSL_CTX of new webhook connections (ms_http_server_set_ssl_ctx).
  *
  * The three files' directories are watched (server_watch.c), since
  * cert-manager renews the serving certificate into a Secret volume (the
@@ -50,22 +53,21 @@ static void digest_add(SHA256_CTX *sha, const char *bytes, size_t len) {
   if (len > 0) SHA256_Update(sha, bytes, len);
 }
 
-/* read_files reads the files the options name into `out`, with the digest
- * of their bytes. */
-static int read_files(const ms_xds_server_options *o, serving_files *out, char *err,
-                      size_t err_len) {
+/* read_files reads the serving's files into `out`, with the digest of
+ * their bytes. */
+static int read_files(const xds_serving *serving, serving_files *out, char *err, size_t err_len) {
   memset(out, 0, sizeof(*out));
   char why[MS_ERR_LEN];
-  if (ms_file_read(o->tls_cert, &out->cert_pem, &out->cert_len, why, sizeof(why)) != 0) {
-    snprintf(err, err_len, "the server certificate (--tls-cert): %s", why);
+  if (ms_file_read(serving->cert_file, &out->cert_pem, &out->cert_len, why, sizeof(why)) != 0) {
+    snprintf(err, err_len, "the server certificate (%s): %s", serving->cert_flag, why);
     goto fail;
   }
-  if (ms_file_read(o->tls_key, &out->key_pem, &out->key_len, why, sizeof(why)) != 0) {
-    snprintf(err, err_len, "the server key (--tls-key): %s", why);
+  if (ms_file_read(serving->key_file, &out->key_pem, &out->key_len, why, sizeof(why)) != 0) {
+    snprintf(err, err_len, "the server key (%s): %s", serving->key_flag, why);
     goto fail;
   }
-  if (o->client_ca != NULL &&
-      ms_file_read(o->client_ca, &out->client_ca_pem, &out->client_ca_len, why, sizeof(why)) != 0) {
+  if (serving->client_ca_file != NULL && ms_file_read(serving->client_ca_file, &out->client_ca_pem,
+                                                      &out->client_ca_len, why, sizeof(why)) != 0) {
     snprintf(err, err_len, "the client CA (--client-ca): %s", why);
     goto fail;
   }
@@ -82,34 +84,34 @@ fail:
 }
 
 /* build_ctx makes the server context from `files`: the chain and the key,
- * client verification (against --client-ca's CAs, returned in *out_cas, and
- * the workload CA when it is accepted: xds_server_client_trust_changed
- * installs the store). */
-static SSL_CTX *build_ctx(ms_xds_server *server, const serving_files *files,
+ * and for ADS client verification (against --client-ca's CAs, returned in
+ * *out_cas, and the workload CA when it is accepted:
+ * xds_server_client_trust_changed installs the store). */
+static SSL_CTX *build_ctx(const xds_serving *serving, const serving_files *files,
                           STACK_OF(X509) **out_cas, char *err, size_t err_len) {
-  const ms_xds_server_options *o = &server->options;
+  ms_xds_server *server = serving->server;
   STACK_OF(X509) *chain = NULL, *cas = NULL;
   EVP_PKEY *key = NULL;
   SSL_CTX *ctx = NULL;
   char why[MS_ERR_LEN];
-  if (ms_pem_parse_chain(files->cert_pem, files->cert_len, o->tls_cert, &chain, why, sizeof(why)) !=
-      0) {
-    snprintf(err, err_len, "cannot use the server certificate (--tls-cert): %s", why);
+  if (ms_pem_parse_chain(files->cert_pem, files->cert_len, serving->cert_file, &chain, why,
+                         sizeof(why)) != 0) {
+    snprintf(err, err_len, "cannot use the server certificate (%s): %s", serving->cert_flag, why);
     goto fail;
   }
-  if (ms_pem_parse_key(files->key_pem, files->key_len, NULL, o->tls_key, &key, why, sizeof(why)) !=
-      0) {
-    snprintf(err, err_len, "cannot use the server key (--tls-key): %s", why);
+  if (ms_pem_parse_key(files->key_pem, files->key_len, NULL, serving->key_file, &key, why,
+                       sizeof(why)) != 0) {
+    snprintf(err, err_len, "cannot use the server key (%s): %s", serving->key_flag, why);
     goto fail;
   }
   if (!ms_key_matches_cert(key, sk_X509_value(chain, 0))) {
-    snprintf(err, err_len, "the server key %s does not match the certificate %s", o->tls_key,
-             o->tls_cert);
+    snprintf(err, err_len, "the server key %s does not match the certificate %s", serving->key_file,
+             serving->cert_file);
     goto fail;
   }
   if (files->client_ca_pem != NULL &&
-      ms_pem_parse_chain(files->client_ca_pem, files->client_ca_len, o->client_ca, &cas, why,
-                         sizeof(why)) != 0) {
+      ms_pem_parse_chain(files->client_ca_pem, files->client_ca_len, serving->client_ca_file, &cas,
+                         why, sizeof(why)) != 0) {
     snprintf(err, err_len, "cannot load the client CA (--client-ca): %s", why);
     goto fail;
   }
@@ -121,11 +123,13 @@ static SSL_CTX *build_ctx(ms_xds_server *server, const serving_files *files,
     if (!SSL_CTX_add1_chain_cert(ctx, sk_X509_value(chain, i))) goto out_of_memory;
   /* A caller may prove itself with a token instead of a certificate: then
    * the handshake lets a client without one through, and each call is
-   * refused unless it brings a token (server_auth.c). */
-  SSL_CTX_set_verify(
-      ctx,
-      SSL_VERIFY_PEER | (xds_server_accepts_tokens(server) ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
-      NULL);
+   * refused unless it brings a token (server_auth.c). The webhook asks for
+   * no certificate (SSL_VERIFY_NONE, the default). */
+  if (serving->kind == XDS_SERVING_ADS)
+    SSL_CTX_set_verify(
+        ctx,
+        SSL_VERIFY_PEER | (xds_server_accepts_tokens(server) ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT),
+        NULL);
   SSL_CTX_set_info_callback(ctx, ms_tls_info_callback);
   sk_X509_pop_free(chain, X509_free);
   EVP_PKEY_free(key);
@@ -184,18 +188,47 @@ static void leaf_line(SSL_CTX *ctx, char *out, size_t out_len) {
   ms_cert_info_cleanup(&info);
 }
 
-int xds_serving_init(xds_serving *serving, ms_xds_server *server, char *err, size_t err_len) {
+int xds_serving_init(xds_serving *serving, ms_xds_server *server, xds_serving_kind kind, char *err,
+                     size_t err_len) {
+  const ms_xds_server_options *o = &server->options;
   memset(serving, 0, sizeof(*serving));
   serving->server = server;
+  serving->kind = kind;
+  if (kind == XDS_SERVING_ADS) {
+    serving->what = "tls";
+    serving->cert_file = o->tls_cert;
+    serving->key_file = o->tls_key;
+    serving->client_ca_file = o->client_ca;
+    serving->cert_flag = "--tls-cert";
+    serving->key_flag = "--tls-key";
+  } else {
+    bool own = o->webhook_cert != NULL;
+    serving->what = "webhook tls";
+    serving->cert_file = own ? o->webhook_cert : o->tls_cert;
+    serving->key_file = own ? o->webhook_key : o->tls_key;
+    serving->cert_flag = own ? "--webhook-cert" : "--tls-cert, the webhook's by default";
+    serving->key_flag = own ? "--webhook-key" : "--tls-key, the webhook's by default";
+  }
   serving_files files;
-  if (read_files(&server->options, &files, err, err_len) != 0) return -1;
-  serving->ctx = build_ctx(server, &files, &serving->client_cas, err, err_len);
+  if (read_files(serving, &files, err, err_len) != 0) return -1;
+  serving->ctx = build_ctx(serving, &files, &serving->client_cas, err, err_len);
   memcpy(serving->digest, files.digest, sizeof(serving->digest));
   files_cleanup(&files);
   if (serving->ctx == NULL) return -1;
   serving->loaded_at_ms = xds_now_ms();
-  xds_server_client_trust_changed(server);
+  if (kind == XDS_SERVING_ADS) xds_server_client_trust_changed(server);
   return 0;
+}
+
+/* install puts `ctx` in use for new connections. */
+static void install(xds_serving *serving, SSL_CTX *ctx, STACK_OF(X509) *cas) {
+  ms_xds_server *server = serving->server;
+  if (serving->kind == XDS_SERVING_WEBHOOK) {
+    xds_webhook_set_ssl_ctx(server, ctx);
+    return;
+  }
+  install_client_trust(server, ctx, cas);
+  if (server->grpc != NULL) ms_grpc_server_set_ssl_ctx(server->grpc, ctx);
 }
 
 void xds_serving_reload(xds_serving *serving) {
@@ -205,7 +238,7 @@ void xds_serving_reload(xds_serving *serving) {
   char err[MS_ERR_LEN];
   STACK_OF(X509) *cas = NULL;
   SSL_CTX *ctx = NULL;
-  bool read = read_files(&server->options, &files, err, sizeof(err)) == 0;
+  bool read = read_files(serving, &files, err, sizeof(err)) == 0;
   if (read && memcmp(files.digest, serving->digest, sizeof(files.digest)) == 0) {
     /* The files in use (an event elsewhere in the folder, or a rollback). */
     serving->last_error[0] = '\0';
@@ -217,7 +250,7 @@ void xds_serving_reload(xds_serving *serving) {
     files_cleanup(&files); /* refused already, and said so */
     return;
   }
-  if (read) ctx = build_ctx(server, &files, &cas, err, sizeof(err));
+  if (read) ctx = build_ctx(serving, &files, &cas, err, sizeof(err));
   if (ctx == NULL) {
     if (read) memcpy(serving->failed_digest, files.digest, sizeof(files.digest));
     if (!read && strcmp(err, serving->last_error) == 0) return; /* the same unreadable file */
@@ -225,11 +258,11 @@ void xds_serving_reload(xds_serving *serving) {
     serving->reload_failures++;
     snprintf(serving->last_error, sizeof(serving->last_error), "%s", err);
     ms_log(MS_LOG_ERROR,
-           "tls: the new serving certificate is refused, the one in use keeps serving: %s", err);
+           "%s: the new serving certificate is refused, the one in use keeps serving: %s",
+           serving->what, err);
     return;
   }
-  install_client_trust(server, ctx, cas);
-  if (server->grpc != NULL) ms_grpc_server_set_ssl_ctx(server->grpc, ctx);
+  install(serving, ctx, cas);
   SSL_CTX_free(serving->ctx); /* connections under way hold their own reference */
   sk_X509_pop_free(serving->client_cas, X509_free);
   serving->ctx = ctx;
@@ -243,9 +276,9 @@ void xds_serving_reload(xds_serving *serving) {
   char leaf[160];
   leaf_line(ctx, leaf, sizeof(leaf));
   ms_log(MS_LOG_INFO,
-         "tls: serving certificate reloaded (%s); new connections get it, open ones keep "
+         "%s: serving certificate reloaded (%s); new connections get it, open ones keep "
          "theirs",
-         leaf);
+         serving->what, leaf);
 }
 
 static void on_files_changed(void *arg) {
@@ -253,17 +286,17 @@ static void on_files_changed(void *arg) {
 }
 
 void xds_serving_watch(xds_serving *serving, uv_loop_t *loop, uint32_t debounce_ms) {
-  const ms_xds_server_options *o = &serving->server->options;
-  char *dirs[3] = {xds_dir_of(o->tls_cert), xds_dir_of(o->tls_key),
-                   o->client_ca != NULL ? xds_dir_of(o->client_ca) : NULL};
+  const char *client_ca = serving->client_ca_file;
+  char *dirs[3] = {xds_dir_of(serving->cert_file), xds_dir_of(serving->key_file),
+                   client_ca != NULL ? xds_dir_of(client_ca) : NULL};
   int count = 0;
   const char *watched[3];
   for (int i = 0; i < 3; i++)
     if (dirs[i] != NULL) watched[count++] = dirs[i];
-  if (count < (o->client_ca != NULL ? 3 : 2))
-    ms_log(MS_LOG_WARN, "tls: out of memory: the serving certificate is not watched");
-  xds_watch_start(&serving->watch, serving->server, loop, watched, count, debounce_ms, "tls",
-                  on_files_changed, serving);
+  if (count < (client_ca != NULL ? 3 : 2))
+    ms_log(MS_LOG_WARN, "%s: out of memory: the serving certificate is not watched", serving->what);
+  xds_watch_start(&serving->watch, serving->server, loop, watched, count, debounce_ms,
+                  serving->what, on_files_changed, serving);
   for (int i = 0; i < 3; i++)
     free(dirs[i]);
 }
@@ -280,10 +313,10 @@ void xds_serving_cleanup(xds_serving *serving) {
 
 void xds_serving_status(const xds_serving *serving, void *cjson_object) {
   cJSON *out = cjson_object;
-  const ms_xds_server_options *o = &serving->server->options;
-  cJSON_AddStringToObject(out, "cert_file", o->tls_cert);
-  cJSON_AddStringToObject(out, "key_file", o->tls_key);
-  if (o->client_ca != NULL) cJSON_AddStringToObject(out, "client_ca_file", o->client_ca);
+  cJSON_AddStringToObject(out, "cert_file", serving->cert_file);
+  cJSON_AddStringToObject(out, "key_file", serving->key_file);
+  if (serving->client_ca_file != NULL)
+    cJSON_AddStringToObject(out, "client_ca_file", serving->client_ca_file);
   X509 *leaf = serving->ctx != NULL ? SSL_CTX_get0_certificate(serving->ctx) : NULL;
   ms_cert_info info;
   if (leaf != NULL && ms_cert_info_init(&info, leaf) == 0) {

@@ -192,10 +192,13 @@ static void count(void *arg, ms_http_server_event event) {
       MS_STAT_ADD(stats, admin_cx_evicted, 1);
       break;
     case MS_HTTP_EVENT_TIMEOUT:
+    case MS_HTTP_EVENT_IDLE: /* idle_timeout_ms is request_timeout_ms here */
       MS_STAT_ADD(stats, admin_cx_timeout, 1);
       break;
     case MS_HTTP_EVENT_REFUSED:
       MS_STAT_ADD(stats, admin_rq_refused, 1);
+      break;
+    case MS_HTTP_EVENT_TLS_FAILED: /* the admin endpoint is plaintext */
       break;
   }
 }
