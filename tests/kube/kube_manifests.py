@@ -143,9 +143,15 @@ def translate_pod(spec, owner, images, volumes, extra_args, dropped_args, mounts
     for container in spec.get("initContainers", []) + spec.get("containers", []):
         cname = container["name"]
         resolve_env(container, fields)
+        # A repository names the image whatever its tag (the control plane's
+        # kustomization sets one): a rendered image never falls back to a stale
+        # local one of the same name.
         image = container.get("image", "")
+        repository = image.rsplit(":", 1)[0] if "/" not in image.rsplit(":", 1)[-1] else image
         if image in images:
             container["image"] = images[image]
+        elif repository in images:
+            container["image"] = images[repository]
         moved = {}
         args = container.get("args", [])
         for i, arg in enumerate(args):
