@@ -134,7 +134,7 @@ void ms_server_stats_sum(ms_server *server, ms_stats *out) {
 void ms_server_set_source(ms_server *server, const ms_server_source *source) {
   memset(&server->source, 0, sizeof(server->source));
   if (source) server->source = *source;
-  ms_watcher_follow(server);
+  if (!server->closing) ms_watcher_follow(server);
 }
 
 char *ms_server_source_dump(ms_server *server) {
@@ -144,7 +144,7 @@ char *ms_server_source_dump(ms_server *server) {
 void ms_server_set_identity(ms_server *server, const ms_server_identity *identity) {
   memset(&server->identity, 0, sizeof(server->identity));
   if (identity) server->identity = *identity;
-  ms_watcher_follow(server);
+  if (!server->closing) ms_watcher_follow(server);
 }
 
 char *ms_server_identity_json(ms_server *server) {

@@ -55,6 +55,11 @@ int ms_identity_bundle_read(ms_identity_bundle *bundle, const char *path, char *
   }
   memcpy(bundle->seen, digest, sizeof(digest));
   bundle->seen_any = true;
+  if (bundle->pem && strcmp(bundle->pem, pem) == 0) { /* back after a failed read */
+    free(pem);
+    bundle->last_error[0] = '\0';
+    return 0;
+  }
   ms_cert_info *cas = NULL;
   size_t count = 0;
   if (parse(pem, len, &cas, &count, err, err_len) != 0) {
