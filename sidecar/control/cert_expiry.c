@@ -74,11 +74,13 @@ int ms_cert_credential_load(const ms_tls_settings *settings, const char *key,
   ms_tls_material material;
   int rc = ms_tls_material_load(settings, &material, why, sizeof(why));
   if (rc == 0) {
+    memcpy(out->digest, material.digest, sizeof(out->digest));
     rc = ms_client_ctx_new(settings, &material, &out->ssl_ctx, &out->leaf, &out->cas,
                            &out->ca_count, why, sizeof(why));
     ms_tls_material_cleanup(&material);
   }
   if (rc != 0) {
+    ms_cert_credential_cleanup(out);
     snprintf(err, err_len, "%s: %s", key, why);
     return -1;
   }
@@ -90,6 +92,24 @@ int ms_cert_credential_load(const ms_tls_settings *settings, const char *key,
     return -1;
   }
   return 0;
+}
+
+int ms_cert_credential_reload(const ms_tls_settings *settings, const char *key,
+                              ms_cert_credential *credential, char *err, size_t err_len) {
+  ms_tls_material material;
+  char why[MS_ERR_LEN];
+  if (ms_tls_material_load(settings, &material, why, sizeof(why)) != 0) {
+    snprintf(err, err_len, "%s: %s", key, why);
+    return -1;
+  }
+  bool same = memcmp(material.digest, credential->digest, sizeof(material.digest)) == 0;
+  ms_tls_material_cleanup(&material);
+  if (same) return 0;
+  ms_cert_credential next;
+  if (ms_cert_credential_load(settings, key, &next, err, err_len) != 0) return -1;
+  ms_cert_credential_cleanup(credential);
+  *credential = next;
+  return 1;
 }
 
 void ms_cert_credential_visit(const ms_cert_credential *credential, ms_cert_use_visit visit,

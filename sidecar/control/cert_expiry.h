@@ -89,6 +89,7 @@ typedef struct ms_cert_credential {
   size_t ca_count;
   char *certificate_name; /* the certificate's path, else "<key>.certificate_pem" */
   char *trusted_ca_name;  /* the CA bundle's path, else "<key>.trusted_ca_pem" */
+  uint8_t digest[32];     /* of the material it was built from (ms_tls_material) */
 } ms_cert_credential;
 
 /* ms_cert_credential_load builds the credential that `settings` (the TLS
@@ -98,6 +99,15 @@ typedef struct ms_cert_credential {
  * -1 with `err` and `out` zeroed. */
 int ms_cert_credential_load(const ms_tls_settings *settings, const char *key,
                             ms_cert_credential *out, char *err, size_t err_len);
+
+/* ms_cert_credential_reload reads the files of `settings` again and, when
+ * their bytes differ from those `credential` was built from, builds a new
+ * credential and puts it in place of the old one (whose SSL_CTX reference
+ * is dropped: a channel that holds its own keeps it). Returns 1 when it was
+ * replaced, 0 when nothing changed, or -1 with `err` (a file that does not
+ * read or does not load: `credential` is untouched, the last good one). */
+int ms_cert_credential_reload(const ms_tls_settings *settings, const char *key,
+                              ms_cert_credential *credential, char *err, size_t err_len);
 
 /* ms_cert_credential_visit calls `visit` for the credential's certificate
  * and each of its CAs, as MS_CERT_SOURCE_XDS_CLIENT. */

@@ -134,6 +134,7 @@ void ms_server_stats_sum(ms_server *server, ms_stats *out) {
 void ms_server_set_source(ms_server *server, const ms_server_source *source) {
   memset(&server->source, 0, sizeof(server->source));
   if (source) server->source = *source;
+  if (!server->closing) ms_watcher_follow(server);
 }
 
 char *ms_server_source_dump(ms_server *server) {
@@ -143,6 +144,7 @@ char *ms_server_source_dump(ms_server *server) {
 void ms_server_set_identity(ms_server *server, const ms_server_identity *identity) {
   memset(&server->identity, 0, sizeof(server->identity));
   if (identity) server->identity = *identity;
+  if (!server->closing) ms_watcher_follow(server);
 }
 
 char *ms_server_identity_json(ms_server *server) {
@@ -333,12 +335,20 @@ int ms_server_reload_config(ms_server *server) {
 
 /* ---- certificates and secrets ------------------------------------------- */
 
+/* files_changed has the source and the identity read their own files
+ * again (their TLS credentials, the trust bundle). */
+static void files_changed(ms_server *server) {
+  if (server->source.files_changed) server->source.files_changed(server->source.arg);
+  if (server->identity.files_changed) server->identity.files_changed(server->identity.arg);
+}
+
 int ms_server_reload(ms_server *server) {
   char err[MS_ERR_LEN];
   int replaced =
       ms_runtime_load_tls(server, server->config, server->clusters, NULL, server->local_secrets,
                           server->secrets, MS_TLS_LOAD_KEEP_OLD, err, sizeof(err));
   if (replaced > 0 || replaced < 0) ms_server_publish(server);
+  files_changed(server);
   return replaced;
 }
 
@@ -362,6 +372,10 @@ int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char 
   server->local_secrets = secrets;
   if (replaced > 0) ms_server_publish(server);
   return replaced;
+}
+
+const ms_secret_set *ms_server_local_secrets(ms_server *server) {
+  return server->local_secrets;
 }
 
 /* ---- stopping ----------------------------------------------------------- */
@@ -435,6 +449,7 @@ static void on_signal(uv_signal_t *signal, int signum) {
       MS_STAT_ADD(&server->stats, config_reload_success, 1);
     else
       MS_STAT_ADD(&server->stats, config_reload_failure, 1);
+    files_changed(server);
     return;
   }
   if (server->draining && signum == SIGINT) {

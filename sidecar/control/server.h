@@ -78,10 +78,12 @@ typedef struct ms_server_info {
 } ms_server_info;
 void ms_server_get_info(ms_server *server, ms_server_info *out);
 
-/* ms_server_reload re-reads every certificate, key and CA file and
- * publishes new contexts for what changed. A context that fails its checks
- * is refused and the old one kept (the error shows in /clusters and
- * /certs). Returns the number of contexts rebuilt, or -1 if any failed. */
+/* ms_server_reload re-reads every certificate, key and CA file of the
+ * clusters and publishes new contexts for what changed. A context that
+ * fails its checks is refused and the old one kept (the error shows in
+ * /clusters and /certs). Then the source's and the identity's
+ * files_changed hooks read their own files again. Returns the number of
+ * cluster contexts rebuilt, or -1 if any failed. */
 int ms_server_reload(ms_server *server);
 
 /* ms_server_apply puts `next` in force (taking a reference): listeners
@@ -117,6 +119,11 @@ ms_config *ms_server_reload_read(const char *path);
  * none. */
 void ms_server_refuse_config(const ms_config *next, const char *err);
 
+/* ms_server_watch_file is what a source's or the identity's `files` hook
+ * calls for each file it reads itself, so that the server's file watcher
+ * (control/watcher.c) follows it too. `path` is copied. */
+typedef void (*ms_server_watch_file)(const char *path, void *watch_arg);
+
 /* A source of configuration other than the file: the control plane
  * (sidecar/xds/xds_source.h). It holds readiness until its first fetch is done,
  * adds its own state to /config_dump, and takes SIGHUP (the file is only
@@ -137,10 +144,18 @@ typedef struct ms_server_source {
   /* certificates visits the certificates the source uses itself (its
    * client credential, sidecar/control/cert_expiry.h). May be NULL. */
   void (*certificates)(void *arg, ms_cert_use_visit visit, void *visit_arg);
+  /* files calls `watch` for each file the source reads itself (its client
+   * credential's certificate, key and CA); files_changed is called once
+   * those folders saw changes that settled (and on SIGHUP), after the
+   * clusters' contexts were reloaded: it reads them again. Either may be
+   * NULL. */
+  void (*files)(void *arg, ms_server_watch_file watch, void *watch_arg);
+  void (*files_changed)(void *arg);
   void *arg;
 } ms_server_source;
 
-/* ms_server_set_source installs `source` (copied); NULL removes it. */
+/* ms_server_set_source installs `source` (copied; NULL removes it) and
+ * has the file watcher follow the files it names. */
 void ms_server_set_source(ms_server *server, const ms_server_source *source);
 
 /* ms_server_source_dump returns the source's dump_json text, or NULL. */
@@ -177,10 +192,15 @@ typedef struct ms_server_identity {
   /* certificates visits the identity's certificate and the credential it
    * reaches the CA with (sidecar/control/cert_expiry.h). May be NULL. */
   void (*certificates)(void *arg, ms_cert_use_visit visit, void *visit_arg);
+  /* files and files_changed: as ms_server_source's (the CA channel's
+   * credential, the trust bundle file). May be NULL. */
+  void (*files)(void *arg, ms_server_watch_file watch, void *watch_arg);
+  void (*files_changed)(void *arg);
   void *arg;
 } ms_server_identity;
 
-/* ms_server_set_identity installs `identity` (copied); NULL removes it. */
+/* ms_server_set_identity installs `identity` (copied; NULL removes it) and
+ * has the file watcher follow the files it names. */
 void ms_server_set_identity(ms_server *server, const ms_server_identity *identity);
 
 /* ms_server_identity_json returns the identity's certs_json text, or NULL. */
@@ -196,6 +216,11 @@ char *ms_server_identity_json(ms_server *server);
  * the caller keeps `secrets`. */
 int ms_server_set_local_secrets(ms_server *server, ms_secret_set *secrets, char *err,
                                 size_t err_len);
+
+/* ms_server_local_secrets returns the identity agent's secrets in force
+ * (borrowed: valid until the next ms_server_set_local_secrets), or NULL
+ * before the first. */
+const ms_secret_set *ms_server_local_secrets(ms_server *server);
 
 /* ---- certificates in use (cert_monitor.c) -------------------------------
  *

@@ -102,7 +102,9 @@ void ms_resolver_start(ms_server *server);
 void ms_resolver_follow(ms_server *server);
 void ms_resolver_stop(ms_server *server);
 
-/* watcher.c: reload when a certificate, key, CA or CRL file changes.
+/* watcher.c: reload when a certificate, key, CA or CRL file changes (the
+ * clusters', and the files the source's and the identity's `files` hooks
+ * name).
  * ms_watcher_init once at start; ms_watcher_follow whenever the config
  * changes (it replaces the watches); ms_watcher_stop at the end. */
 void ms_watcher_init(ms_server *server);

@@ -1,9 +1,13 @@
 /* Certificate files: watch the folders that hold them (a Kubernetes Secret
- * volume swaps its `..data` symlink inside the folder, and editors and
- * cert-manager replace files by rename), wait for the burst of events to
- * settle, then reload. Only events naming a watched file or a `..` entry
+ * or ConfigMap volume swaps its `..data` symlink inside the folder, and
+ * editors and cert-manager replace files by rename), wait for the burst of
+ * events to settle, then reload. The files are the clusters' and those the
+ * source and the identity agent read themselves (their `files` hooks: the
+ * control plane's and the CA's TLS files, the identity's trust bundle);
+ * ms_server_reload rebuilds the clusters' contexts, then calls their
+ * `files_changed`. Only events naming a watched file or a `..` entry
  * (Kubernetes' swap) count: other files in the folder, such as a log, do
- * not. The reload compares contents, so a spurious event costs only a few
+ * not. Every reload compares contents, so a spurious event costs only a few
  * file reads. */
 #include <libgen.h>
 #include <stdbool.h>
@@ -99,9 +103,15 @@ void ms_watcher_init(ms_server *server) {
   ms_watcher_follow(server);
 }
 
+static void watch_path(const char *path, void *arg) {
+  add(arg, path);
+}
+
 void ms_watcher_follow(ms_server *server) {
   unwatch_all(server);
   if (!server->config->watch_certificates) return;
+  if (server->source.files) server->source.files(server->source.arg, watch_path, server);
+  if (server->identity.files) server->identity.files(server->identity.arg, watch_path, server);
   for (size_t i = 0; i < server->config->cluster_count; i++) {
     const ms_tls_settings *s = &server->config->clusters[i].tls.settings;
     add(server, s->certificate);

@@ -59,6 +59,14 @@
   X(identity_csr_success, "certificates obtained by the identity agent and put in force")    \
   X(identity_csr_failure, "identity agent requests that failed or whose answer was refused") \
   X(identity_rotations, "renewals of the identity agent's certificate put in force")         \
+  X(identity_trust_bundle_reloads,                                                           \
+    "changes of identity.trust_bundle_file put in force (ROOTCA published again)")           \
+  X(identity_trust_bundle_reload_failure,                                                    \
+    "changes of identity.trust_bundle_file refused: no certificate in it (the last stays)")  \
+  X(xds_client_tls_reloads,                                                                  \
+    "changes of the control plane's or the CA's TLS files put in force (next connection)")   \
+  X(xds_client_tls_reload_failure,                                                           \
+    "changes of the control plane's or the CA's TLS files refused (the last context stays)") \
   X(admin_cx_evicted, "admin connections closed at the cap of 64 open")                      \
   X(admin_cx_timeout, "admin connections closed: no whole request within 10 s")              \
   X(admin_rq_refused, "admin requests refused: 400, 403, 413, 414, 421 or 431")

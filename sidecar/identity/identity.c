@@ -7,7 +7,11 @@
  *   REQUESTING  start_request: a new key, its CSR, a channel and one unary
  *               CreateCertificate call; the timer is its deadline.
  *               on_call_close ends it: accept_answer, or request_failed.
- *   STOPPED     the server stopped; the loop releases the handles. */
+ *   STOPPED     the server stopped; the loop releases the handles.
+ * Besides, in any state but STOPPED, files_changed follows the files the
+ * agent reads itself: the CA channel's TLS files (the next request's
+ * channel uses them) and identity.trust_bundle_file (published again as the
+ * trust bundle secret, and the bundle the next answer is checked against). */
 #include "sidecar/identity/identity.h"
 
 #include <stdio.h>
@@ -51,6 +55,7 @@ struct ms_identity {
   const char *spiffe_source; /* "configuration", "certificate", "token" */
   const char *proof;         /* "certificate", "token", "certificate+token" */
   ms_cert_credential ca;     /* identity.tls (or xds.tls): how we reach the CA */
+  ms_identity_bundle bundle; /* identity.trust_bundle_file, the last good one */
   uv_timer_t timer;          /* WAITING: the next request; REQUESTING: its deadline */
 
   /* The request under way. */
@@ -162,22 +167,72 @@ static void log_obtained(const ms_identity *identity, bool rotated, uint64_t del
          renewal, (unsigned long long)delay_ms);
 }
 
+/* republish_bundle puts the bundle in force as the trust bundle secret,
+ * beside the certificate in force (copied from the server's local set, so
+ * the key never leaves secure memory). */
+static int republish_bundle(ms_identity *identity, char *err, size_t err_len) {
+  const ms_identity_config *config = &identity->config->identity;
+  const ms_secret *certificate =
+      ms_secret_set_find(ms_server_local_secrets(identity->server), config->certificate_secret);
+  if (certificate == NULL) return 0; /* nothing published yet: the first answer will */
+  ms_secret bundle = {.name = config->trust_bundle_secret, .trusted_ca_pem = identity->bundle.pem};
+  ms_secret_set *set = ms_secret_set_new();
+  if (set == NULL || ms_secret_set_add(set, certificate) != 0 ||
+      ms_secret_set_add(set, &bundle) != 0) {
+    ms_secret_set_free(set);
+    snprintf(err, err_len, "out of memory");
+    return -1;
+  }
+  if (ms_server_set_local_secrets(identity->server, set, err, err_len) < 0) {
+    ms_secret_set_free(set);
+    return -1;
+  }
+  return 0;
+}
+
+/* follow_bundle reads identity.trust_bundle_file again: new bytes with a
+ * certificate become the bundle (logged, counted, and with `republish`
+ * published at once); new bytes without one are refused (logged, counted),
+ * the last good bundle stays. */
+static void follow_bundle(ms_identity *identity, bool republish) {
+  const char *path = identity->config->identity.trust_bundle_file;
+  char err[MS_ERR_LEN], what[MS_ERR_LEN];
+  ms_stats *stats = ms_server_main_stats(identity->server);
+  int rc = ms_identity_bundle_read(&identity->bundle, path, err, sizeof(err));
+  if (rc < 0) {
+    MS_STAT_ADD(stats, identity_trust_bundle_reload_failure, 1);
+    ms_log(MS_LOG_ERROR, "identity: trust bundle %s refused: %s; %s", path, err,
+           identity->bundle.pem ? "the last good bundle stays" : "no bundle yet");
+    return;
+  }
+  if (rc == 0) return;
+  MS_STAT_ADD(stats, identity_trust_bundle_reloads, 1);
+  ms_identity_bundle_describe(&identity->bundle, what, sizeof(what));
+  if (republish && republish_bundle(identity, err, sizeof(err)) != 0) {
+    ms_log(MS_LOG_ERROR, "identity: trust bundle %s read, %s, but not published as \"%s\": %s",
+           path, what, identity->config->identity.trust_bundle_secret, err);
+    return;
+  }
+  ms_log(MS_LOG_INFO,
+         "identity: trust bundle %s reloaded: %s; new upstream connections verify with it", path,
+         what);
+}
+
 /* accept_answer checks the CA's answer and puts it in force. */
 static void accept_answer(ms_identity *identity) {
   const ms_identity_config *config = &identity->config->identity;
   char err[MS_ERR_LEN];
-  char *bundle = NULL;
-  size_t bundle_len = 0;
-  if (config->trust_bundle_file &&
-      ms_file_read(config->trust_bundle_file, &bundle, &bundle_len, err, sizeof(err)) != 0) {
-    request_failed(identity, err);
-    return;
+  if (config->trust_bundle_file) {
+    follow_bundle(identity, false); /* the answer's publish carries it */
+    if (identity->bundle.pem == NULL) {
+      request_failed(identity, identity->bundle.last_error);
+      return;
+    }
   }
   ms_identity_answer answer;
   int rc = ms_identity_check_answer(identity->answer, identity->answer_len, identity->key,
-                                    identity->spiffe_id, bundle, (int64_t)time(NULL), &answer, err,
-                                    sizeof(err));
-  free(bundle);
+                                    identity->spiffe_id, identity->bundle.pem, (int64_t)time(NULL),
+                                    &answer, err, sizeof(err));
   if (rc == 0 && publish(identity, &answer, err, sizeof(err)) != 0) {
     ms_identity_answer_cleanup(&answer);
     rc = -1;
@@ -352,6 +407,14 @@ static char *certs_json(void *arg) {
   else
     cJSON_AddNullToObject(json, "last_error");
   cJSON_AddNumberToObject(json, "consecutive_failures", identity->failures);
+  const char *bundle_file = identity->config->identity.trust_bundle_file;
+  if (bundle_file) {
+    ms_snapshot *snapshot = ms_server_snapshot(identity->server);
+    cJSON *bundle = ms_identity_bundle_json(&identity->bundle, bundle_file, (int64_t)time(NULL),
+                                            snapshot->config->certificates.warn_lifetime_percent);
+    ms_snapshot_free(snapshot);
+    if (bundle) cJSON_AddItemToObject(json, "trust_bundle", bundle);
+  }
   cJSON_AddNumberToObject(json, "last_round_trip_ms", identity->round_trip_ms);
   cJSON_AddBoolToObject(json, "key_locked", have && identity->key_locked);
   char *text = cJSON_PrintUnformatted(json);
@@ -367,6 +430,43 @@ static void certificates(void *arg, ms_cert_use_visit visit, void *visit_arg) {
                      .source = MS_CERT_SOURCE_IDENTITY,
                      .name = identity->config->identity.certificate_secret};
   visit(&use, visit_arg);
+}
+
+static void files(void *arg, ms_server_watch_file watch, void *watch_arg) {
+  const ms_identity *identity = arg;
+  const ms_tls_settings *settings = &ms_identity_tls(identity->config)->settings;
+  const char *paths[] = {settings->certificate, settings->private_key, settings->trusted_ca,
+                         settings->password_file, identity->config->identity.trust_bundle_file};
+  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+    if (paths[i]) watch(paths[i], watch_arg);
+}
+
+/* files_changed: the CA channel's TLS files (for the next request's
+ * channel; one under way keeps its context), then the trust bundle. */
+static void files_changed(void *arg) {
+  ms_identity *identity = arg;
+  if (identity->state == IDENTITY_STOPPED) return;
+  const ms_config *config = identity->config;
+  const char *key = config->identity.tls_set ? "identity.tls" : "xds.tls";
+  char err[MS_ERR_LEN];
+  ms_stats *stats = ms_server_main_stats(identity->server);
+  int rc = ms_cert_credential_reload(&ms_identity_tls(config)->settings, key, &identity->ca, err,
+                                     sizeof(err));
+  if (rc < 0) {
+    MS_STAT_ADD(stats, xds_client_tls_reload_failure, 1);
+    ms_log(MS_LOG_ERROR,
+           "identity: the CA's TLS files are refused: %s; the last good context "
+           "stays for the next request",
+           err);
+  } else if (rc > 0) {
+    MS_STAT_ADD(stats, xds_client_tls_reloads, 1);
+    ms_log(MS_LOG_INFO,
+           "identity: the CA's TLS files (%s) changed (%zu trusted CA%s); the next "
+           "request to %s uses them",
+           key, identity->ca.ca_count, ms_plural(identity->ca.ca_count),
+           ms_identity_ca_address(config)->text);
+  }
+  if (config->identity.trust_bundle_file) follow_bundle(identity, true);
 }
 
 static void stop(void *arg) {
@@ -419,12 +519,19 @@ int ms_identity_start(uv_loop_t *loop, ms_server *server, ms_config *config, ms_
     ms_identity_free(identity);
     return -1;
   }
+  char why[MS_ERR_LEN];
+  if (config->identity.trust_bundle_file &&
+      ms_identity_bundle_read(&identity->bundle, config->identity.trust_bundle_file, why,
+                              sizeof(why)) < 0)
+    ms_log(MS_LOG_WARN, "identity: %s; answers are refused until it holds a certificate", why);
   uv_timer_init(loop, &identity->timer);
   identity->timer.data = identity;
   ms_server_identity hooks = {.not_ready = not_ready,
                               .certs_json = certs_json,
                               .stop = stop,
                               .certificates = certificates,
+                              .files = files,
+                              .files_changed = files_changed,
                               .arg = identity};
   ms_server_set_identity(server, &hooks);
   ms_log(MS_LOG_INFO,
@@ -442,6 +549,7 @@ void ms_identity_free(ms_identity *identity) {
   forget_request(identity);
   ms_cert_info_cleanup(&identity->leaf);
   ms_cert_credential_cleanup(&identity->ca);
+  ms_identity_bundle_cleanup(&identity->bundle);
   free(identity->spiffe_id);
   ms_config_free(identity->config);
   free(identity);

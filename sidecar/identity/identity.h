@@ -28,9 +28,19 @@
  * - Renewal at a random point between 50% and 70% of the lifetime; a failure
  *   retries after 1 s doubling to 60 s, jittered, and never later than half
  *   of what is left of the certificate in force.
- * - /ready waits for the first certificate; /certs shows "local_identity";
- *   /stats counts identity_csr_success, identity_csr_failure and
- *   identity_rotations.
+ * - Files followed (the server's watcher, sidecar/control/server.h `files`):
+ *   identity.trust_bundle_file, when its bytes change and hold at least one
+ *   certificate, becomes the bundle answers are checked against and is
+ *   published again as identity.trust_bundle_secret at once (counted in
+ *   identity_trust_bundle_reloads; bytes without a certificate are refused,
+ *   identity_trust_bundle_reload_failure, the last good bundle stays); the
+ *   CA channel's TLS files (identity.tls, else xds.tls) are the context of
+ *   the next request's channel when they load (xds_client_tls_reloads), and
+ *   the last good context stays when they do not
+ *   (xds_client_tls_reload_failure).
+ * - /ready waits for the first certificate; /certs shows "local_identity"
+ *   (with the trust bundle's certificates); /stats counts
+ *   identity_csr_success, identity_csr_failure and identity_rotations.
  * Main thread only. */
 #ifndef MS_IDENTITY_H
 #define MS_IDENTITY_H

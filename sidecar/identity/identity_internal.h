@@ -1,11 +1,15 @@
 /* identity_internal.h: the identity agent's pure parts, without a loop or
- * sockets (identity_check.c), shared with identity.c. Private. */
+ * sockets (identity_check.c: the CA's answer, the request, the SPIFFE ID;
+ * identity_bundle.c: the trust bundle file), shared with identity.c.
+ * Private. */
 #ifndef MS_IDENTITY_INTERNAL_H
 #define MS_IDENTITY_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include <cjson/cJSON.h>
 #include <openssl/evp.h>
 
 #include "certs/certs.h"
@@ -52,5 +56,37 @@ int ms_identity_find_spiffe_id(const ms_config *config, char **out, const char *
  * 70% of that lifetime, counted from `now`; at least one second. */
 uint64_t ms_identity_renewal_delay_ms(int64_t issued_at, int64_t not_before, int64_t not_after,
                                       int64_t now_ms, uint32_t random);
+
+/* identity.trust_bundle_file as last read. Zeroed: nothing read yet. */
+typedef struct ms_identity_bundle {
+  char *pem;         /* the last good bundle (at least one certificate); NULL: none */
+  ms_cert_info *cas; /* its certificates, ca_count of them */
+  size_t ca_count;
+  uint8_t seen[32]; /* SHA-256 of the bytes last read, good or refused */
+  bool seen_any;
+  char last_error[MS_ERR_LEN]; /* why the last new bytes were refused; "" none */
+} ms_identity_bundle;
+
+/* ms_identity_bundle_read reads `path` again. Returns 1 when its bytes are
+ * new and hold at least one certificate (then they are the bundle), 0 when
+ * they are the bytes last read (good or refused: nothing to say again), or
+ * -1 with `err` (also kept in last_error) when the file cannot be read or
+ * new bytes hold no certificate: the last good bundle stays. */
+int ms_identity_bundle_read(ms_identity_bundle *bundle, const char *path, char *err,
+                            size_t err_len);
+
+/* ms_identity_bundle_describe writes "2 certificates (serial a1,b2; the
+ * first expires 2027-01-01T00:00:00Z)" for a log line. Returns 0. */
+int ms_identity_bundle_describe(const ms_identity_bundle *bundle, char *out, size_t out_len);
+
+/* ms_identity_bundle_json returns /certs' view of the bundle: {"file",
+ * "certificates": [ms_cert_info_to_json's fields with days and seconds
+ * until expiration and "state" (cert_expiry.h) at `now`], "last_error"}, or
+ * NULL when memory ran out. The caller owns it. */
+cJSON *ms_identity_bundle_json(const ms_identity_bundle *bundle, const char *path, int64_t now,
+                               uint32_t warn_percent);
+
+/* ms_identity_bundle_cleanup frees what the bundle holds and zeroes it. */
+void ms_identity_bundle_cleanup(ms_identity_bundle *bundle);
 
 #endif

@@ -414,6 +414,40 @@ static void certificates(void *arg, ms_cert_use_visit visit, void *visit_arg) {
   ms_cert_credential_visit(&source->bootstrap, visit, visit_arg);
 }
 
+static void files(void *arg, ms_server_watch_file watch, void *watch_arg) {
+  const ms_tls_settings *settings = &((ms_xds_source *)arg)->file->xds.tls.settings;
+  const char *paths[] = {settings->certificate, settings->private_key, settings->trusted_ca,
+                         settings->password_file};
+  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+    if (paths[i]) watch(paths[i], watch_arg);
+}
+
+/* files_changed: xds.tls's files again. New bytes that load become the
+ * context of the next channel; the stream under way keeps its own. */
+static void files_changed(void *arg) {
+  ms_xds_source *source = arg;
+  if (source->stopped) return;
+  char err[MS_ERR_LEN];
+  ms_stats *stats = ms_server_main_stats(source->server);
+  int rc = ms_cert_credential_reload(&source->file->xds.tls.settings, "xds.tls", &source->bootstrap,
+                                     err, sizeof(err));
+  if (rc < 0) {
+    MS_STAT_ADD(stats, xds_client_tls_reload_failure, 1);
+    ms_log(MS_LOG_ERROR,
+           "xds: the control plane's TLS files are refused: %s; the last good "
+           "context stays for the next connection",
+           err);
+  } else if (rc > 0) {
+    MS_STAT_ADD(stats, xds_client_tls_reloads, 1);
+    ms_ads_client_set_ssl_ctx(source->client, source->bootstrap.ssl_ctx);
+    ms_log(MS_LOG_INFO,
+           "xds: the control plane's TLS files changed (%zu trusted CA%s); the "
+           "next connection to %s uses them, the open stream stays",
+           source->bootstrap.ca_count, ms_plural(source->bootstrap.ca_count),
+           source->file->xds.address.text);
+  }
+}
+
 int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_xds_source **out,
                         char *err, size_t err_len) {
   const ms_xds_bootstrap *xds = &file->xds;
@@ -478,6 +512,8 @@ int ms_xds_source_start(uv_loop_t *loop, ms_server *server, ms_config *file, ms_
                             .reload = reload,
                             .stop = stop,
                             .certificates = certificates,
+                            .files = files,
+                            .files_changed = files_changed,
                             .arg = source};
   ms_server_set_source(server, &hooks);
   ms_log(MS_LOG_INFO, "xds: node %s subscribing to %s", xds->node_id, xds->address.text);

@@ -14,6 +14,12 @@
  * or the initial fetch timeout passes), the sidecar serves what that file
  * holds until the control plane answers.
  *
+ * xds.tls's files (the bootstrap certificate, key and trusted CA) are
+ * followed by the server's file watcher: new bytes that load are the
+ * context of the next channel (ms_ads_client_set_ssl_ctx; the open stream
+ * is not ended for it), files that do not load keep the last good context;
+ * logged and counted (xds_client_tls_reloads, xds_client_tls_reload_failure).
+ *
  * Readiness (/ready) waits for the first CDS and LDS answers and for every
  * cluster to warm, or for xds.initial_fetch_timeout_ms, or for the backup.
  * Main thread only. */

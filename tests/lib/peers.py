@@ -367,13 +367,13 @@ class Nginx:
         self.process = None
 
     @staticmethod
-    def _tls(pki_server, client_ca, verify_client, protocols):
+    def _tls(pki_server, client_ca, verify_client, protocols, resumption=True):
         lines = [
             f"ssl_certificate {pki_server.crt};",
             f"ssl_certificate_key {pki_server.key};",
             f"ssl_protocols {' '.join(protocols)};",
             "ssl_session_timeout 5m;",
-            "ssl_session_tickets on;",
+            f"ssl_session_tickets {'on' if resumption else 'off'};",
         ]
         if client_ca:
             lines.append(f"ssl_client_certificate {client_ca};")
@@ -383,16 +383,20 @@ class Nginx:
     @classmethod
     def https(cls, prefix, server, client_ca, port=None, verify_client="on",
               protocols=("TLSv1.2", "TLSv1.3"), require_sni=False, keepalive_requests=1000,
-              plaintext=False):
+              plaintext=False, session_resumption=True):
         """https serves files from `www` over TLS, asking for a client
         certificate signed by client_ca (None: not asking). With
         require_sni, the default server rejects handshakes without the
         name upstream.test (ssl_reject_handshake on: alert 112). A
         keep-alive connection carries at most keepalive_requests requests
         (the last answer says Connection: close). With plaintext, the same
-        server speaks plain HTTP (the mistake of pointing TLS at it)."""
+        server speaks plain HTTP (the mistake of pointing TLS at it). With
+        session_resumption=False, no ticket and no session cache: every
+        handshake is a full one, verified against the client's trust as it
+        is now."""
         port = port or free_port()
-        tls = "" if plaintext else cls._tls(server, client_ca, verify_client, protocols)
+        tls = "" if plaintext else cls._tls(server, client_ca, verify_client, protocols,
+                                            session_resumption)
         listen = f"listen 127.0.0.1:{port}{'' if plaintext else ' ssl'}"
         servers = ""
         if require_sni:
@@ -417,7 +421,7 @@ class Nginx:
             "    sendfile off;\n"
             "    keepalive_timeout 60s;\n"
             f"    keepalive_requests {keepalive_requests};\n"
-            "    ssl_session_cache shared:S:1m;\n"
+            f"    ssl_session_cache {'shared:S:1m' if session_resumption else 'off'};\n"
             f"    {_ACCESS_LOG_FORMAT}\n"
             f"{servers}"
             "}\n")

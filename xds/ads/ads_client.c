@@ -416,6 +416,13 @@ int ms_ads_client_new(uv_loop_t *loop, const ms_ads_client_options *options,
   return 0;
 }
 
+void ms_ads_client_set_ssl_ctx(ms_ads_client *client, SSL_CTX *ssl_ctx) {
+  if (client == NULL || ssl_ctx == NULL) return;
+  SSL_CTX_up_ref(ssl_ctx);
+  SSL_CTX_free(client->channel_options.ssl_ctx);
+  client->channel_options.ssl_ctx = ssl_ctx; /* the channel under way holds its own */
+}
+
 int ms_ads_client_subscribe(ms_ads_client *client, const char *type_url, const char *const *names,
                             size_t count) {
   if (type_url == NULL || type_url[0] == '\0' || (count > 0 && names == NULL)) return UV_EINVAL;

@@ -70,8 +70,8 @@ typedef struct ms_ads_client_options {
   const char *server_name;
   /* The client context (the sidecar's bootstrap certificate and the trust
    * store for the control plane), built by the caller. The client takes a
-   * reference (SSL_CTX_up_ref) for its whole life: each new channel uses
-   * it. Required. */
+   * reference (SSL_CTX_up_ref): each new channel uses it, until
+   * ms_ads_client_set_ssl_ctx replaces it. Required. */
   SSL_CTX *ssl_ctx;
   ms_ads_node_options node;
   /* Node.user_agent_name and the gRPC user-agent header. NULL:
@@ -142,6 +142,14 @@ int ms_ads_client_new(uv_loop_t *loop, const ms_ads_client_options *options,
  * changed). */
 int ms_ads_client_subscribe(ms_ads_client *client, const char *type_url, const char *const *names,
                             size_t count);
+
+/* ms_ads_client_set_ssl_ctx makes `ssl_ctx` the context of the channels
+ * opened from now on (a rotated bootstrap certificate or trust bundle): the
+ * client takes a reference and drops its reference to the previous one. The
+ * channel under way keeps the context it started with, and its stream is
+ * not ended for it; the next reconnect uses the new one. Accepts NULL (for
+ * either: nothing happens). */
+void ms_ads_client_set_ssl_ctx(ms_ads_client *client, SSL_CTX *ssl_ctx);
 
 /* The client's life, one state at a time. */
 typedef enum ms_ads_client_state {
