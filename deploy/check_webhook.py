@@ -10,6 +10,7 @@ the response and the decoded JSON Patch, and times the round trip (request
 written to response read). stop() ends the server with SIGTERM and returns
 its exit status and log.
 """
+import atexit
 import base64
 import http.client
 import json
@@ -54,6 +55,7 @@ class Webhook:
                  "--client-ca", os.path.join(ca, "ca.crt"),
                  "--webhook-address", "127.0.0.1:0"] + inject_args,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        atexit.register(self.stop)  # never left running, whatever ends the check
         port = None
         deadline = time.monotonic() + 20
         while port is None and time.monotonic() < deadline:
@@ -106,14 +108,20 @@ class Webhook:
             },
         }).encode()
         started = time.perf_counter()
-        self.conn.request("POST", path + "?timeout=10s", body=body,
-                          headers={"Content-Type": "application/json"})
-        answer = self.conn.getresponse()
-        data = answer.read()
+        try:
+            self.conn.request("POST", path + "?timeout=10s", body=body,
+                              headers={"Content-Type": "application/json"})
+            answer = self.conn.getresponse()
+            data = answer.read()
+        except (OSError, http.client.HTTPException) as e:
+            raise WebhookError(f"{path}: {e!r}; xds-server's log ends: {self.log()[-1000:]}")
         self.latencies.append(time.perf_counter() - started)
         if answer.status != 200:
             raise WebhookError(f"{path}: HTTP {answer.status}: {data[:300]!r}")
-        doc = json.loads(data)
+        try:
+            doc = json.loads(data)
+        except ValueError as e:
+            raise WebhookError(f"{path}: the answer is not JSON: {e}: {data[:300]!r}")
         response = doc.get("response", {})
         if doc.get("apiVersion") != "admission.k8s.io/v1" or doc.get("kind") != "AdmissionReview" \
                 or response.get("uid") != uid:
@@ -122,7 +130,10 @@ class Webhook:
         if "patch" in response:
             if response.get("patchType") != "JSONPatch":
                 raise WebhookError(f"{path}: patchType {response.get('patchType')!r}")
-            patch = json.loads(base64.b64decode(response["patch"], validate=True))
+            try:
+                patch = json.loads(base64.b64decode(response["patch"], validate=True))
+            except ValueError as e:
+                raise WebhookError(f"{path}: the patch is not base64 JSON: {e}")
         return response, patch
 
     def figures(self):
