@@ -6,9 +6,9 @@
 #   - `kubectl kustomize` (kustomize >= 4) renders control-plane/ and
 #     workload/;
 #   - every manifest, every render, every workload fixture, the inject
-#     command's output for each, and each fixture with the webhook's JSON
-#     Patch (ms_inject_patch, through inject/patch_tool) applied by python's
-#     jsonpatch, is validated against Kubernetes' API schema (and
+#     command's output for each, and each fixture with the real webhook's
+#     JSON Patch applied by python's jsonpatch, is validated against
+#     Kubernetes' API schema (and
 #     cert-manager's and trust-manager's) with unknown fields as errors
 #     (deploy/schema; a misspelled field fails);
 #   - check_manifests.py: the manifests agree with each other and with
@@ -21,13 +21,23 @@
 #     the injected mounts; each fixture injected, left alone or refused as
 #     testdata/workloads/expected.json says, the command and the webhook's
 #     patch giving the same object;
+#   - check_webhook.py: the webhook is the real xds-server, started on a
+#     loopback port with a serving certificate made here by `certs`, sent
+#     each fixture's pod as an AdmissionReview v1 over HTTPS (the
+#     certificate verified; /inject-namespace for the namespaces the
+#     manifests label for injection, /inject for the others): its patch
+#     must give mtls-inject's object, its refusals mtls-inject's sentence,
+#     and /validate must allow each injected pod and deny it without the
+#     sidecar's restartPolicy. Prints the latency per review (mean, max);
 #   - the sample sidecar.json passes `sidecar --validate` (with its files
 #     made by `certs`).
 #
 # The tools: python3 with PyYAML and jsonpatch (Debian: python3-yaml,
 # python3-jsonpatch), node with deploy/schema/node_modules, kubectl, and the
-# project's binaries mtls-inject, patch_tool, sidecar and certs (Bazel's
-# runfiles, or bazel-bin/ after `bazel build //inject:all //sidecar //certs`).
+# project's binaries mtls-inject, xds-server, sidecar and certs (Bazel's
+# runfiles, or bazel-bin/ after `bazel build //inject:all //xds-server
+# //sidecar //certs`). XDS_SERVER=PATH runs another xds-server for the
+# webhook (check_test.sh: one that injects another tag, which must fail).
 # Exits non-zero on any failure, 0 when everything checked passed.
 set -euo pipefail
 
@@ -71,7 +81,7 @@ tool() {
   die "$1 not found: bazel build //${1%/*}:${1##*/}"
 }
 inject="$(tool inject/mtls-inject)"
-patch_tool="$(tool inject/patch_tool)"
+xds_server="${XDS_SERVER:-$(tool xds-server/xds-server)}"
 sidecar="$(tool sidecar/sidecar)"
 certs="$(tool certs/certs)"
 
@@ -92,9 +102,10 @@ kubectl kustomize "$k8s/workload" >"$rendered_dir/workload.yaml"
 echo "deploy/check.sh: kubectl kustomize rendered control-plane and workload"
 
 status=0
-# The manifests agree, and injection makes RENDERED/injected and
-# RENDERED/webhook.
-"$python" "$here/check_manifests.py" "$work" "$rendered_dir" "$inject" "$patch_tool" || status=1
+# The manifests agree, and injection (the command, and the real webhook)
+# makes RENDERED/injected and RENDERED/webhook.
+"$python" "$here/check_manifests.py" "$work" "$rendered_dir" "$inject" "$xds_server" "$certs" ||
+  status=1
 
 # Kubernetes' API schema, unknown fields as errors (deploy/schema/validate.js;
 # deploy/README.md, "What is verified offline"): the renders, every plain

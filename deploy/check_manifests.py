@@ -1,19 +1,21 @@
 #!/usr/bin/env python3
 """check_manifests.py: the part of deploy/check.sh that reads the manifests.
 
-    check_manifests.py WORK RENDERED INJECT PATCH_TOOL
+    check_manifests.py WORK RENDERED INJECT XDS_SERVER CERTS
 
 WORK holds kubernetes/ (a copy of deploy/kubernetes) and workloads/ (a copy of
 deploy/testdata/workloads, with expected.json); RENDERED holds the
 `kubectl kustomize` renders (control-plane.yaml, workload.yaml). INJECT is
-mtls-inject, PATCH_TOOL inject/patch_tool (ms_inject_patch's JSON Patch for a
-pod: the webhook's code path).
+mtls-inject; XDS_SERVER the xds-server binary, started here with its
+admission webhook on a loopback port (check_webhook.py), its serving
+certificate made by CERTS (the certs tool).
 
 Writes RENDERED/injected/*.yaml (the inject command's output for every
 fixture it injects, and for the workload render) and RENDERED/webhook/*.yaml
-(each fixture with the webhook's patch applied by python's jsonpatch), for
-check.sh to validate against the schema; checks that everything agrees and
-exits 1 naming every disagreement. Offline: never contacts a cluster.
+(each fixture with the real webhook's JSON Patch applied by python's
+jsonpatch), for check.sh to validate against the schema; checks that
+everything agrees and exits 1 naming every disagreement. Prints the
+webhook's latency per AdmissionReview. Offline: never contacts a cluster.
 """
 import copy
 import json
@@ -25,7 +27,9 @@ import sys
 import jsonpatch
 import yaml
 
-work, rendered, inject, patch_tool = sys.argv[1:5]
+import check_webhook
+
+work, rendered, inject, xds_server, certs = sys.argv[1:6]
 k8s = os.path.join(work, "kubernetes")
 failures = []
 
@@ -567,6 +571,9 @@ else:
         fail("webhooks: /validate is not a validating webhook for pods carrying our annotations")
 
 # ---- 5. The fixtures, injected both ways. --------------------------------------------------
+# Both ways: the inject command, and the real webhook (xds-server over HTTPS,
+# check_webhook.py) answering an AdmissionReview for each fixture's pod, its
+# JSON Patch applied by python's jsonpatch.
 fixtures = os.path.join(work, "workloads")
 with open(os.path.join(fixtures, "expected.json")) as f:
     expected = json.load(f)
@@ -575,17 +582,85 @@ if sorted(expected) != listed:
     fail(f"workloads: expected.json lists {sorted(expected)}, the folder has {listed}")
 os.makedirs(os.path.join(rendered, "injected"), exist_ok=True)
 os.makedirs(os.path.join(rendered, "webhook"), exist_ok=True)
-inject_args = [inject, "--image", opts.get("--inject-image", ""), "--tag",
-               opts.get("--inject-tag", ""), "--config-map", opts.get("--inject-config-map", ""),
-               "--token-audience", opts.get("--token-audience", ""),
+inject_flags = {"--inject-image": opts.get("--inject-image", ""),
+                "--inject-tag": opts.get("--inject-tag", ""),
+                "--inject-config-map": opts.get("--inject-config-map", ""),
+                "--token-audience": opts.get("--token-audience", "")}
+inject_args = [inject, "--image", inject_flags["--inject-image"], "--tag",
+               inject_flags["--inject-tag"], "--config-map", inject_flags["--inject-config-map"],
+               "--token-audience", inject_flags["--token-audience"],
                "--control-plane-namespace", namespace]
 injected_pods = []  # (where, pod) of every injection, for the checks below
+# The namespaces the manifests label for injection: the API server sends
+# their pods to /inject-namespace, the others' to /inject.
+labelled = {d["metadata"]["name"] for d in wl_docs + cp_docs if d.get("kind") == "Namespace"
+            and d["metadata"].get("labels", {}).get(INJECT_ANNOTATION) in TRUTHS}
+try:
+    webhook = check_webhook.Webhook(
+        xds_server, certs, os.path.join(rendered, "xds-server"),
+        [a for flag, value in inject_flags.items() for a in (flag, value)] + ["--namespace", namespace])
+except check_webhook.WebhookError as e:
+    raise SystemExit(f"deploy/check.sh: FAIL the webhook: {e}")
 
 
-def webhook_patch(pod, pod_namespace):
-    """ms_inject_patch's answer for `pod` (the webhook's code path)."""
-    return run([patch_tool] + inject_args[1:] + ([pod_namespace] if pod_namespace else []),
-               json.dumps(pod))
+def refusal(text):
+    """The sentence after "refused: " (both ways name the object their own way)."""
+    found = re.search(r": refused: (.*)", text)
+    return found.group(1).strip() if found else None
+
+
+def admit(where, owner, pod, pod_namespace):
+    """The pod as the API server sends it to the webhook: a workload's
+    template gets the namespace and a generateName (the controller's). Returns
+    (path, response, the pod as sent, the pod patched or None) or None after
+    a failure."""
+    sent = copy.deepcopy(pod)
+    metadata = sent.setdefault("metadata", {})
+    metadata.setdefault("namespace", pod_namespace)
+    if "name" not in metadata:
+        metadata.setdefault("generateName", owner["metadata"]["name"] + "-")
+    path = "/inject-namespace" if pod_namespace in labelled else "/inject"
+    try:
+        response, patch = webhook.review(path, sent, pod_namespace)
+    except check_webhook.WebhookError as e:
+        fail(f"{where}: the webhook: {e}")
+        return None
+    patched = None
+    if patch is not None:
+        try:
+            patched = jsonpatch.JsonPatch(patch).apply(copy.deepcopy(sent))
+        except jsonpatch.JsonPatchException as e:
+            fail(f"{where}: the webhook's patch ({path}) does not apply: {e}")
+            return None
+    return path, response, sent, patched
+
+
+def unsent(patched, original):
+    """`patched` without what admit() added to the pod it sent."""
+    out = copy.deepcopy(patched)
+    for key in ("namespace", "generateName"):
+        if key not in original.get("metadata", {}):
+            out["metadata"].pop(key, None)
+    return out
+
+
+def validate(where, pod, pod_namespace):
+    """/validate allows the injected pod, and denies it with the sidecar's
+    restartPolicy removed (a cluster without native sidecars)."""
+    try:
+        response, patch = webhook.review("/validate", pod, pod_namespace)
+        if response.get("allowed") is not True or patch is not None:
+            fail(f"{where}: /validate does not allow the injected pod: {response}")
+        stripped = copy.deepcopy(pod)
+        for side in sidecars(stripped["spec"]):
+            side.pop("restartPolicy", None)
+        response, patch = webhook.review("/validate", stripped, pod_namespace)
+        if response.get("allowed") is not False or response.get("status", {}).get("code") != 403 \
+                or "restartPolicy" not in response.get("status", {}).get("message", ""):
+            fail(f"{where}: /validate allows the injected pod without the sidecar's restartPolicy: "
+                 f"{response}")
+    except check_webhook.WebhookError as e:
+        fail(f"{where}: /validate: {e}")
 
 
 for name in listed:
@@ -598,38 +673,54 @@ for name in listed:
     original = original[0]
     out = run(inject_args + [path])
     pod = pod_template(original)
-    pod_namespace = original["metadata"].get("namespace")
-    hook = webhook_patch(pod, pod_namespace)
+    pod_namespace = original["metadata"].get("namespace", "default")
+    admitted = admit(f"workloads/{name}", original, pod, pod_namespace)
+    if admitted is None:
+        continue
+    hook_path, response, sent, patched = admitted
     result = want.get("result")
     if result == "refused":
         if out.returncode != 1 or out.stdout:
             fail(f"workloads/{name}: mtls-inject did not refuse it (exit {out.returncode})")
-        if hook.returncode != 1:
-            fail(f"workloads/{name}: the webhook's code path did not refuse it")
+        message = response.get("status", {}).get("message", "")
+        if response.get("allowed") is not False or response.get("status", {}).get("code") != 403:
+            fail(f"workloads/{name}: the webhook ({hook_path}) did not refuse it: {response}")
+        elif refusal(message) is None or refusal(message) != refusal(out.stderr):
+            fail(f"workloads/{name}: the webhook's refusal {message!r} is not mtls-inject's "
+                 f"{refusal(out.stderr)!r}")
         for words in want.get("reason", []):
             if words not in out.stderr:
                 fail(f"workloads/{name}: mtls-inject's refusal lacks \"{words}\": {out.stderr}")
         for words in want.get("reason", [])[1:]:
-            if words not in hook.stderr:
-                fail(f"workloads/{name}: the webhook's refusal lacks \"{words}\": {hook.stderr}")
+            if words not in message:
+                fail(f"workloads/{name}: the webhook's refusal lacks \"{words}\": {message}")
         continue
-    if out.returncode != 0 or hook.returncode != 0:
-        fail(f"workloads/{name}: exit {out.returncode} (mtls-inject), {hook.returncode} "
-             f"(webhook): {out.stderr} {hook.stderr}")
+    if out.returncode != 0 or response.get("allowed") is not True:
+        fail(f"workloads/{name}: exit {out.returncode} (mtls-inject), {response} "
+             f"(webhook, {hook_path}): {out.stderr}")
         continue
     injected = next(d for d in yaml.safe_load_all(out.stdout) if d)
-    patch = json.loads(hook.stdout)
-    try:
-        patched_pod = jsonpatch.JsonPatch(patch).apply(copy.deepcopy(pod))
-    except jsonpatch.JsonPatchException as e:
-        fail(f"workloads/{name}: the webhook's patch does not apply: {e}")
-        continue
-    from_webhook = copy.deepcopy(original)
-    template = pod_template(from_webhook)
-    template.clear()
-    template.update(patched_pod)
-    if result == "unchanged":
-        if injected != original or patch != []:
+    if result == "injected by the namespace":
+        # mtls-inject sees no namespace label: it leaves the object, and
+        # injects it annotated "true" as the webhook does for the label.
+        if injected != original or out.stderr:
+            fail(f"workloads/{name}: mtls-inject did not leave it silently: {out.stderr.strip()!r}")
+        if hook_path != "/inject-namespace" or patched is None:
+            fail(f"workloads/{name}: not injected through /inject-namespace ({hook_path}: "
+                 f"{response})")
+            continue
+        annotated = copy.deepcopy(original)
+        pod_template(annotated).setdefault("metadata", {}).setdefault(
+            "annotations", {})[INJECT_ANNOTATION] = "true"
+        out = run(inject_args + ["-"], yaml.safe_dump(annotated, sort_keys=False))
+        if out.returncode != 0:
+            fail(f"workloads/{name}: mtls-inject refused it annotated: {out.stderr}")
+            continue
+        injected = next(d for d in yaml.safe_load_all(out.stdout) if d)
+        del pod_template(injected)["metadata"]["annotations"][INJECT_ANNOTATION]
+        result = "injected"
+    elif result == "unchanged":
+        if injected != original or patched is not None:
             fail(f"workloads/{name}: changed, but should be left as it is")
         if f": {want.get('decision')}" not in out.stderr:
             fail(f"workloads/{name}: mtls-inject reports {out.stderr.strip()!r}, not "
@@ -638,9 +729,19 @@ for name in listed:
     if result != "injected":
         fail(f"workloads/{name}: expected.json: unknown result {result!r}")
         continue
+    if patched is None:
+        fail(f"workloads/{name}: the webhook ({hook_path}) sent no patch")
+        continue
+    from_webhook = copy.deepcopy(original)
+    template = pod_template(from_webhook)
+    template.clear()
+    template.update(unsent(patched, pod))
     # One code path: the command and the webhook's patch give the same object.
     if injected != from_webhook:
-        fail(f"workloads/{name}: mtls-inject and the webhook's patch differ")
+        first = jsonpatch.make_patch(injected, from_webhook).patch[:1]
+        fail(f"workloads/{name}: mtls-inject and the webhook's patch ({hook_path}) differ: "
+             f"{first}")
+    validate(f"workloads/{name}", patched, pod_namespace)
     again = run(inject_args + ["-"], out.stdout)
     if again.returncode != 0 or again.stdout != out.stdout or "already injected" not in again.stderr:
         fail(f"workloads/{name}: injecting mtls-inject's output again changed it")
@@ -666,7 +767,7 @@ for value in TRUTHS + FALSEHOODS + ["yes", "on", ""]:
         fail(f"mtls-inject: the annotation value {value!r} is {'not ' if asked else ''}read as "
              f"true, unlike Go's ParseBool and the webhook's selector")
 
-# The example workload, rendered, injected by the command.
+# The example workload, rendered, injected by the command and by the webhook.
 out = run(inject_args + [os.path.join(rendered, "workload.yaml")])
 if out.returncode != 0:
     fail(f"{WL}: mtls-inject refused the example: {out.stderr}")
@@ -675,10 +776,25 @@ else:
         f.write(out.stdout)
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
     app = [d for d in docs if d["kind"] == "Deployment"]
-    if len(app) != 1 or not sidecars(app[0]["spec"]["template"]["spec"]):
+    original = [d for d in wl_docs if d["kind"] == "Deployment"]
+    if len(app) != 1 or len(original) != 1 or not sidecars(app[0]["spec"]["template"]["spec"]):
         fail(f"{WL}: the example Deployment was not injected")
     else:
         injected_pods.append((f"{WL}app.yaml", app[0]["spec"]["template"]))
+        pod = original[0]["spec"]["template"]
+        pod_namespace = original[0]["metadata"].get("namespace", "default")
+        admitted = admit(f"{WL}app.yaml", original[0], pod, pod_namespace)
+        if admitted is not None:
+            hook_path, response, sent, patched = admitted
+            if patched is None or unsent(patched, pod) != app[0]["spec"]["template"]:
+                fail(f"{WL}app.yaml: mtls-inject and the webhook's patch ({hook_path}) differ: "
+                     f"{response if patched is None else 'the pods'}")
+            else:
+                validate(f"{WL}app.yaml", patched, pod_namespace)
+print(f"deploy/check.sh: webhook: {webhook.figures()}")
+rc = webhook.stop()
+if rc != 0:
+    fail(f"xds-server (the webhook) exited {rc} after SIGTERM: {webhook.log()[-2000:]}")
 if not injected_pods:
     raise SystemExit("deploy/check.sh: FAIL nothing was injected: " + "; ".join(failures))
 

@@ -4,7 +4,9 @@
 # thing broken: a misspelled field in a workload fixture (as written, and
 # as it comes out of injection), in a manifest, a trust ConfigMap key that
 # no longer matches what the injected volume reads, a fixture that injection
-# no longer refuses, the webhook calling a path xds-server does not serve.
+# no longer refuses, the webhook calling a path xds-server does not serve, a
+# webhook (the real xds-server) whose patch is not mtls-inject's, a
+# namespace no longer labelled for injection.
 set -uo pipefail
 
 runfiles="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
@@ -98,6 +100,30 @@ breaks "a workload key back in a Secret" k8s/control-plane/deployment.yaml \
 breaks "a refusal that no longer happens" workloads/hostnetwork.yaml \
   '/hostNetwork: true/d' \
   "workloads/hostnetwork.yaml: mtls-inject did not refuse it"
+
+breaks "a labelled namespace no longer labelled" k8s/workload/namespace.yaml \
+  '/^    mtls-sidecar\/inject: "true"/d' \
+  "workloads/namespace-labelled.yaml: not injected through /inject-namespace (/inject:"
+
+# The webhook's patch is not mtls-inject's: the real xds-server, started
+# with the render's flags and then another --inject-tag (the last one
+# counts), injects another image and status annotation.
+fresh
+other="$tmp/xds-server-other-tag"
+printf '#!/bin/sh\nexec "%s" "$@" --inject-tag 0.0.0-elsewhere\n' "$runfiles/xds-server/xds-server" >"$other"
+chmod +x "$other"
+XDS_SERVER="$other" "$check" "$tmp/k8s" "$tmp/workloads" >"$tmp/out" 2>&1
+status=$?
+if [ "$status" -ne 0 ] &&
+  grep -qF "workloads/statefulset.yaml: mtls-inject and the webhook's patch (/inject) differ" "$tmp/out" &&
+  grep -qF "workloads/deployment.yaml: mtls-inject and the webhook's patch (/inject-namespace) differ" "$tmp/out" &&
+  grep -qF "workload/app.yaml: mtls-inject and the webhook's patch (/inject-namespace) differ" "$tmp/out" &&
+  grep -qF "0.0.0-elsewhere" "$tmp/out"; then
+  pass "a webhook whose patch is not mtls-inject's"
+else
+  cat "$tmp/out" >&2
+  fail "a webhook injecting another tag: expected the fixtures named as differing (exit $status)"
+fi
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

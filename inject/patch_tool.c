@@ -1,7 +1,7 @@
 /* patch_tool: prints the JSON Patch ms_inject_patch makes for the pod (JSON)
  * on standard input: the webhook's code path, for the tests to apply with a
- * JSON Patch implementation written elsewhere (inject_cli_test.sh,
- * deploy/check.sh). The settings are the defaults, changed by the options
+ * JSON Patch implementation written elsewhere (inject_cli_test.sh;
+ * deploy/check.sh asks the real webhook). The settings are the defaults, changed by the options
  * mtls-inject takes (--image, --tag, --config-map, --token-audience,
  * --control-plane-namespace); the pod's namespace is the argument, if
  * given. Exit 1 with the sentence on a refusal, 2 for a wrong command

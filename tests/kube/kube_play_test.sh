@@ -15,20 +15,32 @@
 #    service-account token for shop/checkout (iss, aud mtls-sidecar, the
 #    kubernetes.io claims) that xds-server verifies.
 # 3. Renders the control plane with `kubectl kustomize
-#    deploy/kubernetes/control-plane`; writes a Pod (app + nginx, annotated
+#    deploy/kubernetes/control-plane` (xds-server's --inject-image and
+#    --inject-tag set to the image built here, as the kustomization's images
+#    set them in a cluster); writes a Pod (app + nginx, annotated
 #    mtls-sidecar/inject: "true") and injects it with the image's own
 #    mtls-inject; tests/kube/kube_manifests.py translates only what podman
 #    cannot do (Secrets, ConfigMaps, projected tokens and emptyDirs as
 #    hostPath folders of the files made here; the native sidecar as a
 #    regular container; $(VAR) in args; free loopback ports).
-# 4. Plays both with `podman kube play --network host` (all traffic on
-#    127.0.0.1, never a bridge address) and checks: the app's request
-#    reaches nginx through the sidecar (200 and nginx's body); the sidecar's
-#    certificate is the one xds-server issued for its token's identity;
-#    nginx's log shows the workload's SPIFFE ID; the sidecar and xds-server
-#    run as 65532 on a read-only root filesystem.
-# 5. Prints the image size and the time from `kube play` to the first
-#    request through the sidecar. Removes every pod and file, pass or fail.
+# 4. Plays the control plane with `podman kube play --network host` (all
+#    traffic on 127.0.0.1, never a bridge address); once xds-server is ready
+#    (/readyz), sends the Pod, as the API server would for namespace shop
+#    (labelled for injection), to the played webhook: an AdmissionReview v1
+#    to /inject-namespace over HTTPS on its loopback port, the serving
+#    certificate verified against the control-plane CA. The JSON Patch,
+#    applied by python's jsonpatch, must give what the image's mtls-inject
+#    wrote, and /validate must allow the result. The webhook's result is
+#    what is played: the pod a cluster would run (equal to mtls-inject's,
+#    so the command's output is played too).
+# 5. Plays the workload and checks: the app's request reaches nginx through
+#    the sidecar (200 and nginx's body); the sidecar's certificate is the
+#    one xds-server issued for its token's identity; nginx's log shows the
+#    workload's SPIFFE ID; the sidecar and xds-server run as 65532 on a
+#    read-only root filesystem.
+# 6. Prints the image size, the webhook review's round trip and the time
+#    from `kube play` to the first request through the sidecar. Removes
+#    every pod and file, pass or fail.
 #
 # SKIP (exit 77) only when podman cannot run at all here (not root, podman
 # not installable, or no container starts), with the reason.
@@ -74,6 +86,16 @@ mtls_podman_setup || skip "podman, runc, catatonit or debootstrap could not be i
 podman info >/dev/null 2>"/tmp/kube_play_test.podman-info.$$" ||
   skip "podman info fails: $(tail -3 "/tmp/kube_play_test.podman-info.$$")"
 rm -f "/tmp/kube_play_test.podman-info.$$"
+# The python3 on PATH (which may be a pyenv one) or Debian's, whichever has
+# PyYAML and jsonpatch (the webhook's patch is applied with it).
+py=""
+for candidate in python3 /usr/bin/python3; do
+  if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import yaml, jsonpatch' 2>/dev/null; then
+    py=$candidate
+    break
+  fi
+done
+[ -n "$py" ] || die "no python3 with PyYAML and jsonpatch (apt-get install python3-yaml python3-jsonpatch)"
 
 work=$(mktemp -d /tmp/mtls-kube-e2e.XXXXXX)
 chmod 0755 "$work"
@@ -175,11 +197,14 @@ python3 tests/kube/kube_manifests.py "$work/control-plane.rendered.yaml" "$cp_ya
   --drop-arg "xds-server=--jwks-url" --drop-arg "xds-server=--jwks-ca" \
   --drop-arg "xds-server=--jwks-token" \
   --set-arg "xds-server=--jwks-file=/etc/xds-server/jwks/jwks.json" \
-  --set-arg "xds-server=--token-issuer=$ISSUER" ||
+  --set-arg "xds-server=--token-issuer=$ISSUER" \
+  --set-arg "xds-server=--inject-image=$IMAGE_REPO" \
+  --set-arg "xds-server=--inject-tag=$IMAGE_TAG" ||
   die "translating the control plane failed"
 port_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ports"][sys.argv[2]])' "$@"; }
 XDS_PORT=$(port_of "$work/cp-ports.json" xds-server/18000) || die "no ADS port in the rendered Deployment"
 STATUS_PORT=$(port_of "$work/cp-ports.json" xds-server/18001) || die "no status port in the rendered Deployment"
+WEBHOOK_PORT=$(port_of "$work/cp-ports.json" xds-server/15017) || die "no webhook port in the rendered Deployment"
 
 # What xds-server serves: nginx as cluster "orders" (mTLS, nginx's SPIFFE ID
 # checked, the sidecar's certificate and trust by SDS) and the app's
@@ -291,23 +316,94 @@ podman run --rm -i --network none --entrypoint /usr/local/bin/mtls-inject "$IMAG
   die "the image's mtls-inject refused the pod"
 }
 grep -q "injected" "$work/inject.log" || die "mtls-inject did not inject: $(cat "$work/inject.log")"
-# The control plane's ports are taken too.
+
+# ---- play the control plane ------------------------------------------------------------
+t0=$(date +%s%N)
+timeout 120 podman kube play --network host "$cp_yaml" >"$work/play-cp.log" 2>&1 || {
+  cat "$work/play-cp.log"
+  die "podman kube play (control plane) failed"
+}
+
+# ---- the played webhook injects the pod as mtls-inject did ---------------------------
+# The API server's part: once xds-server is ready, the Pod as an
+# AdmissionReview v1 to /inject-namespace (shop is labelled for injection),
+# over HTTPS to the webhook's loopback port, its certificate (xds-server's
+# serving one, --tls-cert) verified against the control-plane CA and the
+# address 127.0.0.1. Its result is the pod played below.
+readyz=$("$py" -c 'import json, sys
+print(next(p["port"] for p in json.load(open(sys.argv[1]))["probes"] if p["probe"] == "readinessProbe"))' \
+  "$work/cp-ports.json") || die "no readinessProbe for xds-server in the rendered Deployment"
+"$py" - "$readyz" "$WEBHOOK_PORT" "$pki/control-plane-ca/ca.crt" "$work/pod.yaml" \
+  "$work/workload.injected.yaml" "$work/workload.webhook.yaml" <<'PY' || die "the played webhook (above)"
+import base64, copy, http.client, json, ssl, sys, time, urllib.request
+import jsonpatch, yaml
+readyz, port, ca, pod_path, injected_path, out_path = sys.argv[1:]
+deadline = time.monotonic() + 60
+while True:  # the control plane healthy: /readyz 200, as kubelet would see it
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{readyz}/readyz", timeout=2).status == 200:
+            break
+    except OSError:
+        pass
+    if time.monotonic() > deadline:
+        sys.exit("kube_play_test: FAIL: xds-server's /readyz never answered 200 within 60 s")
+    time.sleep(0.1)
+pod = yaml.safe_load(open(pod_path))
+conn = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=10,
+                                   context=ssl.create_default_context(cafile=ca))
+t = time.perf_counter()
+conn.connect()
+handshake = time.perf_counter() - t
+
+
+def review(path, obj, uid):
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": uid, "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"},
+        "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
+        "operation": "CREATE", "userInfo": {"username": "kube-play-test"}, "object": obj,
+        "dryRun": False}})
+    t = time.perf_counter()
+    conn.request("POST", path + "?timeout=10s", body=body, headers={"Content-Type": "application/json"})
+    answer = conn.getresponse()
+    data = answer.read()
+    elapsed = time.perf_counter() - t
+    assert answer.status == 200, f"{path}: HTTP {answer.status}: {data[:300]!r}"
+    response = json.loads(data)["response"]
+    assert response.get("uid") == uid, f"{path}: the uid is not echoed: {response}"
+    return response, elapsed
+
+
+response, rtt = review("/inject-namespace", pod, "e2e-inject-1")
+assert response.get("allowed") is True and response.get("patchType") == "JSONPatch", \
+    f"/inject-namespace did not inject the pod: {response}"
+patched = jsonpatch.apply_patch(pod, json.loads(base64.b64decode(response["patch"])))
+injected = yaml.safe_load(open(injected_path))
+if patched != injected:
+    first = jsonpatch.make_patch(injected, patched).patch[:3]
+    sys.exit(f"kube_play_test: FAIL: the webhook's pod is not the image's mtls-inject's: {first}")
+valid, _ = review("/validate", patched, "e2e-validate-1")
+assert valid.get("allowed") is True, f"/validate does not allow the injected pod: {valid}"
+conn.close()
+with open(out_path, "w") as f:
+    yaml.safe_dump(patched, f, sort_keys=False)
+print(f"kube_play_test: ok: the played webhook (/inject-namespace on 127.0.0.1:{port}, its "
+      f"certificate verified) injected the pod exactly as the image's mtls-inject did; /validate "
+      f"allows it; review round trip {rtt * 1000:.2f} ms (TLS handshake {handshake * 1000:.2f} ms)")
+PY
+
+# The webhook's result, translated; the control plane's ports are taken too.
 read -r -a cp_taken < <(python3 -c 'import json, sys
 print(" ".join(f"--taken {p}" for p in json.load(open(sys.argv[1]))["ports"].values()))' \
   "$work/cp-ports.json")
-python3 tests/kube/kube_manifests.py "$work/workload.injected.yaml" "$wl_yaml" \
+python3 tests/kube/kube_manifests.py "$work/workload.webhook.yaml" "$wl_yaml" \
   "$work/wl-ports.json" "${taken[@]}" "${cp_taken[@]}" \
   --volume "mtls-sidecar-config=$work/sidecar-config" \
   --volume "mtls-sidecar-token=$work/sidecar-token" \
   --volume "mtls-sidecar-state=$work/sidecar-state" ||
   die "translating the injected workload failed"
 
-# ---- play ----------------------------------------------------------------------------
-t0=$(date +%s%N)
-timeout 120 podman kube play --network host "$cp_yaml" >"$work/play-cp.log" 2>&1 || {
-  cat "$work/play-cp.log"
-  die "podman kube play (control plane) failed"
-}
+# ---- play the workload ---------------------------------------------------------------
 t_wl=$(date +%s%N)
 timeout 120 podman kube play --network host "$wl_yaml" >"$work/play-wl.log" 2>&1 || {
   cat "$work/play-wl.log"
