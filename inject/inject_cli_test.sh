@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
 # inject_cli_test.sh: mtls-inject as a user runs it. Files and standard
 # input, YAML and JSON, every workload kind, refusals that write nothing,
-# idempotence, 10,000 documents, and the JSON Patch of the library applied
-# by python's jsonpatch (an RFC 6902 implementation written elsewhere; the
-# npm tree of tests/node has neither fast-json-patch nor rfc6902).
+# idempotence, 10,000 documents. (The JSON Patch the webhook answers with,
+# applied by python's jsonpatch and compared with what this command writes,
+# is deploy/check.sh's: it asks the real webhook, xds-server, over HTTPS.)
 NAME=inject_cli
 # shellcheck source=../tests/sh_test_lib.sh
 source "${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}/tests/sh_test_lib.sh"
 inject="$RUNFILES/inject/mtls-inject"
-patch_tool="$RUNFILES/inject/patch_tool"
 data="$RUNFILES/inject/testdata"
 version="$(project_version)"
 
-# A python3 with PyYAML and jsonpatch.
-find_python yaml jsonpatch || fail "no python3 with PyYAML and jsonpatch (pip install jsonpatch): the patch is not checked"
+# A python3 with PyYAML.
+find_python yaml || fail "no python3 with PyYAML (apt-get install python3-yaml)"
 
 # --- the command line
 expect_exit 0 "$inject" --version
@@ -107,37 +106,6 @@ assert [d["kind"] for d in docs] == ["Deployment", "ConfigMap"], docs
 init = docs[0]["spec"]["template"]["spec"]["initContainers"]
 assert init[0]["name"] == "mtls-sidecar" and init[0]["restartPolicy"] == "Always", init
 PY
-fi
-
-# --- the patch, applied by jsonpatch, gives what the command wrote
-if [ -n "$python" ]; then
-  for file in pod.yaml init-containers.yaml deployment.json statefulset.yaml; do
-    "$python" - "$data/$file" "$inject" "$patch_tool" <<'PY' || fail "$file: jsonpatch"
-import json, subprocess, sys
-import jsonpatch, yaml
-path, inject, patch_tool = sys.argv[1:4]
-def load(text, is_json):
-    if is_json:
-        return json.JSONDecoder().raw_decode(text.lstrip())[0]
-    return next(d for d in yaml.safe_load_all(text) if d)
-original = load(open(path).read(), path.endswith(".json"))
-template = original if original["kind"] == "Pod" else original["spec"]["template"]
-if original["kind"] != "Pod":  # the command reads the workload's annotation; the patch tool the pod's
-    template.setdefault("metadata", {}).setdefault("annotations", {}).update(
-        original["metadata"].get("annotations", {}))
-patch = json.loads(subprocess.run([patch_tool], input=json.dumps(template), capture_output=True,
-                                  text=True, check=True).stdout)
-applied = jsonpatch.JsonPatch(patch).apply(template)
-out = subprocess.run([inject, path], capture_output=True, text=True, check=True).stdout
-injected = load(out, path.endswith(".json"))
-injected = injected if injected["kind"] == "Pod" else injected["spec"]["template"]
-injected.setdefault("metadata", {}).setdefault("annotations", {}).update(
-    original["metadata"].get("annotations", {}) if original["kind"] != "Pod" else {})
-if applied != injected:
-    sys.exit(f"{path}: jsonpatch gave\n{json.dumps(applied, indent=1)}\nthe command wrote\n"
-             f"{json.dumps(injected, indent=1)}")
-PY
-  done
 fi
 
 # --- 10,000 documents (bounded at 120 s for the sanitizers' build, which
