@@ -247,7 +247,7 @@ static int identify(xds_stream *stream,
     char escaped_id[MS_LOG_ESCAPED_LEN];
     ms_log_escape(id, MS_LOG_ESCAPE_MAX, escaped_id, sizeof(escaped_id));
     ms_log(MS_LOG_WARN, "ads: refusing node %s from %s: %s", escaped_id, stream->peer_address, err);
-    char message[MS_ERR_LEN + 64];
+    char message[sizeof("node : ") + 64 + MS_ERR_LEN]; /* room for all of err */
     snprintf(message, sizeof(message), "node %.64s: %s", id, err);
     ms_grpc_server_call_finish(stream->call, MS_GRPC_PERMISSION_DENIED, message);
     return -1;

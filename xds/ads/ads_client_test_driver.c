@@ -210,7 +210,7 @@ static const char *string_of(const cJSON *object, const char *key) {
 }
 
 static void check_server_log(const char *path) {
-  char err[MS_ERR_LEN], detail[600];
+  char err[MS_ERR_LEN];
   char *text = NULL;
   size_t len = 0;
   if (ms_file_read(path, &text, &len, err, sizeof(err)) != 0) {
@@ -220,6 +220,8 @@ static void check_server_log(const char *path) {
   bool complete = false;
   int per_stream[8] = {0};
   char order[8][256] = {{0}};
+  /* Room for the three streams' orders whole, with their labels. */
+  char detail[3 * sizeof(order[0]) + 40];
   bool node_ok = true, node_only_first = true, nack_ok = false, empty_nonces = true;
   for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
     cJSON *record = cJSON_Parse(line);

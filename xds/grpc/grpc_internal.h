@@ -1,5 +1,5 @@
-/* grpc_internal.h: the pieces grpc_client.c and grpc_server.c share, private
- * to //xds/grpc.
+/* grpc_internal.h: the pieces grpc_client.c and the server (grpc_server.c,
+ * grpc_server_call.c) share, private to //xds/grpc.
  *
  * - grpc_framing.c: the 5-byte gRPC message prefix, a deframer that
  *   reassembles messages across DATA frames, and a per-stream send queue read
