@@ -123,7 +123,9 @@ int xds_csr_request_decode(const uint8_t *bytes, size_t len, ms_csr_info *out,
 static void handle(ms_grpc_server_call *call, csr_call *state) {
   ms_xds_server *server = state->server;
   const char *peer = ms_grpc_server_call_peer(call)->address;
-  char err[MS_ERR_LEN], message[1536];
+  /* message: the ask described (up to 1024), a SPIFFE ID (512) and the
+   * sentence around them, whole. */
+  char err[MS_ERR_LEN], message[1024 + 512 + 256];
   xds_identity identity;
   if (xds_auth_identify(server, call, &identity, err, sizeof(err)) != MS_GRPC_OK) {
     refuse(call, state, XDS_CSR_UNAUTHENTICATED, MS_GRPC_UNAUTHENTICATED, err);

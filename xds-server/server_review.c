@@ -118,8 +118,9 @@ static bool validate(const ms_inject_settings *settings, const cJSON *pod,
   if (annotation_of(pod, MS_INJECT_STATUS_ANNOTATION) != NULL) {
     const cJSON *spec = cJSON_GetObjectItemCaseSensitive(pod, "spec");
     const cJSON *init = cJSON_GetObjectItemCaseSensitive(spec, "initContainers");
+    const cJSON *containers = cJSON_IsArray(init) ? init : NULL;
     const cJSON *sidecar = NULL, *item = NULL;
-    cJSON_ArrayForEach(item, cJSON_IsArray(init) ? init : NULL) {
+    cJSON_ArrayForEach(item, containers) {
       if (string_is(item, "name", MS_INJECT_CONTAINER)) sidecar = item;
     }
     if (sidecar == NULL) {
