@@ -11,7 +11,9 @@
  * (written to path.tmp, then renamed). The thread blocks every signal, so
  * the sidecar's handling of signals is unchanged. Without the variable it
  * does nothing. */
+#ifndef _GNU_SOURCE /* the build may define it already */
 #define _GNU_SOURCE
+#endif
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
