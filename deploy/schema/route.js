@@ -100,8 +100,13 @@ function celValue(value) {
 
 async function main(argv) {
   if (argv.length < 1 || argv.length > 2 || argv[0].startsWith("-")) return usage();
-  const { Environment } = await import(path.join(__dirname, "node_modules", "@marcbachmann",
-    "cel-js", "lib", "index.js"));
+  const cel = path.join(__dirname, "node_modules", "@marcbachmann", "cel-js", "lib", "index.js");
+  if (!fs.existsSync(cel)) {
+    console.error(`route.js: ${cel} is missing: run \`npm ci --prefix deploy/schema\` ` +
+      "(tools/install-deps.sh does it)");
+    return 1;
+  }
+  const { Environment } = await import(cel);
   const env = new Environment()
     .registerVariable("object", "dyn")
     .registerVariable("oldObject", "dyn")
