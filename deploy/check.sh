@@ -15,8 +15,8 @@
 #     injection: no Secret, no workload Certificate, no Component; the
 #     control plane's flags, ports, probes, mounts, NetworkPolicy (ADS and
 #     webhook in; the API server out), RBAC (the key set only), the two CAs
-#     kept apart, the Service, the webhooks (paths, selectors, failure
-#     policies, the CA injector), the Bundles' targets against the
+#     kept apart, the Service, the webhooks (paths, failure policies, the CA
+#     injector; which pods each takes is the routing's, below), the Bundles' targets against the
 #     ConfigMaps the injected volume projects, sidecar.json's paths against
 #     the injected mounts; each fixture injected, left alone or refused as
 #     testdata/workloads/expected.json says, the command and the webhook's
@@ -24,8 +24,13 @@
 #   - check_webhook.py: the webhook is the real xds-server, started on a
 #     loopback port with a serving certificate made here by `certs`, sent
 #     each fixture's pod as an AdmissionReview v1 over HTTPS (the
-#     certificate verified; /inject-namespace for the namespaces the
-#     manifests label for injection, /inject for the others): its patch
+#     certificate verified) to the webhooks the API server would call:
+#     decided from the render by deploy/schema/route.js (rules,
+#     namespaceSelector with each namespace's labels, objectSelector, the
+#     matchConditions evaluated by a CEL engine, @marcbachmann/cel-js), the
+#     mutating ones in order on the object the previous patches made, then
+#     /validate on the result; the webhooks called must be the ones
+#     expected.json lists per fixture; its patch
 #     must give mtls-inject's object, its refusals mtls-inject's sentence,
 #     and /validate must allow each injected pod and deny it without the
 #     sidecar's restartPolicy. Prints the latency per review (mean, max);
@@ -33,8 +38,8 @@
 #     made by `certs`).
 #
 # The tools: python3 with PyYAML and jsonpatch (Debian: python3-yaml,
-# python3-jsonpatch), node with deploy/schema/node_modules, kubectl, and the
-# project's binaries mtls-inject, xds-server, sidecar and certs (Bazel's
+# python3-jsonpatch), node with deploy/schema/node_modules (the schema; the
+# CEL engine), kubectl, and the project's binaries mtls-inject, xds-server, sidecar and certs (Bazel's
 # runfiles, or bazel-bin/ after `bazel build //inject:all //xds-server
 # //sidecar //certs`). XDS_SERVER=PATH runs another xds-server for the
 # webhook (check_test.sh: one that injects another tag, which must fail).

@@ -538,37 +538,43 @@ if sorted(by_path) != ["/inject", "/inject-namespace", "/validate"]:
          "/validate")
 else:
     kind, hook = by_path["/inject-namespace"]
-    labelled = [e for e in hook["namespaceSelector"].get("matchExpressions", [])
-                if e.get("key") == "mtls-sidecar/inject"]
-    if kind != "MutatingWebhookConfiguration" or labelled != [
-            {"key": "mtls-sidecar/inject", "operator": "In", "values": TRUTHS}]:
-        fail(f"webhooks: /inject-namespace is not for namespaces labelled mtls-sidecar/inject In "
-             f"{TRUTHS}")
+    if kind != "MutatingWebhookConfiguration":
+        fail("webhooks: /inject-namespace is not a mutating webhook")
     if hook.get("failurePolicy") != "Fail":
         fail("webhooks: /inject-namespace does not fail closed (pods of a namespace that asked "
              "for mTLS would start without it)")
     kind, hook = by_path["/inject"]
-    unlabelled = [e for e in hook["namespaceSelector"].get("matchExpressions", [])
-                  if e.get("key") == "mtls-sidecar/inject"]
-    if kind != "MutatingWebhookConfiguration" or unlabelled != [
-            {"key": "mtls-sidecar/inject", "operator": "DoesNotExist"}]:
-        fail("webhooks: /inject is not for the namespaces without the label")
-    conditions = " ".join(c.get("expression", "") for c in hook.get("matchConditions", []))
-    if f"'{INJECT_ANNOTATION}' in object.metadata.annotations" not in conditions or \
-            f"'{STATUS_ANNOTATION}' in object.metadata.annotations" not in conditions or \
-            str(FALSEHOODS).replace(", ", ",") not in conditions.replace(", ", ","):
-        fail(f"webhooks: /inject's matchConditions do not limit it to pods annotated "
-             f"{INJECT_ANNOTATION} (not {FALSEHOODS}) and not yet {STATUS_ANNOTATION}")
+    if kind != "MutatingWebhookConfiguration":
+        fail("webhooks: /inject is not a mutating webhook")
     if hook.get("failurePolicy") != "Fail":
         fail("webhooks: /inject does not fail closed for the pods that asked")
     for path in ("/inject", "/inject-namespace"):
         if by_path[path][1].get("reinvocationPolicy") not in ("Never", "IfNeeded"):
             fail(f"webhooks: {path} has no reinvocationPolicy")
     kind, hook = by_path["/validate"]
-    conditions = " ".join(c.get("expression", "") for c in hook.get("matchConditions", []))
-    if kind != "ValidatingWebhookConfiguration" or INJECT_ANNOTATION not in conditions or \
-            STATUS_ANNOTATION not in conditions:
-        fail("webhooks: /validate is not a validating webhook for pods carrying our annotations")
+    if kind != "ValidatingWebhookConfiguration":
+        fail("webhooks: /validate is not a validating webhook")
+
+# Which webhooks the API server calls is decided from the render, as the API
+# server decides it (deploy/schema/route.js: the selectors, the rules, the
+# matchConditions evaluated by a CEL engine): for each fixture below, and
+# here for an unannotated pod in a namespace labelled with each value, which
+# only the namespace webhook takes, and only for Go's ParseBool's true ones.
+try:
+    router = check_webhook.Router(os.path.join(rendered, "control-plane.yaml"))
+    for value in TRUTHS + FALSEHOODS + ["yes", "on", ""]:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"},
+               "spec": {"containers": [{"name": "app", "image": "app"}]}}
+        called = [w["name"] + (f" ({w['error']})" if w.get("error") else "")
+                  for w in router.route(pod, "n", {INJECT_ANNOTATION: value})
+                  if w["called"] or w.get("error")]
+        want = [by_path.get("/inject-namespace", (None, {"name": "/inject-namespace"}))[1]["name"]] \
+            if value in TRUTHS else []
+        if called != want:
+            fail(f"webhooks: an unannotated pod in a namespace labelled {INJECT_ANNOTATION}: "
+                 f"{value!r} goes to {called or 'no webhook'}, not {want or 'none'} (Go's ParseBool)")
+except check_webhook.WebhookError as e:
+    raise SystemExit(f"deploy/check.sh: FAIL the webhooks' routing: {e}")
 
 # ---- 5. The fixtures, injected both ways. --------------------------------------------------
 # Both ways: the inject command, and the real webhook (xds-server over HTTPS,
@@ -577,7 +583,8 @@ else:
 fixtures = os.path.join(work, "workloads")
 with open(os.path.join(fixtures, "expected.json")) as f:
     expected = json.load(f)
-listed = sorted(n for n in os.listdir(fixtures) if n.endswith(".yaml"))
+NAMESPACES = "namespaces.yaml"  # the fixtures' namespaces, not a fixture
+listed = sorted(n for n in os.listdir(fixtures) if n.endswith(".yaml") and n != NAMESPACES)
 if sorted(expected) != listed:
     fail(f"workloads: expected.json lists {sorted(expected)}, the folder has {listed}")
 os.makedirs(os.path.join(rendered, "injected"), exist_ok=True)
@@ -591,10 +598,14 @@ inject_args = [inject, "--image", inject_flags["--inject-image"], "--tag",
                "--token-audience", inject_flags["--token-audience"],
                "--control-plane-namespace", namespace]
 injected_pods = []  # (where, pod) of every injection, for the checks below
-# The namespaces the manifests label for injection: the API server sends
-# their pods to /inject-namespace, the others' to /inject.
-labelled = {d["metadata"]["name"] for d in wl_docs + cp_docs if d.get("kind") == "Namespace"
-            and d["metadata"].get("labels", {}).get(INJECT_ANNOTATION) in TRUTHS}
+# Every namespace's labels, as the routing reads them: the manifests' and
+# the fixtures' (namespaces.yaml). A fixture in a namespace none defines fails.
+namespaces = {}
+for d in wl_docs + cp_docs + load_all(os.path.join(fixtures, NAMESPACES)):
+    if d.get("kind") == "Namespace":
+        if d["metadata"]["name"] in namespaces:
+            fail(f"workloads/{NAMESPACES}: namespace {d['metadata']['name']} is defined twice")
+        namespaces[d["metadata"]["name"]] = d["metadata"].get("labels") or {}
 try:
     webhook = check_webhook.Webhook(
         xds_server, certs, os.path.join(rendered, "xds-server"),
@@ -610,29 +621,80 @@ def refusal(text):
 
 
 def admit(where, owner, pod, pod_namespace):
-    """The pod as the API server sends it to the webhook: a workload's
-    template gets the namespace and a generateName (the controller's). Returns
-    (path, response, the pod as sent, the pod patched or None) or None after
-    a failure."""
+    """The pod as the API server sends it to the webhooks: a workload's
+    template gets the namespace and a generateName (the controller's). The
+    webhooks the render's configurations select (route.js), each at its turn:
+    the mutating ones in order, each on the object the previous ones' patches
+    made, then the validating ones on the result (not after a refusal).
+    Returns a dict: called (webhook names), paths (the mutating ones called),
+    refusal (a mutating webhook's denial or None), sent, patched (or None),
+    denied (a validating webhook's denial, "NAME (PATH): message", or None),
+    whys (webhook name -> why it was not called); None after a failure."""
     sent = copy.deepcopy(pod)
     metadata = sent.setdefault("metadata", {})
     metadata.setdefault("namespace", pod_namespace)
     if "name" not in metadata:
         metadata.setdefault("generateName", owner["metadata"]["name"] + "-")
-    path = "/inject-namespace" if pod_namespace in labelled else "/inject"
+    if pod_namespace not in namespaces:
+        fail(f"{where}: namespace {pod_namespace}: its labels are unknown (no Namespace in the "
+             f"manifests or workloads/{NAMESPACES}), so is which webhooks the API server calls")
+        return None
+    labels = namespaces[pod_namespace]
+    out = {"called": [], "paths": [], "refusal": None, "sent": sent, "patched": None,
+           "denied": None, "whys": {}}
+    current = sent
     try:
-        response, patch = webhook.review(path, sent, pod_namespace)
+        hooks = router.route(current, pod_namespace, labels)
+        for turn in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            for name in [w["name"] for w in hooks if w["configuration"] == turn]:
+                hook = next(w for w in router.route(current, pod_namespace, labels) if w["name"] == name)
+                if hook.get("error"):
+                    fail(f"{where}: {name}: {hook['error']} (failurePolicy {hook['failurePolicy']})")
+                    return None
+                if not hook["called"]:
+                    out["whys"][name] = hook.get("why")
+                    continue
+                out["called"].append(name)
+                response, patch = webhook.review(hook["path"], current, pod_namespace)
+                if turn == "ValidatingWebhookConfiguration":
+                    if response.get("allowed") is not True:
+                        out["denied"] = (f"{name} ({hook['path']}): "
+                                         f"{response.get('status', {}).get('message', response)}")
+                    continue
+                out["paths"].append(hook["path"])
+                if response.get("allowed") is not True:
+                    out["refusal"] = response
+                    return out
+                if patch is not None:
+                    try:
+                        current = jsonpatch.JsonPatch(patch).apply(copy.deepcopy(current))
+                    except jsonpatch.JsonPatchException as e:
+                        fail(f"{where}: the patch of {name} ({hook['path']}) does not apply: {e}")
+                        return None
+                    out["patched"] = current
     except check_webhook.WebhookError as e:
         fail(f"{where}: the webhook: {e}")
         return None
-    patched = None
-    if patch is not None:
-        try:
-            patched = jsonpatch.JsonPatch(patch).apply(copy.deepcopy(sent))
-        except jsonpatch.JsonPatchException as e:
-            fail(f"{where}: the webhook's patch ({path}) does not apply: {e}")
-            return None
-    return path, response, sent, patched
+    return out
+
+
+def check_route(where, want, admitted, source="expected.json"):
+    """The webhooks called are the ones expected (source says where from),
+    each missing or extra one named with why."""
+    called = admitted["called"]
+    if called == want:
+        return True
+    for name in want:
+        if name not in called:
+            fail(f"{where}: {name} is not called ({admitted['whys'].get(name) or 'after a refusal'}); "
+                 f"{source}: {want}; the render's configurations call {called}")
+    for name in called:
+        if name not in want:
+            fail(f"{where}: {name} is called; {source}: {want}; the render's "
+                 f"configurations call {called}")
+    if sorted(called) == sorted(want):
+        fail(f"{where}: webhooks called in the order {called}, not {want}")
+    return False
 
 
 def unsent(patched, original):
@@ -645,12 +707,10 @@ def unsent(patched, original):
 
 
 def validate(where, pod, pod_namespace):
-    """/validate allows the injected pod, and denies it with the sidecar's
-    restartPolicy removed (a cluster without native sidecars)."""
+    """/validate (which allowed the injected pod when the routing called it)
+    denies it with the sidecar's restartPolicy removed (a cluster without
+    native sidecars)."""
     try:
-        response, patch = webhook.review("/validate", pod, pod_namespace)
-        if response.get("allowed") is not True or patch is not None:
-            fail(f"{where}: /validate does not allow the injected pod: {response}")
         stripped = copy.deepcopy(pod)
         for side in sidecars(stripped["spec"]):
             side.pop("restartPolicy", None)
@@ -677,7 +737,13 @@ for name in listed:
     admitted = admit(f"workloads/{name}", original, pod, pod_namespace)
     if admitted is None:
         continue
-    hook_path, response, sent, patched = admitted
+    if not isinstance(want.get("webhooks"), list):
+        fail(f"workloads/{name}: expected.json lists no webhooks (the ones the API server calls)")
+    else:
+        check_route(f"workloads/{name}", want["webhooks"], admitted)  # the outcome is checked too
+    response = admitted["refusal"] or {"allowed": True}
+    sent, patched = admitted["sent"], admitted["patched"]
+    hook_path = ", ".join(admitted["paths"]) or "no mutating webhook"
     result = want.get("result")
     if result == "refused":
         if out.returncode != 1 or out.stdout:
@@ -695,9 +761,20 @@ for name in listed:
             if words not in message:
                 fail(f"workloads/{name}: the webhook's refusal lacks \"{words}\": {message}")
         continue
-    if out.returncode != 0 or response.get("allowed") is not True:
-        fail(f"workloads/{name}: exit {out.returncode} (mtls-inject), {response} "
-             f"(webhook, {hook_path}): {out.stderr}")
+    if admitted["denied"]:
+        fail(f"workloads/{name}: denied by {admitted['denied']}")
+        continue
+    if response.get("allowed") is not True:
+        fail(f"workloads/{name}: refused by the webhook ({hook_path}): {response}")
+        continue
+    if result == "unchanged" and "decision" not in want:
+        # The API server leaves it (a namespace labelled false, say) where
+        # mtls-inject, which sees no namespace label, would not: not compared.
+        if patched is not None:
+            fail(f"workloads/{name}: changed ({hook_path}), but should be left as it is")
+        continue
+    if out.returncode != 0:
+        fail(f"workloads/{name}: mtls-inject exited {out.returncode}: {out.stderr}")
         continue
     injected = next(d for d in yaml.safe_load_all(out.stdout) if d)
     if result == "injected by the namespace":
@@ -705,9 +782,8 @@ for name in listed:
         # injects it annotated "true" as the webhook does for the label.
         if injected != original or out.stderr:
             fail(f"workloads/{name}: mtls-inject did not leave it silently: {out.stderr.strip()!r}")
-        if hook_path != "/inject-namespace" or patched is None:
-            fail(f"workloads/{name}: not injected through /inject-namespace ({hook_path}: "
-                 f"{response})")
+        if patched is None:
+            fail(f"workloads/{name}: not injected by the namespace webhook ({hook_path})")
             continue
         annotated = copy.deepcopy(original)
         pod_template(annotated).setdefault("metadata", {}).setdefault(
@@ -722,7 +798,9 @@ for name in listed:
     elif result == "unchanged":
         if injected != original or patched is not None:
             fail(f"workloads/{name}: changed, but should be left as it is")
-        if f": {want.get('decision')}" not in out.stderr:
+        # "not requested": mtls-inject leaves such a pod without a word.
+        if (out.stderr.strip() != "") if want["decision"] == "not requested" else \
+                f": {want['decision']}" not in out.stderr:
             fail(f"workloads/{name}: mtls-inject reports {out.stderr.strip()!r}, not "
                  f"{want.get('decision')!r}")
         continue
@@ -784,14 +862,24 @@ else:
         pod = original[0]["spec"]["template"]
         pod_namespace = original[0]["metadata"].get("namespace", "default")
         admitted = admit(f"{WL}app.yaml", original[0], pod, pod_namespace)
-        if admitted is not None:
-            hook_path, response, sent, patched = admitted
-            if patched is None or unsent(patched, pod) != app[0]["spec"]["template"]:
+        # The namespace asks (shop, labelled true): the namespace webhook
+        # injects, /validate checks.
+        route_ok = admitted is not None and check_route(
+            f"{WL}app.yaml", [by_path["/inject-namespace"][1]["name"],
+                              by_path["/validate"][1]["name"]], admitted,
+            f"{WL}namespace.yaml labels it for injection")
+        if route_ok:
+            hook_path, response = ", ".join(admitted["paths"]), admitted["refusal"]
+            patched = admitted["patched"]
+            if admitted["denied"]:
+                fail(f"{WL}app.yaml: denied by {admitted['denied']}")
+            elif patched is None or unsent(patched, pod) != app[0]["spec"]["template"]:
                 fail(f"{WL}app.yaml: mtls-inject and the webhook's patch ({hook_path}) differ: "
                      f"{response if patched is None else 'the pods'}")
             else:
                 validate(f"{WL}app.yaml", patched, pod_namespace)
 print(f"deploy/check.sh: webhook: {webhook.figures()}")
+router.stop()
 rc = webhook.stop()
 if rc != 0:
     fail(f"xds-server (the webhook) exited {rc} after SIGTERM: {webhook.log()[-2000:]}")

@@ -6,7 +6,9 @@
 # no longer matches what the injected volume reads, a fixture that injection
 # no longer refuses, the webhook calling a path xds-server does not serve, a
 # webhook (the real xds-server) whose patch is not mtls-inject's, a
-# namespace no longer labelled for injection.
+# namespace no longer labelled for injection, and two routing breakages
+# (a matchCondition inverted, a namespaceSelector's In made NotIn) that only
+# the routing (route.js, CEL evaluated) catches, naming fixture and webhook.
 set -uo pipefail
 
 runfiles="${TEST_SRCDIR:-$0.runfiles}/${TEST_WORKSPACE:-mtls_sidecar}"
@@ -103,7 +105,24 @@ breaks "a refusal that no longer happens" workloads/hostnetwork.yaml \
 
 breaks "a labelled namespace no longer labelled" k8s/workload/namespace.yaml \
   '/^    mtls-sidecar\/inject: "true"/d' \
-  "workloads/namespace-labelled.yaml: not injected through /inject-namespace (/inject:"
+  "workloads/namespace-labelled.yaml: namespace.inject.mtls-sidecar.io is not called (namespaceSelector: mtls-sidecar/inject In"
+
+# The routing, decided from the render as the API server decides it
+# (deploy/schema/route.js, the matchConditions evaluated by a CEL engine):
+# two breakages that the webhooks' text passes and only the routing sees.
+# pod.inject's condition without its `!`: only pods NOT asking would go to
+# /inject, an annotated pod of an unlabelled namespace to no mutating webhook.
+breaks "pod.inject's matchCondition inverted" k8s/control-plane/webhooks.yaml \
+  "s/^          !(object.metadata.annotations\['mtls-sidecar\/inject'\] in/          (object.metadata.annotations['mtls-sidecar\/inject'] in/" \
+  "workloads/annotated-unlabelled.yaml: pod.inject.mtls-sidecar.io is not called (matchCondition asks-for-injection is false)" \
+  "workloads/statefulset.yaml: pod.inject.mtls-sidecar.io is not called"
+# The namespace webhook's selector In made NotIn: the labelled namespaces'
+# pods would go nowhere, the unlabelled and false-labelled ones' to it.
+breaks "the namespace webhook's selector NotIn" k8s/control-plane/webhooks.yaml \
+  '0,/operator: In$/s/operator: In$/operator: NotIn/' \
+  "workloads/namespace-labelled-capital.yaml: namespace.inject.mtls-sidecar.io is not called (namespaceSelector: mtls-sidecar/inject NotIn" \
+  "workloads/namespace-false.yaml: namespace.inject.mtls-sidecar.io is called" \
+  "workloads/unannotated-unlabelled.yaml: namespace.inject.mtls-sidecar.io is called"
 
 # The webhook's patch is not mtls-inject's: the real xds-server, started
 # with the render's flags and then another --inject-tag (the last one

@@ -9,6 +9,11 @@ against that CA and the name 127.0.0.1, as the API server would; it returns
 the response and the decoded JSON Patch, and times the round trip (request
 written to response read). stop() ends the server with SIGTERM and returns
 its exit status and log.
+
+Router(config) keeps deploy/schema/route.js open on the rendered webhook
+configurations: route() asks it which webhooks the API server would call for
+a pod in a namespace (selectors, rules, and the matchConditions evaluated by
+a CEL engine), one JSON line each way.
 """
 import atexit
 import base64
@@ -156,3 +161,40 @@ class Webhook:
         except subprocess.TimeoutExpired:
             self.process.kill()
             return self.process.wait()
+
+
+class Router:
+    ROUTE_JS = os.path.join(os.path.dirname(os.path.realpath(__file__)), "schema", "route.js")
+
+    def __init__(self, config):
+        self.process = subprocess.Popen(["node", self.ROUTE_JS, config], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        atexit.register(self.stop)
+
+    def route(self, pod, namespace, labels):
+        """The webhooks, each {configuration, name, path, failurePolicy,
+        called, why or error}, in the API server's order."""
+        line = None
+        try:
+            self.process.stdin.write(json.dumps({"object": pod, "oldObject": None, "operation": "CREATE",
+                                                 "namespace": {"name": namespace, "labels": labels}}) + "\n")
+            self.process.stdin.flush()
+            line = self.process.stdout.readline()
+        except OSError:
+            pass
+        if not line:
+            self.stop()
+            raise WebhookError(self.process.stderr.read().strip() or "route.js: no answer")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise WebhookError(f"route.js: {answer['error']}")
+        return answer["webhooks"]
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
