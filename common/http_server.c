@@ -9,6 +9,7 @@
 #include "common/http_server.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,19 @@ void ms_http_reader_next(ms_http_reader *reader) {
 }
 
 /* ---- the server ----------------------------------------------------------------- */
+
+int ms_http_response_copy(ms_http_response *out, int status, const char *content_type,
+                          const char *body) {
+  size_t len = strlen(body);
+  char *copy = malloc(len + 1);
+  if (copy == NULL) return -ENOMEM;
+  memcpy(copy, body, len + 1);
+  out->status = status;
+  out->content_type = content_type;
+  out->body = copy;
+  out->body_len = len;
+  return 0;
+}
 
 typedef struct connection connection;
 

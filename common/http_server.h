@@ -137,6 +137,12 @@ typedef struct ms_http_response {
   void *after_arg;
 } ms_http_response;
 
+/* ms_http_response_copy sets `out`'s status and content type, and its body
+ * to a copy of the string `body`, for handlers whose answer is a fixed
+ * sentence. Returns 0, or -ENOMEM (nothing allocated). */
+int ms_http_response_copy(ms_http_response *out, int status, const char *content_type,
+                          const char *body);
+
 /* What the server reports to its owner. */
 typedef enum ms_http_server_event {
   MS_HTTP_EVENT_EVICTED,    /* a connection closed to make room (or the new one, none waiting) */

@@ -119,19 +119,8 @@ char *ms_xds_server_status_json(ms_xds_server *server) {
 
 /* ---- answering ------------------------------------------------------------------ */
 
-/* answer fills `out` with a copy of `body`. */
-static int answer(int status, const char *content_type, const char *body, ms_http_response *out) {
-  out->status = status;
-  out->content_type = content_type;
-  out->body_len = strlen(body);
-  out->body = malloc(out->body_len + 1);
-  if (out->body == NULL) return -ENOMEM;
-  memcpy(out->body, body, out->body_len + 1);
-  return 0;
-}
-
 static int answer_text(int status, const char *body, ms_http_response *out) {
-  return answer(status, "application/json", body, out);
+  return ms_http_response_copy(out, status, "application/json", body);
 }
 
 static int refuse(void *arg, int status, ms_http_response *out) {
@@ -158,13 +147,14 @@ static int respond(void *arg, const ms_http_request *request, uint64_t now_ms,
   }
   out->head_only = request->method == HTTP_HEAD;
   /* The loop answered: that is all liveness asks. */
-  if (xds_path_is(request, "/healthz")) return answer(200, "text/plain", "ok\n", out);
+  if (xds_path_is(request, "/healthz"))
+    return ms_http_response_copy(out, 200, "text/plain", "ok\n");
   if (xds_path_is(request, "/readyz")) {
     char why[MS_ERR_LEN], body[MS_ERR_LEN + 32];
     if (ms_xds_server_ready_reason(status->server, why, sizeof(why)) == 0)
-      return answer(200, "text/plain", "ready\n", out);
+      return ms_http_response_copy(out, 200, "text/plain", "ready\n");
     snprintf(body, sizeof(body), "not ready: %s\n", why);
-    return answer(503, "text/plain", body, out);
+    return ms_http_response_copy(out, 503, "text/plain", body);
   }
   if (!status->full || !xds_path_is(request, "/status"))
     return answer_text(404,

@@ -34,15 +34,8 @@
 #include "common/version.h"
 #include "xds-server/server_internal.h"
 
-/* answer_text fills `out` with a copy of the sentence `text`. */
 static int answer_text(int status, const char *text, ms_http_response *out) {
-  out->status = status;
-  out->content_type = "text/plain";
-  out->body_len = strlen(text);
-  out->body = malloc(out->body_len + 1);
-  if (out->body == NULL) return -ENOMEM;
-  memcpy(out->body, text, out->body_len + 1);
-  return 0;
+  return ms_http_response_copy(out, status, "text/plain", text);
 }
 
 /* content_type_is_json: application/json, with parameters or not. */
@@ -89,10 +82,10 @@ static int respond(void *arg, const ms_http_request *request, uint64_t now_ms,
       {"/inject-namespace", XDS_WEBHOOK_INJECT_NAMESPACE},
       {"/validate", XDS_WEBHOOK_VALIDATE},
   };
-  size_t k = 0;
-  while (k < 3 && !xds_path_is(request, paths[k].path))
+  size_t path_count = sizeof(paths) / sizeof(paths[0]), k = 0;
+  while (k < path_count && !xds_path_is(request, paths[k].path))
     k++;
-  if (k == 3) {
+  if (k == path_count) {
     webhook->not_found++;
     return answer_text(404,
                        "not found: the webhook serves POST /inject, /inject-namespace and "

@@ -136,12 +136,8 @@ static int respond_health(ms_admin *admin, const ms_http_request *request, uint6
   ms_admin_target target;
   if (ms_admin_route_match(request->method, request->url, request->url_len, &target) != 0 ||
       target.route != MS_ADMIN_ROUTE_READY || !target.method_allowed) {
-    static const char body[] = "{\"error\":\"not found: this port answers GET /ready only\"}";
-    out->status = 404;
-    out->content_type = "application/json";
-    out->body = strdup(body);
-    out->body_len = sizeof(body) - 1;
-    return out->body != NULL ? 0 : -ENOMEM;
+    return ms_http_response_copy(out, 404, "application/json",
+                                 "{\"error\":\"not found: this port answers GET /ready only\"}");
   }
   ms_admin_response response;
   if (ms_admin_respond(admin->server, &target, now_ms, &response) != 0) return -ENOMEM;
